@@ -1,0 +1,1 @@
+"""Thin HTTP handlers: parse, authorize, call one function in shared/, shape the reply."""

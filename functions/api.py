@@ -1,0 +1,102 @@
+"""Function `api`: the public HTTP API (DESIGN §3)."""
+
+from __future__ import annotations
+
+import logging
+
+import flask
+from pydantic import ValidationError
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from functions.http import api_token, check_token, describe_validation, json_object, reply
+from functions.openapi import openapi_document
+from shared.errors import ApiError, ServiceUnavailable
+from shared.services import Services, get_services
+from shared.tasks import service
+from shared.tasks.models import CreateTaskRequest, ListTasksQuery
+
+log = logging.getLogger("vision_to_tag.api")
+
+ROUTES = Map(
+    [
+        Rule("/api/v1/task/create", endpoint="create", methods=["POST"]),
+        Rule("/api/v1/task/get/<task_id>", endpoint="get", methods=["GET"]),
+        Rule("/api/v1/task/<task_id>/retry", endpoint="retry", methods=["POST"]),
+        Rule("/api/v1/task/<task_id>", endpoint="get", methods=["GET"]),
+        Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
+        Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
+        Rule("/healthz", endpoint="healthz", methods=["GET"]),
+    ],
+    strict_slashes=False,
+)
+PUBLIC = {"healthz", "openapi"}
+
+
+def api(request: flask.Request) -> flask.Response:
+    """Cloud Functions entry point."""
+    try:
+        endpoint, args = ROUTES.bind_to_environ(request.environ).match()
+    except MethodNotAllowed as error:
+        allowed = ", ".join(sorted(error.valid_methods or []))
+        return reply(405, f"method {request.method} not allowed here (allowed: {allowed})",
+                     headers={"Allow": allowed})
+    except NotFound:
+        return reply(404, f"no route {request.path}")
+    try:
+        services = get_services()
+        if endpoint not in PUBLIC:
+            check_token(api_token(request), services.settings.API_TOKENS, "Authorization")
+        return HANDLERS[endpoint](request, services, **args)
+    except ApiError as error:
+        return reply(error.status, error.message)
+    except ValidationError as error:
+        return reply(400, describe_validation(error))
+    except ServiceUnavailable as error:
+        log.warning("%s", error)
+        return reply(503, f"{error}; nothing was changed, try again", headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return reply(500, "internal error")
+
+
+def create(request: flask.Request, services: Services) -> flask.Response:
+    body = json_object(request)
+    parsed = CreateTaskRequest.model_validate(
+        body, context={"platforms": services.settings.PLATFORMS}
+    )
+    task, created = service.create_task(services, parsed, request.headers.get("Idempotency-Key"))
+    return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
+                 task_id=task.task_id)
+
+
+def get(request: flask.Request, services: Services, task_id: str) -> flask.Response:
+    task = service.get_task(services, task_id)
+    return reply(200, task_id=task.task_id, data=task.model_dump(mode="json"))
+
+
+def list_(request: flask.Request, services: Services) -> flask.Response:
+    query = ListTasksQuery.model_validate(request.args.to_dict())
+    page = service.list_tasks(services, query)
+    return reply(200, data=page.model_dump(mode="json"))
+
+
+def retry(request: flask.Request, services: Services, task_id: str) -> flask.Response:
+    task = service.retry_task(services, task_id)
+    return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
+
+
+def healthz(request: flask.Request, services: Services) -> flask.Response:
+    checks = service.health(services)
+    healthy = all(value == "ok" for value in checks.values())
+    return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=checks)
+
+
+def openapi(request: flask.Request, services: Services) -> flask.Response:
+    return flask.jsonify(openapi_document())
+
+
+HANDLERS = {
+    "create": create, "get": get, "list": list_, "retry": retry,
+    "healthz": healthz, "openapi": openapi,
+}

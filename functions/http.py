@@ -1,0 +1,88 @@
+"""HTTP helpers the three handlers share: the reply envelope, JSON bodies, tokens."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+import flask
+from pydantic import ValidationError
+
+from shared.errors import ApiError
+
+MAX_BODY_BYTES = 64 * 1024
+"""A create request is a URL and a few fields; anything bigger is a mistake or abuse."""
+
+
+def reply(
+    code: int, message: str = "success", *, task_id: str | None = None,
+    data: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+) -> flask.Response:
+    """The original envelope; the HTTP status always equals `code`."""
+    body = {"code": code, "message": message, "task_id": task_id, "data": data or {}}
+    response = flask.Response(
+        json.dumps(body, ensure_ascii=False, default=str),
+        status=code, mimetype="application/json",
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def json_object(request: flask.Request) -> dict[str, Any]:
+    """The body as a JSON object, or ApiError 400/413 saying what is wrong with it."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body: larger than {MAX_BODY_BYTES // 1024} KB")
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, f"body: larger than {MAX_BODY_BYTES // 1024} KB")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "body: not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "body: must be a JSON object")
+    return body
+
+
+def describe_validation(error: ValidationError) -> str:
+    """First problem, as `field: reason` (the field named the way the caller sent it)."""
+    problems: dict[str, list[dict[str, Any]]] = {}
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "body"
+        problems.setdefault(field, []).append(item)
+    field, items = next(iter(problems.items()))
+    if len(items) > 1 and all(item["type"].endswith("_type") for item in items):
+        got = type(items[0]["input"]).__name__
+        return f"{field}: wrong type ({got}); expected {' or '.join(_expected(items))}"
+    item = items[0]
+    if item["type"] == "missing":
+        return f"{field}: is required"
+    if item["type"] == "extra_forbidden":
+        return f"{field}: unknown parameter"
+    message = item["msg"].removeprefix("Value error, ")
+    return f"{field}: {message[0].lower()}{message[1:]}"
+
+
+def _expected(items: list[dict[str, Any]]) -> list[str]:
+    names = {"int_type": "an integer", "string_type": "a string", "list_type": "a list"}
+    return [names.get(item["type"], item["type"]) for item in items]
+
+
+def check_token(presented: str | None, accepted: list[str], header: str) -> None:
+    """401 when a token is needed and none came; 403 when it is not one we accept."""
+    if not accepted:
+        return
+    if not presented:
+        raise ApiError(401, f"{header}: a token is required")
+    if not any(hmac.compare_digest(presented.encode(), token.encode()) for token in accepted):
+        raise ApiError(403, f"{header}: token not accepted")
+
+
+def api_token(request: flask.Request) -> str | None:
+    """The caller's token from `Authorization: Bearer …` or `X-API-Key`."""
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.headers.get("X-API-Key") or None

@@ -1,0 +1,101 @@
+"""The OpenAPI 3 document, generated from the pydantic models the handlers validate with."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from shared.tasks.models import CreateTaskRequest, Envelope, ListTasksQuery, Task, TaskPage
+
+REF = "#/components/schemas/{model}"
+
+
+def _envelope(data_ref: str | None, description: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"allOf": [{"$ref": REF.format(model="Envelope")}]}
+    if data_ref:
+        schema["allOf"].append(
+            {"type": "object", "properties": {"data": {"$ref": REF.format(model=data_ref)}}}
+        )
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _envelope(None, "error: `message` names the field and the reason")
+            for code in codes}
+
+
+def _query_parameters() -> list[dict[str, Any]]:
+    schema = ListTasksQuery.model_json_schema()
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop}
+        for name, prop in schema["properties"].items()
+    ]
+
+
+TASK_ID = {"name": "task_id", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+AUTH = [{"bearer": []}, {"apiKey": []}]
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(CreateTaskRequest, "validation"), (Task, "serialization"),
+         (TaskPage, "serialization"), (Envelope, "serialization")],
+        ref_template=REF,
+    )
+    get_task = {
+        "summary": "Read a task (status, stage, attempts, error, timings, result)",
+        "parameters": [TASK_ID], "security": AUTH,
+        "responses": {"200": _envelope("Task", "the task"), **_errors(400, 401, 403, 404, 503)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "vision-to-tag", "version": "1",
+                 "description": "Structured tags for videos. Every reply is the envelope "
+                                "`{code, message, task_id, data}`; HTTP status = `code`."},
+        "paths": {
+            "/api/v1/task/create": {"post": {
+                "summary": "Create a tagging task",
+                "security": AUTH,
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "maxLength": 128}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="CreateTaskRequest")}}}},
+                "responses": {"200": _envelope(None, "created; `task_id` is set"),
+                              **_errors(400, 401, 403, 409, 413, 503)},
+            }},
+            "/api/v1/task/{task_id}": {"get": get_task},
+            "/api/v1/task/get/{task_id}": {"get": get_task},
+            "/api/v1/tasks": {"get": {
+                "summary": "List tasks, newest first, with cursor pagination",
+                "parameters": _query_parameters(), "security": AUTH,
+                "responses": {"200": _envelope("TaskPage", "a page of tasks"),
+                              **_errors(400, 401, 403, 503)},
+            }},
+            "/api/v1/task/{task_id}/retry": {"post": {
+                "summary": "Re-queue a failed task with fresh attempts",
+                "parameters": [TASK_ID], "security": AUTH,
+                "responses": {"200": _envelope("Task", "re-queued"),
+                              **_errors(400, 401, 403, 404, 409, 503)},
+            }},
+            "/healthz": {"get": {
+                "summary": "Reachability of database, Redis and storage",
+                "responses": {"200": _envelope(None, "all reachable"),
+                              "503": _envelope(None, "something is down")},
+            }},
+            "/api/v1/openapi.json": {"get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3 document"}},
+            }},
+        },
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }

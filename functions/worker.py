@@ -1,0 +1,43 @@
+"""Function `process_task`: the queue delivers `{"task_id"}` here (DESIGN §1, §4)."""
+
+from __future__ import annotations
+
+import logging
+
+import flask
+
+from functions.http import check_token, json_object, reply
+from shared.errors import ApiError, ServiceUnavailable
+from shared.services import get_services
+from shared.tasks.models import TASK_ID_PATTERN
+from shared.tasks.worker import process_task as run_task
+
+log = logging.getLogger("vision_to_tag.worker")
+
+
+def process_task(request: flask.Request) -> flask.Response:
+    """Cloud Functions entry point; a 2xx tells the queue to drop the delivery."""
+    try:
+        services = get_services()
+        token = services.settings.WORKER_TOKEN
+        check_token(request.headers.get("X-Worker-Token"), [token] if token else [],
+                    "X-Worker-Token")
+        if request.method != "POST":
+            raise ApiError(405, f"method {request.method} not allowed (allowed: POST)")
+        task_id = json_object(request).get("task_id")
+        if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
+            raise ApiError(400, "task_id: required, 32 lowercase hex characters")
+    except ApiError as error:
+        return reply(error.status, error.message)
+    except ServiceUnavailable as error:
+        return reply(503, str(error), headers={"Retry-After": "5"})
+    log.info(
+        "delivery: queue retry %s, execution %s",
+        request.headers.get("X-CloudTasks-TaskRetryCount", "-"),
+        request.headers.get("X-CloudTasks-TaskExecutionCount", "-"),
+        extra={"task_id": task_id},
+    )
+    result = run_task(task_id, services)
+    headers = {"Retry-After": str(result.retry_after_s)} if result.retry_after_s else {}
+    return reply(result.status_code, result.message, task_id=task_id,
+                 data={"status": result.task_status}, headers=headers)

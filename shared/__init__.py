@@ -1,0 +1,1 @@
+"""Code shared by the Cloud Functions and the scripts of vision-to-tag."""

@@ -1,0 +1,142 @@
+"""One Settings object, read from the environment and `.env`, validated at start-up.
+
+Every variable is listed in `.env.example`. A bad value stops the process with one line
+that names the variable (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+"""Repository root: embedded defaults (SQLite file, Redis socket, videos) live under `var/`."""
+
+VAR_DIR = ROOT / "var"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(SystemExit):
+    """Raised with a one-line message naming the variable that is wrong."""
+
+
+class Settings(BaseSettings):
+    """Service configuration; field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    DATABASE_URL: str = f"sqlite:///{VAR_DIR / 'vision_to_tag.db'}"
+    REDIS_URL: str = ""
+    STORAGE: Literal["local", "gcs"] = "local"
+    STORAGE_DIR: Path = VAR_DIR / "storage"
+    GCS_BUCKET: str = ""
+    QUEUE: Literal["redis", "cloudtasks"] = "redis"
+    CLOUD_TASKS_QUEUE: str = ""
+    WORKER_URL: str = "http://127.0.0.1:8081/"
+    TASKS_SERVICE_ACCOUNT: str = ""
+    TAGGER: Literal["local", "gemini"] = "local"
+    GEMINI_MODEL: str = "gemini-2.5-flash"
+    GEMINI_BASE_URL: str = ""
+    TAG_INPUT: Literal["video", "frames"] = "video"
+    INLINE_MAX_MB: float = Field(default=18, gt=0)
+    MAX_VIDEO_MB: float = Field(default=50, gt=0)
+    MAX_VIDEO_SECONDS: float = Field(default=600, gt=0)
+    TASK_TIMEOUT_S: int = Field(default=600, ge=1, le=1800)
+    MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
+    CACHE_DAYS: int = Field(default=7, ge=1)
+    DOWNLOAD_CONNECT_TIMEOUT_S: float = Field(default=10, gt=0)
+    DOWNLOAD_READ_TIMEOUT_S: float = Field(default=30, gt=0)
+    DOWNLOAD_TOTAL_TIMEOUT_S: float = Field(default=300, gt=0)
+    ES_URL: str = ""
+    ES_INDEX_PREFIX: str = "vision-to-tag"
+    ES_COMPAT_HEADERS: bool = True
+    API_TOKENS: CommaList = []
+    WORKER_TOKEN: str = ""
+    ALLOW_PRIVATE_URLS: bool = False
+    QUOTA_TZ: str = "America/Los_Angeles"
+    PLATFORMS: CommaList = ["rpa", "miaobi"]
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    DB_POOL_SIZE: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("API_TOKENS", "PLATFORMS", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("PLATFORMS")
+    @classmethod
+    def _platforms_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one platform")
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "mysql+pymysql:")):
+            raise ValueError("must start with sqlite:/// or mysql+pymysql://")
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _known_redis(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (or be empty)")
+        return value
+
+    @field_validator("WORKER_URL")
+    @classmethod
+    def _http_worker(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def max_video_bytes(self) -> int:
+        return int(self.MAX_VIDEO_MB * 1024 * 1024)
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line per invalid variable: `CONFIG: MAX_ATTEMPTS=abc: <reason>`."""
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        shown = item.get("input")
+        if "TOKEN" in name or "URL" in name:
+            shown = "***"
+        lines.append(f"invalid configuration: {name}={shown!r}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; exit with a clear message naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(describe_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load_settings()
+
+
+if __name__ == "__main__":
+    print(get_settings().model_dump_json(indent=2), file=sys.stdout)

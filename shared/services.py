@@ -1,0 +1,70 @@
+"""Build the clients a process needs, once, from the settings.
+
+Functions call `get_services()` on their first request (clients are reused across
+requests of the same instance); tests build their own `Services` with other backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+
+from shared.config import VAR_DIR, Settings, get_settings
+from shared.redis_conn import connect as connect_redis
+from shared.storage import LocalStorage, Storage
+from shared.tagging.base import Tagger
+from shared.tagging.local import LocalTagger
+from shared.tasks.db import create_db_engine, migrate
+from shared.tasks.queue import RedisQueue, TaskQueue
+from shared.tasks.store import TaskStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: TaskStore
+    redis: redis.Redis
+    queue: TaskQueue
+    storage: Storage
+    tagger: Tagger
+
+
+def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
+    engine = create_db_engine(settings)
+    if run_migrations:
+        migrate(engine)
+    client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis")
+    return Services(
+        settings=settings,
+        store=TaskStore(engine),
+        redis=client,
+        queue=build_queue(settings, client),
+        storage=build_storage(settings),
+        tagger=build_tagger(settings),
+    )
+
+
+def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
+    if settings.QUEUE == "cloudtasks":
+        raise NotImplementedError("QUEUE=cloudtasks arrives with the Cloud Tasks backend")
+    return RedisQueue(client)
+
+
+def build_storage(settings: Settings) -> Storage:
+    if settings.STORAGE == "gcs":
+        raise NotImplementedError("STORAGE=gcs arrives with the GCS backend")
+    return LocalStorage(settings.STORAGE_DIR)
+
+
+def build_tagger(settings: Settings) -> Tagger:
+    if settings.TAGGER == "gemini":
+        raise NotImplementedError("TAGGER=gemini arrives with the Gemini tagger")
+    return LocalTagger()
+
+
+@lru_cache(maxsize=1)
+def get_services() -> Services:
+    """The process-wide services, built on first use."""
+    return build_services(get_settings())

@@ -1,0 +1,1 @@
+"""Tagging: the result schema, the offline LocalTagger and (later) the Gemini tagger."""

@@ -1,0 +1,22 @@
+"""What every tagger receives and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from shared.tagging.result import TagResult
+from shared.video.probe import MediaInfo
+
+
+@dataclass(frozen=True)
+class TagRequest:
+    video_path: Path
+    media: MediaInfo
+    dimensions: list[str]
+    language: str
+
+
+class Tagger(Protocol):
+    def tag(self, request: TagRequest) -> TagResult: ...

@@ -1,0 +1,81 @@
+"""The tagging result (DESIGN §5): stored in `video_tasks.tags`, answered as `result`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+Dimension = Literal["vision", "audio", "content", "business"]
+ALL_DIMENSIONS: tuple[Dimension, ...] = ("vision", "audio", "content", "business")
+
+SUBCATEGORIES: dict[str, tuple[str, ...]] = {
+    "vision": ("characters", "scene", "cinematography"),
+    "audio": ("speech", "music", "sound_effects"),
+    "content": ("theme", "narrative", "emotion", "on_screen_text"),
+    "business": ("product", "marketing", "audience"),
+}
+"""The lists inside each dimension, in the order the result shows them."""
+
+
+class Tag(BaseModel):
+    tag: str = Field(min_length=1)
+    confidence: float
+
+    @field_validator("confidence")
+    @classmethod
+    def _clamp(cls, value: float) -> float:
+        return min(1.0, max(0.0, value))
+
+
+class KeyMoment(BaseModel):
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    description: str = ""
+    tags: list[str] = []
+
+
+class Technical(BaseModel):
+    """Measured locally from the file, whatever the tagger."""
+
+    duration_s: float
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    orientation: Literal["portrait", "landscape", "square"] | None = None
+    has_audio: bool
+    has_video: bool = True
+    container: str
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    rotation: int = 0
+    bitrate_kbps: int | None = None
+    scene_changes: int | None = None
+
+
+class Usage(BaseModel):
+    requests: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+
+class TagResult(BaseModel):
+    tags: list[str]
+    dimensions: dict[str, dict[str, list[Tag]]]
+    key_moments: list[KeyMoment] = []
+    summary: str = ""
+    technical: Technical
+    language: str
+    provider: str
+    model: str
+    usage: Usage = Usage()
+
+
+def flatten_tags(dimensions: dict[str, dict[str, list[Tag]]]) -> list[str]:
+    """The flat `tags` list: de-duplicated, highest confidence first, stable on ties."""
+    best: dict[str, float] = {}
+    for groups in dimensions.values():
+        for tags in groups.values():
+            for item in tags:
+                best[item.tag] = max(best.get(item.tag, 0.0), item.confidence)
+    return sorted(best, key=lambda name: -best[name])

@@ -1,0 +1,1 @@
+"""Tasks: request/result models, the MySQL/SQLite store, queue backends and the pipeline."""

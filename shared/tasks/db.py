@@ -1,0 +1,76 @@
+"""Database engine and schema migrations (SQLite embedded default, MySQL in production)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from shared.config import ROOT, Settings
+
+MIGRATIONS_DIR = ROOT / "shared" / "tasks" / "migrations"
+MYSQL_MIGRATION_LOCK = "vision_to_tag_migrate"
+"""MySQL named lock held while migrating, so concurrent cold starts upgrade once."""
+
+
+def create_db_engine(settings: Settings) -> sa.Engine:
+    """One pooled engine per process; pool size from DB_POOL_SIZE."""
+    url = make_url(settings.DATABASE_URL)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return sa.create_engine(
+        url,
+        pool_size=settings.DB_POOL_SIZE,
+        max_overflow=settings.DB_POOL_SIZE,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets the api read while the worker writes; busy_timeout waits instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def migrate(engine: sa.Engine, revision: str = "head") -> None:
+    """Upgrade the schema to `revision`; safe to call from many processes at once."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with _migration_lock(engine), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: sa.Engine) -> Iterator[None]:
+    if engine.dialect.name == "mysql":
+        with engine.connect() as lock_conn:
+            lock_conn.execute(sa.text("SELECT GET_LOCK(:n, 60)"), {"n": MYSQL_MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                lock_conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": MYSQL_MIGRATION_LOCK})
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield

@@ -1,0 +1,176 @@
+"""Request and task models of the HTTP API; the OpenAPI document is generated from them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from shared.tagging.result import ALL_DIMENSIONS, TagResult
+
+MAX_URL_LENGTH = 2048
+TASK_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+"""Task ids are uuid4 hex: anything else is malformed (400), not unknown (404)."""
+
+Status = Literal["pending", "processing", "completed", "failed"]
+Stage = Literal["downloading", "probing", "extracting_frames", "tagging", "saving", "indexing"]
+LANGUAGES = ("zh", "en")
+
+
+def check_http_url(value: str) -> str:
+    """Cheap URL check at create time (no network): http(s), a host, no credentials."""
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as error:
+        raise ValueError(f"is not a valid URL ({error})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("must be an http or https URL")
+    if not hostname:
+        raise ValueError("must include a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain credentials")
+    return value
+
+
+class CreateTaskRequest(BaseModel):
+    """Body of POST /api/v1/task/create. Unknown fields are ignored (old clients)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: StrictStr = Field(description="http(s) URL of the video")
+    platform: StrictStr = Field(description="calling platform, one of PLATFORMS")
+    uid: StrictInt | StrictStr | None = Field(default=None, description="caller's user id")
+    dimensions: list[str] | str = Field(
+        default="all",
+        validate_default=True,
+        description="`all` or any of vision, audio, content, business (string, comma list "
+        "or array); the original spelling `dismensions` is accepted too",
+    )
+    env: Literal["develop", "production"] = "develop"
+    language: Literal["zh", "en"] = "zh"
+    callback_url: StrictStr | None = Field(default=None, description="POSTed the final task")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _original_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dimensions" not in data and "dismensions" in data:
+            data = {**data, "dimensions": data["dismensions"]}
+        return data
+
+    @field_validator("url", "callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str, info: ValidationInfo) -> str:
+        allowed = (info.context or {}).get("platforms", ())
+        if value not in allowed:
+            raise ValueError(f"unknown platform {value!r} (allowed: {', '.join(allowed)})")
+        return value
+
+    @field_validator("uid")
+    @classmethod
+    def _uid_shape(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not (0 < len(value) <= 64):
+            raise ValueError("must be 1 to 64 characters")
+        return value
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, value: list[str] | str) -> list[str]:
+        names = value.split(",") if isinstance(value, str) else value
+        names = [name.strip() for name in names if isinstance(name, str) and name.strip()]
+        if not names:
+            raise ValueError("must not be empty")
+        if "all" in names:
+            return list(ALL_DIMENSIONS)
+        unknown = [name for name in names if name not in ALL_DIMENSIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown dimension {unknown[0]!r} (allowed: all, {', '.join(ALL_DIMENSIONS)})"
+            )
+        return [name for name in ALL_DIMENSIONS if name in names]
+
+
+class Task(BaseModel):
+    """A task as the API shows it (`data` of GET /api/v1/task/{id})."""
+
+    task_id: str
+    status: Status
+    stage: str | None = None
+    attempts: int
+    url: str
+    platform: str
+    uid: str | None = None
+    env: str
+    dimensions: list[str]
+    language: str
+    message: str | None = None
+    error_code: str | None = None
+    timings: dict[str, int] | None = None
+    video_sha256: str | None = None
+    size_bytes: int | None = None
+    duration_s: float | None = None
+    storage_uri: str | None = None
+    callback_url: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    processed_start: datetime | None = None
+    processed_end: datetime | None = None
+    result: TagResult | None = None
+
+    @field_validator("created_at", "updated_at", "processed_start", "processed_end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """The database keeps naive UTC; the API says so explicitly."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class TaskPage(BaseModel):
+    """`data` of GET /api/v1/tasks: newest first; pass `next_cursor` back for more."""
+
+    tasks: list[Task]
+    next_cursor: str | None = None
+
+
+class ListTasksQuery(BaseModel):
+    """Query string of GET /api/v1/tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    platform: str | None = None
+    uid: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=64)
+
+
+class Envelope(BaseModel):
+    """Every reply: the HTTP status equals `code`."""
+
+    code: int
+    message: str
+    task_id: str | None = None
+    data: dict[str, Any] = {}

@@ -1,0 +1,31 @@
+"""The stuck-task reaper: processing tasks whose lease expired go back to the queue.
+
+Run from the consumer loop and from the daily `cleanup` function. The id is enqueued
+before the row changes, so a crash between the two leaves a harmless extra delivery
+(the worker's claim still succeeds on an expired lease) and never a lost task.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared.tasks.queue import TaskQueue
+from shared.tasks.store import TaskStore
+
+log = logging.getLogger("vision_to_tag.reaper")
+
+
+def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int) -> dict[str, int]:
+    counts = {"requeued": 0, "failed": 0, "skipped": 0}
+    for task in store.expired_leases():
+        if task.attempts < max_attempts:
+            queue.enqueue(task.task_id, url=task.url)
+        outcome = store.reap(
+            task, max_attempts=max_attempts,
+            message=f"worker lost during stage {task.stage or 'start'} (lease expired)",
+        )
+        if outcome == "failed":
+            queue.dead_letter(task.task_id)
+        counts[outcome] += 1
+        log.info("reaped stuck task: %s", outcome, extra={"task_id": task.task_id})
+    return counts

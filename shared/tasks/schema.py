@@ -1,0 +1,54 @@
+"""The `video_tasks` table (DESIGN §5) as SQLAlchemy Core metadata.
+
+Alembic migrations in `shared/tasks/migrations/` create and upgrade it; this module is
+what the code queries against. Keep both in step when a column is added.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData()
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""SQLite only auto-increments INTEGER PRIMARY KEY; MySQL gets BIGINT."""
+
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+"""Naive UTC timestamps with microseconds on MySQL too."""
+
+video_tasks = sa.Table(
+    "video_tasks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("uid", sa.String(64)),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("platform", sa.String(32), nullable=False),
+    sa.Column("env", sa.String(16), nullable=False),
+    sa.Column("dimensions", sa.JSON, nullable=False),
+    sa.Column("language", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(32)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("message", sa.Text),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("tags", sa.JSON),
+    sa.Column("video_sha256", sa.String(64)),
+    sa.Column("storage_uri", sa.String(1024)),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("timings", sa.JSON),
+    sa.Column("lease_until", Timestamp),
+    sa.Column("callback_url", sa.String(2048)),
+    sa.Column("idempotency_key", sa.String(128), unique=True),
+    sa.Column("processed_start", Timestamp),
+    sa.Column("processed_end", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_video_tasks_status_created_at", "status", "created_at"),
+    sa.Index("ix_video_tasks_uid", "uid"),
+    sa.Index("ix_video_tasks_video_sha256", "video_sha256"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)

@@ -1,0 +1,118 @@
+"""Task operations behind the HTTP API: each handler calls exactly one of these."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from shared.errors import ApiError, ServiceUnavailable
+from shared.services import Services
+from shared.tasks.models import TASK_ID_PATTERN, CreateTaskRequest, ListTasksQuery, Task, TaskPage
+from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
+
+log = logging.getLogger("vision_to_tag.api")
+
+MAX_IDEMPOTENCY_KEY = 128
+
+
+def create_task(
+    services: Services, request: CreateTaskRequest, idempotency_key: str | None = None
+) -> tuple[Task, bool]:
+    """Insert a pending task and enqueue it: both or neither. Returns (task, created)."""
+    store = services.store
+    if idempotency_key is not None:
+        if not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
+            raise ApiError(400, f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        existing = store.get_by_idempotency_key(idempotency_key)
+        if existing:
+            return _same_request(existing, request), False
+    task_id = uuid.uuid4().hex
+    fields: dict[str, Any] = {
+        "url": request.url,
+        "platform": request.platform,
+        "uid": None if request.uid is None else str(request.uid),
+        "env": request.env,
+        "dimensions": request.dimensions,
+        "language": request.language,
+        "callback_url": request.callback_url,
+        "idempotency_key": idempotency_key,
+    }
+    try:
+        task = store.insert(task_id, fields)
+    except DuplicateIdempotencyKey:
+        existing = store.get_by_idempotency_key(idempotency_key or "")
+        if existing is None:
+            raise
+        return _same_request(existing, request), False
+    try:
+        services.queue.enqueue(task_id, url=request.url)
+    except ServiceUnavailable:
+        store.delete(task_id)
+        raise
+    log.info("task created", extra={"task_id": task_id})
+    return task, True
+
+
+def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
+    if (existing.url, existing.platform) != (request.url, request.platform):
+        raise ApiError(409, "Idempotency-Key: already used for a different request")
+    return existing
+
+
+def get_task(services: Services, task_id: str) -> Task:
+    check_task_id(task_id)
+    task = services.store.get(task_id)
+    if task is None:
+        raise ApiError(404, f"task_id: no task {task_id}")
+    return task
+
+
+def list_tasks(services: Services, query: ListTasksQuery) -> TaskPage:
+    try:
+        tasks, next_cursor = services.store.list(
+            status=query.status, platform=query.platform, uid=query.uid,
+            limit=query.limit, cursor=query.cursor,
+        )
+    except InvalidCursor as error:
+        raise ApiError(400, str(error)) from None
+    return TaskPage(tasks=tasks, next_cursor=next_cursor)
+
+
+def retry_task(services: Services, task_id: str) -> Task:
+    """A failed task goes back to pending with fresh attempts and is re-queued."""
+    task = get_task(services, task_id)
+    if task.status != "failed":
+        raise ApiError(409, f"task_id: task is {task.status}; only failed tasks can be retried")
+    if not services.store.reset_failed(task_id):
+        raise ApiError(409, "task_id: task changed while retrying; try again")
+    try:
+        services.queue.enqueue(task_id, url=task.url)
+    except ServiceUnavailable:
+        services.store.restore_failed(task)
+        raise
+    refreshed = services.store.get(task_id)
+    assert refreshed is not None
+    return refreshed
+
+
+def check_task_id(task_id: str) -> None:
+    if not TASK_ID_PATTERN.match(task_id):
+        raise ApiError(400, "task_id: malformed (expected 32 lowercase hex characters)")
+
+
+def health(services: Services) -> dict[str, str]:
+    """Reachability of each backing service: 'ok' or the reason it failed."""
+    checks = {
+        "database": services.store.ping,
+        "redis": services.redis.ping,
+        "storage": services.storage.ping,
+    }
+    report = {}
+    for name, check in checks.items():
+        try:
+            check()
+            report[name] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure is reported, not raised
+            report[name] = f"error: {type(error).__name__}"
+    return report

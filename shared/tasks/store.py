@@ -1,0 +1,307 @@
+"""TaskStore: every read and write of `video_tasks`, in SQLAlchemy Core.
+
+State changes are conditional updates, so two workers can never both own a task:
+`claim` moves pending (or processing with an expired lease) to processing and bumps
+`attempts`; the final writes check that the row is still processing with the same
+`attempts` (a fencing token), so a worker whose lease was taken over cannot overwrite
+the newer attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+
+from shared.errors import ServiceUnavailable
+from shared.tasks.models import Task
+from shared.tasks.schema import video_tasks as t
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every timestamp column stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class DuplicateIdempotencyKey(Exception):
+    """Another task was created with the same Idempotency-Key."""
+
+
+class InvalidCursor(ValueError):
+    """The `cursor` of a task listing is not one this service handed out."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `claim` found: `task` is set when this caller now owns the task."""
+
+    outcome: str  # claimed | missing | completed | failed | leased | exhausted
+    task: Task | None = None
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, number = raw.partition(":")
+        if version != "v1" or not number.isdigit():
+            raise ValueError
+        return int(number)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidCursor("cursor: not a cursor returned by this API") from None
+
+
+class TaskStore:
+    """The task table behind one engine (MySQL or SQLite; same code, same tests)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # --- reads ---------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        with self._connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.task_id == task_id)).mappings().first()
+        return _to_task(row) if row else None
+
+    def get_by_idempotency_key(self, key: str) -> Task | None:
+        with self._connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.idempotency_key == key)).mappings().first()
+        return _to_task(row) if row else None
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        platform: str | None = None,
+        uid: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Task], str | None]:
+        """Newest first; returns the page and the cursor of the next one (None at the end)."""
+        query = sa.select(t).order_by(t.c.id.desc()).limit(limit + 1)
+        if status:
+            query = query.where(t.c.status == status)
+        if platform:
+            query = query.where(t.c.platform == platform)
+        if uid:
+            query = query.where(t.c.uid == uid)
+        if cursor:
+            query = query.where(t.c.id < decode_cursor(cursor))
+        with self._connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+        return [_to_task(row) for row in rows[:limit]], next_cursor
+
+    def count_by_status(self) -> dict[str, int]:
+        with self._connect() as conn:
+            rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status))
+            return {status: count for status, count in rows}
+
+    def expired_leases(self, now: datetime | None = None, limit: int = 100) -> list[Task]:
+        """Processing tasks whose worker stopped renewing (crashed, killed, timed out)."""
+        query = (
+            sa.select(t)
+            .where(t.c.status == "processing", t.c.lease_until < (now or utcnow()))
+            .limit(limit)
+        )
+        with self._connect() as conn:
+            return [_to_task(row) for row in conn.execute(query).mappings()]
+
+    def ping(self) -> None:
+        with self._connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # --- writes --------------------------------------------------------------
+
+    def insert(self, task_id: str, fields: dict[str, Any]) -> Task:
+        """Insert a pending task; DuplicateIdempotencyKey when the key was used already."""
+        now = utcnow()
+        values = {
+            **fields,
+            "task_id": task_id,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self._begin() as conn:
+                conn.execute(sa.insert(t).values(values))
+        except IntegrityError as error:
+            if fields.get("idempotency_key"):
+                raise DuplicateIdempotencyKey(fields["idempotency_key"]) from error
+            raise
+        task = self.get(task_id)
+        assert task is not None
+        return task
+
+    def delete(self, task_id: str) -> None:
+        with self._begin() as conn:
+            conn.execute(sa.delete(t).where(t.c.task_id == task_id))
+
+    def claim(self, task_id: str, lease_s: float, max_attempts: int) -> Claim:
+        """Take ownership: pending, or processing with an expired lease, and attempts left."""
+        now = utcnow()
+        claimable = sa.or_(
+            t.c.status == "pending",
+            sa.and_(t.c.status == "processing", t.c.lease_until < now),
+        )
+        update = (
+            sa.update(t)
+            .where(t.c.task_id == task_id, claimable, t.c.attempts < max_attempts)
+            .values(
+                status="processing",
+                stage=None,
+                attempts=t.c.attempts + 1,
+                lease_until=now + timedelta(seconds=lease_s),
+                processed_start=now,
+                processed_end=None,
+                updated_at=now,
+            )
+        )
+        with self._begin() as conn:
+            claimed = conn.execute(update).rowcount == 1
+        task = self.get(task_id)
+        if task is None:
+            return Claim("missing")
+        if claimed:
+            return Claim("claimed", task)
+        if task.status in ("completed", "failed"):
+            return Claim(task.status, task)
+        if task.attempts >= max_attempts:
+            return Claim("exhausted", task)
+        return Claim("leased", task)
+
+    def set_stage(self, task_id: str, attempt: int, stage: str) -> bool:
+        return self._update_owned(task_id, attempt, stage=stage)
+
+    def complete(
+        self, task_id: str, attempt: int, *, result: dict[str, Any], timings: dict[str, int],
+        video: dict[str, Any],
+    ) -> bool:
+        now = utcnow()
+        return self._update_owned(
+            task_id, attempt, status="completed", stage=None, tags=result, timings=timings,
+            message=None, error_code=None, lease_until=None, processed_end=now, **video,
+        )
+
+    def fail(
+        self, task_id: str, attempt: int, *, error_code: str, message: str,
+        timings: dict[str, int] | None = None,
+    ) -> bool:
+        return self._update_owned(
+            task_id, attempt, status="failed", error_code=error_code, message=message,
+            timings=timings, lease_until=None, processed_end=utcnow(),
+        )
+
+    def release(
+        self, task_id: str, attempt: int, *, error_code: str, message: str,
+        timings: dict[str, int] | None = None,
+    ) -> bool:
+        """Back to pending after a transient error; the queue delivers it again."""
+        return self._update_owned(
+            task_id, attempt, status="pending", error_code=error_code, message=message,
+            timings=timings, lease_until=None, processed_end=utcnow(),
+        )
+
+    def reap(self, task: Task, *, max_attempts: int, message: str) -> str:
+        """Resolve a task whose lease expired: `requeued`, `failed` or `skipped` (raced)."""
+        if task.attempts >= max_attempts:
+            values = {"status": "failed", "error_code": "attempts_exhausted"}
+        else:
+            values = {"status": "pending", "error_code": "worker_lost"}
+        now = utcnow()
+        update = (
+            sa.update(t)
+            .where(
+                t.c.task_id == task.task_id,
+                t.c.status == "processing",
+                t.c.attempts == task.attempts,
+                t.c.lease_until < now,
+            )
+            .values(**values, message=message, lease_until=None, updated_at=now)
+        )
+        with self._begin() as conn:
+            if conn.execute(update).rowcount != 1:
+                return "skipped"
+        return "requeued" if values["status"] == "pending" else "failed"
+
+    def fail_pending(self, task_id: str, *, error_code: str, message: str) -> bool:
+        """Fail a pending task that can no longer be claimed (no attempts left)."""
+        now = utcnow()
+        update = (
+            sa.update(t)
+            .where(t.c.task_id == task_id, t.c.status == "pending")
+            .values(status="failed", error_code=error_code, message=message,
+                    processed_end=now, updated_at=now)
+        )
+        with self._begin() as conn:
+            return conn.execute(update).rowcount == 1
+
+    def reset_failed(self, task_id: str) -> bool:
+        """A failed task back to pending with fresh attempts (the retry route)."""
+        update = (
+            sa.update(t)
+            .where(t.c.task_id == task_id, t.c.status == "failed")
+            .values(status="pending", attempts=0, stage=None, lease_until=None,
+                    updated_at=utcnow())
+        )
+        with self._begin() as conn:
+            return conn.execute(update).rowcount == 1
+
+    def restore_failed(self, task: Task) -> None:
+        """Undo `reset_failed` when the re-queue could not be written."""
+        update = (
+            sa.update(t)
+            .where(t.c.task_id == task.task_id, t.c.status == "pending")
+            .values(status="failed", attempts=task.attempts, updated_at=utcnow())
+        )
+        with self._begin() as conn:
+            conn.execute(update)
+
+    # --- helpers -------------------------------------------------------------
+
+    def _update_owned(self, task_id: str, attempt: int, **values: Any) -> bool:
+        update = (
+            sa.update(t)
+            .where(t.c.task_id == task_id, t.c.status == "processing", t.c.attempts == attempt)
+            .values(**values, updated_at=utcnow())
+        )
+        with self._begin() as conn:
+            return conn.execute(update).rowcount == 1
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        with _outage_as_unavailable(), self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        with _outage_as_unavailable(), self.engine.begin() as conn:
+            yield conn
+
+
+@contextlib.contextmanager
+def _outage_as_unavailable() -> Iterator[None]:
+    """A lost or refused database connection becomes ServiceUnavailable (HTTP 503)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        raise ServiceUnavailable("database", type(error.orig).__name__) from error
+
+
+def _to_task(row: Any) -> Task:
+    data = dict(row)
+    data["result"] = data.pop("tags")
+    return Task.model_validate(data)

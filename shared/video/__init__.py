@@ -1,0 +1,1 @@
+"""Video intake: download, probe (ffmpeg) and key frames."""
