@@ -14,6 +14,14 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+CONNECT_TIMEOUT_S = 2.0
+"""A Redis that does not accept a connection in 2 s is down: answer 503 quickly."""
+
+SOCKET_TIMEOUT_S = 10.0
+"""Longer than any command we send blocks (BLMOVE waits at most 1 s)."""
 
 EMBEDDED_START_TIMEOUT_S = 10.0
 """How long to wait for a freshly started embedded server to answer PING."""
@@ -21,10 +29,17 @@ EMBEDDED_START_TIMEOUT_S = 10.0
 
 def connect(url: str, embedded_dir: Path) -> redis.Redis:
     """A Redis client for `url`; an empty url means the embedded server in `embedded_dir`."""
+    options = {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        "health_check_interval": 30,
+    }
     if url:
-        return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return redis.Redis.from_url(url, **options)
     socket_path = ensure_embedded_server(embedded_dir)
-    return redis.Redis(unix_socket_path=str(socket_path), decode_responses=True)
+    return redis.Redis(unix_socket_path=str(socket_path), **options)
 
 
 def embedded_url(embedded_dir: Path) -> str:

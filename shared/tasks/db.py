@@ -11,8 +11,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared.config import ROOT, Settings
+from shared.errors import ServiceUnavailable
 
 MIGRATIONS_DIR = ROOT / "shared" / "tasks" / "migrations"
 MYSQL_MIGRATION_LOCK = "vision_to_tag_migrate"
@@ -52,9 +54,12 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
     """Upgrade the schema to `revision`; safe to call from many processes at once."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with _migration_lock(engine), engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    try:
+        with _migration_lock(engine), engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except (OperationalError, InterfaceError) as error:
+        raise ServiceUnavailable("database", type(error.orig).__name__) from error
 
 
 @contextlib.contextmanager

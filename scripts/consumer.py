@@ -1,0 +1,63 @@
+"""Deliver queued task ids to the worker (the local stand-in for Cloud Tasks).
+
+    python scripts/consumer.py [--concurrency 4] [--max-retries 10]
+
+Stops cleanly on SIGTERM/SIGINT: no new deliveries, in-flight ones finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.config import get_settings  # noqa: E402
+from shared.logs import setup_logging  # noqa: E402
+from shared.services import get_services  # noqa: E402
+from shared.tasks.consumer import Consumer, ConsumerConfig  # noqa: E402
+from shared.tasks.queue import RedisQueue  # noqa: E402
+from shared.tasks.reaper import reap_stuck_tasks  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker-url", default=settings.WORKER_URL)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-retries", type=int, default=10)
+    parser.add_argument("--min-backoff", type=float, default=1.0)
+    parser.add_argument("--max-backoff", type=float, default=300.0)
+    parser.add_argument("--reap-interval", type=float, default=30.0,
+                        help="seconds between stuck-task sweeps (0: never)")
+    args = parser.parse_args(argv)
+    setup_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+
+    services = get_services()
+    if not isinstance(services.queue, RedisQueue):
+        parser.error("the consumer only serves QUEUE=redis")
+    config = ConsumerConfig(
+        worker_url=args.worker_url,
+        worker_token=settings.WORKER_TOKEN,
+        concurrency=args.concurrency,
+        max_retries=args.max_retries,
+        min_backoff_s=args.min_backoff,
+        max_backoff_s=args.max_backoff,
+        request_timeout_s=settings.TASK_TIMEOUT_S + 30,
+        reap_interval_s=args.reap_interval,
+    )
+
+    def reap() -> dict[str, int]:
+        return reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS)
+
+    consumer = Consumer(services.queue, config, reaper=reap if args.reap_interval > 0 else None)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: consumer.stop())
+    consumer.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Tag a generated sample video end to end on the embedded defaults and print the result.
+
+Starts the local stack (api + worker under functions-framework + consumer), serves a
+sample video from 127.0.0.1, creates a task through the HTTP API, waits for it and prints
+the task JSON. No cloud account, no API key: SQLite, embedded Redis, local folder and the
+offline LocalTagger.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.sample_video import make_video  # noqa: E402
+from scripts.stack import LocalStack  # noqa: E402
+
+
+def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def main() -> int:
+    os.environ.setdefault("ALLOW_PRIVATE_URLS", "true")  # the sample is served from 127.0.0.1
+    from shared.services import get_services
+
+    get_services()  # migrate the database and start embedded Redis before the children
+    sample_dir = ROOT / "var" / "sample"
+    video = sample_dir / "sample.mp4"
+    if not video.exists():
+        make_video(video, seconds=6, size="720x1280")
+    server = serve_folder(sample_dir)
+    video_url = f"http://127.0.0.1:{server.server_address[1]}/sample.mp4"
+    token = (os.environ.get("API_TOKENS") or "").split(",")[0].strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with LocalStack() as stack:
+        print(f"local stack up: api {stack.api_url}, worker {stack.worker_url}", file=sys.stderr)
+        created = requests.post(
+            f"{stack.api_url}/api/v1/task/create", headers=headers, timeout=30,
+            json={"url": video_url, "platform": "rpa", "dimensions": "all"},
+        ).json()
+        if created["code"] != 200:
+            print(json.dumps(created, ensure_ascii=False, indent=2))
+            return 1
+        task_id = created["task_id"]
+        print(f"task {task_id} created for {video_url}", file=sys.stderr)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            task = requests.get(f"{stack.api_url}/api/v1/task/{task_id}", headers=headers,
+                                timeout=30).json()["data"]
+            if task["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.3)
+        print(json.dumps(task, ensure_ascii=False, indent=2))
+    server.shutdown()
+    return 0 if task["status"] == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install and run the main job on the embedded defaults: tags a generated sample video
+# end to end through the local stack (api + worker + consumer) and prints the result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+exec .venv/bin/python scripts/demo.py "$@"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install the test dependencies, start Redis and MariaDB when they are not reachable,
+# then run the whole test suite (slow end-to-end tests included). Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+bash scripts/ensure_services.sh
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"

