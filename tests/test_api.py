@@ -131,7 +131,8 @@ def test_idempotency_key_returns_the_same_task(client, redis_client: redis.Redis
     other = client.post("/api/v1/task/create", json={**VALID, "url": "http://x.org/2.mp4"},
                         headers=headers)
     assert other.status_code == 409 and other.get_json()["message"].startswith("Idempotency-Key")
-    too_long = client.post("/api/v1/task/create", json=VALID, headers={"Idempotency-Key": "k" * 200})
+    too_long = client.post("/api/v1/task/create", json=VALID,
+                           headers={"Idempotency-Key": "k" * 200})
     assert too_long.status_code == 400
 
 

@@ -1,0 +1,23 @@
+# Shortcuts; the README's two commands are `bash scripts/demo.sh` and `bash scripts/test.sh`.
+.PHONY: demo test test-fast lint stack migrate bench
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash scripts/test.sh
+
+test-fast:
+	.venv/bin/python -m pytest -m "not slow"
+
+lint:
+	.venv/bin/ruff check .
+
+stack:
+	.venv/bin/python scripts/stack.py
+
+migrate:
+	.venv/bin/alembic upgrade head
+
+bench:
+	.venv/bin/python benchmarks/create_throughput.py

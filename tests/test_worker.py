@@ -1,0 +1,198 @@
+"""The worker: claim, pipeline, error classification, leases — on real Redis and both DBs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import functions_framework
+import pytest
+import redis
+
+from shared import keys
+from shared.services import Services
+from shared.tasks.models import CreateTaskRequest
+from shared.tasks.reaper import reap_stuck_tasks
+from shared.tasks.service import create_task
+from shared.tasks.worker import process_task
+from tests.helpers import wait_for
+
+
+def create(services: Services, url: str, **fields) -> str:
+    request = CreateTaskRequest.model_validate(
+        {"url": url, "platform": "rpa", **fields}, context={"platforms": ["rpa"]}
+    )
+    return create_task(services, request)[0].task_id
+
+
+def test_happy_path_records_result_timings_and_storage(services: Services, media_server) -> None:
+    task_id = create(services, media_server.url("files/clip.mp4"), dimensions=["vision", "audio"])
+    reply = process_task(task_id, services)
+    assert (reply.status_code, reply.task_status) == (200, "completed")
+    task = services.store.get(task_id)
+    assert task.status == "completed" and task.attempts == 1 and task.stage is None
+    assert set(task.timings) == {"downloading", "probing", "tagging"}
+    assert len(task.video_sha256) == 64 and task.size_bytes > 0 and task.duration_s == 2.0
+    assert task.storage_uri.endswith(f"/{task_id}/source.mp4")
+    result = task.result
+    assert set(result.dimensions) == {"vision", "audio"}
+    assert "横屏" in result.tags and "有声" in result.tags
+    assert result.technical.width == 320 and result.technical.orientation == "landscape"
+    assert not services.redis.exists(keys.task_lock(task_id))
+
+
+def test_english_and_silent_portrait(services: Services, media_server) -> None:
+    task_id = create(services, media_server.url("files/portrait.mp4"), language="en")
+    process_task(task_id, services)
+    result = services.store.get(task_id).result
+    assert {"portrait", "silent", "SD"} <= set(result.tags) and result.language == "en"
+
+
+def test_two_workers_same_task_exactly_one_processes(services: Services, media_server) -> None:
+    path = "slow/1/clip.mp4"
+    task_id = create(services, media_server.url(path))
+    replies = []
+    threads = [threading.Thread(target=lambda: replies.append(process_task(task_id, services)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.task_status or "" for r in replies) == ["", "completed"]
+    assert media_server.hits[f"/{path}"] == 1
+    assert services.store.get(task_id).attempts == 1
+
+
+def test_transient_failure_is_retried_then_completes(services: Services, media_server) -> None:
+    task_id = create(services, media_server.url("flaky/2/clip.mp4"))
+    for attempt in (1, 2):
+        reply = process_task(task_id, services)
+        assert reply.status_code == 503 and reply.retry_after_s >= 1
+        task = services.store.get(task_id)
+        assert (task.status, task.attempts, task.error_code) == (
+            "pending", attempt, "download_unavailable")
+    reply = process_task(task_id, services)
+    assert reply.task_status == "completed"
+    assert services.store.get(task_id).error_code is None
+
+
+@pytest.mark.parametrize(("path", "code"), [
+    ("status/404", "download_failed"),
+    ("files/notes.txt", "unsupported_format"),
+    ("lying-length/clip.mp4", "video_too_large"),
+])
+def test_permanent_failure_fails_at_once(services: Services, media_server, path, code) -> None:
+    task_id = create(services, media_server.url(path))
+    reply = process_task(task_id, services)
+    assert (reply.status_code, reply.task_status) == (200, "failed")
+    task = services.store.get(task_id)
+    assert (task.status, task.error_code, task.attempts) == ("failed", code, 1)
+    assert task.message
+
+
+def test_streamed_download_stops_at_the_size_limit(services: Services, media_server) -> None:
+    services.settings.MAX_VIDEO_MB = 0.01
+    task_id = create(services, media_server.url("chunked/clip.mp4"))
+    process_task(task_id, services)
+    assert services.store.get(task_id).error_code == "video_too_large"
+
+
+def test_attempts_run_out_then_failed_and_dead_lettered(services: Services, media_server) -> None:
+    services.settings.MAX_ATTEMPTS = 2
+    task_id = create(services, media_server.url("status/500"))
+    assert process_task(task_id, services).status_code == 503
+    reply = process_task(task_id, services)
+    assert (reply.status_code, reply.task_status) == (200, "failed")
+    task = services.store.get(task_id)
+    assert task.status == "failed" and "after 2 attempts" in task.message
+    assert services.redis.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
+    assert process_task(task_id, services).message == "task already failed"
+
+
+def test_completed_task_redelivered_is_acknowledged_without_work(
+    services: Services, media_server
+) -> None:
+    path = "files/clip.mp4"
+    task_id = create(services, media_server.url(path))
+    process_task(task_id, services)
+    reply = process_task(task_id, services)
+    assert (reply.status_code, reply.message) == (200, "task already completed")
+    assert media_server.hits[f"/{path}"] == 1 and services.store.get(task_id).attempts == 1
+
+
+def test_unknown_task_is_dropped(services: Services) -> None:
+    assert process_task(uuid.uuid4().hex, services).status_code == 200
+
+
+KILLABLE_WORKER = """
+import sys
+from shared.config import load_settings
+from shared.services import build_services
+from shared.tasks.worker import process_task
+process_task(sys.argv[1], build_services(load_settings()))
+"""
+
+
+def test_worker_killed_mid_task_lease_expires_and_task_completes(
+    services: Services, media_server, db_url: str, tmp_path
+) -> None:
+    """A real worker process is SIGKILLed while downloading; the reaper recovers it."""
+    services.settings.TASK_TIMEOUT_S = 2
+    task_id = create(services, media_server.url("hang-once/clip.mp4"))
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": services.settings.REDIS_URL,
+           "STORAGE_DIR": str(tmp_path / "storage"), "TASK_TIMEOUT_S": "2"}
+    worker = subprocess.Popen([sys.executable, "-c", KILLABLE_WORKER, task_id], env=env)
+    try:
+        wait_for(lambda: services.store.get(task_id).stage == "downloading", timeout_s=20)
+    finally:
+        worker.kill()
+        worker.wait()
+    task = services.store.get(task_id)
+    assert (task.status, task.attempts) == ("processing", 1)
+    services.redis.delete(keys.TASK_QUEUE)
+    assert reap_stuck_tasks(services.store, services.queue, 5)["requeued"] == 0  # lease alive
+    time.sleep(2.2)
+    assert reap_stuck_tasks(services.store, services.queue, 5)["requeued"] == 1
+    assert services.redis.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
+    task = services.store.get(task_id)
+    assert (task.status, task.error_code) == ("pending", "worker_lost")
+    reply = process_task(task_id, services)
+    assert reply.task_status == "completed"
+    assert services.store.get(task_id).attempts == 2
+
+
+def test_reaper_fails_tasks_out_of_attempts(services: Services, media_server) -> None:
+    task_id = create(services, media_server.url("files/clip.mp4"))
+    services.store.claim(task_id, lease_s=-1, max_attempts=1)
+    assert reap_stuck_tasks(services.store, services.queue, 1) == {
+        "requeued": 0, "failed": 1, "skipped": 0}
+    assert services.store.get(task_id).error_code == "attempts_exhausted"
+    assert services.redis.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
+
+
+@pytest.fixture
+def worker_client(app_env):
+    app_env(WORKER_TOKEN="s3cret")
+    return functions_framework.create_app("process_task", "main.py").test_client()
+
+
+def test_worker_function_checks_token_and_body(worker_client, redis_client: redis.Redis) -> None:
+    task_id = uuid.uuid4().hex
+    assert worker_client.post("/", json={"task_id": task_id}).status_code == 401
+    wrong = worker_client.post("/", json={"task_id": task_id}, headers={"X-Worker-Token": "x"})
+    assert wrong.status_code == 403 and "s3cret" not in wrong.get_data(as_text=True)
+    ok = {"X-Worker-Token": "s3cret"}
+    assert worker_client.post("/", json={"task_id": task_id}, headers=ok).status_code == 200
+    assert worker_client.post("/", json={"task_id": "nope"}, headers=ok).status_code == 400
+    assert worker_client.post("/", data=b"{", headers=ok).status_code == 400
+    assert worker_client.get("/", headers=ok).status_code == 405
+
+
+def test_cleanup_function_reaps(app_env) -> None:
+    client = functions_framework.create_app("cleanup", "main.py").test_client()
+    body = client.post("/").get_json()
+    assert body["code"] == 200 and body["data"]["stuck_tasks"]["requeued"] == 0
