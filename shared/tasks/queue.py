@@ -38,6 +38,20 @@ class TaskQueue(Protocol):
         """Queue sizes, or None when the backend cannot tell."""
 
 
+_ENQUEUE = """
+redis.call('HSET', KEYS[1], 'status', 'queued', 'created_at', ARGV[3])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'url', ARGV[2]) end
+redis.call('HSETNX', KEYS[1], 'retry_count', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if tonumber(ARGV[5]) > 0 then
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+else
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+end
+return 1
+"""
+"""Record task_info and queue the id (now, or on the delayed ZSet) in one round trip."""
+
 _PROMOTE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do
@@ -54,24 +68,19 @@ class RedisQueue:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._enqueue = client.register_script(_ENQUEUE)
         self._promote = client.register_script(_PROMOTE_DUE)
 
     # --- producer side ---------------------------------------------------------
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0) -> None:
-        info_key = keys.task_info(task_id)
+        now = time.time()
+        due = now + delay_s if delay_s > 0 else 0
         try:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(info_key, mapping={"status": "queued", "created_at": int(time.time())})
-            if url:
-                pipe.hset(info_key, "url", url)
-            pipe.hsetnx(info_key, "retry_count", 0)
-            pipe.expire(info_key, keys.TASK_INFO_TTL_S)
-            if delay_s > 0:
-                pipe.zadd(keys.TASK_QUEUE_DELAYED, {task_id: time.time() + delay_s})
-            else:
-                pipe.lpush(keys.TASK_QUEUE, task_id)
-            pipe.execute()
+            self._enqueue(
+                keys=[keys.task_info(task_id), keys.TASK_QUEUE, keys.TASK_QUEUE_DELAYED],
+                args=[task_id, url, int(now), keys.TASK_INFO_TTL_S, due],
+            )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise ServiceUnavailable("redis", type(error).__name__) from error
 

@@ -137,14 +137,12 @@ class TaskStore:
         }
         try:
             with self._begin() as conn:
-                conn.execute(sa.insert(t).values(values))
+                conn.execute(sa.insert(t), values)
         except IntegrityError as error:
             if fields.get("idempotency_key"):
                 raise DuplicateIdempotencyKey(fields["idempotency_key"]) from error
             raise
-        task = self.get(task_id)
-        assert task is not None
-        return task
+        return Task.model_validate(values)
 
     def delete(self, task_id: str) -> None:
         with self._begin() as conn:
