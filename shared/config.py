@@ -61,18 +61,28 @@ class Settings(BaseSettings):
     API_TOKENS: CommaList = []
     WORKER_TOKEN: str = ""
     ALLOW_PRIVATE_URLS: bool = False
+    PRIVATE_URL_ALLOWLIST: CommaList = []
     QUOTA_TZ: str = "America/Los_Angeles"
     PLATFORMS: CommaList = ["rpa", "miaobi"]
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
     DB_POOL_SIZE: int = Field(default=5, ge=1, le=100)
 
-    @field_validator("API_TOKENS", "PLATFORMS", mode="before")
+    @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("PRIVATE_URL_ALLOWLIST")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"entry {entry!r} is not host:port")
+        return [entry.lower() for entry in value]
 
     @field_validator("PLATFORMS")
     @classmethod

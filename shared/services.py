@@ -19,6 +19,7 @@ from shared.tagging.local import LocalTagger
 from shared.tasks.db import create_db_engine, migrate
 from shared.tasks.queue import RedisQueue, TaskQueue
 from shared.tasks.store import TaskStore
+from shared.video.safety import UrlPolicy
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Services:
     queue: TaskQueue
     storage: Storage
     tagger: Tagger
+    url_policy: UrlPolicy
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
@@ -43,6 +45,10 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
         queue=build_queue(settings, client),
         storage=build_storage(settings),
         tagger=build_tagger(settings),
+        url_policy=UrlPolicy(
+            allow_private=settings.ALLOW_PRIVATE_URLS,
+            allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),
+        ),
     )
 
 

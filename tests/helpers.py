@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote
 
 
 class MediaServer:
@@ -19,6 +20,11 @@ class MediaServer:
     /slow/SECONDS/NAME     waits, then the file
     /hang-once/NAME        first request hangs for a minute, later ones get the file
     /lying-length/NAME     claims a Content-Length of 10 GB
+    /redirect/N/NAME       N redirects (relative), then the file
+    /redirect-loop         redirects to itself forever
+    /redirect-to/URL...    redirects to the (percent-encoded) URL after the prefix
+    /drip/NAME             sends the file one byte a second (no read timeout ever fires)
+    /as/TYPE/NAME          the file with Content-Type TYPE (percent-encoded)
     """
 
     def __init__(self, folder: Path) -> None:
@@ -57,6 +63,29 @@ class MediaServer:
                     if hits == 1:
                         time.sleep(60)
                     self._file(parts[1])
+                elif kind == "redirect":
+                    left = int(parts[1])
+                    name = parts[2]
+                    self._redirect(f"/redirect/{left - 1}/{name}" if left > 1 else f"/files/{name}")
+                elif kind == "redirect-loop":
+                    self._redirect("/redirect-loop")
+                elif kind == "redirect-to":
+                    self._redirect(unquote(self.path.split("/redirect-to/", 1)[1]))
+                elif kind == "drip":
+                    data = (server.folder / parts[1]).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    try:
+                        for byte in data[:30]:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(1)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    self.close_connection = True
+                elif kind == "as":
+                    self._file(parts[2], content_type=unquote(parts[1]))
                 elif kind == "lying-length":
                     self.send_response(200)
                     self.send_header("Content-Length", str(10 * 1024**3))
@@ -64,19 +93,26 @@ class MediaServer:
                 else:
                     self._empty(404)
 
+            def _redirect(self, location: str) -> None:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def _empty(self, code: int) -> None:
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def _file(self, name: str, length: bool = True) -> None:
+            def _file(self, name: str, length: bool = True,
+                      content_type: str = "video/mp4") -> None:
                 path = server.folder / name
                 if not path.is_file():
                     self._empty(404)
                     return
                 data = path.read_bytes()
                 self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Type", content_type)
                 if length:
                     self.send_header("Content-Length", str(len(data)))
                 else:

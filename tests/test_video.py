@@ -12,12 +12,14 @@ from shared.tagging.base import TagRequest
 from shared.tagging.local import LocalTagger
 from shared.video.fetch import FetchLimits, download
 from shared.video.probe import parse_ffmpeg_header, probe, sniff_container
+from shared.video.safety import UrlPolicy
 
 LIMITS = FetchLimits(max_bytes=50 * 1024 * 1024, connect_timeout_s=2, read_timeout_s=2)
+OPEN = UrlPolicy(allow_private=True)  # the media server is on 127.0.0.1
 
 
 def test_download_hashes_while_streaming(media_server, media_dir: Path, tmp_path: Path) -> None:
-    got = download(media_server.url("chunked/clip.mp4"), tmp_path / "v", LIMITS)
+    got = download(media_server.url("chunked/clip.mp4"), tmp_path / "v", LIMITS, OPEN)
     data = (media_dir / "clip.mp4").read_bytes()
     assert got.size_bytes == len(data) and got.sha256 == hashlib.sha256(data).hexdigest()
 
@@ -32,7 +34,7 @@ def test_download_hashes_while_streaming(media_server, media_dir: Path, tmp_path
 ])
 def test_download_errors_are_classified(media_server, tmp_path: Path, path, error, code) -> None:
     with pytest.raises(error) as caught:
-        download(media_server.url(path), tmp_path / "v", LIMITS)
+        download(media_server.url(path), tmp_path / "v", LIMITS, OPEN)
     assert caught.value.error_code == code
     assert not (tmp_path / "v").exists()
 
@@ -40,7 +42,7 @@ def test_download_errors_are_classified(media_server, tmp_path: Path, path, erro
 def test_download_stops_at_limit_without_content_length(media_server, tmp_path: Path) -> None:
     with pytest.raises(PermanentError) as caught:
         download(media_server.url("chunked/clip.mp4"), tmp_path / "v",
-                 FetchLimits(max_bytes=1000))
+                 FetchLimits(max_bytes=1000), OPEN)
     assert caught.value.error_code == "video_too_large" and not (tmp_path / "v").exists()
 
 

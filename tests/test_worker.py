@@ -144,7 +144,8 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
     services.settings.TASK_TIMEOUT_S = 2
     task_id = create(services, media_server.url("hang-once/clip.mp4"))
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": services.settings.REDIS_URL,
-           "STORAGE_DIR": str(tmp_path / "storage"), "TASK_TIMEOUT_S": "2"}
+           "STORAGE_DIR": str(tmp_path / "storage"), "TASK_TIMEOUT_S": "2",
+           "ALLOW_PRIVATE_URLS": "true"}
     worker = subprocess.Popen([sys.executable, "-c", KILLABLE_WORKER, task_id], env=env)
     try:
         wait_for(lambda: services.store.get(task_id).stage == "downloading", timeout_s=20)

@@ -43,7 +43,8 @@ def download_stage(job: Job) -> None:
         read_timeout_s=settings.DOWNLOAD_READ_TIMEOUT_S,
         total_timeout_s=settings.DOWNLOAD_TOTAL_TIMEOUT_S,
     )
-    job.downloaded = download(job.task.url, job.workdir / "source", limits)
+    job.downloaded = download(job.task.url, job.workdir / "source", limits,
+                              job.services.url_policy)
     with open(job.downloaded.path, "rb") as handle:
         ext = sniff_container(handle.read(64)) or "bin"
     key = video_key(job.task.created_at, job.task.task_id, ext)

@@ -10,6 +10,7 @@ from shared.errors import ApiError, ServiceUnavailable
 from shared.services import Services
 from shared.tasks.models import TASK_ID_PATTERN, CreateTaskRequest, ListTasksQuery, Task, TaskPage
 from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
+from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -21,6 +22,7 @@ def create_task(
 ) -> tuple[Task, bool]:
     """Insert a pending task and enqueue it: both or neither. Returns (task, created)."""
     store = services.store
+    check_targets(services, request)
     if idempotency_key is not None:
         if not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
             raise ApiError(400, f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
@@ -52,6 +54,17 @@ def create_task(
         raise
     log.info("task created", extra={"task_id": task_id})
     return task, True
+
+
+def check_targets(services: Services, request: CreateTaskRequest) -> None:
+    """Refuse URLs that point inside our network (a DNS lookup, no download)."""
+    for field, url in (("url", request.url), ("callback_url", request.callback_url)):
+        if url is None:
+            continue
+        try:
+            services.url_policy.check_url(url)
+        except UrlForbidden as error:
+            raise ApiError(400, field + error.message.removeprefix("url")) from None
 
 
 def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
