@@ -1,10 +1,14 @@
-"""Function `cleanup`: Cloud Scheduler calls it daily; it re-queues stuck tasks."""
+"""Function `cleanup`: Cloud Scheduler calls it daily. It deletes cached videos older than
+CACHE_DAYS and re-queues stuck tasks, and answers a JSON summary of both."""
 
 from __future__ import annotations
+
+from datetime import date
 
 import flask
 
 from functions.http import check_token, reply
+from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ApiError, ServiceUnavailable
 from shared.services import get_services
 from shared.tasks.reaper import reap_stuck_tasks
@@ -13,12 +17,16 @@ from shared.tasks.reaper import reap_stuck_tasks
 def cleanup(request: flask.Request) -> flask.Response:
     try:
         services = get_services()
-        token = services.settings.WORKER_TOKEN
+        settings = services.settings
+        token = settings.WORKER_TOKEN
         check_token(request.headers.get("X-Worker-Token"), [token] if token else [],
                     "X-Worker-Token")
-        reaped = reap_stuck_tasks(services.store, services.queue, services.settings.MAX_ATTEMPTS)
+        dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
+        start, end = default_range(date.today(), settings.CACHE_DAYS)
+        videos = clean_videos(services.storage, start, end, dry_run=dry_run)
+        reaped = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS)
     except ApiError as error:
         return reply(error.status, error.message)
     except ServiceUnavailable as error:
         return reply(503, str(error), headers={"Retry-After": "60"})
-    return reply(200, data={"stuck_tasks": reaped})
+    return reply(200, data={"videos": videos.as_dict(), "stuck_tasks": reaped})

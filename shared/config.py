@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +112,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @model_validator(mode="after")
+    def _backend_needs(self) -> Settings:
+        if self.STORAGE == "gcs" and not self.GCS_BUCKET:
+            raise ValueError("GCS_BUCKET must be set when STORAGE=gcs")
+        return self
+
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -126,7 +132,10 @@ def describe_error(error: ValidationError) -> str:
     """One line per invalid variable: `CONFIG: MAX_ATTEMPTS=abc: <reason>`."""
     lines = []
     for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        if not item["loc"]:
+            lines.append(f"invalid configuration: {item['msg'].removeprefix('Value error, ')}")
+            continue
+        name = ".".join(str(part) for part in item["loc"])
         shown = item.get("input")
         if "TOKEN" in name or "URL" in name:
             shown = "***"

@@ -13,7 +13,7 @@ import redis
 
 from shared.config import VAR_DIR, Settings, get_settings
 from shared.redis_conn import connect as connect_redis
-from shared.storage import LocalStorage, Storage
+from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging.base import Tagger
 from shared.tagging.local import LocalTagger
 from shared.tasks.db import create_db_engine, migrate
@@ -60,7 +60,7 @@ def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
 
 def build_storage(settings: Settings) -> Storage:
     if settings.STORAGE == "gcs":
-        raise NotImplementedError("STORAGE=gcs arrives with the GCS backend")
+        return GcsStorage(settings.GCS_BUCKET)
     return LocalStorage(settings.STORAGE_DIR)
 
 

@@ -1,29 +1,58 @@
-"""Where videos and frames are kept: one interface, a local folder (GCS comes later).
+"""Where videos and frames are kept: one interface, a local folder or a GCS bucket.
 
 Object keys follow DESIGN §10 and derive from the task, so a rerun overwrites instead of
-piling up copies: `videos/YYYY/MM/DD/{task_id}/source.{ext}`.
+piling up copies, and cleanup can find a day's objects by their key:
+`videos/YYYY/MM/DD/{task_id}/source.{ext}` and `.../frames/NNN.jpg`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 
+def video_prefix(created_at: datetime, task_id: str) -> str:
+    return f"videos/{created_at:%Y/%m/%d}/{task_id}/"
+
+
 def video_key(created_at: datetime, task_id: str, ext: str) -> str:
-    return f"videos/{created_at:%Y/%m/%d}/{task_id}/source.{ext}"
+    return f"{video_prefix(created_at, task_id)}source.{ext}"
+
+
+def frame_key(created_at: datetime, task_id: str, index: int) -> str:
+    return f"{video_prefix(created_at, task_id)}frames/{index:03d}.jpg"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size_bytes: int
 
 
 class Storage(Protocol):
-    def put_file(self, key: str, path: Path, content_type: str) -> str:
+    def put_file(self, key: str, path: Path, content_type: str = "") -> str:
         """Store the file under `key`; return its URI."""
+
+    def get_file(self, key: str, dest: Path) -> None:
+        """Copy the object to `dest`; FileNotFoundError when it is missing."""
 
     def exists(self, key: str) -> bool: ...
 
+    def key_of(self, uri: str) -> str | None:
+        """The key of a URI this storage returned, or None when it is not one of ours."""
+
+    def list(self, prefix: str) -> Iterator[StoredObject]: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; missing objects are fine."""
+
     def ping(self) -> None:
-        """Raise when the storage cannot be written."""
+        """Raise when the storage cannot be reached."""
 
 
 class LocalStorage:
@@ -46,11 +75,85 @@ class LocalStorage:
         partial.replace(target)
         return target.as_uri()
 
+    def get_file(self, key: str, dest: Path) -> None:
+        shutil.copyfile(self._path(key), dest)
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def key_of(self, uri: str) -> str | None:
+        prefix = self.root.as_uri() + "/"
+        return uri[len(prefix):] if uri.startswith(prefix) else None
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return
+        for folder, _dirs, files in os.walk(base):
+            for name in sorted(files):
+                path = Path(folder) / name
+                yield StoredObject(path.relative_to(self.root).as_posix(), path.stat().st_size)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        for parent in path.parents:  # drop folders left empty, up to the root
+            if parent == self.root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def ping(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         probe = self.root / ".healthz"
         probe.write_text("ok")
         probe.unlink()
+
+
+class GcsStorage:
+    """Objects in a Google Cloud Storage bucket (google-cloud-storage; the emulator in
+    tests via STORAGE_EMULATOR_HOST)."""
+
+    def __init__(self, bucket: str, client=None) -> None:
+        from google.cloud import storage
+
+        self.client = client or storage.Client()
+        self.bucket = self.client.bucket(bucket)
+
+    def put_file(self, key: str, path: Path, content_type: str = "") -> str:
+        blob = self.bucket.blob(key)
+        blob.upload_from_filename(str(path), content_type=content_type or None)
+        return f"gs://{self.bucket.name}/{key}"
+
+    def get_file(self, key: str, dest: Path) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.bucket.blob(key).download_to_filename(str(dest))
+        except NotFound:
+            dest.unlink(missing_ok=True)
+            raise FileNotFoundError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self.bucket.blob(key).exists()
+
+    def key_of(self, uri: str) -> str | None:
+        prefix = f"gs://{self.bucket.name}/"
+        return uri[len(prefix):] if uri.startswith(prefix) else None
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        for blob in self.client.list_blobs(self.bucket, prefix=prefix):
+            yield StoredObject(blob.name, int(blob.size or 0))
+
+    def delete(self, key: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.bucket.blob(key).delete()
+        except NotFound:
+            pass
+
+    def ping(self) -> None:
+        next(iter(self.client.list_blobs(self.bucket, max_results=1)), None)

@@ -17,6 +17,7 @@ from shared.redis_conn import connect as connect_redis
 from shared.redis_conn import stop_embedded_server
 from shared.services import Services, build_services, get_services
 from tests.helpers import MediaServer
+from tests.media import make_bad_media
 
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 MYSQL_DB = "vision_to_tag_test"
@@ -142,6 +143,7 @@ def media_dir(tmp_path_factory) -> Path:
     make_video(folder / "clip.mp4", seconds=2, size="320x240")
     make_video(folder / "portrait.mp4", seconds=2, size="240x320", audio=False)
     (folder / "notes.txt").write_text("this is not a video\n" * 10)
+    make_bad_media(folder)
     return folder
 
 
@@ -156,3 +158,46 @@ def media_server(media_dir: Path) -> Iterator[MediaServer]:
 def _reset_hits(request) -> None:
     if "media_server" in request.fixturenames:
         request.getfixturevalue("media_server").hits.clear()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator in this process on 127.0.0.1; the real client talks to it."""
+    from gcp_storage_emulator.server import create_server
+
+    from scripts.stack import free_port
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="vtt-test")
+    server.start()
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    yield os.environ["STORAGE_EMULATOR_HOST"]
+    if previous is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+    server.stop()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def storage(request, tmp_path: Path):
+    """Each storage test runs on the local folder and on GCS (emulator)."""
+    from shared.storage import GcsStorage, LocalStorage
+
+    if request.param == "local":
+        yield LocalStorage(tmp_path / "objects")
+        return
+    request.getfixturevalue("gcs_emulator")
+    gcs = GcsStorage("vtt-test")
+    yield gcs
+    for obj in list(gcs.list("")):
+        gcs.delete(obj.key)
+
+
+@pytest.fixture
+def sqlite_services(redis_client: redis.Redis, make_settings) -> Iterator[Services]:
+    """Services on SQLite + real Redis, for pipeline tests where the database is incidental."""
+    built = build_services(make_settings(TASK_TIMEOUT_S=30))
+    yield built
+    built.store.engine.dispose()

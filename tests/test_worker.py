@@ -35,13 +35,15 @@ def test_happy_path_records_result_timings_and_storage(services: Services, media
     assert (reply.status_code, reply.task_status) == (200, "completed")
     task = services.store.get(task_id)
     assert task.status == "completed" and task.attempts == 1 and task.stage is None
-    assert set(task.timings) == {"downloading", "probing", "tagging"}
+    assert set(task.timings) == {"downloading", "probing", "extracting_frames", "tagging"}
     assert len(task.video_sha256) == 64 and task.size_bytes > 0 and task.duration_s == 2.0
     assert task.storage_uri.endswith(f"/{task_id}/source.mp4")
     result = task.result
     assert set(result.dimensions) == {"vision", "audio"}
     assert "横屏" in result.tags and "有声" in result.tags
     assert result.technical.width == 320 and result.technical.orientation == "landscape"
+    assert result.frames and result.frames[0].uri.endswith(f"/{task_id}/frames/001.jpg")
+    assert result.technical.scene_changes is not None
     assert not services.redis.exists(keys.task_lock(task_id))
 
 

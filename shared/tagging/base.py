@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from shared.tagging.result import TagResult
+from shared.video.frames import Frame
 from shared.video.probe import MediaInfo
 
 
@@ -16,6 +17,7 @@ class TagRequest:
     media: MediaInfo
     dimensions: list[str]
     language: str
+    frames: tuple[Frame, ...] = ()
 
 
 class Tagger(Protocol):

@@ -53,6 +53,13 @@ class Technical(BaseModel):
     scene_changes: int | None = None
 
 
+class FrameRef(BaseModel):
+    """A stored key frame: when it is in the video and where it is kept."""
+
+    t_s: float
+    uri: str
+
+
 class Usage(BaseModel):
     requests: int = 0
     prompt_tokens: int = 0
@@ -65,6 +72,7 @@ class TagResult(BaseModel):
     key_moments: list[KeyMoment] = []
     summary: str = ""
     technical: Technical
+    frames: list[FrameRef] = []
     language: str
     provider: str
     model: str

@@ -6,6 +6,7 @@ on the task before running it, so a caller can watch progress.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,12 +14,15 @@ from pathlib import Path
 
 from shared.errors import PermanentError
 from shared.services import Services
-from shared.storage import video_key
+from shared.storage import frame_key, video_key
 from shared.tagging.base import TagRequest
-from shared.tagging.result import TagResult
+from shared.tagging.result import FrameRef, TagResult
 from shared.tasks.models import Task
 from shared.video.fetch import Downloaded, FetchLimits, download
+from shared.video.frames import FrameSet, extract_frames
 from shared.video.probe import MediaInfo, probe, sniff_container
+
+HASH_CHUNK = 1024 * 1024
 
 
 @dataclass
@@ -31,11 +35,17 @@ class Job:
     downloaded: Downloaded | None = None
     storage_uri: str | None = None
     media: MediaInfo | None = None
+    dimensions: list[str] = field(default_factory=list)
+    frames: FrameSet | None = None
+    frame_refs: list[FrameRef] = field(default_factory=list)
     result: TagResult | None = None
     timings: dict[str, int] = field(default_factory=dict)
 
 
 def download_stage(job: Job) -> None:
+    """The video in the work folder and in storage; a retry reuses the stored copy."""
+    if _reuse_stored_video(job):
+        return
     settings = job.services.settings
     limits = FetchLimits(
         max_bytes=settings.max_video_bytes,
@@ -51,6 +61,30 @@ def download_stage(job: Job) -> None:
     job.storage_uri = job.services.storage.put_file(
         key, job.downloaded.path, job.downloaded.content_type
     )
+    job.services.store.record_source(
+        job.task.task_id, job.task.attempts, storage_uri=job.storage_uri,
+        video_sha256=job.downloaded.sha256, size_bytes=job.downloaded.size_bytes,
+    )
+
+
+def _reuse_stored_video(job: Job) -> bool:
+    storage, uri = job.services.storage, job.task.storage_uri
+    key = storage.key_of(uri) if uri else None
+    if not key or not storage.exists(key):
+        return False
+    path = job.workdir / "source"
+    try:
+        storage.get_file(key, path)
+    except FileNotFoundError:
+        return False
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    job.downloaded = Downloaded(path, size, digest.hexdigest(), "")
+    job.storage_uri = uri
+    return True
 
 
 def probe_stage(job: Job) -> None:
@@ -63,23 +97,62 @@ def probe_stage(job: Job) -> None:
             error_code="video_too_long",
         )
     job.media = media
+    job.dimensions = runnable_dimensions(job.task.dimensions, media)
+
+
+def runnable_dimensions(requested: list[str], media: MediaInfo) -> list[str]:
+    """A wav has no picture: only the audio dimension can run. Other files need video."""
+    if media.has_video:
+        return list(requested)
+    if media.container != "wav":
+        raise PermanentError(
+            f"{media.container} file has no video stream", error_code="no_video_stream"
+        )
+    if "audio" not in requested:
+        raise PermanentError(
+            "audio-only file: only the audio dimension can run and it was not requested",
+            error_code="no_video_stream",
+        )
+    return ["audio"]
+
+
+def frames_stage(job: Job) -> None:
+    """Key frames next to the video in storage (none for an audio-only file)."""
+    assert job.downloaded is not None and job.media is not None
+    if not job.media.has_video:
+        return
+    job.frames = extract_frames(job.downloaded.path, job.workdir / "frames",
+                                job.media.duration_s)
+    storage, task = job.services.storage, job.task
+    job.frame_refs = [
+        FrameRef(t_s=round(frame.t_s, 3),
+                 uri=storage.put_file(frame_key(task.created_at, task.task_id, index),
+                                      frame.path, "image/jpeg"))
+        for index, frame in enumerate(job.frames.frames, start=1)
+    ]
 
 
 def tag_stage(job: Job) -> None:
     assert job.downloaded is not None and job.media is not None
-    job.result = job.services.tagger.tag(
+    result = job.services.tagger.tag(
         TagRequest(
             video_path=job.downloaded.path,
             media=job.media,
-            dimensions=job.task.dimensions,
+            dimensions=job.dimensions,
             language=job.task.language,
+            frames=tuple(job.frames.frames) if job.frames else (),
         )
     )
+    result.frames = job.frame_refs
+    if job.frames is not None:
+        result.technical.scene_changes = job.frames.scene_changes
+    job.result = result
 
 
 STAGES: list[tuple[str, Callable[[Job], None]]] = [
     ("downloading", download_stage),
     ("probing", probe_stage),
+    ("extracting_frames", frames_stage),
     ("tagging", tag_stage),
 ]
 """In order. `saving` (the final database write) is done by the worker itself."""

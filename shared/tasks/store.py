@@ -184,6 +184,13 @@ class TaskStore:
     def set_stage(self, task_id: str, attempt: int, stage: str) -> bool:
         return self._update_owned(task_id, attempt, stage=stage)
 
+    def record_source(
+        self, task_id: str, attempt: int, *, storage_uri: str, video_sha256: str, size_bytes: int
+    ) -> bool:
+        """Remember the stored video, so a retry reuses it instead of downloading again."""
+        return self._update_owned(task_id, attempt, storage_uri=storage_uri,
+                                  video_sha256=video_sha256, size_bytes=size_bytes)
+
     def complete(
         self, task_id: str, attempt: int, *, result: dict[str, Any], timings: dict[str, int],
         video: dict[str, Any],

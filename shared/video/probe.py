@@ -77,6 +77,13 @@ def sniff_container(head: bytes) -> str | None:
     return None
 
 
+FFMPEG_DEMUXERS = {
+    "mp4": "mov,mp4", "mov": "mov,mp4", "3gp": "mov,mp4", "webm": "matroska,webm",
+    "avi": "avi", "flv": "flv", "wav": "wav",
+}
+"""What ffmpeg must name in `Input #0, <demuxer>` to confirm the sniffed container."""
+
+
 def probe(path: Path) -> MediaInfo:
     """Read the file's streams; PermanentError when it is not a usable video."""
     with open(path, "rb") as handle:
@@ -99,9 +106,23 @@ def probe(path: Path) -> MediaInfo:
     info = parse_ffmpeg_header(run.stderr, container)
     if info is None or (run.returncode != 0 and info.has_video):
         raise PermanentError("video could not be decoded", error_code="video_unreadable")
+    demuxer = re.search(r"Input #0, ([\w,]+), from", run.stderr)
+    if not demuxer or not demuxer.group(1).startswith(FFMPEG_DEMUXERS[container]):
+        raise PermanentError(
+            f"file looks like {container} but ffmpeg reads it as "
+            f"{demuxer.group(1) if demuxer else 'nothing'}",
+            error_code="unsupported_format",
+        )
+    if info.has_video and not _decoded_a_frame(run.stderr):
+        raise PermanentError("video stream could not be decoded", error_code="video_unreadable")
     if not info.has_video and not info.has_audio:
         raise PermanentError("file has no video or audio stream", error_code="video_unreadable")
     return info
+
+
+def _decoded_a_frame(stderr: str) -> bool:
+    """ffmpeg's progress line reports `frame=    1` once the first frame was decoded."""
+    return re.search(r"frame=\s*[1-9]", stderr) is not None
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
