@@ -25,6 +25,7 @@ ROUTES = Map(
         Rule("/api/v1/task/<task_id>/retry", endpoint="retry", methods=["POST"]),
         Rule("/api/v1/task/<task_id>", endpoint="get", methods=["GET"]),
         Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
+        Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
         Rule("/healthz", endpoint="healthz", methods=["GET"]),
     ],
@@ -86,6 +87,10 @@ def retry(request: flask.Request, services: Services, task_id: str) -> flask.Res
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
+def accounts(request: flask.Request, services: Services) -> flask.Response:
+    return reply(200, data=service.pool_stats(services))
+
+
 def healthz(request: flask.Request, services: Services) -> flask.Response:
     checks = service.health(services)
     healthy = all(value == "ok" for value in checks.values())
@@ -97,6 +102,6 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 
 
 HANDLERS = {
-    "create": create, "get": get, "list": list_, "retry": retry,
+    "create": create, "get": get, "list": list_, "retry": retry, "accounts": accounts,
     "healthz": healthz, "openapi": openapi,
 }

@@ -81,6 +81,13 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _envelope("Task", "re-queued"),
                               **_errors(400, 401, 403, 404, 409, 503)},
             }},
+            "/api/v1/accounts": {"get": {
+                "summary": "Key pool usage: per key (masked) status, use today and this "
+                           "minute, cooldown, last error; totals of capacity left",
+                "security": AUTH,
+                "responses": {"200": _envelope(None, "pool stats in `data`"),
+                              **_errors(401, 403, 503)},
+            }},
             "/healthz": {"get": {
                 "summary": "Reachability of database, Redis and storage",
                 "responses": {"200": _envelope(None, "all reachable"),

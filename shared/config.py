@@ -118,6 +118,19 @@ class Settings(BaseSettings):
             raise ValueError("GCS_BUCKET must be set when STORAGE=gcs")
         return self
 
+    @field_validator("QUOTA_TZ")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "unknown time zone (use an IANA name like America/Los_Angeles)"
+            ) from None
+        return value
+
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:

@@ -27,3 +27,42 @@ def task_info(task_id: str) -> str:
 def task_lock(task_id: str) -> str:
     """Lease lock held by the worker processing the task (TTL = TASK_TIMEOUT_S)."""
     return f"task_queue_lock:{task_id}"
+
+
+# --- Gemini key pool (ids are the first 16 hex of sha256(api_key)) -------------------
+
+ACCOUNT_IDS = "google_accounts:keys"
+"""Set of account ids in the pool."""
+
+ACCOUNT_IMPORT_LOCK = "google_accounts:import_lock"
+"""Held (SET NX EX) while an import swaps accounts in; acquisitions wait meanwhile."""
+
+ACCOUNT_READY = "google_accounts:ready"
+"""ZSet id → epoch ms from which the key may take a request again. Keys free now score
+≤ now, ordered by last use (least recently used first: round robin); a saturated or
+cooling key scores the moment it frees. A hint kept by the scripts: every candidate is
+re-checked against its counters before it is handed out."""
+
+ACCOUNT_READY_DAY = "google_accounts:ready_day"
+"""The quota day the ready scores were computed for; a new day re-checks every key."""
+
+ACCOUNT_WAIT_REASON = "google_accounts:wait_reason"
+"""Hash id → why the key is parked (cooling down, daily quota used, minute limit)."""
+
+ACCOUNT_PREFIX = "google_account:"
+"""Per-account keys are `google_account:{id}:info|daily|minute_window` (used in Lua too)."""
+
+DAILY_TTL_S = 2 * 24 * 3600
+MINUTE_WINDOW_TTL_S = 120
+
+
+def account_info(account_id: str) -> str:
+    return f"{ACCOUNT_PREFIX}{account_id}:info"
+
+
+def account_daily(account_id: str) -> str:
+    return f"{ACCOUNT_PREFIX}{account_id}:daily"
+
+
+def account_window(account_id: str) -> str:
+    return f"{ACCOUNT_PREFIX}{account_id}:minute_window"

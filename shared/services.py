@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import redis
 
+from shared.accounts.pool import AccountPool
 from shared.config import VAR_DIR, Settings, get_settings
 from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
@@ -31,6 +32,7 @@ class Services:
     storage: Storage
     tagger: Tagger
     url_policy: UrlPolicy
+    pool: AccountPool
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
@@ -45,6 +47,7 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
         queue=build_queue(settings, client),
         storage=build_storage(settings),
         tagger=build_tagger(settings),
+        pool=AccountPool(client, settings.QUOTA_TZ),
         url_policy=UrlPolicy(
             allow_private=settings.ALLOW_PRIVATE_URLS,
             allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),

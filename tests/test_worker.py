@@ -195,7 +195,17 @@ def test_worker_function_checks_token_and_body(worker_client, redis_client: redi
     assert worker_client.get("/", headers=ok).status_code == 405
 
 
-def test_cleanup_function_reaps(app_env) -> None:
+def test_cleanup_function_deletes_old_videos_and_reaps(app_env, tmp_path) -> None:
+    from shared.services import get_services
+
     client = functions_framework.create_app("cleanup", "main.py").test_client()
+    storage = get_services().storage
+    (tmp_path / "v").write_bytes(b"x" * 2048)
+    storage.put_file("videos/2020/01/02/old/source.mp4", tmp_path / "v")
+    storage.put_file("videos/2999/01/02/new/source.mp4", tmp_path / "v")
+    preview = client.post("/?dry_run=true").get_json()["data"]["videos"]
+    assert (preview["objects"], preview["dry_run"]) == (1, True)
     body = client.post("/").get_json()
     assert body["code"] == 200 and body["data"]["stuck_tasks"]["requeued"] == 0
+    assert body["data"]["videos"]["objects"] == 1 and body["data"]["videos"]["freed"] == "2.0 KB"
+    assert [o.key for o in storage.list("videos/")] == ["videos/2999/01/02/new/source.mp4"]

@@ -6,6 +6,8 @@ import logging
 import uuid
 from typing import Any
 
+import redis
+
 from shared.errors import ApiError, ServiceUnavailable
 from shared.services import Services
 from shared.tasks.models import TASK_ID_PATTERN, CreateTaskRequest, ListTasksQuery, Task, TaskPage
@@ -112,6 +114,14 @@ def retry_task(services: Services, task_id: str) -> Task:
 def check_task_id(task_id: str) -> None:
     if not TASK_ID_PATTERN.match(task_id):
         raise ApiError(400, "task_id: malformed (expected 32 lowercase hex characters)")
+
+
+def pool_stats(services: Services) -> dict[str, object]:
+    """Key pool usage for operators (keys masked)."""
+    try:
+        return services.pool.stats()
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        raise ServiceUnavailable("redis", type(error).__name__) from error
 
 
 def health(services: Services) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The Gemini API key pool: quotas and cooldowns in Redis, decided by Lua scripts."""

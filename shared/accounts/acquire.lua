@@ -1,0 +1,116 @@
+-- Take one API key from the pool, atomically (DESIGN §7).
+-- KEYS[1] ids set, KEYS[2] import lock, KEYS[3] ready zset (id -> µs it may be free again),
+-- KEYS[4] quota day of the ready scores, KEYS[5] hash id -> why it is parked
+-- ARGV[1] quota day (YYYY-MM-DD in QUOTA_TZ), ARGV[2] start of the next quota day (ms),
+-- ARGV[3] unique request id, ARGV[4] half-open trial window (ms)
+-- Returns {'ok', id, api_key, member, bad...} | {'wait', wait_ms, reason, bad...}
+--       | {'importing'} | {'empty', bad...}; `bad` lists "id:reason" of skipped keys.
+--
+-- Candidates are the keys whose ready score is <= now, least recently used first (that
+-- order is the round robin). Each is checked for real; one that is not free gets the
+-- score of the moment it will be, so a saturated pool costs one ZRANGEBYSCORE, not a
+-- walk over every key.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'importing'}
+end
+local t = redis.call('TIME')
+-- ready scores are in microseconds: every script run sees a later TIME, so the key just
+-- used always sorts after the others (a millisecond could tie and repeat one key)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(now_us / 1000)
+local day, next_day, trial_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local ready = KEYS[3]
+
+if redis.call('ZCARD', ready) == 0 then  -- lost or never built: every key is a candidate
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('ZADD', ready, 'NX', 0, id)
+  end
+end
+if redis.call('GET', KEYS[4]) ~= day then  -- a new quota day: every parked key is re-checked
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ready, '(' .. now_us, '+inf')) do
+    redis.call('ZADD', ready, now_us, id)
+  end
+  redis.call('SET', KEYS[4], day)
+end
+
+-- state of one key: 'free' | 'later', at, reason | 'drop' | 'bad'
+local function inspect(id)
+  local base = 'google_account:' .. id
+  local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
+                       'cooldown_until', 'api_key', 'consecutive_failures')
+  if not f[1] then return 'drop' end
+  local quota, limit = tonumber(f[2]), tonumber(f[3])
+  local cooldown, failures = tonumber(f[4] or '0'), tonumber(f[6] or '0')
+  local used = tonumber(redis.call('HGET', base .. ':daily', day) or '0')
+  if not f[5] or not quota or not limit or quota < 1 or limit < 1 or not cooldown
+     or not failures or not used then
+    return 'bad'
+  end
+  if f[1] ~= 'active' then return 'drop' end
+  if cooldown > now then return 'later', cooldown, 'cooling down' end
+  if used >= quota then return 'later', next_day, 'daily quota used' end
+  local window = base .. ':minute_window'
+  redis.call('ZREMRANGEBYSCORE', window, '-inf', now - 60000)
+  local count = redis.call('ZCARD', window)
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')
+    return 'later', tonumber(oldest[2]) + 60000, 'minute limit reached'
+  end
+  return 'free', f, used, count, limit, quota, failures
+end
+
+local bad = {}
+local function with_bad(result)
+  for _, item in ipairs(bad) do result[#result + 1] = item end
+  return result
+end
+
+while true do
+  local batch = redis.call('ZRANGEBYSCORE', ready, '-inf', now_us, 'LIMIT', 0, 16)
+  if #batch == 0 then break end
+  for _, id in ipairs(batch) do
+    local state, a, b, c, limit, quota, failures = inspect(id)
+    if state == 'free' then
+      local base = 'google_account:' .. id
+      local member = now .. ':' .. ARGV[3]
+      redis.call('ZADD', base .. ':minute_window', now, member)
+      redis.call('PEXPIRE', base .. ':minute_window', 120000)
+      redis.call('HINCRBY', base .. ':daily', day, 1)
+      redis.call('EXPIRE', base .. ':daily', 172800)
+      local next_free, why = 0, nil  -- ms; 0 = still free: to the back of the round robin
+      local function park(at, reason)
+        if at > next_free then next_free, why = at, reason end
+      end
+      if c + 1 >= limit then
+        local oldest = redis.call('ZRANGE', base .. ':minute_window', 0, 0, 'WITHSCORES')
+        park(tonumber(oldest[2]) + 60000, 'minute limit reached')
+      end
+      if b + 1 >= quota then park(next_day, 'daily quota used') end
+      if failures >= 3 then
+        -- half-open: this is the one trial request until it reports back
+        redis.call('HSET', base .. ':info', 'cooldown_until', now + trial_ms)
+        park(now + trial_ms, 'cooling down')
+      end
+      redis.call('ZADD', ready, next_free > 0 and next_free * 1000 or now_us, id)
+      if why then redis.call('HSET', KEYS[5], id, why) end
+      return with_bad({'ok', id, a[5], member})
+    elseif state == 'later' then
+      -- strictly after now, so the loop moves on even if the clocks disagree
+      redis.call('ZADD', ready, math.max(a * 1000, now_us + 1), id)
+      redis.call('HSET', KEYS[5], id, b)
+    elseif state == 'drop' then
+      redis.call('ZREM', ready, id)
+    else
+      bad[#bad + 1] = id .. ':malformed account hash'
+      redis.call('ZADD', ready, (now + 60000) * 1000, id)  -- looked at again in a minute
+    end
+  end
+end
+
+local first = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+if #first == 0 then
+  return with_bad({'empty'})
+end
+local reason = redis.call('HGET', KEYS[5], first[1])
+return with_bad({'wait', tostring(math.max(0, math.floor((tonumber(first[2]) - now_us) / 1000))),
+                 reason or 'no key free'})

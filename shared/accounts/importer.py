@@ -1,0 +1,181 @@
+"""Import Gemini accounts from a JSON file into the pool, all or nothing.
+
+The whole file is validated first; any bad entry refuses the file with a message naming
+the entry, its line and the field. The swap happens in one MULTI/EXEC while the import
+lock is held (acquisitions wait for it). Today's usage and each key's state (status,
+cooldown) stay for keys that remain; `replace` removes keys not in the file. The
+password is validated as present and then dropped: it never reaches Redis or output.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from shared import keys
+from shared.accounts.pool import account_id, mask
+
+MAX_FILE_BYTES = 1024 * 1024
+"""An account file is a few hundred bytes per key; 1 MB is thousands of keys."""
+
+IMPORT_LOCK_TTL_S = 60
+
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+Text = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
+class ImportRefused(Exception):
+    """The file (or the moment) is not acceptable; the message says exactly why."""
+
+
+class AccountEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    api_key: Annotated[StrictStr, Field(min_length=8, max_length=256)]
+    daily_limit: PositiveInt
+    minute_limit: PositiveInt
+    username: Text
+    password: Text
+    phone: Annotated[StrictStr, Field(max_length=64)]
+    email: Annotated[StrictStr, Field(max_length=256)]
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    key_id: str
+    masked: str
+    username: str
+    daily_limit: int
+    minute_limit: int
+    action: str  # added | updated | removed
+
+
+def load_accounts(path: Path) -> list[AccountEntry]:
+    """Parse and validate the whole file, or raise ImportRefused naming the problem."""
+    if not path.is_file():
+        raise ImportRefused(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ImportRefused(f"{path}: {size} bytes, over the limit of {MAX_FILE_BYTES}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ImportRefused(f"{path}: not JSON (line {error.lineno}, column {error.colno}: "
+                            f"{error.msg})") from None
+    if not isinstance(data, list):
+        raise ImportRefused(f"{path}: must be a JSON list of accounts, got {type(data).__name__}")
+    if not data:
+        raise ImportRefused(f"{path}: the list is empty")
+    lines = _entry_lines(text)
+    entries, seen = [], {}
+    for index, raw in enumerate(data):
+        where = f"{path}: entry {index + 1} (line {lines[index]})"
+        if not isinstance(raw, dict):
+            raise ImportRefused(f"{where}: must be an object")
+        try:
+            entry = AccountEntry.model_validate(raw)
+        except ValidationError as error:
+            raise ImportRefused(f"{where}: {_describe(error)}") from None
+        if entry.api_key in seen:
+            raise ImportRefused(f"{where}: api_key {mask(entry.api_key)} duplicates entry "
+                                f"{seen[entry.api_key]}")
+        seen[entry.api_key] = index + 1
+        entries.append(entry)
+    return entries
+
+
+def _describe(error: ValidationError) -> str:
+    item = error.errors()[0]
+    field = ".".join(str(part) for part in item["loc"])
+    if item["type"] == "missing":
+        return f"{field}: is required"
+    if field in ("daily_limit", "minute_limit"):
+        return f"{field}: must be a positive integer (got {item.get('input')!r})"
+    if field in ("api_key", "password"):
+        return f"{field}: {item['msg'].lower()}"  # never echo the secret itself
+    return f"{field}: {item['msg'].lower()} (got {item.get('input')!r})"
+
+
+def _entry_lines(text: str) -> list[int]:
+    """Line number where each top-level list entry starts."""
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    lines = []
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        if position >= len(text) or text[position] == "]":
+            return lines
+        lines.append(text.count("\n", 0, position) + 1)
+        _, position = decoder.raw_decode(text, position)
+
+
+def plan(client: redis.Redis, entries: list[AccountEntry], replace: bool) -> list[ImportRow]:
+    existing = client.smembers(keys.ACCOUNT_IDS)
+    rows = [
+        ImportRow(account_id(e.api_key), mask(e.api_key), e.username, e.daily_limit,
+                  e.minute_limit, "updated" if account_id(e.api_key) in existing else "added")
+        for e in entries
+    ]
+    if replace:
+        kept = {row.key_id for row in rows}
+        for key_id in sorted(existing - kept):
+            info = client.hgetall(keys.account_info(key_id))
+            rows.append(ImportRow(key_id, mask(info.get("api_key", "")),
+                                  info.get("username", ""), 0, 0, "removed"))
+    return rows
+
+
+def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace: bool = False,
+                    dry_run: bool = False) -> list[ImportRow]:
+    """Swap the accounts in under the import lock; returns what changed."""
+    lock = client.lock(keys.ACCOUNT_IMPORT_LOCK, timeout=IMPORT_LOCK_TTL_S, blocking=False)
+    if not lock.acquire():
+        raise ImportRefused("another import is running (google_accounts:import_lock is held); "
+                            "try again when it has finished")
+    try:
+        rows = plan(client, entries, replace)
+        if dry_run:
+            return rows
+        pipe = client.pipeline(transaction=True)
+        for entry in entries:
+            key_id = account_id(entry.api_key)
+            info = keys.account_info(key_id)
+            pipe.hset(info, mapping={
+                "api_key": entry.api_key, "quota_daily": entry.daily_limit,
+                "minute_limit": entry.minute_limit, "username": entry.username,
+                "phone": entry.phone, "email": entry.email,
+            })
+            for field, default in (("status", "active"), ("cooldown_until", 0),
+                                   ("consecutive_failures", 0), ("disabled_reason", ""),
+                                   ("last_error", "")):
+                pipe.hsetnx(info, field, default)
+            pipe.sadd(keys.ACCOUNT_IDS, key_id)
+            pipe.zadd(keys.ACCOUNT_READY, {key_id: 0}, nx=True)
+        for row in rows:
+            if row.action == "removed":
+                pipe.srem(keys.ACCOUNT_IDS, row.key_id)
+                pipe.zrem(keys.ACCOUNT_READY, row.key_id)
+                pipe.delete(keys.account_info(row.key_id), keys.account_daily(row.key_id),
+                            keys.account_window(row.key_id))
+        pipe.execute()
+        return rows
+    finally:
+        lock.release()
+
+
+def format_table(rows: list[ImportRow]) -> str:
+    header = f"{'key':<12} {'id':<16} {'username':<24} {'daily':>7} {'minute':>6}  action"
+    lines = [header, "-" * len(header)]
+    lines += [f"{r.masked:<12} {r.key_id:<16} {r.username[:24]:<24} {r.daily_limit:>7} "
+              f"{r.minute_limit:>6}  {r.action}" for r in rows]
+    counts = {action: sum(1 for r in rows if r.action == action)
+              for action in ("added", "updated", "removed")}
+    lines.append(", ".join(f"{count} {action}" for action, count in counts.items()))
+    return "\n".join(lines)

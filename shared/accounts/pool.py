@@ -1,0 +1,215 @@
+"""AccountPool: which Gemini API key a request uses (DESIGN §6, §7).
+
+Every decision is one Lua script run inside Redis, so no two callers can both take the
+last slot of a key, however many processes ask at once. Keys are taken least recently
+used first (round robin) from the `google_accounts:ready` ZSet, which also parks each
+saturated or cooling key until the moment it frees, so a saturated pool answers in one
+lookup instead of a walk over every key. Time inside the scripts comes
+from Redis `TIME`; only the quota day (a calendar day in `QUOTA_TZ`, where Gemini's daily
+quotas reset) is computed here and passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import redis
+
+from shared import keys
+from shared.errors import TransientError
+
+log = logging.getLogger("vision_to_tag.pool")
+
+SCRIPTS = Path(__file__).resolve().parent
+HALF_OPEN_TRIAL_MS = 30_000
+"""After a failure streak, the key's first request back is the only one for this long."""
+
+FAILURE_BACKOFF_MS = 30_000
+"""Cooldown after 3 failures in a row; doubles with every further failure…"""
+
+MAX_FAILURE_BACKOFF_MS = 30 * 60_000
+"""…up to 30 minutes."""
+
+IMPORT_WAIT_S = 1.0
+"""How long a caller waits when an import is swapping accounts in."""
+
+
+def account_id(api_key: str) -> str:
+    """The id used in Redis key names: never the key itself."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+def mask(api_key: str) -> str:
+    """`AIza…x7Qk`: enough to recognise a key, useless to use it."""
+    return f"{api_key[:4]}…{api_key[-4:]}" if len(api_key) > 8 else "…"
+
+
+class PoolUnavailable(TransientError):
+    """Redis could not be reached: the task goes back to the queue, nothing is lost."""
+
+    error_code = "redis_unavailable"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One granted request: send it with `api_key`, then `report` or `release`."""
+
+    key_id: str
+    api_key: str
+    member: str
+    day: str
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Lease(key_id={self.key_id!r}, member={self.member!r}, day={self.day!r})"
+
+
+@dataclass(frozen=True)
+class NoKeyAvailable:
+    """No key can take a request now; one will be free in `retry_after_s`."""
+
+    retry_after_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What Gemini answered, as the pool needs it (built by the tagger)."""
+
+    kind: str  # success | minute | day | disabled | failure
+    reason: str = ""
+    retry_delay_s: float = 0.0
+
+    @classmethod
+    def success(cls) -> Outcome:
+        return cls("success")
+
+
+class AccountPool:
+    def __init__(
+        self,
+        client: redis.Redis,
+        quota_tz: str = "America/Los_Angeles",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.redis = client
+        self.tz = ZoneInfo(quota_tz)
+        self.clock = clock or (lambda: datetime.now(self.tz))
+        self._acquire = client.register_script((SCRIPTS / "acquire.lua").read_text())
+        self._report = client.register_script((SCRIPTS / "report.lua").read_text())
+
+    # --- quota day -------------------------------------------------------------------
+
+    def quota_day(self) -> tuple[str, int]:
+        """Today in QUOTA_TZ and the epoch ms when the next quota day starts (DST-aware)."""
+        now = self.clock().astimezone(self.tz)
+        tomorrow = (now + timedelta(days=1)).date()
+        next_midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=self.tz)
+        return now.date().isoformat(), int(next_midnight.timestamp() * 1000)
+
+    # --- the three calls a request makes -----------------------------------------------
+
+    def acquire(self) -> Lease | NoKeyAvailable:
+        day, next_day_ms = self.quota_day()
+        try:
+            answer = self._acquire(
+                keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_IMPORT_LOCK, keys.ACCOUNT_READY,
+                      keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON],
+                args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS],
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+        answer = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
+        verdict = answer[0]
+        if verdict == "importing":
+            return NoKeyAvailable(IMPORT_WAIT_S, "accounts are being imported")
+        if verdict == "ok":
+            self._warn_bad(answer[4:])
+            return Lease(key_id=answer[1], api_key=answer[2], member=answer[3], day=day)
+        if verdict == "wait":
+            self._warn_bad(answer[3:])
+            return NoKeyAvailable(int(answer[1]) / 1000, answer[2])
+        self._warn_bad(answer[1:])
+        return NoKeyAvailable(60.0, "no usable key in the pool")
+
+    def release(self, lease: Lease) -> None:
+        """Refund a request that was never sent (it does not count against the quotas)."""
+        seconds, micros = self.redis.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(keys.account_window(lease.key_id), lease.member)
+        pipe.hincrby(keys.account_daily(lease.key_id), lease.day, -1)
+        pipe.zadd(keys.ACCOUNT_READY, {lease.key_id: seconds * 1_000_000 + micros}, lt=True)
+        pipe.execute()
+
+    def report(self, key_id: str, outcome: Outcome) -> None:
+        _, next_day_ms = self.quota_day()
+        self._report(
+            keys=[keys.account_info(key_id), keys.account_window(key_id), keys.ACCOUNT_READY,
+                  keys.ACCOUNT_WAIT_REASON],
+            args=[outcome.kind, int(outcome.retry_delay_s * 1000), next_day_ms,
+                  outcome.reason[:500], FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id],
+        )
+
+    # --- stats -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """Per key (masked) and totals; no secret in the answer."""
+        day, _ = self.quota_day()
+        seconds, micros = self.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        ids = sorted(self.redis.smembers(keys.ACCOUNT_IDS))
+        pipe = self.redis.pipeline(transaction=False)
+        for key_id in ids:
+            pipe.hgetall(keys.account_info(key_id))
+            pipe.hget(keys.account_daily(key_id), day)
+            pipe.zcount(keys.account_window(key_id), now_ms - 60_000, "+inf")
+        rows = pipe.execute()
+        accounts, left_today, left_minute = [], 0, 0
+        for index, key_id in enumerate(ids):
+            info, used, minute = rows[3 * index: 3 * index + 3]
+            entry = account_stats(key_id, info, used, minute, now_ms)
+            accounts.append(entry)
+            if entry["status"] == "active" and not entry.get("problem"):
+                left_today += max(0, entry["quota_daily"] - entry["used_today"])
+                if entry["cooldown_left_s"] == 0:
+                    left_minute += max(0, entry["minute_limit"] - entry["used_this_minute"])
+        return {
+            "quota_day": day,
+            "accounts": accounts,
+            "totals": {"keys": len(ids),
+                       "active": sum(1 for a in accounts if a["status"] == "active"),
+                       "capacity_left_today": left_today,
+                       "capacity_left_this_minute": min(left_minute, left_today)},
+        }
+
+    def _warn_bad(self, bad: list[str]) -> None:
+        for item in bad:
+            key_id, _, reason = item.partition(":")
+            log.warning("skipped account %s: %s", key_id, reason, extra={"key_id": key_id})
+
+
+def account_stats(key_id: str, info: dict, used: str | None, minute: int,
+                  now_ms: int) -> dict[str, object]:
+    """One key's line in `stats()`; a hand-edited hash shows up as `problem`, not a crash."""
+    entry: dict[str, object] = {
+        "key_id": key_id, "key": mask(info.get("api_key", "")),
+        "status": info.get("status", "missing"), "username": info.get("username", ""),
+        "used_this_minute": int(minute), "last_error": info.get("last_error", ""),
+        "disabled_reason": info.get("disabled_reason", ""),
+    }
+    try:
+        entry["quota_daily"] = int(info["quota_daily"])
+        entry["minute_limit"] = int(info["minute_limit"])
+        entry["used_today"] = int(used or 0)
+        cooldown_until = int(info.get("cooldown_until") or 0)
+        entry["cooldown_left_s"] = round(max(0, cooldown_until - now_ms) / 1000, 1)
+    except (KeyError, ValueError):
+        entry.update(quota_daily=0, minute_limit=0, used_today=0, cooldown_left_s=0,
+                     problem="malformed account hash: skipped by acquire")
+    return entry

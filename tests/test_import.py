@@ -1,0 +1,134 @@
+"""scripts/import_accounts.py and the importer: whole-file validation, the lock, the swap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import functions_framework
+import pytest
+import redis
+
+from scripts.stack import ROOT
+from shared import keys
+from shared.accounts.importer import ImportRefused, import_accounts, load_accounts
+from shared.accounts.pool import AccountPool, account_id
+from tests.conftest import REDIS_URL
+
+
+def account(n: int, **changes) -> dict:
+    return {"api_key": f"AIzaSyIMPORT{n:028d}", "daily_limit": 100, "minute_limit": 5,
+            "username": f"user{n}", "password": "hunter2-pw", "phone": "+1555", "email":
+            f"u{n}@example.com", **changes}
+
+
+def write(tmp_path: Path, data, name: str = "accounts.json") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data, indent=2))
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "REDIS_URL": REDIS_URL}
+    return subprocess.run([sys.executable, "scripts/import_accounts.py", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("{not json", "not JSON (line 1"),
+    ({"api_key": "x"}, "must be a JSON list"),
+    ([], "the list is empty"),
+    ([account(1), "text"], "entry 2 (line 11): must be an object"),
+    ([account(1), {k: v for k, v in account(2).items() if k != "email"}],
+     "entry 2 (line 11): email: is required"),
+    ([account(1, daily_limit=0)], "daily_limit: must be a positive integer (got 0)"),
+    ([account(1, minute_limit=-1)], "minute_limit: must be a positive integer (got -1)"),
+    ([account(1, daily_limit="ten")], "daily_limit: must be a positive integer (got 'ten')"),
+    ([account(1, minute_limit=1.5)], "minute_limit: must be a positive integer (got 1.5)"),
+    ([account(1, daily_limit=True)], "daily_limit: must be a positive integer (got True)"),
+    ([account(1), account(2), account(1)], "entry 3 (line 20): api_key AIza…0001 duplicates"),
+    ([account(1, password="")], "password: "),
+])
+def test_bad_files_are_refused_whole(tmp_path: Path, redis_client: redis.Redis, data,
+                                     message: str) -> None:
+    path = write(tmp_path, data)
+    with pytest.raises(ImportRefused) as caught:
+        load_accounts(path)
+    assert message in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    run = run_cli("--file", str(path))
+    assert run.returncode == 2 and message in run.stderr
+    assert redis_client.dbsize() == 0
+
+
+def test_missing_and_oversized_files(tmp_path: Path) -> None:
+    with pytest.raises(ImportRefused, match="no such file"):
+        load_accounts(tmp_path / "nope.json")
+    big = tmp_path / "big.json"
+    big.write_text("[" + " " * (10 * 1024 * 1024) + "]")
+    with pytest.raises(ImportRefused, match="over the limit"):
+        load_accounts(big)
+
+
+def test_import_writes_no_password_and_prints_a_table(tmp_path: Path,
+                                                      redis_client: redis.Redis) -> None:
+    run = run_cli("--file", str(write(tmp_path, [account(1), account(2)])))
+    assert run.returncode == 0, run.stderr
+    assert "AIza…0001" in run.stdout and "2 added, 0 updated, 0 removed" in run.stdout
+    assert "hunter2" not in run.stdout + run.stderr
+    assert "AIzaSyIMPORT" not in run.stdout
+    for key in redis_client.scan_iter("*"):
+        kind = redis_client.type(key)
+        values = redis_client.hgetall(key) if kind == "hash" else {}
+        assert "hunter2-pw" not in json.dumps(values)
+        assert "password" not in values
+    info = redis_client.hgetall(keys.account_info(account_id(account(1)["api_key"])))
+    assert info["status"] == "active" and info["quota_daily"] == "100"
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, redis_client: redis.Redis) -> None:
+    run = run_cli("--file", str(write(tmp_path, [account(1)])), "--dry-run")
+    assert run.returncode == 0 and "nothing was written" in run.stdout
+    assert redis_client.dbsize() == 0
+
+
+def test_reimport_keeps_usage_and_replace_removes(tmp_path: Path,
+                                                  redis_client: redis.Redis) -> None:
+    first = [load_accounts(write(tmp_path, [account(1), account(2)]))][0]
+    import_accounts(redis_client, first)
+    pool = AccountPool(redis_client)
+    for _ in range(4):
+        pool.acquire()
+    changed = load_accounts(write(tmp_path, [account(1, daily_limit=500), account(3)], "b.json"))
+    rows = import_accounts(redis_client, changed, replace=True)
+    assert sorted((r.username, r.action) for r in rows) == [
+        ("user1", "updated"), ("user2", "removed"), ("user3", "added")]
+    stats = {a["username"]: a for a in pool.stats()["accounts"]}
+    assert set(stats) == {"user1", "user3"}
+    assert stats["user1"]["used_today"] == 2 and stats["user1"]["quota_daily"] == 500
+    assert not redis_client.exists(keys.account_daily(account_id(account(2)["api_key"])))
+
+
+def test_second_import_while_one_runs_is_refused(tmp_path: Path,
+                                                 redis_client: redis.Redis) -> None:
+    redis_client.set(keys.ACCOUNT_IMPORT_LOCK, "other-import", ex=30)
+    run = run_cli("--file", str(write(tmp_path, [account(1)])))
+    assert run.returncode == 3 and "another import is running" in run.stderr
+    assert redis_client.scard(keys.ACCOUNT_IDS) == 0
+
+
+def test_accounts_route_shows_masked_stats(app_env, tmp_path: Path,
+                                           redis_client: redis.Redis) -> None:
+    import_accounts(redis_client, load_accounts(write(tmp_path, [account(1)])))
+    client = functions_framework.create_app("api", "main.py").test_client()
+    body = client.get("/api/v1/accounts")
+    data = body.get_json()["data"]
+    assert body.status_code == 200 and data["accounts"][0]["key"] == "AIza…0001"
+    assert data["totals"]["capacity_left_today"] == 100
+    assert "AIzaSyIMPORT" not in body.get_data(as_text=True)
+    app_env(API_TOKENS="t")
+    locked = functions_framework.create_app("api", "main.py").test_client()
+    assert locked.get("/api/v1/accounts").status_code == 401

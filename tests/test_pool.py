@@ -1,0 +1,208 @@
+"""AccountPool on real Redis and on the embedded one: exact quotas, round robin,
+cooldowns, the quota day, hand-edited hashes, Redis down."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+
+from shared import keys
+from shared.accounts.importer import AccountEntry, import_accounts
+from shared.accounts.pool import AccountPool, Lease, NoKeyAvailable, Outcome, PoolUnavailable
+from shared.redis_conn import connect
+from tests.conftest import REDIS_URL
+
+PT = ZoneInfo("America/Los_Angeles")
+
+
+def entry(n: int, daily: int = 1000, minute: int = 10) -> AccountEntry:
+    return AccountEntry(api_key=f"AIzaSyTEST{n:030d}", daily_limit=daily, minute_limit=minute,
+                        username=f"user{n}", password="s3cret-pw", phone="+10000", email="a@b.c")
+
+
+def seed(client: redis.Redis, count: int, **limits) -> list[AccountEntry]:
+    entries = [entry(n, **limits) for n in range(count)]
+    import_accounts(client, entries)
+    return entries
+
+
+def test_exactly_n_times_m_grants_then_the_right_wait(any_redis: redis.Redis) -> None:
+    seed(any_redis, 3, minute=4)
+    pool = AccountPool(any_redis)
+    leases = [pool.acquire() for _ in range(12)]
+    assert all(isinstance(lease, Lease) for lease in leases)
+    refused = pool.acquire()
+    assert isinstance(refused, NoKeyAvailable) and refused.reason == "minute limit reached"
+    assert 55 < refused.retry_after_s <= 60
+
+
+def test_round_robin_spreads_use_evenly(any_redis: redis.Redis) -> None:
+    seed(any_redis, 3, minute=100)
+    pool = AccountPool(any_redis)
+    counts: dict[str, int] = {}
+    for _ in range(31):
+        lease = pool.acquire()
+        counts[lease.key_id] = counts.get(lease.key_id, 0) + 1
+    assert max(counts.values()) - min(counts.values()) <= 1 and sum(counts.values()) == 31
+
+
+def test_release_refunds_the_request(any_redis: redis.Redis) -> None:
+    seed(any_redis, 1, minute=1)
+    pool = AccountPool(any_redis)
+    lease = pool.acquire()
+    assert isinstance(pool.acquire(), NoKeyAvailable)
+    pool.release(lease)
+    assert isinstance(pool.acquire(), Lease)
+    assert pool.stats()["accounts"][0]["used_today"] == 1
+
+
+def test_minute_429_cools_down_then_returns(any_redis: redis.Redis) -> None:
+    seed(any_redis, 1, minute=100)
+    pool = AccountPool(any_redis)
+    lease = pool.acquire()
+    pool.report(lease.key_id, Outcome("minute", "429 per minute", retry_delay_s=1.0))
+    waiting = pool.acquire()
+    assert isinstance(waiting, NoKeyAvailable) and waiting.reason == "cooling down"
+    assert 0 < waiting.retry_after_s <= 1.0
+    time.sleep(1.1)
+    assert isinstance(pool.acquire(), Lease)
+
+
+def test_disabled_key_never_returns(any_redis: redis.Redis) -> None:
+    seed(any_redis, 2, minute=100)
+    pool = AccountPool(any_redis)
+    first = pool.acquire()
+    pool.report(first.key_id, Outcome("disabled", "API_KEY_INVALID"))
+    assert {pool.acquire().key_id for _ in range(5)} != {first.key_id}
+    assert all(pool.acquire().key_id != first.key_id for _ in range(10))
+    stats = {a["key_id"]: a for a in pool.stats()["accounts"]}
+    assert stats[first.key_id]["status"] == "disabled"
+    assert stats[first.key_id]["disabled_reason"] == "API_KEY_INVALID"
+
+
+def test_failure_streak_cools_down_and_half_opens(any_redis: redis.Redis, monkeypatch) -> None:
+    import shared.accounts.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "FAILURE_BACKOFF_MS", 500)
+    seed(any_redis, 1, minute=100)
+    pool = AccountPool(any_redis)
+    key_id = pool.acquire().key_id
+    for _ in range(2):
+        pool.report(key_id, Outcome("failure", "HTTP 503"))
+    assert isinstance(pool.acquire(), Lease)  # two failures: still usable
+    pool.report(key_id, Outcome("failure", "HTTP 503"))
+    assert isinstance(pool.acquire(), NoKeyAvailable)
+    time.sleep(0.6)
+    trial = pool.acquire()
+    assert isinstance(trial, Lease)  # half-open: one trial request …
+    assert isinstance(pool.acquire(), NoKeyAvailable)  # … and only one
+    pool.report(key_id, Outcome.success())
+    assert isinstance(pool.acquire(), Lease)
+    assert pool.stats()["accounts"][0]["last_error"] == "HTTP 503"
+
+
+def test_daily_quota_rolls_over_at_pacific_midnight(any_redis: redis.Redis) -> None:
+    seed(any_redis, 1, daily=2, minute=100)
+    now = {"t": datetime(2026, 11, 29, 23, 59, 0, tzinfo=PT)}
+    pool = AccountPool(any_redis, clock=lambda: now["t"])
+    assert isinstance(pool.acquire(), Lease) and isinstance(pool.acquire(), Lease)
+    spent = pool.acquire()
+    assert isinstance(spent, NoKeyAvailable) and spent.reason == "daily quota used"
+    now["t"] = datetime(2026, 11, 30, 0, 0, 30, tzinfo=PT)
+    assert isinstance(pool.acquire(), Lease)
+    assert pool.stats()["quota_day"] == "2026-11-30"
+
+
+def test_quota_day_handles_daylight_saving(any_redis: redis.Redis) -> None:
+    spring = datetime(2026, 3, 8, 0, 30, tzinfo=PT)  # a 23-hour day
+    pool = AccountPool(any_redis, clock=lambda: spring)
+    day, next_ms = pool.quota_day()
+    assert day == "2026-03-08"
+    assert next_ms / 1000 - spring.timestamp() == pytest.approx(22.5 * 3600)
+    utc_evening = datetime(2026, 11, 30, 5, 0, tzinfo=ZoneInfo("UTC"))  # 21:00 PT on the 29th
+    assert AccountPool(any_redis, clock=lambda: utc_evening).quota_day()[0] == "2026-11-29"
+
+
+def test_day_429_parks_the_key_until_the_next_quota_day(any_redis: redis.Redis) -> None:
+    seed(any_redis, 1, minute=100)
+    pool = AccountPool(any_redis)
+    pool.report(pool.acquire().key_id, Outcome("day", "PerDay quota"))
+    waiting = pool.acquire()
+    _, next_ms = pool.quota_day()
+    assert waiting.reason == "cooling down"
+    assert waiting.retry_after_s == pytest.approx(next_ms / 1000 - time.time(), abs=5)
+
+
+def test_import_lock_pauses_acquisitions(any_redis: redis.Redis) -> None:
+    seed(any_redis, 1)
+    any_redis.set(keys.ACCOUNT_IMPORT_LOCK, "someone", ex=5)
+    waiting = AccountPool(any_redis).acquire()
+    assert isinstance(waiting, NoKeyAvailable) and "import" in waiting.reason
+
+
+def test_hand_edited_hashes_are_skipped_and_reported(any_redis: redis.Redis, caplog) -> None:
+    entries = seed(any_redis, 3, minute=100)
+    from shared.accounts.pool import account_id
+
+    broken, bad_counter, good = (account_id(e.api_key) for e in entries)
+    any_redis.hdel(keys.account_info(broken), "quota_daily")
+    pool = AccountPool(any_redis)
+    any_redis.hset(keys.account_daily(bad_counter), pool.quota_day()[0], "lots")
+    with caplog.at_level(logging.WARNING):
+        granted = {pool.acquire().key_id for _ in range(6)}
+    assert granted == {good}
+    assert any(broken in r.getMessage() for r in caplog.records)
+    assert any(bad_counter in r.getMessage() for r in caplog.records)
+    problems = {a["key_id"] for a in pool.stats()["accounts"] if a.get("problem")}
+    assert broken in problems
+
+
+def test_empty_pool_and_redis_down(any_redis: redis.Redis) -> None:
+    empty = AccountPool(any_redis).acquire()
+    assert isinstance(empty, NoKeyAvailable) and empty.retry_after_s > 0
+    dead = AccountPool(connect("redis://127.0.0.1:1/0", Path("unused")))
+    with pytest.raises(PoolUnavailable) as caught:
+        dead.acquire()
+    assert caught.value.error_code == "redis_unavailable"
+
+
+def test_stats_mask_keys_and_add_up(any_redis: redis.Redis) -> None:
+    entries = seed(any_redis, 2, daily=50, minute=10)
+    pool = AccountPool(any_redis)
+    for _ in range(3):
+        pool.acquire()
+    stats = pool.stats()
+    assert stats["totals"] == {"keys": 2, "active": 2, "capacity_left_today": 97,
+                               "capacity_left_this_minute": 17}
+    assert {a["key"] for a in stats["accounts"]} == {"AIza…0000", "AIza…0001"}
+    assert entries[0].api_key not in repr(stats)
+
+
+def hammer(worker: int, rounds: int, results) -> None:
+    pool = AccountPool(redis.Redis.from_url(REDIS_URL, decode_responses=True))
+    granted = []
+    for _ in range(rounds):
+        lease = pool.acquire()
+        if isinstance(lease, Lease):
+            granted.append(lease.key_id)
+    results.put(granted)
+
+
+def test_32_processes_never_exceed_a_limit(redis_client: redis.Redis) -> None:
+    seed(redis_client, 3, minute=20)
+    results = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=hammer, args=(n, 10, results)) for n in range(32)]
+    for worker in workers:
+        worker.start()
+    grants = [key for _ in workers for key in results.get(timeout=60)]
+    for worker in workers:
+        worker.join()
+    per_key = {key: grants.count(key) for key in set(grants)}
+    assert len(grants) == 60 and sorted(per_key.values()) == [20, 20, 20]
