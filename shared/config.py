@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     TAGGER: Literal["local", "gemini"] = "local"
     GEMINI_MODEL: str = "gemini-2.5-flash"
     GEMINI_BASE_URL: str = ""
+    GEMINI_TIMEOUT_S: float = Field(default=120, gt=0)
+    GEMINI_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
+    GEMINI_DEADLINE_S: float = Field(default=240, gt=0)
+    GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
+    RESULT_CACHE: bool = True
+    SYNC_TIMEOUT_S: float = Field(default=120, gt=0)
     TAG_INPUT: Literal["video", "frames"] = "video"
     INLINE_MAX_MB: float = Field(default=18, gt=0)
     MAX_VIDEO_MB: float = Field(default=50, gt=0)

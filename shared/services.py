@@ -40,14 +40,15 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
     if run_migrations:
         migrate(engine)
     client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis")
+    pool = AccountPool(client, settings.QUOTA_TZ)
     return Services(
         settings=settings,
         store=TaskStore(engine),
         redis=client,
         queue=build_queue(settings, client),
         storage=build_storage(settings),
-        tagger=build_tagger(settings),
-        pool=AccountPool(client, settings.QUOTA_TZ),
+        tagger=build_tagger(settings, pool),
+        pool=pool,
         url_policy=UrlPolicy(
             allow_private=settings.ALLOW_PRIVATE_URLS,
             allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),
@@ -67,9 +68,11 @@ def build_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.STORAGE_DIR)
 
 
-def build_tagger(settings: Settings) -> Tagger:
+def build_tagger(settings: Settings, pool: AccountPool) -> Tagger:
     if settings.TAGGER == "gemini":
-        raise NotImplementedError("TAGGER=gemini arrives with the Gemini tagger")
+        from shared.tagging.gemini import GeminiTagger  # imports google-genai only when used
+
+        return GeminiTagger(pool, settings)
     return LocalTagger()
 
 

@@ -118,6 +118,8 @@ def test_retry_reuses_the_stored_video(sqlite_services: Services, media_server) 
     class FlakyTagger:
         def __init__(self, inner) -> None:
             self.inner, self.calls = inner, 0
+            self.provider, self.model = inner.provider, inner.model
+            self.prompt_version = inner.prompt_version
 
         def tag(self, request):
             from shared.errors import TransientError

@@ -21,4 +21,10 @@ class TagRequest:
 
 
 class Tagger(Protocol):
+    """`provider`, `model` and `prompt_version` identify results for the result cache."""
+
+    provider: str
+    model: str
+    prompt_version: str
+
     def tag(self, request: TagRequest) -> TagResult: ...

@@ -78,6 +78,7 @@ def duration_class(seconds: float) -> str:
 class LocalTagger:
     provider = "local"
     model = "local-technical-v0"
+    prompt_version = ""
 
     def tag(self, request: TagRequest) -> TagResult:
         media = request.media
@@ -107,5 +108,6 @@ class LocalTagger:
             language=request.language,
             provider=self.provider,
             model=self.model,
+            prompt_version=self.prompt_version,
             usage=Usage(),
         )

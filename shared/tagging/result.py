@@ -76,6 +76,8 @@ class TagResult(BaseModel):
     language: str
     provider: str
     model: str
+    prompt_version: str = ""
+    cached: bool = False
     usage: Usage = Usage()
 
 

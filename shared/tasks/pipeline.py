@@ -16,7 +16,8 @@ from shared.errors import PermanentError
 from shared.services import Services
 from shared.storage import frame_key, video_key
 from shared.tagging.base import TagRequest
-from shared.tagging.result import FrameRef, TagResult
+from shared.tagging.local import technical_of
+from shared.tagging.result import FrameRef, TagResult, Usage
 from shared.tasks.models import Task
 from shared.video.fetch import Downloaded, FetchLimits, download
 from shared.video.frames import FrameSet, extract_frames
@@ -133,20 +134,40 @@ def frames_stage(job: Job) -> None:
 
 
 def tag_stage(job: Job) -> None:
+    """The cached result when this exact question was answered before, else the tagger."""
     assert job.downloaded is not None and job.media is not None
-    result = job.services.tagger.tag(
-        TagRequest(
-            video_path=job.downloaded.path,
-            media=job.media,
-            dimensions=job.dimensions,
-            language=job.task.language,
-            frames=tuple(job.frames.frames) if job.frames else (),
+    result = cached_result(job)
+    if result is None:
+        result = job.services.tagger.tag(
+            TagRequest(
+                video_path=job.downloaded.path,
+                media=job.media,
+                dimensions=job.dimensions,
+                language=job.task.language,
+                frames=tuple(job.frames.frames) if job.frames else (),
+            )
         )
-    )
     result.frames = job.frame_refs
     if job.frames is not None:
         result.technical.scene_changes = job.frames.scene_changes
     job.result = result
+
+
+def cached_result(job: Job) -> TagResult | None:
+    services, tagger = job.services, job.services.tagger
+    if not services.settings.RESULT_CACHE or job.downloaded is None:
+        return None
+    stored = services.store.find_result(
+        job.downloaded.sha256, dimensions=job.dimensions, language=job.task.language,
+        provider=tagger.provider, model=tagger.model, prompt_version=tagger.prompt_version,
+    )
+    if stored is None:
+        return None
+    result = TagResult.model_validate(stored)
+    result.cached = True
+    result.usage = Usage()
+    result.technical = technical_of(job.media)
+    return result
 
 
 STAGES: list[tuple[str, Callable[[Job], None]]] = [

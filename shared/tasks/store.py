@@ -103,6 +103,26 @@ class TaskStore:
         next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
         return [_to_task(row) for row in rows[:limit]], next_cursor
 
+    def find_result(self, video_sha256: str, *, dimensions: list[str], language: str,
+                    provider: str, model: str, prompt_version: str) -> dict[str, Any] | None:
+        """A stored result for the same video, question and model (the result cache)."""
+        query = (
+            sa.select(t.c.tags)
+            .where(t.c.video_sha256 == video_sha256, t.c.status == "completed")
+            .order_by(t.c.id.desc())
+            .limit(50)
+        )
+        with self._connect() as conn:
+            for (tags,) in conn.execute(query):
+                if not isinstance(tags, dict):
+                    continue
+                if (sorted(tags.get("dimensions", {})) == sorted(dimensions)
+                        and tags.get("language") == language
+                        and tags.get("provider") == provider and tags.get("model") == model
+                        and tags.get("prompt_version", "") == prompt_version):
+                    return tags
+        return None
+
     def count_by_status(self) -> dict[str, int]:
         with self._connect() as conn:
             rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status))

@@ -1,0 +1,307 @@
+"""GeminiTagger: one `generate_content` call per task for all requested dimensions,
+with the API key chosen per call from the AccountPool (DESIGN §9).
+
+Every outcome goes back to the pool; on a 429, an invalid key, a 403, a 5xx or a timeout
+the tagger fails over to the next key until `GEMINI_DEADLINE_S`. When no key is free the
+task goes back to the queue with Retry-After = the pool's earliest free moment.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from google import genai
+from google.genai import errors, types
+
+from shared.accounts.pool import AccountPool, Lease, Outcome
+from shared.config import Settings
+from shared.errors import PermanentError, TransientError
+from shared.tagging.base import TagRequest
+from shared.tagging.local import technical_of
+from shared.tagging.prompting import (
+    ModelOutputError,
+    mmss,
+    parse_output,
+    prompt_version,
+    response_schema,
+    system_instruction,
+    user_prompt,
+)
+from shared.tagging.result import TagResult, Usage
+from shared.video.audio import extract_audio
+
+log = logging.getLogger("vision_to_tag.gemini")
+
+MIME_TYPES = {
+    "mp4": "video/mp4", "mov": "video/mov", "avi": "video/avi", "flv": "video/x-flv",
+    "webm": "video/webm", "3gp": "video/3gpp", "wav": "audio/wav",
+}
+MAX_KEY_ATTEMPTS = 8
+"""Keys tried for one task before it goes back to the queue."""
+
+SHORT_WAIT_S = 3.0
+"""A key that frees within this long is waited for; a longer wait re-queues the task."""
+
+FILE_POLL_S = 1.0
+MAX_FILE_CLIENTS = 256
+"""Per-key clients kept for the Files API (one per key in a normal pool)."""
+JSON_RETRIES = 1
+"""Invalid JSON from the model is asked again once, then it is a transient failure."""
+
+
+@dataclass
+class _Call:
+    """What one task's calls have cost so far."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+
+class GeminiTagger:
+    provider = "gemini"
+
+    def __init__(self, pool: AccountPool, settings: Settings, client: genai.Client | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.model = settings.GEMINI_MODEL
+        self.prompt_version = prompt_version()
+        self.sleep = sleep
+        self.client = client or self._new_client("chosen-per-call-from-the-pool")
+        self._file_clients: dict[str, genai.Client] = {}
+
+    def _new_client(self, api_key: str) -> genai.Client:
+        return genai.Client(api_key=api_key, http_options=types.HttpOptions(
+            base_url=self.settings.GEMINI_BASE_URL or None,
+            timeout=int(self.settings.GEMINI_TIMEOUT_S * 1000),
+        ))
+
+    def _file_client(self, lease: Lease) -> genai.Client:
+        """A client bound to one key, for the Files API only: the SDK's resumable upload
+        replaces per-call headers, so a per-call key cannot reach the upload request."""
+        if lease.key_id not in self._file_clients:
+            if len(self._file_clients) >= MAX_FILE_CLIENTS:
+                self._file_clients.pop(next(iter(self._file_clients)))
+            self._file_clients[lease.key_id] = self._new_client(lease.api_key)
+        return self._file_clients[lease.key_id]
+
+    # --- the one public call -----------------------------------------------------------
+
+    def tag(self, request: TagRequest) -> TagResult:
+        frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
+        prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
+                             request.media.orientation, frames_mode)
+        config = dict(
+            system_instruction=system_instruction(request.language),
+            response_mime_type="application/json",
+            response_schema=response_schema(request.dimensions),
+            temperature=self.settings.GEMINI_TEMPERATURE,
+        )
+        media_parts = self._frames_parts(request) if frames_mode else None
+        deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
+        cost, bad_json, last_error = _Call(), 0, "no attempt"
+        for _ in range(MAX_KEY_ATTEMPTS):
+            lease = self._lease(deadline)
+            try:
+                text = self._with_key(lease, request, media_parts, prompt, config, cost)
+            except PermanentError:
+                self.pool.report(lease.key_id, Outcome.success())  # the key is fine
+                raise
+            except _KeyFailed as failure:
+                self.pool.report(lease.key_id, failure.outcome)
+                last_error = failure.outcome.reason
+                log.info("gemini key failed over: %s", last_error, extra={"key_id": lease.key_id})
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            self.pool.report(lease.key_id, Outcome.success())
+            try:
+                parsed = parse_output(text, request.dimensions, request.media.duration_s)
+            except ModelOutputError as error:
+                bad_json += 1
+                last_error = str(error)
+                if bad_json > JSON_RETRIES:
+                    raise TransientError(f"gemini answered invalid JSON twice: {error}",
+                                         error_code="invalid_model_output") from None
+                continue
+            return TagResult(
+                **parsed, technical=technical_of(request.media), language=request.language,
+                provider=self.provider, model=self.model, prompt_version=self.prompt_version,
+                usage=Usage(requests=cost.requests, prompt_tokens=cost.prompt_tokens,
+                            output_tokens=cost.output_tokens),
+            )
+        raise TransientError(f"gemini unavailable after failing over: {last_error}",
+                             error_code="gemini_unavailable")
+
+    # --- keys --------------------------------------------------------------------------
+
+    def _lease(self, deadline: float) -> Lease:
+        while True:
+            lease = self.pool.acquire()
+            if isinstance(lease, Lease):
+                return lease
+            wait = lease.retry_after_s
+            if wait <= SHORT_WAIT_S and time.monotonic() + wait < deadline:
+                self.sleep(max(wait, 0.05))
+                continue
+            raise TransientError(f"no Gemini key free: {lease.reason}",
+                                 error_code="no_key_available",
+                                 retry_after_s=max(1, math.ceil(wait)))
+
+    def _with_key(self, lease: Lease, request: TagRequest, media_parts, prompt: str,
+                  config: dict, cost: _Call) -> str:
+        """Upload (when needed) and generate with the same key; returns the model's text."""
+        uploaded = None
+        try:
+            if media_parts is None:
+                media_parts, uploaded = self._video_parts(request, lease)
+            response = self.client.models.generate_content(
+                model=self.model,
+                contents=[types.Content(role="user", parts=[*media_parts,
+                                                            types.Part.from_text(text=prompt)])],
+                config=types.GenerateContentConfig(**config, http_options=_key_header(lease)),
+            )
+        except errors.APIError as error:
+            raise _KeyFailed(classify(error)) from None
+        except (PermanentError, TransientError):
+            raise
+        except Exception as error:  # timeouts and connection errors of the HTTP client
+            raise _KeyFailed(
+                Outcome("failure", f"{type(error).__name__} talking to Gemini")
+            ) from None
+        finally:
+            if uploaded is not None:
+                self._delete(uploaded, lease)
+        cost.requests += 1
+        usage = response.usage_metadata
+        if usage is not None:
+            cost.prompt_tokens += usage.prompt_token_count or 0
+            cost.output_tokens += usage.candidates_token_count or 0
+        _check_blocked(response)
+        return response.text or ""
+
+    # --- what the model sees -------------------------------------------------------------
+
+    def _video_parts(self, request: TagRequest, lease: Lease):
+        """Inline bytes when the request fits INLINE_MAX_MB, else the Files API."""
+        mime = MIME_TYPES.get(request.media.container, "video/mp4")
+        size = request.video_path.stat().st_size
+        if size * 4 / 3 + 64 * 1024 <= self.settings.INLINE_MAX_MB * 1024 * 1024:
+            return [types.Part.from_bytes(data=request.video_path.read_bytes(),
+                                          mime_type=mime)], None
+        client = self._file_client(lease)
+        uploaded = client.files.upload(file=str(request.video_path),
+                                       config=types.UploadFileConfig(mime_type=mime))
+        try:
+            active = self._wait_active(client, uploaded)
+        except BaseException:
+            self._delete(uploaded, lease)
+            raise
+        return [types.Part.from_uri(file_uri=active.uri, mime_type=active.mime_type or mime)], \
+            uploaded
+
+    def _wait_active(self, client: genai.Client, uploaded: types.File) -> types.File:
+        deadline = time.monotonic() + self.settings.GEMINI_FILE_TIMEOUT_S
+        current = uploaded
+        while current.state != types.FileState.ACTIVE:
+            if current.state == types.FileState.FAILED:
+                raise PermanentError("Gemini could not process the video file",
+                                     error_code="gemini_file_failed")
+            if time.monotonic() > deadline:
+                raise TransientError("Gemini file processing took too long",
+                                     error_code="gemini_file_timeout")
+            self.sleep(FILE_POLL_S)
+            current = client.files.get(name=uploaded.name)
+        return current
+
+    def _delete(self, uploaded: types.File, lease: Lease) -> None:
+        try:
+            self._file_client(lease).files.delete(name=uploaded.name)
+        except Exception as error:  # files expire after 48 h anyway
+            log.warning("could not delete Gemini file %s: %s", uploaded.name,
+                        type(error).__name__)
+
+    def _frames_parts(self, request: TagRequest) -> list[types.Part]:
+        """Key frames, each after its MM:SS, then the audio track (TAG_INPUT=frames)."""
+        parts: list[types.Part] = []
+        for frame in request.frames:
+            parts.append(types.Part.from_text(text=f"[{mmss(frame.t_s)}]"))
+            parts.append(types.Part.from_bytes(data=Path(frame.path).read_bytes(),
+                                               mime_type="image/jpeg"))
+        if request.media.has_audio:
+            audio = extract_audio(request.video_path,
+                                  request.video_path.with_name("audio_track.mp3"))
+            parts.append(types.Part.from_bytes(data=audio.read_bytes(), mime_type="audio/mp3"))
+        return parts
+
+
+def _key_header(lease: Lease) -> types.HttpOptions:
+    """A fresh options object per call: the SDK may modify the one it is given."""
+    return types.HttpOptions(headers={"x-goog-api-key": lease.api_key})
+
+
+class _KeyFailed(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+def _details(error: errors.APIError) -> list[dict]:
+    body = error.details if isinstance(error.details, dict) else {}
+    inner = body.get("error", body)
+    details = inner.get("details") if isinstance(inner, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _retry_delay_s(details: list[dict]) -> float:
+    for item in details:
+        if item.get("@type", "").endswith("RetryInfo"):
+            text = str(item.get("retryDelay", "")).rstrip("s")
+            try:
+                return max(0.0, float(text))
+            except ValueError:
+                return 0.0
+    return 0.0
+
+
+def classify(error: errors.APIError) -> Outcome:
+    """What an error says about the key (DESIGN §7 and the reference's error bodies)."""
+    details = _details(error)
+    status = f"HTTP {error.code} {error.status or ''}".strip()
+    if error.code == 429:
+        quota_ids = [v.get("quotaId", "") for d in details
+                     if d.get("@type", "").endswith("QuotaFailure")
+                     for v in d.get("violations", []) if isinstance(v, dict)]
+        if any("PerDay" in q for q in quota_ids):
+            return Outcome("day", f"{status}: daily quota exhausted")
+        if quota_ids or _retry_delay_s(details):
+            return Outcome("minute", f"{status}: per-minute quota",
+                           retry_delay_s=_retry_delay_s(details))
+        return Outcome("failure", f"{status}: Gemini out of capacity")
+    if error.code == 400:
+        if any(d.get("reason") == "API_KEY_INVALID" for d in details):
+            return Outcome("disabled", "API_KEY_INVALID")
+        raise PermanentError(f"Gemini refused the request: {status} {error.message or ''}"
+                             .strip(), error_code="gemini_bad_request")
+    if error.code in (401, 403):
+        return Outcome("disabled", f"{status}: {(error.message or 'permission denied')[:200]}")
+    return Outcome("failure", status)
+
+
+def _check_blocked(response: types.GenerateContentResponse) -> None:
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        raise PermanentError(f"Gemini blocked the prompt ({feedback.block_reason})",
+                             error_code="blocked_by_safety")
+    for candidate in response.candidates or []:
+        if candidate.finish_reason in (types.FinishReason.SAFETY,
+                                       types.FinishReason.PROHIBITED_CONTENT,
+                                       types.FinishReason.BLOCKLIST):
+            raise PermanentError(f"Gemini stopped for safety ({candidate.finish_reason})",
+                                 error_code="blocked_by_safety")

@@ -1,0 +1,182 @@
+"""Prompts, the response schema and the normalisation of what the model answers.
+
+The prompt text lives in `prompts/` as one file per block and language. The prompt
+version is a hash of those files, so editing a prompt changes the version, which is part
+of the result and of the result-cache key (an old answer is never reused for a new prompt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+from shared.tagging.result import SUBCATEGORIES, KeyMoment, Tag, flatten_tags
+
+PROMPTS = Path(__file__).resolve().parent / "prompts"
+MAX_KEY_MOMENTS = 8
+MAX_TAGS_PER_LIST = 20
+ORIENTATION_WORDS = {
+    "zh": {"portrait": "竖屏", "landscape": "横屏", "square": "方形画面", None: "画面未知"},
+    "en": {"portrait": "portrait", "landscape": "landscape", "square": "square",
+           None: "unknown frame"},
+}
+
+
+@cache
+def template(name: str, language: str) -> str:
+    return (PROMPTS / f"{name}.{language}.txt").read_text(encoding="utf-8").strip()
+
+
+@lru_cache(maxsize=1)
+def prompt_version() -> str:
+    """`p-` + 10 hex of the prompt files' contents."""
+    digest = hashlib.sha256()
+    for path in sorted(PROMPTS.glob("*.txt")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"p-{digest.hexdigest()[:10]}"
+
+
+def mmss(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def system_instruction(language: str) -> str:
+    return template("system", language)
+
+
+def user_prompt(dimensions: list[str], language: str, duration_s: float,
+                orientation: str | None, frames_mode: bool) -> str:
+    blocks = "\n\n".join(template(dim, language) for dim in dimensions)
+    return template("request", language).format(
+        duration=mmss(duration_s),
+        orientation=ORIENTATION_WORDS[language].get(orientation, orientation),
+        blocks=blocks,
+        input_note=template("frames_note", language) if frames_mode else "",
+    ).strip()
+
+
+TAG_LIST = {
+    "type": "ARRAY",
+    "items": {
+        "type": "OBJECT",
+        "properties": {"tag": {"type": "STRING"}, "confidence": {"type": "NUMBER"}},
+        "required": ["tag", "confidence"],
+    },
+}
+
+
+def response_schema(dimensions: list[str]) -> dict[str, Any]:
+    """Only the requested dimensions: Gemini rejects very large schemas."""
+    properties: dict[str, Any] = {
+        dim: {"type": "OBJECT",
+              "properties": {sub: TAG_LIST for sub in SUBCATEGORIES[dim]},
+              "required": list(SUBCATEGORIES[dim])}
+        for dim in dimensions
+    }
+    properties["key_moments"] = {
+        "type": "ARRAY",
+        "items": {
+            "type": "OBJECT",
+            "properties": {"start": {"type": "STRING"}, "end": {"type": "STRING"},
+                           "description": {"type": "STRING"},
+                           "tags": {"type": "ARRAY", "items": {"type": "STRING"}}},
+            "required": ["start", "end", "description"],
+        },
+    }
+    properties["summary"] = {"type": "STRING"}
+    return {"type": "OBJECT", "properties": properties,
+            "required": [*dimensions, "key_moments", "summary"]}
+
+
+class ModelOutputError(ValueError):
+    """The model's text is not the JSON object the schema asked for."""
+
+
+def parse_output(text: str, dimensions: list[str], duration_s: float) -> dict[str, Any]:
+    """Normalise the model's JSON: clamp confidences, drop empty and duplicate tags,
+    key moments in seconds within the video, the flat `tags` list by confidence."""
+    try:
+        data = json.loads(_strip_fences(text or ""))
+    except ValueError as error:
+        raise ModelOutputError(f"model output is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ModelOutputError("model output is not a JSON object")
+    result_dims = {dim: {sub: _tags(_get(data, dim, sub)) for sub in SUBCATEGORIES[dim]}
+                   for dim in dimensions}
+    moments = [m for m in (_moment(raw, duration_s) for raw in _list(data.get("key_moments")))
+               if m is not None][:MAX_KEY_MOMENTS]
+    summary = data.get("summary") if isinstance(data.get("summary"), str) else ""
+    return {"dimensions": result_dims, "tags": flatten_tags(result_dims),
+            "key_moments": moments, "summary": summary.strip()}
+
+
+def _strip_fences(text: str) -> str:
+    match = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, re.DOTALL)
+    return match.group(1) if match else text
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _get(data: dict[str, Any], dim: str, sub: str) -> list[Any]:
+    block = data.get(dim)
+    return _list(block.get(sub)) if isinstance(block, dict) else []
+
+
+def _tags(raw: list[Any]) -> list[Tag]:
+    best: dict[str, float] = {}
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("tag"), str):
+            continue
+        name = item["tag"].strip().lstrip("#").strip()
+        confidence = item.get("confidence")
+        if not name or isinstance(confidence, bool) or not isinstance(confidence, int | float):
+            continue
+        if math.isnan(confidence):
+            continue
+        best[name] = max(best.get(name, 0.0), min(1.0, max(0.0, float(confidence))))
+    ordered = sorted(best.items(), key=lambda pair: -pair[1])[:MAX_TAGS_PER_LIST]
+    return [Tag(tag=name, confidence=round(conf, 3)) for name, conf in ordered]
+
+
+def seconds_of(value: Any) -> float | None:
+    """`MM:SS`, `HH:MM:SS`, `M:SS.s` or a number of seconds."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    parts = value.strip().split(":")
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        return None
+    if not 1 <= len(numbers) <= 3 or any(n < 0 for n in numbers):
+        return None
+    total = 0.0
+    for number in numbers:
+        total = total * 60 + number
+    return total
+
+
+def _moment(raw: Any, duration_s: float) -> KeyMoment | None:
+    if not isinstance(raw, dict):
+        return None
+    start, end = seconds_of(raw.get("start")), seconds_of(raw.get("end"))
+    if start is None:
+        return None
+    limit = duration_s if duration_s > 0 else float("inf")
+    start = min(start, limit)
+    end = min(max(end if end is not None else start, start), limit)
+    tags = [t.strip() for t in _list(raw.get("tags")) if isinstance(t, str) and t.strip()]
+    description = raw.get("description") if isinstance(raw.get("description"), str) else ""
+    return KeyMoment(start_s=round(start, 2), end_s=round(end, 2),
+                     description=description.strip(), tags=list(dict.fromkeys(tags)))

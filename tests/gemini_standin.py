@@ -1,0 +1,221 @@
+"""A local stand-in for the Gemini REST API, spoken to by the real google-genai client
+(wire facts in ../shared/reference/gemini-api.md): generateContent, the resumable Files
+API upload, files.get/delete, and Google's error bodies. Behaviour is chosen per API key.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def error_body(code: int, status: str, message: str, details: list | None = None) -> dict:
+    return {"error": {"code": code, "status": status, "message": message,
+                      "details": details or []}}
+
+
+QUOTA = "type.googleapis.com/google.rpc.QuotaFailure"
+RETRY = "type.googleapis.com/google.rpc.RetryInfo"
+ERRORS = {
+    "minute": (429, error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted.", [
+        {"@type": QUOTA, "violations": [{"quotaId":
+                                         "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+        {"@type": RETRY, "retryDelay": "41s"}])),
+    "day": (429, error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted.", [
+        {"@type": QUOTA, "violations": [{"quotaId":
+                                         "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},
+        {"@type": RETRY, "retryDelay": "0s"}])),
+    "bare429": (429, error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted.")),
+    "invalid": (400, error_body(400, "INVALID_ARGUMENT", "API key not valid.", [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+         "domain": "googleapis.com"}])),
+    "badrequest": (400, error_body(400, "INVALID_ARGUMENT", "Request has an invalid argument.")),
+    "forbidden": (403, error_body(403, "PERMISSION_DENIED", "Consumer has been suspended.")),
+    "500": (500, error_body(500, "INTERNAL", "An internal error has occurred.")),
+    "503": (503, error_body(503, "UNAVAILABLE", "The model is overloaded.")),
+}
+
+
+def fill(schema: dict[str, Any], path: str = "") -> Any:
+    """A plausible answer for a Gemini response schema (upper-case OpenAPI subset)."""
+    kind = str(schema.get("type", "OBJECT")).upper()
+    if kind == "OBJECT":
+        return {name: fill(sub, f"{path}.{name}" if path else name)
+                for name, sub in schema.get("properties", {}).items()}
+    if kind == "ARRAY":
+        item = schema.get("items", {})
+        props = item.get("properties", {})
+        if "tag" in props:
+            return [{"tag": f"{path}-标签", "confidence": 0.9},
+                    {"tag": f"{path}-次要", "confidence": 1.7}]
+        if "start" in props:
+            return [{"start": "00:01", "end": "00:02", "description": "开场", "tags": ["开场"]}]
+        return [f"{path}-项"]
+    if kind in ("NUMBER", "INTEGER"):
+        return 1
+    return f"{path}-文本"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    api_key: str | None
+    body: Any
+
+
+@dataclass
+class GeminiStandIn:
+    behaviours: dict[str, str] = field(default_factory=dict)
+    """api key → ok | minute | day | bare429 | invalid | badrequest | forbidden | 500 | 503
+    | slow | badjson | badjson_once | safety | blocked | file_failed"""
+    processing_polls: int = 1
+    """files.get answers PROCESSING this many times before ACTIVE."""
+    slow_s: float = 3.0
+    requests: list[Recorded] = field(default_factory=list)
+    files: dict[str, dict] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+
+    def start(self) -> GeminiStandIn:
+        standin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body, ensure_ascii=False).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802
+                standin.route(self, "POST")
+
+            def do_GET(self) -> None:  # noqa: N802
+                standin.route(self, "GET")
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                standin.route(self, "DELETE")
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # --- routing -----------------------------------------------------------------------
+
+    def route(self, handler, method: str) -> None:
+        raw = handler._body() if method == "POST" else b""
+        key = handler.headers.get("x-goog-api-key")
+        path = handler.path.split("?")[0]
+        try:
+            body = json.loads(raw) if raw and path.endswith(":generateContent") else None
+        except ValueError:
+            body = None
+        if path.startswith("/upload-session/"):
+            self.requests.append(Recorded(method, path, key, len(raw)))
+            return self.finish_upload(handler, path.rsplit("/", 1)[1], raw)
+        self.requests.append(Recorded(method, path, key, body or (json.loads(raw) if raw
+                                                                    else None)))
+        behaviour = self.behaviours.get(key or "", "ok")
+        if behaviour in ERRORS and not path.startswith("/v1/files"):
+            code, error = ERRORS[behaviour]
+            return handler._send(code, error)
+        if path.startswith("/upload/v1/files"):
+            return self.start_upload(handler, key)
+        if path.startswith("/v1/files/"):
+            return self.file_call(handler, method, path.rsplit("/", 1)[1])
+        if path.endswith(":generateContent"):
+            return self.generate(handler, key, behaviour, body or {})
+        handler._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
+
+    def generate(self, handler, key: str | None, behaviour: str, body: dict) -> None:
+        if behaviour == "slow":
+            time.sleep(self.slow_s)
+        if behaviour == "blocked":
+            return handler._send(200, {"promptFeedback": {"blockReason": "SAFETY"},
+                                       "usageMetadata": {"promptTokenCount": 10}})
+        if behaviour == "safety":
+            return handler._send(200, {"candidates": [{"finishReason": "SAFETY", "index": 0}],
+                                       "usageMetadata": {"promptTokenCount": 10}})
+        config = body.get("generationConfig", {})
+        schema = config.get("responseSchema") or config.get("responseJsonSchema") or {}
+        text = json.dumps(fill(schema), ensure_ascii=False)
+        if behaviour == "badjson" or (behaviour == "badjson_once"
+                                      and not self._seen_badjson(key)):
+            text = "{not json"
+        handler._send(200, {
+            "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 1234, "candidatesTokenCount": 321,
+                              "totalTokenCount": 1555},
+            "modelVersion": "gemini-2.5-flash", "responseId": uuid.uuid4().hex,
+        })
+
+    def _seen_badjson(self, key: str | None) -> bool:
+        count = sum(1 for r in self.requests if r.api_key == key
+                    and r.path.endswith(":generateContent"))
+        return count > 1
+
+    # --- Files API ---------------------------------------------------------------------
+
+    def start_upload(self, handler, key: str | None) -> None:
+        upload_id = uuid.uuid4().hex[:12]
+        self.files[upload_id] = {"key": key, "bytes": 0, "polls": 0,
+                                 "mime": handler.headers.get("X-Goog-Upload-Header-Content-Type")}
+        handler._send(200, {}, {"X-Goog-Upload-URL": f"{self.base_url}/upload-session/{upload_id}",
+                                "X-Goog-Upload-Status": "active"})
+
+    def finish_upload(self, handler, upload_id: str, raw: bytes) -> None:
+        record = self.files[upload_id]
+        record["bytes"] += len(raw)
+        command = handler.headers.get("X-Goog-Upload-Command", "")
+        if "finalize" not in command:
+            return handler._send(200, {}, {"X-Goog-Upload-Status": "active"})
+        handler._send(200, {"file": self.file_json(upload_id, "PROCESSING")},
+                      {"X-Goog-Upload-Status": "final"})
+
+    def file_json(self, file_id: str, state: str) -> dict:
+        return {"name": f"files/{file_id}", "state": state,
+                "uri": f"{self.base_url}/v1/files/{file_id}",
+                "mimeType": self.files[file_id]["mime"] or "video/mp4",
+                "sizeBytes": str(self.files[file_id]["bytes"])}
+
+    def file_call(self, handler, method: str, file_id: str) -> None:
+        record = self.files.get(file_id)
+        if record is None:
+            return handler._send(404, error_body(404, "NOT_FOUND", "file not found"))
+        if method == "DELETE":
+            self.deleted.append(file_id)
+            return handler._send(200, {})
+        record["polls"] += 1
+        if self.behaviours.get(record["key"] or "") == "file_failed":
+            state = "FAILED"
+        else:
+            state = "PROCESSING" if record["polls"] <= self.processing_polls else "ACTIVE"
+        handler._send(200, self.file_json(file_id, state))
+
+    # --- helpers for tests -------------------------------------------------------------
+
+    def generate_calls(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith(":generateContent")]
