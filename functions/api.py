@@ -14,7 +14,7 @@ from functions.openapi import openapi_document
 from shared.errors import ApiError, ServiceUnavailable
 from shared.services import Services, get_services
 from shared.tasks import service
-from shared.tasks.models import CreateTaskRequest, ListTasksQuery
+from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -25,6 +25,7 @@ ROUTES = Map(
         Rule("/api/v1/task/<task_id>/retry", endpoint="retry", methods=["POST"]),
         Rule("/api/v1/task/<task_id>", endpoint="get", methods=["GET"]),
         Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
+        Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
         Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
         Rule("/healthz", endpoint="healthz", methods=["GET"]),
@@ -71,6 +72,25 @@ def create(request: flask.Request, services: Services) -> flask.Response:
                  task_id=task.task_id)
 
 
+def tag_now(request: flask.Request, services: Services) -> flask.Response:
+    parsed = SyncTagRequest.model_validate(
+        json_object(request), context={"platforms": services.settings.PLATFORMS}
+    )
+    status, task, retry_after = service.tag_now(services, parsed)
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    if status == 200 and task.result is not None:
+        data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
+                "task": task.model_dump(mode="json", exclude={"result"})}
+        return reply(200, task_id=task.task_id, data=data)
+    if status == 504:
+        message = (f"still processing after {services.settings.SYNC_TIMEOUT_S:g} s; "
+                   f"poll GET /api/v1/task/{task.task_id}")
+    else:
+        message = f"{task.error_code}: {task.message}" if task.error_code else "failed"
+    return reply(status, message, task_id=task.task_id,
+                 data={"task": task.model_dump(mode="json")}, headers=headers)
+
+
 def get(request: flask.Request, services: Services, task_id: str) -> flask.Response:
     task = service.get_task(services, task_id)
     return reply(200, task_id=task.task_id, data=task.model_dump(mode="json"))
@@ -102,6 +122,6 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 
 
 HANDLERS = {
-    "create": create, "get": get, "list": list_, "retry": retry, "accounts": accounts,
-    "healthz": healthz, "openapi": openapi,
+    "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
+    "accounts": accounts, "healthz": healthz, "openapi": openapi,
 }

@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.tasks.models import CreateTaskRequest, Envelope, ListTasksQuery, Task, TaskPage
+from shared.tasks.models import (
+    CreateTaskRequest,
+    Envelope,
+    ListTasksQuery,
+    SyncTagRequest,
+    Task,
+    TaskPage,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -42,7 +49,8 @@ AUTH = [{"bearer": []}, {"apiKey": []}]
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(CreateTaskRequest, "validation"), (Task, "serialization"),
+        [(CreateTaskRequest, "validation"), (SyncTagRequest, "validation"),
+         (Task, "serialization"),
          (TaskPage, "serialization"), (Envelope, "serialization")],
         ref_template=REF,
     )
@@ -66,6 +74,16 @@ def openapi_document() -> dict[str, Any]:
                     "schema": {"$ref": REF.format(model="CreateTaskRequest")}}}},
                 "responses": {"200": _envelope(None, "created; `task_id` is set"),
                               **_errors(400, 401, 403, 409, 413, 503)},
+            }},
+            "/api/v1/vision_to_tag/google": {"post": {
+                "summary": "Tag a video synchronously: the whole pipeline inside the request "
+                           "(bounded by SYNC_TIMEOUT_S), recorded as a task; `data.tags` is "
+                           "the flat list, `data.result` the full result",
+                "security": AUTH,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="SyncTagRequest")}}}},
+                "responses": {"200": _envelope(None, "tags, result and task"),
+                              **_errors(400, 401, 403, 413, 415, 422, 429, 503, 504)},
             }},
             "/api/v1/task/{task_id}": {"get": get_task},
             "/api/v1/task/get/{task_id}": {"get": get_task},

@@ -173,9 +173,8 @@ class GeminiStandIn:
         })
 
     def _seen_badjson(self, key: str | None) -> bool:
-        count = sum(1 for r in self.requests if r.api_key == key
-                    and r.path.endswith(":generateContent"))
-        return count > 1
+        """`badjson_once`: only the first generate call of the whole run is broken."""
+        return len(self.generate_calls()) > 1
 
     # --- Files API ---------------------------------------------------------------------
 

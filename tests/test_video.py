@@ -102,3 +102,22 @@ def test_local_tagger_only_requested_dimensions(media_dir: Path) -> None:
     assert set(result.dimensions["content"]) == {"theme", "narrative", "emotion", "on_screen_text"}
     assert result.tags == ["短视频(≤15秒)"]
     assert result.technical.has_audio and result.provider == "local"
+
+
+@pytest.mark.parametrize(("source", "language", "expected"), [
+    ("color=c=red", "zh", {"红色调", "静态画面"}),
+    ("color=c=black", "zh", {"暗调画面", "黑色调"}),
+    ("color=c=white", "en", {"bright", "white tones"}),
+])
+def test_local_tagger_measures_colour_and_light(tmp_path: Path, source, language,
+                                                expected) -> None:
+    from scripts.sample_video import make_video
+    from shared.video.frames import extract_frames
+
+    video = make_video(tmp_path / "v.mp4", seconds=8, size="320x240", source=source)
+    media = probe(video)
+    frames = extract_frames(video, tmp_path / "frames", media.duration_s)
+    result = LocalTagger().tag(TagRequest(video, media, ["vision", "content"], language,
+                                          tuple(frames.frames), frames.scene_changes))
+    assert expected <= set(result.tags), result.tags
+    assert result.summary and result.model == "local-visual-v1"

@@ -18,6 +18,7 @@ class TagRequest:
     dimensions: list[str]
     language: str
     frames: tuple[Frame, ...] = ()
+    scene_changes: int | None = None
 
 
 class Tagger(Protocol):

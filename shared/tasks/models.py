@@ -112,6 +112,19 @@ class CreateTaskRequest(BaseModel):
         return [name for name in ALL_DIMENSIONS if name in names]
 
 
+class SyncTagRequest(CreateTaskRequest):
+    """Body of POST /api/v1/vision_to_tag/google: `platform` may be left out (the first
+    configured platform is used), everything else as for task creation."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_platform(cls, data: Any, info: ValidationInfo) -> Any:
+        platforms = (info.context or {}).get("platforms") or ()
+        if isinstance(data, dict) and "platform" not in data and platforms:
+            data = {**data, "platform": platforms[0]}
+        return data
+
+
 class Task(BaseModel):
     """A task as the API shows it (`data` of GET /api/v1/task/{id})."""
 

@@ -145,6 +145,7 @@ def tag_stage(job: Job) -> None:
                 dimensions=job.dimensions,
                 language=job.task.language,
                 frames=tuple(job.frames.frames) if job.frames else (),
+                scene_changes=job.frames.scene_changes if job.frames else None,
             )
         )
     result.frames = job.frame_refs

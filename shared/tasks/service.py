@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import redis
@@ -12,6 +14,7 @@ from shared.errors import ApiError, ServiceUnavailable
 from shared.services import Services
 from shared.tasks.models import TASK_ID_PATTERN, CreateTaskRequest, ListTasksQuery, Task, TaskPage
 from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
+from shared.tasks.worker import WorkerReply, process_task
 from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")
@@ -20,9 +23,11 @@ MAX_IDEMPOTENCY_KEY = 128
 
 
 def create_task(
-    services: Services, request: CreateTaskRequest, idempotency_key: str | None = None
+    services: Services, request: CreateTaskRequest, idempotency_key: str | None = None,
+    *, enqueue: bool = True,
 ) -> tuple[Task, bool]:
-    """Insert a pending task and enqueue it: both or neither. Returns (task, created)."""
+    """Insert a pending task and enqueue it: both or neither. Returns (task, created).
+    `enqueue=False` is for the synchronous API, which runs the task itself."""
     store = services.store
     check_targets(services, request)
     if idempotency_key is not None:
@@ -49,6 +54,8 @@ def create_task(
         if existing is None:
             raise
         return _same_request(existing, request), False
+    if not enqueue:
+        return task, True
     try:
         services.queue.enqueue(task_id, url=request.url)
     except ServiceUnavailable:
@@ -56,6 +63,46 @@ def create_task(
         raise
     log.info("task created", extra={"task_id": task_id})
     return task, True
+
+
+SYNC_ERROR_STATUS = {
+    "url_forbidden": 400, "download_failed": 400, "video_too_large": 413,
+    "video_too_long": 413, "unsupported_format": 415, "video_unreadable": 422,
+    "no_video_stream": 422, "blocked_by_safety": 422, "gemini_file_failed": 422,
+    "no_key_available": 429,
+}
+"""HTTP status of the synchronous API for a task that ended with this error_code."""
+
+_sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-tag")
+
+
+def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, int | None]:
+    """Run the whole pipeline inside the request, recorded as a task.
+
+    Returns (HTTP status, task, Retry-After). Past SYNC_TIMEOUT_S the caller gets 504 and
+    the task carries on in the background; a transient failure is queued for retry, so
+    the task is never left behind."""
+    task, _ = create_task(services, request, enqueue=False)
+
+    def run() -> WorkerReply:
+        reply = process_task(task.task_id, services)
+        if reply.status_code == 503:
+            services.queue.enqueue(task.task_id, url=task.url,
+                                   delay_s=reply.retry_after_s or 0)
+        return reply
+
+    future = _sync_pool.submit(run)
+    try:
+        reply = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
+    except FutureTimeout:
+        return 504, get_task(services, task.task_id), None
+    final = get_task(services, task.task_id)
+    if final.status == "completed":
+        return 200, final, None
+    if final.status == "failed":
+        return SYNC_ERROR_STATUS.get(final.error_code or "", 500), final, None
+    status = SYNC_ERROR_STATUS.get(final.error_code or "", 503)
+    return status, final, reply.retry_after_s
 
 
 def check_targets(services: Services, request: CreateTaskRequest) -> None:
