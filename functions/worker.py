@@ -24,6 +24,12 @@ def process_task(request: flask.Request) -> flask.Response:
                     "X-Worker-Token")
         if request.method != "POST":
             raise ApiError(405, f"method {request.method} not allowed (allowed: POST)")
+        if services.settings.QUEUE == "cloudtasks" and not request.headers.get(
+                "X-CloudTasks-TaskName"):
+            # Google strips X-CloudTasks-* from outside requests: without it, the caller
+            # is not our queue.
+            raise ApiError(403, "X-CloudTasks-TaskName: required (deliveries come from "
+                                "Cloud Tasks)")
         task_id = json_object(request).get("task_id")
         if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
             raise ApiError(400, "task_id: required, 32 lowercase hex characters")

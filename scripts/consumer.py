@@ -25,7 +25,7 @@ from shared.tasks.reaper import reap_stuck_tasks  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker-url", default=settings.WORKER_URL)
+    parser.add_argument("--worker-url", default=settings.worker_url)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-retries", type=int, default=10)
     parser.add_argument("--min-backoff", type=float, default=1.0)

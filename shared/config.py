@@ -6,6 +6,7 @@ that names the variable (see `load_settings`).
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = ROOT / "var"
 
 CommaList = Annotated[list[str], NoDecode]
+
+CLOUD_TASKS_QUEUE_PATH = re.compile(
+    r"^projects/[a-z][a-z0-9-]{4,61}[a-z0-9]/locations/[a-z0-9-]+/queues/[A-Za-z0-9-]{1,100}$"
+)
+"""projects/PROJECT/locations/LOCATION/queues/QUEUE, as Cloud Tasks spells it."""
+
+LOCAL_WORKER_URL = "http://127.0.0.1:8081/"
+"""The worker's address when WORKER_URL is unset (the local stack)."""
 
 
 class ConfigError(SystemExit):
@@ -40,7 +49,8 @@ class Settings(BaseSettings):
     GCS_BUCKET: str = ""
     QUEUE: Literal["redis", "cloudtasks"] = "redis"
     CLOUD_TASKS_QUEUE: str = ""
-    WORKER_URL: str = "http://127.0.0.1:8081/"
+    WORKER_URL: str = ""
+    CLOUD_TASKS_EMULATOR_HOST: str = ""
     TASKS_SERVICE_ACCOUNT: str = ""
     TAGGER: Literal["local", "gemini"] = "local"
     GEMINI_MODEL: str = "gemini-2.5-flash"
@@ -114,15 +124,32 @@ class Settings(BaseSettings):
     @field_validator("WORKER_URL")
     @classmethod
     def _http_worker(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("CLOUD_TASKS_QUEUE")
+    @classmethod
+    def _queue_path(cls, value: str) -> str:
+        if value and not CLOUD_TASKS_QUEUE_PATH.match(value):
+            raise ValueError("must look like projects/PROJECT/locations/LOCATION/queues/QUEUE")
         return value
 
     @model_validator(mode="after")
     def _backend_needs(self) -> Settings:
         if self.STORAGE == "gcs" and not self.GCS_BUCKET:
             raise ValueError("GCS_BUCKET must be set when STORAGE=gcs")
+        if self.QUEUE == "cloudtasks" and not self.CLOUD_TASKS_QUEUE:
+            raise ValueError("CLOUD_TASKS_QUEUE must be set when QUEUE=cloudtasks")
+        if self.QUEUE == "cloudtasks" and not self.WORKER_URL:
+            raise ValueError("WORKER_URL must be set when QUEUE=cloudtasks "
+                             "(the URL of the process_task function)")
         return self
+
+    @property
+    def worker_url(self) -> str:
+        """Where the queue delivers: WORKER_URL, or the local worker of scripts/stack.py."""
+        return self.WORKER_URL or LOCAL_WORKER_URL
 
     @field_validator("QUOTA_TZ")
     @classmethod

@@ -58,7 +58,12 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
 
 def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
     if settings.QUEUE == "cloudtasks":
-        raise NotImplementedError("QUEUE=cloudtasks arrives with the Cloud Tasks backend")
+        from shared.tasks.cloudtasks import CloudTasksQueue, build_client
+
+        return CloudTasksQueue(
+            build_client(settings.CLOUD_TASKS_EMULATOR_HOST), settings.CLOUD_TASKS_QUEUE,
+            settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.TASK_TIMEOUT_S + 60,
+        )
     return RedisQueue(client)
 
 

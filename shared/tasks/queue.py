@@ -28,8 +28,10 @@ class QueueDepth:
 class TaskQueue(Protocol):
     """What the api and the worker need from a queue, whatever the backend."""
 
-    def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0) -> None:
-        """Deliver `task_id` to the worker (after `delay_s`). Raises ServiceUnavailable."""
+    def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
+                generation: str = "0") -> None:
+        """Deliver `task_id` to the worker (after `delay_s`). Raises ServiceUnavailable.
+        `generation` tells deliveries of the same task apart (Cloud Tasks task names)."""
 
     def dead_letter(self, task_id: str) -> None:
         """Record that the task ran out of attempts."""
@@ -73,7 +75,8 @@ class RedisQueue:
 
     # --- producer side ---------------------------------------------------------
 
-    def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0) -> None:
+    def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
+                generation: str = "0") -> None:
         now = time.time()
         due = now + delay_s if delay_s > 0 else 0
         try:

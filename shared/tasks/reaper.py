@@ -19,7 +19,7 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int) -> d
     counts = {"requeued": 0, "failed": 0, "skipped": 0}
     for task in store.expired_leases():
         if task.attempts < max_attempts:
-            queue.enqueue(task.task_id, url=task.url)
+            queue.enqueue(task.task_id, url=task.url, generation=f"a{task.attempts}")
         outcome = store.reap(
             task, max_attempts=max_attempts,
             message=f"worker lost during stage {task.stage or 'start'} (lease expired)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -88,7 +89,7 @@ def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, 
         reply = process_task(task.task_id, services)
         if reply.status_code == 503:
             services.queue.enqueue(task.task_id, url=task.url,
-                                   delay_s=reply.retry_after_s or 0)
+                                   delay_s=reply.retry_after_s or 0, generation="sync")
         return reply
 
     future = _sync_pool.submit(run)
@@ -149,7 +150,7 @@ def retry_task(services: Services, task_id: str) -> Task:
     if not services.store.reset_failed(task_id):
         raise ApiError(409, "task_id: task changed while retrying; try again")
     try:
-        services.queue.enqueue(task_id, url=task.url)
+        services.queue.enqueue(task_id, url=task.url, generation=f"r{time.time_ns()}")
     except ServiceUnavailable:
         services.store.restore_failed(task)
         raise
