@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make Redis (127.0.0.1:6379) and MariaDB (127.0.0.1:3306, root, no password) reachable:
-# start them when installed, install them (Debian packages, as root) when not.
+# start them when installed, install them (Debian packages, as root) when not. Also
+# installs shellcheck, which the infra tests use.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -21,11 +22,15 @@ fi
 if ! port_open 3306; then
   command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || {
     as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server; }
-  as_root mkdir -p /run/mysqld && as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
   [ -d /var/lib/mysql/mysql ] || as_root mariadb-install-db --user=mysql >/dev/null
   as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
   wait_port 3306
   # Debian's root uses unix_socket auth; the tests connect over TCP with no password.
   as_root mariadb -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;" 2>/dev/null || true
 fi
-echo "redis and mariadb reachable"
+if ! command -v shellcheck >/dev/null; then  # the infra tests lint the deploy scripts
+  as_root apt-get update -qq && as_root apt-get install -y -qq shellcheck
+fi
+echo "redis and mariadb reachable; shellcheck installed"
