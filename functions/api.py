@@ -12,6 +12,7 @@ from werkzeug.routing import Map, Rule
 from functions.http import api_token, check_token, describe_validation, json_object, reply
 from functions.openapi import openapi_document
 from shared.errors import ApiError, ServiceUnavailable
+from shared.search import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks import service
 from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest
@@ -27,6 +28,7 @@ ROUTES = Map(
         Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
         Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
         Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
+        Rule("/api/v1/search", endpoint="search", methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
         Rule("/healthz", endpoint="healthz", methods=["GET"]),
     ],
@@ -111,6 +113,11 @@ def accounts(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=service.pool_stats(services))
 
 
+def search(request: flask.Request, services: Services) -> flask.Response:
+    query = SearchQuery.model_validate(request.args.to_dict())
+    return reply(200, data=service.search(services, query).model_dump(mode="json"))
+
+
 def healthz(request: flask.Request, services: Services) -> flask.Response:
     checks = service.health(services)
     healthy = all(value == "ok" for value in checks.values())
@@ -123,5 +130,5 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 
 HANDLERS = {
     "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
-    "accounts": accounts, "healthz": healthz, "openapi": openapi,
+    "accounts": accounts, "search": search, "healthz": healthz, "openapi": openapi,
 }

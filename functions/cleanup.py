@@ -1,5 +1,6 @@
 """Function `cleanup`: Cloud Scheduler calls it daily. It deletes cached videos older than
-CACHE_DAYS and re-queues stuck tasks, and answers a JSON summary of both."""
+CACHE_DAYS, re-queues stuck tasks, retries failed search indexing, and answers a JSON
+summary."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from functions.http import check_token, reply
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ApiError, ServiceUnavailable
 from shared.services import get_services
-from shared.tasks.reaper import reap_stuck_tasks
+from shared.tasks.reaper import reap_stuck_tasks, retry_indexing
 
 
 def cleanup(request: flask.Request) -> flask.Response:
@@ -25,8 +26,10 @@ def cleanup(request: flask.Request) -> flask.Response:
         start, end = default_range(date.today(), settings.CACHE_DAYS)
         videos = clean_videos(services.storage, start, end, dry_run=dry_run)
         reaped = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS)
+        reindexed = retry_indexing(services.store, services.index)
     except ApiError as error:
         return reply(error.status, error.message)
     except ServiceUnavailable as error:
         return reply(503, str(error), headers={"Retry-After": "60"})
-    return reply(200, data={"videos": videos.as_dict(), "stuck_tasks": reaped})
+    return reply(200, data={"videos": videos.as_dict(), "stuck_tasks": reaped,
+                            "reindexed": reindexed})

@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.search import SearchPage, SearchQuery
 from shared.tasks.models import (
     CreateTaskRequest,
     Envelope,
@@ -33,8 +35,8 @@ def _errors(*codes: int) -> dict[str, Any]:
             for code in codes}
 
 
-def _query_parameters() -> list[dict[str, Any]]:
-    schema = ListTasksQuery.model_json_schema()
+def _query_parameters(model: type[BaseModel] = ListTasksQuery) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
     return [
         {"name": name, "in": "query", "required": False, "schema": prop}
         for name, prop in schema["properties"].items()
@@ -51,7 +53,8 @@ def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [(CreateTaskRequest, "validation"), (SyncTagRequest, "validation"),
          (Task, "serialization"),
-         (TaskPage, "serialization"), (Envelope, "serialization")],
+         (TaskPage, "serialization"), (SearchPage, "serialization"),
+         (Envelope, "serialization")],
         ref_template=REF,
     )
     get_task = {
@@ -98,6 +101,13 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [TASK_ID], "security": AUTH,
                 "responses": {"200": _envelope("Task", "re-queued"),
                               **_errors(400, 401, 403, 404, 409, 503)},
+            }},
+            "/api/v1/search": {"get": {
+                "summary": "Find completed tasks by tags (all / any), free text, platform, "
+                           "env, uid and duration; newest first, with top-tag facets",
+                "parameters": _query_parameters(SearchQuery), "security": AUTH,
+                "responses": {"200": _envelope("SearchPage", "matching tasks and facets"),
+                              **_errors(400, 401, 403, 503)},
             }},
             "/api/v1/accounts": {"get": {
                 "summary": "Key pool usage: per key (masked) status, use today and this "

@@ -19,7 +19,7 @@ from shared.logs import setup_logging  # noqa: E402
 from shared.services import get_services  # noqa: E402
 from shared.tasks.consumer import Consumer, ConsumerConfig  # noqa: E402
 from shared.tasks.queue import RedisQueue  # noqa: E402
-from shared.tasks.reaper import reap_stuck_tasks  # noqa: E402
+from shared.tasks.reaper import reap_stuck_tasks, retry_indexing  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def reap() -> dict[str, int]:
-        return reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS)
+        counts = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS)
+        return {**counts, "reindexed": retry_indexing(services.store, services.index)}
 
     consumer = Consumer(services.queue, config, reaper=reap if args.reap_interval > 0 else None)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -128,6 +128,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @field_validator("ES_URL")
+    @classmethod
+    def _http_search(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL (or empty: search disabled)")
+        return value
+
     @field_validator("CLOUD_TASKS_QUEUE")
     @classmethod
     def _queue_path(cls, value: str) -> str:

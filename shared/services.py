@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -22,6 +23,9 @@ from shared.tasks.queue import RedisQueue, TaskQueue
 from shared.tasks.store import TaskStore
 from shared.video.safety import UrlPolicy
 
+if TYPE_CHECKING:
+    from shared.search import TagIndex
+
 
 @dataclass
 class Services:
@@ -33,6 +37,7 @@ class Services:
     tagger: Tagger
     url_policy: UrlPolicy
     pool: AccountPool
+    index: TagIndex | None = None
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
@@ -49,6 +54,7 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
         storage=build_storage(settings),
         tagger=build_tagger(settings, pool),
         pool=pool,
+        index=build_index(settings),
         url_policy=UrlPolicy(
             allow_private=settings.ALLOW_PRIVATE_URLS,
             allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),
@@ -65,6 +71,16 @@ def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
             settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.TASK_TIMEOUT_S + 60,
         )
     return RedisQueue(client)
+
+
+def build_index(settings: Settings) -> TagIndex | None:
+    """The search index, or None when ES_URL is not set (search answers 503)."""
+    if not settings.ES_URL:
+        return None
+    from shared.search import TagIndex, build_client
+
+    return TagIndex(build_client(settings.ES_URL, settings.ES_COMPAT_HEADERS),
+                    settings.ES_INDEX_PREFIX)
 
 
 def build_storage(settings: Settings) -> Storage:

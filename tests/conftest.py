@@ -201,3 +201,13 @@ def sqlite_services(redis_client: redis.Redis, make_settings) -> Iterator[Servic
     built = build_services(make_settings(TASK_TIMEOUT_S=30))
     yield built
     built.store.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def search_server() -> Iterator[str]:
+    """osmem-server (in-memory, OpenSearch-compatible) on 127.0.0.1."""
+    from osmem_server import OsmemServer
+
+    server = OsmemServer.start(japanese=False, addr="127.0.0.1:0")
+    yield server.url
+    server.close()

@@ -150,9 +150,12 @@ class Task(BaseModel):
     updated_at: datetime
     processed_start: datetime | None = None
     processed_end: datetime | None = None
+    indexed_at: datetime | None = None
+    index_error: str | None = None
     result: TagResult | None = None
 
-    @field_validator("created_at", "updated_at", "processed_start", "processed_end")
+    @field_validator("created_at", "updated_at", "processed_start", "processed_end",
+                     "indexed_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         """The database keeps naive UTC; the API says so explicitly."""

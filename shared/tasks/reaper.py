@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from shared.search import TagIndex
 from shared.tasks.queue import TaskQueue
 from shared.tasks.store import TaskStore
 
@@ -29,3 +30,20 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int) -> d
         counts[outcome] += 1
         log.info("reaped stuck task: %s", outcome, extra={"task_id": task.task_id})
     return counts
+
+
+def retry_indexing(store: TaskStore, index: TagIndex | None, batch: int = 500) -> int:
+    """Completed tasks whose indexing failed (or was cut short) go to the index again."""
+    if index is None:
+        return 0
+    pending = store.not_indexed(limit=batch)
+    if not pending:
+        return 0
+    try:
+        done = index.bulk_index(pending)
+    except Exception as error:  # noqa: BLE001 - the search cluster is down: next sweep
+        log.warning("re-indexing failed: %s", type(error).__name__)
+        return 0
+    if done:
+        store.mark_indexed_many(done)
+    return len(done)

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from shared.errors import ApiError, ServiceUnavailable
+from shared.search import SearchPage, SearchQuery
 from shared.services import Services
 from shared.tasks.models import TASK_ID_PATTERN, CreateTaskRequest, ListTasksQuery, Task, TaskPage
 from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
@@ -170,6 +171,12 @@ def pool_stats(services: Services) -> dict[str, object]:
         return services.pool.stats()
     except (redis.ConnectionError, redis.TimeoutError) as error:
         raise ServiceUnavailable("redis", type(error).__name__) from error
+
+
+def search(services: Services, query: SearchQuery) -> SearchPage:
+    if services.index is None:
+        raise ApiError(503, "search: not configured on this service (set ES_URL)")
+    return services.index.search(query)
 
 
 def health(services: Services) -> dict[str, str]:

@@ -262,6 +262,52 @@ class TaskStore:
                 return "skipped"
         return "requeued" if values["status"] == "pending" else "failed"
 
+    def mark_indexed(self, task_id: str, error: str | None = None) -> None:
+        """Record the search index outcome: indexed now, or why not (retried later)."""
+        values = {"index_error": error[:512]} if error else {"indexed_at": utcnow(),
+                                                              "index_error": None}
+        with self._begin() as conn:
+            conn.execute(sa.update(t).where(t.c.task_id == task_id).values(**values))
+
+    def mark_indexed_many(self, task_ids: list[str]) -> None:
+        with self._begin() as conn:
+            conn.execute(sa.update(t).where(t.c.task_id.in_(task_ids))
+                         .values(indexed_at=utcnow(), index_error=None))
+
+    def not_indexed(self, older_than_s: float = 60, limit: int = 500) -> list[Task]:
+        """Completed tasks that have not reached the search index (the reaper retries)."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        query = (sa.select(t).where(t.c.status == "completed", t.c.indexed_at.is_(None),
+                                    t.c.updated_at < cutoff).order_by(t.c.id).limit(limit))
+        with self._connect() as conn:
+            return [_to_task(row) for row in conn.execute(query).mappings()]
+
+    def iter_completed(self, *, env: str | None = None, since: datetime | None = None,
+                       batch: int = 500) -> Iterator[list[Task]]:
+        """Completed tasks in id order, a batch at a time (keyset pagination)."""
+        last_id = 0
+        while True:
+            query = sa.select(t).where(t.c.status == "completed", t.c.id > last_id)
+            if env:
+                query = query.where(t.c.env == env)
+            if since:
+                query = query.where(t.c.created_at >= since)
+            with self._connect() as conn:
+                rows = conn.execute(query.order_by(t.c.id).limit(batch)).mappings().all()
+            if not rows:
+                return
+            last_id = rows[-1]["id"]
+            yield [_to_task(row) for row in rows]
+
+    def count_completed(self, *, env: str | None = None, since: datetime | None = None) -> int:
+        query = sa.select(sa.func.count()).where(t.c.status == "completed")
+        if env:
+            query = query.where(t.c.env == env)
+        if since:
+            query = query.where(t.c.created_at >= since)
+        with self._connect() as conn:
+            return conn.execute(query).scalar_one()
+
     def fail_pending(self, task_id: str, *, error_code: str, message: str) -> bool:
         """Fail a pending task that can no longer be claimed (no attempts left)."""
         now = utcnow()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def _run(claim: Claim, services: Services) -> WorkerReply:
         if not saved:
             return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
         log.info("task completed", extra={**extra, "duration_ms": sum(job.timings.values())})
+        index_completed(task.task_id, services)
         return WorkerReply(200, "completed", "completed")
     except PermanentError as error:
         store.fail(task.task_id, attempt, error_code=error.error_code, message=error.message,
@@ -123,6 +125,27 @@ def _run(claim: Claim, services: Services) -> WorkerReply:
         return _transient(task.task_id, attempt, error, job, services)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def index_completed(task_id: str, services: Services) -> bool:
+    """Put a completed task into the search index. A failure never fails the task: it is
+    recorded on the task (`index_error`) and the reaper tries again later."""
+    if services.index is None:
+        return False
+    started = time.perf_counter()
+    try:
+        task = services.store.get(task_id)
+        assert task is not None
+        services.index.index_task(task)
+    except Exception as error:  # noqa: BLE001 - any indexing failure is retried later
+        services.store.mark_indexed(task_id, error=f"{type(error).__name__}: {error}"[:500])
+        log.warning("indexing failed; will retry: %s", type(error).__name__,
+                    extra={"task_id": task_id, "stage": "indexing"})
+        return False
+    services.store.mark_indexed(task_id)
+    log.info("indexed", extra={"task_id": task_id, "stage": "indexing",
+                               "duration_ms": int((time.perf_counter() - started) * 1000)})
+    return True
 
 
 def _enter_stage(store, task_id: str, attempt: int, stage: str) -> None:

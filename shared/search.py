@@ -1,0 +1,257 @@
+"""TagIndex: completed tasks in Elasticsearch (or OpenSearch), searchable by tag and text.
+
+One index per environment, `{ES_INDEX_PREFIX}-{env}`, created with its mapping on first
+use. Chinese text uses the built-in `cjk` analyzer (overlapping bigrams): no plugin to
+install, any two-character word matches, but a single character does not and word
+boundaries are not known (see docs/decisions.md). Exact tags are `keyword`s, so filters
+and facets use them as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from elastic_transport import Urllib3HttpNode
+from elasticsearch import Elasticsearch, helpers
+from elasticsearch import exceptions as es_errors
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.errors import ApiError, ServiceUnavailable
+from shared.tasks.models import Task
+
+log = logging.getLogger("vision_to_tag.search")
+
+ENVS = ("develop", "production")
+FACET_SIZE = 20
+TEXT = {"type": "text", "analyzer": "cjk"}
+MAPPING = {
+    "dynamic": False,
+    "properties": {
+        "task_id": {"type": "keyword"},
+        "url": {"type": "keyword", "index": False},
+        "tags": {"type": "keyword"},
+        "tags_text": TEXT,
+        "vision_tags": {"type": "keyword"},
+        "audio_tags": {"type": "keyword"},
+        "content_tags": {"type": "keyword"},
+        "business_tags": {"type": "keyword"},
+        "summary": TEXT,
+        "platform": {"type": "keyword"},
+        "uid": {"type": "keyword"},
+        "env": {"type": "keyword"},
+        "language": {"type": "keyword"},
+        "duration_s": {"type": "float"},
+        "orientation": {"type": "keyword"},
+        "created_at": {"type": "date"},
+    },
+}
+
+
+class PlainJsonNode(Urllib3HttpNode):
+    """Sends `application/json` (and `application/x-ndjson`) instead of the
+    `application/vnd.elasticsearch+json; compatible-with=N` that elasticsearch-py 8/9 send,
+    which OpenSearch-compatible servers refuse. Chosen by ES_COMPAT_HEADERS=false."""
+
+    _VENDOR = re.compile(r"application/vnd\.elasticsearch\+([\w-]+)(\s*;.*)?")
+
+    def perform_request(self, method, target, body=None, headers=None, **kwargs):
+        if headers:
+            headers = headers.copy()
+            for name in ("accept", "content-type"):
+                if name in headers:
+                    headers[name] = self._VENDOR.sub(r"application/\1", headers[name])
+        return super().perform_request(method, target, body=body, headers=headers, **kwargs)
+
+
+def build_client(url: str, compat_headers: bool = True) -> Elasticsearch:
+    options: dict[str, Any] = {"request_timeout": 10, "max_retries": 1,
+                               "retry_on_timeout": True}
+    if not compat_headers:
+        options["node_class"] = PlainJsonNode
+    return Elasticsearch(url, **options)
+
+
+class SearchQuery(BaseModel):
+    """Query string of GET /api/v1/search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] = Field(default=[], description="all must match (comma-separated)")
+    any_tags: list[str] = Field(default=[], description="at least one must match")
+    q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
+    platform: str | None = None
+    env: Literal["develop", "production"] | None = None
+    uid: str | None = Field(default=None, max_length=64)
+    min_duration: float | None = Field(default=None, ge=0)
+    max_duration: float | None = Field(default=None, ge=0)
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512)
+
+    @field_validator("tags", "any_tags", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class SearchHit(BaseModel):
+    task_id: str
+    url: str
+    platform: str | None = None
+    env: str | None = None
+    uid: str | None = None
+    tags: list[str] = []
+    summary: str = ""
+    duration_s: float | None = None
+    created_at: str | None = None
+
+
+class SearchPage(BaseModel):
+    total: int
+    hits: list[SearchHit]
+    facets: dict[str, int]
+    next_cursor: str | None = None
+
+
+def document(task: Task) -> dict[str, Any]:
+    result = task.result
+    assert result is not None
+    doc: dict[str, Any] = {
+        "task_id": task.task_id, "url": task.url, "tags": result.tags,
+        "tags_text": " ".join(result.tags), "summary": result.summary,
+        "platform": task.platform, "uid": task.uid, "env": task.env,
+        "language": result.language, "duration_s": result.technical.duration_s,
+        "orientation": result.technical.orientation,
+        "created_at": task.created_at.isoformat(),
+    }
+    for dim, groups in result.dimensions.items():
+        doc[f"{dim}_tags"] = [tag.tag for group in groups.values() for tag in group]
+    return doc
+
+
+class TagIndex:
+    def __init__(self, client: Elasticsearch, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._ready: set[str] = set()
+
+    def index_name(self, env: str) -> str:
+        return f"{self.prefix}-{env}"
+
+    def ensure_index(self, env: str) -> str:
+        """Create the index with its mapping unless it exists (idempotent)."""
+        name = self.index_name(env)
+        if name in self._ready:
+            return name
+        with _unavailable_as_503():
+            if not self.client.indices.exists(index=name):
+                try:
+                    self.client.indices.create(index=name, mappings=MAPPING)
+                except es_errors.BadRequestError as error:
+                    if "already_exists" not in str(error):
+                        raise
+        self._ready.add(name)
+        return name
+
+    def index_task(self, task: Task) -> None:
+        index = self.ensure_index(task.env)
+        with _unavailable_as_503():
+            self.client.index(index=index, id=task.task_id, document=document(task))
+
+    def bulk_index(self, tasks: Iterable[Task], *, chunk_size: int = 500) -> list[str]:
+        """Index many tasks; returns the ids that made it."""
+        actions = [{"_index": self.ensure_index(task.env), "_id": task.task_id,
+                    "_source": document(task)} for task in tasks if task.result]
+        done: list[str] = []
+        with _unavailable_as_503():
+            for ok, item in helpers.streaming_bulk(self.client, actions, chunk_size=chunk_size,
+                                                   raise_on_error=False):
+                if ok:
+                    done.append(item["index"]["_id"])
+        return done
+
+    def refresh(self) -> None:
+        with _unavailable_as_503():
+            self.client.indices.refresh(index=f"{self.prefix}-*")
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        envs = [query.env] if query.env else list(ENVS)
+        indices = ",".join(self.index_name(env) for env in envs)
+        filters: list[dict[str, Any]] = [{"term": {"tags": tag}} for tag in query.tags]
+        if query.any_tags:
+            filters.append({"terms": {"tags": query.any_tags}})
+        for field in ("platform", "uid"):
+            value = getattr(query, field)
+            if value:
+                filters.append({"term": {field: value}})
+        if query.min_duration is not None or query.max_duration is not None:
+            bounds = {"gte": query.min_duration, "lte": query.max_duration}
+            filters.append({"range": {"duration_s": {k: v for k, v in bounds.items()
+                                                      if v is not None}}})
+        must = []
+        if query.q:  # multi_match parses no query syntax: quotes, *, ( are plain text
+            must.append({"multi_match": {"query": query.q, "operator": "and",
+                                         "fields": ["tags_text^2", "summary"]}})
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": filters, "must": must}},
+            "sort": [{"created_at": "desc"}, {"task_id": "asc"}],
+            "size": query.limit,
+            "aggs": {"top_tags": {"terms": {"field": "tags", "size": FACET_SIZE}}},
+            "track_total_hits": True,
+        }
+        if query.cursor:
+            body["search_after"] = decode_cursor(query.cursor)
+        with _unavailable_as_503():
+            answer = self.client.search(index=indices, ignore_unavailable=True,
+                                        allow_no_indices=True, **body)
+        hits = answer["hits"]["hits"]
+        next_cursor = encode_cursor(hits[-1]["sort"]) if len(hits) == query.limit else None
+        buckets = answer.get("aggregations", {}).get("top_tags", {}).get("buckets", [])
+        return SearchPage(
+            total=answer["hits"]["total"]["value"],
+            hits=[SearchHit(**{k: v for k, v in hit["_source"].items()
+                               if k in SearchHit.model_fields}) for hit in hits],
+            facets={bucket["key"]: bucket["doc_count"] for bucket in buckets},
+            next_cursor=next_cursor,
+        )
+
+
+def encode_cursor(sort_values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(sort_values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (ValueError, binascii.Error):
+        raise ApiError(400, "cursor: not a cursor returned by this API") from None
+    if (not isinstance(values, list) or len(values) != 2
+            or not isinstance(values[0], int | float) or not isinstance(values[1], str)):
+        raise ApiError(400, "cursor: not a cursor returned by this API")
+    return values
+
+
+class _unavailable_as_503:
+    """Connection problems and server errors of the search cluster → ServiceUnavailable."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, es_errors.ConnectionError | es_errors.ConnectionTimeout):
+            raise ServiceUnavailable("search", type(exc).__name__) from exc
+        if isinstance(exc, es_errors.ApiError) and getattr(exc, "status_code", 0) >= 500:
+            raise ServiceUnavailable("search", f"HTTP {exc.status_code}") from exc
+        if isinstance(exc, helpers.BulkIndexError):
+            raise ServiceUnavailable("search", "bulk errors") from exc
+        return False
