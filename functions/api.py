@@ -12,6 +12,7 @@ from werkzeug.routing import Map, Rule
 from functions.http import api_token, check_token, describe_validation, json_object, reply
 from functions.openapi import openapi_document
 from shared.errors import ApiError, ServiceUnavailable
+from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks import service
@@ -47,6 +48,11 @@ def api(request: flask.Request) -> flask.Response:
                      headers={"Allow": allowed})
     except NotFound:
         return reply(404, f"no route {request.path}")
+    with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
+        return _dispatch(request, endpoint, args)
+
+
+def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Response:
     try:
         services = get_services()
         if endpoint not in PUBLIC:

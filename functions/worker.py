@@ -8,6 +8,7 @@ import flask
 
 from functions.http import check_token, json_object, reply
 from shared.errors import ApiError, ServiceUnavailable
+from shared.logs import log_context, trace_fields
 from shared.services import get_services
 from shared.tasks.models import TASK_ID_PATTERN
 from shared.tasks.worker import process_task as run_task
@@ -37,13 +38,14 @@ def process_task(request: flask.Request) -> flask.Response:
         return reply(error.status, error.message)
     except ServiceUnavailable as error:
         return reply(503, str(error), headers={"Retry-After": "5"})
-    log.info(
-        "delivery: queue retry %s, execution %s",
-        request.headers.get("X-CloudTasks-TaskRetryCount", "-"),
-        request.headers.get("X-CloudTasks-TaskExecutionCount", "-"),
-        extra={"task_id": task_id},
-    )
-    result = run_task(task_id, services)
+    with log_context(task_id=task_id,
+                     **trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
+        log.info(
+            "delivery: queue retry %s, execution %s",
+            request.headers.get("X-CloudTasks-TaskRetryCount", "-"),
+            request.headers.get("X-CloudTasks-TaskExecutionCount", "-"),
+        )
+        result = run_task(task_id, services)
     headers = {"Retry-After": str(result.retry_after_s)} if result.retry_after_s else {}
     return reply(result.status_code, result.message, task_id=task_id,
                  data={"status": result.task_status}, headers=headers)

@@ -7,6 +7,7 @@ on the task before running it, so a caller can watch progress.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from shared.video.frames import FrameSet, extract_frames
 from shared.video.probe import MediaInfo, probe, sniff_container
 
 HASH_CHUNK = 1024 * 1024
+log = logging.getLogger("vision_to_tag.pipeline")
 
 
 @dataclass
@@ -181,10 +183,15 @@ STAGES: list[tuple[str, Callable[[Job], None]]] = [
 
 
 def run_stages(job: Job, on_stage: Callable[[str], None]) -> None:
+    """Every stage leaves one log line with its duration, ok or not."""
     for name, stage in STAGES:
         on_stage(name)
         started = time.perf_counter()
+        outcome = "failed"
         try:
             stage(job)
+            outcome = "done"
         finally:
             job.timings[name] = int((time.perf_counter() - started) * 1000)
+            log.info("stage %s %s", name, outcome,
+                     extra={"stage": name, "duration_ms": job.timings[name]})

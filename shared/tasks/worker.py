@@ -17,6 +17,7 @@ from redis.exceptions import LockError, RedisError
 
 from shared import keys
 from shared.errors import PermanentError, ServiceUnavailable, TaskError, TransientError
+from shared.logs import log_context
 from shared.services import Services
 from shared.tasks.pipeline import Job, run_stages
 from shared.tasks.store import Claim
@@ -93,11 +94,12 @@ def _run(claim: Claim, services: Services) -> WorkerReply:
     task = claim.task
     assert task is not None
     store, attempt = services.store, task.attempts
-    extra = {"task_id": task.task_id, "attempt": attempt}
+    extra = {"attempt": attempt}
     workdir = Path(tempfile.mkdtemp(prefix=f"vtt-{task.task_id}-"))
     job = Job(task=task, workdir=workdir, services=services)
     try:
-        run_stages(job, lambda stage: _enter_stage(store, task.task_id, attempt, stage))
+        with log_context(task_id=task.task_id, attempt=attempt):
+            run_stages(job, lambda stage: _enter_stage(store, task.task_id, attempt, stage))
         assert job.result is not None and job.downloaded is not None and job.media is not None
         store.set_stage(task.task_id, attempt, "saving")
         saved = store.complete(
