@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import flask
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from shared.search import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks import service
 from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest
+from shared.tasks.stats import service_stats
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -30,12 +32,20 @@ ROUTES = Map(
         Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
         Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
         Rule("/api/v1/search", endpoint="search", methods=["GET"]),
+        Rule("/api/v1/stats", endpoint="stats", methods=["GET"]),
+        Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
+        Rule("/dashboard/<any(app.js, style.css):asset>", endpoint="dashboard", methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
         Rule("/healthz", endpoint="healthz", methods=["GET"]),
     ],
     strict_slashes=False,
 )
-PUBLIC = {"healthz", "openapi"}
+PUBLIC = {"healthz", "openapi", "dashboard"}
+"""No token needed: probes, the API description, and the dashboard's static files (the
+page itself asks for a token and fetches every number through the token-checked API)."""
+
+STATIC = Path(__file__).resolve().parent / "static"
+ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 
 
 def api(request: flask.Request) -> flask.Response:
@@ -124,6 +134,20 @@ def search(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=service.search(services, query).model_dump(mode="json"))
 
 
+def stats(request: flask.Request, services: Services) -> flask.Response:
+    return reply(200, data=service_stats(services))
+
+
+def dashboard(request: flask.Request, services: Services,
+              asset: str = "dashboard.html") -> flask.Response:
+    response = flask.Response((STATIC / asset).read_bytes(), mimetype=ASSETS[asset])
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 def healthz(request: flask.Request, services: Services) -> flask.Response:
     checks = service.health(services)
     healthy = all(value == "ok" for value in checks.values())
@@ -136,5 +160,6 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 
 HANDLERS = {
     "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
-    "accounts": accounts, "search": search, "healthz": healthz, "openapi": openapi,
+    "accounts": accounts, "search": search, "stats": stats, "dashboard": dashboard,
+    "healthz": healthz, "openapi": openapi,
 }

@@ -12,6 +12,7 @@ from functions.http import check_token, reply
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ApiError, ServiceUnavailable
 from shared.services import get_services
+from shared.tasks.callbacks import notify
 from shared.tasks.reaper import reap_stuck_tasks, retry_indexing
 
 
@@ -25,7 +26,8 @@ def cleanup(request: flask.Request) -> flask.Response:
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         start, end = default_range(date.today(), settings.CACHE_DAYS)
         videos = clean_videos(services.storage, start, end, dry_run=dry_run)
-        reaped = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS)
+        reaped = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS,
+                                  on_failed=lambda task_id: notify(task_id, services))
         reindexed = retry_indexing(services.store, services.index)
     except ApiError as error:
         return reply(error.status, error.message)

@@ -109,6 +109,17 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _envelope("SearchPage", "matching tasks and facets"),
                               **_errors(400, 401, 403, 503)},
             }},
+            "/api/v1/stats": {"get": {
+                "summary": "Tasks by status, queue depth, last hour's completions, failures "
+                           "and per-stage p50/p95, key pool capacity left",
+                "security": AUTH,
+                "responses": {"200": _envelope(None, "stats in `data`"),
+                              **_errors(401, 403, 503)},
+            }},
+            "/dashboard": {"get": {
+                "summary": "Operator dashboard (HTML; its data comes from the API with a token)",
+                "responses": {"200": {"description": "the page"}},
+            }},
             "/api/v1/accounts": {"get": {
                 "summary": "Key pool usage: per key (masked) status, use today and this "
                            "minute, cooldown, last error; totals of capacity left",

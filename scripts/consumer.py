@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.config import get_settings  # noqa: E402
 from shared.logs import setup_logging  # noqa: E402
 from shared.services import get_services  # noqa: E402
+from shared.tasks.callbacks import notify  # noqa: E402
 from shared.tasks.consumer import Consumer, ConsumerConfig  # noqa: E402
 from shared.tasks.queue import RedisQueue  # noqa: E402
 from shared.tasks.reaper import reap_stuck_tasks, retry_indexing  # noqa: E402
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def reap() -> dict[str, int]:
-        counts = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS)
+        counts = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS,
+                                  on_failed=lambda task_id: notify(task_id, services))
         return {**counts, "reindexed": retry_indexing(services.store, services.index)}
 
     consumer = Consumer(services.queue, config, reaper=reap if args.reap_interval > 0 else None)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make Redis (127.0.0.1:6379) and MariaDB (127.0.0.1:3306, root, no password) reachable:
 # start them when installed, install them (Debian packages, as root) when not. Also
-# installs shellcheck, which the infra tests use.
+# installs shellcheck and chromium, which the infra and dashboard tests use.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -30,7 +30,12 @@ if ! port_open 3306; then
   # Debian's root uses unix_socket auth; the tests connect over TCP with no password.
   as_root mariadb -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;" 2>/dev/null || true
 fi
-if ! command -v shellcheck >/dev/null; then  # the infra tests lint the deploy scripts
-  as_root apt-get update -qq && as_root apt-get install -y -qq shellcheck
+# The infra tests lint with shellcheck; chromium runs the dashboard test (Playwright drives
+# Debian's build through executable_path: no browser download)
+missing=()
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
-echo "redis and mariadb reachable; shellcheck installed"
+echo "redis and mariadb reachable; shellcheck and chromium installed"

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     ES_URL: str = ""
     ES_INDEX_PREFIX: str = "vision-to-tag"
     ES_COMPAT_HEADERS: bool = True
+    CALLBACK_SECRET: str = ""
+    CALLBACK_TIMEOUT_S: float = Field(default=10, gt=0, le=60)
+    CALLBACK_MAX_ATTEMPTS: int = Field(default=4, ge=1, le=10)
     API_TOKENS: CommaList = []
     WORKER_TOKEN: str = ""
     ALLOW_PRIVATE_URLS: bool = False
@@ -190,7 +193,7 @@ def describe_error(error: ValidationError) -> str:
             continue
         name = ".".join(str(part) for part in item["loc"])
         shown = item.get("input")
-        if "TOKEN" in name or "URL" in name:
+        if "TOKEN" in name or "URL" in name or "SECRET" in name:
             shown = "***"
         lines.append(f"invalid configuration: {name}={shown!r}: {item['msg']}")
     return "\n".join(lines)

@@ -73,6 +73,8 @@ BAD_BODIES = [
     (json.dumps({**VALID, "env": "staging"}).encode(), 400, "env: "),
     (json.dumps({**VALID, "language": "fr"}).encode(), 400, "language: "),
     (json.dumps({**VALID, "callback_url": "ftp://x"}).encode(), 400, "callback_url: must be"),
+    (json.dumps({**VALID, "callback_url": "https://h.io/" + "a" * 2048}).encode(), 400,
+     "callback_url: must be at most 2048"),
     (json.dumps({**VALID, "pad": "x" * 70_000}).encode(), 413, "body: larger than 64 KB"),
 ]
 

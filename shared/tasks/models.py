@@ -146,6 +146,9 @@ class Task(BaseModel):
     duration_s: float | None = None
     storage_uri: str | None = None
     callback_url: str | None = None
+    callback_status: str | None = None
+    callback_attempts: int | None = None
+    callback_error: str | None = None
     created_at: datetime
     updated_at: datetime
     processed_start: datetime | None = None

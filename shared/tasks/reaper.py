@@ -8,6 +8,7 @@ before the row changes, so a crash between the two leaves a harmless extra deliv
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from shared.search import TagIndex
 from shared.tasks.queue import TaskQueue
@@ -16,7 +17,9 @@ from shared.tasks.store import TaskStore
 log = logging.getLogger("vision_to_tag.reaper")
 
 
-def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int) -> dict[str, int]:
+def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
+                     on_failed: Callable[[str], object] | None = None) -> dict[str, int]:
+    """`on_failed(task_id)` runs for each task failed here (the completion callback)."""
     counts = {"requeued": 0, "failed": 0, "skipped": 0}
     for task in store.expired_leases():
         if task.attempts < max_attempts:
@@ -27,6 +30,8 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int) -> d
         )
         if outcome == "failed":
             queue.dead_letter(task.task_id)
+            if on_failed is not None:
+                on_failed(task.task_id)
         counts[outcome] += 1
         log.info("reaped stuck task: %s", outcome, extra={"task_id": task.task_id})
     return counts

@@ -123,6 +123,14 @@ class TaskStore:
                     return tags
         return None
 
+    def finished_since(self, since: datetime, limit: int = 5000) -> list[tuple[str, dict]]:
+        """(status, timings) of tasks that ended since `since`, newest first."""
+        query = (sa.select(t.c.status, t.c.timings)
+                 .where(t.c.status.in_(("completed", "failed")), t.c.processed_end >= since)
+                 .order_by(t.c.processed_end.desc()).limit(limit))
+        with self._connect() as conn:
+            return [(status, timings or {}) for status, timings in conn.execute(query)]
+
     def count_by_status(self) -> dict[str, int]:
         with self._connect() as conn:
             rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status))
@@ -261,6 +269,13 @@ class TaskStore:
             if conn.execute(update).rowcount != 1:
                 return "skipped"
         return "requeued" if values["status"] == "pending" else "failed"
+
+    def record_callback(self, task_id: str, *, status: str, attempts: int,
+                        error: str | None) -> None:
+        with self._begin() as conn:
+            conn.execute(sa.update(t).where(t.c.task_id == task_id).values(
+                callback_status=status, callback_attempts=attempts,
+                callback_error=error[:512] if error else None))
 
     def mark_indexed(self, task_id: str, error: str | None = None) -> None:
         """Record the search index outcome: indexed now, or why not (retried later)."""

@@ -19,6 +19,7 @@ from shared import keys
 from shared.errors import PermanentError, ServiceUnavailable, TaskError, TransientError
 from shared.logs import log_context
 from shared.services import Services
+from shared.tasks.callbacks import notify
 from shared.tasks.pipeline import Job, run_stages
 from shared.tasks.store import Claim
 
@@ -88,6 +89,7 @@ def _fail_exhausted(claim: Claim, services: Services) -> None:
     message = f"ran out of attempts ({task.message or 'no error recorded'})"
     if services.store.fail_pending(task.task_id, error_code="attempts_exhausted", message=message):
         services.queue.dead_letter(task.task_id)
+        notify(task.task_id, services)
 
 
 def _run(claim: Claim, services: Services) -> WorkerReply:
@@ -117,11 +119,13 @@ def _run(claim: Claim, services: Services) -> WorkerReply:
             return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
         log.info("task completed", extra={**extra, "duration_ms": sum(job.timings.values())})
         index_completed(task.task_id, services)
+        notify(task.task_id, services)
         return WorkerReply(200, "completed", "completed")
     except PermanentError as error:
         store.fail(task.task_id, attempt, error_code=error.error_code, message=error.message,
                    timings=job.timings)
         log.info("task failed: %s", error.message, extra={**extra, "error_code": error.error_code})
+        notify(task.task_id, services)
         return WorkerReply(200, error.message, "failed")
     except (TransientError, ServiceUnavailable, RedisError, Exception) as error:
         return _transient(task.task_id, attempt, error, job, services)
@@ -168,6 +172,7 @@ def _transient(
         store.fail(task_id, attempt, error_code=code,
                    message=f"{message} (after {attempt} attempts)", timings=job.timings)
         services.queue.dead_letter(task_id)
+        notify(task_id, services)
         return WorkerReply(200, message, "failed")
     store.release(task_id, attempt, error_code=code, message=message, timings=job.timings)
     hint = getattr(error, "retry_after_s", None)

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -128,19 +130,37 @@ def _safe_adapter(policy: UrlPolicy, watchdog: _Watchdog) -> HTTPAdapter:
     return adapter
 
 
-def download(url: str, dest: Path, limits: FetchLimits, policy: UrlPolicy) -> Downloaded:
-    """Stream `url` into `dest` (removed again on any failure)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with _Watchdog(limits.total_timeout_s) as watchdog, requests.Session() as session:
+@contextlib.contextmanager
+def safe_session(policy: UrlPolicy, total_timeout_s: float) -> Iterator[SafeSession]:
+    """A requests session that only connects where `policy` allows, cut off after
+    `total_timeout_s` (used for downloads and for completion callbacks)."""
+    with _Watchdog(total_timeout_s) as watchdog, requests.Session() as session:
         session.trust_env = False  # no proxies from the environment: they would skip checks
         adapter = _safe_adapter(policy, watchdog)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        yield SafeSession(session, watchdog)
+
+
+@dataclass(frozen=True)
+class SafeSession:
+    http: requests.Session
+    watchdog: _Watchdog
+
+    @property
+    def timed_out(self) -> bool:
+        return self.watchdog.fired
+
+
+def download(url: str, dest: Path, limits: FetchLimits, policy: UrlPolicy) -> Downloaded:
+    """Stream `url` into `dest` (removed again on any failure)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with safe_session(policy, limits.total_timeout_s) as safe:
         try:
-            return _follow_and_stream(session, url, dest, limits, policy)
+            return _follow_and_stream(safe.http, url, dest, limits, policy)
         except requests.RequestException as error:
             dest.unlink(missing_ok=True)
-            if watchdog.fired:
+            if safe.timed_out:
                 raise TransientError(
                     f"download took over {limits.total_timeout_s:g} s",
                     error_code="download_timeout",

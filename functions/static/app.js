@@ -1,0 +1,163 @@
+// vision-to-tag dashboard: every number comes from the token-checked API (relative URLs,
+// so it works under a function URL prefix too); nothing here
+// is trusted into innerHTML (textContent only). Refreshes every 5 s.
+"use strict";
+
+const TOKEN_KEY = "vtt_token";
+const REFRESH_MS = 5000;
+const $ = (id) => document.getElementById(id);
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+async function api(path) {
+  const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+  const response = await fetch(path, { headers });
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = { message: response.statusText }; }
+  if (!response.ok) {
+    const error = new Error(body.message || `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return body.data;
+}
+
+function text(id, value) { $(id).textContent = value === undefined || value === null ? "–" : String(value); }
+
+function clearData() {
+  for (const dd of document.querySelectorAll("dd")) dd.textContent = "–";
+  for (const id of ["h-completed", "h-failed", "pool-left-today", "pool-left-minute"]) text(id, null);
+  for (const body of document.querySelectorAll("tbody")) body.replaceChildren();
+  $("task-detail").hidden = true;
+}
+
+function banner(message) {
+  $("banner").hidden = !message;
+  $("banner").textContent = message || "";
+}
+
+function cell(row, value, className) {
+  const td = document.createElement("td");
+  if (value instanceof Node) td.append(value); else td.textContent = value;
+  if (className) td.className = className;
+  row.append(td);
+}
+
+function bar(used, limit) {
+  const wrap = document.createElement("div");
+  wrap.className = "bar" + (limit && used >= limit ? " full" : "");
+  const fill = document.createElement("span");
+  fill.style.width = `${limit ? Math.min(100, (100 * used) / limit) : 0}%`;
+  const label = document.createElement("em");
+  label.textContent = `${used} / ${limit}`;
+  wrap.append(fill, label);
+  return wrap;
+}
+
+function showStats(stats) {
+  const queue = stats.queue || {};
+  text("q-pending", queue.pending); text("q-delayed", queue.delayed);
+  text("q-inflight", queue.in_flight); text("q-failed", queue.failed);
+  for (const status of ["pending", "processing", "completed", "failed"]) text(`t-${status}`, stats.tasks[status]);
+  text("h-completed", stats.last_hour.completed); text("h-failed", stats.last_hour.failed);
+  text("pool-left-today", stats.pool.capacity_left_today);
+  text("pool-left-minute", stats.pool.capacity_left_this_minute);
+  const body = $("stages").tBodies[0];
+  body.replaceChildren();
+  for (const [stage, row] of Object.entries(stats.last_hour.stages)) {
+    const tr = document.createElement("tr");
+    cell(tr, stage); cell(tr, row.count); cell(tr, row.p50_ms); cell(tr, row.p95_ms);
+    body.append(tr);
+  }
+  $("search").hidden = !stats.search_enabled;
+}
+
+function showKeys(pool) {
+  const body = $("keys").tBodies[0];
+  body.replaceChildren();
+  for (const key of pool.accounts) {
+    const tr = document.createElement("tr");
+    tr.dataset.keyId = key.key_id;
+    cell(tr, key.key); cell(tr, key.status, `status-${key.status}`);
+    cell(tr, bar(key.used_today, key.quota_daily));
+    cell(tr, bar(key.used_this_minute, key.minute_limit));
+    cell(tr, key.cooldown_left_s ? `${key.cooldown_left_s} s` : "");
+    cell(tr, key.problem || key.disabled_reason || key.last_error || "");
+    body.append(tr);
+  }
+}
+
+function showTasks(page) {
+  const body = $("tasks").tBodies[0];
+  body.replaceChildren();
+  for (const task of page.tasks) {
+    const tr = document.createElement("tr");
+    tr.dataset.taskId = task.task_id;
+    const total = task.timings ? Object.values(task.timings).reduce((a, b) => a + b, 0) : "";
+    cell(tr, task.task_id.slice(0, 12)); cell(tr, task.status, `status-${task.status}`);
+    cell(tr, task.status === "failed" ? task.error_code : (task.stage || "")); cell(tr, total);
+    cell(tr, new Date(task.created_at).toLocaleString());
+    tr.addEventListener("click", () => showTask(task.task_id));
+    body.append(tr);
+  }
+}
+
+async function showTask(taskId) {
+  try {
+    const task = await api(`api/v1/task/${encodeURIComponent(taskId)}`);
+    $("detail-id").textContent = taskId;
+    $("detail-summary").textContent = task.result ? task.result.summary : (task.message || task.status);
+    const list = $("detail-tags");
+    list.replaceChildren();
+    for (const tag of task.result ? task.result.tags : []) {
+      const li = document.createElement("li");
+      li.textContent = tag;
+      list.append(li);
+    }
+    $("task-detail").hidden = false;
+  } catch (error) { banner(error.message); }
+}
+
+async function refresh() {
+  try {
+    const [stats, pool, page] = await Promise.all([
+      api("api/v1/stats"), api("api/v1/accounts"), api("api/v1/tasks?limit=15")]);
+    banner(""); $("auth-status").textContent = "";
+    showStats(stats); showKeys(pool); showTasks(page);
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) {
+      clearData();
+      $("auth-status").textContent = error.status === 401 ? "a token is required" : "token rejected";
+    } else {
+      banner(error.status === 503 ? `A backing service is down: ${error.message}` : error.message);
+    }
+  }
+}
+
+async function search(event) {
+  event.preventDefault();
+  const list = $("search-results");
+  list.replaceChildren();
+  try {
+    const page = await api(`api/v1/search?q=${encodeURIComponent($("search-q").value)}&limit=20`);
+    for (const hit of page.hits) {
+      const li = document.createElement("li");
+      li.textContent = `${hit.task_id.slice(0, 12)} · ${hit.tags.join(", ")}`;
+      li.addEventListener("click", () => showTask(hit.task_id));
+      list.append(li);
+    }
+  } catch (error) { banner(error.message); }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token").value = token();
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    refresh();
+  });
+  $("search-form").addEventListener("submit", search);
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+});

@@ -1,0 +1,100 @@
+"""Completion callbacks: when a task ends, POST its final JSON to the caller's URL.
+
+The body is exactly what `GET /api/v1/task/{id}` answers. `X-Signature: sha256=<hex>` is
+the HMAC-SHA256 of the body keyed by CALLBACK_SECRET; `X-Task-Id` names the task. 5xx
+answers and timeouts are retried with exponential backoff (tenacity), up to
+CALLBACK_MAX_ATTEMPTS; 4xx and 3xx are not. The same URL safety rules as for videos
+apply on every connection. The outcome is stored on the task; a failing callback never
+changes the task's own status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from shared.services import Services
+from shared.tasks.models import Envelope, Task
+from shared.video.fetch import USER_AGENT, safe_session
+from shared.video.safety import UrlForbidden, UrlPolicy
+
+log = logging.getLogger("vision_to_tag.callbacks")
+
+
+class _Retry(Exception):
+    """A delivery worth trying again (5xx, timeout, connection error)."""
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    status: str  # delivered | failed
+    attempts: int
+    error: str | None = None
+
+
+def task_body(task: Task) -> bytes:
+    """The same JSON as GET /api/v1/task/{id}."""
+    envelope = Envelope(code=200, message="success", task_id=task.task_id,
+                        data=task.model_dump(mode="json"))
+    return json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False).encode()
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def deliver(url: str, body: bytes, *, task_id: str, secret: str, policy: UrlPolicy,
+            timeout_s: float, max_attempts: int, wait_max_s: float = 30.0) -> CallbackOutcome:
+    headers = {"Content-Type": "application/json", "X-Task-Id": task_id,
+               "User-Agent": USER_AGENT}
+    if secret:
+        headers["X-Signature"] = sign(body, secret)
+    attempts = 0
+
+    def attempt() -> CallbackOutcome:
+        nonlocal attempts
+        attempts += 1
+        try:
+            with safe_session(policy, timeout_s) as safe:
+                response = safe.http.post(url, data=body, headers=headers, timeout=timeout_s,
+                                          allow_redirects=False)
+        except UrlForbidden as error:
+            return CallbackOutcome("failed", attempts, error.message)
+        except requests.RequestException as error:
+            raise _Retry(type(error).__name__) from error
+        if 200 <= response.status_code < 300:
+            return CallbackOutcome("delivered", attempts)
+        if response.status_code >= 500:
+            raise _Retry(f"HTTP {response.status_code}")
+        return CallbackOutcome("failed", attempts, f"HTTP {response.status_code} (not retried)")
+
+    retrying = Retrying(stop=stop_after_attempt(max_attempts),
+                        wait=wait_exponential(multiplier=0.5, max=wait_max_s),
+                        retry=retry_if_exception_type(_Retry), reraise=True)
+    try:
+        return retrying(attempt)
+    except _Retry as error:
+        return CallbackOutcome("failed", attempts, f"{error} after {attempts} attempts")
+
+
+def notify(task_id: str, services: Services) -> CallbackOutcome | None:
+    """Deliver the callback of a task that has ended, and record the outcome."""
+    task = services.store.get(task_id)
+    if task is None or not task.callback_url or task.status not in ("completed", "failed"):
+        return None
+    settings = services.settings
+    outcome = deliver(task.callback_url, task_body(task), task_id=task_id,
+                      secret=settings.CALLBACK_SECRET, policy=services.url_policy,
+                      timeout_s=settings.CALLBACK_TIMEOUT_S,
+                      max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
+    services.store.record_callback(task_id, status=outcome.status, attempts=outcome.attempts,
+                                   error=outcome.error)
+    log.info("callback %s after %d attempt(s)", outcome.status, outcome.attempts,
+             extra={"task_id": task_id})
+    return outcome

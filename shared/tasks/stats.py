@@ -1,0 +1,53 @@
+"""Service statistics for operators (GET /api/v1/stats and the dashboard)."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import redis
+
+from shared.errors import ServiceUnavailable
+from shared.services import Services
+from shared.tasks.store import utcnow
+
+WINDOW = timedelta(hours=1)
+
+
+def percentile(sorted_values: list[int], fraction: float) -> int:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def service_stats(services: Services) -> dict[str, Any]:
+    store = services.store
+    finished = store.finished_since(utcnow() - WINDOW)
+    by_stage: dict[str, list[int]] = {}
+    for _, timings in finished:
+        for stage, ms in timings.items():
+            if isinstance(ms, int | float):
+                by_stage.setdefault(stage, []).append(int(ms))
+    stages = {
+        stage: {"count": len(values), "p50_ms": percentile(sorted(values), 0.5),
+                "p95_ms": percentile(sorted(values), 0.95)}
+        for stage, values in by_stage.items()
+    }
+    try:
+        depth = services.queue.depth()
+        pool = services.pool.stats()["totals"]
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        raise ServiceUnavailable("redis", type(error).__name__) from error
+    return {
+        "tasks": {status: store.count_by_status().get(status, 0)
+                  for status in ("pending", "processing", "completed", "failed")},
+        "queue": None if depth is None else {"pending": depth.pending, "delayed": depth.delayed,
+                                             "in_flight": depth.in_flight,
+                                             "failed": depth.failed},
+        "last_hour": {"completed": sum(1 for s, _ in finished if s == "completed"),
+                      "failed": sum(1 for s, _ in finished if s == "failed"),
+                      "stages": stages},
+        "pool": pool,
+        "search_enabled": services.index is not None,
+    }

@@ -1,0 +1,90 @@
+"""The dashboard in a real headless browser (Debian's chromium driven by Playwright)
+against the api function serving real data; saves a screenshot under test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import functions_framework
+import pytest
+from werkzeug.serving import make_server
+
+from scripts.stack import ROOT, free_port
+from shared.accounts.importer import AccountEntry, import_accounts
+from shared.services import get_services
+from shared.tasks.worker import process_task
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def api_server(app_env, media_server, redis_client):
+    app_env(API_TOKENS="dash-token")
+    import_accounts(redis_client, [
+        AccountEntry(api_key=f"AIzaSyDASH{n:020d}", daily_limit=100, minute_limit=10,
+                     username=f"u{n}", password="pw", phone="", email="") for n in range(2)])
+    services = get_services()
+    from shared.tasks.models import CreateTaskRequest
+    from shared.tasks.service import create_task
+
+    for path in ("files/clip.mp4", "status/404", "files/portrait.mp4"):
+        request = CreateTaskRequest.model_validate(
+            {"url": media_server.url(path), "platform": "rpa"}, context={"platforms": ["rpa"]})
+        task_id = create_task(services, request)[0].task_id
+        if path != "files/portrait.mp4":
+            process_task(task_id, services)
+    port = free_port()
+    httpd = make_server("127.0.0.1", port, functions_framework.create_app("api", "main.py"),
+                        threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}"
+    httpd.shutdown()
+
+
+def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    client = functions_framework.create_app("api", "main.py").test_client()
+    auth = {"Authorization": "Bearer dash-token"}
+    stats = client.get("/api/v1/stats", headers=auth).get_json()["data"]
+    tasks = client.get("/api/v1/tasks?limit=15", headers=auth).get_json()["data"]["tasks"]
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(f"{api_server}/dashboard")
+        expect(page.locator("#auth-status")).to_have_text("a token is required")
+        expect(page.locator("#t-completed")).to_have_text("–")
+        page.fill("#token", "not-the-token")
+        page.click("#save-token")
+        expect(page.locator("#auth-status")).to_have_text("token rejected")
+        expect(page.locator("#tasks tbody tr")).to_have_count(0)
+
+        page.fill("#token", "dash-token")
+        page.click("#save-token")
+        for status in ("pending", "processing", "completed", "failed"):
+            expect(page.locator(f"#t-{status}")).to_have_text(str(stats["tasks"][status]))
+        expect(page.locator("#q-pending")).to_have_text(str(stats["queue"]["pending"]))
+        expect(page.locator("#h-completed")).to_have_text(str(stats["last_hour"]["completed"]))
+        expect(page.locator("#pool-left-today")).to_have_text(
+            str(stats["pool"]["capacity_left_today"]))
+        expect(page.locator("#keys tbody tr")).to_have_count(2)
+        expect(page.locator("#tasks tbody tr")).to_have_count(len(tasks))
+
+        completed = next(t for t in tasks if t["status"] == "completed")
+        page.click(f"#tasks tbody tr[data-task-id='{completed['task_id']}']")
+        expect(page.locator("#task-detail")).to_be_visible()
+        expect(page.locator("#detail-tags li")).to_have_text(completed["result"]["tags"])
+        page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+
+        app_env(REDIS_URL="redis://127.0.0.1:1/0")  # Redis goes away
+        page.click("#save-token")
+        expect(page.locator("#banner")).to_contain_text("redis is unavailable")
+        page.screenshot(path=str(artifacts / "dashboard-redis-down.png"))
+        browser.close()
+    assert (artifacts / "dashboard.png").stat().st_size > 10_000
