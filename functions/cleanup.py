@@ -8,7 +8,7 @@ from datetime import date
 
 import flask
 
-from functions.http import check_token, reply
+from functions.http import check_worker_token, reply
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ApiError, ServiceUnavailable
 from shared.services import get_services
@@ -20,9 +20,7 @@ def cleanup(request: flask.Request) -> flask.Response:
     try:
         services = get_services()
         settings = services.settings
-        token = settings.WORKER_TOKEN
-        check_token(request.headers.get("X-Worker-Token"), [token] if token else [],
-                    "X-Worker-Token")
+        check_worker_token(request, settings.WORKER_TOKEN)
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         start, end = default_range(date.today(), settings.CACHE_DAYS)
         videos = clean_videos(services.storage, start, end, dry_run=dry_run)

@@ -86,3 +86,9 @@ def api_token(request: flask.Request) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     return request.headers.get("X-API-Key") or None
+
+
+def check_worker_token(request: flask.Request, expected: str) -> None:
+    """The private functions' shared secret (besides IAM in GCP), when WORKER_TOKEN is set."""
+    check_token(request.headers.get("X-Worker-Token"), [expected] if expected else [],
+                "X-Worker-Token")

@@ -6,7 +6,7 @@ import logging
 
 import flask
 
-from functions.http import check_token, json_object, reply
+from functions.http import check_worker_token, json_object, reply
 from shared.errors import ApiError, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.services import get_services
@@ -20,9 +20,7 @@ def process_task(request: flask.Request) -> flask.Response:
     """Cloud Functions entry point; a 2xx tells the queue to drop the delivery."""
     try:
         services = get_services()
-        token = services.settings.WORKER_TOKEN
-        check_token(request.headers.get("X-Worker-Token"), [token] if token else [],
-                    "X-Worker-Token")
+        check_worker_token(request, services.settings.WORKER_TOKEN)
         if request.method != "POST":
             raise ApiError(405, f"method {request.method} not allowed (allowed: POST)")
         if services.settings.QUEUE == "cloudtasks" and not request.headers.get(

@@ -42,13 +42,7 @@ def db_url(request, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tasks.db'}"
         return
-    url = request.getfixturevalue("mysql_url")
-    yield url
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        if sa.inspect(conn).has_table("video_tasks"):
-            conn.execute(sa.text("DELETE FROM video_tasks"))
-    engine.dispose()
+    yield request.getfixturevalue("mysql_db_url")
 
 
 @pytest.fixture
