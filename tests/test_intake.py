@@ -173,3 +173,33 @@ def test_frames_are_stored_next_to_the_video(sqlite_services: Services, media_se
     assert frame_keys and all(k.startswith("videos/") and task.task_id in k for k in frame_keys)
     assert [f.uri.rsplit("/", 1)[1] for f in task.result.frames] == [
         k.rsplit("/", 1)[1] for k in sorted(frame_keys)]
+
+
+def test_create_time_dns_is_cached_and_bounded() -> None:
+    import time as clock
+
+    from shared.video.safety import CachedResolver
+
+    calls = []
+
+    def slow(host: str, port: int) -> list[str]:
+        calls.append(host)
+        clock.sleep(0.5 if host == "slow.example.test" else 0)
+        return ["93.184.216.34"]
+
+    policy = UrlPolicy(resolver=CachedResolver(resolve=slow), create_timeout_s=0.1)
+    started = clock.monotonic()
+    policy.check_url("https://slow.example.test/v.mp4")  # accepted: the downloader decides
+    assert clock.monotonic() - started < 0.3
+    for _ in range(3):
+        policy.check_url("https://cdn.example.test/v.mp4")
+    assert calls.count("cdn.example.test") == 1
+    failing = CachedResolver(resolve=lambda h, p: (calls.append(h), socket_error())[1])
+    for _ in range(2):
+        with pytest.raises(OSError):
+            failing("nx.example.test", 443)
+    assert calls.count("nx.example.test") == 1
+
+
+def socket_error():
+    raise OSError("Name or service not known")

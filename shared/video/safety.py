@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -27,6 +31,53 @@ def resolve_host(host: str, port: int) -> list[str]:
     """Every address the host resolves to (numeric forms like 2130706433 included)."""
     infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+class CachedResolver:
+    """`resolve_host` with a short per-process memory, answers and failures alike.
+
+    The create path resolves every URL's host; most come from a few CDNs, and a resolver
+    that drops a packet stalls glibc for 5 s. Within the TTL the same host costs nothing.
+    """
+
+    def __init__(self, ttl_s: float = 60.0, max_entries: int = 4096,
+                 resolve: Resolver = resolve_host) -> None:
+        self.ttl_s, self.max_entries, self.resolve = ttl_s, max_entries, resolve
+        self._entries: dict[tuple[str, int], tuple[float, list[str] | OSError]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        key, now = (host.lower(), port), time.monotonic()
+        with self._lock:
+            cached = self._entries.get(key)
+        if cached is None or cached[0] < now:
+            try:
+                answer: list[str] | OSError = self.resolve(host, port)
+            except OSError as error:
+                answer = error
+            with self._lock:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                self._entries[key] = (now + self.ttl_s, answer)
+            cached = (now, answer)
+        if isinstance(cached[1], OSError):
+            raise cached[1]
+        return list(cached[1])
+
+
+DEFAULT_RESOLVER = CachedResolver()
+"""One per process, shared by the create-time check and the downloader."""
+
+_lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns")
+
+
+def resolve_within(resolver: Resolver, host: str, port: int, timeout_s: float) -> list[str]:
+    """Resolve, or raise TimeoutError after `timeout_s` (the lookup finishes in the back)."""
+    future = _lookups.submit(resolver, host, port)
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        raise TimeoutError(f"resolving {host} took over {timeout_s:g} s") from None
 
 
 def forbidden_reason(address: str) -> str | None:
@@ -60,7 +111,10 @@ class UrlPolicy:
 
     allow_private: bool = False
     allowlist: frozenset[str] = frozenset()
-    resolver: Resolver = field(default=resolve_host, compare=False)
+    resolver: Resolver = field(default=DEFAULT_RESOLVER, compare=False)
+    create_timeout_s: float = 1.0
+    """How long create waits for DNS; past it the URL is accepted and the downloader,
+    which checks every connection anyway, decides."""
 
     def exempt(self, host: str, port: int) -> bool:
         return self.allow_private or f"{host.lower()}:{port}" in self.allowlist
@@ -70,10 +124,11 @@ class UrlPolicy:
         if reason and not self.exempt(host, port):
             raise UrlForbidden(f"url: host {host} resolves to a {reason} address")
 
-    def addresses(self, host: str, port: int) -> list[str]:
+    def addresses(self, host: str, port: int, timeout_s: float | None = None) -> list[str]:
         """Resolve and check: every address must be allowed, or the host is refused."""
         try:
-            addresses = self.resolver(host, port)
+            addresses = (self.resolver(host, port) if timeout_s is None
+                         else resolve_within(self.resolver, host, port, timeout_s))
         except (OSError, UnicodeError) as error:
             raise HostUnresolved(f"url: host {host} could not be resolved ({error})") from None
         for address in addresses:
@@ -94,7 +149,7 @@ class UrlPolicy:
         if not resolve:
             return
         try:
-            self.addresses(parts.hostname, port)
+            self.addresses(parts.hostname, port, timeout_s=self.create_timeout_s)
         except HostUnresolved:
             return
 
