@@ -24,6 +24,8 @@ common=(--gen2 --runtime=python311 --region="$REGION" --source=. --env-vars-file
   --trigger-http)
 
 # name entry-point service-account visibility timeout memory concurrency max-instances
+# (concurrency matches functions-framework's 4 threads per vCPU; DB_POOL_SIZE=4 plus as
+# many overflow connections covers them, so no request waits for a database connection)
 deploy() {
   local visibility=--no-allow-unauthenticated
   if [ "$4" = public ]; then visibility=--allow-unauthenticated; fi
@@ -31,7 +33,7 @@ deploy() {
     --service-account="$(sa_email "$3")" "$visibility" --timeout="$5" --memory="$6" \
     --cpu=1 --concurrency="$7" --max-instances="$8"
 }
-deploy api api "$SA_API" public 60s 512Mi 40 20
+deploy api api "$SA_API" public 60s 512Mi 4 50
 deploy worker process_task "$SA_WORKER" private 900s 2Gi 2 20
 deploy cleanup cleanup "$SA_WORKER" private 540s 1Gi 1 1
 
