@@ -154,6 +154,12 @@ class Settings(BaseSettings):
         if self.QUEUE == "cloudtasks" and not self.WORKER_URL:
             raise ValueError("WORKER_URL must be set when QUEUE=cloudtasks "
                              "(the URL of the process_task function)")
+        if self.QUEUE == "cloudtasks" and not self.REDIS_URL:
+            raise ValueError("REDIS_URL must be set when QUEUE=cloudtasks "
+                             "(the embedded Redis is for a single machine)")
+        if self.QUEUE == "cloudtasks" and self.DATABASE_URL.startswith("sqlite"):
+            raise ValueError("DATABASE_URL must be MySQL when QUEUE=cloudtasks "
+                             "(SQLite lives on one machine)")
         return self
 
     @property

@@ -112,9 +112,15 @@ def test_worker_requires_cloud_tasks_headers(cloud_env, worker_server):
     assert queued.status_code == 200  # unknown task: acknowledged and dropped
 
 
+CLOUD = {"QUEUE": "cloudtasks", "CLOUD_TASKS_QUEUE": QUEUE, "WORKER_URL": "https://w.example",
+         "REDIS_URL": "redis://10.0.0.3:6379/0", "DATABASE_URL": "mysql+pymysql://u@/d"}
+
+
 @pytest.mark.parametrize(("env", "message"), [
-    ({"QUEUE": "cloudtasks", "WORKER_URL": "https://w.example"}, "CLOUD_TASKS_QUEUE must be set"),
-    ({"QUEUE": "cloudtasks", "CLOUD_TASKS_QUEUE": QUEUE}, "WORKER_URL must be set"),
+    ({**CLOUD, "CLOUD_TASKS_QUEUE": ""}, "CLOUD_TASKS_QUEUE must be set"),
+    ({**CLOUD, "WORKER_URL": ""}, "WORKER_URL must be set"),
+    ({**CLOUD, "REDIS_URL": ""}, "REDIS_URL must be set"),
+    ({**CLOUD, "DATABASE_URL": "sqlite:///x.db"}, "DATABASE_URL must be MySQL"),
     ({"CLOUD_TASKS_QUEUE": "projects/x/queues/q"}, "CLOUD_TASKS_QUEUE='projects/x/queues/q'"),
 ])
 def test_cloud_tasks_settings_are_checked_at_start_up(monkeypatch, env, message):
