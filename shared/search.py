@@ -29,6 +29,8 @@ log = logging.getLogger("vision_to_tag.search")
 
 ENVS = ("develop", "production")
 FACET_SIZE = 20
+BULK_THREADS = 2
+"""Bulk requests in flight at once while reindexing."""
 TEXT = {"type": "text", "analyzer": "cjk"}
 MAPPING = {
     "dynamic": False,
@@ -171,8 +173,9 @@ class TagIndex:
                     "_source": document(task)} for task in tasks if task.result]
         done: list[str] = []
         with _unavailable_as_503():
-            for ok, item in helpers.streaming_bulk(self.client, actions, chunk_size=chunk_size,
-                                                   raise_on_error=False):
+            for ok, item in helpers.parallel_bulk(self.client, actions, chunk_size=chunk_size,
+                                                  thread_count=BULK_THREADS,
+                                                  raise_on_error=False):
                 if ok:
                     done.append(item["index"]["_id"])
         return done
