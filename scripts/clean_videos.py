@@ -16,23 +16,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts.cli_args import day  # noqa: E402
 from shared.cache_cleanup import clean_videos, default_range, human_bytes  # noqa: E402
 from shared.config import get_settings  # noqa: E402
 from shared.services import build_storage  # noqa: E402
 
 
-def parse_day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", type=parse_day, help="first day to delete (YYYY-MM-DD)")
-    parser.add_argument("--end", type=parse_day, help="last day to delete (YYYY-MM-DD)")
+    parser.add_argument("--start", type=day, help="first day to delete (YYYY-MM-DD)")
+    parser.add_argument("--end", type=day, help="last day to delete (YYYY-MM-DD)")
     parser.add_argument("--days", type=int, default=settings.CACHE_DAYS,
                         help="without --start/--end: delete what is older than this many days")
     parser.add_argument("--dry-run", action="store_true", help="list, do not delete")
@@ -46,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     start, end = (args.start, args.end) if args.start else default_range(date.today(), args.days)
     report = clean_videos(build_storage(settings), start, end, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
-    for day, count in sorted(report.days.items()):
-        print(f"{day}: {count} objects")
+    for when, count in sorted(report.days.items()):
+        print(f"{when}: {count} objects")
     print(f"{verb} {report.objects} objects, {human_bytes(report.bytes_freed)} "
           f"({report.bytes_freed} bytes) from {start} to {end}")
     return 0

@@ -17,22 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scripts.cli_args import day  # noqa: E402
 from shared.config import get_settings  # noqa: E402
 from shared.logs import setup_logging  # noqa: E402
 from shared.services import build_services  # noqa: E402
 
 
-def parse_day(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=["develop", "production"])
-    parser.add_argument("--since", type=parse_day, help="only tasks created since (YYYY-MM-DD)")
+    parser.add_argument("--since", type=day, help="only tasks created since (YYYY-MM-DD)")
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
     if args.batch < 1:
@@ -43,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("ES_URL is not set: there is no search index to rebuild")
     services = build_services(settings)
     assert services.index is not None
-    total = services.store.count_completed(env=args.env, since=args.since)
+    since = datetime.combine(args.since, datetime.min.time()) if args.since else None
+    total = services.store.count_completed(env=args.env, since=since)
     started, done = time.perf_counter(), 0
-    for batch in services.store.iter_completed(env=args.env, since=args.since,
-                                               batch=args.batch):
+    for batch in services.store.iter_completed(env=args.env, since=since, batch=args.batch):
         indexed = services.index.bulk_index(batch, chunk_size=args.batch)
         services.store.mark_indexed_many(indexed)
         done += len(indexed)
