@@ -95,17 +95,24 @@ def _fail_exhausted(claim: Claim, services: Services) -> None:
 def _run(claim: Claim, services: Services) -> WorkerReply:
     task = claim.task
     assert task is not None
-    store, attempt = services.store, task.attempts
-    extra = {"attempt": attempt}
     workdir = Path(tempfile.mkdtemp(prefix=f"vtt-{task.task_id}-"))
     job = Job(task=task, workdir=workdir, services=services)
     try:
-        with log_context(task_id=task.task_id, attempt=attempt):
-            run_stages(job, lambda stage: _enter_stage(store, task.task_id, attempt, stage))
+        with log_context(task_id=task.task_id, attempt=task.attempts):
+            return _run_job(job, services)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_job(job: Job, services: Services) -> WorkerReply:
+    """The stages, then the final write; the outcome decides what the queue hears."""
+    store, task_id, attempt = services.store, job.task.task_id, job.task.attempts
+    try:
+        run_stages(job, lambda stage: _enter_stage(store, task_id, attempt, stage))
         assert job.result is not None and job.downloaded is not None and job.media is not None
-        store.set_stage(task.task_id, attempt, "saving")
+        store.set_stage(task_id, attempt, "saving")
         saved = store.complete(
-            task.task_id, attempt,
+            task_id, attempt,
             result=job.result.model_dump(mode="json"),
             timings=job.timings,
             video={
@@ -115,22 +122,20 @@ def _run(claim: Claim, services: Services) -> WorkerReply:
                 "storage_uri": job.storage_uri,
             },
         )
-        if not saved:
-            return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
-        log.info("task completed", extra={**extra, "duration_ms": sum(job.timings.values())})
-        index_completed(task.task_id, services)
-        notify(task.task_id, services)
-        return WorkerReply(200, "completed", "completed")
     except PermanentError as error:
-        store.fail(task.task_id, attempt, error_code=error.error_code, message=error.message,
+        store.fail(task_id, attempt, error_code=error.error_code, message=error.message,
                    timings=job.timings)
-        log.info("task failed: %s", error.message, extra={**extra, "error_code": error.error_code})
-        notify(task.task_id, services)
+        log.info("task failed: %s", error.message, extra={"error_code": error.error_code})
+        notify(task_id, services)
         return WorkerReply(200, error.message, "failed")
-    except (TransientError, ServiceUnavailable, RedisError, Exception) as error:
-        return _transient(task.task_id, attempt, error, job, services)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    except Exception as error:  # transient, or unexpected: retried while attempts last
+        return _transient(task_id, attempt, error, job, services)
+    if not saved:
+        return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
+    log.info("task completed", extra={"duration_ms": sum(job.timings.values())})
+    index_completed(task_id, services)
+    notify(task_id, services)
+    return WorkerReply(200, "completed", "completed")
 
 
 def index_completed(task_id: str, services: Services) -> bool:
