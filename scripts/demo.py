@@ -40,9 +40,21 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def main() -> int:
     os.environ.setdefault("ALLOW_PRIVATE_URLS", "true")  # the sample is served from 127.0.0.1
+    from shared.config import VAR_DIR, get_settings
+    from shared.redis_conn import embedded_running, stop_embedded_server
     from shared.services import get_services
 
+    embedded = not get_settings().REDIS_URL
+    started_redis = embedded and not embedded_running(VAR_DIR / "redis")
     get_services()  # migrate the database and start embedded Redis before the children
+    try:
+        return tag_sample()
+    finally:
+        if started_redis:  # leave the machine as we found it
+            stop_embedded_server(VAR_DIR / "redis")
+
+
+def tag_sample() -> int:
     sample_dir = ROOT / "var" / "sample"
     video = sample_dir / "sample.mp4"
     if not video.exists():

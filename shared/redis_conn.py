@@ -60,6 +60,10 @@ def ensure_embedded_server(embedded_dir: Path) -> Path:
     return socket_path
 
 
+def embedded_running(embedded_dir: Path) -> bool:
+    return _answers(embedded_dir / "redis.sock")
+
+
 def stop_embedded_server(embedded_dir: Path) -> bool:
     """Shut the embedded server down (used by the local stack's `stop`)."""
     socket_path = embedded_dir / "redis.sock"

@@ -21,12 +21,9 @@ local now = math.floor(now_us / 1000)
 local day, next_day, trial_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local ready = KEYS[3]
 
-if redis.call('ZCARD', ready) == 0 then  -- lost or never built: every key is a candidate
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    redis.call('ZADD', ready, 'NX', 0, id)
-  end
-end
-if redis.call('GET', KEYS[4]) ~= day then  -- a new quota day: every parked key is re-checked
+-- ARGV[5] = '1' when the caller saw a new quota day (or just started): make sure the ready
+-- scores were computed for this day, else every parked key is re-checked
+if ARGV[5] == '1' and redis.call('GET', KEYS[4]) ~= day then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', ready, '(' .. now_us, '+inf')) do
     redis.call('ZADD', ready, now_us, id)
   end
@@ -109,6 +106,12 @@ end
 
 local first = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
 if #first == 0 then
+  if redis.call('SCARD', KEYS[1]) > 0 then  -- lost or never built: rebuild, ask again
+    for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+      redis.call('ZADD', ready, 'NX', 0, id)
+    end
+    return {'retry'}
+  end
   return with_bad({'empty'})
 end
 local reason = redis.call('HGET', KEYS[5], first[1])

@@ -102,6 +102,7 @@ class AccountPool:
         self.tz = ZoneInfo(quota_tz)
         self.clock = clock or (lambda: datetime.now(self.tz))
         self._acquire = client.register_script((SCRIPTS / "acquire.lua").read_text())
+        self._last_day: str | None = None  # the quota day this process last asked for
         self._report = client.register_script((SCRIPTS / "report.lua").read_text())
 
     # --- quota day -------------------------------------------------------------------
@@ -117,16 +118,21 @@ class AccountPool:
 
     def acquire(self) -> Lease | NoKeyAvailable:
         day, next_day_ms = self.quota_day()
+        new_day = day != self._last_day
         try:
             answer = self._acquire(
                 keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_IMPORT_LOCK, keys.ACCOUNT_READY,
                       keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON],
-                args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS],
+                args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS,
+                      "1" if new_day else "0"],
             )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+        self._last_day = day
         answer = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
         verdict = answer[0]
+        if verdict == "retry":  # the ready set was rebuilt: one more look
+            return self.acquire()
         if verdict == "importing":
             return NoKeyAvailable(IMPORT_WAIT_S, "accounts are being imported")
         if verdict == "ok":
