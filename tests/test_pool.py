@@ -206,3 +206,15 @@ def test_32_processes_never_exceed_a_limit(redis_client: redis.Redis) -> None:
         worker.join()
     per_key = {key: grants.count(key) for key in set(grants)}
     assert len(grants) == 60 and sorted(per_key.values()) == [20, 20, 20]
+
+
+def test_lost_ready_set_is_rebuilt(any_redis: redis.Redis) -> None:
+    seed(any_redis, 2, minute=1)
+    pool = AccountPool(any_redis)
+    any_redis.delete(keys.ACCOUNT_READY)
+    assert isinstance(pool.acquire(), Lease)
+    any_redis.delete(keys.ACCOUNT_READY)
+    assert isinstance(pool.acquire(), Lease)
+    any_redis.delete(keys.ACCOUNT_READY)
+    waiting = pool.acquire()  # both keys used their one request: rebuilt, then parked
+    assert isinstance(waiting, NoKeyAvailable) and waiting.reason == "minute limit reached"
