@@ -205,3 +205,19 @@ def search_server() -> Iterator[str]:
     server = OsmemServer.start(japanese=False, addr="127.0.0.1:0")
     yield server.url
     server.close()
+
+
+@pytest.fixture
+def receiver_factory():
+    """Scripted HTTP endpoints (a worker for the consumer, a callback receiver)."""
+    from tests.helpers import ScriptedReceiver
+
+    started: list[ScriptedReceiver] = []
+
+    def factory(script: list, delay_s: float = 0, path: str = "/") -> ScriptedReceiver:
+        started.append(ScriptedReceiver(script, delay_s, path))
+        return started[-1]
+
+    yield factory
+    for receiver in started:
+        receiver.stop()

@@ -151,3 +151,42 @@ def wait_for(predicate, timeout_s: float = 20, interval_s: float = 0.1):
             return value
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+class ScriptedReceiver:
+    """An HTTP endpoint on 127.0.0.1 that answers each POST from a script and records
+    (headers, raw body). A script item is a status, (status, headers), or "hang"; past
+    the end of the script it answers 200."""
+
+    def __init__(self, script: list, delay_s: float = 0, path: str = "/") -> None:
+        self.script = list(script)
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append((dict(self.headers), body))
+                time.sleep(delay_s)
+                answer = outer.script.pop(0) if outer.script else 200
+                if answer == "hang":
+                    time.sleep(5)
+                    return
+                status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 
 import functions_framework
@@ -17,52 +15,6 @@ from shared.tasks.callbacks import sign, task_body
 from shared.tasks.models import CreateTaskRequest
 from shared.tasks.service import create_task
 from shared.tasks.worker import process_task
-
-
-class Receiver:
-    """Answers each callback from a script: an int status, or "hang"."""
-
-    def __init__(self, script: list) -> None:
-        self.script = list(script)
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((dict(self.headers), body))
-                answer = outer.script.pop(0) if outer.script else 200
-                if answer == "hang":
-                    time.sleep(5)
-                    return
-                self.send_response(answer)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def receiver_factory():
-    started: list[Receiver] = []
-
-    def factory(script: list) -> Receiver:
-        started.append(Receiver(script))
-        return started[-1]
-
-    yield factory
-    for receiver in started:
-        receiver.stop()
 
 
 @pytest.fixture
@@ -84,7 +36,7 @@ def run(services: Services, url: str, callback_url: str):
 
 def test_500_then_200_is_retried_then_delivered(callback_services, media_server,
                                                 receiver_factory) -> None:
-    receiver = receiver_factory([500, 200])
+    receiver = receiver_factory([500, 200], path="/hook")
     task = run(callback_services, media_server.url("files/clip.mp4"), receiver.url)
     assert (task.status, task.callback_status, task.callback_attempts) == (
         "completed", "delivered", 2)
@@ -98,7 +50,7 @@ def test_500_then_200_is_retried_then_delivered(callback_services, media_server,
 
 
 def test_404_is_not_retried(callback_services, media_server, receiver_factory) -> None:
-    receiver = receiver_factory([404])
+    receiver = receiver_factory([404], path="/hook")
     task = run(callback_services, media_server.url("files/clip.mp4"), receiver.url)
     assert (task.status, task.callback_status, task.callback_attempts) == (
         "completed", "failed", 1)
@@ -106,7 +58,7 @@ def test_404_is_not_retried(callback_services, media_server, receiver_factory) -
 
 
 def test_hanging_receiver_is_bounded(callback_services, media_server, receiver_factory):
-    receiver = receiver_factory(["hang", "hang", "hang"])
+    receiver = receiver_factory(["hang", "hang", "hang"], path="/hook")
     started = time.monotonic()
     task = run(callback_services, media_server.url("files/clip.mp4"), receiver.url)
     assert time.monotonic() - started < 8  # 3 × 1 s timeouts + 0.5 s + 1 s backoff
@@ -116,7 +68,7 @@ def test_hanging_receiver_is_bounded(callback_services, media_server, receiver_f
 
 
 def test_failed_task_is_called_back_too(callback_services, media_server, receiver_factory):
-    receiver = receiver_factory([200])
+    receiver = receiver_factory([200], path="/hook")
     task = run(callback_services, media_server.url("status/404"), receiver.url)
     assert task.status == "failed" and task.callback_status == "delivered"
     assert json.loads(receiver.received[0][1])["data"]["error_code"] == "download_failed"
@@ -127,7 +79,7 @@ def test_callback_target_is_checked_at_delivery(callback_services, media_server,
     from shared.video.safety import UrlPolicy
 
     """Allowed at create (DNS may change later); refused when the callback is delivered."""
-    receiver = receiver_factory([200])
+    receiver = receiver_factory([200], path="/hook")
     request = CreateTaskRequest.model_validate(
         {"url": media_server.url("files/clip.mp4"), "platform": "rpa",
          "callback_url": receiver.url}, context={"platforms": ["rpa"]})
@@ -151,7 +103,7 @@ def test_callback_shape_equals_get_task(app_env, media_server, receiver_factory)
     from shared.services import get_services
 
     client = functions_framework.create_app("api", "main.py").test_client()
-    receiver = receiver_factory([200])
+    receiver = receiver_factory([200], path="/hook")
     task_id = client.post("/api/v1/task/create", json={
         "url": media_server.url("files/clip.mp4"), "platform": "rpa",
         "callback_url": receiver.url}).get_json()["task_id"]

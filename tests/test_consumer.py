@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ import sys
 import threading
 import time
 
-import pytest
 import redis
 
 from shared import keys
@@ -21,51 +19,6 @@ from tests.conftest import REDIS_URL
 from tests.helpers import wait_for
 
 
-class ScriptedWorker:
-    """Answers each delivery from a list of (status, headers); records what it received."""
-
-    def __init__(self, answers: list[tuple[int, dict[str, str]]], delay_s: float = 0) -> None:
-        self.answers = list(answers)
-        self.received: list[tuple[dict, dict]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.received.append((body, dict(self.headers)))
-                time.sleep(delay_s)
-                status, headers = outer.answers.pop(0) if outer.answers else (200, {})
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def worker_factory():
-    started: list[ScriptedWorker] = []
-
-    def factory(answers, delay_s: float = 0) -> ScriptedWorker:
-        started.append(ScriptedWorker(answers, delay_s))
-        return started[-1]
-
-    yield factory
-    for worker in started:
-        worker.stop()
-
-
 def make_consumer(redis_client, worker, **config) -> Consumer:
     return Consumer(RedisQueue(redis_client), ConsumerConfig(worker_url=worker.url, **config))
 
@@ -73,21 +26,22 @@ def make_consumer(redis_client, worker, **config) -> Consumer:
 TASK = "a" * 32
 
 
-def test_delivery_shape_and_ack(redis_client: redis.Redis, worker_factory) -> None:
-    worker = worker_factory([(200, {})])
+def test_delivery_shape_and_ack(redis_client: redis.Redis, receiver_factory) -> None:
+    worker = receiver_factory([(200, {})])
     consumer = make_consumer(redis_client, worker, worker_token="tok")
     consumer.queue.enqueue(TASK)
     consumer.queue.take(0.1)
     assert consumer.deliver(TASK) == "ack"
-    body, headers = worker.received[0]
+    headers, raw = worker.received[0]
+    body = json.loads(raw)
     assert body == {"task_id": TASK}
     assert headers["X-CloudTasks-TaskName"] == TASK
     assert headers["X-CloudTasks-TaskRetryCount"] == "0" and headers["X-Worker-Token"] == "tok"
     assert redis_client.llen(keys.TASK_QUEUE_PROCESSING) == 0
 
 
-def test_retry_after_is_honoured(redis_client: redis.Redis, worker_factory) -> None:
-    worker = worker_factory([(503, {"Retry-After": "42"})])
+def test_retry_after_is_honoured(redis_client: redis.Redis, receiver_factory) -> None:
+    worker = receiver_factory([(503, {"Retry-After": "42"})])
     consumer = make_consumer(redis_client, worker)
     consumer.queue.enqueue(TASK)
     consumer.queue.take(0.1)
@@ -105,8 +59,8 @@ def test_backoff_is_exponential_with_jitter() -> None:
         assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(delays) > 1
 
 
-def test_gives_up_after_max_retries(redis_client: redis.Redis, worker_factory) -> None:
-    worker = worker_factory([(500, {})] * 10)
+def test_gives_up_after_max_retries(redis_client: redis.Redis, receiver_factory) -> None:
+    worker = receiver_factory([(500, {})] * 10)
     consumer = make_consumer(redis_client, worker, max_retries=2, min_backoff_s=0.01)
     consumer.queue.enqueue(TASK)
     outcomes = []
@@ -115,7 +69,7 @@ def test_gives_up_after_max_retries(redis_client: redis.Redis, worker_factory) -
         outcomes.append(consumer.deliver(TASK))
     assert outcomes == ["retry", "retry", "dead"]
     assert redis_client.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [TASK]
-    assert [h["X-CloudTasks-TaskRetryCount"] for _, h in worker.received] == ["0", "1", "2"]
+    assert [h["X-CloudTasks-TaskRetryCount"] for h, _ in worker.received] == ["0", "1", "2"]
 
 
 def test_unreachable_worker_is_retried(redis_client: redis.Redis) -> None:
@@ -125,8 +79,8 @@ def test_unreachable_worker_is_retried(redis_client: redis.Redis) -> None:
     assert consumer.deliver(TASK) == "retry"
 
 
-def test_run_loop_delivers_recovers_and_stops(redis_client: redis.Redis, worker_factory) -> None:
-    worker = worker_factory([(503, {"Retry-After": "0.2"})])
+def test_run_loop_delivers_recovers_and_stops(redis_client: redis.Redis, receiver_factory) -> None:
+    worker = receiver_factory([(503, {"Retry-After": "0.2"})])
     queue = RedisQueue(redis_client)
     redis_client.lpush(keys.TASK_QUEUE_PROCESSING, "b" * 32)  # left over by a crashed consumer
     queue.enqueue(TASK)
@@ -141,16 +95,16 @@ def test_run_loop_delivers_recovers_and_stops(redis_client: redis.Redis, worker_
         consumer.stop()
         thread.join(10)
     assert not thread.is_alive()
-    delivered = [body["task_id"] for body, _ in worker.received]
+    delivered = [json.loads(raw)["task_id"] for _, raw in worker.received]
     assert set(delivered) == {TASK, "b" * 32}  # the crashed consumer's id was recovered
     assert delivered.count(delivered[0]) == 2  # the one answered 503 came back after 0.2 s
     assert reaps and queue.depth().in_flight == 0
 
 
 def test_sigterm_stops_cleanly_after_in_flight_delivery(
-    redis_client: redis.Redis, worker_factory, tmp_path
+    redis_client: redis.Redis, receiver_factory, tmp_path
 ) -> None:
-    worker = worker_factory([(200, {})], delay_s=1.5)
+    worker = receiver_factory([(200, {})], delay_s=1.5)
     RedisQueue(redis_client).enqueue(TASK)
     env = {**os.environ, "REDIS_URL": REDIS_URL, "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
            "STORAGE_DIR": str(tmp_path / "s")}
