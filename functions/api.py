@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import flask
@@ -95,7 +96,7 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
         json_object(request), context={"platforms": services.settings.PLATFORMS}
     )
     status, task, retry_after = service.tag_now(services, parsed)
-    headers = {"Retry-After": str(retry_after)} if retry_after else {}
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
     if status == 200 and task.result is not None:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
                 "task": task.model_dump(mode="json", exclude={"result"})}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import flask
 
@@ -44,6 +45,7 @@ def process_task(request: flask.Request) -> flask.Response:
             request.headers.get("X-CloudTasks-TaskExecutionCount", "-"),
         )
         result = run_task(task_id, services)
-    headers = {"Retry-After": str(result.retry_after_s)} if result.retry_after_s else {}
+    headers = ({"Retry-After": str(max(1, math.ceil(result.retry_after_s)))}
+               if result.retry_after_s else {})
     return reply(result.status_code, result.message, task_id=task_id,
                  data={"status": result.task_status}, headers=headers)

@@ -21,6 +21,7 @@ from shared.tasks.callbacks import notify  # noqa: E402
 from shared.tasks.consumer import Consumer, ConsumerConfig  # noqa: E402
 from shared.tasks.queue import RedisQueue  # noqa: E402
 from shared.tasks.reaper import reap_stuck_tasks, retry_indexing  # noqa: E402
+from shared.tasks.worker import end_failed  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,16 +47,25 @@ def main(argv: list[str] | None = None) -> int:
         max_retries=args.max_retries,
         min_backoff_s=args.min_backoff,
         max_backoff_s=args.max_backoff,
-        request_timeout_s=settings.TASK_TIMEOUT_S + 30,
+        request_timeout_s=settings.DISPATCH_DEADLINE_S,
         reap_interval_s=args.reap_interval,
     )
 
     def reap() -> dict[str, int]:
         counts = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS,
-                                  on_failed=lambda task_id: notify(task_id, services))
+                                  on_failed=lambda task_id: notify(task_id, services),
+                                  grace_s=settings.RECONCILE_GRACE_S)
         return {**counts, "reindexed": retry_indexing(services.store, services.index)}
 
-    consumer = Consumer(services.queue, config, reaper=reap if args.reap_interval > 0 else None)
+    def delivery_failed(task_id: str) -> None:
+        end_failed(task_id, services, "delivery_failed",
+                   f"the queue gave up after {args.max_retries} failed deliveries")
+
+    consumer = Consumer(
+        services.queue, config, reaper=reap if args.reap_interval > 0 else None,
+        on_dead=delivery_failed,
+        gate=services.pool.promise_slot if settings.TAGGER == "gemini" else None,
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())
     consumer.run()

@@ -38,6 +38,12 @@ class TransientError(TaskError):
         self.retry_after_s = retry_after_s
 
 
+class WaitForKey(TransientError):
+    """No Gemini key is free: the task waits (no attempt spent) until `retry_after_s`."""
+
+    error_code = "no_key_available"
+
+
 class ServiceUnavailable(Exception):
     """A backing service (database, Redis, queue) cannot be reached: the API answers 503."""
 

@@ -49,6 +49,10 @@ ACCOUNT_READY_DAY = "google_accounts:ready_day"
 ACCOUNT_WAIT_REASON = "google_accounts:wait_reason"
 """Hash id → why the key is parked (cooling down, daily quota used, minute limit)."""
 
+ACCOUNT_PROMISED = "google_accounts:promised"
+"""ZSet of request slots promised to waiting tasks (member → epoch ms of the slot), so
+each waiter is told a different free moment instead of all arriving at once."""
+
 ACCOUNT_PREFIX = "google_account:"
 """Per-account keys are `google_account:{id}:info|daily|minute_window` (used in Lua too)."""
 

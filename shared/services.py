@@ -68,7 +68,7 @@ def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
 
         return CloudTasksQueue(
             build_client(settings.CLOUD_TASKS_EMULATOR_HOST), settings.CLOUD_TASKS_QUEUE,
-            settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.TASK_TIMEOUT_S + 60,
+            settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.DISPATCH_DEADLINE_S,
         )
     return RedisQueue(client)
 

@@ -72,11 +72,16 @@ def test_gives_up_after_max_retries(redis_client: redis.Redis, receiver_factory)
     assert [h["X-CloudTasks-TaskRetryCount"] for h, _ in worker.received] == ["0", "1", "2"]
 
 
-def test_unreachable_worker_is_retried(redis_client: redis.Redis) -> None:
+def test_unreachable_worker_is_retried_without_spending_retries(
+        redis_client: redis.Redis) -> None:
+    """A refused connection (the worker restarting) is not a failed delivery."""
     consumer = Consumer(RedisQueue(redis_client),
                         ConsumerConfig(worker_url="http://127.0.0.1:9/", min_backoff_s=0.01))
     consumer.queue.enqueue(TASK)
-    assert consumer.deliver(TASK) == "retry"
+    for _ in range(3):
+        assert consumer.deliver(TASK) == "wait"
+    assert consumer.queue.retry_count(TASK) == 0
+    assert redis_client.zscore(keys.TASK_QUEUE_DELAYED, TASK) is not None
 
 
 def test_run_loop_delivers_recovers_and_stops(redis_client: redis.Redis, receiver_factory) -> None:

@@ -238,12 +238,16 @@ def test_all_keys_exhausted_goes_back_pending_with_retry_after(
         standin.behaviours[key] = "minute"
     services = gemini_services(sqlite_services, standin)
     reply, task = run_task(services, media_server.url("files/clip.mp4"))
-    assert reply.status_code == 503 and task.status == "pending"
+    # waiting for a key: the next try is a planned delivery and no attempt is spent
+    assert (reply.status_code, reply.task_status, task.status) == (200, "pending", "pending")
     assert task.error_code == "no_key_available" and 35 <= reply.retry_after_s <= 42
+    assert task.attempts == 0 and task.waiting_since is not None
     assert len(standin.generate_calls()) == 3  # each key tried once, then all cooling
     reply, task = run_task(services, media_server.url("files/clip.mp4"))
-    assert (reply.status_code, task.error_code) == (503, "no_key_available")
+    assert (reply.task_status, task.error_code, task.attempts) == (
+        "pending", "no_key_available", 0)
     assert 35 <= reply.retry_after_s <= 42 and len(standin.generate_calls()) == 3
+    assert task.timings.keys() == {"reserving_key"}  # learned before downloading anything
 
 
 def test_result_cache_makes_no_second_request(sqlite_services, standin, media_server,

@@ -77,7 +77,7 @@ def test_redirects_are_followed_up_to_five(sqlite_services: Services, media_serv
 def test_drip_feed_hits_the_total_deadline(sqlite_services: Services, media_server) -> None:
     sqlite_services.settings.DOWNLOAD_TOTAL_TIMEOUT_S = 2
     reply, task = run(sqlite_services, media_server.url("drip/clip.mp4"))
-    assert reply.status_code == 503 and task.status == "pending"
+    assert reply.task_status == "pending" and task.status == "pending"
     assert task.error_code == "download_timeout"
 
 
@@ -121,7 +121,15 @@ def test_retry_reuses_the_stored_video(sqlite_services: Services, media_server) 
             self.provider, self.model = inner.provider, inner.model
             self.prompt_version = inner.prompt_version
 
-        def tag(self, request):
+        reserves_quota = False
+
+        def reserve(self):
+            return None
+
+        def cancel(self, reservation):
+            pass
+
+        def tag(self, request, reservation=None):
             from shared.errors import TransientError
 
             self.calls += 1
@@ -131,7 +139,7 @@ def test_retry_reuses_the_stored_video(sqlite_services: Services, media_server) 
 
     sqlite_services.tagger = FlakyTagger(sqlite_services.tagger)
     reply, task = run(sqlite_services, media_server.url("files/clip.mp4"))
-    assert reply.status_code == 503 and task.storage_uri and task.video_sha256
+    assert reply.task_status == "pending" and task.storage_uri and task.video_sha256
     second = process_task(task.task_id, sqlite_services)
     done = sqlite_services.store.get(task.task_id)
     assert second.task_status == "completed" and done.video_sha256 == task.video_sha256

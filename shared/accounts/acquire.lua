@@ -2,7 +2,9 @@
 -- KEYS[1] ids set, KEYS[2] import lock, KEYS[3] ready zset (id -> µs it may be free again),
 -- KEYS[4] quota day of the ready scores, KEYS[5] hash id -> why it is parked
 -- ARGV[1] quota day (YYYY-MM-DD in QUOTA_TZ), ARGV[2] start of the next quota day (ms),
--- ARGV[3] unique request id, ARGV[4] half-open trial window (ms)
+-- ARGV[3] unique request id, ARGV[4] half-open trial window (ms), ARGV[5] '1' on a new day,
+-- ARGV[6] length of the rate window (ms; 60000 = Gemini's minute)
+-- KEYS[6] zset of promised slots (member -> ms): a grant uses up the one now due
 -- Returns {'ok', id, api_key, member, bad...} | {'wait', wait_ms, reason, bad...}
 --       | {'importing'} | {'empty', bad...}; `bad` lists "id:reason" of skipped keys.
 --
@@ -19,6 +21,7 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 local day, next_day, trial_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local window_ms = tonumber(ARGV[6])
 local ready = KEYS[3]
 
 -- ARGV[5] = '1' when the caller saw a new quota day (or just started): make sure the ready
@@ -34,7 +37,8 @@ end
 local function inspect(id)
   local base = 'google_account:' .. id
   local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
-                       'cooldown_until', 'api_key', 'consecutive_failures')
+                       'cooldown_until', 'api_key', 'consecutive_failures',
+                       'learned_limit', 'learned_until')
   if not f[1] then return 'drop' end
   local quota, limit = tonumber(f[2]), tonumber(f[3])
   local cooldown, failures = tonumber(f[4] or '0'), tonumber(f[6] or '0')
@@ -44,14 +48,17 @@ local function inspect(id)
     return 'bad'
   end
   if f[1] ~= 'active' then return 'drop' end
+  -- a limit learned from Gemini's own 429s wins while it lasts
+  local learned, learned_until = tonumber(f[7] or ''), tonumber(f[8] or '0') or 0
+  if learned and learned_until > now and learned < limit then limit = learned end
   if cooldown > now then return 'later', cooldown, 'cooling down' end
   if used >= quota then return 'later', next_day, 'daily quota used' end
   local window = base .. ':minute_window'
-  redis.call('ZREMRANGEBYSCORE', window, '-inf', now - 60000)
+  redis.call('ZREMRANGEBYSCORE', window, '-inf', now - window_ms)
   local count = redis.call('ZCARD', window)
   if count >= limit then
     local oldest = redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')
-    return 'later', tonumber(oldest[2]) + 60000, 'minute limit reached'
+    return 'later', tonumber(oldest[2]) + window_ms, 'minute limit reached'
   end
   return 'free', f, used, count, limit, quota, failures
 end
@@ -71,7 +78,7 @@ while true do
       local base = 'google_account:' .. id
       local member = now .. ':' .. ARGV[3]
       redis.call('ZADD', base .. ':minute_window', now, member)
-      redis.call('PEXPIRE', base .. ':minute_window', 120000)
+      redis.call('PEXPIRE', base .. ':minute_window', 2 * window_ms)
       redis.call('HINCRBY', base .. ':daily', day, 1)
       redis.call('EXPIRE', base .. ':daily', 172800)
       local next_free, why = 0, nil  -- ms; 0 = still free: to the back of the round robin
@@ -80,7 +87,7 @@ while true do
       end
       if c + 1 >= limit then
         local oldest = redis.call('ZRANGE', base .. ':minute_window', 0, 0, 'WITHSCORES')
-        park(tonumber(oldest[2]) + 60000, 'minute limit reached')
+        park(tonumber(oldest[2]) + window_ms, 'minute limit reached')
       end
       if b + 1 >= quota then park(next_day, 'daily quota used') end
       if failures >= 3 then
@@ -90,6 +97,10 @@ while true do
       end
       redis.call('ZADD', ready, next_free > 0 and next_free * 1000 or now_us, id)
       if why then redis.call('HSET', KEYS[5], id, why) end
+      local promised = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+      if promised[2] and tonumber(promised[2]) <= now + 1000 then
+        redis.call('ZREM', KEYS[6], promised[1])
+      end
       return with_bad({'ok', id, a[5], member})
     elseif state == 'later' then
       -- strictly after now, so the loop moves on even if the clocks disagree

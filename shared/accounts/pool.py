@@ -40,6 +40,25 @@ MAX_FAILURE_BACKOFF_MS = 30 * 60_000
 IMPORT_WAIT_S = 1.0
 """How long a caller waits when an import is swapping accounts in."""
 
+WINDOW_MS = 60_000
+"""Gemini counts requests per minute; benchmarks shrink this to run faster."""
+
+LEARNED_LIMIT_MS = 10 * 60_000
+"""How long a per-minute limit learned from Gemini's 429s holds before the configured
+limit is tried again."""
+
+PROMISE_GRACE_MS = 2_000
+"""A promised slot whose moment has passed still counts this long (its task is on the
+way), so the next waiter is not promised the same slot."""
+
+
+_STAMP_SENT = """
+local t = redis.call('TIME')
+return redis.call('ZADD', KEYS[1], 'XX', 'CH',
+                  tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+"""
+"""Re-stamp one window entry with Redis' clock (the clock every script uses)."""
+
 
 def account_id(api_key: str) -> str:
     """The id used in Redis key names: never the key itself."""
@@ -97,13 +116,17 @@ class AccountPool:
         client: redis.Redis,
         quota_tz: str = "America/Los_Angeles",
         clock: Callable[[], datetime] | None = None,
+        window_ms: int = WINDOW_MS,
     ) -> None:
         self.redis = client
+        self.window_ms = window_ms
         self.tz = ZoneInfo(quota_tz)
         self.clock = clock or (lambda: datetime.now(self.tz))
         self._acquire = client.register_script((SCRIPTS / "acquire.lua").read_text())
         self._last_day: str | None = None  # the quota day this process last asked for
         self._report = client.register_script((SCRIPTS / "report.lua").read_text())
+        self._slot = client.register_script((SCRIPTS / "slot.lua").read_text())
+        self._stamp = client.register_script(_STAMP_SENT)
 
     # --- quota day -------------------------------------------------------------------
 
@@ -122,9 +145,9 @@ class AccountPool:
         try:
             answer = self._acquire(
                 keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_IMPORT_LOCK, keys.ACCOUNT_READY,
-                      keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON],
+                      keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON, keys.ACCOUNT_PROMISED],
                 args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS,
-                      "1" if new_day else "0"],
+                      "1" if new_day else "0", self.window_ms],
             )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
@@ -144,6 +167,27 @@ class AccountPool:
         self._warn_bad(answer[1:])
         return NoKeyAvailable(60.0, "no usable key in the pool")
 
+    def promise_slot(self) -> float | None:
+        """Seconds until the pool's next unpromised request slot, now promised to the
+        caller (None: no key can take a request at all). Waiting tasks each get their own
+        slot instead of all being told the same earliest moment."""
+        day, next_day_ms = self.quota_day()
+        try:
+            wait_ms = self._slot(keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_PROMISED],
+                                 args=[day, next_day_ms, self.window_ms, uuid.uuid4().hex,
+                                       PROMISE_GRACE_MS])
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+        return None if int(wait_ms) < 0 else int(wait_ms) / 1000
+
+    def stamp_sent(self, lease: Lease) -> None:
+        """Move the lease's window entry to now, when the request really leaves for
+        Gemini: Gemini counts arrivals, so a slot granted early frees 60 s after sending."""
+        try:
+            self._stamp(keys=[keys.account_window(lease.key_id)], args=[lease.member])
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+
     def release(self, lease: Lease) -> None:
         """Refund a request that was never sent (it does not count against the quotas)."""
         seconds, micros = self.redis.time()
@@ -159,7 +203,8 @@ class AccountPool:
             keys=[keys.account_info(key_id), keys.account_window(key_id), keys.ACCOUNT_READY,
                   keys.ACCOUNT_WAIT_REASON],
             args=[outcome.kind, int(outcome.retry_delay_s * 1000), next_day_ms,
-                  outcome.reason[:500], FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id],
+                  outcome.reason[:500], FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id,
+                  self.window_ms, LEARNED_LIMIT_MS],
         )
 
     # --- stats -----------------------------------------------------------------------
@@ -174,7 +219,7 @@ class AccountPool:
         for key_id in ids:
             pipe.hgetall(keys.account_info(key_id))
             pipe.hget(keys.account_daily(key_id), day)
-            pipe.zcount(keys.account_window(key_id), now_ms - 60_000, "+inf")
+            pipe.zcount(keys.account_window(key_id), now_ms - self.window_ms, "+inf")
         rows = pipe.execute()
         accounts, left_today, left_minute = [], 0, 0
         for index, key_id in enumerate(ids):
@@ -184,7 +229,8 @@ class AccountPool:
             if entry["status"] == "active" and not entry.get("problem"):
                 left_today += max(0, entry["quota_daily"] - entry["used_today"])
                 if entry["cooldown_left_s"] == 0:
-                    left_minute += max(0, entry["minute_limit"] - entry["used_this_minute"])
+                    left_minute += max(0, entry["effective_minute_limit"]
+                                       - entry["used_this_minute"])
         return {
             "quota_day": day,
             "accounts": accounts,
@@ -215,7 +261,14 @@ def account_stats(key_id: str, info: dict, used: str | None, minute: int,
         entry["used_today"] = int(used or 0)
         cooldown_until = int(info.get("cooldown_until") or 0)
         entry["cooldown_left_s"] = round(max(0, cooldown_until - now_ms) / 1000, 1)
+        entry["effective_minute_limit"] = entry["minute_limit"]
+        learned_until = int(info.get("learned_until") or 0)
+        if learned_until > now_ms and info.get("learned_limit"):
+            entry["effective_minute_limit"] = min(int(info["learned_limit"]),
+                                                  int(info["minute_limit"]))
+            entry["learned_limit_left_s"] = round((learned_until - now_ms) / 1000, 1)
     except (KeyError, ValueError):
         entry.update(quota_daily=0, minute_limit=0, used_today=0, cooldown_left_s=0,
+                     effective_minute_limit=0,
                      problem="malformed account hash: skipped by acquire")
     return entry

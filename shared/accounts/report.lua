@@ -3,7 +3,8 @@
 -- KEYS[4] hash id -> why it is parked
 -- ARGV[1] kind: success | minute | day | disabled | failure
 -- ARGV[2] retry delay ms (minute; 0 = until the window frees), ARGV[3] next quota day ms,
--- ARGV[4] reason text, ARGV[5] base backoff ms, ARGV[6] max backoff ms, ARGV[7] key id
+-- ARGV[4] reason text, ARGV[5] base backoff ms, ARGV[6] max backoff ms, ARGV[7] key id,
+-- ARGV[8] rate window ms, ARGV[9] how long a learned per-minute limit holds (ms)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 'missing'
 end
@@ -28,11 +29,22 @@ if kind == 'success' then
 end
 redis.call('HSET', KEYS[1], 'last_error', ARGV[4])
 if kind == 'minute' then
+  local window_ms = tonumber(ARGV[8])
+  -- Gemini refused although the pool thought the key was under its limit: the real limit
+  -- is what the window held before this request (it counts itself); hold it for a while
+  local held = redis.call('ZCOUNT', KEYS[2], now - window_ms, '+inf') - 1
+  local limit = tonumber(redis.call('HGET', KEYS[1], 'minute_limit') or '0') or 0
+  local learned = tonumber(redis.call('HGET', KEYS[1], 'learned_limit') or '') or limit
+  local learned_until = tonumber(redis.call('HGET', KEYS[1], 'learned_until') or '0') or 0
+  if learned_until <= now then learned = limit end
+  if held >= 1 and held < learned then
+    redis.call('HSET', KEYS[1], 'learned_limit', held, 'learned_until', now + tonumber(ARGV[9]))
+  end
   local delay = tonumber(ARGV[2])
   local until_ms = now + delay
   if delay <= 0 then
     local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    until_ms = oldest[2] and (tonumber(oldest[2]) + 60000) or (now + 60000)
+    until_ms = oldest[2] and (tonumber(oldest[2]) + window_ms) or (now + window_ms)
   end
   push_cooldown(until_ms)
 elseif kind == 'day' then

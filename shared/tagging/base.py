@@ -22,10 +22,19 @@ class TagRequest:
 
 
 class Tagger(Protocol):
-    """`provider`, `model` and `prompt_version` identify results for the result cache."""
+    """`provider`, `model` and `prompt_version` identify results for the result cache.
+
+    A tagger that spends a quota (Gemini) reserves its slot before the expensive stages
+    run (`reserve` raises WaitForKey when none is free) and uses it in `tag`; a
+    reservation that ends up unused is given back with `cancel`."""
 
     provider: str
     model: str
     prompt_version: str
+    reserves_quota: bool
 
-    def tag(self, request: TagRequest) -> TagResult: ...
+    def reserve(self) -> object | None: ...
+
+    def cancel(self, reservation: object) -> None: ...
+
+    def tag(self, request: TagRequest, reservation: object | None = None) -> TagResult: ...

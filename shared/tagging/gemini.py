@@ -9,7 +9,6 @@ task goes back to the queue with Retry-After = the pool's earliest free moment.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from google.genai import errors, types
 
 from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError, TransientError, WaitForKey
 from shared.tagging.base import TagRequest
 from shared.tagging.local import technical_of
 from shared.tagging.prompting import (
@@ -65,6 +64,7 @@ class _Call:
 
 class GeminiTagger:
     provider = "gemini"
+    reserves_quota = True
 
     def __init__(self, pool: AccountPool, settings: Settings, client: genai.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -91,9 +91,19 @@ class GeminiTagger:
             self._file_clients[lease.key_id] = self._new_client(lease.api_key)
         return self._file_clients[lease.key_id]
 
-    # --- the one public call -----------------------------------------------------------
+    # --- the public calls -------------------------------------------------------------
 
-    def tag(self, request: TagRequest) -> TagResult:
+    def reserve(self) -> Lease:
+        """A key for this task before the expensive stages run; WaitForKey when none is
+        free within SHORT_WAIT_S, so a waiting task has not downloaded anything yet."""
+        return self._lease(time.monotonic() + SHORT_WAIT_S + 0.5)
+
+    def cancel(self, reservation: object) -> None:
+        """Give back a reserved key that was never used (e.g. the result cache answered)."""
+        if isinstance(reservation, Lease):
+            self.pool.release(reservation)
+
+    def tag(self, request: TagRequest, reservation: object | None = None) -> TagResult:
         frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
         prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
                              request.media.orientation, frames_mode)
@@ -106,8 +116,9 @@ class GeminiTagger:
         media_parts = self._frames_parts(request) if frames_mode else None
         deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
         cost, bad_json, last_error = _Call(), 0, "no attempt"
+        reserved = reservation if isinstance(reservation, Lease) else None
         for _ in range(MAX_KEY_ATTEMPTS):
-            lease = self._lease(deadline)
+            lease, reserved = reserved or self._lease(deadline), None
             try:
                 text = self._with_key(lease, request, media_parts, prompt, config, cost)
             except PermanentError:
@@ -150,9 +161,8 @@ class GeminiTagger:
             if wait <= SHORT_WAIT_S and time.monotonic() + wait < deadline:
                 self.sleep(max(wait, 0.05))
                 continue
-            raise TransientError(f"no Gemini key free: {lease.reason}",
-                                 error_code="no_key_available",
-                                 retry_after_s=max(1, math.ceil(wait)))
+            raise WaitForKey(f"no Gemini key free: {lease.reason}",
+                             retry_after_s=max(0.05, wait))
 
     def _with_key(self, lease: Lease, request: TagRequest, media_parts, prompt: str,
                   config: dict, cost: _Call) -> str:
@@ -161,6 +171,7 @@ class GeminiTagger:
         try:
             if media_parts is None:
                 media_parts, uploaded = self._video_parts(request, lease)
+            self.pool.stamp_sent(lease)
             response = self.client.models.generate_content(
                 model=self.model,
                 contents=[types.Content(role="user", parts=[*media_parts,

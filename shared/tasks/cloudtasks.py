@@ -55,7 +55,7 @@ class CloudTasksQueue:
         self.dispatch_deadline_s = min(MAX_DISPATCH_S, max(MIN_DISPATCH_S, dispatch_deadline_s))
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0") -> None:
+                generation: str = "0", planned: bool = False) -> None:
         request = tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
             url=self.worker_url,
@@ -88,3 +88,14 @@ class CloudTasksQueue:
 
     def depth(self) -> None:
         return None
+
+    def is_live(self, task_id: str, generation: str) -> bool | None:
+        """Whether the named delivery still exists (a task is deleted once acknowledged)."""
+        try:
+            self.client.get_task(name=task_name(self.queue_path, task_id, generation),
+                                 timeout=CREATE_TIMEOUT_S)
+        except gexc.NotFound:
+            return False
+        except (gexc.GoogleAPICallError, gexc.RetryError):
+            return None
+        return True

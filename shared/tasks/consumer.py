@@ -2,9 +2,14 @@
 
 Like Cloud Tasks it POSTs `{"task_id": …}` with `X-CloudTasks-*` headers, treats any 2xx
 as done, honours `Retry-After`, otherwise backs off exponentially with jitter, and after
-`max_retries` parks the id on `task_queue_failed`. Ids in flight when a consumer dies are
-put back on the queue when the next one starts (`recover_in_flight`); a duplicate
-delivery is harmless because the worker's claim is idempotent. Run one consumer per
+`max_retries` failed deliveries gives up (`on_dead` marks the row `delivery_failed`).
+
+It never exits on a transient error: a Redis or database outage is logged and retried
+with backoff, and a worker that refuses connections (restarting) is not the task's fault,
+so its retry budget is untouched. Delayed ids are delivered at their due time (the loop
+sleeps until the next due id or a new id arrives). With a `gate` (the key pool's
+`promise_slot`), a fresh id waits for a request slot of its own before it is delivered,
+so a backlog meets the pool's pace instead of bouncing off it. Run one consumer per
 queue; raise `concurrency` for more parallel deliveries.
 """
 
@@ -32,13 +37,15 @@ class ConsumerConfig:
     concurrency: int = 4
     """Deliveries in flight at once."""
     max_retries: int = 10
-    """Failed deliveries before an id is parked on task_queue_failed."""
+    """Failed deliveries (worker errors, not refused connections) before giving up."""
     min_backoff_s: float = 1.0
     max_backoff_s: float = 300.0
     request_timeout_s: float = 900.0
     """How long one delivery may take: the worker runs the whole pipeline inside it."""
     reap_interval_s: float = 30.0
     queue_name: str = "local"
+    max_idle_s: float = 5.0
+    """Longest single wait for work; the loop re-checks delayed ids and the reaper after."""
 
 
 def backoff_delay(retry: int, config: ConsumerConfig) -> float:
@@ -55,63 +62,123 @@ def retry_after_s(response: requests.Response) -> float | None:
         return None
 
 
+IDLE_HOUSEKEEPING_S = 30.0
+"""Recovery sweep interval when the reaper is off (`reap_interval_s` = 0)."""
+
+OUTAGE_BACKOFF_S = (0.5, 1, 2, 5, 10)
+"""Pauses of the loop while Redis or the database is down (the last one repeats)."""
+
+
 class Consumer:
     def __init__(
         self,
         queue: RedisQueue,
         config: ConsumerConfig,
         reaper: Callable[[], dict[str, int]] | None = None,
+        on_dead: Callable[[str], object] | None = None,
+        gate: Callable[[], float | None] | None = None,
     ) -> None:
         self.queue = queue
         self.config = config
         self.reaper = reaper
+        self.on_dead = on_dead
+        self.gate = gate
         self.stop_event = threading.Event()
         self.http = requests.Session()
         self._slots = threading.Semaphore(config.concurrency)
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
+        self._outages = 0
 
     def run(self) -> None:
         """Deliver until `stop()`; in-flight deliveries finish before returning."""
-        recovered = self.queue.recover_in_flight()
-        if recovered:
-            log.info("recovered %d in-flight ids from a previous run", recovered)
         next_reap = time.monotonic()
         with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver") as pool:
             while not self.stop_event.is_set():
-                if self.reaper and time.monotonic() >= next_reap:
-                    self._reap()
-                    next_reap = time.monotonic() + self.config.reap_interval_s
-                self.queue.promote_due()
-                if not self._slots.acquire(timeout=0.5):
-                    continue
-                task_id = self.queue.take(timeout_s=0.5)
-                if task_id is None:
-                    self._slots.release()
-                    continue
-                pool.submit(self._deliver_and_release, task_id)
+                try:
+                    if time.monotonic() >= next_reap:
+                        self._housekeeping()
+                        next_reap = time.monotonic() + (self.config.reap_interval_s
+                                                        or IDLE_HOUSEKEEPING_S)
+                    self._take_one(pool, max(0.001, next_reap - time.monotonic()))
+                    self._outages = 0
+                except Exception as error:  # noqa: BLE001 - an outage never stops the loop
+                    pause = OUTAGE_BACKOFF_S[min(self._outages, len(OUTAGE_BACKOFF_S) - 1)]
+                    self._outages += 1
+                    log.warning("consumer loop: %s: %s; again in %.1f s",
+                                type(error).__name__, error, pause)
+                    self.stop_event.wait(pause)
         log.info("consumer stopped")
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _reap(self) -> None:
+    def _take_one(self, pool: ThreadPoolExecutor, until_reap_s: float) -> None:
+        self.queue.promote_due()
+        if not self._slots.acquire(timeout=min(self.config.max_idle_s, until_reap_s)):
+            return
         try:
-            counts = self.reaper() if self.reaper else {}
+            due_in = self.queue.next_due_in()
+            wait = min(self.config.max_idle_s, until_reap_s,
+                       due_in if due_in is not None else self.config.max_idle_s)
+            task_id = self.queue.take(timeout_s=wait) if wait > 0.01 else None
+            if task_id is None and 0 < wait <= 0.01:
+                time.sleep(wait)
+        except BaseException:
+            self._slots.release()
+            raise
+        if task_id is None:
+            self._slots.release()
+            return
+        with self._in_flight_lock:
+            self._in_flight.add(task_id)
+        pool.submit(self._deliver_and_release, task_id)
+
+    def _housekeeping(self) -> None:
+        """Ids left in flight by a crash or a failed acknowledgement go back on the queue;
+        then the reaper (expired leases, pending rows without a delivery)."""
+        with self._in_flight_lock:
+            busy = frozenset(self._in_flight)
+        recovered = self.queue.recover_in_flight(keep=busy)
+        if recovered:
+            log.info("recovered %d in-flight ids", recovered)
+        if self.reaper is None:
+            return
+        try:
+            counts = self.reaper()
             if any(counts.values()):
                 log.info("reaper: %s", counts)
-        except Exception:
-            log.exception("reaper failed; will try again")
+        except Exception as error:  # noqa: BLE001 - next sweep
+            log.warning("reaper failed (%s: %s); will try again", type(error).__name__, error)
 
     def _deliver_and_release(self, task_id: str) -> None:
         try:
             self.deliver(task_id)
-        except Exception:
-            log.exception("delivery crashed", extra={"task_id": task_id})
+        except Exception as error:  # noqa: BLE001 - the id stays in flight: recovered later
+            log.warning("delivery interrupted (%s: %s); recovered at the next sweep",
+                        type(error).__name__, error, extra={"task_id": task_id})
         finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(task_id)
             self._slots.release()
 
+    def _wait_for_slot(self, info: dict[str, str]) -> None:
+        """A fresh id waits for a key slot of its own; a planned retry already has one."""
+        if self.gate is None or info.get("planned") == "1":
+            return
+        try:
+            wait = self.gate()
+        except Exception as error:  # noqa: BLE001 - the worker will find out itself
+            log.warning("key pool gate unavailable: %s", type(error).__name__)
+            return
+        if wait:
+            self.stop_event.wait(wait)
+
     def deliver(self, task_id: str) -> str:
-        """One delivery: returns `ack`, `retry` or `dead`."""
-        retries = self.queue.retry_count(task_id)
+        """One delivery: returns `ack`, `retry`, `wait` (worker unreachable) or `dead`."""
+        info = self.queue.info(task_id)
+        retries = int(info.get("retry_count") or 0)
+        self._wait_for_slot(info)
         headers = {
             "X-CloudTasks-TaskName": task_id,
             "X-CloudTasks-QueueName": self.config.queue_name,
@@ -126,19 +193,43 @@ class Consumer:
                 self.config.worker_url, json={"task_id": task_id}, headers=headers,
                 timeout=(5, self.config.request_timeout_s),
             )
+        except requests.ConnectionError as error:
+            if not _refused(error):
+                reason = type(error).__name__
+            else:  # the worker is (re)starting: not a failed delivery
+                delay = min(5.0, backoff_delay(retries, self.config))
+                self.queue.retry_later(task_id, delay, count=False)
+                log.info("worker unreachable; again in %.1f s", delay, extra={"task_id": task_id})
+                return "wait"
+        except requests.RequestException as error:
+            reason = type(error).__name__
+        else:
             if 200 <= response.status_code < 300:
                 self.queue.ack(task_id)
                 return "ack"
             hint = retry_after_s(response)
             reason = f"HTTP {response.status_code}"
-        except requests.RequestException as error:
-            reason = type(error).__name__
         if retries + 1 > self.config.max_retries:
-            self.queue.dead_letter(task_id)
-            log.warning("gave up after %d retries (%s)", retries, reason,
-                        extra={"task_id": task_id})
+            self._give_up(task_id, retries, reason)
             return "dead"
         delay = hint if hint is not None else backoff_delay(retries, self.config)
         self.queue.retry_later(task_id, delay)
         log.info("retry in %.1f s (%s)", delay, reason, extra={"task_id": task_id})
         return "retry"
+
+    def _give_up(self, task_id: str, retries: int, reason: str) -> None:
+        log.warning("gave up after %d retries (%s)", retries, reason, extra={"task_id": task_id})
+        if self.on_dead is not None:
+            self.on_dead(task_id)
+        self.queue.dead_letter(task_id)
+
+
+def _refused(error: requests.ConnectionError) -> bool:
+    """Connection refused (nothing listening), as opposed to a reset mid-request."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__ or (
+            cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None)
+    return "Connection refused" in str(error)

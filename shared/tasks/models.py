@@ -155,10 +155,17 @@ class Task(BaseModel):
     processed_end: datetime | None = None
     indexed_at: datetime | None = None
     index_error: str | None = None
+    next_attempt_at: datetime | None = Field(
+        default=None, description="pending: when the next delivery is due")
+    waiting_since: datetime | None = Field(
+        default=None, description="pending: since when the task waits for a free Gemini key")
+    lease_until: datetime | None = Field(
+        default=None, description="processing: the lease the worker keeps renewing")
+    delivery: str | None = Field(default=None, exclude=True)
     result: TagResult | None = None
 
     @field_validator("created_at", "updated_at", "processed_start", "processed_end",
-                     "indexed_at")
+                     "indexed_at", "next_attempt_at", "waiting_since", "lease_until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         """The database keeps naive UTC; the API says so explicitly."""

@@ -29,9 +29,10 @@ class TaskQueue(Protocol):
     """What the api and the worker need from a queue, whatever the backend."""
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0") -> None:
+                generation: str = "0", planned: bool = False) -> None:
         """Deliver `task_id` to the worker (after `delay_s`). Raises ServiceUnavailable.
-        `generation` tells deliveries of the same task apart (Cloud Tasks task names)."""
+        `generation` tells deliveries of the same task apart (Cloud Tasks task names);
+        `planned` marks a delivery timed to a key slot the pool promised (not gated again)."""
 
     def dead_letter(self, task_id: str) -> None:
         """Record that the task ran out of attempts."""
@@ -39,20 +40,37 @@ class TaskQueue(Protocol):
     def depth(self) -> QueueDepth | None:
         """Queue sizes, or None when the backend cannot tell."""
 
+    def is_live(self, task_id: str, generation: str) -> bool | None:
+        """Whether a delivery of the task is still in the queue (None: cannot tell)."""
+
+
+def new_generation(kind: str) -> str:
+    """A fresh delivery name suffix: Cloud Tasks refuses a reused name for about an hour."""
+    return f"{kind}{time.time_ns() // 1_000:x}"
+
+
+WAKE = "__wake__"
+"""Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
+blocked until the previous earliest wakes up and re-times its sleep."""
+
+LIVE_STATES = ("queued", "retrying", "delivering")
+"""`task_info` states in which a delivery of the task still exists in Redis."""
 
 _ENQUEUE = """
-redis.call('HSET', KEYS[1], 'status', 'queued', 'created_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'created_at', ARGV[3], 'retry_count', 0,
+           'generation', ARGV[6], 'planned', ARGV[7])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'url', ARGV[2]) end
-redis.call('HSETNX', KEYS[1], 'retry_count', 0)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if tonumber(ARGV[5]) > 0 then
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0)
+  if first[1] == ARGV[1] then redis.call('LPUSH', KEYS[2], ARGV[8]) end
 else
   redis.call('LPUSH', KEYS[2], ARGV[1])
 end
 return 1
 """
-"""Record task_info and queue the id (now, or on the delayed ZSet) in one round trip."""
+"""Record task_info (retry count reset) and queue the id, now or on the delayed ZSet."""
 
 _PROMOTE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -64,6 +82,15 @@ return #due
 """
 """Move retries that are due from the delayed ZSet to the ready list, atomically."""
 
+_ACK = """
+redis.call('LREM', KEYS[1], 0, ARGV[1])
+if redis.call('HGET', KEYS[2], 'status') == 'delivering' then
+  redis.call('HSET', KEYS[2], 'status', 'delivered')
+end
+return 1
+"""
+"""Done with a delivery; a newer delivery queued meanwhile (re-planned) stays live."""
+
 
 class RedisQueue:
     """`task_queue` / `task_queue_processing` / `task_queue_delayed` / `task_queue_failed`."""
@@ -72,17 +99,19 @@ class RedisQueue:
         self.redis = client
         self._enqueue = client.register_script(_ENQUEUE)
         self._promote = client.register_script(_PROMOTE_DUE)
+        self._ack = client.register_script(_ACK)
 
     # --- producer side ---------------------------------------------------------
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0") -> None:
+                generation: str = "0", planned: bool = False) -> None:
         now = time.time()
         due = now + delay_s if delay_s > 0 else 0
         try:
             self._enqueue(
                 keys=[keys.task_info(task_id), keys.TASK_QUEUE, keys.TASK_QUEUE_DELAYED],
-                args=[task_id, url, int(now), keys.TASK_INFO_TTL_S, due],
+                args=[task_id, url, int(now), keys.TASK_INFO_TTL_S, repr(due), generation,
+                      "1" if planned else "0", WAKE],
             )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise ServiceUnavailable("redis", type(error).__name__) from error
@@ -90,6 +119,7 @@ class RedisQueue:
     def dead_letter(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.lrem(keys.TASK_QUEUE_PROCESSING, 0, task_id)
+        pipe.zrem(keys.TASK_QUEUE_DELAYED, task_id)
         pipe.lrem(keys.TASK_QUEUE_FAILED, 0, task_id)
         pipe.rpush(keys.TASK_QUEUE_FAILED, task_id)
         pipe.hset(keys.task_info(task_id), "status", "failed")
@@ -104,26 +134,42 @@ class RedisQueue:
         pipe.llen(keys.TASK_QUEUE_FAILED)
         return QueueDepth(*pipe.execute())
 
+    def is_live(self, task_id: str, generation: str) -> bool | None:
+        """Live while task_info says queued/retrying/delivering: lost after a flush."""
+        try:
+            return self.redis.hget(keys.task_info(task_id), "status") in LIVE_STATES
+        except (redis.ConnectionError, redis.TimeoutError):
+            return None
+
     # --- consumer side ---------------------------------------------------------
 
     def take(self, timeout_s: float = 1.0) -> str | None:
-        """Move the oldest ready id to the in-flight list (BLMOVE) and return it."""
-        return self.redis.blmove(
-            keys.TASK_QUEUE, keys.TASK_QUEUE_PROCESSING, timeout_s, "RIGHT", "LEFT"
+        """Move the oldest ready id to the in-flight list (BLMOVE) and return it; None on
+        timeout or a wake-up token."""
+        task_id = self.redis.blmove(
+            keys.TASK_QUEUE, keys.TASK_QUEUE_PROCESSING, max(0.001, timeout_s), "RIGHT", "LEFT"
         )
+        if task_id is None:
+            return None
+        if task_id == WAKE:
+            self.redis.lrem(keys.TASK_QUEUE_PROCESSING, 0, WAKE)
+            return None
+        self.redis.hset(keys.task_info(task_id), "status", "delivering")
+        return task_id
+
+    def info(self, task_id: str) -> dict[str, str]:
+        return self.redis.hgetall(keys.task_info(task_id))
 
     def ack(self, task_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lrem(keys.TASK_QUEUE_PROCESSING, 0, task_id)
-        pipe.hset(keys.task_info(task_id), "status", "delivered")
-        pipe.execute()
+        self._ack(keys=[keys.TASK_QUEUE_PROCESSING, keys.task_info(task_id)], args=[task_id])
 
-    def retry_later(self, task_id: str, delay_s: float) -> int:
-        """Park an in-flight id until `delay_s` from now; returns its new retry count."""
+    def retry_later(self, task_id: str, delay_s: float, *, count: bool = True) -> int:
+        """Park an in-flight id until `delay_s` from now; returns its retry count, which
+        grows only with `count` (a worker that is restarting is not the task's fault)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.lrem(keys.TASK_QUEUE_PROCESSING, 0, task_id)
         pipe.zadd(keys.TASK_QUEUE_DELAYED, {task_id: time.time() + delay_s})
-        pipe.hincrby(keys.task_info(task_id), "retry_count", 1)
+        pipe.hincrby(keys.task_info(task_id), "retry_count", 1 if count else 0)
         pipe.hset(keys.task_info(task_id), "status", "retrying")
         pipe.expire(keys.task_info(task_id), keys.TASK_INFO_TTL_S)
         return pipe.execute()[2]
@@ -134,11 +180,23 @@ class RedisQueue:
     def promote_due(self, batch: int = 100) -> int:
         """Delayed ids whose time has come go back on the ready list."""
         return int(self._promote(keys=[keys.TASK_QUEUE_DELAYED, keys.TASK_QUEUE], args=[
-            time.time(), batch]))
+            repr(time.time()), batch]))
 
-    def recover_in_flight(self) -> int:
-        """After a consumer crash: every in-flight id goes back on the ready list."""
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest delayed id is due (None: nothing delayed)."""
+        first = self.redis.zrange(keys.TASK_QUEUE_DELAYED, 0, 0, withscores=True)
+        return max(0.0, first[0][1] - time.time()) if first else None
+
+    def recover_in_flight(self, keep: frozenset[str] = frozenset()) -> int:
+        """In-flight ids that no delivery is working on (a consumer crashed, or Redis
+        failed mid-acknowledgement) go back on the ready list; `keep` are being delivered."""
         moved = 0
-        while self.redis.lmove(keys.TASK_QUEUE_PROCESSING, keys.TASK_QUEUE, "RIGHT", "RIGHT"):
+        for task_id in self.redis.lrange(keys.TASK_QUEUE_PROCESSING, 0, -1):
+            if task_id in keep:
+                continue
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.lrem(keys.TASK_QUEUE_PROCESSING, 1, task_id)
+            pipe.rpush(keys.TASK_QUEUE, task_id)
+            pipe.execute()
             moved += 1
         return moved

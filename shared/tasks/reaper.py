@@ -1,8 +1,15 @@
-"""The stuck-task reaper: processing tasks whose lease expired go back to the queue.
+"""The reconciler: the database row is the source of truth, and every task that is not
+finished must be deliverable (in the queue) or held by a live lease.
 
-Run from the consumer loop and from the daily `cleanup` function. The id is enqueued
-before the row changes, so a crash between the two leaves a harmless extra delivery
-(the worker's claim still succeeds on an expired lease) and never a lost task.
+It runs every ~30 s in the local consumer and every minute on Google Cloud (the
+`cleanup` function with `?scope=tasks`, its own Cloud Scheduler job), and fixes two
+states a crash, a restart or a Redis flush can leave behind:
+
+- `processing` rows whose lease expired (the worker died): re-queued, or failed when no
+  attempts are left. The id is enqueued before the row changes, so a crash between the two
+  leaves a harmless extra delivery (the claim succeeds on an expired lease), never a lost task.
+- `pending` rows whose delivery should have arrived more than RECONCILE_GRACE_S ago and
+  that the queue no longer holds (Redis flushed, a delivery dropped): enqueued again.
 """
 
 from __future__ import annotations
@@ -11,21 +18,23 @@ import logging
 from collections.abc import Callable
 
 from shared.search import TagIndex
-from shared.tasks.queue import TaskQueue
+from shared.tasks.queue import TaskQueue, new_generation
 from shared.tasks.store import TaskStore
 
 log = logging.getLogger("vision_to_tag.reaper")
 
 
 def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
-                     on_failed: Callable[[str], object] | None = None) -> dict[str, int]:
+                     on_failed: Callable[[str], object] | None = None,
+                     grace_s: float = 60) -> dict[str, int]:
     """`on_failed(task_id)` runs for each task failed here (the completion callback)."""
-    counts = {"requeued": 0, "failed": 0, "skipped": 0}
+    counts = {"requeued": 0, "failed": 0, "skipped": 0, "redelivered": 0}
     for task in store.expired_leases():
+        generation = new_generation("l")
         if task.attempts < max_attempts:
-            queue.enqueue(task.task_id, url=task.url, generation=f"a{task.attempts}")
+            queue.enqueue(task.task_id, url=task.url, generation=generation)
         outcome = store.reap(
-            task, max_attempts=max_attempts,
+            task, max_attempts=max_attempts, generation=generation,
             message=f"worker lost during stage {task.stage or 'start'} (lease expired)",
         )
         if outcome == "failed":
@@ -34,6 +43,14 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
                 on_failed(task.task_id)
         counts[outcome] += 1
         log.info("reaped stuck task: %s", outcome, extra={"task_id": task.task_id})
+    for task in store.overdue_pending(grace_s):
+        if queue.is_live(task.task_id, task.delivery or "0") is not False:
+            continue
+        generation = new_generation("c")
+        queue.enqueue(task.task_id, url=task.url, generation=generation)
+        store.mark_enqueued(task.task_id, generation)
+        counts["redelivered"] += 1
+        log.info("pending task had no delivery: enqueued again", extra={"task_id": task.task_id})
     return counts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from shared.errors import ApiError, ServiceUnavailable
 from shared.search import SearchPage, SearchQuery
 from shared.services import Services
 from shared.tasks.models import TASK_ID_PATTERN, CreateTaskRequest, ListTasksQuery, Task, TaskPage
+from shared.tasks.queue import new_generation
 from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
 from shared.tasks.worker import WorkerReply, process_task
 from shared.video.safety import UrlForbidden
@@ -71,38 +73,47 @@ SYNC_ERROR_STATUS = {
     "url_forbidden": 400, "download_failed": 400, "video_too_large": 413,
     "video_too_long": 413, "unsupported_format": 415, "video_unreadable": 422,
     "no_video_stream": 422, "blocked_by_safety": 422, "gemini_file_failed": 422,
-    "no_key_available": 429,
+    "no_key_available": 429, "gemini_bad_request": 502, "gemini_unavailable": 503,
+    "gemini_file_timeout": 503, "invalid_model_output": 502, "download_unavailable": 503,
+    "download_timeout": 504, "redis_unavailable": 503, "internal_error": 503,
+    "attempts_exhausted": 503, "worker_lost": 503, "delivery_failed": 503,
+    "lease_lost": 503, "handed_off": 503,
 }
-"""HTTP status of the synchronous API for a task that ended with this error_code."""
+"""HTTP status of the synchronous API for a task that ended (or waits) with this
+error_code: never 500 — the service did not crash, the task could not be done."""
 
 _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-tag")
 
 
-def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, int | None]:
+def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, float | None]:
     """Run the whole pipeline inside the request, recorded as a task.
 
-    Returns (HTTP status, task, Retry-After). Past SYNC_TIMEOUT_S the caller gets 504 and
-    the task carries on in the background; a transient failure is queued for retry, so
-    the task is never left behind."""
+    Returns (HTTP status, task, Retry-After). Past SYNC_TIMEOUT_S the task is handed to
+    the queue: the thread stops at its next stage and queues it (Cloud Run throttles the CPU
+    once the response is sent; if the instance goes away, the reaper re-queues the task when
+    its lease ends). The caller gets 504 with the task_id to poll."""
     task, _ = create_task(services, request, enqueue=False)
+    handed_off = threading.Event()
 
     def run() -> WorkerReply:
-        reply = process_task(task.task_id, services)
-        if reply.status_code == 503:
+        reply = process_task(task.task_id, services, handed_off)
+        if reply.status_code == 503:  # nothing queued it (a backing service was down)
             services.queue.enqueue(task.task_id, url=task.url,
-                                   delay_s=reply.retry_after_s or 0, generation="sync")
+                                   delay_s=reply.retry_after_s or 0,
+                                   generation=new_generation("s"))
         return reply
 
     future = _sync_pool.submit(run)
     try:
         reply = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
     except FutureTimeout:
+        handed_off.set()  # the thread queues the task at its next stage (or the reaper does)
         return 504, get_task(services, task.task_id), None
     final = get_task(services, task.task_id)
     if final.status == "completed":
         return 200, final, None
     if final.status == "failed":
-        return SYNC_ERROR_STATUS.get(final.error_code or "", 500), final, None
+        return SYNC_ERROR_STATUS.get(final.error_code or "", 503), final, None
     status = SYNC_ERROR_STATUS.get(final.error_code or "", 503)
     return status, final, reply.retry_after_s
 

@@ -162,6 +162,8 @@ class TaskStore:
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
+            "next_attempt_at": now,
+            "delivery": "0",
         }
         try:
             with self._begin() as conn:
@@ -191,6 +193,7 @@ class TaskStore:
                 stage=None,
                 attempts=t.c.attempts + 1,
                 lease_until=now + timedelta(seconds=lease_s),
+                next_attempt_at=None,
                 processed_start=now,
                 processed_end=None,
                 updated_at=now,
@@ -209,6 +212,11 @@ class TaskStore:
             return Claim("exhausted", task)
         return Claim("leased", task)
 
+    def renew(self, task_id: str, attempt: int, lease_s: float) -> bool:
+        """The worker's heartbeat: push the lease forward while this attempt owns the task."""
+        return self._update_owned(task_id, attempt,
+                                  lease_until=utcnow() + timedelta(seconds=lease_s))
+
     def set_stage(self, task_id: str, attempt: int, stage: str) -> bool:
         return self._update_owned(task_id, attempt, stage=stage)
 
@@ -226,7 +234,8 @@ class TaskStore:
         now = utcnow()
         return self._update_owned(
             task_id, attempt, status="completed", stage=None, tags=result, timings=timings,
-            message=None, error_code=None, lease_until=None, processed_end=now, **video,
+            message=None, error_code=None, lease_until=None, processed_end=now,
+            waiting_since=None, **video,
         )
 
     def fail(
@@ -235,26 +244,63 @@ class TaskStore:
     ) -> bool:
         return self._update_owned(
             task_id, attempt, status="failed", error_code=error_code, message=message,
-            timings=timings, lease_until=None, processed_end=utcnow(),
+            timings=timings, lease_until=None, processed_end=utcnow(), waiting_since=None,
         )
 
     def release(
         self, task_id: str, attempt: int, *, error_code: str, message: str,
-        timings: dict[str, int] | None = None,
+        retry_in_s: float = 0, timings: dict[str, int] | None = None,
+        refund_attempt: bool = False, waiting_for_key: bool = False,
     ) -> bool:
-        """Back to pending after a transient error; the queue delivers it again."""
-        return self._update_owned(
-            task_id, attempt, status="pending", error_code=error_code, message=message,
-            timings=timings, lease_until=None, processed_end=utcnow(),
-        )
-
-    def reap(self, task: Task, *, max_attempts: int, message: str) -> str:
-        """Resolve a task whose lease expired: `requeued`, `failed` or `skipped` (raced)."""
-        if task.attempts >= max_attempts:
-            values = {"status": "failed", "error_code": "attempts_exhausted"}
-        else:
-            values = {"status": "pending", "error_code": "worker_lost"}
+        """Back to pending after a transient error; the queue delivers it again in
+        `retry_in_s`. `refund_attempt` gives the attempt back (the task did not fail: it
+        waits, or was handed over); `waiting_for_key` remembers since when the task waits
+        for a Gemini key (bounded by MAX_QUOTA_WAIT_S)."""
         now = utcnow()
+        values: dict[str, Any] = {
+            "status": "pending", "error_code": error_code, "message": message,
+            "timings": timings, "lease_until": None, "processed_end": now,
+            "next_attempt_at": now + timedelta(seconds=retry_in_s),
+        }
+        if refund_attempt:
+            values["attempts"] = t.c.attempts - 1
+        values["waiting_since"] = (sa.func.coalesce(t.c.waiting_since, now)
+                                   if waiting_for_key else None)
+        return self._update_owned(task_id, attempt, **values)
+
+    def mark_enqueued(self, task_id: str, generation: str, delay_s: float = 0) -> bool:
+        """Record the delivery that now carries a pending task (the reconciler checks it)."""
+        now = utcnow()
+        update = (
+            sa.update(t)
+            .where(t.c.task_id == task_id, t.c.status == "pending")
+            .values(delivery=generation, next_attempt_at=now + timedelta(seconds=delay_s),
+                    updated_at=now)
+        )
+        with self._begin() as conn:
+            return conn.execute(update).rowcount == 1
+
+    def overdue_pending(self, grace_s: float, now: datetime | None = None,
+                        limit: int = 200) -> list[Task]:
+        """Pending tasks whose delivery should have arrived more than `grace_s` ago."""
+        cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
+        due = sa.func.coalesce(t.c.next_attempt_at, t.c.updated_at)
+        query = (sa.select(t).where(t.c.status == "pending", due < cutoff)
+                 .order_by(t.c.id).limit(limit))
+        with self._connect() as conn:
+            return [_to_task(row) for row in conn.execute(query).mappings()]
+
+    def reap(self, task: Task, *, max_attempts: int, message: str,
+             generation: str = "") -> str:
+        """Resolve a task whose lease expired: `requeued`, `failed` or `skipped` (raced)."""
+        now = utcnow()
+        values: dict[str, Any]
+        if task.attempts >= max_attempts:
+            values = {"status": "failed", "error_code": "attempts_exhausted",
+                      "processed_end": now}
+        else:
+            values = {"status": "pending", "error_code": "worker_lost",
+                      "next_attempt_at": now, "delivery": generation}
         update = (
             sa.update(t)
             .where(
@@ -330,7 +376,7 @@ class TaskStore:
             sa.update(t)
             .where(t.c.task_id == task_id, t.c.status == "pending")
             .values(status="failed", error_code=error_code, message=message,
-                    processed_end=now, updated_at=now)
+                    processed_end=now, updated_at=now, waiting_since=None)
         )
         with self._begin() as conn:
             return conn.execute(update).rowcount == 1
@@ -341,7 +387,7 @@ class TaskStore:
             sa.update(t)
             .where(t.c.task_id == task_id, t.c.status == "failed")
             .values(status="pending", attempts=0, stage=None, lease_until=None,
-                    updated_at=utcnow())
+                    next_attempt_at=utcnow(), waiting_since=None, updated_at=utcnow())
         )
         with self._begin() as conn:
             return conn.execute(update).rowcount == 1

@@ -1,32 +1,49 @@
-"""Process one delivered task: claim, run the pipeline, record the outcome.
+"""Process one delivered task: claim, run the pipeline under a heartbeat, record the outcome.
 
-The answer tells the queue what to do (DESIGN §1): 2xx = done, drop it (completed,
-permanently failed, or someone else has it); 503 + Retry-After = deliver again later.
+The answer tells the queue what to do: 2xx = this delivery is done (the task completed or
+failed, or its next try is already queued as a new, planned delivery, or the task does not
+exist); 503 + Retry-After = deliver it again later (another live worker holds the task, or
+a backing service is down). A task that is not finished is never acknowledged without a
+successor delivery in the queue and its row saying `pending`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 
 from shared import keys
-from shared.errors import PermanentError, ServiceUnavailable, TaskError, TransientError
+from shared.errors import (
+    PermanentError,
+    ServiceUnavailable,
+    TaskError,
+    TransientError,
+    WaitForKey,
+)
 from shared.logs import log_context
 from shared.services import Services
 from shared.tasks.callbacks import notify
 from shared.tasks.pipeline import Job, run_stages
-from shared.tasks.store import Claim
+from shared.tasks.queue import new_generation
+from shared.tasks.store import Claim, TaskStore
 
 log = logging.getLogger("vision_to_tag.worker")
 
 MAX_RETRY_AFTER_S = 300
-"""Upper bound of the backoff the worker asks for after a transient error."""
+"""Upper bound of the backoff between tries after a transient error."""
+
+SERVICE_RETRY_S = 5
+"""Retry-After when a backing service (database, Redis) is down."""
 
 
 @dataclass(frozen=True)
@@ -34,32 +51,35 @@ class WorkerReply:
     status_code: int
     message: str
     task_status: str | None = None
-    retry_after_s: int | None = None
+    retry_after_s: float | None = None
 
 
 def backoff_s(attempt: int) -> int:
-    """5 s, 10 s, 20 s ... capped: the delay before the next delivery."""
+    """5 s, 10 s, 20 s ... capped: the delay before the next try."""
     return min(MAX_RETRY_AFTER_S, 5 * 2 ** max(0, attempt - 1))
 
 
-def process_task(task_id: str, services: Services) -> WorkerReply:
+def process_task(task_id: str, services: Services,
+                 handed_off: threading.Event | None = None) -> WorkerReply:
+    """`handed_off` (the synchronous API after its timeout): stop at the next stage and
+    leave the task to the queue."""
     settings = services.settings
     lock = services.redis.lock(
         keys.task_lock(task_id), timeout=settings.TASK_TIMEOUT_S, blocking=False
     )
     try:
         if not lock.acquire():
-            return WorkerReply(200, "task is being processed by another worker")
+            return _busy(_lock_left_s(services, task_id))
     except RedisError:
-        return WorkerReply(503, "redis is unavailable", retry_after_s=backoff_s(1))
+        return WorkerReply(503, "redis is unavailable", retry_after_s=SERVICE_RETRY_S)
     try:
         claim = services.store.claim(task_id, settings.TASK_TIMEOUT_S, settings.MAX_ATTEMPTS)
         if claim.outcome != "claimed":
             return _not_claimed(task_id, claim, services)
-        return _run(claim, services)
+        return _run(claim, services, lock, handed_off)
     except ServiceUnavailable as error:
         log.warning("backing service down: %s", error, extra={"task_id": task_id})
-        return WorkerReply(503, str(error), retry_after_s=backoff_s(1))
+        return WorkerReply(503, str(error), retry_after_s=SERVICE_RETRY_S)
     finally:
         try:
             lock.release()
@@ -67,50 +87,139 @@ def process_task(task_id: str, services: Services) -> WorkerReply:
             pass
 
 
+def _busy(left_s: float) -> WorkerReply:
+    return WorkerReply(503, "task is held by another worker: deliver again when its lease "
+                            "ends", retry_after_s=max(1, math.ceil(left_s)))
+
+
+def _lock_left_s(services: Services, task_id: str) -> float:
+    try:
+        return max(0, services.redis.pttl(keys.task_lock(task_id))) / 1000
+    except RedisError:
+        return SERVICE_RETRY_S
+
+
 def _not_claimed(task_id: str, claim: Claim, services: Services) -> WorkerReply:
-    if claim.outcome == "exhausted" and claim.task and claim.task.status == "pending":
-        _fail_exhausted(claim, services)
-        return WorkerReply(200, "task ran out of attempts", "failed")
-    messages = {
-        "missing": "unknown task: dropped",
-        "completed": "task already completed",
-        "failed": "task already failed",
-        "leased": "task is leased by another worker",
-        "exhausted": "task ran out of attempts",
-    }
-    status = claim.task.status if claim.task else None
-    return WorkerReply(200, messages[claim.outcome], status)
-
-
-def _fail_exhausted(claim: Claim, services: Services) -> None:
-    """A pending task with no attempts left (e.g. requeued after a crash): fail it for good."""
     task = claim.task
+    if claim.outcome == "missing":
+        log.warning("delivery for an unknown task: acknowledged", extra={"task_id": task_id})
+        return WorkerReply(200, "unknown task: dropped")
     assert task is not None
-    message = f"ran out of attempts ({task.message or 'no error recorded'})"
-    if services.store.fail_pending(task.task_id, error_code="attempts_exhausted", message=message):
-        services.queue.dead_letter(task.task_id)
-        notify(task.task_id, services)
+    if task.status == "processing":  # leased (or out of attempts) with a live lease
+        until = task.lease_until or datetime.now(UTC)
+        return _busy((until - datetime.now(UTC)).total_seconds())
+    if claim.outcome == "exhausted" and task.status == "pending":
+        end_failed(task_id, services, "attempts_exhausted",
+                   f"ran out of attempts ({task.message or 'no error recorded'})")
+        return WorkerReply(200, "task ran out of attempts", "failed")
+    return WorkerReply(200, f"task already {task.status}", task.status)
 
 
-def _run(claim: Claim, services: Services) -> WorkerReply:
+def end_failed(task_id: str, services: Services, error_code: str, message: str,
+               attempt: int | None = None, timings: dict[str, int] | None = None,
+               *, dead_letter: bool = True) -> bool:
+    """The one way a task ends in failure: the row (owned by `attempt`, or pending), the
+    dead-letter record (retries or deliveries ran out: not for a permanent error), the
+    completion callback."""
+    store = services.store
+    if attempt is None:
+        done = store.fail_pending(task_id, error_code=error_code, message=message)
+    else:
+        done = store.fail(task_id, attempt, error_code=error_code, message=message,
+                          timings=timings)
+    if done:
+        log.info("task failed: %s", message, extra={"task_id": task_id,
+                                                     "error_code": error_code})
+        try:
+            if dead_letter:
+                services.queue.dead_letter(task_id)
+        except (RedisError, ServiceUnavailable):
+            log.warning("could not record the dead letter", extra={"task_id": task_id})
+        notify(task_id, services)
+    return done
+
+
+class Heartbeat:
+    """While a worker is alive it renews its lease (database) and lock (Redis) every
+    third of TASK_TIMEOUT_S, during long calls too. So TASK_TIMEOUT_S is how fast a dead
+    worker is noticed, not how long a task may take. `lost` is set when the row says
+    another attempt owns the task."""
+
+    def __init__(self, store: TaskStore, lock: Lock, task_id: str, attempt: int,
+                 lease_s: float) -> None:
+        self.store, self.lock, self.task_id, self.attempt = store, lock, task_id, attempt
+        self.lease_s = lease_s
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True,
+                                        name=f"heartbeat-{task_id[:8]}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(max(0.2, self.lease_s / 3)):
+            try:
+                if not self.store.renew(self.task_id, self.attempt, self.lease_s):
+                    self.lost.set()
+                    return
+            except ServiceUnavailable:
+                log.warning("lease renewal failed: database down", extra={
+                    "task_id": self.task_id})
+            try:
+                self.lock.reacquire()
+            except LockError:  # expired (e.g. Redis restarted): take it again if free
+                try:
+                    self.lock.acquire(blocking=False)
+                except RedisError:
+                    pass
+            except RedisError:
+                log.warning("lock renewal failed: redis down", extra={"task_id": self.task_id})
+
+
+def _run(claim: Claim, services: Services, lock: Lock,
+         handed_off: threading.Event | None) -> WorkerReply:
     task = claim.task
     assert task is not None
     workdir = Path(tempfile.mkdtemp(prefix=f"vtt-{task.task_id}-"))
     job = Job(task=task, workdir=workdir, services=services)
+    heartbeat = Heartbeat(services.store, lock, task.task_id, task.attempts,
+                          services.settings.TASK_TIMEOUT_S)
     try:
-        with log_context(task_id=task.task_id, attempt=task.attempts):
-            return _run_job(job, services)
+        with log_context(task_id=task.task_id, attempt=task.attempts), heartbeat:
+            return _run_job(job, services, heartbeat, handed_off)
     finally:
+        if job.reservation is not None:
+            services.tagger.cancel(job.reservation)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_job(job: Job, services: Services) -> WorkerReply:
+class HandedOff(TransientError):
+    """The synchronous API gave the task to the queue: stop and let it carry on there."""
+
+    error_code = "handed_off"
+
+
+def _run_job(job: Job, services: Services, heartbeat: Heartbeat,
+             handed_off: threading.Event | None) -> WorkerReply:
     """The stages, then the final write; the outcome decides what the queue hears."""
     store, task_id, attempt = services.store, job.task.task_id, job.task.attempts
+
+    def enter(stage: str) -> None:
+        if heartbeat.lost.is_set() or not store.set_stage(task_id, attempt, stage):
+            raise TransientError("lease lost during processing", error_code="lease_lost")
+        if handed_off is not None and handed_off.is_set() and job.result is None:
+            raise HandedOff("handed to the queue after SYNC_TIMEOUT_S")
+
     try:
-        run_stages(job, lambda stage: _enter_stage(store, task_id, attempt, stage))
+        run_stages(job, enter)
         assert job.result is not None and job.downloaded is not None and job.media is not None
-        store.set_stage(task_id, attempt, "saving")
+        enter("saving")
         saved = store.complete(
             task_id, attempt,
             result=job.result.model_dump(mode="json"),
@@ -123,13 +232,11 @@ def _run_job(job: Job, services: Services) -> WorkerReply:
             },
         )
     except PermanentError as error:
-        store.fail(task_id, attempt, error_code=error.error_code, message=error.message,
-                   timings=job.timings)
-        log.info("task failed: %s", error.message, extra={"error_code": error.error_code})
-        notify(task_id, services)
+        end_failed(task_id, services, error.error_code, error.message, attempt, job.timings,
+                   dead_letter=False)
         return WorkerReply(200, error.message, "failed")
     except Exception as error:  # transient, or unexpected: retried while attempts last
-        return _transient(task_id, attempt, error, job, services)
+        return _transient(job, error, services)
     if not saved:
         return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
     log.info("task completed", extra={"duration_ms": sum(job.timings.values())})
@@ -159,27 +266,66 @@ def index_completed(task_id: str, services: Services) -> bool:
     return True
 
 
-def _enter_stage(store, task_id: str, attempt: int, stage: str) -> None:
-    if not store.set_stage(task_id, attempt, stage):
-        raise TransientError("lease lost during processing", error_code="lease_lost")
-
-
-def _transient(
-    task_id: str, attempt: int, error: Exception, job: Job, services: Services
-) -> WorkerReply:
+def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
+    task_id, attempt = job.task.task_id, job.task.attempts
     if isinstance(error, TaskError):
         code, message = error.error_code, error.message
     else:
         code, message = "internal_error", f"{type(error).__name__}: {error}"
         log.exception("unexpected error", extra={"task_id": task_id, "attempt": attempt})
-    store = services.store
+    if code == "lease_lost":
+        return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
+    if isinstance(error, WaitForKey):
+        return _wait_for_key(job, error, services)
+    if isinstance(error, HandedOff):
+        return _plan_retry(job, services, code, message, 0, refund_attempt=True)
     if attempt >= services.settings.MAX_ATTEMPTS:
-        store.fail(task_id, attempt, error_code=code,
-                   message=f"{message} (after {attempt} attempts)", timings=job.timings)
-        services.queue.dead_letter(task_id)
-        notify(task_id, services)
+        end_failed(task_id, services, code, f"{message} (after {attempt} attempts)", attempt,
+                   job.timings)
         return WorkerReply(200, message, "failed")
-    store.release(task_id, attempt, error_code=code, message=message, timings=job.timings)
     hint = getattr(error, "retry_after_s", None)
-    retry_after = int(hint) if hint else backoff_s(attempt)
-    return WorkerReply(503, message, "pending", retry_after_s=max(1, retry_after))
+    return _plan_retry(job, services, code, message, hint or backoff_s(attempt))
+
+
+def _wait_for_key(job: Job, error: WaitForKey, services: Services) -> WorkerReply:
+    """Waiting for quota spends no attempt; it is bounded by MAX_QUOTA_WAIT_S. The next
+    try is timed to a slot the pool promises this task alone."""
+    task = job.task
+    since = task.waiting_since or datetime.now(UTC)
+    waited = (datetime.now(UTC) - since).total_seconds()
+    limit = services.settings.MAX_QUOTA_WAIT_S
+    if waited >= limit:
+        end_failed(task.task_id, services, "no_key_available",
+                   f"no Gemini key free for {waited:.0f} s (MAX_QUOTA_WAIT_S={limit:g})",
+                   task.attempts, job.timings)
+        return WorkerReply(200, error.message, "failed")
+    try:
+        delay = services.pool.promise_slot()
+    except TransientError:
+        delay = None
+    if delay is None:
+        delay = error.retry_after_s or 60.0
+    return _plan_retry(job, services, error.error_code, error.message, delay,
+                       refund_attempt=True, waiting_for_key=True)
+
+
+def _plan_retry(job: Job, services: Services, code: str, message: str, delay_s: float,
+                *, refund_attempt: bool = False, waiting_for_key: bool = False) -> WorkerReply:
+    """Row back to pending, then a new delivery due in `delay_s`; this delivery is done.
+    If the queue cannot be written, 503 makes the queue deliver this one again."""
+    task_id, store = job.task.task_id, services.store
+    if not store.release(task_id, job.task.attempts, error_code=code, message=message,
+                         retry_in_s=delay_s, timings=job.timings,
+                         refund_attempt=refund_attempt, waiting_for_key=waiting_for_key):
+        return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
+    generation = new_generation("w" if waiting_for_key else "t")
+    try:
+        services.queue.enqueue(task_id, url=job.task.url, delay_s=delay_s,
+                               generation=generation, planned=waiting_for_key)
+        store.mark_enqueued(task_id, generation, delay_s)
+    except ServiceUnavailable:
+        return WorkerReply(503, message, "pending", retry_after_s=max(1, math.ceil(delay_s)))
+    log.info("next try in %.3f s: %s", delay_s, message,
+             extra={"task_id": task_id, "error_code": code})
+    return WorkerReply(200, f"{message}; next try in {delay_s:.3f} s", "pending",
+                       retry_after_s=round(delay_s, 3))
