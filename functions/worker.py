@@ -32,7 +32,10 @@ def process_task(request: flask.Request) -> flask.Response:
                                 "Cloud Tasks)")
         task_id = json_object(request).get("task_id")
         if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
-            raise ApiError(400, "task_id: required, 32 lowercase hex characters")
+            # no retry could ever fix it: acknowledge (no retry storm) and say why
+            log.warning("delivery with a missing or malformed task_id: acknowledged")
+            return reply(200, "task_id: missing or malformed (32 lowercase hex characters); "
+                              "delivery acknowledged and dropped")
     except ApiError as error:
         return reply(error.status, error.message)
     except ServiceUnavailable as error:

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-retries", type=int, default=10)
     parser.add_argument("--min-backoff", type=float, default=1.0)
     parser.add_argument("--max-backoff", type=float, default=300.0)
+    parser.add_argument("--request-timeout", type=float, default=settings.DISPATCH_DEADLINE_S,
+                        help="seconds one delivery may take (default DISPATCH_DEADLINE_S)")
     parser.add_argument("--reap-interval", type=float, default=30.0,
                         help="seconds between stuck-task sweeps (0: never)")
     args = parser.parse_args(argv)
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         max_retries=args.max_retries,
         min_backoff_s=args.min_backoff,
         max_backoff_s=args.max_backoff,
-        request_timeout_s=settings.DISPATCH_DEADLINE_S,
+        request_timeout_s=args.request_timeout,
         reap_interval_s=args.reap_interval,
     )
 

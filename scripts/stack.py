@@ -41,22 +41,48 @@ class LocalStack:
         self.log_dir = log_dir or ROOT / "var" / "logs"
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self, *, consumer_args: list[str] | None = None, timeout_s: float = 30) -> None:
+    def start(self, *, consumer_args: list[str] | None = None, timeout_s: float = 30,
+              consumer: bool = True) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         functions_framework = str(BIN / "functions-framework")
-        self._spawn("api", [functions_framework, "--target", "api", "--source", "main.py",
-                            "--host", "127.0.0.1", "--port", str(self.api_port)])
-        self._spawn("worker", [functions_framework, "--target", "process_task", "--source",
-                               "main.py", "--host", "127.0.0.1", "--port", str(self.worker_port)])
+        self.commands = {
+            "api": [functions_framework, "--target", "api", "--source", "main.py",
+                    "--host", "127.0.0.1", "--port", str(self.api_port)],
+            "worker": [functions_framework, "--target", "process_task", "--source",
+                       "main.py", "--host", "127.0.0.1", "--port", str(self.worker_port)],
+            "consumer": [sys.executable, "scripts/consumer.py", *(consumer_args or [])],
+        }
+        self._spawn("api")
+        self._spawn("worker")
         self._wait_http(f"{self.api_url}/healthz", timeout_s)
         self._wait_http(self.worker_url, timeout_s)
-        self._spawn("consumer", [sys.executable, "scripts/consumer.py", *(consumer_args or [])])
+        if consumer:
+            self._spawn("consumer")
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")
+        # each child leads its own process group, so a kill reaches its workers too
         self.processes[name] = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.commands[name], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a child's whole process group (what a crash or an OOM kill does)."""
+        process = self.processes.pop(name)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+    def restart(self, name: str, timeout_s: float = 30) -> None:
+        """Start a killed child again (and wait until it answers, for the functions)."""
+        self._spawn(name)
+        if name == "worker":
+            self._wait_http(self.worker_url, timeout_s)
+        elif name == "api":
+            self._wait_http(f"{self.api_url}/healthz", timeout_s)
 
     def _wait_http(self, url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -218,3 +218,51 @@ def test_lost_ready_set_is_rebuilt(any_redis: redis.Redis) -> None:
     any_redis.delete(keys.ACCOUNT_READY)
     waiting = pool.acquire()  # both keys used their one request: rebuilt, then parked
     assert isinstance(waiting, NoKeyAvailable) and waiting.reason == "minute limit reached"
+
+
+# --- flow control: promised slots, learned limits, counting what Gemini counts --------
+
+
+def test_waiters_are_promised_distinct_slots_in_order(redis_client: redis.Redis) -> None:
+    """2 keys × 2/window: two slots free now, then each frees one window after its use;
+    waiters beyond a lap get the same moments a window later — never all the same one."""
+    seed(redis_client, 2, minute=2)
+    pool = AccountPool(redis_client, window_ms=2000)
+    assert [pool.promise_slot() for _ in range(2)] == [0, 0]  # free now
+    for _ in range(4):
+        assert isinstance(pool.acquire(), Lease)  # each grant uses up a due promise
+    waits = [pool.promise_slot() for _ in range(6)]  # the 4 grants free 4 slots at 2 s
+    assert all(1.5 < wait <= 2.0 for wait in waits[:4])
+    assert all(3.5 < wait <= 4.0 for wait in waits[4:])  # second lap: a window later
+
+
+def test_no_key_at_all_promises_nothing(redis_client: redis.Redis) -> None:
+    assert AccountPool(redis_client).promise_slot() is None
+
+
+def test_a_429_under_the_limit_teaches_the_real_limit(redis_client: redis.Redis) -> None:
+    seed(redis_client, 1, minute=10)
+    pool = AccountPool(redis_client)
+    leases = [pool.acquire() for _ in range(4)]  # Gemini refused the 4th: real limit is 3
+    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota", retry_delay_s=0.5))
+    account = pool.stats()["accounts"][0]
+    assert (account["minute_limit"], account["effective_minute_limit"]) == (10, 3)
+    assert account["learned_limit_left_s"] > 500
+    time.sleep(0.6)  # cooldown over, but the window holds 4 ≥ the learned 3
+    refused = pool.acquire()
+    assert isinstance(refused, NoKeyAvailable) and refused.reason == "minute limit reached"
+    key_id = leases[0].key_id
+    redis_client.hset(keys.account_info(key_id), "learned_until", 1)  # the lesson expired
+    redis_client.zadd(keys.ACCOUNT_READY, {key_id: 0})  # and its parked moment came
+    assert isinstance(pool.acquire(), Lease)  # the configured limit is tried again
+
+
+def test_sent_request_is_counted_when_it_leaves(redis_client: redis.Redis) -> None:
+    seed(redis_client, 1, minute=1)
+    pool = AccountPool(redis_client, window_ms=1000)
+    lease = pool.acquire()
+    time.sleep(0.6)
+    pool.stamp_sent(lease)  # the upload took 0.6 s: Gemini sees the request now
+    time.sleep(0.5)  # 1.1 s after the grant, 0.5 s after sending
+    refused = pool.acquire()
+    assert isinstance(refused, NoKeyAvailable) and 0.3 < refused.retry_after_s <= 0.5

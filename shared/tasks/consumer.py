@@ -209,11 +209,14 @@ class Consumer:
                 return "ack"
             hint = retry_after_s(response)
             reason = f"HTTP {response.status_code}"
-        if retries + 1 > self.config.max_retries:
+        # a 503 with Retry-After is the worker asking for later (the task is held by a live
+        # worker, a backing service is down): not a failed delivery
+        counted = hint is None
+        if counted and retries + 1 > self.config.max_retries:
             self._give_up(task_id, retries, reason)
             return "dead"
         delay = hint if hint is not None else backoff_delay(retries, self.config)
-        self.queue.retry_later(task_id, delay)
+        self.queue.retry_later(task_id, delay, count=counted)
         log.info("retry in %.1f s (%s)", delay, reason, extra={"task_id": task_id})
         return "retry"
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from shared.search import TagIndex
+from shared.tasks.models import Task
 from shared.tasks.queue import TaskQueue, new_generation
-from shared.tasks.store import TaskStore
+from shared.tasks.store import TaskStore, utcnow
 
 log = logging.getLogger("vision_to_tag.reaper")
 
@@ -43,8 +45,10 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
                 on_failed(task.task_id)
         counts[outcome] += 1
         log.info("reaped stuck task: %s", outcome, extra={"task_id": task.task_id})
+    now = utcnow()
     for task in store.overdue_pending(grace_s):
-        if queue.is_live(task.task_id, task.delivery or "0") is not False:
+        live = queue.is_live(task.task_id, task.delivery or "0")
+        if live or (live is None and not _long_overdue(task, now, grace_s)):
             continue
         generation = new_generation("c")
         queue.enqueue(task.task_id, url=task.url, generation=generation)
@@ -52,6 +56,17 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
         counts["redelivered"] += 1
         log.info("pending task had no delivery: enqueued again", extra={"task_id": task.task_id})
     return counts
+
+
+UNKNOWN_LIVENESS_FACTOR = 10
+"""When the queue cannot say whether a delivery exists (e.g. an emulator without GetTask),
+a pending task this many grace periods overdue is enqueued again anyway: a duplicate
+delivery is harmless, a missing one is not."""
+
+
+def _long_overdue(task: Task, now: datetime, grace_s: float) -> bool:
+    due = task.next_attempt_at or task.updated_at
+    return (now - due.replace(tzinfo=None)).total_seconds() > UNKNOWN_LIVENESS_FACTOR * grace_s
 
 
 def retry_indexing(store: TaskStore, index: TagIndex | None, batch: int = 500) -> int:

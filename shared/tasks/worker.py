@@ -64,8 +64,10 @@ def process_task(task_id: str, services: Services,
     """`handed_off` (the synchronous API after its timeout): stop at the next stage and
     leave the task to the queue."""
     settings = services.settings
+    # not thread-local: the heartbeat thread renews the lock this thread took
     lock = services.redis.lock(
-        keys.task_lock(task_id), timeout=settings.TASK_TIMEOUT_S, blocking=False
+        keys.task_lock(task_id), timeout=settings.TASK_TIMEOUT_S, blocking=False,
+        thread_local=False,
     )
     try:
         if not lock.acquire():
@@ -165,21 +167,28 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(max(0.2, self.lease_s / 3)):
             try:
-                if not self.store.renew(self.task_id, self.attempt, self.lease_s):
-                    self.lost.set()
-                    return
-            except ServiceUnavailable:
-                log.warning("lease renewal failed: database down", extra={
-                    "task_id": self.task_id})
+                self._renew()
+            except Exception:  # noqa: BLE001 - a heartbeat never dies: log, beat again
+                log.exception("heartbeat failed", extra={"task_id": self.task_id})
+            if self.lost.is_set():
+                return
+
+    def _renew(self) -> None:
+        try:
+            if not self.store.renew(self.task_id, self.attempt, self.lease_s):
+                self.lost.set()
+                return
+        except ServiceUnavailable:
+            log.warning("lease renewal failed: database down", extra={"task_id": self.task_id})
+        try:
+            self.lock.reacquire()
+        except LockError:  # expired (e.g. Redis restarted): take it again if free
             try:
-                self.lock.reacquire()
-            except LockError:  # expired (e.g. Redis restarted): take it again if free
-                try:
-                    self.lock.acquire(blocking=False)
-                except RedisError:
-                    pass
+                self.lock.acquire(blocking=False)
             except RedisError:
-                log.warning("lock renewal failed: redis down", extra={"task_id": self.task_id})
+                pass
+        except RedisError:
+            log.warning("lock renewal failed: redis down", extra={"task_id": self.task_id})
 
 
 def _run(claim: Claim, services: Services, lock: Lock,
