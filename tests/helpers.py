@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import http.server
+import subprocess
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
+
+import redis
 
 
 class MediaServer:
@@ -190,3 +193,35 @@ class ScriptedReceiver:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1 that a test can kill and start again (empty:
+    nothing is saved), to see what a Redis restart does to the service."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _pings(client), timeout_s=10, interval_s=0.05)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
