@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploy the three functions (api public; process_task and cleanup private), give Cloud
-# Tasks and Cloud Scheduler the right to call them, and (re)create the daily cleanup job.
+# Tasks and Cloud Scheduler the right to call them, and (re)create the daily cleanup job
+# and the every-minute task reconciler job.
 #   PROJECT_ID=my-project [REGION=us-central1] bash infra/deploy.sh [--dry-run]
 # Environment comes from infra/env.yaml (copy infra/env.example.yaml), secrets from
 # Secret Manager (infra/setup.sh creates them).
@@ -33,7 +34,10 @@ deploy() {
     --service-account="$(sa_email "$3")" "$visibility" --timeout="$5" --memory="$6" \
     --cpu=1 --concurrency="$7" --max-instances="$8"
 }
-deploy api api "$SA_API" public 60s 512Mi 4 50
+# the api runs the synchronous route inside the request: its timeout covers SYNC_TIMEOUT_S
+sync_timeout=$(sed -n 's/^SYNC_TIMEOUT_S: *"\{0,1\}\([0-9]*\).*/\1/p' "$env_file")
+api_timeout=$(( ${sync_timeout:-120} + 30 ))
+deploy api api "$SA_API" public "${api_timeout}s" 512Mi 4 50
 deploy worker process_task "$SA_WORKER" private 900s 2Gi 2 20
 deploy cleanup cleanup "$SA_WORKER" private 540s 1Gi 1 1
 
@@ -44,13 +48,18 @@ invoker() {  # allow SA to call function NAME
 invoker worker "$SA_TASKS"
 invoker cleanup "$SA_SCHEDULER"
 
-job_flags=(--location="$REGION" --schedule="$SCHEDULE" --time-zone="$TIME_ZONE"
-  --uri="$(function_url "$PREFIX-cleanup")" --http-method=POST
-  --oidc-service-account-email="$(sa_email "$SA_SCHEDULER")"
-  --oidc-token-audience="$(function_url "$PREFIX-cleanup")" --attempt-deadline=540s)
-if exists gcloud scheduler jobs describe "$PREFIX-cleanup" --location="$REGION"; then
-  run gcloud scheduler jobs update http "$PREFIX-cleanup" "${job_flags[@]}"
-else
-  run gcloud scheduler jobs create http "$PREFIX-cleanup" "${job_flags[@]}"
-fi
+# scheduler JOB SCHEDULE URL: the daily cache cleanup, and the task reconciler every minute
+# (expired leases, pending tasks whose delivery was lost)
+scheduler_job() {
+  local flags=(--location="$REGION" --schedule="$2" --time-zone="$TIME_ZONE" --uri="$3"
+    --http-method=POST --oidc-service-account-email="$(sa_email "$SA_SCHEDULER")"
+    --oidc-token-audience="$(function_url "$PREFIX-cleanup")" --attempt-deadline=540s)
+  if exists gcloud scheduler jobs describe "$PREFIX-$1" --location="$REGION"; then
+    run gcloud scheduler jobs update http "$PREFIX-$1" "${flags[@]}"
+  else
+    run gcloud scheduler jobs create http "$PREFIX-$1" "${flags[@]}"
+  fi
+}
+scheduler_job cleanup "$SCHEDULE" "$(function_url "$PREFIX-cleanup")"
+scheduler_job reconcile "* * * * *" "$(function_url "$PREFIX-cleanup")?scope=tasks"
 echo "deployed: api at $(function_url "$PREFIX-api")"

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-backoff", type=float, default=300.0)
     parser.add_argument("--request-timeout", type=float, default=settings.DISPATCH_DEADLINE_S,
                         help="seconds one delivery may take (default DISPATCH_DEADLINE_S)")
+    parser.add_argument("--no-key-gate", action="store_true",
+                        help="deliver fresh ids at once instead of waiting for a key slot "
+                             "(TAGGER=gemini; for comparison in benchmarks)")
     parser.add_argument("--reap-interval", type=float, default=30.0,
                         help="seconds between stuck-task sweeps (0: never)")
     args = parser.parse_args(argv)
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     consumer = Consumer(
         services.queue, config, reaper=reap if args.reap_interval > 0 else None,
         on_dead=delivery_failed,
-        gate=services.pool.promise_slot if settings.TAGGER == "gemini" else None,
+        gate=(services.pool.promise_slot
+              if settings.TAGGER == "gemini" and not args.no_key_gate else None),
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     GEMINI_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
     GEMINI_DEADLINE_S: float = Field(default=240, gt=0)
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
+    GEMINI_RATE_WINDOW_S: float = Field(default=60, gt=0)
     RESULT_CACHE: bool = True
     SYNC_TIMEOUT_S: float = Field(default=120, gt=0)
     TAG_INPUT: Literal["video", "frames"] = "video"

@@ -45,7 +45,8 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
     if run_migrations:
         migrate(engine)
     client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis")
-    pool = AccountPool(client, settings.QUOTA_TZ)
+    pool = AccountPool(client, settings.QUOTA_TZ,
+                       window_ms=int(settings.GEMINI_RATE_WINDOW_S * 1000))
     return Services(
         settings=settings,
         store=TaskStore(engine),

@@ -77,12 +77,19 @@ class GeminiStandIn:
     processing_polls: int = 1
     """files.get answers PROCESSING this many times before ACTIVE."""
     slow_s: float = 3.0
+    rate_limit: int = 0
+    """Per key: generate calls accepted per `window_s` (0 = no limit); above it the real
+    per-minute 429 body, with RetryInfo until the oldest call leaves the window."""
+    window_s: float = 60.0
+    accepted: dict[str, list[float]] = field(default_factory=dict)
+    refused: dict[str, list[float]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     files: dict[str, dict] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
 
     def start(self) -> GeminiStandIn:
         standin = self
+        self._rate_lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -149,7 +156,26 @@ class GeminiStandIn:
             return self.generate(handler, key, behaviour, body or {})
         handler._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
 
+    def over_rate(self, key: str) -> float | None:
+        """Seconds until the key may call again, when the call now would exceed the limit."""
+        if not self.rate_limit:
+            return None
+        with self._rate_lock:
+            now = time.monotonic()
+            recent = [t for t in self.accepted.get(key, []) if t > now - self.window_s]
+            if len(recent) >= self.rate_limit:
+                self.refused.setdefault(key, []).append(now)
+                return recent[0] + self.window_s - now
+            self.accepted.setdefault(key, []).append(now)
+        return None
+
     def generate(self, handler, key: str | None, behaviour: str, body: dict) -> None:
+        wait = self.over_rate(key or "")
+        if wait is not None:
+            code, error = ERRORS["minute"]
+            error = json.loads(json.dumps(error))
+            error["error"]["details"][1]["retryDelay"] = f"{max(0.0, wait):.3f}s"
+            return handler._send(code, error)
         if behaviour == "slow":
             time.sleep(self.slow_s)
         if behaviour == "blocked":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import functions_framework
 import pytest
@@ -27,6 +28,11 @@ def api_server(app_env, media_server, redis_client):
     import_accounts(redis_client, [
         AccountEntry(api_key=f"AIzaSyDASH{n:020d}", daily_limit=100, minute_limit=10,
                      username=f"u{n}", password="pw", phone="", email="") for n in range(2)])
+    from shared import keys
+    from shared.accounts.pool import account_id
+
+    redis_client.hset(keys.account_info(account_id(f"AIzaSyDASH{0:020d}")), mapping={
+        "learned_limit": 4, "learned_until": int(time.time() * 1000) + 600_000})
     services = get_services()
     from shared.tasks.models import CreateTaskRequest
     from shared.tasks.service import create_task
@@ -74,6 +80,7 @@ def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> N
         expect(page.locator("#pool-left-today")).to_have_text(
             str(stats["pool"]["capacity_left_today"]))
         expect(page.locator("#keys tbody tr")).to_have_count(2)
+        expect(page.locator("#keys .learned")).to_have_text("learned 4 (configured 10)")
         expect(page.locator("#tasks tbody tr")).to_have_count(len(tasks))
 
         completed = next(t for t in tasks if t["status"] == "completed")

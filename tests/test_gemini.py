@@ -247,7 +247,7 @@ def test_all_keys_exhausted_goes_back_pending_with_retry_after(
     assert (reply.task_status, task.error_code, task.attempts) == (
         "pending", "no_key_available", 0)
     assert 35 <= reply.retry_after_s <= 42 and len(standin.generate_calls()) == 3
-    assert task.timings.keys() == {"reserving_key"}  # learned before downloading anything
+    assert task.timings.keys() == {"checking_quota"}  # learned before downloading anything
 
 
 def test_result_cache_makes_no_second_request(sqlite_services, standin, media_server,

@@ -62,6 +62,19 @@ def test_deploy_names_exactly_the_entry_points_of_main() -> None:
     assert "--oidc-service-account-email" in output
 
 
+def test_reconciler_runs_every_minute_and_api_outlasts_the_sync_route() -> None:
+    output = dry_run("infra/deploy.sh")
+    reconcile = next(line for line in output.splitlines()
+                     if "scheduler jobs create http vtt-reconcile" in line)
+    assert "--schedule=\\*\\ \\*\\ \\*\\ \\*\\ \\*" in reconcile
+    assert "vtt-cleanup\\?scope=tasks" in reconcile
+    api = next(line for line in output.splitlines() if "--entry-point=api" in line)
+    timeout = int(re.search(r"--timeout=(\d+)s", api).group(1))
+    assert timeout > Settings().SYNC_TIMEOUT_S
+    worker = next(line for line in output.splitlines() if "--entry-point=process_task" in line)
+    assert int(re.search(r"--timeout=(\d+)s", worker).group(1)) >= Settings().DISPATCH_DEADLINE_S
+
+
 def test_every_env_var_is_a_setting_and_the_cloud_config_is_complete() -> None:
     env = yaml.safe_load((ROOT / "infra/env.example.yaml").read_text())
     output = dry_run("infra/deploy.sh")

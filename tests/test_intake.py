@@ -121,15 +121,12 @@ def test_retry_reuses_the_stored_video(sqlite_services: Services, media_server) 
             self.provider, self.model = inner.provider, inner.model
             self.prompt_version = inner.prompt_version
 
-        reserves_quota = False
+        needs_quota = False
 
-        def reserve(self):
-            return None
-
-        def cancel(self, reservation):
+        def check_quota(self):
             pass
 
-        def tag(self, request, reservation=None):
+        def tag(self, request):
             from shared.errors import TransientError
 
             self.calls += 1

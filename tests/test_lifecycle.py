@@ -94,15 +94,12 @@ def test_a_kill_between_lock_and_claim_leaves_a_recoverable_task(
 class _NoKeys:
     """A tagger whose pool never has a key."""
 
-    provider, model, prompt_version, reserves_quota = "gemini", "m", "v", True
+    provider, model, prompt_version, needs_quota = "gemini", "m", "v", True
 
-    def reserve(self):
+    def check_quota(self) -> None:
         raise WaitForKey("no Gemini key free: minute limit reached", retry_after_s=0.25)
 
-    def cancel(self, reservation) -> None:
-        pass
-
-    def tag(self, request, reservation=None):
+    def tag(self, request):
         raise AssertionError("never reached")
 
 

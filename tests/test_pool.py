@@ -244,11 +244,12 @@ def test_a_429_under_the_limit_teaches_the_real_limit(redis_client: redis.Redis)
     seed(redis_client, 1, minute=10)
     pool = AccountPool(redis_client)
     leases = [pool.acquire() for _ in range(4)]  # Gemini refused the 4th: real limit is 3
-    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota", retry_delay_s=0.5))
+    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota", retry_delay_s=0.5),
+                leases[-1].member)
     account = pool.stats()["accounts"][0]
     assert (account["minute_limit"], account["effective_minute_limit"]) == (10, 3)
     assert account["learned_limit_left_s"] > 500
-    time.sleep(0.6)  # cooldown over, but the window holds 4 ≥ the learned 3
+    time.sleep(0.6)  # cooldown over, but the window holds 3 ≥ the learned 3
     refused = pool.acquire()
     assert isinstance(refused, NoKeyAvailable) and refused.reason == "minute limit reached"
     key_id = leases[0].key_id

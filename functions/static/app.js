@@ -41,6 +41,7 @@ function cell(row, value, className) {
   if (value instanceof Node) td.append(value); else td.textContent = value;
   if (className) td.className = className;
   row.append(td);
+  return td;
 }
 
 function bar(used, limit) {
@@ -80,7 +81,13 @@ function showKeys(pool) {
     tr.dataset.keyId = key.key_id;
     cell(tr, key.key); cell(tr, key.status, `status-${key.status}`);
     cell(tr, bar(key.used_today, key.quota_daily));
-    cell(tr, bar(key.used_this_minute, key.minute_limit));
+    const minute = cell(tr, bar(key.used_this_minute, key.effective_minute_limit ?? key.minute_limit));
+    if (key.effective_minute_limit !== undefined && key.effective_minute_limit < key.minute_limit) {
+      const learned = document.createElement("small");
+      learned.className = "learned";
+      learned.textContent = `learned ${key.effective_minute_limit} (configured ${key.minute_limit})`;
+      minute.append(learned);
+    }
     cell(tr, key.cooldown_left_s ? `${key.cooldown_left_s} s` : "");
     cell(tr, key.problem || key.disabled_reason || key.last_error || "");
     body.append(tr);

@@ -43,6 +43,12 @@ IMPORT_WAIT_S = 1.0
 WINDOW_MS = 60_000
 """Gemini counts requests per minute; benchmarks shrink this to run faster."""
 
+SEND_MARGIN_MS = 150
+"""A request counts in its key's window this much longer than Gemini's window: the entry
+is stamped just before the request leaves, Gemini counts it when it has arrived, and the
+two can differ by scheduling and transfer jitter. Without it, a request sent the instant
+a slot frees can reach Gemini before the one it replaces had counted a window ago."""
+
 LEARNED_LIMIT_MS = 10 * 60_000
 """How long a per-minute limit learned from Gemini's 429s holds before the configured
 limit is tried again."""
@@ -119,7 +125,7 @@ class AccountPool:
         window_ms: int = WINDOW_MS,
     ) -> None:
         self.redis = client
-        self.window_ms = window_ms
+        self.window_ms = window_ms + SEND_MARGIN_MS
         self.tz = ZoneInfo(quota_tz)
         self.clock = clock or (lambda: datetime.now(self.tz))
         self._acquire = client.register_script((SCRIPTS / "acquire.lua").read_text())
@@ -180,6 +186,23 @@ class AccountPool:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
         return None if int(wait_ms) < 0 else int(wait_ms) / 1000
 
+    def next_free_in(self) -> float | None:
+        """Seconds until the earliest moment a key may be free (0: now), from the ready
+        set — a hint, re-checked by `acquire`; None when the pool has no key at all."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrange(keys.ACCOUNT_READY, 0, 0, withscores=True)
+            pipe.scard(keys.ACCOUNT_IDS)
+            pipe.time()
+            first, count, (seconds, micros) = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+        if not count:
+            return None
+        if not first:  # the ready set is rebuilt by the next acquire
+            return 0.0
+        return max(0.0, first[0][1] - (seconds * 1_000_000 + micros)) / 1_000_000
+
     def stamp_sent(self, lease: Lease) -> None:
         """Move the lease's window entry to now, when the request really leaves for
         Gemini: Gemini counts arrivals, so a slot granted early frees 60 s after sending."""
@@ -197,14 +220,16 @@ class AccountPool:
         pipe.zadd(keys.ACCOUNT_READY, {lease.key_id: seconds * 1_000_000 + micros}, lt=True)
         pipe.execute()
 
-    def report(self, key_id: str, outcome: Outcome) -> None:
+    def report(self, key_id: str, outcome: Outcome, member: str = "") -> None:
+        """`member`: the lease's window entry, taken out again when Gemini refused the
+        request with a per-minute 429 (a refused request does not count)."""
         _, next_day_ms = self.quota_day()
         self._report(
             keys=[keys.account_info(key_id), keys.account_window(key_id), keys.ACCOUNT_READY,
                   keys.ACCOUNT_WAIT_REASON],
             args=[outcome.kind, int(outcome.retry_delay_s * 1000), next_day_ms,
                   outcome.reason[:500], FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id,
-                  self.window_ms, LEARNED_LIMIT_MS],
+                  self.window_ms, LEARNED_LIMIT_MS, member],
         )
 
     # --- stats -----------------------------------------------------------------------

@@ -4,7 +4,8 @@
 -- ARGV[1] kind: success | minute | day | disabled | failure
 -- ARGV[2] retry delay ms (minute; 0 = until the window frees), ARGV[3] next quota day ms,
 -- ARGV[4] reason text, ARGV[5] base backoff ms, ARGV[6] max backoff ms, ARGV[7] key id,
--- ARGV[8] rate window ms, ARGV[9] how long a learned per-minute limit holds (ms)
+-- ARGV[8] rate window ms, ARGV[9] how long a learned per-minute limit holds (ms),
+-- ARGV[10] the refused request's window member ('' = unknown)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 'missing'
 end
@@ -30,9 +31,11 @@ end
 redis.call('HSET', KEYS[1], 'last_error', ARGV[4])
 if kind == 'minute' then
   local window_ms = tonumber(ARGV[8])
-  -- Gemini refused although the pool thought the key was under its limit: the real limit
-  -- is what the window held before this request (it counts itself); hold it for a while
+  -- a refused request did not count: out of the window. Gemini refused although the pool
+  -- thought the key was under its limit: the real limit is what the window holds now
+  -- (other refusals still on their way leave as they report); hold it for a while
   local held = redis.call('ZCOUNT', KEYS[2], now - window_ms, '+inf') - 1
+  if ARGV[10] ~= '' then held = held + 1 - redis.call('ZREM', KEYS[2], ARGV[10]) end
   local limit = tonumber(redis.call('HGET', KEYS[1], 'minute_limit') or '0') or 0
   local learned = tonumber(redis.call('HGET', KEYS[1], 'learned_limit') or '') or limit
   local learned_until = tonumber(redis.call('HGET', KEYS[1], 'learned_until') or '0') or 0

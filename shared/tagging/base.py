@@ -24,17 +24,15 @@ class TagRequest:
 class Tagger(Protocol):
     """`provider`, `model` and `prompt_version` identify results for the result cache.
 
-    A tagger that spends a quota (Gemini) reserves its slot before the expensive stages
-    run (`reserve` raises WaitForKey when none is free) and uses it in `tag`; a
-    reservation that ends up unused is given back with `cancel`."""
+    A tagger that spends a quota (Gemini) is asked before the expensive stages run whether
+    it will have a key soon (`check_quota` raises WaitForKey when not), so a task that must
+    wait has not downloaded anything yet."""
 
     provider: str
     model: str
     prompt_version: str
-    reserves_quota: bool
+    needs_quota: bool
 
-    def reserve(self) -> object | None: ...
+    def check_quota(self) -> None: ...
 
-    def cancel(self, reservation: object) -> None: ...
-
-    def tag(self, request: TagRequest, reservation: object | None = None) -> TagResult: ...
+    def tag(self, request: TagRequest) -> TagResult: ...

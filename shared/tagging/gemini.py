@@ -64,7 +64,7 @@ class _Call:
 
 class GeminiTagger:
     provider = "gemini"
-    reserves_quota = True
+    needs_quota = True
 
     def __init__(self, pool: AccountPool, settings: Settings, client: genai.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -93,17 +93,16 @@ class GeminiTagger:
 
     # --- the public calls -------------------------------------------------------------
 
-    def reserve(self) -> Lease:
-        """A key for this task before the expensive stages run; WaitForKey when none is
-        free within SHORT_WAIT_S, so a waiting task has not downloaded anything yet."""
-        return self._lease(time.monotonic() + SHORT_WAIT_S + 0.5)
+    def check_quota(self) -> None:
+        """WaitForKey unless a key frees within SHORT_WAIT_S (the pool's own answer; the
+        key itself is taken when the request is ready to go)."""
+        wait = self.pool.next_free_in()
+        if wait is None:
+            raise WaitForKey("no Gemini key free: no usable key in the pool", retry_after_s=60)
+        if wait > SHORT_WAIT_S:
+            raise WaitForKey("no Gemini key free: all keys busy", retry_after_s=wait)
 
-    def cancel(self, reservation: object) -> None:
-        """Give back a reserved key that was never used (e.g. the result cache answered)."""
-        if isinstance(reservation, Lease):
-            self.pool.release(reservation)
-
-    def tag(self, request: TagRequest, reservation: object | None = None) -> TagResult:
+    def tag(self, request: TagRequest) -> TagResult:
         frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
         prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
                              request.media.orientation, frames_mode)
@@ -116,16 +115,15 @@ class GeminiTagger:
         media_parts = self._frames_parts(request) if frames_mode else None
         deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
         cost, bad_json, last_error = _Call(), 0, "no attempt"
-        reserved = reservation if isinstance(reservation, Lease) else None
         for _ in range(MAX_KEY_ATTEMPTS):
-            lease, reserved = reserved or self._lease(deadline), None
+            lease = self._lease(deadline)
             try:
                 text = self._with_key(lease, request, media_parts, prompt, config, cost)
             except PermanentError:
                 self.pool.report(lease.key_id, Outcome.success())  # the key is fine
                 raise
             except _KeyFailed as failure:
-                self.pool.report(lease.key_id, failure.outcome)
+                self.pool.report(lease.key_id, failure.outcome, lease.member)
                 last_error = failure.outcome.reason
                 log.info("gemini key failed over: %s", last_error, extra={"key_id": lease.key_id})
                 if time.monotonic() >= deadline:

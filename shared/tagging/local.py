@@ -77,18 +77,14 @@ def duration_class(seconds: float) -> str:
 
 class LocalTagger:
     provider = "local"
-    reserves_quota = False
+    needs_quota = False
     model = "local-visual-v1"
     prompt_version = ""
 
-    def reserve(self) -> None:
-        """Nothing to reserve: the local tagger has no quota."""
-        return None
+    def check_quota(self) -> None:
+        """The local tagger has no quota."""
 
-    def cancel(self, reservation: object) -> None:
-        pass
-
-    def tag(self, request: TagRequest, reservation: object | None = None) -> TagResult:
+    def tag(self, request: TagRequest) -> TagResult:
         media = request.media
         words = LABELS.get(request.language, LABELS["zh"])
         stats = visual_stats([frame.path for frame in request.frames]) if request.frames else None

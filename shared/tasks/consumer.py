@@ -46,6 +46,9 @@ class ConsumerConfig:
     queue_name: str = "local"
     max_idle_s: float = 5.0
     """Longest single wait for work; the loop re-checks delayed ids and the reaper after."""
+    gate_lead_s: float = 0.5
+    """A gated delivery starts this long before its key slot: the worker's download and
+    frames overlap the wait, and it takes the key the moment the slot frees."""
 
 
 def backoff_delay(retry: int, config: ConsumerConfig) -> float:
@@ -171,8 +174,8 @@ class Consumer:
         except Exception as error:  # noqa: BLE001 - the worker will find out itself
             log.warning("key pool gate unavailable: %s", type(error).__name__)
             return
-        if wait:
-            self.stop_event.wait(wait)
+        if wait and wait > self.config.gate_lead_s:
+            self.stop_event.wait(wait - self.config.gate_lead_s)
 
     def deliver(self, task_id: str) -> str:
         """One delivery: returns `ack`, `retry`, `wait` (worker unreachable) or `dead`."""

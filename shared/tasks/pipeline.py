@@ -42,15 +42,14 @@ class Job:
     frames: FrameSet | None = None
     frame_refs: list[FrameRef] = field(default_factory=list)
     result: TagResult | None = None
-    reservation: object | None = None
-    """The tagger's reserved quota slot, held from the first stage until tagging."""
     timings: dict[str, int] = field(default_factory=dict)
 
 
-def reserve_stage(job: Job) -> None:
-    """Ask for a Gemini key first: a task that would have to wait learns it before any
-    download (WaitForKey), and the slot it gets is held for it until tagging."""
-    job.reservation = job.services.tagger.reserve()
+def quota_stage(job: Job) -> None:
+    """Ask the key pool first: a task that would have to wait for a Gemini key learns it
+    before any download (WaitForKey); one whose key frees within seconds goes on, and its
+    download and frames overlap the wait."""
+    job.services.tagger.check_quota()
 
 
 def download_stage(job: Job) -> None:
@@ -147,9 +146,6 @@ def tag_stage(job: Job) -> None:
     """The cached result when this exact question was answered before, else the tagger."""
     assert job.downloaded is not None and job.media is not None
     result = cached_result(job)
-    reservation, job.reservation = job.reservation, None
-    if result is not None and reservation is not None:
-        job.services.tagger.cancel(reservation)
     if result is None:
         result = job.services.tagger.tag(
             TagRequest(
@@ -159,8 +155,7 @@ def tag_stage(job: Job) -> None:
                 language=job.task.language,
                 frames=tuple(job.frames.frames) if job.frames else (),
                 scene_changes=job.frames.scene_changes if job.frames else None,
-            ),
-            reservation,
+            )
         )
     result.frames = job.frame_refs
     if job.frames is not None:
@@ -186,7 +181,7 @@ def cached_result(job: Job) -> TagResult | None:
 
 
 STAGES: list[tuple[str, Callable[[Job], None]]] = [
-    ("reserving_key", reserve_stage),  # only for a tagger with a quota (Gemini)
+    ("checking_quota", quota_stage),  # only for a tagger with a quota (Gemini)
     ("downloading", download_stage),
     ("probing", probe_stage),
     ("extracting_frames", frames_stage),
@@ -198,7 +193,7 @@ STAGES: list[tuple[str, Callable[[Job], None]]] = [
 def run_stages(job: Job, on_stage: Callable[[str], None]) -> None:
     """Every stage leaves one log line with its duration, ok or not."""
     for name, stage in STAGES:
-        if stage is reserve_stage and not job.services.tagger.reserves_quota:
+        if stage is quota_stage and not job.services.tagger.needs_quota:
             continue
         on_stage(name)
         started = time.perf_counter()

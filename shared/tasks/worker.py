@@ -203,8 +203,6 @@ def _run(claim: Claim, services: Services, lock: Lock,
         with log_context(task_id=task.task_id, attempt=task.attempts), heartbeat:
             return _run_job(job, services, heartbeat, handed_off)
     finally:
-        if job.reservation is not None:
-            services.tagger.cancel(job.reservation)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
