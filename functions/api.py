@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from functions.http import api_token, check_token, describe_validation, json_object, reply
+from functions.http import api_token, check_token, describe_validation, json_object, nosniff, reply
 from functions.openapi import openapi_document
 from shared.errors import ApiError, ServiceUnavailable
 from shared.logs import log_context, trace_fields
@@ -49,6 +49,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 
 
+@nosniff
 def api(request: flask.Request) -> flask.Response:
     """Cloud Functions entry point."""
     try:

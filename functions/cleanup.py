@@ -9,7 +9,7 @@ from datetime import date
 
 import flask
 
-from functions.http import check_worker_token, reply
+from functions.http import check_worker_token, nosniff, reply
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ApiError, ServiceUnavailable
 from shared.services import get_services
@@ -17,6 +17,7 @@ from shared.tasks.callbacks import notify
 from shared.tasks.reaper import reap_stuck_tasks, retry_indexing
 
 
+@nosniff
 def cleanup(request: flask.Request) -> flask.Response:
     try:
         services = get_services()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 import flask
 from pydantic import ValidationError
 
 from shared.errors import ApiError
+from shared.redact import redact
 
 MAX_BODY_BYTES = 64 * 1024
 """A create request is a URL and a few fields; anything bigger is a mistake or abuse."""
@@ -19,8 +22,9 @@ def reply(
     code: int, message: str = "success", *, task_id: str | None = None,
     data: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
 ) -> flask.Response:
-    """The original envelope; the HTTP status always equals `code`."""
-    body = {"code": code, "message": message, "task_id": task_id, "data": data or {}}
+    """The original envelope; the HTTP status always equals `code`. The message is
+    redacted: it can carry an upstream service's words."""
+    body = {"code": code, "message": redact(message), "task_id": task_id, "data": data or {}}
     response = flask.Response(
         json.dumps(body, ensure_ascii=False, default=str),
         status=code, mimetype="application/json",
@@ -30,8 +34,29 @@ def reply(
     return response
 
 
+def nosniff(handler: Callable[[flask.Request], flask.Response]
+            ) -> Callable[[flask.Request], flask.Response]:
+    """Every answer of a function says `X-Content-Type-Options: nosniff`: a browser never
+    guesses a type (an error message rendered as HTML) from the bytes."""
+
+    @functools.wraps(handler)
+    def wrapped(request: flask.Request) -> flask.Response:
+        response = handler(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return wrapped
+
+
 def json_object(request: flask.Request) -> dict[str, Any]:
-    """The body as a JSON object, or ApiError 400/413 saying what is wrong with it."""
+    """The body as a JSON object, or ApiError 400/413/415 saying what is wrong with it.
+
+    Only `application/json` (any charset parameter) is read: browsers send text/plain and
+    form bodies cross-site without a preflight, so accepting them would let any web page
+    create tasks on a deployment without API tokens."""
+    if request.mimetype != "application/json":
+        shown = request.mimetype or "none"
+        raise ApiError(415, f"Content-Type: must be application/json (got {shown})")
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise ApiError(413, f"body: larger than {MAX_BODY_BYTES // 1024} KB")
     raw = request.stream.read(MAX_BODY_BYTES + 1)
@@ -41,6 +66,8 @@ def json_object(request: flask.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "body: not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "body: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "body: must be a JSON object")
     return body

@@ -7,7 +7,7 @@ import math
 
 import flask
 
-from functions.http import check_worker_token, json_object, reply
+from functions.http import check_worker_token, json_object, nosniff, reply
 from shared.errors import ApiError, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.services import get_services
@@ -17,6 +17,7 @@ from shared.tasks.worker import process_task as run_task
 log = logging.getLogger("vision_to_tag.worker")
 
 
+@nosniff
 def process_task(request: flask.Request) -> flask.Response:
     """Cloud Functions entry point; a 2xx tells the queue to drop the delivery."""
     try:

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from shared.redact import redact
+
 CONTEXT_FIELDS = ("task_id", "stage", "duration_ms", "attempt", "key_id", "error_code")
 TRACE = "logging.googleapis.com/trace"
 SPAN = "logging.googleapis.com/spanId"
@@ -63,7 +65,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -75,7 +77,7 @@ class TextFormatter(logging.Formatter):
             line += f" [{context}]"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:

@@ -41,6 +41,25 @@ ERRORS = {
 }
 
 
+QUOTING_ERRORS = ("suspended", "suspended_info", "badrequest_quoting")
+"""Google's own errors that quote the caller's API key in their message."""
+
+
+def quoting_error(behaviour: str, key: str) -> tuple[int, dict]:
+    """The 403 Google answers for a suspended key (with or without ErrorInfo), and a 400
+    whose message quotes the key, as relays and proxies do."""
+    if behaviour == "badrequest_quoting":
+        return 400, error_body(400, "INVALID_ARGUMENT",
+                               f"Invalid request for key={key}: contents is not valid")
+    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
+                "metadata": {"consumer": f"api_key:{key}"}}] \
+        if behaviour == "suspended_info" else []
+    return 403, error_body(403, "PERMISSION_DENIED",
+                           f"Permission denied: Consumer 'api_key:{key}' has been suspended.",
+                           details)
+
+
 def fill(schema: dict[str, Any], path: str = "") -> Any:
     """A plausible answer for a Gemini response schema (upper-case OpenAPI subset)."""
     kind = str(schema.get("type", "OBJECT")).upper()
@@ -73,7 +92,8 @@ class Recorded:
 class GeminiStandIn:
     behaviours: dict[str, str] = field(default_factory=dict)
     """api key → ok | minute | day | bare429 | invalid | badrequest | forbidden | 500 | 503
-    | slow | badjson | badjson_once | safety | blocked | file_failed"""
+    | slow | badjson | badjson_once | safety | blocked | file_failed | suspended
+    | suspended_info | badrequest_quoting"""
     processing_polls: int = 1
     """files.get answers PROCESSING this many times before ACTIVE."""
     slow_s: float = 3.0
@@ -145,6 +165,8 @@ class GeminiStandIn:
         self.requests.append(Recorded(method, path, key, body or (json.loads(raw) if raw
                                                                     else None)))
         behaviour = self.behaviours.get(key or "", "ok")
+        if behaviour in QUOTING_ERRORS and not path.startswith("/v1/files"):
+            return handler._send(*quoting_error(behaviour, key or ""))
         if behaviour in ERRORS and not path.startswith("/v1/files"):
             code, error = ERRORS[behaviour]
             return handler._send(code, error)

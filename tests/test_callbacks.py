@@ -89,7 +89,7 @@ def test_callback_target_is_checked_at_delivery(callback_services, media_server,
     process_task(task_id, callback_services)
     task = callback_services.store.get(task_id)
     assert task.status == "completed"
-    assert task.callback_status == "failed" and "loopback" in task.callback_error
+    assert task.callback_status == "failed" and "not resolve to a public" in task.callback_error
     assert receiver.received == []
 
 

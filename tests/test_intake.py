@@ -111,7 +111,7 @@ def test_dns_rebinding_is_refused_at_connect(sqlite_services: Services) -> None:
     sqlite_services.url_policy = UrlPolicy(resolver=lambda host, port: next(answers))
     reply, task = run(sqlite_services, "http://rebind.example.test/video.mp4")
     assert (task.status, task.error_code) == ("failed", "url_forbidden")
-    assert "loopback" in task.message
+    assert "does not resolve to a public address" in task.message
 
 
 def test_retry_reuses_the_stored_video(sqlite_services: Services, media_server) -> None:

@@ -196,7 +196,9 @@ def test_worker_function_checks_token_and_body(worker_client, redis_client: redi
     for bad in ({"task_id": "nope"}, {}, {"task_id": 7}, {"task_id": "A" * 32}):
         answer = worker_client.post("/", json=bad, headers=ok)  # acknowledged: no retry storm
         assert answer.status_code == 200 and "malformed" in answer.get_json()["message"]
-    assert worker_client.post("/", data=b"{", headers=ok).status_code == 400
+    as_json = {**ok, "Content-Type": "application/json"}
+    assert worker_client.post("/", data=b"{", headers=as_json).status_code == 400
+    assert worker_client.post("/", data=b"{}", headers=ok).status_code == 415
     assert worker_client.get("/", headers=ok).status_code == 405
 
 

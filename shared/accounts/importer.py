@@ -18,7 +18,8 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from shared import keys
-from shared.accounts.pool import account_id, mask
+from shared.accounts.pool import account_id
+from shared.redact import mask_key as mask
 
 MAX_FILE_BYTES = 1024 * 1024
 """An account file is a few hundred bytes per key; 1 MB is thousands of keys."""

@@ -24,6 +24,7 @@ import redis
 
 from shared import keys
 from shared.errors import TransientError
+from shared.redact import mask_key, redact
 
 log = logging.getLogger("vision_to_tag.pool")
 
@@ -70,10 +71,6 @@ def account_id(api_key: str) -> str:
     """The id used in Redis key names: never the key itself."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
-
-def mask(api_key: str) -> str:
-    """`AIza…x7Qk`: enough to recognise a key, useless to use it."""
-    return f"{api_key[:4]}…{api_key[-4:]}" if len(api_key) > 8 else "…"
 
 
 class PoolUnavailable(TransientError):
@@ -228,7 +225,8 @@ class AccountPool:
             keys=[keys.account_info(key_id), keys.account_window(key_id), keys.ACCOUNT_READY,
                   keys.ACCOUNT_WAIT_REASON],
             args=[outcome.kind, int(outcome.retry_delay_s * 1000), next_day_ms,
-                  outcome.reason[:500], FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id,
+                  redact(outcome.reason)[:500], FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS,
+                  key_id,
                   self.window_ms, LEARNED_LIMIT_MS, member],
         )
 
@@ -275,10 +273,12 @@ def account_stats(key_id: str, info: dict, used: str | None, minute: int,
                   now_ms: int) -> dict[str, object]:
     """One key's line in `stats()`; a hand-edited hash shows up as `problem`, not a crash."""
     entry: dict[str, object] = {
-        "key_id": key_id, "key": mask(info.get("api_key", "")),
+        "key_id": key_id, "key": mask_key(info.get("api_key", "")),
         "status": info.get("status", "missing"), "username": info.get("username", ""),
-        "used_this_minute": int(minute), "last_error": info.get("last_error", ""),
-        "disabled_reason": info.get("disabled_reason", ""),
+        "used_this_minute": int(minute),
+        # redacted on read too: values stored before redaction existed may quote a key
+        "last_error": redact(info.get("last_error", "")),
+        "disabled_reason": redact(info.get("disabled_reason", "")),
     }
     try:
         entry["quota_daily"] = int(info["quota_daily"])

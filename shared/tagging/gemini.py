@@ -20,6 +20,7 @@ from google.genai import errors, types
 from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
 from shared.errors import PermanentError, TransientError, WaitForKey
+from shared.redact import redact
 from shared.tagging.base import TagRequest
 from shared.tagging.local import technical_of
 from shared.tagging.prompting import (
@@ -296,11 +297,22 @@ def classify(error: errors.APIError) -> Outcome:
     if error.code == 400:
         if any(d.get("reason") == "API_KEY_INVALID" for d in details):
             return Outcome("disabled", "API_KEY_INVALID")
-        raise PermanentError(f"Gemini refused the request: {status} {error.message or ''}"
-                             .strip(), error_code="gemini_bad_request")
+        raise PermanentError(f"Gemini refused the request: {_reason(error, details)}",
+                             error_code="gemini_bad_request")
     if error.code in (401, 403):
-        return Outcome("disabled", f"{status}: {(error.message or 'permission denied')[:200]}")
+        return Outcome("disabled", _reason(error, details))
     return Outcome("failure", status)
+
+
+def _reason(error: errors.APIError, details: list[dict]) -> str:
+    """Status and `ErrorInfo.reason` when Google gives one (the message then adds nothing),
+    else the message — redacted either way: Google's messages can quote the key."""
+    status = f"HTTP {error.code} {error.status or ''}".strip()
+    reasons = [d["reason"] for d in details
+               if d.get("@type", "").endswith("ErrorInfo") and d.get("reason")]
+    if reasons:
+        return f"{status} ({reasons[0]})"
+    return f"{status}: {redact(error.message or 'no message')[:200]}"
 
 
 def _check_blocked(response: types.GenerateContentResponse) -> None:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from shared.errors import ServiceUnavailable
+from shared.redact import redact
 from shared.tasks.models import Task
 from shared.tasks.schema import video_tasks as t
 
@@ -309,7 +310,7 @@ class TaskStore:
                 t.c.attempts == task.attempts,
                 t.c.lease_until < now,
             )
-            .values(**values, message=message, lease_until=None, updated_at=now)
+            .values(**values, message=redact(message), lease_until=None, updated_at=now)
         )
         with self._begin() as conn:
             if conn.execute(update).rowcount != 1:
@@ -321,11 +322,11 @@ class TaskStore:
         with self._begin() as conn:
             conn.execute(sa.update(t).where(t.c.task_id == task_id).values(
                 callback_status=status, callback_attempts=attempts,
-                callback_error=error[:512] if error else None))
+                callback_error=redact(error)[:512] if error else None))
 
     def mark_indexed(self, task_id: str, error: str | None = None) -> None:
         """Record the search index outcome: indexed now, or why not (retried later)."""
-        values = {"index_error": error[:512]} if error else {"indexed_at": utcnow(),
+        values = {"index_error": redact(error)[:512]} if error else {"indexed_at": utcnow(),
                                                               "index_error": None}
         with self._begin() as conn:
             conn.execute(sa.update(t).where(t.c.task_id == task_id).values(**values))
@@ -375,7 +376,7 @@ class TaskStore:
         update = (
             sa.update(t)
             .where(t.c.task_id == task_id, t.c.status == "pending")
-            .values(status="failed", error_code=error_code, message=message,
+            .values(status="failed", error_code=error_code, message=redact(message),
                     processed_end=now, updated_at=now, waiting_since=None)
         )
         with self._begin() as conn:
@@ -405,6 +406,7 @@ class TaskStore:
     # --- helpers -------------------------------------------------------------
 
     def _update_owned(self, task_id: str, attempt: int, **values: Any) -> bool:
+        _redact_values(values)
         update = (
             sa.update(t)
             .where(t.c.task_id == task_id, t.c.status == "processing", t.c.attempts == attempt)
@@ -424,6 +426,17 @@ class TaskStore:
             yield conn
 
 
+UPSTREAM_TEXT = ("message", "callback_error", "index_error")
+"""Columns that can hold text from elsewhere (Gemini, video hosts, callback receivers,
+the search cluster): redacted when written and when read."""
+
+
+def _redact_values(values: dict[str, Any]) -> None:
+    for name in UPSTREAM_TEXT:
+        if isinstance(values.get(name), str):
+            values[name] = redact(values[name])
+
+
 @contextlib.contextmanager
 def _outage_as_unavailable() -> Iterator[None]:
     """A lost or refused database connection becomes ServiceUnavailable (HTTP 503)."""
@@ -436,4 +449,7 @@ def _outage_as_unavailable() -> Iterator[None]:
 def _to_task(row: Any) -> Task:
     data = dict(row)
     data["result"] = data.pop("tags")
+    for name in UPSTREAM_TEXT:  # rows written before redaction existed
+        if data.get(name):
+            data[name] = redact(data[name])
     return Task.model_validate(data)

@@ -9,6 +9,7 @@ name that re-resolves to an internal address between the two (DNS rebinding) is 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from shared.errors import PermanentError, TransientError
+
+log = logging.getLogger("vision_to_tag.safety")
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -122,7 +125,10 @@ class UrlPolicy:
     def check_address(self, host: str, port: int, address: str) -> None:
         reason = forbidden_reason(address)
         if reason and not self.exempt(host, port):
-            raise UrlForbidden(f"url: host {host} resolves to a {reason} address")
+            # the caller learns that the host is refused, not what an internal name
+            # resolves to (that would map the private network); the log keeps the reason
+            log.info("refused host %s: resolves to a %s address", host, reason)
+            raise UrlForbidden(f"url: host {host} does not resolve to a public address")
 
     def addresses(self, host: str, port: int, timeout_s: float | None = None) -> list[str]:
         """Resolve and check: every address must be allowed, or the host is refused."""
