@@ -59,6 +59,8 @@ def api(request: flask.Request) -> flask.Response:
         return reply(405, f"method {request.method} not allowed here (allowed: {allowed})",
                      headers={"Allow": allowed})
     except NotFound:
+        if request.path.startswith("/api/v1/task/"):  # an id with slashes in it
+            return reply(400, "task_id: malformed (expected a UUID: dashed, or 32 hex digits)")
         return reply(404, f"no route {request.path}")
     with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
         return _dispatch(request, endpoint, args)

@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.search import SearchPage, SearchQuery
 from shared.tasks.models import (
+    TASK_ID_REGEX,
     CreateTaskRequest,
     Envelope,
     ListTasksQuery,
@@ -44,7 +45,7 @@ def _query_parameters(model: type[BaseModel] = ListTasksQuery) -> list[dict[str,
 
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True,
-           "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+           "schema": {"type": "string", "pattern": TASK_ID_REGEX}}
 AUTH = [{"bearer": []}, {"apiKey": []}]
 
 

@@ -35,8 +35,8 @@ def process_task(request: flask.Request) -> flask.Response:
         if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
             # no retry could ever fix it: acknowledge (no retry storm) and say why
             log.warning("delivery with a missing or malformed task_id: acknowledged")
-            return reply(200, "task_id: missing or malformed (32 lowercase hex characters); "
-                              "delivery acknowledged and dropped")
+            return reply(200, "task_id: missing or malformed (expected a UUID); delivery "
+                              "acknowledged and dropped")
     except ApiError as error:
         return reply(error.status, error.message)
     except ServiceUnavailable as error:

@@ -61,10 +61,22 @@ way), so the next waiter is not promised the same slot."""
 
 _STAMP_SENT = """
 local t = redis.call('TIME')
-return redis.call('ZADD', KEYS[1], 'XX', 'CH',
-                  tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 0 then return 0 end
+local f = redis.call('HMGET', KEYS[3], 'minute_limit', 'learned_limit', 'learned_until')
+local limit = tonumber(f[1] or '') or 0
+local learned = tonumber(f[2] or '')
+if learned and (tonumber(f[3] or '0') or 0) > now and learned < limit then limit = learned end
+local window = tonumber(ARGV[2])
+if limit > 0 and redis.call('ZCOUNT', KEYS[1], now - window, '+inf') >= limit then
+  local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES',
+                            'LIMIT', 0, 1)
+  redis.call('ZADD', KEYS[2], 'GT', (tonumber(oldest[2]) + window) * 1000, ARGV[3])
+end
+return 1
 """
-"""Re-stamp one window entry with Redis' clock (the clock every script uses)."""
+"""Re-stamp one window entry with Redis' clock (the clock every script uses); a key parked
+until its window frees is parked until the re-stamped window frees."""
 
 
 def account_id(api_key: str) -> str:
@@ -204,7 +216,9 @@ class AccountPool:
         """Move the lease's window entry to now, when the request really leaves for
         Gemini: Gemini counts arrivals, so a slot granted early frees 60 s after sending."""
         try:
-            self._stamp(keys=[keys.account_window(lease.key_id)], args=[lease.member])
+            self._stamp(keys=[keys.account_window(lease.key_id), keys.ACCOUNT_READY,
+                              keys.account_info(lease.key_id)],
+                        args=[lease.member, self.window_ms, lease.key_id])
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -21,8 +22,25 @@ from pydantic import (
 from shared.tagging.result import ALL_DIMENSIONS, TagResult
 
 MAX_URL_LENGTH = 2048
-TASK_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-"""Task ids are uuid4 hex: anything else is malformed (400), not unknown (404)."""
+TASK_ID_REGEX = (r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                 r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")
+TASK_ID_PATTERN = re.compile(TASK_ID_REGEX)
+"""A task id is a UUID, dashed (the original service's form, and new ids) or as 32 hex
+digits (ids created before), in any case. Anything else is malformed (400), not unknown."""
+
+
+def task_id_forms(raw: str) -> tuple[str, str] | None:
+    """The two stored forms (dashed, hex; lower case) of a task id, None when malformed.
+    Ids are stored as they were created, so a lookup tries both."""
+    if not TASK_ID_PATTERN.match(raw):
+        return None
+    value = uuid.UUID(raw)
+    return str(value), value.hex
+
+
+def new_task_id() -> str:
+    """Canonical dashed UUID, like the original service answered."""
+    return str(uuid.uuid4())
 
 Status = Literal["pending", "processing", "completed", "failed"]
 Stage = Literal["downloading", "probing", "extracting_frames", "tagging", "saving", "indexing"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -15,7 +13,14 @@ import redis
 from shared.errors import ApiError, ServiceUnavailable
 from shared.search import SearchPage, SearchQuery
 from shared.services import Services
-from shared.tasks.models import TASK_ID_PATTERN, CreateTaskRequest, ListTasksQuery, Task, TaskPage
+from shared.tasks.models import (
+    CreateTaskRequest,
+    ListTasksQuery,
+    Task,
+    TaskPage,
+    new_task_id,
+    task_id_forms,
+)
 from shared.tasks.queue import new_generation
 from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
 from shared.tasks.worker import WorkerReply, process_task
@@ -40,7 +45,7 @@ def create_task(
         existing = store.get_by_idempotency_key(idempotency_key)
         if existing:
             return _same_request(existing, request), False
-    task_id = uuid.uuid4().hex
+    task_id = new_task_id()
     fields: dict[str, Any] = {
         "url": request.url,
         "platform": request.platform,
@@ -136,10 +141,13 @@ def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
 
 
 def get_task(services: Services, task_id: str) -> Task:
-    check_task_id(task_id)
-    task = services.store.get(task_id)
+    """By id in either form and any case (ids are stored as created)."""
+    forms = task_id_forms(task_id)
+    if forms is None:
+        raise ApiError(400, "task_id: malformed (expected a UUID: dashed, or 32 hex digits)")
+    task = services.store.find(forms)
     if task is None:
-        raise ApiError(404, f"task_id: no task {task_id}")
+        raise ApiError(404, f"task_id: no task {forms[0]}")
     return task
 
 
@@ -157,23 +165,21 @@ def list_tasks(services: Services, query: ListTasksQuery) -> TaskPage:
 def retry_task(services: Services, task_id: str) -> Task:
     """A failed task goes back to pending with fresh attempts and is re-queued."""
     task = get_task(services, task_id)
+    task_id = task.task_id  # the stored form
     if task.status != "failed":
         raise ApiError(409, f"task_id: task is {task.status}; only failed tasks can be retried")
     if not services.store.reset_failed(task_id):
         raise ApiError(409, "task_id: task changed while retrying; try again")
+    generation = new_generation("r")
     try:
-        services.queue.enqueue(task_id, url=task.url, generation=f"r{time.time_ns()}")
+        services.queue.enqueue(task_id, url=task.url, generation=generation)
     except ServiceUnavailable:
         services.store.restore_failed(task)
         raise
+    services.store.mark_enqueued(task_id, generation)
     refreshed = services.store.get(task_id)
     assert refreshed is not None
     return refreshed
-
-
-def check_task_id(task_id: str) -> None:
-    if not TASK_ID_PATTERN.match(task_id):
-        raise ApiError(400, "task_id: malformed (expected 32 lowercase hex characters)")
 
 
 def pool_stats(services: Services) -> dict[str, object]:

@@ -75,6 +75,12 @@ class TaskStore:
             row = conn.execute(sa.select(t).where(t.c.task_id == task_id)).mappings().first()
         return _to_task(row) if row else None
 
+    def find(self, task_ids: tuple[str, ...]) -> Task | None:
+        """The task stored under any of these ids (one task's dashed and hex forms)."""
+        with self._connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.task_id.in_(task_ids))).mappings().first()
+        return _to_task(row) if row else None
+
     def get_by_idempotency_key(self, key: str) -> Task | None:
         with self._connect() as conn:
             row = conn.execute(sa.select(t).where(t.c.idempotency_key == key)).mappings().first()
