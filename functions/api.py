@@ -84,20 +84,22 @@ def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Respon
         return reply(500, "internal error")
 
 
+def validation_context(services: Services) -> dict[str, list[str]]:
+    """What the request models check against: this deployment's platforms and envs."""
+    return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS}
+
+
 def create(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request)
-    parsed = CreateTaskRequest.model_validate(
-        body, context={"platforms": services.settings.PLATFORMS}
-    )
+    parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
     task, created = service.create_task(services, parsed, request.headers.get("Idempotency-Key"))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
                  task_id=task.task_id)
 
 
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
-    parsed = SyncTagRequest.model_validate(
-        json_object(request), context={"platforms": services.settings.PLATFORMS}
-    )
+    parsed = SyncTagRequest.model_validate(json_object(request),
+                                           context=validation_context(services))
     status, task, retry_after = service.tag_now(services, parsed)
     headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
     if status == 200 and task.result is not None:
@@ -134,7 +136,8 @@ def accounts(request: flask.Request, services: Services) -> flask.Response:
 
 
 def search(request: flask.Request, services: Services) -> flask.Response:
-    query = SearchQuery.model_validate(request.args.to_dict())
+    query = SearchQuery.model_validate(request.args.to_dict(),
+                                       context=validation_context(services))
     return reply(200, data=service.search(services, query).model_dump(mode="json"))
 
 

@@ -1,6 +1,6 @@
 """Rebuild the search index from the task store (MySQL or SQLite), in bulk.
 
-    python scripts/reindex.py [--env develop|production] [--since YYYY-MM-DD] [--batch 500]
+    python scripts/reindex.py [--env ENV] [--since YYYY-MM-DD] [--batch 500]
 
 Indexes every completed task (of that env, created since that day), printing progress;
 safe to re-run (documents are keyed by task id). Exit code 2 on bad arguments or when
@@ -25,7 +25,7 @@ from shared.services import build_services  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", choices=["develop", "production"])
+    parser.add_argument("--env", choices=get_settings().ENVS)
     parser.add_argument("--since", type=day, help="only tasks created since (YYYY-MM-DD)")
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)

@@ -27,6 +27,9 @@ CLOUD_TASKS_QUEUE_PATH = re.compile(
 )
 """projects/PROJECT/locations/LOCATION/queues/QUEUE, as Cloud Tasks spells it."""
 
+ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
+"""An env names a search index and fits the 16-character column."""
+
 LOCAL_WORKER_URL = "http://127.0.0.1:8081/"
 """The worker's address when WORKER_URL is unset (the local stack)."""
 
@@ -87,11 +90,12 @@ class Settings(BaseSettings):
     PRIVATE_URL_ALLOWLIST: CommaList = []
     QUOTA_TZ: str = "America/Los_Angeles"
     PLATFORMS: CommaList = ["rpa", "miaobi"]
+    ENVS: CommaList = ["develop", "production"]
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
     DB_POOL_SIZE: int = Field(default=5, ge=1, le=100)
 
-    @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", mode="before")
+    @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", "ENVS", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,6 +116,17 @@ class Settings(BaseSettings):
     def _platforms_not_empty(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("must name at least one platform")
+        return value
+
+    @field_validator("ENVS")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one env")
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"env {name!r}: 1-16 of a-z, 0-9, _ and -, starting with a "
+                                 "letter or digit (it names a search index)")
         return value
 
     @field_validator("DATABASE_URL")

@@ -15,19 +15,18 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 from elastic_transport import Urllib3HttpNode
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_errors
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.errors import ApiError, ServiceUnavailable
-from shared.tasks.models import Task
+from shared.tasks.models import DEFAULT_ENVS, Task, envs_of
 
 log = logging.getLogger("vision_to_tag.search")
 
-ENVS = ("develop", "production")
 FACET_SIZE = 20
 BULK_THREADS = 2
 """Bulk requests in flight at once while reindexing."""
@@ -88,12 +87,19 @@ class SearchQuery(BaseModel):
     any_tags: list[str] = Field(default=[], description="at least one must match")
     q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
     platform: str | None = None
-    env: Literal["develop", "production"] | None = None
+    env: str | None = Field(default=None, description="one of ENVS (default: all)")
     uid: str | None = Field(default=None, max_length=64)
     min_duration: float | None = Field(default=None, ge=0)
     max_duration: float | None = Field(default=None, ge=0)
     limit: int = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=512)
+
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value not in envs_of(info):
+            raise ValueError(f"unknown env (allowed: {', '.join(envs_of(info))})")
+        return value
 
     @field_validator("tags", "any_tags", mode="before")
     @classmethod
@@ -139,9 +145,11 @@ def document(task: Task) -> dict[str, Any]:
 
 
 class TagIndex:
-    def __init__(self, client: Elasticsearch, prefix: str) -> None:
+    def __init__(self, client: Elasticsearch, prefix: str,
+                 envs: tuple[str, ...] = DEFAULT_ENVS) -> None:
         self.client = client
         self.prefix = prefix
+        self.envs = tuple(envs)
         self._ready: set[str] = set()
 
     def index_name(self, env: str) -> str:
@@ -185,7 +193,7 @@ class TagIndex:
             self.client.indices.refresh(index=f"{self.prefix}-*")
 
     def search(self, query: SearchQuery) -> SearchPage:
-        envs = [query.env] if query.env else list(ENVS)
+        envs = [query.env] if query.env else list(self.envs)
         indices = ",".join(self.index_name(env) for env in envs)
         filters: list[dict[str, Any]] = [{"term": {"tags": tag}} for tag in query.tags]
         if query.any_tags:

@@ -81,7 +81,7 @@ def build_index(settings: Settings) -> TagIndex | None:
     from shared.search import TagIndex, build_client
 
     return TagIndex(build_client(settings.ES_URL, settings.ES_COMPAT_HEADERS),
-                    settings.ES_INDEX_PREFIX)
+                    settings.ES_INDEX_PREFIX, tuple(settings.ENVS))
 
 
 def build_storage(settings: Settings) -> Storage:

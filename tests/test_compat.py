@@ -64,3 +64,29 @@ def test_unknown_well_formed_ids_are_404_and_malformed_ones_400(client) -> None:
             assert body["code"] == 400 and body["message"].startswith("task_id: malformed"), (
                 route[:60], body)
         assert client.post(f"/api/v1/task/{bad}/retry").status_code == 400
+
+
+def test_env_values_come_from_settings(app_env) -> None:
+    app_env(ENVS="staging,prod")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    default = client.post("/api/v1/task/create", json=VALID).get_json()
+    assert default["code"] == 200
+    assert client.get(f"/api/v1/task/{default['task_id']}").get_json()["data"]["env"] == "staging"
+    chosen = client.post("/api/v1/task/create", json={**VALID, "env": "prod"}).get_json()
+    assert chosen["code"] == 200
+    count = sum(get_services().store.count_by_status().values())
+    for bad in ("develop", "", "x" * 500, 7):
+        body = client.post("/api/v1/task/create", json={**VALID, "env": bad}).get_json()
+        assert body["code"] == 400 and body["message"].startswith("env: "), body
+    assert "allowed: staging, prod" in client.post(
+        "/api/v1/task/create", json={**VALID, "env": "develop"}).get_json()["message"]
+    assert sum(get_services().store.count_by_status().values()) == count
+
+
+@pytest.mark.parametrize("value", ["", "Prod", "a b", "x" * 17, "-lead"])
+def test_bad_envs_setting_stops_start_up(value: str) -> None:
+    from shared.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ENVS=value)
+    assert "ENVS" in str(caught.value)

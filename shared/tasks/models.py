@@ -47,6 +47,14 @@ Stage = Literal["downloading", "probing", "extracting_frames", "tagging", "savin
 LANGUAGES = ("zh", "en")
 
 
+DEFAULT_ENVS = ("develop", "production")
+
+
+def envs_of(info: ValidationInfo) -> tuple[str, ...]:
+    """The deployment's ENVS, passed in the validation context (the defaults otherwise)."""
+    return tuple((info.context or {}).get("envs") or DEFAULT_ENVS)
+
+
 def check_http_url(value: str) -> str:
     """Cheap URL check at create time (no network): http(s), a host, no credentials."""
     if len(value) > MAX_URL_LENGTH:
@@ -82,16 +90,26 @@ class CreateTaskRequest(BaseModel):
         description="`all` or any of vision, audio, content, business (string, comma list "
         "or array); the original spelling `dismensions` is accepted too",
     )
-    env: Literal["develop", "production"] = "develop"
+    env: StrictStr = Field(default="develop", description="one of ENVS (default: the first)")
     language: Literal["zh", "en"] = "zh"
     callback_url: StrictStr | None = Field(default=None, description="POSTed the final task")
 
     @model_validator(mode="before")
     @classmethod
-    def _original_spelling(cls, data: Any) -> Any:
+    def _original_spelling(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict) and "dimensions" not in data and "dismensions" in data:
             data = {**data, "dimensions": data["dismensions"]}
+        if isinstance(data, dict) and "env" not in data:
+            data = {**data, "env": envs_of(info)[0]}
         return data
+
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, value: str, info: ValidationInfo) -> str:
+        allowed = envs_of(info)
+        if value not in allowed:
+            raise ValueError(f"unknown env {value[:64]!r} (allowed: {', '.join(allowed)})")
+        return value
 
     @field_validator("url", "callback_url")
     @classmethod
