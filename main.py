@@ -1,4 +1,7 @@
-"""Deploy entry: Cloud Functions loads `main.py`; each function has its own --entry-point."""
+"""Deploy entry: Cloud Functions loads `main.py`; each function has its own --entry-point.
+
+`python main.py` runs the whole local stack (api, worker, consumer), supervised, like the
+original service's `python main.py` (see scripts/stack.py)."""
 
 from functions.api import api
 from functions.cleanup import cleanup
@@ -10,3 +13,10 @@ _settings = get_settings()
 setup_logging(_settings.LOG_LEVEL, _settings.LOG_FORMAT)
 
 __all__ = ["api", "process_task", "cleanup"]
+
+if __name__ == "__main__":
+    import sys
+
+    from scripts.stack import main
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,8 +1,10 @@
-"""Run the local stack: `api` and `process_task` under functions-framework + the consumer.
+"""Run the local stack: `api` and `process_task` under functions-framework + the consumer,
+supervised (a child that dies is restarted), with the daily cache cleanup.
 
-    python scripts/stack.py [--api-port 8080] [--worker-port 8081]
+    python main.py  (or python scripts/stack.py)  [--api-port 8080] [--worker-port 8081]
 
-Used by the demo, the end-to-end test and the benchmark; Ctrl-C stops everything.
+Used by the demo, the end-to-end tests and the benchmarks; SIGTERM or Ctrl-C stops
+everything cleanly.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -117,26 +124,110 @@ class LocalStack:
         self.stop()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="run api + worker + consumer locally")
+RESTART_BACKOFF_S = (1, 2, 5, 10, 30, 60)
+"""Pauses before restarting a child that died, growing with each death in a row."""
+
+STABLE_AFTER_S = 60
+"""A child that ran this long before dying starts again from the shortest pause."""
+
+
+def next_daily(now: datetime, at: dt_time) -> datetime:
+    """The next moment the wall clock of `now`'s zone shows `at` (today or tomorrow)."""
+    candidate = now.replace(hour=at.hour, minute=at.minute, second=at.second, microsecond=0)
+    return candidate if candidate > now else candidate + timedelta(days=1)
+
+
+class Supervisor:
+    """Keeps the local stack running unattended: a child that dies is logged and started
+    again with backoff; the cache cleanup runs daily at CLEANUP_AT in CLEANUP_TZ (the
+    stuck-task reaper runs in the consumer every 30 s). `stop()` (SIGTERM) stops all."""
+
+    def __init__(self, stack: LocalStack, cleanup_at: dt_time, zone: ZoneInfo,
+                 clock: Callable[[], datetime] | None = None,
+                 cleanup: Callable[[], int] | None = None) -> None:
+        self.stack = stack
+        self.cleanup_at, self.zone = cleanup_at, zone
+        self.clock = clock or (lambda: datetime.now(zone))
+        self.cleanup = cleanup or run_cleanup
+        self.stopping = threading.Event()
+        self.deaths: dict[str, int] = {}
+        self.started_at: dict[str, float] = {}
+
+    def run(self) -> None:
+        for name, process in self.stack.processes.items():
+            self.started_at[name] = time.monotonic()
+            log(f"{name} started (pid {process.pid})")
+        next_cleanup = next_daily(self.clock(), self.cleanup_at)
+        log(f"cache cleanup scheduled at {next_cleanup.isoformat()}")
+        while not self.stopping.wait(0.5):
+            for name in list(self.stack.commands):
+                self._watch(name)
+            if self.clock() >= next_cleanup:
+                threading.Thread(target=self._cleanup, daemon=True).start()
+                next_cleanup = next_daily(self.clock(), self.cleanup_at)
+                log(f"next cache cleanup at {next_cleanup.isoformat()}")
+        self.stack.stop()
+        log("stack stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _watch(self, name: str) -> None:
+        process = self.stack.processes.get(name)
+        if process is None or process.poll() is None:
+            return
+        ran_s = time.monotonic() - self.started_at.get(name, 0)
+        deaths = 1 if ran_s >= STABLE_AFTER_S else self.deaths.get(name, 0) + 1
+        self.deaths[name] = deaths
+        pause = RESTART_BACKOFF_S[min(deaths, len(RESTART_BACKOFF_S)) - 1]
+        log(f"{name} exited with code {process.returncode} after {ran_s:.0f} s; "
+            f"restarting in {pause} s")
+        self.stack.processes.pop(name)
+        if self.stopping.wait(pause):
+            return
+        try:
+            self.stack.restart(name)
+        except RuntimeError as error:  # it died again while starting: next round retries
+            log(f"{name} did not come back: {error}")
+            return
+        self.started_at[name] = time.monotonic()
+        log(f"{name} started (pid {self.stack.processes[name].pid})")
+
+    def _cleanup(self) -> None:
+        log("cache cleanup starting")
+        code = self.cleanup()
+        log(f"cache cleanup finished with code {code}")
+
+
+def run_cleanup() -> int:
+    """The daily cache cleanup, as `scripts/clean_videos.py` (same code as the function)."""
+    return subprocess.run([sys.executable, "scripts/clean_videos.py"], cwd=ROOT,
+                          check=False).returncode
+
+
+def log(message: str) -> None:
+    print(f"{datetime.now().isoformat(timespec='seconds')} stack: {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run api + worker + consumer locally, "
+                                     "supervised, with the daily cache cleanup")
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--worker-port", type=int, default=8081)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    from shared.config import get_settings
     from shared.services import get_services
 
+    settings = get_settings()
     get_services()  # migrate the database and start embedded Redis once, before the children
     stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port)
     stack.start()
     print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: stack.stop())
-    try:
-        while all(p.poll() is None for p in stack.processes.values()) and stack.processes:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.stop()
+    supervisor = Supervisor(stack, settings.cleanup_time, ZoneInfo(settings.CLEANUP_TZ))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: supervisor.stop())
+    supervisor.run()
     return 0
 
 

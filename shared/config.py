@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import time as dt_time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
     MAX_QUOTA_WAIT_S: float = Field(default=86400, gt=0)
     RECONCILE_GRACE_S: float = Field(default=60, gt=0)
     CACHE_DAYS: int = Field(default=7, ge=1)
+    CLEANUP_AT: str = "03:00"
+    CLEANUP_TZ: str = "Asia/Shanghai"
     DOWNLOAD_CONNECT_TIMEOUT_S: float = Field(default=10, gt=0)
     DOWNLOAD_READ_TIMEOUT_S: float = Field(default=30, gt=0)
     DOWNLOAD_TOTAL_TIMEOUT_S: float = Field(default=300, gt=0)
@@ -186,7 +189,20 @@ class Settings(BaseSettings):
         """Where the queue delivers: WORKER_URL, or the local worker of scripts/stack.py."""
         return self.WORKER_URL or LOCAL_WORKER_URL
 
-    @field_validator("QUOTA_TZ")
+    @field_validator("CLEANUP_AT")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        try:
+            dt_time.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be a time of day, HH:MM or HH:MM:SS") from None
+        return value
+
+    @property
+    def cleanup_time(self) -> dt_time:
+        return dt_time.fromisoformat(self.CLEANUP_AT)
+
+    @field_validator("QUOTA_TZ", "CLEANUP_TZ")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
