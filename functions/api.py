@@ -32,6 +32,8 @@ ROUTES = Map(
         Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
         Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
         Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
+        Rule("/api/v1/accounts/<key_id>/<any(enable, disable):action>",
+             endpoint="account_status", methods=["POST"]),
         Rule("/api/v1/search", endpoint="search", methods=["GET"]),
         Rule("/api/v1/stats", endpoint="stats", methods=["GET"]),
         Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
@@ -135,6 +137,12 @@ def accounts(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=service.pool_stats(services))
 
 
+def account_status(request: flask.Request, services: Services, key_id: str,
+                   action: str) -> flask.Response:
+    account = service.set_account_enabled(services, key_id, action == "enable")
+    return reply(200, f"key {action}d", data=account)
+
+
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(request.args.to_dict(),
                                        context=validation_context(services))
@@ -167,6 +175,6 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 
 HANDLERS = {
     "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
-    "accounts": accounts, "search": search, "stats": stats, "dashboard": dashboard,
-    "healthz": healthz, "openapi": openapi,
+    "accounts": accounts, "account_status": account_status, "search": search,
+    "stats": stats, "dashboard": dashboard, "healthz": healthz, "openapi": openapi,
 }

@@ -1,9 +1,11 @@
 """Import Gemini accounts into the key pool.
 
     python scripts/import_accounts.py --file google_accounts.json [--replace] [--dry-run]
+    python scripts/import_accounts.py --enable KEY_ID | --disable KEY_ID
 
 The file is a JSON list of {api_key, daily_limit, minute_limit, username, password, phone,
-email}. Exit codes: 0 imported, 2 bad arguments or file, 3 another import is running.
+email}. Exit codes: 0 done, 2 bad arguments or file (or a malformed key id), 3 another
+import is running, 4 no such key.
 """
 
 from __future__ import annotations
@@ -20,17 +22,24 @@ from shared.accounts.importer import (  # noqa: E402
     import_accounts,
     load_accounts,
 )
+from shared.accounts.pool import KEY_ID_PATTERN, AccountPool  # noqa: E402
 from shared.config import VAR_DIR, get_settings  # noqa: E402
 from shared.redis_conn import connect  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--file", type=Path, required=True)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--file", type=Path, help="the JSON list of keys to import")
+    action.add_argument("--enable", metavar="KEY_ID",
+                        help="bring a key back (the key_id /api/v1/accounts shows)")
+    action.add_argument("--disable", metavar="KEY_ID", help="take a key out of the pool")
     parser.add_argument("--replace", action="store_true",
                         help="remove keys that are not in the file")
     parser.add_argument("--dry-run", action="store_true", help="validate and show, write nothing")
     args = parser.parse_args(argv)
+    if args.enable or args.disable:
+        return set_enabled(args.enable or args.disable, bool(args.enable))
     try:
         entries = load_accounts(args.file)
     except ImportRefused as error:
@@ -45,6 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     if args.dry_run:
         print("dry run: nothing was written")
+    return 0
+
+
+def set_enabled(key_id: str, enabled: bool) -> int:
+    """Exit codes: 0 done, 2 malformed id, 4 no such key."""
+    if not KEY_ID_PATTERN.match(key_id):
+        print(f"{key_id[:40]!r}: malformed key id (16 lowercase hex characters)",
+              file=sys.stderr)
+        return 2
+    pool = AccountPool(connect(get_settings().REDIS_URL, VAR_DIR / "redis"))
+    if not pool.set_enabled(key_id, enabled):
+        print(f"{key_id}: no such key in the pool", file=sys.stderr)
+        return 4
+    print(f"{key_id}: {'enabled' if enabled else 'disabled'}")
     return 0
 
 

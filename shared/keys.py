@@ -53,6 +53,11 @@ ACCOUNT_PROMISED = "google_accounts:promised"
 """ZSet of request slots promised to waiting tasks (member → epoch ms of the slot), so
 each waiter is told a different free moment instead of all arriving at once."""
 
+ACCOUNT_RESYNC = "google_accounts:resync"
+"""Set (with a TTL) while the ready set counts as in step with the accounts; when it
+expires, the next acquisition puts every known key back in for a fresh look, so a status
+edited by hand in Redis is honoured within that time."""
+
 ACCOUNT_PREFIX = "google_account:"
 """Per-account keys are `google_account:{id}:info|daily|minute_window` (used in Lua too)."""
 

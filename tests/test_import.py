@@ -15,7 +15,7 @@ import redis
 from scripts.stack import ROOT
 from shared import keys
 from shared.accounts.importer import ImportRefused, import_accounts, load_accounts
-from shared.accounts.pool import AccountPool, account_id
+from shared.accounts.pool import AccountPool, Lease, NoKeyAvailable, Outcome, account_id
 from tests.conftest import REDIS_URL
 
 
@@ -132,3 +132,72 @@ def test_accounts_route_shows_masked_stats(app_env, tmp_path: Path,
     app_env(API_TOKENS="t")
     locked = functions_framework.create_app("api", "main.py").test_client()
     assert locked.get("/api/v1/accounts").status_code == 401
+
+
+# --- key administration: enable / disable, hand edits, limits changed by re-import -------
+
+
+def _disabled_key(redis_client: redis.Redis) -> tuple[AccountPool, str]:
+    import_accounts(redis_client, load_accounts_list([account(1)]))
+    pool = AccountPool(redis_client)
+    key_id = account_id(account(1)["api_key"])
+    pool.report(key_id, Outcome("disabled", "HTTP 403 PERMISSION_DENIED"))
+    assert isinstance(pool.acquire(), NoKeyAvailable)
+    return pool, key_id
+
+
+def load_accounts_list(items: list[dict]):
+    from shared.accounts.importer import AccountEntry
+
+    return [AccountEntry(**item) for item in items]
+
+
+def test_enable_and_disable_by_api(app_env, redis_client: redis.Redis) -> None:
+    app_env(API_TOKENS="admin-token")
+    pool, key_id = _disabled_key(redis_client)
+    client = functions_framework.create_app("api", "main.py").test_client()
+    auth = {"Authorization": "Bearer admin-token"}
+    assert client.post(f"/api/v1/accounts/{key_id}/enable").status_code == 401
+    enabled = client.post(f"/api/v1/accounts/{key_id}/enable", headers=auth).get_json()
+    assert enabled["code"] == 200 and enabled["data"]["status"] == "active"
+    assert isinstance(pool.acquire(), Lease)
+    disabled = client.post(f"/api/v1/accounts/{key_id}/disable", headers=auth).get_json()
+    assert disabled["data"]["disabled_reason"] == "disabled by an operator"
+    assert isinstance(pool.acquire(), NoKeyAvailable)
+    assert client.post(f"/api/v1/accounts/{'0' * 16}/enable", headers=auth).status_code == 404
+    for bad in ("xyz", "A" * 16, "0" * 17, "0" * 5000):
+        answer = client.post(f"/api/v1/accounts/{bad}/enable", headers=auth).get_json()
+        assert answer["code"] == 400 and answer["message"].startswith("key_id: malformed")
+    assert client.post(f"/api/v1/accounts/{key_id}/delete", headers=auth).status_code == 404
+    assert client.get(f"/api/v1/accounts/{key_id}/enable", headers=auth).status_code == 405
+
+
+def test_enable_and_disable_by_script(redis_client: redis.Redis) -> None:
+    pool, key_id = _disabled_key(redis_client)
+    done = run_cli("--enable", key_id)
+    assert done.returncode == 0 and "enabled" in done.stdout
+    assert isinstance(pool.acquire(), Lease)
+    assert run_cli("--disable", key_id).returncode == 0
+    assert isinstance(pool.acquire(), NoKeyAvailable)
+    assert run_cli("--enable", "0" * 16).returncode == 4
+    assert run_cli("--enable", "../etc").returncode == 2
+    assert run_cli("--enable", key_id, "--file", "x.json").returncode == 2  # one action
+
+
+def test_status_edited_by_hand_is_honoured(redis_client: redis.Redis) -> None:
+    _, key_id = _disabled_key(redis_client)
+    redis_client.hset(keys.account_info(key_id), "status", "active")  # what operators did
+    pool = AccountPool(redis_client, resync_ms=200)
+    redis_client.delete(keys.ACCOUNT_RESYNC)  # the last resync was a minute ago
+    assert isinstance(pool.acquire(), Lease)
+
+
+def test_reimport_with_a_higher_limit_frees_a_parked_key_at_once(
+        redis_client: redis.Redis) -> None:
+    import_accounts(redis_client, load_accounts_list([account(1, minute_limit=2)]))
+    pool = AccountPool(redis_client)
+    assert all(isinstance(pool.acquire(), Lease) for _ in range(2))
+    assert isinstance(pool.acquire(), NoKeyAvailable)  # parked for a minute
+    import_accounts(redis_client, load_accounts_list([account(1, minute_limit=5)]))
+    assert all(isinstance(pool.acquire(), Lease) for _ in range(3))
+    assert isinstance(pool.acquire(), NoKeyAvailable)

@@ -24,6 +24,14 @@ local day, next_day, trial_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local window_ms = tonumber(ARGV[6])
 local ready = KEYS[3]
 
+-- KEYS[7] resync marker, ARGV[7] its lifetime (ms): once per lifetime every known key is
+-- looked at again (a status set to active by hand comes back)
+if redis.call('SET', KEYS[7], '1', 'NX', 'PX', ARGV[7]) then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('ZADD', ready, 'NX', now_us, id)
+  end
+end
+
 -- ARGV[5] = '1' when the caller saw a new quota day (or just started): make sure the ready
 -- scores were computed for this day, else every parked key is re-checked
 if ARGV[5] == '1' and redis.call('GET', KEYS[4]) ~= day then

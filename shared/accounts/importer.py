@@ -158,7 +158,9 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
                                    ("last_error", "")):
                 pipe.hsetnx(info, field, default)
             pipe.sadd(keys.ACCOUNT_IDS, key_id)
-            pipe.zadd(keys.ACCOUNT_READY, {key_id: 0}, nx=True)
+            # due now: the next acquire re-checks the key under its new limits (a key
+            # parked under its old minute limit is free again at once if the new one allows)
+            pipe.zadd(keys.ACCOUNT_READY, {key_id: 0})
         for row in rows:
             if row.action == "removed":
                 pipe.srem(keys.ACCOUNT_IDS, row.key_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ LEARNED_LIMIT_MS = 10 * 60_000
 """How long a per-minute limit learned from Gemini's 429s holds before the configured
 limit is tried again."""
 
+RESYNC_MS = 60_000
+"""How often every known key is looked at again, whatever the ready set says."""
+
 PROMISE_GRACE_MS = 2_000
 """A promised slot whose moment has passed still counts this long (its task is on the
 way), so the next waiter is not promised the same slot."""
@@ -77,6 +81,10 @@ return 1
 """
 """Re-stamp one window entry with Redis' clock (the clock every script uses); a key parked
 until its window frees is parked until the re-stamped window frees."""
+
+
+KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+"""What `account_id` returns; anything else is not a key id."""
 
 
 def account_id(api_key: str) -> str:
@@ -132,9 +140,11 @@ class AccountPool:
         quota_tz: str = "America/Los_Angeles",
         clock: Callable[[], datetime] | None = None,
         window_ms: int = WINDOW_MS,
+        resync_ms: int = RESYNC_MS,
     ) -> None:
         self.redis = client
         self.window_ms = window_ms + SEND_MARGIN_MS
+        self.resync_ms = resync_ms
         self.tz = ZoneInfo(quota_tz)
         self.clock = clock or (lambda: datetime.now(self.tz))
         self._acquire = client.register_script((SCRIPTS / "acquire.lua").read_text())
@@ -154,23 +164,26 @@ class AccountPool:
 
     # --- the three calls a request makes -----------------------------------------------
 
-    def acquire(self) -> Lease | NoKeyAvailable:
+    def acquire(self, _rebuilt: bool = False) -> Lease | NoKeyAvailable:
         day, next_day_ms = self.quota_day()
         new_day = day != self._last_day
         try:
             answer = self._acquire(
                 keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_IMPORT_LOCK, keys.ACCOUNT_READY,
-                      keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON, keys.ACCOUNT_PROMISED],
+                      keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON, keys.ACCOUNT_PROMISED,
+                      keys.ACCOUNT_RESYNC],
                 args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS,
-                      "1" if new_day else "0", self.window_ms],
+                      "1" if new_day else "0", self.window_ms, self.resync_ms],
             )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
         self._last_day = day
         answer = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
         verdict = answer[0]
-        if verdict == "retry":  # the ready set was rebuilt: one more look
-            return self.acquire()
+        if verdict == "retry":  # the ready set was rebuilt: one more look, not more
+            if _rebuilt:
+                return NoKeyAvailable(60.0, "no usable key in the pool")
+            return self.acquire(_rebuilt=True)
         if verdict == "importing":
             return NoKeyAvailable(IMPORT_WAIT_S, "accounts are being imported")
         if verdict == "ok":
@@ -243,6 +256,31 @@ class AccountPool:
                   key_id,
                   self.window_ms, LEARNED_LIMIT_MS, member],
         )
+
+    # --- administration --------------------------------------------------------------
+
+    def set_enabled(self, key_id: str, enabled: bool) -> bool:
+        """An operator brings a key back (status active, failures and cooldown cleared) or
+        takes it out; False when the pool has no such key."""
+        info = keys.account_info(key_id)
+        try:
+            if not self.redis.exists(info):
+                return False
+            pipe = self.redis.pipeline(transaction=True)
+            if enabled:
+                pipe.hset(info, mapping={"status": "active", "consecutive_failures": 0,
+                                         "cooldown_until": 0, "disabled_reason": ""})
+                pipe.zadd(keys.ACCOUNT_READY, {key_id: 0})
+            else:
+                pipe.hset(info, mapping={"status": "disabled",
+                                         "disabled_reason": "disabled by an operator"})
+                pipe.zrem(keys.ACCOUNT_READY, key_id)
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+        log.info("account %s %s by an operator", key_id, "enabled" if enabled else "disabled",
+                 extra={"key_id": key_id})
+        return True
 
     # --- stats -----------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import redis
 
-from shared.errors import ApiError, ServiceUnavailable
+from shared.accounts.pool import KEY_ID_PATTERN
+from shared.errors import ApiError, ServiceUnavailable, TransientError
 from shared.search import SearchPage, SearchQuery
 from shared.services import Services
 from shared.tasks.models import (
@@ -188,6 +189,21 @@ def pool_stats(services: Services) -> dict[str, object]:
         return services.pool.stats()
     except (redis.ConnectionError, redis.TimeoutError) as error:
         raise ServiceUnavailable("redis", type(error).__name__) from error
+
+
+def set_account_enabled(services: Services, key_id: str, enabled: bool) -> dict[str, object]:
+    """Enable or disable one pool key; answers its line of /api/v1/accounts."""
+    if not KEY_ID_PATTERN.match(key_id):
+        raise ApiError(400, "key_id: malformed (16 lowercase hex characters, the key_id "
+                            "/api/v1/accounts shows)")
+    try:
+        found = services.pool.set_enabled(key_id, enabled)
+        accounts = services.pool.stats()["accounts"]
+    except (redis.ConnectionError, redis.TimeoutError, TransientError) as error:
+        raise ServiceUnavailable("redis", type(error).__name__) from error
+    if not found:
+        raise ApiError(404, f"key_id: no key {key_id} in the pool")
+    return next(account for account in accounts if account["key_id"] == key_id)
 
 
 def search(services: Services, query: SearchQuery) -> SearchPage:
