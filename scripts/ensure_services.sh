@@ -35,7 +35,9 @@ fi
 missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v chromium >/dev/null || missing+=(chromium)
+# the dashboard test checks that Chinese tags render with a real CJK font, not boxes
+[ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
 if [ "${#missing[@]}" -gt 0 ]; then
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
-echo "redis and mariadb reachable; shellcheck and chromium installed"
+echo "redis and mariadb reachable; shellcheck, chromium and a CJK font installed"

@@ -22,6 +22,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def _has_cjk(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
 @pytest.fixture
 def api_server(app_env, media_server, redis_client):
     app_env(API_TOKENS="dash-token")
@@ -87,6 +91,20 @@ def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> N
         page.click(f"#tasks tbody tr[data-task-id='{completed['task_id']}']")
         expect(page.locator("#task-detail")).to_be_visible()
         expect(page.locator("#detail-tags li")).to_have_text(completed["result"]["tags"])
+        chinese = next(tag for tag in completed["result"]["tags"] if _has_cjk(tag))
+        # the page's font stack names a CJK font and the machine has one: two different
+        # characters are drawn as two different glyphs (missing glyphs are identical boxes)
+        assert "Noto Sans CJK SC" in page.evaluate(
+            "getComputedStyle(document.body).fontFamily")
+        distinct = page.evaluate("""(text) => {
+            const draw = (ch) => {
+                const c = document.createElement('canvas'); c.width = c.height = 32;
+                const g = c.getContext('2d');
+                g.font = '24px ' + getComputedStyle(document.body).fontFamily;
+                g.fillText(ch, 2, 26); return g.getImageData(0, 0, 32, 32).data.join();
+            };
+            return new Set([...text].map(draw)).size; }""", chinese)
+        assert distinct == len(set(chinese)) > 1
         page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
 
         app_env(REDIS_URL="redis://127.0.0.1:1/0")  # Redis goes away
