@@ -127,6 +127,7 @@ def test_cloud_tasks_redelivery_after_a_crash_is_503_then_completes(
     try:
         task_id = create(stack, media_server.url("hang-once/clip.mp4"))
         wait_for(lambda: statuses(stack, [task_id])[task_id]["stage"] == "downloading")
+        wait_for(lambda: media_server.hits["/hang-once/clip.mp4"] == 1)  # request is out
         stack.kill("worker")  # mid-download
         stack.restart("worker")
         redelivery = requests.post(stack.worker_url, json={"task_id": task_id}, timeout=10,

@@ -154,6 +154,7 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
     worker = subprocess.Popen([sys.executable, "-c", KILLABLE_WORKER, task_id], env=env)
     try:
         wait_for(lambda: services.store.get(task_id).stage == "downloading", timeout_s=20)
+        wait_for(lambda: media_server.hits["/hang-once/clip.mp4"] == 1)  # request is out
     finally:
         worker.kill()
         worker.wait()
