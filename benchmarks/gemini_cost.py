@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from shared.accounts.importer import AccountEntry, import_accounts  # noqa: E402
 from shared.config import load_settings  # noqa: E402
+from shared.pipeline.runner import handle_delivery  # noqa: E402
 from shared.services import build_services  # noqa: E402
 from shared.tagging.gemini import GeminiTagger  # noqa: E402
 from shared.tasks.models import CreateTaskRequest  # noqa: E402
-from shared.tasks.service import create_task  # noqa: E402
-from shared.tasks.worker import process_task  # noqa: E402
+from shared.tasks.operations import create_task  # noqa: E402
 from shared.video.probe import ffmpeg_exe  # noqa: E402
 from tests.gemini_standin import GeminiStandIn  # noqa: E402
 
@@ -103,7 +103,7 @@ def run(mode: str, per_dimension: bool, video_url: str, standin: GeminiStandIn,
             {"url": video_url, "platform": "rpa", "dimensions": dims},
             context={"platforms": ["rpa"]})
         task_id = create_task(services, request)[0].task_id
-        process_task(task_id, services)
+        handle_delivery(task_id, services)
         for stage, ms in (services.store.get(task_id).timings or {}).items():
             timings[stage] = timings.get(stage, 0) + ms
     calls = standin.generate_calls()

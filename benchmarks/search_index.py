@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared.config import load_settings  # noqa: E402
-from shared.search import SearchQuery, TagIndex, build_client  # noqa: E402
+from shared.search import SearchQuery, TagIndex, build_search_client  # noqa: E402
 from shared.tasks.db import create_db_engine, migrate  # noqa: E402
 from shared.tasks.schema import video_tasks  # noqa: E402
 from shared.tasks.store import TaskStore  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> int:
         with engine.begin() as conn:
             conn.execute(sa.insert(video_tasks), generated_rows(args.docs))
         store = TaskStore(engine)
-        client = build_client(server.url, compat_headers=False)
+        client = build_search_client(server.url, compat_headers=False)
 
         single = TagIndex(client, "bench-single")
         tasks = next(store.iter_completed(batch=args.baseline_docs))

@@ -31,8 +31,8 @@ import json, resource, sys
 from shared.config import load_settings
 from shared.services import build_services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.service import create_task
-from shared.tasks.worker import process_task
+from shared.tasks.operations import create_task
+from shared.pipeline.runner import handle_delivery
 services = build_services(load_settings())
 request = CreateTaskRequest.model_validate({"url": sys.argv[1], "platform": "rpa"},
                                            context={"platforms": ["rpa"]})
@@ -41,7 +41,7 @@ if sys.argv[2] == "naive":
     import requests
     body = requests.get(sys.argv[1]).content          # the whole video in memory
     open("/dev/null", "wb").write(body)
-reply = process_task(task_id, services)
+reply = handle_delivery(task_id, services)
 task = services.store.get(task_id)
 print(json.dumps({"status": task.status, "size": task.size_bytes, "frames": len(task.result.frames),
                   "self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))

@@ -17,7 +17,7 @@ from shared.errors import ApiError, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
 from shared.services import Services, get_services
-from shared.tasks import service
+from shared.tasks import operations
 from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest
 from shared.tasks.stats import service_stats
 
@@ -94,7 +94,7 @@ def validation_context(services: Services) -> dict[str, list[str]]:
 def create(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request)
     parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
-    task, created = service.create_task(services, parsed, request.headers.get("Idempotency-Key"))
+    task, created = operations.create_task(services, parsed, request.headers.get("Idempotency-Key"))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
                  task_id=task.task_id)
 
@@ -102,7 +102,7 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
     parsed = SyncTagRequest.model_validate(json_object(request),
                                            context=validation_context(services))
-    status, task, retry_after = service.tag_now(services, parsed)
+    status, task, retry_after = operations.tag_now(services, parsed)
     headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
     if status == 200 and task.result is not None:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
@@ -118,35 +118,35 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
 
 
 def get(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = service.get_task(services, task_id)
+    task = operations.get_task(services, task_id)
     return reply(200, task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
     query = ListTasksQuery.model_validate(request.args.to_dict())
-    page = service.list_tasks(services, query)
+    page = operations.list_tasks(services, query)
     return reply(200, data=page.model_dump(mode="json"))
 
 
 def retry(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = service.retry_task(services, task_id)
+    task = operations.retry_task(services, task_id)
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
 def accounts(request: flask.Request, services: Services) -> flask.Response:
-    return reply(200, data=service.pool_stats(services))
+    return reply(200, data=operations.pool_stats(services))
 
 
 def account_status(request: flask.Request, services: Services, key_id: str,
                    action: str) -> flask.Response:
-    account = service.set_account_enabled(services, key_id, action == "enable")
+    account = operations.set_account_enabled(services, key_id, action == "enable")
     return reply(200, f"key {action}d", data=account)
 
 
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(request.args.to_dict(),
                                        context=validation_context(services))
-    return reply(200, data=service.search(services, query).model_dump(mode="json"))
+    return reply(200, data=operations.search(services, query).model_dump(mode="json"))
 
 
 def stats(request: flask.Request, services: Services) -> flask.Response:
@@ -164,7 +164,7 @@ def dashboard(request: flask.Request, services: Services,
 
 
 def healthz(request: flask.Request, services: Services) -> flask.Response:
-    checks = service.health(services)
+    checks = operations.health(services)
     healthy = all(value == "ok" for value in checks.values())
     return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=checks)
 

@@ -12,9 +12,9 @@ import flask
 from functions.http import check_worker_token, nosniff, reply
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ApiError, ServiceUnavailable
+from shared.pipeline.callbacks import notify
+from shared.pipeline.reaper import reap_stuck_tasks, retry_indexing
 from shared.services import get_services
-from shared.tasks.callbacks import notify
-from shared.tasks.reaper import reap_stuck_tasks, retry_indexing
 
 
 @nosniff

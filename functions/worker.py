@@ -10,9 +10,9 @@ import flask
 from functions.http import check_worker_token, json_object, nosniff, reply
 from shared.errors import ApiError, ServiceUnavailable
 from shared.logs import log_context, trace_fields
+from shared.pipeline.runner import handle_delivery
 from shared.services import get_services
 from shared.tasks.models import TASK_ID_PATTERN
-from shared.tasks.worker import process_task as run_task
 
 log = logging.getLogger("vision_to_tag.worker")
 
@@ -48,7 +48,7 @@ def process_task(request: flask.Request) -> flask.Response:
             request.headers.get("X-CloudTasks-TaskRetryCount", "-"),
             request.headers.get("X-CloudTasks-TaskExecutionCount", "-"),
         )
-        result = run_task(task_id, services)
+        result = handle_delivery(task_id, services)
     headers = ({"Retry-After": str(max(1, math.ceil(result.retry_after_s)))}
                if result.retry_after_s else {})
     return reply(result.status_code, result.message, task_id=task_id,

@@ -16,12 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.config import get_settings  # noqa: E402
 from shared.logs import setup_logging  # noqa: E402
+from shared.pipeline.callbacks import notify  # noqa: E402
+from shared.pipeline.reaper import reap_stuck_tasks, retry_indexing  # noqa: E402
+from shared.pipeline.runner import end_failed  # noqa: E402
+from shared.queue.local_consumer import Consumer, ConsumerConfig  # noqa: E402
+from shared.queue.redis_queue import RedisQueue  # noqa: E402
 from shared.services import get_services  # noqa: E402
-from shared.tasks.callbacks import notify  # noqa: E402
-from shared.tasks.consumer import Consumer, ConsumerConfig  # noqa: E402
-from shared.tasks.queue import RedisQueue  # noqa: E402
-from shared.tasks.reaper import reap_stuck_tasks, retry_indexing  # noqa: E402
-from shared.tasks.worker import end_failed  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,7 +70,7 @@ class PlainJsonNode(Urllib3HttpNode):
         return super().perform_request(method, target, body=body, headers=headers, **kwargs)
 
 
-def build_client(url: str, compat_headers: bool = True) -> Elasticsearch:
+def build_search_client(url: str, compat_headers: bool = True) -> Elasticsearch:
     options: dict[str, Any] = {"request_timeout": 10, "max_retries": 1,
                                "retry_on_timeout": True}
     if not compat_headers:

@@ -14,12 +14,13 @@ import redis
 
 from shared.accounts.pool import AccountPool
 from shared.config import VAR_DIR, Settings, get_settings
+from shared.queue.base import TaskQueue
+from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging.base import Tagger
 from shared.tagging.local import LocalTagger
 from shared.tasks.db import create_db_engine, migrate
-from shared.tasks.queue import RedisQueue, TaskQueue
 from shared.tasks.store import TaskStore
 from shared.video.safety import UrlPolicy
 
@@ -65,10 +66,10 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
 
 def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
     if settings.QUEUE == "cloudtasks":
-        from shared.tasks.cloudtasks import CloudTasksQueue, build_client
+        from shared.queue.cloudtasks import CloudTasksQueue, build_tasks_client
 
         return CloudTasksQueue(
-            build_client(settings.CLOUD_TASKS_EMULATOR_HOST), settings.CLOUD_TASKS_QUEUE,
+            build_tasks_client(settings.CLOUD_TASKS_EMULATOR_HOST), settings.CLOUD_TASKS_QUEUE,
             settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.DISPATCH_DEADLINE_S,
         )
     return RedisQueue(client)
@@ -78,9 +79,9 @@ def build_index(settings: Settings) -> TagIndex | None:
     """The search index, or None when ES_URL is not set (search answers 503)."""
     if not settings.ES_URL:
         return None
-    from shared.search import TagIndex, build_client
+    from shared.search import TagIndex, build_search_client
 
-    return TagIndex(build_client(settings.ES_URL, settings.ES_COMPAT_HEADERS),
+    return TagIndex(build_search_client(settings.ES_URL, settings.ES_COMPAT_HEADERS),
                     settings.ES_INDEX_PREFIX, tuple(settings.ENVS))
 
 

@@ -11,8 +11,8 @@ from werkzeug.serving import make_server
 
 from scripts.stack import free_port
 from shared.config import ConfigError, load_settings
+from shared.queue.cloudtasks import build_tasks_client, task_name
 from shared.services import get_services
-from shared.tasks.cloudtasks import build_client, task_name
 from tests.helpers import wait_for
 
 QUEUE = "projects/vtt-test/locations/us-central1/queues/tagging"
@@ -76,7 +76,7 @@ def test_created_task_is_dispatched_to_the_worker_and_completes(cloud_env, media
 def test_duplicate_create_is_harmless(cloud_env, media_server):
     services = get_services()
     from shared.tasks.models import CreateTaskRequest
-    from shared.tasks.service import create_task
+    from shared.tasks.operations import create_task
 
     request = CreateTaskRequest.model_validate(
         {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},
@@ -132,5 +132,5 @@ def test_cloud_tasks_settings_are_checked_at_start_up(monkeypatch, env, message)
 
 
 def test_client_builds_for_the_emulator(tasks_emulator):
-    client = build_client(tasks_emulator)
+    client = build_tasks_client(tasks_emulator)
     assert client.get_queue(name=QUEUE).name == QUEUE

@@ -13,8 +13,8 @@ import time
 import redis
 
 from shared import keys
-from shared.tasks.consumer import Consumer, ConsumerConfig, backoff_delay
-from shared.tasks.queue import RedisQueue
+from shared.queue.local_consumer import Consumer, ConsumerConfig, backoff_delay
+from shared.queue.redis_queue import RedisQueue
 from tests.conftest import REDIS_URL
 from tests.helpers import wait_for
 

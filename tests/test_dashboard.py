@@ -13,8 +13,8 @@ from werkzeug.serving import make_server
 
 from scripts.stack import ROOT, free_port
 from shared.accounts.importer import AccountEntry, import_accounts
+from shared.pipeline.runner import handle_delivery
 from shared.services import get_services
-from shared.tasks.worker import process_task
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -39,14 +39,14 @@ def api_server(app_env, media_server, redis_client):
         "learned_limit": 4, "learned_until": int(time.time() * 1000) + 600_000})
     services = get_services()
     from shared.tasks.models import CreateTaskRequest
-    from shared.tasks.service import create_task
+    from shared.tasks.operations import create_task
 
     for path in ("files/clip.mp4", "status/404", "files/portrait.mp4"):
         request = CreateTaskRequest.model_validate(
             {"url": media_server.url(path), "platform": "rpa"}, context={"platforms": ["rpa"]})
         task_id = create_task(services, request)[0].task_id
         if path != "files/portrait.mp4":
-            process_task(task_id, services)
+            handle_delivery(task_id, services)
     port = free_port()
     httpd = make_server("127.0.0.1", port, functions_framework.create_app("api", "main.py"),
                         threaded=True)

@@ -15,12 +15,12 @@ from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
 from shared.config import load_settings
 from shared.errors import PermanentError, TransientError
+from shared.pipeline.runner import handle_delivery
 from shared.services import Services
 from shared.tagging.base import TagRequest
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.service import create_task
-from shared.tasks.worker import process_task
+from shared.tasks.operations import create_task
 from shared.video.frames import extract_frames
 from shared.video.probe import probe
 from tests.gemini_standin import GeminiStandIn
@@ -229,7 +229,7 @@ def run_task(services: Services, url: str, **fields):
     request = CreateTaskRequest.model_validate({"url": url, "platform": "rpa", **fields},
                                                context={"platforms": ["rpa"]})
     task_id = create_task(services, request)[0].task_id
-    return process_task(task_id, services), services.store.get(task_id)
+    return handle_delivery(task_id, services), services.store.get(task_id)
 
 
 def test_all_keys_exhausted_goes_back_pending_with_retry_after(

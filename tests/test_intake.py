@@ -10,10 +10,10 @@ import functions_framework
 import pytest
 
 from shared import keys
+from shared.pipeline.runner import handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.service import create_task
-from shared.tasks.worker import process_task
+from shared.tasks.operations import create_task
 from shared.video.safety import UrlPolicy
 
 
@@ -21,7 +21,7 @@ def run(services: Services, url: str, **fields):
     request = CreateTaskRequest.model_validate(
         {"url": url, "platform": "rpa", **fields}, context={"platforms": ["rpa"]})
     task_id = create_task(services, request)[0].task_id
-    reply = process_task(task_id, services)
+    reply = handle_delivery(task_id, services)
     return reply, services.store.get(task_id)
 
 
@@ -137,7 +137,7 @@ def test_retry_reuses_the_stored_video(sqlite_services: Services, media_server) 
     sqlite_services.tagger = FlakyTagger(sqlite_services.tagger)
     reply, task = run(sqlite_services, media_server.url("files/clip.mp4"))
     assert reply.task_status == "pending" and task.storage_uri and task.video_sha256
-    second = process_task(task.task_id, sqlite_services)
+    second = handle_delivery(task.task_id, sqlite_services)
     done = sqlite_services.store.get(task.task_id)
     assert second.task_status == "completed" and done.video_sha256 == task.video_sha256
     assert media_server.hits["/files/clip.mp4"] == 1

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 
 from shared import keys
 from shared.errors import WaitForKey
+from shared.pipeline.reaper import reap_stuck_tasks
+from shared.pipeline.runner import handle_delivery
 from shared.services import Services
-from shared.tasks.reaper import reap_stuck_tasks
 from shared.tasks.schema import video_tasks
-from shared.tasks.worker import process_task
 from tests.helpers import wait_for
 from tests.test_worker import create
 
@@ -23,13 +23,13 @@ def test_delivery_of_a_held_task_is_503_with_the_time_left(services: Services,
                                                            media_server) -> None:
     services.settings.TASK_TIMEOUT_S = 6
     task_id = create(services, media_server.url("slow/2/clip.mp4"))
-    first = threading.Thread(target=process_task, args=(task_id, services))
+    first = threading.Thread(target=handle_delivery, args=(task_id, services))
     first.start()
     wait_for(lambda: services.store.get(task_id).status == "processing")
-    busy = process_task(task_id, services)  # the lock is held
+    busy = handle_delivery(task_id, services)  # the lock is held
     assert busy.status_code == 503 and 1 <= busy.retry_after_s <= 6
     services.redis.delete(keys.task_lock(task_id))  # Redis lost the lock: the lease answers
-    leased = process_task(task_id, services)
+    leased = handle_delivery(task_id, services)
     assert leased.status_code == 503 and 1 <= leased.retry_after_s <= 6
     first.join()
     task = services.store.get(task_id)
@@ -40,7 +40,7 @@ def test_heartbeat_keeps_a_slow_live_worker_from_being_duplicated(
         services: Services, media_server) -> None:
     services.settings.TASK_TIMEOUT_S = 1  # the download alone takes 3 leases
     task_id = create(services, media_server.url("slow/3/clip.mp4"))
-    worker = threading.Thread(target=process_task, args=(task_id, services))
+    worker = threading.Thread(target=handle_delivery, args=(task_id, services))
     worker.start()
     leases = set()
     while worker.is_alive():
@@ -49,7 +49,7 @@ def test_heartbeat_keeps_a_slow_live_worker_from_being_duplicated(
             leases.add(task.lease_until)
             counts = reap_stuck_tasks(services.store, services.queue, 5, grace_s=60)
             assert counts["requeued"] == 0  # never seen as dead
-            assert process_task(task_id, services).status_code == 503
+            assert handle_delivery(task_id, services).status_code == 503
         time.sleep(0.25)
     task = services.store.get(task_id)
     assert task.status == "completed" and task.attempts == 1 and len(leases) >= 3
@@ -86,9 +86,9 @@ def test_a_kill_between_lock_and_claim_leaves_a_recoverable_task(
     services.settings.TASK_TIMEOUT_S = 1
     task_id = create(services, media_server.url("files/clip.mp4"))
     services.redis.set(keys.task_lock(task_id), "dead-worker", px=1000)
-    assert process_task(task_id, services).status_code == 503
+    assert handle_delivery(task_id, services).status_code == 503
     time.sleep(1.05)
-    assert process_task(task_id, services).task_status == "completed"
+    assert handle_delivery(task_id, services).task_status == "completed"
 
 
 class _NoKeys:
@@ -109,7 +109,7 @@ def test_waiting_for_a_key_spends_no_attempt_then_ends_at_the_limit(
     services.settings.MAX_ATTEMPTS = 2
     task_id = create(services, media_server.url("files/clip.mp4"))
     for _ in range(4):  # more waits than attempts: none is spent
-        reply = process_task(task_id, services)
+        reply = handle_delivery(task_id, services)
         assert (reply.status_code, reply.task_status) == (200, "pending")
         assert 0 < reply.retry_after_s <= 0.25  # the pool has no key: its own hint
     task = services.store.get(task_id)
@@ -118,7 +118,7 @@ def test_waiting_for_a_key_spends_no_attempt_then_ends_at_the_limit(
     assert services.redis.zscore(keys.TASK_QUEUE_DELAYED, task_id) is not None
     services.settings.MAX_QUOTA_WAIT_S = 0.5
     time.sleep(0.6)
-    reply = process_task(task_id, services)
+    reply = handle_delivery(task_id, services)
     task = services.store.get(task_id)
     assert (reply.task_status, task.status, task.error_code) == (
         "failed", "failed", "no_key_available")
@@ -128,7 +128,7 @@ def test_waiting_for_a_key_spends_no_attempt_then_ends_at_the_limit(
 def test_planned_retry_answers_200_only_once_the_next_delivery_exists(
         services: Services, media_server) -> None:
     task_id = create(services, media_server.url("status/503"))
-    reply = process_task(task_id, services)
+    reply = handle_delivery(task_id, services)
     task = services.store.get(task_id)
     assert reply.status_code == 200 and task.status == "pending"
     assert services.queue.is_live(task_id, task.delivery) is True

@@ -10,8 +10,8 @@ import redis
 
 from shared import keys
 from shared.errors import ServiceUnavailable
+from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import connect as connect_redis
-from shared.tasks.queue import RedisQueue
 
 
 def test_enqueue_take_ack(any_redis: redis.Redis) -> None:

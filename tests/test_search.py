@@ -12,19 +12,19 @@ import functions_framework
 import pytest
 
 from scripts.stack import ROOT
-from shared.search import PlainJsonNode, SearchQuery, TagIndex, build_client
+from shared.pipeline.reaper import retry_indexing
+from shared.pipeline.runner import handle_delivery
+from shared.search import PlainJsonNode, SearchQuery, TagIndex, build_search_client
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.reaper import retry_indexing
-from shared.tasks.service import create_task
-from shared.tasks.worker import process_task
+from shared.tasks.operations import create_task
 
 
 def completed_task(services: Services, url: str, env: str = "develop", **fields):
     request = CreateTaskRequest.model_validate(
         {"url": url, "platform": "rpa", "env": env, **fields}, context={"platforms": ["rpa"]})
     task_id = create_task(services, request)[0].task_id
-    process_task(task_id, services)
+    handle_delivery(task_id, services)
     return services.store.get(task_id)
 
 
@@ -32,17 +32,18 @@ def completed_task(services: Services, url: str, env: str = "develop", **fields)
 def indexed(sqlite_services: Services, search_server: str) -> Services:
     prefix = f"vtt-{uuid.uuid4().hex[:8]}"
     sqlite_services.settings.ES_URL = search_server
-    sqlite_services.index = TagIndex(build_client(search_server, compat_headers=False), prefix)
+    client = build_search_client(search_server, compat_headers=False)
+    sqlite_services.index = TagIndex(client, prefix)
     return sqlite_services
 
 
 def test_plain_json_node_is_needed_for_opensearch_servers(search_server: str) -> None:
     from elasticsearch import ApiError
 
-    assert build_client(search_server, compat_headers=False).transport.node_pool.get() \
+    assert build_search_client(search_server, compat_headers=False).transport.node_pool.get() \
         .__class__ is PlainJsonNode
     with pytest.raises(ApiError) as caught:
-        build_client(search_server, compat_headers=True).index(index="x", document={"a": 1})
+        build_search_client(search_server, compat_headers=True).index(index="x", document={"a": 1})
     assert caught.value.status_code in (400, 406)
 
 
@@ -86,7 +87,7 @@ def test_query_syntax_characters_are_plain_text(indexed: Services, media_server,
 def test_search_down_never_fails_the_task_and_is_retried(indexed: Services, media_server,
                                                          search_server: str) -> None:
     working = indexed.index
-    indexed.index = TagIndex(build_client("http://127.0.0.1:1", compat_headers=False),
+    indexed.index = TagIndex(build_search_client("http://127.0.0.1:1", compat_headers=False),
                              working.prefix)
     task = completed_task(indexed, media_server.url("files/clip.mp4"))
     assert task.status == "completed" and task.indexed_at is None
@@ -156,7 +157,8 @@ def test_reindex_script_rebuilds_from_the_store(indexed: Services, media_server,
                           "--batch", "2"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "indexed 2/3" in run.stdout and "done: 3 of 3" in run.stdout
-    rebuilt = TagIndex(build_client(indexed.settings.ES_URL, compat_headers=False), fresh_prefix)
+    rebuilt = TagIndex(build_search_client(indexed.settings.ES_URL, compat_headers=False),
+                       fresh_prefix)
     assert rebuilt.search(SearchQuery(tags=["横屏"])).total == 3
     bad = subprocess.run([sys.executable, "scripts/reindex.py", "--since", "last week"],
                          cwd=ROOT, env=env, capture_output=True, text=True)

@@ -10,8 +10,8 @@ import functions_framework
 
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.logs import JsonFormatter, TextFormatter, log_context, trace_fields
+from shared.pipeline.runner import handle_delivery
 from shared.services import get_services
-from shared.tasks.worker import process_task
 
 
 def test_stats_match_what_happened(app_env, media_server, redis_client) -> None:
@@ -24,7 +24,7 @@ def test_stats_match_what_happened(app_env, media_server, redis_client) -> None:
            for path in ("files/clip.mp4", "status/404", "files/portrait.mp4")]
     services = get_services()
     for task_id in ids[:2]:
-        process_task(task_id, services)
+        handle_delivery(task_id, services)
     redis_client.lpop("task_queue")
     redis_client.lpop("task_queue")
     data = client.get("/api/v1/stats").get_json()["data"]
@@ -81,14 +81,14 @@ def test_text_lines_are_single_and_readable() -> None:
 
 def test_every_stage_leaves_one_line(sqlite_services, media_server, caplog) -> None:
     from shared.tasks.models import CreateTaskRequest
-    from shared.tasks.service import create_task
+    from shared.tasks.operations import create_task
 
     request = CreateTaskRequest.model_validate(
         {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},
         context={"platforms": ["rpa"]})
     task_id = create_task(sqlite_services, request)[0].task_id
     with caplog.at_level(logging.INFO, logger="vision_to_tag.pipeline"):
-        process_task(task_id, sqlite_services)
+        handle_delivery(task_id, sqlite_services)
     stages = [r.stage for r in caplog.records if r.name == "vision_to_tag.pipeline"]
     assert stages == ["downloading", "probing", "extracting_frames", "tagging"]
     assert all(isinstance(r.duration_ms, int) for r in caplog.records

@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from shared import keys
+from shared.pipeline.reaper import reap_stuck_tasks
+from shared.pipeline.runner import handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.reaper import reap_stuck_tasks
-from shared.tasks.service import create_task
-from shared.tasks.worker import process_task
+from shared.tasks.operations import create_task
 from tests.helpers import wait_for
 
 
@@ -31,7 +31,7 @@ def create(services: Services, url: str, **fields) -> str:
 
 def test_happy_path_records_result_timings_and_storage(services: Services, media_server) -> None:
     task_id = create(services, media_server.url("files/clip.mp4"), dimensions=["vision", "audio"])
-    reply = process_task(task_id, services)
+    reply = handle_delivery(task_id, services)
     assert (reply.status_code, reply.task_status) == (200, "completed")
     task = services.store.get(task_id)
     assert task.status == "completed" and task.attempts == 1 and task.stage is None
@@ -49,7 +49,7 @@ def test_happy_path_records_result_timings_and_storage(services: Services, media
 
 def test_english_and_silent_portrait(services: Services, media_server) -> None:
     task_id = create(services, media_server.url("files/portrait.mp4"), language="en")
-    process_task(task_id, services)
+    handle_delivery(task_id, services)
     result = services.store.get(task_id).result
     assert {"portrait", "silent", "SD"} <= set(result.tags) and result.language == "en"
 
@@ -58,7 +58,7 @@ def test_two_workers_same_task_exactly_one_processes(services: Services, media_s
     path = "slow/1/clip.mp4"
     task_id = create(services, media_server.url(path))
     replies = []
-    threads = [threading.Thread(target=lambda: replies.append(process_task(task_id, services)))
+    threads = [threading.Thread(target=lambda: replies.append(handle_delivery(task_id, services)))
                for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -72,7 +72,7 @@ def test_two_workers_same_task_exactly_one_processes(services: Services, media_s
 def test_transient_failure_is_retried_then_completes(services: Services, media_server) -> None:
     task_id = create(services, media_server.url("flaky/2/clip.mp4"))
     for attempt in (1, 2):
-        reply = process_task(task_id, services)
+        reply = handle_delivery(task_id, services)
         # the next try is queued as a planned delivery; this one is done
         assert reply.status_code == 200 and reply.retry_after_s >= 1
         task = services.store.get(task_id)
@@ -80,7 +80,7 @@ def test_transient_failure_is_retried_then_completes(services: Services, media_s
             "pending", attempt, "download_unavailable")
         assert task.next_attempt_at > task.updated_at
         assert services.redis.zscore(keys.TASK_QUEUE_DELAYED, task_id) is not None
-    reply = process_task(task_id, services)
+    reply = handle_delivery(task_id, services)
     assert reply.task_status == "completed"
     assert services.store.get(task_id).error_code is None
 
@@ -92,7 +92,7 @@ def test_transient_failure_is_retried_then_completes(services: Services, media_s
 ])
 def test_permanent_failure_fails_at_once(services: Services, media_server, path, code) -> None:
     task_id = create(services, media_server.url(path))
-    reply = process_task(task_id, services)
+    reply = handle_delivery(task_id, services)
     assert (reply.status_code, reply.task_status) == (200, "failed")
     task = services.store.get(task_id)
     assert (task.status, task.error_code, task.attempts) == ("failed", code, 1)
@@ -102,20 +102,20 @@ def test_permanent_failure_fails_at_once(services: Services, media_server, path,
 def test_streamed_download_stops_at_the_size_limit(services: Services, media_server) -> None:
     services.settings.MAX_VIDEO_MB = 0.01
     task_id = create(services, media_server.url("chunked/clip.mp4"))
-    process_task(task_id, services)
+    handle_delivery(task_id, services)
     assert services.store.get(task_id).error_code == "video_too_large"
 
 
 def test_attempts_run_out_then_failed_and_dead_lettered(services: Services, media_server) -> None:
     services.settings.MAX_ATTEMPTS = 2
     task_id = create(services, media_server.url("status/500"))
-    assert process_task(task_id, services).task_status == "pending"
-    reply = process_task(task_id, services)
+    assert handle_delivery(task_id, services).task_status == "pending"
+    reply = handle_delivery(task_id, services)
     assert (reply.status_code, reply.task_status) == (200, "failed")
     task = services.store.get(task_id)
     assert task.status == "failed" and "after 2 attempts" in task.message
     assert services.redis.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
-    assert process_task(task_id, services).message == "task already failed"
+    assert handle_delivery(task_id, services).message == "task already failed"
 
 
 def test_completed_task_redelivered_is_acknowledged_without_work(
@@ -123,22 +123,22 @@ def test_completed_task_redelivered_is_acknowledged_without_work(
 ) -> None:
     path = "files/clip.mp4"
     task_id = create(services, media_server.url(path))
-    process_task(task_id, services)
-    reply = process_task(task_id, services)
+    handle_delivery(task_id, services)
+    reply = handle_delivery(task_id, services)
     assert (reply.status_code, reply.message) == (200, "task already completed")
     assert media_server.hits[f"/{path}"] == 1 and services.store.get(task_id).attempts == 1
 
 
 def test_unknown_task_is_dropped(services: Services) -> None:
-    assert process_task(uuid.uuid4().hex, services).status_code == 200
+    assert handle_delivery(uuid.uuid4().hex, services).status_code == 200
 
 
 KILLABLE_WORKER = """
 import sys
 from shared.config import load_settings
 from shared.services import build_services
-from shared.tasks.worker import process_task
-process_task(sys.argv[1], build_services(load_settings()))
+from shared.pipeline.runner import handle_delivery
+handle_delivery(sys.argv[1], build_services(load_settings()))
 """
 
 
@@ -167,7 +167,7 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
     assert services.redis.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
     task = services.store.get(task_id)
     assert (task.status, task.error_code) == ("pending", "worker_lost")
-    reply = process_task(task_id, services)
+    reply = handle_delivery(task_id, services)
     assert reply.task_status == "completed"
     assert services.store.get(task_id).attempts == 2
 

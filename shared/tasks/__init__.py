@@ -1,1 +1,2 @@
-"""Tasks: request/result models, the MySQL/SQLite store, queue backends and the pipeline."""
+"""The task record: request/result models, the `video_tasks` schema and migrations, the
+store (state machine and queries), and the operations behind the HTTP API."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,7 +43,17 @@ def new_task_id() -> str:
     """Canonical dashed UUID, like the original service answered."""
     return str(uuid.uuid4())
 
+class TaskStatus(StrEnum):
+    """pending → processing → completed | failed (docs/architecture.md, "Task states")."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
 Status = Literal["pending", "processing", "completed", "failed"]
+"""The same values as a type the OpenAPI document spells out inline."""
 Stage = Literal["downloading", "probing", "extracting_frames", "tagging", "saving", "indexing"]
 LANGUAGES = ("zh", "en")
 

@@ -10,6 +10,7 @@ import redis
 
 from shared.errors import ServiceUnavailable
 from shared.services import Services
+from shared.tasks.models import TaskStatus
 from shared.tasks.store import utcnow
 
 WINDOW = timedelta(hours=1)
@@ -41,12 +42,12 @@ def service_stats(services: Services) -> dict[str, Any]:
         raise ServiceUnavailable("redis", type(error).__name__) from error
     return {
         "tasks": {status: store.count_by_status().get(status, 0)
-                  for status in ("pending", "processing", "completed", "failed")},
+                  for status in TaskStatus},
         "queue": None if depth is None else {"pending": depth.pending, "delayed": depth.delayed,
                                              "in_flight": depth.in_flight,
                                              "failed": depth.failed},
-        "last_hour": {"completed": sum(1 for s, _ in finished if s == "completed"),
-                      "failed": sum(1 for s, _ in finished if s == "failed"),
+        "last_hour": {"completed": sum(1 for s, _ in finished if s == TaskStatus.COMPLETED),
+                      "failed": sum(1 for s, _ in finished if s == TaskStatus.FAILED),
                       "stages": stages},
         "pool": pool,
         "search_enabled": services.index is not None,

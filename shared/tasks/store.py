@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from shared.errors import ServiceUnavailable
 from shared.redact import redact
-from shared.tasks.models import Task
+from shared.tasks.models import Task, TaskStatus
 from shared.tasks.schema import video_tasks as t
 
 
@@ -115,7 +115,7 @@ class TaskStore:
         """A stored result for the same video, question and model (the result cache)."""
         query = (
             sa.select(t.c.tags)
-            .where(t.c.video_sha256 == video_sha256, t.c.status == "completed")
+            .where(t.c.video_sha256 == video_sha256, t.c.status == TaskStatus.COMPLETED)
             .order_by(t.c.id.desc())
             .limit(50)
         )
@@ -133,7 +133,8 @@ class TaskStore:
     def finished_since(self, since: datetime, limit: int = 5000) -> list[tuple[str, dict]]:
         """(status, timings) of tasks that ended since `since`, newest first."""
         query = (sa.select(t.c.status, t.c.timings)
-                 .where(t.c.status.in_(("completed", "failed")), t.c.processed_end >= since)
+                 .where(t.c.status.in_((TaskStatus.COMPLETED, TaskStatus.FAILED)),
+                        t.c.processed_end >= since)
                  .order_by(t.c.processed_end.desc()).limit(limit))
         with self._connect() as conn:
             return [(status, timings or {}) for status, timings in conn.execute(query)]
@@ -147,7 +148,7 @@ class TaskStore:
         """Processing tasks whose worker stopped renewing (crashed, killed, timed out)."""
         query = (
             sa.select(t)
-            .where(t.c.status == "processing", t.c.lease_until < (now or utcnow()))
+            .where(t.c.status == TaskStatus.PROCESSING, t.c.lease_until < (now or utcnow()))
             .limit(limit)
         )
         with self._connect() as conn:
@@ -165,7 +166,7 @@ class TaskStore:
         values = {
             **fields,
             "task_id": task_id,
-            "status": "pending",
+            "status": TaskStatus.PENDING,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
@@ -189,14 +190,14 @@ class TaskStore:
         """Take ownership: pending, or processing with an expired lease, and attempts left."""
         now = utcnow()
         claimable = sa.or_(
-            t.c.status == "pending",
-            sa.and_(t.c.status == "processing", t.c.lease_until < now),
+            t.c.status == TaskStatus.PENDING,
+            sa.and_(t.c.status == TaskStatus.PROCESSING, t.c.lease_until < now),
         )
         update = (
             sa.update(t)
             .where(t.c.task_id == task_id, claimable, t.c.attempts < max_attempts)
             .values(
-                status="processing",
+                status=TaskStatus.PROCESSING,
                 stage=None,
                 attempts=t.c.attempts + 1,
                 lease_until=now + timedelta(seconds=lease_s),
@@ -213,7 +214,7 @@ class TaskStore:
             return Claim("missing")
         if claimed:
             return Claim("claimed", task)
-        if task.status in ("completed", "failed"):
+        if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
             return Claim(task.status, task)
         if task.attempts >= max_attempts:
             return Claim("exhausted", task)
@@ -240,7 +241,7 @@ class TaskStore:
     ) -> bool:
         now = utcnow()
         return self._update_owned(
-            task_id, attempt, status="completed", stage=None, tags=result, timings=timings,
+            task_id, attempt, status=TaskStatus.COMPLETED, stage=None, tags=result, timings=timings,
             message=None, error_code=None, lease_until=None, processed_end=now,
             waiting_since=None, **video,
         )
@@ -250,7 +251,7 @@ class TaskStore:
         timings: dict[str, int] | None = None,
     ) -> bool:
         return self._update_owned(
-            task_id, attempt, status="failed", error_code=error_code, message=message,
+            task_id, attempt, status=TaskStatus.FAILED, error_code=error_code, message=message,
             timings=timings, lease_until=None, processed_end=utcnow(), waiting_since=None,
         )
 
@@ -265,7 +266,7 @@ class TaskStore:
         for a Gemini key (bounded by MAX_QUOTA_WAIT_S)."""
         now = utcnow()
         values: dict[str, Any] = {
-            "status": "pending", "error_code": error_code, "message": message,
+            "status": TaskStatus.PENDING, "error_code": error_code, "message": message,
             "timings": timings, "lease_until": None, "processed_end": now,
             "next_attempt_at": now + timedelta(seconds=retry_in_s),
         }
@@ -280,7 +281,7 @@ class TaskStore:
         now = utcnow()
         update = (
             sa.update(t)
-            .where(t.c.task_id == task_id, t.c.status == "pending")
+            .where(t.c.task_id == task_id, t.c.status == TaskStatus.PENDING)
             .values(delivery=generation, next_attempt_at=now + timedelta(seconds=delay_s),
                     updated_at=now)
         )
@@ -292,7 +293,7 @@ class TaskStore:
         """Pending tasks whose delivery should have arrived more than `grace_s` ago."""
         cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
         due = sa.func.coalesce(t.c.next_attempt_at, t.c.updated_at)
-        query = (sa.select(t).where(t.c.status == "pending", due < cutoff)
+        query = (sa.select(t).where(t.c.status == TaskStatus.PENDING, due < cutoff)
                  .order_by(t.c.id).limit(limit))
         with self._connect() as conn:
             return [_to_task(row) for row in conn.execute(query).mappings()]
@@ -303,16 +304,16 @@ class TaskStore:
         now = utcnow()
         values: dict[str, Any]
         if task.attempts >= max_attempts:
-            values = {"status": "failed", "error_code": "attempts_exhausted",
+            values = {"status": TaskStatus.FAILED, "error_code": "attempts_exhausted",
                       "processed_end": now}
         else:
-            values = {"status": "pending", "error_code": "worker_lost",
+            values = {"status": TaskStatus.PENDING, "error_code": "worker_lost",
                       "next_attempt_at": now, "delivery": generation}
         update = (
             sa.update(t)
             .where(
                 t.c.task_id == task.task_id,
-                t.c.status == "processing",
+                t.c.status == TaskStatus.PROCESSING,
                 t.c.attempts == task.attempts,
                 t.c.lease_until < now,
             )
@@ -321,7 +322,7 @@ class TaskStore:
         with self._begin() as conn:
             if conn.execute(update).rowcount != 1:
                 return "skipped"
-        return "requeued" if values["status"] == "pending" else "failed"
+        return "requeued" if values["status"] == TaskStatus.PENDING else "failed"
 
     def record_callback(self, task_id: str, *, status: str, attempts: int,
                         error: str | None) -> None:
@@ -345,7 +346,7 @@ class TaskStore:
     def not_indexed(self, older_than_s: float = 60, limit: int = 500) -> list[Task]:
         """Completed tasks that have not reached the search index (the reaper retries)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
-        query = (sa.select(t).where(t.c.status == "completed", t.c.indexed_at.is_(None),
+        query = (sa.select(t).where(t.c.status == TaskStatus.COMPLETED, t.c.indexed_at.is_(None),
                                     t.c.updated_at < cutoff).order_by(t.c.id).limit(limit))
         with self._connect() as conn:
             return [_to_task(row) for row in conn.execute(query).mappings()]
@@ -355,7 +356,7 @@ class TaskStore:
         """Completed tasks in id order, a batch at a time (keyset pagination)."""
         last_id = 0
         while True:
-            query = sa.select(t).where(t.c.status == "completed", t.c.id > last_id)
+            query = sa.select(t).where(t.c.status == TaskStatus.COMPLETED, t.c.id > last_id)
             if env:
                 query = query.where(t.c.env == env)
             if since:
@@ -368,7 +369,7 @@ class TaskStore:
             yield [_to_task(row) for row in rows]
 
     def count_completed(self, *, env: str | None = None, since: datetime | None = None) -> int:
-        query = sa.select(sa.func.count()).where(t.c.status == "completed")
+        query = sa.select(sa.func.count()).where(t.c.status == TaskStatus.COMPLETED)
         if env:
             query = query.where(t.c.env == env)
         if since:
@@ -381,8 +382,8 @@ class TaskStore:
         now = utcnow()
         update = (
             sa.update(t)
-            .where(t.c.task_id == task_id, t.c.status == "pending")
-            .values(status="failed", error_code=error_code, message=redact(message),
+            .where(t.c.task_id == task_id, t.c.status == TaskStatus.PENDING)
+            .values(status=TaskStatus.FAILED, error_code=error_code, message=redact(message),
                     processed_end=now, updated_at=now, waiting_since=None)
         )
         with self._begin() as conn:
@@ -392,8 +393,8 @@ class TaskStore:
         """A failed task back to pending with fresh attempts (the retry route)."""
         update = (
             sa.update(t)
-            .where(t.c.task_id == task_id, t.c.status == "failed")
-            .values(status="pending", attempts=0, stage=None, lease_until=None,
+            .where(t.c.task_id == task_id, t.c.status == TaskStatus.FAILED)
+            .values(status=TaskStatus.PENDING, attempts=0, stage=None, lease_until=None,
                     next_attempt_at=utcnow(), waiting_since=None, updated_at=utcnow())
         )
         with self._begin() as conn:
@@ -403,8 +404,8 @@ class TaskStore:
         """Undo `reset_failed` when the re-queue could not be written."""
         update = (
             sa.update(t)
-            .where(t.c.task_id == task.task_id, t.c.status == "pending")
-            .values(status="failed", attempts=task.attempts, updated_at=utcnow())
+            .where(t.c.task_id == task.task_id, t.c.status == TaskStatus.PENDING)
+            .values(status=TaskStatus.FAILED, attempts=task.attempts, updated_at=utcnow())
         )
         with self._begin() as conn:
             conn.execute(update)
@@ -415,7 +416,8 @@ class TaskStore:
         _redact_values(values)
         update = (
             sa.update(t)
-            .where(t.c.task_id == task_id, t.c.status == "processing", t.c.attempts == attempt)
+            .where(t.c.task_id == task_id, t.c.status == TaskStatus.PROCESSING,
+                   t.c.attempts == attempt)
             .values(**values, updated_at=utcnow())
         )
         with self._begin() as conn:

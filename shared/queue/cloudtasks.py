@@ -34,7 +34,7 @@ def task_name(queue_path: str, task_id: str, generation: str = "0") -> str:
     return f"{queue_path}/tasks/{prefix}-{task_id}-{generation}"
 
 
-def build_client(emulator_host: str = "") -> tasks_v2.CloudTasksClient:
+def build_tasks_client(emulator_host: str = "") -> tasks_v2.CloudTasksClient:
     """The real client; `emulator_host` (host:port) talks plain gRPC to a local emulator."""
     if not emulator_host:
         return tasks_v2.CloudTasksClient()

@@ -12,6 +12,8 @@ import redis
 
 from shared.accounts.pool import KEY_ID_PATTERN
 from shared.errors import ApiError, ServiceUnavailable, TransientError
+from shared.pipeline.runner import WorkerReply, handle_delivery
+from shared.queue.base import new_generation
 from shared.search import SearchPage, SearchQuery
 from shared.services import Services
 from shared.tasks.models import (
@@ -19,12 +21,11 @@ from shared.tasks.models import (
     ListTasksQuery,
     Task,
     TaskPage,
+    TaskStatus,
     new_task_id,
     task_id_forms,
 )
-from shared.tasks.queue import new_generation
 from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
-from shared.tasks.worker import WorkerReply, process_task
 from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")
@@ -102,7 +103,7 @@ def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, 
     handed_off = threading.Event()
 
     def run() -> WorkerReply:
-        reply = process_task(task.task_id, services, handed_off)
+        reply = handle_delivery(task.task_id, services, handed_off)
         if reply.status_code == 503:  # nothing queued it (a backing service was down)
             services.queue.enqueue(task.task_id, url=task.url,
                                    delay_s=reply.retry_after_s or 0,
@@ -116,9 +117,9 @@ def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, 
         handed_off.set()  # the thread queues the task at its next stage (or the reaper does)
         return 504, get_task(services, task.task_id), None
     final = get_task(services, task.task_id)
-    if final.status == "completed":
+    if final.status == TaskStatus.COMPLETED:
         return 200, final, None
-    if final.status == "failed":
+    if final.status == TaskStatus.FAILED:
         return SYNC_ERROR_STATUS.get(final.error_code or "", 503), final, None
     status = SYNC_ERROR_STATUS.get(final.error_code or "", 503)
     return status, final, reply.retry_after_s
@@ -167,7 +168,7 @@ def retry_task(services: Services, task_id: str) -> Task:
     """A failed task goes back to pending with fresh attempts and is re-queued."""
     task = get_task(services, task_id)
     task_id = task.task_id  # the stored form
-    if task.status != "failed":
+    if task.status != TaskStatus.FAILED:
         raise ApiError(409, f"task_id: task is {task.status}; only failed tasks can be retried")
     if not services.store.reset_failed(task_id):
         raise ApiError(409, "task_id: task changed while retrying; try again")

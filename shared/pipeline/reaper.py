@@ -18,9 +18,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from shared.queue.base import TaskQueue, new_generation
 from shared.search import TagIndex
 from shared.tasks.models import Task
-from shared.tasks.queue import TaskQueue, new_generation
 from shared.tasks.store import TaskStore, utcnow
 
 log = logging.getLogger("vision_to_tag.reaper")

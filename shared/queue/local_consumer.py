@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import requests
 
-from shared.tasks.queue import RedisQueue
+from shared.queue.redis_queue import RedisQueue
 
 log = logging.getLogger("vision_to_tag.consumer")
 

@@ -31,10 +31,11 @@ from shared.errors import (
     WaitForKey,
 )
 from shared.logs import log_context
+from shared.pipeline.callbacks import notify
+from shared.pipeline.stages import Job, run_stages
+from shared.queue.base import new_generation
 from shared.services import Services
-from shared.tasks.callbacks import notify
-from shared.tasks.pipeline import Job, run_stages
-from shared.tasks.queue import new_generation
+from shared.tasks.models import TaskStatus
 from shared.tasks.store import Claim, TaskStore
 
 log = logging.getLogger("vision_to_tag.worker")
@@ -59,7 +60,7 @@ def backoff_s(attempt: int) -> int:
     return min(MAX_RETRY_AFTER_S, 5 * 2 ** max(0, attempt - 1))
 
 
-def process_task(task_id: str, services: Services,
+def handle_delivery(task_id: str, services: Services,
                  handed_off: threading.Event | None = None) -> WorkerReply:
     """`handed_off` (the synchronous API after its timeout): stop at the next stage and
     leave the task to the queue."""
@@ -107,13 +108,13 @@ def _not_claimed(task_id: str, claim: Claim, services: Services) -> WorkerReply:
         log.warning("delivery for an unknown task: acknowledged", extra={"task_id": task_id})
         return WorkerReply(200, "unknown task: dropped")
     assert task is not None
-    if task.status == "processing":  # leased (or out of attempts) with a live lease
+    if task.status == TaskStatus.PROCESSING:  # leased (or out of attempts) with a live lease
         until = task.lease_until or datetime.now(UTC)
         return _busy((until - datetime.now(UTC)).total_seconds())
-    if claim.outcome == "exhausted" and task.status == "pending":
+    if claim.outcome == "exhausted" and task.status == TaskStatus.PENDING:
         end_failed(task_id, services, "attempts_exhausted",
                    f"ran out of attempts ({task.message or 'no error recorded'})")
-        return WorkerReply(200, "task ran out of attempts", "failed")
+        return WorkerReply(200, "task ran out of attempts", TaskStatus.FAILED)
     return WorkerReply(200, f"task already {task.status}", task.status)
 
 
@@ -241,15 +242,15 @@ def _run_job(job: Job, services: Services, heartbeat: Heartbeat,
     except PermanentError as error:
         end_failed(task_id, services, error.error_code, error.message, attempt, job.timings,
                    dead_letter=False)
-        return WorkerReply(200, error.message, "failed")
+        return WorkerReply(200, error.message, TaskStatus.FAILED)
     except Exception as error:  # transient, or unexpected: retried while attempts last
         return _transient(job, error, services)
     if not saved:
-        return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
+        return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
     log.info("task completed", extra={"duration_ms": sum(job.timings.values())})
     index_completed(task_id, services)
     notify(task_id, services)
-    return WorkerReply(200, "completed", "completed")
+    return WorkerReply(200, "completed", TaskStatus.COMPLETED)
 
 
 def index_completed(task_id: str, services: Services) -> bool:
@@ -281,7 +282,7 @@ def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
         code, message = "internal_error", f"{type(error).__name__}: {error}"
         log.exception("unexpected error", extra={"task_id": task_id, "attempt": attempt})
     if code == "lease_lost":
-        return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
+        return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
     if isinstance(error, WaitForKey):
         return _wait_for_key(job, error, services)
     if isinstance(error, HandedOff):
@@ -289,7 +290,7 @@ def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
     if attempt >= services.settings.MAX_ATTEMPTS:
         end_failed(task_id, services, code, f"{message} (after {attempt} attempts)", attempt,
                    job.timings)
-        return WorkerReply(200, message, "failed")
+        return WorkerReply(200, message, TaskStatus.FAILED)
     hint = getattr(error, "retry_after_s", None)
     return _plan_retry(job, services, code, message, hint or backoff_s(attempt))
 
@@ -305,7 +306,7 @@ def _wait_for_key(job: Job, error: WaitForKey, services: Services) -> WorkerRepl
         end_failed(task.task_id, services, "no_key_available",
                    f"no Gemini key free for {waited:.0f} s (MAX_QUOTA_WAIT_S={limit:g})",
                    task.attempts, job.timings)
-        return WorkerReply(200, error.message, "failed")
+        return WorkerReply(200, error.message, TaskStatus.FAILED)
     try:
         delay = services.pool.promise_slot()
     except TransientError:
@@ -324,15 +325,16 @@ def _plan_retry(job: Job, services: Services, code: str, message: str, delay_s: 
     if not store.release(task_id, job.task.attempts, error_code=code, message=message,
                          retry_in_s=delay_s, timings=job.timings,
                          refund_attempt=refund_attempt, waiting_for_key=waiting_for_key):
-        return WorkerReply(200, "lease lost: another attempt owns the task", "processing")
+        return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
     generation = new_generation("w" if waiting_for_key else "t")
     try:
         services.queue.enqueue(task_id, url=job.task.url, delay_s=delay_s,
                                generation=generation, planned=waiting_for_key)
         store.mark_enqueued(task_id, generation, delay_s)
     except ServiceUnavailable:
-        return WorkerReply(503, message, "pending", retry_after_s=max(1, math.ceil(delay_s)))
+        return WorkerReply(503, message, TaskStatus.PENDING,
+                           retry_after_s=max(1, math.ceil(delay_s)))
     log.info("next try in %.3f s: %s", delay_s, message,
              extra={"task_id": task_id, "error_code": code})
-    return WorkerReply(200, f"{message}; next try in {delay_s:.3f} s", "pending",
+    return WorkerReply(200, f"{message}; next try in {delay_s:.3f} s", TaskStatus.PENDING,
                        retry_after_s=round(delay_s, 3))

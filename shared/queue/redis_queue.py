@@ -1,53 +1,19 @@
-"""Task queues: the interface the api and worker use, and its Redis backend.
+"""RedisQueue: the local stand-in for Cloud Tasks (docs/architecture.md, "Queue").
 
-The Redis backend is the local stand-in for Cloud Tasks (DESIGN §6). Producers only call
-`enqueue`; `scripts/consumer.py` uses the consumer half (`take`, `ack`, `retry_later`,
-`dead_letter`, `promote_due`, `recover_in_flight`) to deliver ids to the worker over HTTP.
+Producers only call `enqueue`; the local consumer (`shared/queue/local_consumer.py`, run by
+`scripts/consumer.py`) uses the consumer half (`take`, `ack`, `retry_later`, `dead_letter`,
+`promote_due`, `recover_in_flight`) to deliver ids to the worker over HTTP.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 import redis
 
 from shared import keys
 from shared.errors import ServiceUnavailable
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    pending: int
-    delayed: int
-    in_flight: int
-    failed: int
-
-
-class TaskQueue(Protocol):
-    """What the api and the worker need from a queue, whatever the backend."""
-
-    def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0", planned: bool = False) -> None:
-        """Deliver `task_id` to the worker (after `delay_s`). Raises ServiceUnavailable.
-        `generation` tells deliveries of the same task apart (Cloud Tasks task names);
-        `planned` marks a delivery timed to a key slot the pool promised (not gated again)."""
-
-    def dead_letter(self, task_id: str) -> None:
-        """Record that the task ran out of attempts."""
-
-    def depth(self) -> QueueDepth | None:
-        """Queue sizes, or None when the backend cannot tell."""
-
-    def is_live(self, task_id: str, generation: str) -> bool | None:
-        """Whether a delivery of the task is still in the queue (None: cannot tell)."""
-
-
-def new_generation(kind: str) -> str:
-    """A fresh delivery name suffix: Cloud Tasks refuses a reused name for about an hour."""
-    return f"{kind}{time.time_ns() // 1_000:x}"
-
+from shared.queue.base import QueueDepth
 
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer

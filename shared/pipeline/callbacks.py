@@ -20,7 +20,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from shared.services import Services
-from shared.tasks.models import Envelope, Task
+from shared.tasks.models import Envelope, Task, TaskStatus
 from shared.video.fetch import USER_AGENT, safe_session
 from shared.video.safety import UrlForbidden, UrlPolicy
 
@@ -49,7 +49,7 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def deliver(url: str, body: bytes, *, task_id: str, secret: str, policy: UrlPolicy,
+def post_callback(url: str, body: bytes, *, task_id: str, secret: str, policy: UrlPolicy,
             timeout_s: float, max_attempts: int, wait_max_s: float = 30.0) -> CallbackOutcome:
     headers = {"Content-Type": "application/json", "X-Task-Id": task_id,
                "User-Agent": USER_AGENT}
@@ -86,10 +86,11 @@ def deliver(url: str, body: bytes, *, task_id: str, secret: str, policy: UrlPoli
 def notify(task_id: str, services: Services) -> CallbackOutcome | None:
     """Deliver the callback of a task that has ended, and record the outcome."""
     task = services.store.get(task_id)
-    if task is None or not task.callback_url or task.status not in ("completed", "failed"):
+    if (task is None or not task.callback_url
+            or task.status not in (TaskStatus.COMPLETED, TaskStatus.FAILED)):
         return None
     settings = services.settings
-    outcome = deliver(task.callback_url, task_body(task), task_id=task_id,
+    outcome = post_callback(task.callback_url, task_body(task), task_id=task_id,
                       secret=settings.CALLBACK_SECRET, policy=services.url_policy,
                       timeout_s=settings.CALLBACK_TIMEOUT_S,
                       max_attempts=settings.CALLBACK_MAX_ATTEMPTS)

@@ -1,0 +1,2 @@
+"""Processing one task: the stages, the runner that answers a delivery, the reaper
+(reconciler) and completion callbacks."""

@@ -1,0 +1,40 @@
+"""What the api and the worker need from a task queue, whatever the backend: Redis
+(`redis_queue.py`, local) or Cloud Tasks (`cloudtasks.py`, production)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    pending: int
+    delayed: int
+    in_flight: int
+    failed: int
+
+
+class TaskQueue(Protocol):
+    """What the api and the worker need from a queue, whatever the backend."""
+
+    def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
+                generation: str = "0", planned: bool = False) -> None:
+        """Deliver `task_id` to the worker (after `delay_s`). Raises ServiceUnavailable.
+        `generation` tells deliveries of the same task apart (Cloud Tasks task names);
+        `planned` marks a delivery timed to a key slot the pool promised (not gated again)."""
+
+    def dead_letter(self, task_id: str) -> None:
+        """Record that the task ran out of attempts."""
+
+    def depth(self) -> QueueDepth | None:
+        """Queue sizes, or None when the backend cannot tell."""
+
+    def is_live(self, task_id: str, generation: str) -> bool | None:
+        """Whether a delivery of the task is still in the queue (None: cannot tell)."""
+
+
+def new_generation(kind: str) -> str:
+    """A fresh delivery name suffix: Cloud Tasks refuses a reused name for about an hour."""
+    return f"{kind}{time.time_ns() // 1_000:x}"
