@@ -1,4 +1,4 @@
-"""Function `api`: the public HTTP API (DESIGN §3)."""
+"""Function `api`: the public HTTP API (README, "HTTP API")."""
 
 from __future__ import annotations
 

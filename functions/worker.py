@@ -1,4 +1,5 @@
-"""Function `process_task`: the queue delivers `{"task_id"}` here (DESIGN §1, §4)."""
+"""Function `process_task`: the queue delivers `{"task_id"}` here (docs/architecture.md,
+"Queue and lease protocol")."""
 
 from __future__ import annotations
 

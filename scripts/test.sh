@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
-# gcloud-tasks-emulator pins protobuf<5: installed without its dependencies (DESIGN §12)
+# gcloud-tasks-emulator pins protobuf<5: installed without its dependencies
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-emulators.txt
 bash scripts/ensure_services.sh
 .venv/bin/ruff check .

@@ -1,5 +1,5 @@
 """Delete cached videos (and their frames) by the day in their key: same code for GCS and
-the local folder. Keys look like `videos/YYYY/MM/DD/{task_id}/…` (DESIGN §10)."""
+the local folder. Keys look like `videos/YYYY/MM/DD/{task_id}/…`."""
 
 from __future__ import annotations
 

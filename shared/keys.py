@@ -1,4 +1,4 @@
-"""Every Redis key name the service uses, in one place (DESIGN §6).
+"""Every Redis key name the service uses, in one place (docs/architecture.md, "Redis keys").
 
 Key names never contain secrets: account ids are the first 16 hex of sha256(api_key).
 """

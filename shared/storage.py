@@ -1,7 +1,8 @@
 """Where videos and frames are kept: one interface, a local folder or a GCS bucket.
 
-Object keys follow DESIGN §10 and derive from the task, so a rerun overwrites instead of
-piling up copies, and cleanup can find a day's objects by their key:
+Object keys follow docs/architecture.md ("Storage keys") and derive from the task, so a
+rerun overwrites instead of piling up copies, and cleanup can find a day's objects by
+their key:
 `videos/YYYY/MM/DD/{task_id}/source.{ext}` and `.../frames/NNN.jpg`.
 """
 

@@ -1,4 +1,4 @@
--- Take one API key from the pool, atomically (DESIGN §7).
+-- Take one API key from the pool, atomically.
 -- KEYS[1] ids set, KEYS[2] import lock, KEYS[3] ready zset (id -> µs it may be free again),
 -- KEYS[4] quota day of the ready scores, KEYS[5] hash id -> why it is parked
 -- ARGV[1] quota day (YYYY-MM-DD in QUOTA_TZ), ARGV[2] start of the next quota day (ms),

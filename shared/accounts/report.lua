@@ -1,4 +1,4 @@
--- Record what Gemini answered for one key (DESIGN §7).
+-- Record what Gemini answered for one key.
 -- KEYS[1] info hash, KEYS[2] minute window, KEYS[3] ready zset (scores in µs),
 -- KEYS[4] hash id -> why it is parked
 -- ARGV[1] kind: success | minute | day | disabled | failure

@@ -1,5 +1,5 @@
 """GeminiTagger: one `generate_content` call per task for all requested dimensions,
-with the API key chosen per call from the AccountPool (DESIGN §9).
+with the API key chosen per call from the AccountPool (README, "Tagging with Gemini").
 
 Every outcome goes back to the pool; on a 429, an invalid key, a 403, a 5xx or a timeout
 the tagger fails over to the next key until `GEMINI_DEADLINE_S`. When no key is free the
@@ -281,7 +281,7 @@ def _retry_delay_s(details: list[dict]) -> float:
 
 
 def classify(error: errors.APIError) -> Outcome:
-    """What an error says about the key (DESIGN §7 and the reference's error bodies)."""
+    """What an error says about the key (Google's documented error bodies)."""
     details = _details(error)
     status = f"HTTP {error.code} {error.status or ''}".strip()
     if error.code == 429:

@@ -1,4 +1,5 @@
-"""The tagging result (DESIGN §5): stored in `video_tasks.tags`, answered as `result`."""
+"""The tagging result (docs/architecture.md, "Result shape"): stored in `video_tasks.tags`,
+answered as `result`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `video_tasks` table (DESIGN §5) as SQLAlchemy Core metadata.
+"""The `video_tasks` table (docs/architecture.md, "Schema") as SQLAlchemy Core metadata.
 
 Alembic migrations in `shared/tasks/migrations/` create and upgrade it; this module is
 what the code queries against. Keep both in step when a column is added.

@@ -1,4 +1,4 @@
-"""Create video_tasks (the original schema, extended; DESIGN §5).
+"""Create video_tasks (the original schema, extended; docs/architecture.md).
 
 Revision ID: 0001
 Revises:
