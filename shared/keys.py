@@ -62,7 +62,7 @@ ACCOUNT_PREFIX = "google_account:"
 """Per-account keys are `google_account:{id}:info|daily|minute_window` (used in Lua too)."""
 
 DAILY_TTL_S = 2 * 24 * 3600
-MINUTE_WINDOW_TTL_S = 120
+"""How long a key's daily counter lives: the quota day and the one before it."""
 
 
 def account_info(account_id: str) -> str:

@@ -9,9 +9,6 @@ and facets use them as they are.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -22,6 +19,7 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_errors
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.errors import ApiError, ServiceUnavailable
 from shared.tasks.models import DEFAULT_ENVS, Task, envs_of
 
@@ -218,7 +216,10 @@ class TagIndex:
             "track_total_hits": True,
         }
         if query.cursor:
-            body["search_after"] = decode_cursor(query.cursor)
+            try:
+                body["search_after"] = decode_cursor(query.cursor, (int, float), str)
+            except InvalidCursor as error:
+                raise ApiError(400, str(error)) from None
         with _unavailable_as_503():
             answer = self.client.search(index=indices, ignore_unavailable=True,
                                         allow_no_indices=True, **body)
@@ -232,22 +233,6 @@ class TagIndex:
             facets={bucket["key"]: bucket["doc_count"] for bucket in buckets},
             next_cursor=next_cursor,
         )
-
-
-def encode_cursor(sort_values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(sort_values).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> list[Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-    except (ValueError, binascii.Error):
-        raise ApiError(400, "cursor: not a cursor returned by this API") from None
-    if (not isinstance(values, list) or len(values) != 2
-            or not isinstance(values[0], int | float) or not isinstance(values[1], str)):
-        raise ApiError(400, "cursor: not a cursor returned by this API")
-    return values
 
 
 class _unavailable_as_503:

@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from shared.config import load_settings
+from shared.cursor import InvalidCursor
 from shared.tasks.db import create_db_engine, migrate
-from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor, TaskStore, utcnow
+from shared.tasks.store import DuplicateIdempotencyKey, TaskStore, utcnow
 
 
 @pytest.fixture

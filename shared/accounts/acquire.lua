@@ -3,7 +3,8 @@
 -- KEYS[4] quota day of the ready scores, KEYS[5] hash id -> why it is parked
 -- ARGV[1] quota day (YYYY-MM-DD in QUOTA_TZ), ARGV[2] start of the next quota day (ms),
 -- ARGV[3] unique request id, ARGV[4] half-open trial window (ms), ARGV[5] '1' on a new day,
--- ARGV[6] length of the rate window (ms; 60000 = Gemini's minute)
+-- ARGV[6] length of the rate window (ms; 60000 = Gemini's minute), ARGV[7] resync
+-- interval (ms), ARGV[8] per-account key prefix, ARGV[9] daily counter TTL (s)
 -- KEYS[6] zset of promised slots (member -> ms): a grant uses up the one now due
 -- Returns {'ok', id, api_key, member, bad...} | {'wait', wait_ms, reason, bad...}
 --       | {'importing'} | {'empty', bad...}; `bad` lists "id:reason" of skipped keys.
@@ -22,9 +23,10 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 local day, next_day, trial_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local window_ms = tonumber(ARGV[6])
+local prefix = ARGV[8]
 local ready = KEYS[3]
 
--- KEYS[7] resync marker, ARGV[7] its lifetime (ms): once per lifetime every known key is
+-- KEYS[7] resync marker, ARGV[7] its lifetime: once per lifetime every known key is
 -- looked at again (a status set to active by hand comes back)
 if redis.call('SET', KEYS[7], '1', 'NX', 'PX', ARGV[7]) then
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -43,7 +45,7 @@ end
 
 -- state of one key: 'free' | 'later', at, reason | 'drop' | 'bad'
 local function inspect(id)
-  local base = 'google_account:' .. id
+  local base = prefix .. id
   local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
                        'cooldown_until', 'api_key', 'consecutive_failures',
                        'learned_limit', 'learned_until')
@@ -83,12 +85,12 @@ while true do
   for _, id in ipairs(batch) do
     local state, a, b, c, limit, quota, failures = inspect(id)
     if state == 'free' then
-      local base = 'google_account:' .. id
+      local base = prefix .. id
       local member = now .. ':' .. ARGV[3]
       redis.call('ZADD', base .. ':minute_window', now, member)
       redis.call('PEXPIRE', base .. ':minute_window', 2 * window_ms)
       redis.call('HINCRBY', base .. ':daily', day, 1)
-      redis.call('EXPIRE', base .. ':daily', 172800)
+      redis.call('EXPIRE', base .. ':daily', ARGV[9])
       local next_free, why = 0, nil  -- ms; 0 = still free: to the back of the round robin
       local function park(at, reason)
         if at > next_free then next_free, why = at, reason end

@@ -173,7 +173,8 @@ class AccountPool:
                       keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON, keys.ACCOUNT_PROMISED,
                       keys.ACCOUNT_RESYNC],
                 args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS,
-                      "1" if new_day else "0", self.window_ms, self.resync_ms],
+                      "1" if new_day else "0", self.window_ms, self.resync_ms,
+                      keys.ACCOUNT_PREFIX, keys.DAILY_TTL_S],
             )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
@@ -203,7 +204,7 @@ class AccountPool:
         try:
             wait_ms = self._slot(keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_PROMISED],
                                  args=[day, next_day_ms, self.window_ms, uuid.uuid4().hex,
-                                       PROMISE_GRACE_MS])
+                                       PROMISE_GRACE_MS, keys.ACCOUNT_PREFIX])
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
         return None if int(wait_ms) < 0 else int(wait_ms) / 1000

@@ -1,7 +1,8 @@
 -- Promise the next free request slot of the pool to one waiting task (spreads waiters).
 -- KEYS[1] ids set, KEYS[2] promised zset (member -> ms)
 -- ARGV[1] quota day, ARGV[2] start of the next quota day (ms), ARGV[3] rate window (ms),
--- ARGV[4] unique member, ARGV[5] how long a due promise still counts (ms)
+-- ARGV[4] unique member, ARGV[5] how long a due promise still counts (ms),
+-- ARGV[6] per-account key prefix
 -- Returns the wait in ms until the promised slot, or -1 when no key can take a request.
 --
 -- Every active key frees one slot per entry of its rate window (at entry + window) and
@@ -14,7 +15,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[5]))
 
 local slots = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local base = 'google_account:' .. id
+  local base = ARGV[6] .. id
   local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
                        'cooldown_until', 'learned_limit', 'learned_until')
   local quota, limit = tonumber(f[2] or ''), tonumber(f[3] or '')

@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -21,8 +20,8 @@ from pydantic import (
 )
 
 from shared.tagging.result import ALL_DIMENSIONS, TagResult
+from shared.video.safety import check_http_url
 
-MAX_URL_LENGTH = 2048
 TASK_ID_REGEX = (r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                  r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")
 TASK_ID_PATTERN = re.compile(TASK_ID_REGEX)
@@ -54,8 +53,6 @@ class TaskStatus(StrEnum):
 
 Status = Literal["pending", "processing", "completed", "failed"]
 """The same values as a type the OpenAPI document spells out inline."""
-Stage = Literal["downloading", "probing", "extracting_frames", "tagging", "saving", "indexing"]
-LANGUAGES = ("zh", "en")
 
 
 DEFAULT_ENVS = ("develop", "production")
@@ -64,27 +61,6 @@ DEFAULT_ENVS = ("develop", "production")
 def envs_of(info: ValidationInfo) -> tuple[str, ...]:
     """The deployment's ENVS, passed in the validation context (the defaults otherwise)."""
     return tuple((info.context or {}).get("envs") or DEFAULT_ENVS)
-
-
-def check_http_url(value: str) -> str:
-    """Cheap URL check at create time (no network): http(s), a host, no credentials."""
-    if len(value) > MAX_URL_LENGTH:
-        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 32 for ch in value):
-        raise ValueError("must not contain whitespace or control characters")
-    try:
-        parts = urlsplit(value)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as error:
-        raise ValueError(f"is not a valid URL ({error})") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError("must be an http or https URL")
-    if not hostname:
-        raise ValueError("must include a host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not contain credentials")
-    return value
 
 
 class CreateTaskRequest(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from shared.accounts.pool import KEY_ID_PATTERN
+from shared.cursor import InvalidCursor
 from shared.errors import ApiError, ServiceUnavailable, TransientError
 from shared.pipeline.runner import WorkerReply, handle_delivery
 from shared.queue.base import new_generation
@@ -25,7 +26,7 @@ from shared.tasks.models import (
     new_task_id,
     task_id_forms,
 )
-from shared.tasks.store import DuplicateIdempotencyKey, InvalidCursor
+from shared.tasks.store import DuplicateIdempotencyKey
 from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")

@@ -9,8 +9,6 @@ the newer attempt.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
+from shared.cursor import decode_cursor, encode_cursor
 from shared.errors import ServiceUnavailable
 from shared.redact import redact
 from shared.tasks.models import Task, TaskStatus
@@ -35,31 +34,12 @@ class DuplicateIdempotencyKey(Exception):
     """Another task was created with the same Idempotency-Key."""
 
 
-class InvalidCursor(ValueError):
-    """The `cursor` of a task listing is not one this service handed out."""
-
-
 @dataclass(frozen=True)
 class Claim:
     """What `claim` found: `task` is set when this caller now owns the task."""
 
     outcome: str  # claimed | missing | completed | failed | leased | exhausted
     task: Task | None = None
-
-
-def encode_cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, number = raw.partition(":")
-        if version != "v1" or not number.isdigit():
-            raise ValueError
-        return int(number)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidCursor("cursor: not a cursor returned by this API") from None
 
 
 class TaskStore:
@@ -104,10 +84,10 @@ class TaskStore:
         if uid:
             query = query.where(t.c.uid == uid)
         if cursor:
-            query = query.where(t.c.id < decode_cursor(cursor))
+            query = query.where(t.c.id < decode_cursor(cursor, int)[0])
         with self._connect() as conn:
             rows = conn.execute(query).mappings().all()
-        next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+        next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
         return [_to_task(row) for row in rows[:limit]], next_cursor
 
     def find_result(self, video_sha256: str, *, dimensions: list[str], language: str,

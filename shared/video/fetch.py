@@ -29,8 +29,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
 from shared.errors import PermanentError, TransientError
-from shared.tasks.models import check_http_url
-from shared.video.safety import UrlForbidden, UrlPolicy
+from shared.video.safety import UrlPolicy
 
 CHUNK_BYTES = 256 * 1024
 """Read size while streaming: small enough to keep memory flat, big enough to be fast."""
@@ -195,11 +194,7 @@ def _follow_and_stream(
 
 
 def _check_hop(url: str, policy: UrlPolicy) -> None:
-    try:
-        check_http_url(url)
-    except ValueError as error:
-        raise UrlForbidden(f"url: redirect target {error}") from None
-    policy.check_url(url, resolve=False)
+    policy.check_url(url, resolve=False, what="url: redirect target")
 
 
 def _stream(response: requests.Response, dest: Path, limits: FetchLimits) -> Downloaded:

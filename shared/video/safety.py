@@ -108,6 +108,40 @@ def forbidden_reason(address: str) -> str | None:
     return None
 
 
+MAX_URL_LENGTH = 2048
+"""Longest URL accepted for a video or a callback."""
+
+
+def url_problem(value: str) -> str | None:
+    """What is wrong with a URL's form (no network): http(s), a host, no credentials, no
+    whitespace, at most MAX_URL_LENGTH; None when nothing is."""
+    if len(value) > MAX_URL_LENGTH:
+        return f"must be at most {MAX_URL_LENGTH} characters"
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        return "must not contain whitespace or control characters"
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as error:
+        return f"is not a valid URL ({error})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must be an http or https URL"
+    if not hostname:
+        return "must include a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain credentials"
+    return None
+
+
+def check_http_url(value: str) -> str:
+    """`url_problem` as a pydantic validator (ValueError names the problem)."""
+    problem = url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
     """What the downloader may connect to. `allowlist` holds `host:port` exemptions."""
@@ -141,16 +175,15 @@ class UrlPolicy:
             self.check_address(host, port, address)
         return addresses
 
-    def check_url(self, url: str, *, resolve: bool = True) -> None:
-        """Create-time check. An unresolvable host passes here (DNS may be down for a moment);
-        the downloader checks again before it connects."""
+    def check_url(self, url: str, *, resolve: bool = True, what: str = "url:") -> None:
+        """The form (`url_problem`), then — with `resolve` — where the host points. An
+        unresolvable host passes here (DNS may be down for a moment); the downloader
+        checks again before it connects. Used at create time, on every redirect hop and
+        for callbacks; `what` names the URL in the message."""
+        problem = url_problem(url)
+        if problem:
+            raise UrlForbidden(f"{what} {problem}")
         parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise UrlForbidden("url: must be an http or https URL")
-        if parts.username is not None or parts.password is not None:
-            raise UrlForbidden("url: must not contain credentials")
-        if not parts.hostname:
-            raise UrlForbidden("url: must include a host")
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         if not resolve:
             return
