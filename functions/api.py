@@ -11,7 +11,15 @@ from pydantic import ValidationError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
-from functions.http import api_token, check_token, describe_validation, json_object, nosniff, reply
+from functions.http import (
+    api_token,
+    check_token,
+    describe_validation,
+    json_object,
+    nosniff,
+    reply,
+    single_valued,
+)
 from functions.openapi import openapi_document
 from shared.errors import ApiError, ServiceUnavailable
 from shared.logs import log_context, trace_fields
@@ -64,6 +72,9 @@ def api(request: flask.Request) -> flask.Response:
         if request.path.startswith("/api/v1/task/"):  # an id with slashes in it
             return reply(400, "task_id: malformed (expected a UUID: dashed, or 32 hex digits)")
         return reply(404, f"no route {request.path}")
+    if endpoint == "get" and args.get("task_id") == "create":  # GET on the create route
+        return reply(405, f"method {request.method} not allowed here (allowed: POST)",
+                     headers={"Allow": "POST"})
     with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
         return _dispatch(request, endpoint, args)
 
@@ -123,7 +134,7 @@ def get(request: flask.Request, services: Services, task_id: str) -> flask.Respo
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
-    query = ListTasksQuery.model_validate(request.args.to_dict())
+    query = ListTasksQuery.model_validate(single_valued(request))
     page = operations.list_tasks(services, query)
     return reply(200, data=page.model_dump(mode="json"))
 
@@ -144,7 +155,7 @@ def account_status(request: flask.Request, services: Services, key_id: str,
 
 
 def search(request: flask.Request, services: Services) -> flask.Response:
-    query = SearchQuery.model_validate(request.args.to_dict(),
+    query = SearchQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
     return reply(200, data=operations.search(services, query).model_dump(mode="json"))
 
@@ -170,7 +181,8 @@ def healthz(request: flask.Request, services: Services) -> flask.Response:
 
 
 def openapi(request: flask.Request, services: Services) -> flask.Response:
-    return flask.jsonify(openapi_document())
+    settings = services.settings
+    return flask.jsonify(openapi_document(tuple(settings.PLATFORMS), tuple(settings.ENVS)))
 
 
 HANDLERS = {

@@ -34,6 +34,28 @@ def reply(
     return response
 
 
+def framework_error(error: Exception) -> flask.Response:
+    """What functions-framework itself answers (its router refuses a path with a control
+    character, a crash) as the envelope, like everything else."""
+    code = getattr(error, "code", None) or 500
+    message = {404: "no route", 405: "method not allowed", 413: "body too large"}.get(
+        code, "internal error" if code >= 500 else "bad request")
+    response = reply(code, f"{message} ({flask.request.path[:200]!r})" if code == 404
+                     else message)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def single_valued(request: flask.Request, *, multi: tuple[str, ...] = ()) -> dict[str, str]:
+    """The query string as one value per name; a name given twice is 400 naming it
+    (silently keeping one of them would answer a question nobody asked)."""
+    values = request.args.to_dict(flat=False)
+    for name, given in values.items():
+        if len(given) > 1 and name not in multi:
+            raise ApiError(400, f"{name[:64]}: given {len(given)} times; give it once")
+    return {name: given[0] for name, given in values.items()}
+
+
 def nosniff(handler: Callable[[flask.Request], flask.Response]
             ) -> Callable[[flask.Request], flask.Response]:
     """Every answer of a function says `X-Content-Type-Options: nosniff`: a browser never

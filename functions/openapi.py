@@ -18,6 +18,7 @@ from shared.tasks.models import (
     Task,
     TaskPage,
 )
+from shared.video.safety import MAX_URL_LENGTH
 
 REF = "#/components/schemas/{model}"
 
@@ -36,6 +37,19 @@ def _errors(*codes: int) -> dict[str, Any]:
             for code in codes}
 
 
+def _with_choices(defs: dict[str, Any], platforms: tuple[str, ...],
+                  envs: tuple[str, ...]) -> dict[str, Any]:
+    for model in ("CreateTaskRequest", "SyncTagRequest"):
+        properties = defs.get(model, {}).get("properties", {})
+        for name, choices in (("platform", platforms), ("env", envs)):
+            if choices and name in properties:
+                properties[name] = {**properties[name], "enum": list(choices)}
+        if "url" in properties:
+            properties["url"] = {**properties["url"], "maxLength": MAX_URL_LENGTH,
+                                 "pattern": HTTP_URL}
+    return defs
+
+
 def _query_parameters(model: type[BaseModel] = ListTasksQuery) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
     return [
@@ -47,10 +61,21 @@ def _query_parameters(model: type[BaseModel] = ListTasksQuery) -> list[dict[str,
 TASK_ID = {"name": "task_id", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": TASK_ID_REGEX}}
 AUTH = [{"bearer": []}, {"apiKey": []}]
+HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$"
+"""What `url` must look like (the full rules: README, "Video intake")."""
+
+TASK_LINKS = {
+    name: {"operationId": operation, "parameters": {"task_id": "$response.body#/task_id"}}
+    for name, operation in (("GetTask", "getTask"), ("RetryTask", "retryTask"))
+}
+"""The created task's id feeds the task routes (stateful testing follows them)."""
 
 
-@lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
+@lru_cache(maxsize=4)
+def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
+                     ) -> dict[str, Any]:
+    """The document; with this deployment's PLATFORMS and ENVS, `platform` and `env` are
+    enums (what the API really accepts)."""
     _, schemas = models_json_schema(
         [(CreateTaskRequest, "validation"), (SyncTagRequest, "validation"),
          (Task, "serialization"),
@@ -59,6 +84,7 @@ def openapi_document() -> dict[str, Any]:
         ref_template=REF,
     )
     get_task = {
+        "operationId": "getTask",
         "summary": "Read a task (status, stage, attempts, error, timings, result)",
         "parameters": [TASK_ID], "security": AUTH,
         "responses": {"200": _envelope("Task", "the task"), **_errors(400, 401, 403, 404, 503)},
@@ -70,16 +96,19 @@ def openapi_document() -> dict[str, Any]:
                                 "`{code, message, task_id, data}`; HTTP status = `code`."},
         "paths": {
             "/api/v1/task/create": {"post": {
+                "operationId": "createTask",
                 "summary": "Create a tagging task",
                 "security": AUTH,
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                 "schema": {"type": "string", "maxLength": 128}}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": REF.format(model="CreateTaskRequest")}}}},
-                "responses": {"200": _envelope(None, "created; `task_id` is set"),
-                              **_errors(400, 401, 403, 409, 413, 503)},
+                "responses": {"200": {**_envelope(None, "created; `task_id` is set"),
+                                      "links": TASK_LINKS},
+                              **_errors(400, 401, 403, 409, 413, 415, 503)},
             }},
             "/api/v1/vision_to_tag/google": {"post": {
+                "operationId": "tagNow",
                 "summary": "Tag a video synchronously: the whole pipeline inside the request "
                            "(bounded by SYNC_TIMEOUT_S), recorded as a task; `data.tags` is "
                            "the flat list, `data.result` the full result",
@@ -87,28 +116,31 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": REF.format(model="SyncTagRequest")}}}},
                 "responses": {"200": _envelope(None, "tags, result and task"),
-                              **_errors(400, 401, 403, 413, 415, 422, 429, 503, 504)},
+                              **_errors(400, 401, 403, 413, 415, 422, 429, 502, 503, 504)},
             }},
             "/api/v1/task/{task_id}": {"get": get_task},
-            "/api/v1/task/get/{task_id}": {"get": get_task},
+            "/api/v1/task/get/{task_id}": {"get": {**get_task, "operationId": "getTaskAlias"}},
             "/api/v1/tasks": {"get": {
+                "operationId": "listTasks",
                 "summary": "List tasks, newest first, with cursor pagination",
                 "parameters": _query_parameters(), "security": AUTH,
                 "responses": {"200": _envelope("TaskPage", "a page of tasks"),
                               **_errors(400, 401, 403, 503)},
             }},
             "/api/v1/task/{task_id}/retry": {"post": {
+                "operationId": "retryTask",
                 "summary": "Re-queue a failed task with fresh attempts",
                 "parameters": [TASK_ID], "security": AUTH,
                 "responses": {"200": _envelope("Task", "re-queued"),
                               **_errors(400, 401, 403, 404, 409, 503)},
             }},
             "/api/v1/search": {"get": {
+                "operationId": "search",
                 "summary": "Find completed tasks by tags (all / any), free text, platform, "
                            "env, uid and duration; newest first, with top-tag facets",
                 "parameters": _query_parameters(SearchQuery), "security": AUTH,
                 "responses": {"200": _envelope("SearchPage", "matching tasks and facets"),
-                              **_errors(400, 401, 403, 503)},
+                              **_errors(400, 401, 403, 501, 503)},
             }},
             "/api/v1/stats": {"get": {
                 "summary": "Tasks by status, queue depth, last hour's completions, failures "
@@ -120,6 +152,19 @@ def openapi_document() -> dict[str, Any]:
             "/dashboard": {"get": {
                 "summary": "Operator dashboard (HTML; its data comes from the API with a token)",
                 "responses": {"200": {"description": "the page"}},
+            }},
+            "/api/v1/accounts/{key_id}/{action}": {"post": {
+                "operationId": "setAccountStatus",
+                "summary": "Enable or disable one pool key (`key_id` as /api/v1/accounts "
+                           "shows it)",
+                "parameters": [
+                    {"name": "key_id", "in": "path", "required": True,
+                     "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+                    {"name": "action", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["enable", "disable"]}}],
+                "security": AUTH,
+                "responses": {"200": _envelope(None, "the key's line of /api/v1/accounts"),
+                              **_errors(400, 401, 403, 404, 503)},
             }},
             "/api/v1/accounts": {"get": {
                 "summary": "Key pool usage: per key (masked) status, use today and this "
@@ -139,7 +184,7 @@ def openapi_document() -> dict[str, Any]:
             }},
         },
         "components": {
-            "schemas": schemas["$defs"],
+            "schemas": _with_choices(schemas["$defs"], platforms, envs),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -136,10 +136,11 @@ def test_search_api_end_to_end(search_client, media_server) -> None:
     assert body["hits"][0]["summary"]
 
 
-def test_no_es_url_is_503_and_the_api_stays_up(app_env) -> None:
+def test_no_es_url_is_501_and_the_api_stays_up(app_env) -> None:
+    """Not configured is 501 (retrying cannot help); configured but down stays 503."""
     client = functions_framework.create_app("api", "main.py").test_client()
     response = client.get("/api/v1/search?tags=a")
-    assert response.status_code == 503 and "ES_URL" in response.get_json()["message"]
+    assert response.status_code == 501 and "ES_URL" in response.get_json()["message"]
     assert client.get("/healthz").status_code == 200
     app_env(ES_URL="http://127.0.0.1:1", ES_COMPAT_HEADERS="false")
     down = functions_framework.create_app("api", "main.py").test_client()

@@ -210,7 +210,7 @@ def set_account_enabled(services: Services, key_id: str, enabled: bool) -> dict[
 
 def search(services: Services, query: SearchQuery) -> SearchPage:
     if services.index is None:
-        raise ApiError(503, "search: not configured on this service (set ES_URL)")
+        raise ApiError(501, "search: not configured on this service (set ES_URL)")
     return services.index.search(query)
 
 

@@ -185,7 +185,7 @@ class UrlPolicy:
             raise UrlForbidden(f"{what} {problem}")
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        if not resolve:
+        if not resolve or self.allow_private:  # nothing would be refused: no lookup
             return
         try:
             self.addresses(parts.hostname, port, timeout_s=self.create_timeout_s)

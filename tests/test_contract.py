@@ -1,0 +1,87 @@
+"""The API keeps its OpenAPI document: Schemathesis (coverage, fuzzing and stateful
+phases) against the running `api` function, plus a plain test for each thing it found."""
+
+from __future__ import annotations
+
+import subprocess
+
+import functions_framework
+import pytest
+
+from scripts.stack import BIN, LocalStack
+from tests.conftest import REDIS_URL
+
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_schema_conformance,negative_data_rejection,unsupported_method")
+
+
+@pytest.fixture
+def client(app_env):
+    return functions_framework.create_app("api", "main.py").test_client()
+
+
+def test_get_on_the_create_route_is_405_with_allow(client) -> None:
+    response = client.get("/api/v1/task/create")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert response.get_json()["code"] == 405
+
+
+@pytest.mark.parametrize("query", ["cursor=&cursor=x", "uid=1&uid=2", "limit=5&limit=6",
+                                   "status=failed&status=pending"])
+def test_repeated_single_valued_parameters_are_400(client, query: str) -> None:
+    name = query.split("=")[0]
+    body = client.get(f"/api/v1/tasks?{query}").get_json()
+    assert body["code"] == 400 and body["message"].startswith(f"{name}: given 2 times")
+    search = client.get(f"/api/v1/search?{query}").get_json()
+    assert search["code"] == 400
+
+
+def test_documented_types_are_checked(client) -> None:
+    assert client.get("/api/v1/tasks?uid=true").get_json()["code"] == 200  # uid is a string
+    for bad in ("limit=ten", "limit=0", "status=done", "nope=1"):
+        assert client.get(f"/api/v1/tasks?{bad}").get_json()["code"] == 400
+
+
+@pytest.mark.parametrize("path", ["/api/v1/task/get/%0Aabc", "/api/v1/%0D%0A",
+                                  "/api/v1/task/%00", "/%0A"])
+def test_paths_the_framework_refuses_still_get_the_envelope(client, path: str) -> None:
+    response = client.get(path)
+    assert response.content_type == "application/json"
+    assert response.get_json()["code"] == response.status_code
+    assert response.status_code in (400, 404)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_document_links_create_to_the_task_routes(client) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    links = document["paths"]["/api/v1/task/create"]["post"]["responses"]["200"]["links"]
+    assert {link["operationId"] for link in links.values()} == {"getTask", "retryTask"}
+    assert all(link["parameters"] == {"task_id": "$response.body#/task_id"}
+               for link in links.values())
+    create = document["components"]["schemas"]["CreateTaskRequest"]["properties"]
+    assert create["platform"]["enum"] == ["rpa", "miaobi"]
+    assert create["env"]["enum"] == ["develop", "production"]
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_nothing(mysql_db_url, redis_client, search_server,
+                                    tmp_path) -> None:
+    """No worker is running and private URLs are allowed: nothing leaves 127.0.0.1. The
+    synchronous route is excluded (it would download whatever URL is generated)."""
+    env = {"DATABASE_URL": mysql_db_url, "REDIS_URL": REDIS_URL, "API_TOKENS": "c0ntract",
+           "STORAGE_DIR": str(tmp_path / "storage"), "ALLOW_PRIVATE_URLS": "true",
+           "ES_URL": search_server, "ES_COMPAT_HEADERS": "false",
+           "ES_INDEX_PREFIX": "contract"}
+    stack = LocalStack(env, log_dir=tmp_path / "logs")
+    stack.start(consumer=False)
+    try:
+        run = subprocess.run(
+            [str(BIN / "st"), "run", f"{stack.api_url}/api/v1/openapi.json",
+             "--phases", "coverage,fuzzing,stateful", "--checks", CHECKS, "--seed", "7",
+             "--max-examples", "25", "--exclude-path", "/api/v1/vision_to_tag/google",
+             "-H", "Authorization: Bearer c0ntract", "--request-timeout", "10",
+             "--no-color"], capture_output=True, text=True, timeout=300)
+    finally:
+        stack.stop()
+    assert run.returncode == 0, run.stdout[-5000:]
+    assert "Stateful" in run.stdout and "API Links" in run.stdout
