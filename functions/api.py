@@ -27,7 +27,7 @@ from shared.search import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks import operations
 from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest
-from shared.tasks.stats import service_stats
+from shared.tasks.stats import gemini_status, service_stats
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -177,7 +177,10 @@ def dashboard(request: flask.Request, services: Services,
 def healthz(request: flask.Request, services: Services) -> flask.Response:
     checks = operations.health(services)
     healthy = all(value == "ok" for value in checks.values())
-    return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=checks)
+    data: dict[str, object] = dict(checks)
+    if services.settings.TAGGER == "gemini" and checks["redis"] == "ok":
+        data["gemini"] = gemini_status(services)  # said plainly; tasks wait, nothing fails
+    return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=data)
 
 
 def openapi(request: flask.Request, services: Services) -> flask.Response:

@@ -59,7 +59,11 @@ class Settings(BaseSettings):
     TAGGER: Literal["local", "gemini"] = "local"
     GEMINI_MODEL: str = "gemini-2.5-flash"
     GEMINI_BASE_URL: str = ""
+    GEMINI_FALLBACK_MODELS: CommaList = []
     GEMINI_TIMEOUT_S: float = Field(default=120, gt=0)
+    GEMINI_TIMEOUT_PER_MINUTE_S: float = Field(default=60, ge=0)
+    GEMINI_TIMEOUT_PER_MB_S: float = Field(default=2, ge=0)
+    GEMINI_THINKING_BUDGET: int = Field(default=0, ge=-1, le=32768)
     GEMINI_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
     GEMINI_DEADLINE_S: float = Field(default=240, gt=0)
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
@@ -98,7 +102,8 @@ class Settings(BaseSettings):
     LOG_FORMAT: Literal["text", "json"] = "text"
     DB_POOL_SIZE: int = Field(default=5, ge=1, le=100)
 
-    @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", "ENVS", mode="before")
+    @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", "ENVS",
+                     "GEMINI_FALLBACK_MODELS", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -152,6 +157,21 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
         return value
+
+    @field_validator("GEMINI_BASE_URL")
+    @classmethod
+    def _http_endpoints(cls, value: str) -> str:
+        for url in (part.strip() for part in value.split(",") if part.strip()):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url[:60]!r} is not an http(s) URL (a comma list of "
+                                 "endpoints, or empty for Google's)")
+        return value
+
+    @property
+    def gemini_endpoints(self) -> list[str]:
+        """Where Gemini requests go, in order of preference ("" = Google's own endpoint)."""
+        return [part.strip() for part in self.GEMINI_BASE_URL.split(",") if part.strip()] \
+            or [""]
 
     @field_validator("ES_URL")
     @classmethod

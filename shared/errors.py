@@ -38,10 +38,28 @@ class TransientError(TaskError):
         self.retry_after_s = retry_after_s
 
 
-class WaitForKey(TransientError):
-    """No Gemini key is free: the task waits (no attempt spent) until `retry_after_s`."""
+class Wait(TransientError):
+    """The task cannot go on yet for a reason that is not its own (quota, an overloaded
+    model, a refused region): it waits until `retry_after_s` without spending an attempt,
+    at most MAX_QUOTA_WAIT_S in all."""
+
+
+class WaitForKey(Wait):
+    """No Gemini key is free."""
 
     error_code = "no_key_available"
+
+
+class WaitForModel(Wait):
+    """The model (and every fallback) is overloaded: a shared back-off is running."""
+
+    error_code = "gemini_overloaded"
+
+
+class WaitForRoute(Wait):
+    """Every Gemini endpoint is refused (region) or unreachable."""
+
+    error_code = "gemini_region_refused"
 
 
 class ServiceUnavailable(Exception):

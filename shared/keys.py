@@ -75,3 +75,29 @@ def account_daily(account_id: str) -> str:
 
 def account_window(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}:minute_window"
+
+
+# --- Gemini's own condition (shared/tagging/health.py) ------------------------------
+
+GEMINI_ENDPOINTS = "gemini:endpoints"
+"""Set of endpoint ids that ever failed (for the status report)."""
+
+
+def gemini_model(model: str) -> str:
+    """Hash: level, until, since, reason of an overloaded model's shared back-off."""
+    return f"gemini:model:{model}"
+
+
+def gemini_probe(model: str) -> str:
+    """Held (SET NX) by the one worker probing a model whose back-off ended."""
+    return f"gemini:model_probe:{model}"
+
+
+def gemini_endpoint(endpoint_id: str) -> str:
+    """Hash: level, until, since, reason (region | unreachable) of a failing endpoint;
+    `endpoint_id` is a hash of the URL (a relay URL can carry a token)."""
+    return f"gemini:endpoint:{endpoint_id}"
+
+
+def gemini_endpoint_probe(endpoint_id: str) -> str:
+    return f"gemini:endpoint_probe:{endpoint_id}"

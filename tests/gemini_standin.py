@@ -86,6 +86,7 @@ class Recorded:
     path: str
     api_key: str | None
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +98,11 @@ class GeminiStandIn:
     processing_polls: int = 1
     """files.get answers PROCESSING this many times before ACTIVE."""
     slow_s: float = 3.0
+    overloaded_until: float = 0.0
+    """Until this time.monotonic(), generate calls to `overloaded_models` answer 503."""
+    overloaded_models: tuple[str, ...] = ("gemini-2.5-flash",)
+    refuse_location: bool = False
+    """Every generate call answers 400 FAILED_PRECONDITION (an exit region Gemini refuses)."""
     rate_limit: int = 0
     """Per key: generate calls accepted per `window_s` (0 = no limit); above it the real
     per-minute 429 body, with RetryInfo until the oldest call leaves the window."""
@@ -163,7 +169,8 @@ class GeminiStandIn:
             self.requests.append(Recorded(method, path, key, len(raw)))
             return self.finish_upload(handler, path.rsplit("/", 1)[1], raw)
         self.requests.append(Recorded(method, path, key, body or (json.loads(raw) if raw
-                                                                    else None)))
+                                                                    else None),
+                                      dict(handler.headers)))
         behaviour = self.behaviours.get(key or "", "ok")
         if behaviour in QUOTING_ERRORS and not path.startswith("/v1/files"):
             return handler._send(*quoting_error(behaviour, key or ""))
@@ -192,6 +199,13 @@ class GeminiStandIn:
         return None
 
     def generate(self, handler, key: str | None, behaviour: str, body: dict) -> None:
+        if self.refuse_location:
+            return handler._send(400, error_body(
+                400, "FAILED_PRECONDITION", "User location is not supported for the API use."))
+        model = handler.path.split("/models/")[-1].split(":")[0]
+        if time.monotonic() < self.overloaded_until and model in self.overloaded_models:
+            return handler._send(503, error_body(
+                503, "UNAVAILABLE", "The model is overloaded. Please try again later."))
         wait = self.over_rate(key or "")
         if wait is not None:
             code, error = ERRORS["minute"]

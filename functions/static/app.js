@@ -125,11 +125,24 @@ async function showTask(taskId) {
   } catch (error) { banner(error.message); }
 }
 
+function geminiTrouble(gemini) {
+  // Gemini's own condition (overloaded model, refused region, dead endpoint), said plainly
+  if (!gemini) return "";
+  const troubles = [];
+  for (const [model, state] of Object.entries(gemini.models || {})) {
+    if (state.status !== "ok") troubles.push(`${model}: ${state.advice}`);
+  }
+  for (const endpoint of gemini.endpoints || []) {
+    if (endpoint.status !== "ok") troubles.push(`${endpoint.endpoint}: ${endpoint.advice}`);
+  }
+  return troubles.join(" · ");
+}
+
 async function refresh() {
   try {
     const [stats, pool, page] = await Promise.all([
       api("api/v1/stats"), api("api/v1/accounts"), api("api/v1/tasks?limit=15")]);
-    banner(""); $("auth-status").textContent = "";
+    banner(geminiTrouble(stats.gemini)); $("auth-status").textContent = "";
     showStats(stats); showKeys(pool); showTasks(page);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {

@@ -28,6 +28,7 @@ from shared.errors import (
     ServiceUnavailable,
     TaskError,
     TransientError,
+    Wait,
     WaitForKey,
 )
 from shared.logs import log_context
@@ -283,8 +284,8 @@ def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
         log.exception("unexpected error", extra={"task_id": task_id, "attempt": attempt})
     if code == "lease_lost":
         return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
-    if isinstance(error, WaitForKey):
-        return _wait_for_key(job, error, services)
+    if isinstance(error, Wait):
+        return _wait(job, error, services)
     if isinstance(error, HandedOff):
         return _plan_retry(job, services, code, message, 0, refund_attempt=True)
     if attempt >= services.settings.MAX_ATTEMPTS:
@@ -295,22 +296,25 @@ def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
     return _plan_retry(job, services, code, message, hint or backoff_s(attempt))
 
 
-def _wait_for_key(job: Job, error: WaitForKey, services: Services) -> WorkerReply:
-    """Waiting for quota spends no attempt; it is bounded by MAX_QUOTA_WAIT_S. The next
-    try is timed to a slot the pool promises this task alone."""
+def _wait(job: Job, error: Wait, services: Services) -> WorkerReply:
+    """Waiting (for a key, an overloaded model, a refused region) spends no attempt; it is
+    bounded by MAX_QUOTA_WAIT_S from the first wait, then fails with the wait's code. A
+    task waiting for a key is timed to a slot the pool promises it alone."""
     task = job.task
     since = task.waiting_since or datetime.now(UTC)
     waited = (datetime.now(UTC) - since).total_seconds()
     limit = services.settings.MAX_QUOTA_WAIT_S
     if waited >= limit:
-        end_failed(task.task_id, services, "no_key_available",
-                   f"no Gemini key free for {waited:.0f} s (MAX_QUOTA_WAIT_S={limit:g})",
+        end_failed(task.task_id, services, error.error_code,
+                   f"{error.message}: waited {waited:.0f} s (MAX_QUOTA_WAIT_S={limit:g})",
                    task.attempts, job.timings)
         return WorkerReply(200, error.message, TaskStatus.FAILED)
-    try:
-        delay = services.pool.promise_slot()
-    except TransientError:
-        delay = None
+    delay = None
+    if isinstance(error, WaitForKey):
+        try:
+            delay = services.pool.promise_slot()
+        except TransientError:
+            delay = None
     if delay is None:
         delay = error.retry_after_s or 60.0
     return _plan_retry(job, services, error.error_code, error.message, delay,

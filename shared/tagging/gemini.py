@@ -9,6 +9,7 @@ task goes back to the queue with Retry-After = the pool's earliest free moment.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from google.genai import errors, types
 
 from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
-from shared.errors import PermanentError, TransientError, WaitForKey
+from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
 from shared.redact import redact
 from shared.tagging.base import TagRequest
+from shared.tagging.health import GeminiHealth, shown
 from shared.tagging.local import technical_of
 from shared.tagging.prompting import (
     ModelOutputError,
@@ -61,6 +63,7 @@ class _Call:
     requests: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
+    thinking_tokens: int = 0
 
 
 class GeminiTagger:
@@ -68,29 +71,40 @@ class GeminiTagger:
     needs_quota = True
 
     def __init__(self, pool: AccountPool, settings: Settings, client: genai.Client | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 health: GeminiHealth | None = None) -> None:
         self.pool = pool
         self.settings = settings
         self.model = settings.GEMINI_MODEL
         self.prompt_version = prompt_version()
         self.sleep = sleep
-        self.client = client or self._new_client("chosen-per-call-from-the-pool")
-        self._file_clients: dict[str, genai.Client] = {}
+        self.health = health or GeminiHealth(pool.redis)
+        self._clients: dict[str, genai.Client] = {}
+        if client is not None:
+            self._clients[self.settings.gemini_endpoints[0]] = client
+        self._file_clients: dict[tuple[str, str], genai.Client] = {}
 
-    def _new_client(self, api_key: str) -> genai.Client:
+    def _new_client(self, api_key: str, endpoint: str) -> genai.Client:
         return genai.Client(api_key=api_key, http_options=types.HttpOptions(
-            base_url=self.settings.GEMINI_BASE_URL or None,
-            timeout=int(self.settings.GEMINI_TIMEOUT_S * 1000),
+            base_url=endpoint or None, timeout=int(self.settings.GEMINI_TIMEOUT_S * 1000),
         ))
 
-    def _file_client(self, lease: Lease) -> genai.Client:
+    def _client(self, endpoint: str) -> genai.Client:
+        """One client per endpoint; the key is chosen per call."""
+        if endpoint not in self._clients:
+            self._clients[endpoint] = self._new_client("chosen-per-call-from-the-pool",
+                                                       endpoint)
+        return self._clients[endpoint]
+
+    def _file_client(self, lease: Lease, endpoint: str) -> genai.Client:
         """A client bound to one key, for the Files API only: the SDK's resumable upload
         replaces per-call headers, so a per-call key cannot reach the upload request."""
-        if lease.key_id not in self._file_clients:
+        slot = (endpoint, lease.key_id)
+        if slot not in self._file_clients:
             if len(self._file_clients) >= MAX_FILE_CLIENTS:
                 self._file_clients.pop(next(iter(self._file_clients)))
-            self._file_clients[lease.key_id] = self._new_client(lease.api_key)
-        return self._file_clients[lease.key_id]
+            self._file_clients[slot] = self._new_client(lease.api_key, endpoint)
+        return self._file_clients[slot]
 
     # --- the public calls -------------------------------------------------------------
 
@@ -113,16 +127,34 @@ class GeminiTagger:
             response_schema=response_schema(request.dimensions),
             temperature=self.settings.GEMINI_TEMPERATURE,
         )
+        if self._thinking_budget() is not None:
+            config["thinking_config"] = types.ThinkingConfig(
+                thinking_budget=self._thinking_budget())
         media_parts = self._frames_parts(request) if frames_mode else None
         deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
+        call = _CallPlan(timeout_ms=self.timeout_ms(request), media_parts=media_parts,
+                         prompt=prompt, config=config)
         cost, bad_json, last_error = _Call(), 0, "no attempt"
         for _ in range(MAX_KEY_ATTEMPTS):
+            model, endpoint = self._model(), self._endpoint()
             lease = self._lease(deadline)
             try:
-                text = self._with_key(lease, request, media_parts, prompt, config, cost)
+                text = self._with_key(lease, endpoint, model, request, call, cost)
             except PermanentError:
                 self.pool.report(lease.key_id, Outcome.success())  # the key is fine
                 raise
+            except _ModelOverloaded as failure:  # the model's condition, not the key's
+                self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
+                backoff = self.health.model_overloaded(model)
+                last_error = f"{model} overloaded ({failure.reason})"
+                log.warning("%s; shared back-off %.0f s", last_error, backoff)
+                continue
+            except _RouteFailed as failure:  # the endpoint's condition, not the key's
+                self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
+                backoff = self.health.endpoint_failed(endpoint, failure.kind)
+                last_error = f"endpoint {shown(endpoint)}: {failure.reason}"
+                log.warning("%s; endpoint backs off %.0f s", last_error, backoff)
+                continue
             except _KeyFailed as failure:
                 self.pool.report(lease.key_id, failure.outcome, lease.member)
                 last_error = failure.outcome.reason
@@ -131,6 +163,8 @@ class GeminiTagger:
                     break
                 continue
             self.pool.report(lease.key_id, Outcome.success())
+            self.health.model_ok(model)
+            self.health.endpoint_ok(endpoint)
             try:
                 parsed = parse_output(text, request.dimensions, request.media.duration_s)
             except ModelOutputError as error:
@@ -142,12 +176,54 @@ class GeminiTagger:
                 continue
             return TagResult(
                 **parsed, technical=technical_of(request.media), language=request.language,
-                provider=self.provider, model=self.model, prompt_version=self.prompt_version,
+                provider=self.provider, model=model, prompt_version=self.prompt_version,
                 usage=Usage(requests=cost.requests, prompt_tokens=cost.prompt_tokens,
-                            output_tokens=cost.output_tokens),
+                            output_tokens=cost.output_tokens,
+                            thinking_tokens=cost.thinking_tokens),
             )
         raise TransientError(f"gemini unavailable after failing over: {last_error}",
                              error_code="gemini_unavailable")
+
+    def timeout_ms(self, request: TagRequest) -> int:
+        """Per call: GEMINI_TIMEOUT_S, plus GEMINI_TIMEOUT_PER_MINUTE_S per minute of
+        video and GEMINI_TIMEOUT_PER_MB_S per MB sent — a 10-minute video is not cut by a
+        limit sized for 10 seconds."""
+        settings = self.settings
+        size_mb = request.video_path.stat().st_size / 1024 / 1024
+        seconds = (settings.GEMINI_TIMEOUT_S
+                   + settings.GEMINI_TIMEOUT_PER_MINUTE_S * request.media.duration_s / 60
+                   + settings.GEMINI_TIMEOUT_PER_MB_S * size_mb)
+        return int(seconds * 1000)
+
+    def _thinking_budget(self) -> int | None:
+        """None (send nothing) for -1 (the model decides) and for models without thinking."""
+        budget = self.settings.GEMINI_THINKING_BUDGET
+        if budget < 0 or self.model.startswith(("gemini-1.", "gemini-2.0")):
+            return None
+        return budget
+
+    # --- models and endpoints ------------------------------------------------------------
+
+    def _model(self) -> str:
+        """The primary model unless it is backing off, else the first fallback that is not."""
+        waits = []
+        for model in [self.model, *self.settings.GEMINI_FALLBACK_MODELS]:
+            gate = self.health.model_gate(model)
+            if gate.open:
+                return model
+            waits.append(gate.wait_s)
+        raise WaitForModel(f"{self.model} is overloaded (shared back-off)",
+                           retry_after_s=max(1.0, min(waits)))
+
+    def _endpoint(self) -> str:
+        waits = []
+        for endpoint in self.settings.gemini_endpoints:
+            gate = self.health.endpoint_gate(endpoint)
+            if gate.open:
+                return endpoint
+            waits.append(gate.wait_s)
+        raise WaitForRoute("every Gemini endpoint is refused or unreachable: "
+                           "see /healthz (gemini)", retry_after_s=max(1.0, min(waits)))
 
     # --- keys --------------------------------------------------------------------------
 
@@ -163,55 +239,60 @@ class GeminiTagger:
             raise WaitForKey(f"no Gemini key free: {lease.reason}",
                              retry_after_s=max(0.05, wait))
 
-    def _with_key(self, lease: Lease, request: TagRequest, media_parts, prompt: str,
-                  config: dict, cost: _Call) -> str:
+    def _with_key(self, lease: Lease, endpoint: str, model: str, request: TagRequest,
+                  call: _CallPlan, cost: _Call) -> str:
         """Upload (when needed) and generate with the same key; returns the model's text."""
         uploaded = None
+        media_parts = call.media_parts
         try:
             if media_parts is None:
-                media_parts, uploaded = self._video_parts(request, lease)
+                media_parts, uploaded = self._video_parts(request, lease, endpoint)
             self.pool.stamp_sent(lease)
-            response = self.client.models.generate_content(
-                model=self.model,
-                contents=[types.Content(role="user", parts=[*media_parts,
-                                                            types.Part.from_text(text=prompt)])],
-                config=types.GenerateContentConfig(**config, http_options=_key_header(lease)),
+            response = self._client(endpoint).models.generate_content(
+                model=model,
+                contents=[types.Content(role="user", parts=[
+                    *media_parts, types.Part.from_text(text=call.prompt)])],
+                config=types.GenerateContentConfig(
+                    **call.config, http_options=_call_options(lease, call.timeout_ms)),
             )
         except errors.APIError as error:
-            raise _KeyFailed(classify(error)) from None
+            raise _failure(error) from None
         except (PermanentError, TransientError):
             raise
-        except Exception as error:  # timeouts and connection errors of the HTTP client
+        except Exception as error:  # connection errors, timeouts: of the HTTP client
+            if _cannot_connect(error):
+                raise _RouteFailed("unreachable", "connection refused or no route") from None
             raise _KeyFailed(
                 Outcome("failure", f"{type(error).__name__} talking to Gemini")
             ) from None
         finally:
             if uploaded is not None:
-                self._delete(uploaded, lease)
+                self._delete(uploaded, lease, endpoint)
         cost.requests += 1
         usage = response.usage_metadata
         if usage is not None:
             cost.prompt_tokens += usage.prompt_token_count or 0
             cost.output_tokens += usage.candidates_token_count or 0
+            cost.thinking_tokens += usage.thoughts_token_count or 0
         _check_blocked(response)
         return response.text or ""
 
     # --- what the model sees -------------------------------------------------------------
 
-    def _video_parts(self, request: TagRequest, lease: Lease):
+    def _video_parts(self, request: TagRequest, lease: Lease, endpoint: str):
         """Inline bytes when the request fits INLINE_MAX_MB, else the Files API."""
         mime = MIME_TYPES.get(request.media.container, "video/mp4")
         size = request.video_path.stat().st_size
         if size * 4 / 3 + 64 * 1024 <= self.settings.INLINE_MAX_MB * 1024 * 1024:
             return [types.Part.from_bytes(data=request.video_path.read_bytes(),
                                           mime_type=mime)], None
-        client = self._file_client(lease)
+        client = self._file_client(lease, endpoint)
         uploaded = client.files.upload(file=str(request.video_path),
                                        config=types.UploadFileConfig(mime_type=mime))
         try:
             active = self._wait_active(client, uploaded)
         except BaseException:
-            self._delete(uploaded, lease)
+            self._delete(uploaded, lease, endpoint)
             raise
         return [types.Part.from_uri(file_uri=active.uri, mime_type=active.mime_type or mime)], \
             uploaded
@@ -230,9 +311,9 @@ class GeminiTagger:
             current = client.files.get(name=uploaded.name)
         return current
 
-    def _delete(self, uploaded: types.File, lease: Lease) -> None:
+    def _delete(self, uploaded: types.File, lease: Lease, endpoint: str) -> None:
         try:
-            self._file_client(lease).files.delete(name=uploaded.name)
+            self._file_client(lease, endpoint).files.delete(name=uploaded.name)
         except Exception as error:  # files expire after 48 h anyway
             log.warning("could not delete Gemini file %s: %s", uploaded.name,
                         type(error).__name__)
@@ -251,9 +332,61 @@ class GeminiTagger:
         return parts
 
 
-def _key_header(lease: Lease) -> types.HttpOptions:
-    """A fresh options object per call: the SDK may modify the one it is given."""
-    return types.HttpOptions(headers={"x-goog-api-key": lease.api_key})
+def _call_options(lease: Lease, timeout_ms: int) -> types.HttpOptions:
+    """A fresh options object per call (the SDK may modify the one it is given): the
+    lease's key and the call's own timeout."""
+    return types.HttpOptions(headers={"x-goog-api-key": lease.api_key}, timeout=timeout_ms)
+
+
+@dataclass
+class _CallPlan:
+    """What every try of one task sends."""
+
+    timeout_ms: int
+    media_parts: list | None
+    prompt: str
+    config: dict
+
+
+class _ModelOverloaded(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _RouteFailed(Exception):
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
+
+
+def _failure(error: errors.APIError) -> Exception:
+    """Whose problem an error is: the model's (503 UNAVAILABLE, 504 DEADLINE_EXCEEDED:
+    overload), the route's (400 FAILED_PRECONDITION "User location is not supported"), or
+    the key's / the request's (`classify`). 500 INTERNAL is nobody's fault in particular:
+    no penalty for the key, the next try goes to another key."""
+    status = f"HTTP {error.code} {error.status or ''}".strip()
+    if error.code in (503, 504):
+        return _ModelOverloaded(status)
+    if error.code == 400 and "location is not supported" in (error.message or "").lower():
+        return _RouteFailed("region", f"{status}: user location is not supported")
+    if error.code == 500:
+        return _KeyFailed(Outcome("neutral", status))
+    return _KeyFailed(classify(error))
+
+
+def _cannot_connect(error: BaseException) -> bool:
+    """The endpoint is not there (refused, no route, DNS): the HTTP client's ConnectError
+    or an OSError about connecting somewhere in its causes."""
+    seen: BaseException | None = error
+    for _ in range(6):
+        if seen is None:
+            return False
+        if type(seen).__name__ in ("ConnectError", "ConnectTimeout") or isinstance(
+                seen, ConnectionRefusedError | socket.gaierror):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class _KeyFailed(Exception):

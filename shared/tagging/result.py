@@ -65,6 +65,7 @@ class Usage(BaseModel):
     requests: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
+    thinking_tokens: int = 0
 
 
 class TagResult(BaseModel):

@@ -51,4 +51,19 @@ def service_stats(services: Services) -> dict[str, Any]:
                       "stages": stages},
         "pool": pool,
         "search_enabled": services.index is not None,
+        "gemini": gemini_status(services),
     }
+
+
+def gemini_status(services: Services) -> dict[str, Any] | None:
+    """Overloaded models and refused or dead endpoints, with what to do (None when the
+    offline tagger is in use)."""
+    health = getattr(services.tagger, "health", None)
+    if health is None:
+        return None
+    settings = services.settings
+    try:
+        return health.status([settings.GEMINI_MODEL, *settings.GEMINI_FALLBACK_MODELS],
+                             settings.gemini_endpoints)
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        raise ServiceUnavailable("redis", type(error).__name__) from error
