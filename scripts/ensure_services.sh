@@ -37,7 +37,9 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v chromium >/dev/null || missing+=(chromium)
 # the dashboard test checks that Chinese tags render with a real CJK font, not boxes
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
+# the offline tagger's tests speak Mandarin and English test clips
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 if [ "${#missing[@]}" -gt 0 ]; then
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
-echo "redis and mariadb reachable; shellcheck, chromium and a CJK font installed"
+echo "redis and mariadb reachable; shellcheck, chromium, a CJK font and espeak-ng installed"

@@ -7,7 +7,8 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 # gcloud-tasks-emulator pins protobuf<5: installed without its dependencies
-.venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-emulators.txt
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-emulators.txt \
+  -r requirements-offline.txt
 bash scripts/ensure_services.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -36,3 +36,49 @@ def make_bad_media(folder: Path) -> None:
     ffmpeg("-f", "lavfi", "-i", "color=c=blue:size=32x32:rate=1:duration=610",
            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
            str(folder / "long.mp4"))
+
+
+CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+"""Debian's fonts-noto-cjk (installed by scripts/ensure_services.sh): Chinese and Latin."""
+
+
+def caption_clip(path: Path, captions: list[dict], *, size: str = "640x360",
+                 seconds: float = 6, background: str = "0x203040") -> Path:
+    """A clip with burnt-in captions: each {text, start, end, size, colour, x, y}."""
+    filters = []
+    for index, caption in enumerate(captions):
+        text_file = path.with_name(f"{path.stem}-{index}.txt")
+        text_file.write_text(caption["text"], encoding="utf-8")
+        filters.append(
+            f"drawtext=fontfile={CJK_FONT}:textfile={text_file}:expansion=none:"
+            f"fontsize={caption.get('size', 40)}:fontcolor={caption.get('colour', 'white')}:"
+            f"x={caption.get('x', '(w-tw)/2')}:y={caption.get('y', 'h-th-40')}:"
+            f"enable='between(t,{caption['start']},{caption['end']})'")
+    ffmpeg("-f", "lavfi", "-i", f"color=c={background}:size={size}:duration={seconds}:rate=25",
+           "-vf", ",".join(filters) if filters else "null", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def sound_clip(path: Path, kind: str, text: str = "", voice: str = "cmn",
+               seconds: float = 4) -> Path:
+    """A wav: `speech` (espeak-ng saying `text` with `voice`), `tone`, `chord`, `melody`,
+    `pink`/`white`/`brown` noise, or `silence`."""
+    if kind == "speech":
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+        return path
+    sources = {
+        "tone": ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"],
+        "low_tone": ["-f", "lavfi", "-i", f"sine=frequency=150:duration={seconds}"],
+        "chord": ["-f", "lavfi", "-i", f"sine=frequency=262:duration={seconds}", "-f", "lavfi",
+                  "-i", f"sine=frequency=330:duration={seconds}", "-filter_complex",
+                  "amix=inputs=2"],
+        "melody": [arg for f in (262, 330, 392, 523) for arg in
+                   ("-f", "lavfi", "-i", f"sine=frequency={f}:duration={seconds / 4}")]
+        + ["-filter_complex", "concat=n=4:v=0:a=1"],
+        "silence": ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(seconds)],
+    }
+    for colour in ("pink", "white", "brown"):
+        sources[colour] = ["-f", "lavfi", "-i", f"anoisesrc=d={seconds}:c={colour}:a=0.3"]
+    ffmpeg(*sources[kind], str(path))
+    return path

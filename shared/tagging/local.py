@@ -1,11 +1,23 @@
 """LocalTagger: offline tags measured from the file and its key frames (no key, no
-network). Everything it says is measured, so confidences reflect how clear the
-measurement is, and results say `provider: local`."""
+network): picture, pace and sound from ffmpeg; on-screen text (OCR), its keywords and
+marketing cues, and speech (voice activity) from models shipped in their wheels
+(`offline.py`, imported only here). Confidences reflect how clear each measurement is;
+results say `provider: local`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shared.tagging.base import TagRequest
-from shared.tagging.result import SUBCATEGORIES, Tag, TagResult, Technical, Usage, flatten_tags
+from shared.tagging.result import (
+    SUBCATEGORIES,
+    KeyMoment,
+    Tag,
+    TagResult,
+    Technical,
+    Usage,
+    flatten_tags,
+)
 from shared.tagging.visual import COLOUR_NAMES, VisualStats, visual_stats
 from shared.video.probe import MediaInfo
 
@@ -19,6 +31,10 @@ LABELS = {
         "dynamic": "画面变化大", "static": "静态画面", "fast": "快节奏剪辑",
         "slow": "慢节奏", "summary": "{duration}秒{orientation}视频，{resolution}，{sound}",
         "summary_colour": "，以{colour}为主",
+        "voice": "人声", "voiceover": "口播", "no_speech": "无人声", "silence": "静音",
+        "speech_moment": "人声", "text_moment": "画面文字：{text}",
+        "summary_voiceover": "口播", "summary_text": "，画面文字：{text}",
+        "summary_cues": "，提到{cues}", "cue_join": "、", "comma": "，",
     },
     "en": {
         "portrait": "portrait", "landscape": "landscape", "square": "square frame",
@@ -30,6 +46,10 @@ LABELS = {
         "static": "static shots", "fast": "fast-paced editing", "slow": "slow-paced",
         "summary": "{duration} s {orientation} video, {resolution}, {sound}",
         "summary_colour": ", mostly {colour}",
+        "voice": "voice", "voiceover": "voice-over", "no_speech": "no speech",
+        "silence": "silence", "speech_moment": "speech", "text_moment": "on screen: {text}",
+        "summary_voiceover": "voice-over", "summary_text": ", on screen: {text}",
+        "summary_cues": ", mentions {cues}", "cue_join": ", ", "comma": ", ",
     },
 }
 
@@ -89,15 +109,33 @@ class LocalTagger:
         words = LABELS.get(request.language, LABELS["zh"])
         stats = visual_stats([frame.path for frame in request.frames]) if request.frames else None
         found = self._measured(request, words, stats)
+        heard = understood = None
+        if {"content", "business"} & set(request.dimensions) and request.frames:
+            understood = understand_text(request, words)
+            for slot, tags in understood.tags.items():
+                found.setdefault(slot, []).extend(tags)
+        if "audio" in request.dimensions and media.has_audio:
+            heard = hear(request, words)
+            found[("audio", "speech")] = heard.tags
         dimensions = {
             dim: {sub: found.get((dim, sub), []) for sub in SUBCATEGORIES[dim]}
             for dim in request.dimensions
         }
+        technical = technical_of(media)
+        if heard is not None:
+            technical.loudness_db = heard.report.mean_db
+            technical.peak_db = heard.report.max_db
+            technical.speech_ratio = heard.report.speech_ratio
+        summary = self._summary(media, words, stats, request.language)
+        summary += _summary_tail(words, heard, understood)
         return TagResult(
             tags=flatten_tags(dimensions),
             dimensions=dimensions,
-            summary=self._summary(media, words, stats, request.language),
-            technical=technical_of(media),
+            key_moments=sorted([*(understood.moments if understood else []),
+                                *(heard.moments if heard else [])],
+                               key=lambda moment: moment.start_s),
+            summary=summary,
+            technical=technical,
             language=request.language,
             provider=self.provider,
             model=self.model,
@@ -156,3 +194,82 @@ class LocalTagger:
             text += words["summary_colour"].format(
                 colour=COLOUR_NAMES[language][stats.colours[0][0]])
         return text
+
+
+@dataclass
+class Understood:
+    """On-screen text and what it is about."""
+
+    tags: dict[tuple[str, str], list[Tag]]
+    moments: list[KeyMoment]
+    texts: list[str]
+    cues: list[str]
+
+
+@dataclass
+class Heard:
+    report: object
+    tags: list[Tag]
+    moments: list[KeyMoment]
+    voiceover: bool
+
+
+MAX_TEXT_MOMENTS = 8
+MAX_SPEECH_MOMENTS = 3
+
+
+def understand_text(request: TagRequest, words: dict[str, str]) -> Understood:
+    """OCR on the key frames → content.on_screen_text, content.theme (keywords),
+    business.marketing (prices, promotions, calls to action), key moments."""
+    from shared.tagging import offline
+
+    spans = offline.read_text([(frame.t_s, frame.path) for frame in request.frames])
+    texts = [span.text for span in spans]
+    cues = offline.marketing_cues(texts, request.language)
+    tags = {
+        ("content", "on_screen_text"): [Tag(tag=span.text, confidence=round(span.confidence, 2))
+                                        for span in spans],
+        ("content", "theme"): [Tag(tag=word, confidence=weight)
+                               for word, weight in offline.keywords(texts)],
+        ("business", "marketing"): [Tag(tag=tag, confidence=0.9) for _, tag in cues],
+    }
+    moments = [KeyMoment(start_s=span.start_s, end_s=span.end_s,
+                         description=words["text_moment"].format(text=span.text),
+                         tags=[span.text])
+               for span in sorted(spans, key=lambda s: -s.confidence)[:MAX_TEXT_MOMENTS]]
+    return Understood(tags, moments, texts, [tag for _, tag in cues])
+
+
+def hear(request: TagRequest, words: dict[str, str]) -> Heard:
+    """Voice activity → audio.speech (人声/口播, 无人声, 静音) and the longest speech
+    segments as key moments."""
+    from shared.tagging import offline
+
+    report = offline.listen(request.video_path, request.media.duration_s)
+    if not report.has_sound:
+        tags = [Tag(tag=words["silence"], confidence=1.0)]
+    elif report.speech_ratio >= 0.5:
+        tags = [Tag(tag=words["voice"], confidence=report.speech_ratio),
+                Tag(tag=words["voiceover"], confidence=round(report.speech_ratio * 0.9, 2))]
+    elif report.speech_ratio >= 0.1:
+        tags = [Tag(tag=words["voice"], confidence=round(0.5 + report.speech_ratio, 2))]
+    else:
+        tags = [Tag(tag=words["no_speech"], confidence=round(1 - report.speech_ratio, 2))]
+    moments = [KeyMoment(start_s=start, end_s=end, description=words["speech_moment"],
+                         tags=[words["voice"]])
+               for start, end in report.segments[:MAX_SPEECH_MOMENTS]]
+    return Heard(report, tags, moments, voiceover=report.speech_ratio >= 0.5)
+
+
+def _summary_tail(words: dict[str, str], heard: Heard | None,
+                  understood: Understood | None) -> str:
+    """What was found, appended to the measured sentence: voice-over, text, cues."""
+    tail = ""
+    if heard is not None and heard.voiceover:
+        tail += words["comma"] + words["summary_voiceover"]
+    if understood is not None and understood.texts:
+        shown = words["cue_join"].join(understood.texts[:2])
+        tail += words["summary_text"].format(text=shown[:40])
+    if understood is not None and understood.cues:
+        tail += words["summary_cues"].format(cues=words["cue_join"].join(understood.cues))
+    return tail

@@ -52,6 +52,11 @@ class Technical(BaseModel):
     rotation: int = 0
     bitrate_kbps: int | None = None
     scene_changes: int | None = None
+    loudness_db: float | None = None
+    """Mean level of the audio track (dBFS, ffmpeg volumedetect; offline tagger)."""
+    peak_db: float | None = None
+    speech_ratio: float | None = None
+    """Share of the audio track with voice activity (offline tagger)."""
 
 
 class FrameRef(BaseModel):

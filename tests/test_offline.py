@@ -1,0 +1,191 @@
+"""The offline tagger's understanding on generated, labelled media: on-screen text (OCR),
+its keywords and marketing cues, speech — no key, no network, models from the wheels."""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from scripts.sample_video import make_video
+from shared.tagging.base import TagRequest
+from shared.tagging.local import LocalTagger
+from shared.video.frames import extract_frames
+from shared.video.probe import probe
+from tests.media import caption_clip, ffmpeg, sound_clip
+
+ALL = ["vision", "audio", "content", "business"]
+
+
+def tag(path: Path, tmp: Path, dimensions: list[str] = ALL, language: str = "zh"):
+    media = probe(path)
+    frames = extract_frames(path, tmp / f"frames-{path.stem}", media.duration_s) \
+        if media.has_video else None
+    request = TagRequest(path, media, dimensions, language,
+                         tuple(frames.frames) if frames else (),
+                         frames.scene_changes if frames else None)
+    return LocalTagger().tag(request), frames
+
+
+def distance(a: str, b: str) -> int:
+    """Levenshtein edit distance."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1,
+                               previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def plain(text: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", text).split()).lower()
+
+
+CAPTIONS = [  # (text, size, colour, x, y, start, end, frame size)
+    ("限时优惠 全场五折", 44, "white", "(w-tw)/2", "h-th-40", 0, 6, "640x360"),
+    ("今天教大家做红烧肉", 36, "yellow", "40", "40", 0, 6, "640x360"),
+    ("新品上市 欢迎选购", 52, "white", "(w-tw)/2", "(h-th)/2", 0, 6, "640x360"),
+    ("关注我 每天分享好物", 32, "0xffcc00", "(w-tw)/2", "h-th-30", 0, 6, "360x640"),
+    ("春季新款连衣裙", 48, "white", "30", "200", 0, 6, "360x640"),
+    ("第一步 准备食材", 40, "white", "(w-tw)/2", "h-th-40", 0, 3, "640x360"),
+    ("健身打卡第三十天", 36, "0x00ffcc", "(w-tw)/2", "60", 2, 6, "640x360"),
+    ("周末去哪儿玩", 56, "white", "(w-tw)/2", "(h-th)/2", 0, 6, "640x360"),
+    ("手机摄影小技巧", 44, "yellow", "(w-tw)/2", "h-th-60", 0, 6, "360x640"),
+    ("宝宝辅食怎么做", 40, "white", "20", "h-th-20", 0, 6, "640x360"),
+    ("Summer Sale Today", 44, "white", "(w-tw)/2", "h-th-40", 0, 6, "640x360"),
+    ("How to make coffee", 36, "yellow", "40", "40", 0, 6, "640x360"),
+    ("New arrivals every week", 32, "white", "(w-tw)/2", "(h-th)/2", 0, 6, "640x360"),
+    ("Follow for more tips", 40, "0xffcc00", "(w-tw)/2", "h-th-30", 0, 6, "360x640"),
+    ("Step two mix the flour", 30, "white", "20", "100", 0, 3, "640x360"),
+    ("Morning workout routine", 34, "0x00ffcc", "(w-tw)/2", "60", 3, 6, "640x360"),
+    ("Travel guide Paris", 50, "white", "(w-tw)/2", "(h-th)/2", 0, 6, "640x360"),
+    ("Best budget phones", 42, "yellow", "(w-tw)/2", "h-th-60", 0, 6, "640x360"),
+    ("好物推荐 Good stuff", 40, "white", "(w-tw)/2", "h-th-40", 0, 6, "640x360"),
+    ("年货节 Lucky deals", 44, "white", "(w-tw)/2", "(h-th)/2", 0, 6, "640x360"),
+]
+
+
+@pytest.mark.slow
+def test_on_screen_text_is_read_accurately_with_its_time_range(tmp_path: Path) -> None:
+    errors = length = 0
+    ranges_ok = 0
+    for index, (text, size, colour, x, y, start, end, frame) in enumerate(CAPTIONS):
+        clip = caption_clip(tmp_path / f"c{index}.mp4", [
+            {"text": text, "size": size, "colour": colour, "x": x, "y": y,
+             "start": start, "end": end}], size=frame)
+        result, frames = tag(clip, tmp_path, ["content"])
+        found = result.dimensions["content"]["on_screen_text"]
+        best = min(found, key=lambda t: distance(plain(t.tag), plain(text)), default=None)
+        errors += distance(plain(best.tag), plain(text)) if best else len(plain(text))
+        length += len(plain(text))
+        times = sorted(f.t_s for f in frames.frames)
+        interval = max(b - a for a, b in zip(times, times[1:], strict=False)) if len(times) > 1 \
+            else 6
+        moment = next((m for m in result.key_moments if best and best.tag in m.tags), None)
+        if moment and abs(moment.start_s - start) <= interval + 0.05 \
+                and abs(moment.end_s - end) <= interval + 0.05:
+            ranges_ok += 1
+    accuracy = 1 - errors / length
+    print(f"character accuracy {accuracy:.3f} over {length} characters; "
+          f"time ranges right {ranges_ok}/{len(CAPTIONS)}")
+    assert accuracy >= 0.90
+    assert ranges_ok == len(CAPTIONS)
+
+
+SOUNDS = [
+    ("speech", "大家好，欢迎来到我的频道，今天给大家介绍一款新产品", "cmn"),
+    ("speech", "这个方法非常简单，只需要三个步骤就可以完成", "cmn"),
+    ("speech", "点击下方链接购买，限时优惠只有今天", "cmn"),
+    ("speech", "我们一起来看看这道菜怎么做吧", "yue"),
+    ("speech", "Hello everyone and welcome back to my channel", "en"),
+    ("speech", "Today I will show you three easy ways to save money", "en-us"),
+    ("speech", "Click the link below to get fifty percent off", "en"),
+    ("speech", "Let us start with the first step of the recipe", "en-gb"),
+    ("tone", "", ""), ("low_tone", "", ""), ("chord", "", ""), ("melody", "", ""),
+    ("pink", "", ""), ("white", "", ""), ("brown", "", ""),
+    ("silence", "", ""), ("silence", "", ""), ("silence", "", ""),
+    ("tone", "", ""), ("melody", "", ""),
+]
+
+
+@pytest.mark.slow
+def test_speech_or_not_is_right_on_at_least_18_of_20(tmp_path: Path) -> None:
+    right = 0
+    for index, (kind, text, voice) in enumerate(SOUNDS):
+        wav = sound_clip(tmp_path / f"s{index}.wav", kind, text, voice)
+        result, _ = tag(wav, tmp_path, ["audio"])
+        speech = [t.tag for t in result.dimensions["audio"]["speech"]]
+        right += ("人声" in speech) == (kind == "speech")
+        if kind == "silence":
+            assert speech == ["静音"]
+    print(f"speech / no speech right on {right}/{len(SOUNDS)}")
+    assert right >= 18
+
+
+def test_a_promotion_on_screen_is_a_marketing_cue(tmp_path: Path) -> None:
+    clip = caption_clip(tmp_path / "promo.mp4", [
+        {"text": "限时优惠 ¥99 包邮", "size": 48, "start": 0, "end": 4}], seconds=4)
+    result, _ = tag(clip, tmp_path)
+    marketing = [t.tag for t in result.dimensions["business"]["marketing"]]
+    assert {"价格", "促销优惠", "包邮", "限时"} <= set(marketing)
+    assert "提到价格" in result.summary and "画面文字" in result.summary
+    english, _ = tag(clip, tmp_path, ["business"], language="en")
+    assert {"price", "promotion"} <= {t.tag for t in english.dimensions["business"]["marketing"]}
+
+
+def test_no_text_and_no_sound_invents_nothing(tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "plain.mp4", seconds=3, size="320x240", audio=False,
+                      source="color=c=blue")
+    result, _ = tag(clip, tmp_path)
+    assert result.dimensions["content"]["on_screen_text"] == []
+    assert result.dimensions["content"]["theme"] == []
+    assert result.dimensions["business"]["marketing"] == []
+    assert result.dimensions["audio"]["speech"] == []
+    assert not result.key_moments
+
+
+def test_a_wav_gets_the_audio_dimension_only(tmp_path: Path) -> None:
+    wav = sound_clip(tmp_path / "voice.wav", "speech", "你好，欢迎收看今天的节目", "cmn")
+    result, _ = tag(wav, tmp_path, ["audio"])
+    assert set(result.dimensions) == {"audio"}
+    assert "人声" in [t.tag for t in result.dimensions["audio"]["speech"]]
+    assert result.technical.speech_ratio > 0.5 and result.technical.loudness_db < 0
+    assert result.key_moments and result.key_moments[0].description == "人声"
+
+
+def test_a_one_frame_video(tmp_path: Path) -> None:
+    clip = caption_clip(tmp_path / "long.mp4", [
+        {"text": "一帧画面", "size": 48, "start": 0, "end": 1}], seconds=1)
+    one = tmp_path / "one.mp4"
+    ffmpeg("-i", str(clip), "-frames:v", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(one))
+    result, _ = tag(one, tmp_path, ["content"])
+    assert [t.tag for t in result.dimensions["content"]["on_screen_text"]] == ["一帧画面"]
+
+
+def test_unreadable_noise_gives_no_garbage_text(tmp_path: Path) -> None:
+    noisy = tmp_path / "noise.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=640x360:duration=4:rate=25",
+           "-vf", "noise=alls=100:allf=t+u", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", str(noisy))
+    result, _ = tag(noisy, tmp_path, ["content", "business"])
+    assert result.dimensions["content"]["on_screen_text"] == []
+    assert result.dimensions["business"]["marketing"] == []
+
+
+def test_gemini_mode_loads_none_of_it() -> None:
+    """The worker in Gemini mode imports no OCR, ONNX, OpenCV, jieba or VAD module."""
+    import subprocess
+
+    code = ("import sys; import main; from shared.tagging.gemini import GeminiTagger; "
+            "heavy = [m for m in ('rapidocr_onnxruntime', 'onnxruntime', 'cv2', 'jieba', "
+            "'webrtcvad', 'numpy', 'shared.tagging.offline') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"TAGGER": "gemini", "PATH": "/usr/bin:/bin"},
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 0, run.stdout + run.stderr[-500:]
