@@ -91,7 +91,8 @@ def make_clip(folder: Path, seconds: float) -> Path:
     clip = folder / "clip.mp4"
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
            "-stream_loop", "-1", "-i", str(speech), "-vf", ",".join(filters),
-           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
+           "-c:a", "aac",
            "-t", str(seconds), str(clip))
     return clip
 
