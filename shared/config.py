@@ -31,6 +31,16 @@ CLOUD_TASKS_QUEUE_PATH = re.compile(
 ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
 """An env names a search index and fits the 16-character column."""
 
+DEFAULT_GEMINI_PRICES = {
+    "gemini-2.5-flash": {"input": 0.30, "cached": 0.075, "output": 2.50},
+    "gemini-2.5-flash-lite": {"input": 0.10, "cached": 0.025, "output": 0.40},
+    "gemini-2.5-pro": {"input": 1.25, "cached": 0.31, "output": 10.00},
+    "gemini-2.0-flash": {"input": 0.10, "cached": 0.025, "output": 0.40},
+}
+"""USD per million tokens (paid tier, prompts ≤ 200k tokens; video input priced as text
+on 2.5 flash), from ai.google.dev/gemini-api/docs/pricing as published in 2025; check the
+page and override with GEMINI_PRICES (JSON) when prices change."""
+
 LOCAL_WORKER_URL = "http://127.0.0.1:8081/"
 """The worker's address when WORKER_URL is unset (the local stack)."""
 
@@ -64,6 +74,9 @@ class Settings(BaseSettings):
     GEMINI_TIMEOUT_PER_MINUTE_S: float = Field(default=60, ge=0)
     GEMINI_TIMEOUT_PER_MB_S: float = Field(default=2, ge=0)
     GEMINI_THINKING_BUDGET: int = Field(default=0, ge=-1, le=32768)
+    GEMINI_MEDIA_RESOLUTION: Literal["auto", "low", "medium", "high"] = "auto"
+    GEMINI_LOW_RES_ABOVE_S: float = Field(default=300, ge=0)
+    GEMINI_PRICES: dict[str, dict[str, float]] = DEFAULT_GEMINI_PRICES
     GEMINI_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
     GEMINI_DEADLINE_S: float = Field(default=240, gt=0)
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)

@@ -103,6 +103,9 @@ class GeminiStandIn:
     overloaded_models: tuple[str, ...] = ("gemini-2.5-flash",)
     refuse_location: bool = False
     """Every generate call answers 400 FAILED_PRECONDITION (an exit region Gemini refuses)."""
+    prompt_tokens: int = 0
+    """When set, the promptTokenCount every answer reports."""
+    _prefixes: set = field(default_factory=set)
     rate_limit: int = 0
     """Per key: generate calls accepted per `window_s` (0 = no limit); above it the real
     per-minute 429 body, with RetryInfo until the oldest call leaves the window."""
@@ -229,10 +232,23 @@ class GeminiStandIn:
         handler._send(200, {
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
                             "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": 1234, "candidatesTokenCount": 321,
-                              "totalTokenCount": 1555},
+            "usageMetadata": self.usage(body),
             "modelVersion": "gemini-2.5-flash", "responseId": uuid.uuid4().hex,
         })
+
+    def usage(self, body: dict) -> dict:
+        """usageMetadata from what was received: text at 4 characters a token, inline media
+        at 100 bytes a token (or `prompt_tokens` when set); a first text part seen before
+        counts as cached (Gemini's implicit cache of a common prefix)."""
+        parts = [p for c in body.get("contents", []) for p in c.get("parts", [])]
+        prompt = self.prompt_tokens or sum(
+            len(p.get("text", "")) // 4 + len(p.get("inlineData", {}).get("data", "")) // 100
+            for p in parts)
+        first = parts[0].get("text", "") if parts else ""
+        cached = len(first) // 4 if first and first in self._prefixes else 0
+        self._prefixes.add(first)
+        return {"promptTokenCount": prompt, "cachedContentTokenCount": cached,
+                "candidatesTokenCount": 321, "totalTokenCount": prompt + 321}
 
     def _seen_badjson(self, key: str | None) -> bool:
         """`badjson_once`: only the first generate call of the whole run is broken."""

@@ -64,21 +64,24 @@ def test_one_call_for_the_requested_dimensions(pool, standin, media_dir, dimensi
     assert len(calls) == 1
     schema = calls[0].body["generationConfig"]["responseSchema"]
     assert set(schema["properties"]) == {*dimensions, "key_moments", "summary"}
-    assert "inlineData" in calls[0].body["contents"][0]["parts"][0]
+    assert "inlineData" in calls[0].body["contents"][0]["parts"][1]  # after the instructions
     assert set(result.dimensions) == set(dimensions)
     first = dimensions[0]
     assert result.tags[0].startswith(first)
     assert max(t.confidence for g in result.dimensions[first].values() for t in g) == 1.0
     assert result.key_moments[0].start_s == 1.0 and result.summary == "summary-文本"
     assert (result.provider, result.model) == ("gemini", "gemini-2.5-flash")
-    assert result.usage.requests == 1 and result.usage.prompt_tokens == 1234
+    call = standin.generate_calls()[-1]
+    assert result.usage.requests == 1 and result.usage.prompt_tokens == standin.usage(call.body)[
+        "promptTokenCount"]
     assert result.prompt_version.startswith("p-") and result.technical.width == 320
 
 
 def test_english_prompt(pool, standin, media_dir) -> None:
     make_tagger(pool, standin).tag(request_for(media_dir / "clip.mp4", ["vision"], "en"))
     body = standin.generate_calls()[0].body
-    assert "Analyse this video" in body["contents"][0]["parts"][-1]["text"]
+    assert "Analyse the video that follows" in body["contents"][0]["parts"][0]["text"]
+    assert "The video above is 00:02 long" in body["contents"][0]["parts"][-1]["text"]
     assert "senior short-video analyst" in body["systemInstruction"]["parts"][0]["text"]
 
 
@@ -172,7 +175,7 @@ def test_large_video_goes_through_the_files_api_with_one_key(pool, standin, medi
     gets = [r for r in standin.requests if r.method == "GET"]
     assert len(gets) == 3  # PROCESSING, PROCESSING, ACTIVE
     call = standin.generate_calls()[0]
-    assert "fileData" in call.body["contents"][0]["parts"][0]
+    assert "fileData" in call.body["contents"][0]["parts"][1]
     assert {r.api_key for r in standin.requests if r.api_key} == {call.api_key}
     assert len(standin.deleted) == 1 and result.tags
 
@@ -208,9 +211,9 @@ def test_frames_mode_sends_timestamped_frames_and_audio(pool, standin, media_dir
     make_tagger(pool, standin, TAG_INPUT="frames").tag(
         TagRequest(copy, media, ["vision", "audio"], "zh", tuple(frames.frames)))
     parts = standin.generate_calls()[0].body["contents"][0]["parts"]
-    assert parts[0] == {"text": "[00:00]"}
-    assert mime_of(parts[1]) == "image/jpeg" and mime_of(parts[-2]) == "audio/mp3"
-    assert "关键帧" in parts[-1]["text"]
+    assert "关键帧" in parts[0]["text"] and parts[1] == {"text": "[00:00]"}
+    assert mime_of(parts[2]) == "image/jpeg" and mime_of(parts[-2]) == "audio/mp3"
+    assert "以上视频时长" in parts[-1]["text"]
     assert not any("video/" in str(p) for p in parts)
 
 

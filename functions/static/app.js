@@ -82,6 +82,12 @@ function showKeys(pool) {
     cell(tr, key.key); cell(tr, key.status, `status-${key.status}`);
     cell(tr, bar(key.used_today, key.quota_daily));
     const minute = cell(tr, bar(key.used_this_minute, key.effective_minute_limit ?? key.minute_limit));
+    if (key.tpm_limit) {
+      const tokens = document.createElement("small");
+      tokens.className = "learned";
+      tokens.textContent = `tokens ${key.tokens_this_minute} / ${key.tpm_limit}`;
+      minute.append(tokens);
+    }
     if (key.effective_minute_limit !== undefined && key.effective_minute_limit < key.minute_limit) {
       const learned = document.createElement("small");
       learned.className = "learned";

@@ -4,7 +4,11 @@
 -- ARGV[1] quota day (YYYY-MM-DD in QUOTA_TZ), ARGV[2] start of the next quota day (ms),
 -- ARGV[3] unique request id, ARGV[4] half-open trial window (ms), ARGV[5] '1' on a new day,
 -- ARGV[6] length of the rate window (ms; 60000 = Gemini's minute), ARGV[7] resync
--- interval (ms), ARGV[8] per-account key prefix, ARGV[9] daily counter TTL (s)
+-- interval (ms), ARGV[8] per-account key prefix, ARGV[9] daily counter TTL (s),
+-- ARGV[10] the request's estimated input tokens (0 = unknown: no tokens-per-minute check)
+-- Window members are `ms:request-id:tokens`; a key with `tpm_limit` grants only while the
+-- tokens of its window plus this request's fit. Returns {'toolarge'} when the request is
+-- larger than every usable key's whole tokens-per-minute limit.
 -- KEYS[6] zset of promised slots (member -> ms): a grant uses up the one now due
 -- Returns {'ok', id, api_key, member, bad...} | {'wait', wait_ms, reason, bad...}
 --       | {'importing'} | {'empty', bad...}; `bad` lists "id:reason" of skipped keys.
@@ -24,6 +28,7 @@ local now = math.floor(now_us / 1000)
 local day, next_day, trial_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local window_ms = tonumber(ARGV[6])
 local prefix = ARGV[8]
+local tokens = tonumber(ARGV[10] or '0') or 0
 local ready = KEYS[3]
 
 -- KEYS[7] resync marker, ARGV[7] its lifetime: once per lifetime every known key is
@@ -48,7 +53,7 @@ local function inspect(id)
   local base = prefix .. id
   local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
                        'cooldown_until', 'api_key', 'consecutive_failures',
-                       'learned_limit', 'learned_until')
+                       'learned_limit', 'learned_until', 'tpm_limit')
   if not f[1] then return 'drop' end
   local quota, limit = tonumber(f[2]), tonumber(f[3])
   local cooldown, failures = tonumber(f[4] or '0'), tonumber(f[6] or '0')
@@ -70,6 +75,22 @@ local function inspect(id)
     local oldest = redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')
     return 'later', tonumber(oldest[2]) + window_ms, 'minute limit reached'
   end
+  local tpm = tonumber(f[9] or '')
+  if tpm and tokens > 0 then
+    if tokens > tpm then return 'toolarge' end
+    local entries = redis.call('ZRANGE', window, 0, -1, 'WITHSCORES')
+    local held = 0
+    for i = 1, #entries, 2 do held = held + (tonumber(string.match(entries[i], ':(%d+)$') or '0') or 0) end
+    if held + tokens > tpm then
+      -- free once enough of the oldest entries have left the window
+      for i = 1, #entries, 2 do
+        held = held - (tonumber(string.match(entries[i], ':(%d+)$') or '0') or 0)
+        if held + tokens <= tpm then
+          return 'later', tonumber(entries[i + 1]) + window_ms, 'token limit reached'
+        end
+      end
+    end
+  end
   return 'free', f, used, count, limit, quota, failures
 end
 
@@ -79,14 +100,19 @@ local function with_bad(result)
   return result
 end
 
+local skipped, too_large, usable = 0, 0, 0  -- keys too small for this request stay put
 while true do
-  local batch = redis.call('ZRANGEBYSCORE', ready, '-inf', now_us, 'LIMIT', 0, 16)
+  local batch = redis.call('ZRANGEBYSCORE', ready, '-inf', now_us, 'LIMIT', skipped, 16)
   if #batch == 0 then break end
   for _, id in ipairs(batch) do
     local state, a, b, c, limit, quota, failures = inspect(id)
+    if state ~= 'drop' and state ~= 'bad' then usable = usable + 1 end
+    if state == 'toolarge' then
+      skipped, too_large = skipped + 1, too_large + 1
+    end
     if state == 'free' then
       local base = prefix .. id
-      local member = now .. ':' .. ARGV[3]
+      local member = now .. ':' .. ARGV[3] .. ':' .. tokens
       redis.call('ZADD', base .. ':minute_window', now, member)
       redis.call('PEXPIRE', base .. ':minute_window', 2 * window_ms)
       redis.call('HINCRBY', base .. ':daily', day, 1)
@@ -118,6 +144,8 @@ while true do
       redis.call('HSET', KEYS[5], id, b)
     elseif state == 'drop' then
       redis.call('ZREM', ready, id)
+    elseif state == 'toolarge' then
+      -- left where it is (skipped by the offset): fine for smaller requests
     else
       bad[#bad + 1] = id .. ':malformed account hash'
       redis.call('ZADD', ready, (now + 60000) * 1000, id)  -- looked at again in a minute
@@ -125,7 +153,14 @@ while true do
   end
 end
 
-local first = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+if too_large > 0 and too_large == usable and redis.call('ZCOUNT', ready, '(' .. now_us, '+inf') == 0 then
+  return with_bad({'toolarge'})
+end
+local first = redis.call('ZRANGEBYSCORE', ready, '(' .. now_us, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #first == 0 and too_large == 0 then
+  first = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+end
+if #first == 0 and too_large > 0 then return with_bad({'toolarge'}) end
 if #first == 0 then
   if redis.call('SCARD', KEYS[1]) > 0 then  -- lost or never built: rebuild, ask again
     for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do

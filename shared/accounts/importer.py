@@ -40,6 +40,8 @@ class AccountEntry(BaseModel):
     api_key: Annotated[StrictStr, Field(min_length=8, max_length=256)]
     daily_limit: PositiveInt
     minute_limit: PositiveInt
+    tpm_limit: PositiveInt | None = None
+    """Input tokens per minute Gemini allows the key (optional: files without it work)."""
     username: Text
     password: Text
     phone: Annotated[StrictStr, Field(max_length=64)]
@@ -153,6 +155,10 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
                 "minute_limit": entry.minute_limit, "username": entry.username,
                 "phone": entry.phone, "email": entry.email,
             })
+            if entry.tpm_limit:
+                pipe.hset(info, "tpm_limit", entry.tpm_limit)
+            else:
+                pipe.hdel(info, "tpm_limit")
             for field, default in (("status", "active"), ("cooldown_until", 0),
                                    ("consecutive_failures", 0), ("disabled_reason", ""),
                                    ("last_error", "")):

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import redis
 
 from shared import keys
-from shared.errors import TransientError
+from shared.errors import PermanentError, TransientError
 from shared.redact import mask_key, redact
 
 log = logging.getLogger("vision_to_tag.pool")
@@ -87,10 +87,34 @@ KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 """What `account_id` returns; anything else is not a key id."""
 
 
+_RETOKEN = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+local prefix = string.match(ARGV[1], '^(.*):%d+$') or ARGV[1]
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], score, prefix .. ':' .. ARGV[2])
+return 1
+"""
+"""Replace a window entry's token count, keeping its time."""
+
+
+def tokens_of(member: str) -> int:
+    """The input tokens a window entry (`ms:request-id:tokens`) stands for."""
+    head, _, tail = member.rpartition(":")
+    return int(tail) if head.count(":") == 1 and tail.isdigit() else 0
+
+
 def account_id(api_key: str) -> str:
     """The id used in Redis key names: never the key itself."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
+
+
+class RequestTooLarge(PermanentError):
+    """The request's estimated input tokens exceed every usable key's whole tokens-per-
+    minute limit: it can never be sent, so the task fails at once instead of waiting."""
+
+    error_code = "request_too_large"
 
 
 class PoolUnavailable(TransientError):
@@ -152,6 +176,7 @@ class AccountPool:
         self._report = client.register_script((SCRIPTS / "report.lua").read_text())
         self._slot = client.register_script((SCRIPTS / "slot.lua").read_text())
         self._stamp = client.register_script(_STAMP_SENT)
+        self._retoken = client.register_script(_RETOKEN)
 
     # --- quota day -------------------------------------------------------------------
 
@@ -164,7 +189,9 @@ class AccountPool:
 
     # --- the three calls a request makes -----------------------------------------------
 
-    def acquire(self, _rebuilt: bool = False) -> Lease | NoKeyAvailable:
+    def acquire(self, tokens: int = 0, _rebuilt: bool = False) -> Lease | NoKeyAvailable:
+        """A key for one request of about `tokens` input tokens (0: not counted against
+        tokens-per-minute limits)."""
         day, next_day_ms = self.quota_day()
         new_day = day != self._last_day
         try:
@@ -174,7 +201,7 @@ class AccountPool:
                       keys.ACCOUNT_RESYNC],
                 args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS,
                       "1" if new_day else "0", self.window_ms, self.resync_ms,
-                      keys.ACCOUNT_PREFIX, keys.DAILY_TTL_S],
+                      keys.ACCOUNT_PREFIX, keys.DAILY_TTL_S, max(0, int(tokens))],
             )
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
@@ -184,7 +211,12 @@ class AccountPool:
         if verdict == "retry":  # the ready set was rebuilt: one more look, not more
             if _rebuilt:
                 return NoKeyAvailable(60.0, "no usable key in the pool")
-            return self.acquire(_rebuilt=True)
+            return self.acquire(tokens, _rebuilt=True)
+        if verdict == "toolarge":
+            raise RequestTooLarge(
+                f"the request (about {tokens} input tokens) is larger than every key's "
+                "tokens-per-minute limit (tpm_limit): use a lower media resolution or a "
+                "shorter video", error_code="request_too_large")
         if verdict == "importing":
             return NoKeyAvailable(IMPORT_WAIT_S, "accounts are being imported")
         if verdict == "ok":
@@ -233,6 +265,15 @@ class AccountPool:
             self._stamp(keys=[keys.account_window(lease.key_id), keys.ACCOUNT_READY,
                               keys.account_info(lease.key_id)],
                         args=[lease.member, self.window_ms, lease.key_id])
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+
+    def record_tokens(self, lease: Lease, tokens: int) -> None:
+        """Correct the lease's window entry with the input tokens Gemini really counted
+        (`usageMetadata.promptTokenCount`), so the token window is what Gemini sees."""
+        try:
+            self._retoken(keys=[keys.account_window(lease.key_id)],
+                          args=[lease.member, max(0, int(tokens))])
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
 
@@ -295,12 +336,13 @@ class AccountPool:
         for key_id in ids:
             pipe.hgetall(keys.account_info(key_id))
             pipe.hget(keys.account_daily(key_id), day)
-            pipe.zcount(keys.account_window(key_id), now_ms - self.window_ms, "+inf")
+            pipe.zrangebyscore(keys.account_window(key_id), now_ms - self.window_ms, "+inf")
         rows = pipe.execute()
         accounts, left_today, left_minute = [], 0, 0
         for index, key_id in enumerate(ids):
-            info, used, minute = rows[3 * index: 3 * index + 3]
-            entry = account_stats(key_id, info, used, minute, now_ms)
+            info, used, members = rows[3 * index: 3 * index + 3]
+            entry = account_stats(key_id, info, used, len(members), now_ms)
+            entry["tokens_this_minute"] = sum(tokens_of(member) for member in members)
             accounts.append(entry)
             if entry["status"] == "active" and not entry.get("problem"):
                 left_today += max(0, entry["quota_daily"] - entry["used_today"])
@@ -340,6 +382,7 @@ def account_stats(key_id: str, info: dict, used: str | None, minute: int,
         cooldown_until = int(info.get("cooldown_until") or 0)
         entry["cooldown_left_s"] = round(max(0, cooldown_until - now_ms) / 1000, 1)
         entry["effective_minute_limit"] = entry["minute_limit"]
+        entry["tpm_limit"] = int(info["tpm_limit"]) if info.get("tpm_limit") else None
         learned_until = int(info.get("learned_until") or 0)
         if learned_until > now_ms and info.get("learned_limit"):
             entry["effective_minute_limit"] = min(int(info["learned_limit"]),

@@ -62,8 +62,10 @@ class _Call:
 
     requests: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     output_tokens: int = 0
     thinking_tokens: int = 0
+    last_prompt_tokens: int = 0
 
 
 class GeminiTagger:
@@ -130,14 +132,17 @@ class GeminiTagger:
         if self._thinking_budget() is not None:
             config["thinking_config"] = types.ThinkingConfig(
                 thinking_budget=self._thinking_budget())
+        resolution = self.media_resolution(request)
+        config["media_resolution"] = MEDIA_RESOLUTIONS[resolution]
         media_parts = self._frames_parts(request) if frames_mode else None
         deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
         call = _CallPlan(timeout_ms=self.timeout_ms(request), media_parts=media_parts,
-                         prompt=prompt, config=config)
+                         prompt=prompt, config=config,
+                         tokens=estimate_tokens(request, resolution, frames_mode))
         cost, bad_json, last_error = _Call(), 0, "no attempt"
         for _ in range(MAX_KEY_ATTEMPTS):
             model, endpoint = self._model(), self._endpoint()
-            lease = self._lease(deadline)
+            lease = self._lease(deadline, call.tokens)
             try:
                 text = self._with_key(lease, endpoint, model, request, call, cost)
             except PermanentError:
@@ -163,6 +168,8 @@ class GeminiTagger:
                     break
                 continue
             self.pool.report(lease.key_id, Outcome.success())
+            if cost.last_prompt_tokens:
+                self.pool.record_tokens(lease, cost.last_prompt_tokens)
             self.health.model_ok(model)
             self.health.endpoint_ok(endpoint)
             try:
@@ -177,12 +184,19 @@ class GeminiTagger:
             return TagResult(
                 **parsed, technical=technical_of(request.media), language=request.language,
                 provider=self.provider, model=model, prompt_version=self.prompt_version,
-                usage=Usage(requests=cost.requests, prompt_tokens=cost.prompt_tokens,
-                            output_tokens=cost.output_tokens,
-                            thinking_tokens=cost.thinking_tokens),
+                usage=usage_with_cost(model, cost, self.settings),
             )
         raise TransientError(f"gemini unavailable after failing over: {last_error}",
                              error_code="gemini_unavailable")
+
+    def media_resolution(self, request: TagRequest) -> str:
+        """GEMINI_MEDIA_RESOLUTION, or with `auto`: low above GEMINI_LOW_RES_ABOVE_S (a long
+        video costs a quarter of the tokens; tags need no fine detail), else medium."""
+        chosen = self.settings.GEMINI_MEDIA_RESOLUTION
+        if chosen != "auto":
+            return chosen
+        return "low" if request.media.duration_s > self.settings.GEMINI_LOW_RES_ABOVE_S \
+            else "medium"
 
     def timeout_ms(self, request: TagRequest) -> int:
         """Per call: GEMINI_TIMEOUT_S, plus GEMINI_TIMEOUT_PER_MINUTE_S per minute of
@@ -227,9 +241,9 @@ class GeminiTagger:
 
     # --- keys --------------------------------------------------------------------------
 
-    def _lease(self, deadline: float) -> Lease:
+    def _lease(self, deadline: float, tokens: int = 0) -> Lease:
         while True:
-            lease = self.pool.acquire()
+            lease = self.pool.acquire(tokens)
             if isinstance(lease, Lease):
                 return lease
             wait = lease.retry_after_s
@@ -250,8 +264,11 @@ class GeminiTagger:
             self.pool.stamp_sent(lease)
             response = self._client(endpoint).models.generate_content(
                 model=model,
+                # the constant instructions first (a prefix Gemini's implicit cache can
+                # reuse across tasks), then the video, then this video's facts
                 contents=[types.Content(role="user", parts=[
-                    *media_parts, types.Part.from_text(text=call.prompt)])],
+                    types.Part.from_text(text=call.prompt[0]), *media_parts,
+                    types.Part.from_text(text=call.prompt[1])])],
                 config=types.GenerateContentConfig(
                     **call.config, http_options=_call_options(lease, call.timeout_ms)),
             )
@@ -270,8 +287,11 @@ class GeminiTagger:
                 self._delete(uploaded, lease, endpoint)
         cost.requests += 1
         usage = response.usage_metadata
+        cost.last_prompt_tokens = 0
         if usage is not None:
+            cost.last_prompt_tokens = usage.prompt_token_count or 0
             cost.prompt_tokens += usage.prompt_token_count or 0
+            cost.cached_tokens += usage.cached_content_token_count or 0
             cost.output_tokens += usage.candidates_token_count or 0
             cost.thinking_tokens += usage.thoughts_token_count or 0
         _check_blocked(response)
@@ -338,14 +358,56 @@ def _call_options(lease: Lease, timeout_ms: int) -> types.HttpOptions:
     return types.HttpOptions(headers={"x-goog-api-key": lease.api_key}, timeout=timeout_ms)
 
 
+MEDIA_RESOLUTIONS = {
+    "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
+    "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
+    "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
+}
+
+FRAME_TOKENS = {"low": 66, "medium": 258, "high": 258}
+"""Input tokens per video frame (Gemini samples 1 frame/s) or image, by media resolution."""
+
+AUDIO_TOKENS_PER_S = 32
+PROMPT_TOKENS = 1500
+"""System instruction, instructions and response schema, about (measured from
+usageMetadata of a text-only request with the largest schema)."""
+
+
+def estimate_tokens(request: TagRequest, resolution: str, frames_mode: bool) -> int:
+    """Input tokens of one request, from Google's published per-second rates (token
+    counting guide, ai.google.dev, read 2026-11): frames at 1 per second (or the key
+    frames), audio at 32 per second, and the prompt."""
+    media = request.media
+    seconds = media.duration_s
+    if frames_mode:
+        picture = len(request.frames) * FRAME_TOKENS[resolution]
+    else:
+        picture = int(seconds) * FRAME_TOKENS[resolution] if media.has_video else 0
+    sound = int(seconds * AUDIO_TOKENS_PER_S) if media.has_audio else 0
+    return PROMPT_TOKENS + picture + sound
+
+
+def usage_with_cost(model: str, cost: _Call, settings: Settings) -> Usage:
+    """Tokens from usageMetadata and their estimated price (GEMINI_PRICES, USD per
+    million tokens; cached input at its own rate; thinking billed as output)."""
+    price = settings.GEMINI_PRICES.get(model) or {}
+    fresh = max(0, cost.prompt_tokens - cost.cached_tokens)
+    usd = (fresh * price.get("input", 0) + cost.cached_tokens * price.get("cached", 0)
+           + (cost.output_tokens + cost.thinking_tokens) * price.get("output", 0)) / 1e6
+    return Usage(requests=cost.requests, prompt_tokens=cost.prompt_tokens,
+                 cached_tokens=cost.cached_tokens, output_tokens=cost.output_tokens,
+                 thinking_tokens=cost.thinking_tokens, cost_usd=round(usd, 6))
+
+
 @dataclass
 class _CallPlan:
     """What every try of one task sends."""
 
     timeout_ms: int
     media_parts: list | None
-    prompt: str
+    prompt: tuple[str, str]
     config: dict
+    tokens: int
 
 
 class _ModelOverloaded(Exception):

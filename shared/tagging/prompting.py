@@ -51,14 +51,20 @@ def system_instruction(language: str) -> str:
 
 
 def user_prompt(dimensions: list[str], language: str, duration_s: float,
-                orientation: str | None, frames_mode: bool) -> str:
+                orientation: str | None, frames_mode: bool) -> tuple[str, str]:
+    """(instructions, facts). The instructions depend only on the dimensions and the
+    language, so they go before the video and are byte-identical across tasks (Gemini's
+    implicit cache reuses a common prefix); the facts about this video go after it."""
     blocks = "\n\n".join(template(dim, language) for dim in dimensions)
-    return template("request", language).format(
-        duration=mmss(duration_s),
-        orientation=ORIENTATION_WORDS[language].get(orientation, orientation),
+    instructions = template("request", language).format(
         blocks=blocks,
         input_note=template("frames_note", language) if frames_mode else "",
     ).strip()
+    facts = template("facts", language).format(
+        duration=mmss(duration_s),
+        orientation=ORIENTATION_WORDS[language].get(orientation, orientation),
+    ).strip()
+    return instructions, facts
 
 
 TAG_LIST = {

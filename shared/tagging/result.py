@@ -69,8 +69,11 @@ class FrameRef(BaseModel):
 class Usage(BaseModel):
     requests: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     output_tokens: int = 0
     thinking_tokens: int = 0
+    cost_usd: float = 0.0
+    """Estimated from GEMINI_PRICES (docs/decisions.md: source and date)."""
 
 
 class TagResult(BaseModel):

@@ -86,7 +86,7 @@ SYNC_ERROR_STATUS = {
     "download_timeout": 504, "redis_unavailable": 503, "internal_error": 503,
     "attempts_exhausted": 503, "worker_lost": 503, "delivery_failed": 503,
     "lease_lost": 503, "handed_off": 503, "gemini_overloaded": 503,
-    "gemini_region_refused": 503,
+    "gemini_region_refused": 503, "request_too_large": 413,
 }
 """HTTP status of the synchronous API for a task that ended (or waits) with this
 error_code: never 500 — the service did not crash, the task could not be done."""

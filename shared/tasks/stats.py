@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -52,7 +52,27 @@ def service_stats(services: Services) -> dict[str, Any]:
         "pool": pool,
         "search_enabled": services.index is not None,
         "gemini": gemini_status(services),
+        "usage": {"last_hour": usage_totals(store.usage_since(utcnow() - WINDOW)),
+                  "today": usage_totals(store.usage_since(start_of_day()))},
     }
+
+
+USAGE_FIELDS = ("requests", "prompt_tokens", "cached_tokens", "output_tokens",
+                "thinking_tokens", "cost_usd")
+
+
+def usage_totals(usages: list[dict[str, Any]]) -> dict[str, float]:
+    """Gemini requests, tokens and estimated cost summed over results (cache hits: 0)."""
+    totals = {name: sum(float(usage.get(name) or 0) for usage in usages)
+              for name in USAGE_FIELDS}
+    return {name: round(value, 6) if name == "cost_usd" else int(value)
+            for name, value in totals.items()}
+
+
+def start_of_day() -> datetime:
+    """Midnight UTC today, as the naive UTC the columns store."""
+    now = utcnow()
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def gemini_status(services: Services) -> dict[str, Any] | None:

@@ -119,6 +119,15 @@ class TaskStore:
         with self._connect() as conn:
             return [(status, timings or {}) for status, timings in conn.execute(query)]
 
+    def usage_since(self, since: datetime, limit: int = 20_000) -> list[dict[str, Any]]:
+        """`usage` of the results of tasks completed since `since` (token and cost sums)."""
+        query = (sa.select(t.c.tags)
+                 .where(t.c.status == TaskStatus.COMPLETED, t.c.processed_end >= since)
+                 .order_by(t.c.processed_end.desc()).limit(limit))
+        with self._connect() as conn:
+            return [tags.get("usage") or {} for (tags,) in conn.execute(query)
+                    if isinstance(tags, dict)]
+
     def count_by_status(self) -> dict[str, int]:
         with self._connect() as conn:
             rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status))
