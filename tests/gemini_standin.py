@@ -106,6 +106,11 @@ class GeminiStandIn:
     prompt_tokens: int = 0
     """When set, the promptTokenCount every answer reports."""
     _prefixes: set = field(default_factory=set)
+    tpm_limit: int = 0
+    """Per key: input tokens accepted per `window_s` (0 = no limit); above it the real 429
+    with a tokens-per-minute quota id."""
+    token_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    token_429s: int = 0
     rate_limit: int = 0
     """Per key: generate calls accepted per `window_s` (0 = no limit); above it the real
     per-minute 429 body, with RetryInfo until the oldest call leaves the window."""
@@ -188,6 +193,19 @@ class GeminiStandIn:
             return self.generate(handler, key, behaviour, body or {})
         handler._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
 
+    def over_tokens(self, key: str, tokens: int) -> float | None:
+        """Seconds until `tokens` more fit the key's token window, when they do not now."""
+        if not self.tpm_limit:
+            return None
+        with self._rate_lock:
+            now = time.monotonic()
+            recent = [(t, n) for t, n in self.token_log.get(key, []) if t > now - self.window_s]
+            if sum(n for _, n in recent) + tokens > self.tpm_limit:
+                self.token_429s += 1
+                return recent[0][0] + self.window_s - now if recent else self.window_s
+            self.token_log[key] = [*recent, (now, tokens)]
+        return None
+
     def over_rate(self, key: str) -> float | None:
         """Seconds until the key may call again, when the call now would exceed the limit."""
         if not self.rate_limit:
@@ -209,6 +227,14 @@ class GeminiStandIn:
         if time.monotonic() < self.overloaded_until and model in self.overloaded_models:
             return handler._send(503, error_body(
                 503, "UNAVAILABLE", "The model is overloaded. Please try again later."))
+        usage = self.usage(body)
+        wait = self.over_tokens(key or "", usage["promptTokenCount"])
+        if wait is not None:
+            return handler._send(429, error_body(429, "RESOURCE_EXHAUSTED",
+                                                 "Resource has been exhausted.", [
+                {"@type": QUOTA, "violations": [{"quotaId":
+                 "GenerateContentInputTokensPerModelPerMinute-PaidTier"}]},
+                {"@type": RETRY, "retryDelay": f"{max(0.0, wait):.3f}s"}]))
         wait = self.over_rate(key or "")
         if wait is not None:
             code, error = ERRORS["minute"]
@@ -232,7 +258,7 @@ class GeminiStandIn:
         handler._send(200, {
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
                             "finishReason": "STOP", "index": 0}],
-            "usageMetadata": self.usage(body),
+            "usageMetadata": usage,
             "modelVersion": "gemini-2.5-flash", "responseId": uuid.uuid4().hex,
         })
 

@@ -142,3 +142,51 @@ def test_stats_show_tokens_and_cost(app_env, standin, pool, media_server) -> Non
         assert stats[window]["cost_usd"] == pytest.approx(usage["cost_usd"], abs=1e-6)
     accounts = client.get("/api/v1/accounts").get_json()["data"]["accounts"]
     assert sum(a["tokens_this_minute"] for a in accounts) == 10_000  # the real count
+
+
+@pytest.mark.slow
+def test_a_backlog_of_long_videos_stays_under_every_key_token_limit(
+        redis_client, media_dir) -> None:
+    """3 keys whose token limit fits two long videos per window (the stand-in enforces the
+    same limit with the real 429): no self-inflicted 429, all done at the keys' pace."""
+    import time
+
+    from shared.config import load_settings
+    from shared.tagging.gemini import GeminiTagger
+    from tests.gemini_standin import GeminiStandIn
+
+    window_s, per_request = 2.0, 18_000
+    server = GeminiStandIn(tpm_limit=2 * per_request, window_s=window_s,
+                           prompt_tokens=per_request).start()
+    try:
+        seed(redis_client, tpm=2 * per_request, n=3)
+        long_pool = AccountPool(redis_client, window_ms=int(window_s * 1000))
+        tagger = GeminiTagger(long_pool, load_settings(
+            GEMINI_BASE_URL=server.base_url, TAGGER="gemini", GEMINI_MEDIA_RESOLUTION="medium"))
+        request = request_for(media_dir / "clip.mp4", ["vision"])
+        minute = dataclasses.replace(request, media=dataclasses.replace(
+            request.media, duration_s=(per_request - PROMPT_TOKENS) / 290))
+        assert abs(estimate_tokens(minute, "medium", False) - per_request) < 300
+        started = time.monotonic()
+        for _ in range(12):
+            tagger.tag(minute)
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    assert server.token_429s == 0 and len(server.generate_calls()) == 12
+    # 6 requests fit each window: 12 need one more window, not many
+    assert window_s <= elapsed < 3 * window_s + 2
+
+
+def test_a_token_429_cools_the_key_without_lowering_its_request_limit(
+        redis_client: redis.Redis, standin, media_dir) -> None:  # noqa: F811
+    from shared.accounts.pool import Outcome
+
+    seed(redis_client, tpm=None, n=1)
+    tokens_pool = AccountPool(redis_client)
+    lease = tokens_pool.acquire()
+    tokens_pool.report(lease.key_id, Outcome("tokens", "per-minute input tokens", 0.5),
+                       lease.member)
+    account = tokens_pool.stats()["accounts"][0]
+    assert 0 < account["cooldown_left_s"] <= 1
+    assert account["effective_minute_limit"] == account["minute_limit"] == 100

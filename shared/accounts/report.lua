@@ -1,7 +1,7 @@
 -- Record what Gemini answered for one key.
 -- KEYS[1] info hash, KEYS[2] minute window, KEYS[3] ready zset (scores in µs),
 -- KEYS[4] hash id -> why it is parked
--- ARGV[1] kind: success | minute | day | disabled | failure
+-- ARGV[1] kind: success | minute | tokens | day | disabled | failure | neutral
 -- ARGV[2] retry delay ms (minute; 0 = until the window frees), ARGV[3] next quota day ms,
 -- ARGV[4] reason text, ARGV[5] base backoff ms, ARGV[6] max backoff ms, ARGV[7] key id,
 -- ARGV[8] rate window ms, ARGV[9] how long a learned per-minute limit holds (ms),
@@ -50,6 +50,9 @@ if kind == 'minute' then
     until_ms = oldest[2] and (tonumber(oldest[2]) + window_ms) or (now + window_ms)
   end
   push_cooldown(until_ms)
+elseif kind == 'tokens' then
+  -- over the tokens-per-minute limit: wait as asked; the request count taught nothing
+  push_cooldown(now + math.max(1000, tonumber(ARGV[2])))
 elseif kind == 'day' then
   push_cooldown(tonumber(ARGV[3]))
 elseif kind == 'disabled' then

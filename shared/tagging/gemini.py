@@ -485,6 +485,9 @@ def classify(error: errors.APIError) -> Outcome:
                      for v in d.get("violations", []) if isinstance(v, dict)]
         if any("PerDay" in q for q in quota_ids):
             return Outcome("day", f"{status}: daily quota exhausted")
+        if any("Token" in q for q in quota_ids):  # tokens per minute: no request-count lesson
+            return Outcome("tokens", f"{status}: per-minute input tokens",
+                           retry_delay_s=_retry_delay_s(details))
         if quota_ids or _retry_delay_s(details):
             return Outcome("minute", f"{status}: per-minute quota",
                            retry_delay_s=_retry_delay_s(details))
