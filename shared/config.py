@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     GEMINI_MEDIA_RESOLUTION: Literal["auto", "low", "medium", "high"] = "auto"
     GEMINI_LOW_RES_ABOVE_S: float = Field(default=300, ge=0)
     GEMINI_PRICES: dict[str, dict[str, float]] = DEFAULT_GEMINI_PRICES
+    TAXONOMY_FILE: str = ""
     GEMINI_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
     GEMINI_DEADLINE_S: float = Field(default=240, gt=0)
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
@@ -169,6 +170,18 @@ class Settings(BaseSettings):
     def _http_worker(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("TAXONOMY_FILE")
+    @classmethod
+    def _taxonomy(cls, value: str) -> str:
+        """Checked at start-up: a bad vocabulary stops the process naming the entry."""
+        from shared.tagging.taxonomy import TaxonomyError, load
+
+        try:
+            load(Path(value) if value else None)
+        except TaxonomyError as error:
+            raise ValueError(str(error)) from None
         return value
 
     @field_validator("GEMINI_BASE_URL")

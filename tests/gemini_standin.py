@@ -60,11 +60,14 @@ def quoting_error(behaviour: str, key: str) -> tuple[int, dict]:
                            details)
 
 
-def fill(schema: dict[str, Any], path: str = "") -> Any:
-    """A plausible answer for a Gemini response schema (upper-case OpenAPI subset)."""
+def fill(schema: dict[str, Any], path: str = "", answers: dict | None = None) -> Any:
+    """A plausible answer for a Gemini response schema (upper-case OpenAPI subset);
+    `answers` gives the answer for some paths (e.g. "vision.characters")."""
+    if answers and path in answers:
+        return answers[path]
     kind = str(schema.get("type", "OBJECT")).upper()
     if kind == "OBJECT":
-        return {name: fill(sub, f"{path}.{name}" if path else name)
+        return {name: fill(sub, f"{path}.{name}" if path else name, answers)
                 for name, sub in schema.get("properties", {}).items()}
     if kind == "ARRAY":
         item = schema.get("items", {})
@@ -105,6 +108,8 @@ class GeminiStandIn:
     """Every generate call answers 400 FAILED_PRECONDITION (an exit region Gemini refuses)."""
     prompt_tokens: int = 0
     """When set, the promptTokenCount every answer reports."""
+    answers: dict[str, Any] = field(default_factory=dict)
+    """Fixed answers for some schema paths (e.g. {"vision.characters": [...]})."""
     _prefixes: set = field(default_factory=set)
     tpm_limit: int = 0
     """Per key: input tokens accepted per `window_s` (0 = no limit); above it the real 429
@@ -251,7 +256,7 @@ class GeminiStandIn:
                                        "usageMetadata": {"promptTokenCount": 10}})
         config = body.get("generationConfig", {})
         schema = config.get("responseSchema") or config.get("responseJsonSchema") or {}
-        text = json.dumps(fill(schema), ensure_ascii=False)
+        text = json.dumps(fill(schema, answers=self.answers), ensure_ascii=False)
         if behaviour == "badjson" or (behaviour == "badjson_once"
                                       and not self._seen_badjson(key)):
             text = "{not json"

@@ -22,6 +22,7 @@ from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
 from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
 from shared.redact import redact
+from shared.tagging import taxonomy
 from shared.tagging.base import TagRequest
 from shared.tagging.health import GeminiHealth, shown
 from shared.tagging.local import technical_of
@@ -34,7 +35,7 @@ from shared.tagging.prompting import (
     system_instruction,
     user_prompt,
 )
-from shared.tagging.result import TagResult, Usage
+from shared.tagging.result import TagResult, Usage, flatten_tags
 from shared.video.audio import extract_audio
 
 log = logging.getLogger("vision_to_tag.gemini")
@@ -78,7 +79,8 @@ class GeminiTagger:
         self.pool = pool
         self.settings = settings
         self.model = settings.GEMINI_MODEL
-        self.prompt_version = prompt_version()
+        self.taxonomy = taxonomy.cached(settings.TAXONOMY_FILE)
+        self.prompt_version = f"{prompt_version()}-{taxonomy.fingerprint(settings.TAXONOMY_FILE)}"
         self.sleep = sleep
         self.health = health or GeminiHealth(pool.redis)
         self._clients: dict[str, genai.Client] = {}
@@ -122,11 +124,12 @@ class GeminiTagger:
     def tag(self, request: TagRequest) -> TagResult:
         frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
         prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
-                             request.media.orientation, frames_mode)
+                             request.media.orientation, frames_mode, self.taxonomy)
         config = dict(
             system_instruction=system_instruction(request.language),
             response_mime_type="application/json",
-            response_schema=response_schema(request.dimensions),
+            response_schema=response_schema(request.dimensions, request.language,
+                                            self.taxonomy),
             temperature=self.settings.GEMINI_TEMPERATURE,
         )
         if self._thinking_budget() is not None:
@@ -173,7 +176,9 @@ class GeminiTagger:
             self.health.model_ok(model)
             self.health.endpoint_ok(endpoint)
             try:
-                parsed = parse_output(text, request.dimensions, request.media.duration_s)
+                parsed = self._canonical(
+                    parse_output(text, request.dimensions, request.media.duration_s),
+                    request.language)
             except ModelOutputError as error:
                 bad_json += 1
                 last_error = str(error)
@@ -197,6 +202,13 @@ class GeminiTagger:
             return chosen
         return "low" if request.media.duration_s > self.settings.GEMINI_LOW_RES_ABOVE_S \
             else "medium"
+
+    def _canonical(self, parsed: dict, language: str) -> dict:
+        """Tags through the controlled vocabulary; the flat list from the canonical tags."""
+        dimensions = {dim: {sub: self.taxonomy.normalise(dim, sub, language, tags)
+                            for sub, tags in fields.items()}
+                      for dim, fields in parsed["dimensions"].items()}
+        return {**parsed, "dimensions": dimensions, "tags": flatten_tags(dimensions)}
 
     def timeout_ms(self, request: TagRequest) -> int:
         """Per call: GEMINI_TIMEOUT_S, plus GEMINI_TIMEOUT_PER_MINUTE_S per minute of

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.tagging.result import SUBCATEGORIES, KeyMoment, Tag, flatten_tags
+from shared.tagging.taxonomy import Taxonomy
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 MAX_KEY_MOMENTS = 8
@@ -50,8 +51,20 @@ def system_instruction(language: str) -> str:
     return template("system", language)
 
 
+def vocabulary(dimensions: list[str], language: str, taxonomy: Taxonomy | None) -> str:
+    """The preferred tags of each field, for the instructions (constant per dimensions)."""
+    if taxonomy is None:
+        return ""
+    lead = "优先使用这些标准标签：" if language == "zh" else "Prefer these canonical tags:"
+    lines = [f"- {dim}.{sub}: " + ", ".join(field.canonical.get(language, ()))
+             for (dim, sub), field in taxonomy.fields.items()
+             if dim in dimensions and field.canonical.get(language)]
+    return "\n".join([lead, *lines]) if lines else ""
+
+
 def user_prompt(dimensions: list[str], language: str, duration_s: float,
-                orientation: str | None, frames_mode: bool) -> tuple[str, str]:
+                orientation: str | None, frames_mode: bool,
+                taxonomy: Taxonomy | None = None) -> tuple[str, str]:
     """(instructions, facts). The instructions depend only on the dimensions and the
     language, so they go before the video and are byte-identical across tasks (Gemini's
     implicit cache reuses a common prefix); the facts about this video go after it."""
@@ -60,6 +73,9 @@ def user_prompt(dimensions: list[str], language: str, duration_s: float,
         blocks=blocks,
         input_note=template("frames_note", language) if frames_mode else "",
     ).strip()
+    words = vocabulary(dimensions, language, taxonomy)
+    if words:
+        instructions += "\n\n" + words
     facts = template("facts", language).format(
         duration=mmss(duration_s),
         orientation=ORIENTATION_WORDS[language].get(orientation, orientation),
@@ -77,11 +93,22 @@ TAG_LIST = {
 }
 
 
-def response_schema(dimensions: list[str]) -> dict[str, Any]:
-    """Only the requested dimensions: Gemini rejects very large schemas."""
+def response_schema(dimensions: list[str], language: str = "zh",
+                    taxonomy: Taxonomy | None = None) -> dict[str, Any]:
+    """Only the requested dimensions: Gemini rejects very large schemas. A closed field of
+    the vocabulary takes only its canonical tags (an enum)."""
+
+    def tag_list(dim: str, sub: str) -> dict[str, Any]:
+        allowed = taxonomy.enum(dim, sub, language) if taxonomy else None
+        if not allowed:
+            return TAG_LIST
+        item = TAG_LIST["items"]
+        return {**TAG_LIST, "items": {**item, "properties": {
+            **item["properties"], "tag": {"type": "STRING", "enum": allowed}}}}
+
     properties: dict[str, Any] = {
         dim: {"type": "OBJECT",
-              "properties": {sub: TAG_LIST for sub in SUBCATEGORIES[dim]},
+              "properties": {sub: tag_list(dim, sub) for sub in SUBCATEGORIES[dim]},
               "required": list(SUBCATEGORIES[dim])}
         for dim in dimensions
     }

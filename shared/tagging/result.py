@@ -22,6 +22,8 @@ SUBCATEGORIES: dict[str, tuple[str, ...]] = {
 class Tag(BaseModel):
     tag: str = Field(min_length=1)
     confidence: float
+    free: bool = False
+    """True for a tag outside the controlled vocabulary of its field (kept as said)."""
 
     @field_validator("confidence")
     @classmethod
