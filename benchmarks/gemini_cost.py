@@ -30,7 +30,7 @@ from shared.accounts.importer import AccountEntry, import_accounts  # noqa: E402
 from shared.config import load_settings  # noqa: E402
 from shared.pipeline.runner import handle_delivery  # noqa: E402
 from shared.services import build_services  # noqa: E402
-from shared.tagging.gemini import GeminiTagger  # noqa: E402
+from shared.tagging.gemini import FRAME_TOKENS, GeminiTagger  # noqa: E402
 from shared.tasks.models import CreateTaskRequest  # noqa: E402
 from shared.tasks.operations import create_task  # noqa: E402
 from shared.video.probe import ffmpeg_exe  # noqa: E402
@@ -38,8 +38,7 @@ from tests.gemini_standin import GeminiStandIn  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 BENCH_DIR = ROOT / "var" / "bench"
-VIDEO_TOKENS_PER_S = 258 + 32  # frames at 1 fps + audio
-IMAGE_TOKENS, AUDIO_TOKENS_PER_S = 258, 32
+AUDIO_TOKENS_PER_S = 32
 
 
 def make_video() -> Path:
@@ -60,6 +59,10 @@ def text_tokens(text: str) -> int:
 
 
 def estimate(body: dict, duration_s: float) -> int:
+    config = body.get("generationConfig", {})
+    resolution = str(config.get("mediaResolution") or config.get("media_resolution")
+                     or "MEDIA_RESOLUTION_MEDIUM").removeprefix("MEDIA_RESOLUTION_").lower()
+    frame_tokens = FRAME_TOKENS.get(resolution, 258)
     tokens = 0
     for part in body["contents"][0]["parts"]:
         if "text" in part:
@@ -67,9 +70,9 @@ def estimate(body: dict, duration_s: float) -> int:
         inline = part.get("inlineData") or part.get("fileData") or {}
         mime = inline.get("mimeType") or inline.get("mime_type") or ""
         if mime.startswith("video/"):
-            tokens += int(VIDEO_TOKENS_PER_S * duration_s)
+            tokens += int((frame_tokens + AUDIO_TOKENS_PER_S) * duration_s)
         elif mime.startswith("image/"):
-            tokens += IMAGE_TOKENS
+            tokens += frame_tokens
         elif mime.startswith("audio/"):
             tokens += int(AUDIO_TOKENS_PER_S * duration_s)
     system = body.get("systemInstruction", {}).get("parts", [{}])[0].get("text", "")
@@ -82,13 +85,15 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 def run(mode: str, per_dimension: bool, video_url: str, standin: GeminiStandIn,
-        work: Path) -> tuple[int, int, dict[str, int]]:
+        work: Path, resolution: str = "medium") -> tuple[int, int, dict[str, int]]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     client.flushdb()
     import_accounts(client, [AccountEntry(api_key=f"AIzaBENCH{n:031d}", daily_limit=10**6,
                                           minute_limit=10**4, username="b", password="x" * 8,
                                           phone="", email="") for n in range(4)])
-    settings = load_settings(DATABASE_URL=f"sqlite:///{work / (mode + str(per_dimension))}.db",
+    database = work / f"{mode}{per_dimension}{resolution}.db"
+    settings = load_settings(DATABASE_URL=f"sqlite:///{database}",
+                             GEMINI_MEDIA_RESOLUTION=resolution,
                              REDIS_URL=REDIS_URL, STORAGE_DIR=work / "storage",
                              ALLOW_PRIVATE_URLS=True, TAGGER="gemini", TAG_INPUT=mode,
                              GEMINI_BASE_URL=standin.base_url, RESULT_CACHE=False)
@@ -121,10 +126,13 @@ def main() -> int:
     standin = GeminiStandIn().start()
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        for label, mode, per_dim in [("original: 4 calls, video", "video", True),
-                                     ("ours: TAG_INPUT=video", "video", False),
-                                     ("ours: TAG_INPUT=frames", "frames", False)]:
-            rows.append((label, *run(mode, per_dim, url, standin, Path(work))))
+        for label, mode, per_dim, resolution in [
+                ("original: 4 calls, video", "video", True, "medium"),
+                ("ours: TAG_INPUT=video", "video", False, "medium"),
+                ("ours: video, low resolution", "video", False, "low"),
+                ("ours: TAG_INPUT=frames", "frames", False, "medium"),
+                ("ours: frames, low resolution", "frames", False, "low")]:
+            rows.append((label, *run(mode, per_dim, url, standin, Path(work), resolution)))
     standin.stop()
     server.shutdown()
     redis.Redis.from_url(REDIS_URL).flushdb()
