@@ -73,6 +73,11 @@ def account_daily(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}:daily"
 
 
+def account_usage(account_id: str) -> str:
+    """Hash `{quota day}:input|output|cost_micro` → what the key spent that day."""
+    return f"{ACCOUNT_PREFIX}{account_id}:usage"
+
+
 def account_window(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}:minute_window"
 

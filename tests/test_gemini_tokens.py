@@ -190,3 +190,12 @@ def test_a_token_429_cools_the_key_without_lowering_its_request_limit(
     account = tokens_pool.stats()["accounts"][0]
     assert 0 < account["cooldown_left_s"] <= 1
     assert account["effective_minute_limit"] == account["minute_limit"] == 100
+
+
+def test_each_key_shows_what_it_spent_today(pool, standin, media_dir) -> None:  # noqa: F811
+    standin.prompt_tokens = 40_000
+    result = make_tagger(pool, standin).tag(request_for(media_dir / "clip.mp4", ["vision"]))
+    spent = [a["today"] for a in pool.stats()["accounts"] if a["today"]["input_tokens"]]
+    assert len(spent) == 1
+    assert spent[0]["input_tokens"] == 40_000 and spent[0]["output_tokens"] == 321
+    assert spent[0]["cost_usd"] == pytest.approx(result.usage.cost_usd, abs=1e-6)

@@ -82,6 +82,12 @@ function showKeys(pool) {
     cell(tr, key.key); cell(tr, key.status, `status-${key.status}`);
     cell(tr, bar(key.used_today, key.quota_daily));
     const minute = cell(tr, bar(key.used_this_minute, key.effective_minute_limit ?? key.minute_limit));
+    if (key.today && key.today.cost_usd) {
+      const spent = document.createElement("small");
+      spent.className = "learned";
+      spent.textContent = `today ${key.today.input_tokens + key.today.output_tokens} tokens, ≈ $${key.today.cost_usd.toFixed(4)}`;
+      minute.append(spent);
+    }
     if (key.tpm_limit) {
       const tokens = document.createElement("small");
       tokens.className = "learned";

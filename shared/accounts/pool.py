@@ -277,6 +277,20 @@ class AccountPool:
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
 
+    def record_usage(self, lease: Lease, input_tokens: int, output_tokens: int,
+                     cost_usd: float) -> None:
+        """Add one answered request's tokens and estimated cost to the key's day."""
+        name = keys.account_usage(lease.key_id)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(name, f"{lease.day}:input", int(input_tokens))
+            pipe.hincrby(name, f"{lease.day}:output", int(output_tokens))
+            pipe.hincrby(name, f"{lease.day}:cost_micro", round(cost_usd * 1_000_000))
+            pipe.expire(name, keys.DAILY_TTL_S)
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+
     def release(self, lease: Lease) -> None:
         """Refund a request that was never sent (it does not count against the quotas)."""
         seconds, micros = self.redis.time()
@@ -337,12 +351,17 @@ class AccountPool:
             pipe.hgetall(keys.account_info(key_id))
             pipe.hget(keys.account_daily(key_id), day)
             pipe.zrangebyscore(keys.account_window(key_id), now_ms - self.window_ms, "+inf")
+            pipe.hmget(keys.account_usage(key_id), f"{day}:input", f"{day}:output",
+                       f"{day}:cost_micro")
         rows = pipe.execute()
         accounts, left_today, left_minute = [], 0, 0
         for index, key_id in enumerate(ids):
-            info, used, members = rows[3 * index: 3 * index + 3]
+            info, used, members, spent = rows[4 * index: 4 * index + 4]
             entry = account_stats(key_id, info, used, len(members), now_ms)
             entry["tokens_this_minute"] = sum(tokens_of(member) for member in members)
+            entry["today"] = {"input_tokens": int(spent[0] or 0),
+                              "output_tokens": int(spent[1] or 0),
+                              "cost_usd": int(spent[2] or 0) / 1_000_000}
             accounts.append(entry)
             if entry["status"] == "active" and not entry.get("problem"):
                 left_today += max(0, entry["quota_daily"] - entry["used_today"])

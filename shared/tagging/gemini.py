@@ -67,6 +67,8 @@ class _Call:
     output_tokens: int = 0
     thinking_tokens: int = 0
     last_prompt_tokens: int = 0
+    last_cached_tokens: int = 0
+    last_output_tokens: int = 0
 
 
 class GeminiTagger:
@@ -173,6 +175,7 @@ class GeminiTagger:
             self.pool.report(lease.key_id, Outcome.success())
             if cost.last_prompt_tokens:
                 self.pool.record_tokens(lease, cost.last_prompt_tokens)
+            self._account_for(lease, model, cost)
             self.health.model_ok(model)
             self.health.endpoint_ok(endpoint)
             try:
@@ -202,6 +205,15 @@ class GeminiTagger:
             return chosen
         return "low" if request.media.duration_s > self.settings.GEMINI_LOW_RES_ABOVE_S \
             else "medium"
+
+    def _account_for(self, lease: Lease, model: str, cost: _Call) -> None:
+        """This call's tokens and estimated cost on its key's day (the dashboard's per-key
+        spend)."""
+        call = _Call(requests=1, prompt_tokens=cost.last_prompt_tokens,
+                     cached_tokens=cost.last_cached_tokens,
+                     output_tokens=cost.last_output_tokens)
+        self.pool.record_usage(lease, call.prompt_tokens, call.output_tokens,
+                               usage_with_cost(model, call, self.settings).cost_usd)
 
     def _canonical(self, parsed: dict, language: str) -> dict:
         """Tags through the controlled vocabulary; the flat list from the canonical tags."""
@@ -299,9 +311,12 @@ class GeminiTagger:
                 self._delete(uploaded, lease, endpoint)
         cost.requests += 1
         usage = response.usage_metadata
-        cost.last_prompt_tokens = 0
+        cost.last_prompt_tokens = cost.last_cached_tokens = cost.last_output_tokens = 0
         if usage is not None:
             cost.last_prompt_tokens = usage.prompt_token_count or 0
+            cost.last_cached_tokens = usage.cached_content_token_count or 0
+            cost.last_output_tokens = ((usage.candidates_token_count or 0)
+                                       + (usage.thoughts_token_count or 0))
             cost.prompt_tokens += usage.prompt_token_count or 0
             cost.cached_tokens += usage.cached_content_token_count or 0
             cost.output_tokens += usage.candidates_token_count or 0
