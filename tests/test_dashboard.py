@@ -83,6 +83,8 @@ def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> N
         expect(page.locator("#h-completed")).to_have_text(str(stats["last_hour"]["completed"]))
         expect(page.locator("#pool-left-today")).to_have_text(
             str(stats["pool"]["capacity_left_today"]))
+        expect(page.locator("#cost-today")).to_have_text(
+            f"{stats['usage']['today']['cost_usd']:.4f}")
         expect(page.locator("#keys tbody tr")).to_have_count(2)
         expect(page.locator("#keys .learned")).to_have_text("learned 4 (configured 10)")
         expect(page.locator("#tasks tbody tr")).to_have_count(len(tasks))

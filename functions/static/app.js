@@ -26,7 +26,8 @@ function text(id, value) { $(id).textContent = value === undefined || value === 
 
 function clearData() {
   for (const dd of document.querySelectorAll("dd")) dd.textContent = "–";
-  for (const id of ["h-completed", "h-failed", "pool-left-today", "pool-left-minute"]) text(id, null);
+  for (const id of ["h-completed", "h-failed", "pool-left-today", "pool-left-minute",
+                    "use-hour", "cost-hour", "use-today", "cost-today"]) text(id, null);
   for (const body of document.querySelectorAll("tbody")) body.replaceChildren();
   $("task-detail").hidden = true;
 }
@@ -62,6 +63,12 @@ function showStats(stats) {
   for (const status of ["pending", "processing", "completed", "failed"]) text(`t-${status}`, stats.tasks[status]);
   text("h-completed", stats.last_hour.completed); text("h-failed", stats.last_hour.failed);
   text("pool-left-today", stats.pool.capacity_left_today);
+  for (const [window, suffix] of [["last_hour", "hour"], ["today", "today"]]) {
+    const usage = (stats.usage || {})[window];
+    if (!usage) continue;
+    text(`use-${suffix}`, usage.prompt_tokens + usage.output_tokens + usage.thinking_tokens);
+    text(`cost-${suffix}`, usage.cost_usd.toFixed(4));
+  }
   text("pool-left-minute", stats.pool.capacity_left_this_minute);
   const body = $("stages").tBodies[0];
   body.replaceChildren();
