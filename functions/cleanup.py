@@ -12,8 +12,8 @@ import flask
 from functions.http import check_worker_token, nosniff, reply
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ApiError, ServiceUnavailable
-from shared.pipeline.callbacks import notify
 from shared.pipeline.reaper import reap_stuck_tasks, retry_indexing
+from shared.pipeline.runner import after_failure
 from shared.services import get_services
 
 
@@ -34,7 +34,7 @@ def cleanup(request: flask.Request) -> flask.Response:
                                           dry_run=dry_run).as_dict()
         data["stuck_tasks"] = reap_stuck_tasks(
             services.store, services.queue, settings.MAX_ATTEMPTS,
-            on_failed=lambda task_id: notify(task_id, services),
+            on_failed=lambda task_id: after_failure(task_id, services),
             grace_s=settings.RECONCILE_GRACE_S)
         data["reindexed"] = retry_indexing(services.store, services.index)
     except ApiError as error:

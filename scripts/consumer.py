@@ -16,9 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.config import get_settings  # noqa: E402
 from shared.logs import setup_logging  # noqa: E402
-from shared.pipeline.callbacks import notify  # noqa: E402
 from shared.pipeline.reaper import reap_stuck_tasks, retry_indexing  # noqa: E402
-from shared.pipeline.runner import end_failed  # noqa: E402
+from shared.pipeline.runner import after_failure, end_failed  # noqa: E402
 from shared.queue.local_consumer import Consumer, ConsumerConfig  # noqa: E402
 from shared.queue.redis_queue import RedisQueue  # noqa: E402
 from shared.services import get_services  # noqa: E402
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def reap() -> dict[str, int]:
         counts = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS,
-                                  on_failed=lambda task_id: notify(task_id, services),
+                                  on_failed=lambda task_id: after_failure(task_id, services),
                                   grace_s=settings.RECONCILE_GRACE_S)
         return {**counts, "reindexed": retry_indexing(services.store, services.index)}
 

@@ -116,6 +116,7 @@ class GeminiStandIn:
     with a tokens-per-minute quota id."""
     token_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     token_429s: int = 0
+    token_accepted_at: list[float] = field(default_factory=list)
     rate_limit: int = 0
     """Per key: generate calls accepted per `window_s` (0 = no limit); above it the real
     per-minute 429 body, with RetryInfo until the oldest call leaves the window."""
@@ -209,6 +210,7 @@ class GeminiStandIn:
                 self.token_429s += 1
                 return recent[0][0] + self.window_s - now if recent else self.window_s
             self.token_log[key] = [*recent, (now, tokens)]
+            self.token_accepted_at.append(now)
         return None
 
     def over_rate(self, key: str) -> float | None:

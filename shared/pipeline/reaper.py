@@ -29,7 +29,8 @@ log = logging.getLogger("vision_to_tag.reaper")
 def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
                      on_failed: Callable[[str], object] | None = None,
                      grace_s: float = 60) -> dict[str, int]:
-    """`on_failed(task_id)` runs for each task failed here (the completion callback)."""
+    """`on_failed(task_id)` runs for each task failed here: `runner.after_failure` (dead
+    letter, completion callback); without it the dead letter is still recorded."""
     counts = {"requeued": 0, "failed": 0, "skipped": 0, "redelivered": 0}
     for task in store.expired_leases():
         generation = new_generation("l")
@@ -40,9 +41,10 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
             message=f"worker lost during stage {task.stage or 'start'} (lease expired)",
         )
         if outcome == "failed":
-            queue.dead_letter(task.task_id)
             if on_failed is not None:
                 on_failed(task.task_id)
+            else:
+                queue.dead_letter(task.task_id)
         counts[outcome] += 1
         log.info("reaped stuck task: %s", outcome, extra={"task_id": task.task_id})
     now = utcnow()

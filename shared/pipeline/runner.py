@@ -122,9 +122,8 @@ def _not_claimed(task_id: str, claim: Claim, services: Services) -> WorkerReply:
 def end_failed(task_id: str, services: Services, error_code: str, message: str,
                attempt: int | None = None, timings: dict[str, int] | None = None,
                *, dead_letter: bool = True) -> bool:
-    """The one way a task ends in failure: the row (owned by `attempt`, or pending), the
-    dead-letter record (retries or deliveries ran out: not for a permanent error), the
-    completion callback."""
+    """The one way a task ends in failure: the row (owned by `attempt`, or pending), then
+    `after_failure`."""
     store = services.store
     if attempt is None:
         done = store.fail_pending(task_id, error_code=error_code, message=message)
@@ -134,13 +133,20 @@ def end_failed(task_id: str, services: Services, error_code: str, message: str,
     if done:
         log.info("task failed: %s", message, extra={"task_id": task_id,
                                                      "error_code": error_code})
-        try:
-            if dead_letter:
-                services.queue.dead_letter(task_id)
-        except (RedisError, ServiceUnavailable):
-            log.warning("could not record the dead letter", extra={"task_id": task_id})
-        notify(task_id, services)
+        after_failure(task_id, services, dead_letter=dead_letter)
     return done
+
+
+def after_failure(task_id: str, services: Services, *, dead_letter: bool = True) -> None:
+    """What follows every failure, wherever the row was failed (here, or by the reaper on
+    a lost worker): the dead-letter record (retries, deliveries or attempts ran out — not
+    for a permanent error) and the completion callback."""
+    try:
+        if dead_letter:
+            services.queue.dead_letter(task_id)
+    except (RedisError, ServiceUnavailable):
+        log.warning("could not record the dead letter", extra={"task_id": task_id})
+    notify(task_id, services)
 
 
 class Heartbeat:
