@@ -22,7 +22,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.sample_video import make_video  # noqa: E402
+from scripts.sample_video import caption_filter, make_video  # noqa: E402
 from scripts.stack import LocalStack  # noqa: E402
 
 
@@ -56,11 +56,13 @@ def main() -> int:
 
 def tag_sample() -> int:
     sample_dir = ROOT / "var" / "sample"
-    video = sample_dir / "sample.mp4"
-    if not video.exists():
-        make_video(video, seconds=6, size="720x1280")
+    video = sample_dir / "sample-captioned.mp4"
+    if not video.exists():  # with a caption when a CJK font is installed: OCR shows it
+        sample_dir.mkdir(parents=True, exist_ok=True)
+        make_video(video, seconds=6, size="720x1280",
+                   extra=caption_filter("限时优惠 ¥99 包邮", video))
     server = serve_folder(sample_dir)
-    video_url = f"http://127.0.0.1:{server.server_address[1]}/sample.mp4"
+    video_url = f"http://127.0.0.1:{server.server_address[1]}/{video.name}"
     token = (os.environ.get("API_TOKENS") or "").split(",")[0].strip()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with LocalStack() as stack:

@@ -11,6 +11,22 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
+CAPTION_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+                 "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+"""CJK fonts a caption can be drawn with (Debian fonts-noto-cjk / fonts-wqy-microhei)."""
+
+
+def caption_filter(text: str, path: Path) -> list[str]:
+    """ffmpeg arguments that burn `text` near the bottom, when a CJK font is installed."""
+    font = next((f for f in CAPTION_FONTS if Path(f).exists()), None)
+    if font is None:
+        return []
+    text_file = path.with_suffix(".caption.txt")
+    text_file.write_text(text, encoding="utf-8")
+    return ["-vf", f"drawtext=fontfile={font}:textfile={text_file}:expansion=none:"
+                   "fontsize=h/24:fontcolor=white:box=1:boxcolor=black@0.5:"
+                   "x=(w-tw)/2:y=h-th-h/8"]
+
 
 def make_video(
     path: Path, *, seconds: float = 6, size: str = "720x1280", fps: int = 25,

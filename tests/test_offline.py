@@ -189,3 +189,23 @@ def test_gemini_mode_loads_none_of_it() -> None:
                          env={"TAGGER": "gemini", "PATH": "/usr/bin:/bin"},
                          cwd=Path(__file__).resolve().parent.parent)
     assert run.returncode == 0, run.stdout + run.stderr[-500:]
+
+
+def test_a_cached_result_keeps_what_the_tagger_measured(sqlite_services, media_server) -> None:
+    """The result cache answers the second task; loudness and speech ratio stay."""
+    from shared.pipeline.runner import handle_delivery
+    from shared.tasks.models import CreateTaskRequest
+    from shared.tasks.operations import create_task
+
+    def run() -> dict:
+        request = CreateTaskRequest.model_validate(
+            {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},
+            context={"platforms": ["rpa"]})
+        task_id = create_task(sqlite_services, request)[0].task_id
+        handle_delivery(task_id, sqlite_services)
+        return sqlite_services.store.get(task_id).result
+
+    first, second = run(), run()
+    assert second.cached and not first.cached
+    assert second.technical.loudness_db == first.technical.loudness_db is not None
+    assert second.technical.speech_ratio == first.technical.speech_ratio

@@ -176,7 +176,10 @@ def cached_result(job: Job) -> TagResult | None:
     result = TagResult.model_validate(stored)
     result.cached = True
     result.usage = Usage()
-    result.technical = technical_of(job.media)
+    measured = technical_of(job.media)  # this file's own facts; what the tagger measured
+    kept = {name: value for name, value in result.technical.model_dump().items()
+            if value is not None and getattr(measured, name) is None}
+    result.technical = measured.model_copy(update=kept)  # (loudness, speech) is kept
     return result
 
 
