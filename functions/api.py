@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import flask
@@ -18,6 +17,7 @@ from functions.http import (
     json_object,
     nosniff,
     reply,
+    retry_after,
     single_valued,
 )
 from functions.openapi import openapi_document
@@ -70,7 +70,7 @@ def api(request: flask.Request) -> flask.Response:
                      headers={"Allow": allowed})
     except NotFound:
         if request.path.startswith("/api/v1/task/"):  # an id with slashes in it
-            return reply(400, "task_id: malformed (expected a UUID: dashed, or 32 hex digits)")
+            return reply(400, operations.MALFORMED_TASK_ID)
         return reply(404, f"no route {request.path}")
     if endpoint == "get" and args.get("task_id") == "create":  # GET on the create route
         return reply(405, f"method {request.method} not allowed here (allowed: POST)",
@@ -113,8 +113,8 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
     parsed = SyncTagRequest.model_validate(json_object(request),
                                            context=validation_context(services))
-    status, task, retry_after = operations.tag_now(services, parsed)
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
+    status, task, wait_s = operations.tag_now(services, parsed)
+    headers = retry_after(wait_s)
     if status == 200 and task.result is not None:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
                 "task": task.model_dump(mode="json", exclude={"result"})}

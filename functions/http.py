@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,11 @@ def reply(
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def retry_after(seconds: float | None) -> dict[str, str]:
+    """The Retry-After header for a wait in (fractional) seconds: whole seconds, ≥ 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))} if seconds else {}
 
 
 def framework_error(error: Exception) -> flask.Response:

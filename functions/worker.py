@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import flask
 
-from functions.http import check_worker_token, json_object, nosniff, reply
+from functions.http import check_worker_token, json_object, nosniff, reply, retry_after
 from shared.errors import ApiError, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.pipeline.runner import handle_delivery
@@ -50,7 +49,6 @@ def process_task(request: flask.Request) -> flask.Response:
             request.headers.get("X-CloudTasks-TaskExecutionCount", "-"),
         )
         result = handle_delivery(task_id, services)
-    headers = ({"Retry-After": str(max(1, math.ceil(result.retry_after_s)))}
-               if result.retry_after_s else {})
     return reply(result.status_code, result.message, task_id=task_id,
-                 data={"status": result.task_status}, headers=headers)
+                 data={"status": result.task_status},
+                 headers=retry_after(result.retry_after_s))

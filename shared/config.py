@@ -175,11 +175,12 @@ class Settings(BaseSettings):
     @field_validator("TAXONOMY_FILE")
     @classmethod
     def _taxonomy(cls, value: str) -> str:
-        """Checked at start-up: a bad vocabulary stops the process naming the entry."""
-        from shared.tagging.taxonomy import TaxonomyError, load
+        """Checked at start-up: a bad vocabulary stops the process naming the entry (parsed
+        once per process: the tagger takes the same cached copy)."""
+        from shared.tagging.taxonomy import TaxonomyError, cached
 
         try:
-            load(Path(value) if value else None)
+            cached(value)
         except TaxonomyError as error:
             raise ValueError(str(error)) from None
         return value

@@ -329,18 +329,18 @@ def _wait(job: Job, error: Wait, services: Services) -> WorkerReply:
 
 def _plan_retry(job: Job, services: Services, code: str, message: str, delay_s: float,
                 *, refund_attempt: bool = False, waiting_for_key: bool = False) -> WorkerReply:
-    """Row back to pending, then a new delivery due in `delay_s`; this delivery is done.
-    If the queue cannot be written, 503 makes the queue deliver this one again."""
+    """Row back to pending (naming the delivery that will carry it), then that delivery,
+    due in `delay_s`; this delivery is done. If the queue cannot be written, 503 makes the
+    queue deliver this one again (and the reconciler finds the named delivery missing)."""
     task_id, store = job.task.task_id, services.store
+    generation = new_generation("w" if waiting_for_key else "t")
     if not store.release(task_id, job.task.attempts, error_code=code, message=message,
-                         retry_in_s=delay_s, timings=job.timings,
+                         retry_in_s=delay_s, timings=job.timings, delivery=generation,
                          refund_attempt=refund_attempt, waiting_for_key=waiting_for_key):
         return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
-    generation = new_generation("w" if waiting_for_key else "t")
     try:
         services.queue.enqueue(task_id, url=job.task.url, delay_s=delay_s,
                                generation=generation, planned=waiting_for_key)
-        store.mark_enqueued(task_id, generation, delay_s)
     except ServiceUnavailable:
         return WorkerReply(503, message, TaskStatus.PENDING,
                            retry_after_s=max(1, math.ceil(delay_s)))

@@ -57,20 +57,6 @@ JSON_RETRIES = 1
 """Invalid JSON from the model is asked again once, then it is a transient failure."""
 
 
-@dataclass
-class _Call:
-    """What one task's calls have cost so far."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    output_tokens: int = 0
-    thinking_tokens: int = 0
-    last_prompt_tokens: int = 0
-    last_cached_tokens: int = 0
-    last_output_tokens: int = 0
-
-
 class GeminiTagger:
     provider = "gemini"
     needs_quota = True
@@ -144,12 +130,12 @@ class GeminiTagger:
         call = _CallPlan(timeout_ms=self.timeout_ms(request), media_parts=media_parts,
                          prompt=prompt, config=config,
                          tokens=estimate_tokens(request, resolution, frames_mode))
-        cost, bad_json, last_error = _Call(), 0, "no attempt"
+        total, bad_json, last_error = Usage(), 0, "no attempt"
         for _ in range(MAX_KEY_ATTEMPTS):
             model, endpoint = self._model(), self._endpoint()
             lease = self._lease(deadline, call.tokens)
             try:
-                text = self._with_key(lease, endpoint, model, request, call, cost)
+                text, spent = self._with_key(lease, endpoint, model, request, call)
             except PermanentError:
                 self.pool.report(lease.key_id, Outcome.success())  # the key is fine
                 raise
@@ -173,9 +159,9 @@ class GeminiTagger:
                     break
                 continue
             self.pool.report(lease.key_id, Outcome.success())
-            if cost.last_prompt_tokens:
-                self.pool.record_tokens(lease, cost.last_prompt_tokens)
-            self._account_for(lease, model, cost)
+            spent = priced(spent, model, self.settings)
+            self._account_for(lease, spent)
+            total = added(total, spent)
             self.health.model_ok(model)
             self.health.endpoint_ok(endpoint)
             try:
@@ -192,7 +178,7 @@ class GeminiTagger:
             return TagResult(
                 **parsed, technical=technical_of(request.media), language=request.language,
                 provider=self.provider, model=model, prompt_version=self.prompt_version,
-                usage=usage_with_cost(model, cost, self.settings),
+                usage=total,
             )
         raise TransientError(f"gemini unavailable after failing over: {last_error}",
                              error_code="gemini_unavailable")
@@ -206,14 +192,13 @@ class GeminiTagger:
         return "low" if request.media.duration_s > self.settings.GEMINI_LOW_RES_ABOVE_S \
             else "medium"
 
-    def _account_for(self, lease: Lease, model: str, cost: _Call) -> None:
-        """This call's tokens and estimated cost on its key's day (the dashboard's per-key
-        spend)."""
-        call = _Call(requests=1, prompt_tokens=cost.last_prompt_tokens,
-                     cached_tokens=cost.last_cached_tokens,
-                     output_tokens=cost.last_output_tokens)
-        self.pool.record_usage(lease, call.prompt_tokens, call.output_tokens,
-                               usage_with_cost(model, call, self.settings).cost_usd)
+    def _account_for(self, lease: Lease, spent: Usage) -> None:
+        """One answered call: the real input tokens replace the estimate in the key's
+        token window, and its tokens and cost go on the key's day (per-key spend)."""
+        if spent.prompt_tokens:
+            self.pool.record_tokens(lease, spent.prompt_tokens)
+        self.pool.record_usage(lease, spent.prompt_tokens,
+                               spent.output_tokens + spent.thinking_tokens, spent.cost_usd)
 
     def _canonical(self, parsed: dict, language: str) -> dict:
         """Tags through the controlled vocabulary; the flat list from the canonical tags."""
@@ -278,8 +263,9 @@ class GeminiTagger:
                              retry_after_s=max(0.05, wait))
 
     def _with_key(self, lease: Lease, endpoint: str, model: str, request: TagRequest,
-                  call: _CallPlan, cost: _Call) -> str:
-        """Upload (when needed) and generate with the same key; returns the model's text."""
+                  call: _CallPlan) -> tuple[str, Usage]:
+        """Upload (when needed) and generate with the same key; returns the model's text
+        and what the call used (usageMetadata)."""
         uploaded = None
         media_parts = call.media_parts
         try:
@@ -309,20 +295,14 @@ class GeminiTagger:
         finally:
             if uploaded is not None:
                 self._delete(uploaded, lease, endpoint)
-        cost.requests += 1
-        usage = response.usage_metadata
-        cost.last_prompt_tokens = cost.last_cached_tokens = cost.last_output_tokens = 0
-        if usage is not None:
-            cost.last_prompt_tokens = usage.prompt_token_count or 0
-            cost.last_cached_tokens = usage.cached_content_token_count or 0
-            cost.last_output_tokens = ((usage.candidates_token_count or 0)
-                                       + (usage.thoughts_token_count or 0))
-            cost.prompt_tokens += usage.prompt_token_count or 0
-            cost.cached_tokens += usage.cached_content_token_count or 0
-            cost.output_tokens += usage.candidates_token_count or 0
-            cost.thinking_tokens += usage.thoughts_token_count or 0
+        metadata = response.usage_metadata
+        spent = Usage(requests=1) if metadata is None else Usage(
+            requests=1, prompt_tokens=metadata.prompt_token_count or 0,
+            cached_tokens=metadata.cached_content_token_count or 0,
+            output_tokens=metadata.candidates_token_count or 0,
+            thinking_tokens=metadata.thoughts_token_count or 0)
         _check_blocked(response)
-        return response.text or ""
+        return response.text or "", spent
 
     # --- what the model sees -------------------------------------------------------------
 
@@ -414,16 +394,20 @@ def estimate_tokens(request: TagRequest, resolution: str, frames_mode: bool) -> 
     return PROMPT_TOKENS + picture + sound
 
 
-def usage_with_cost(model: str, cost: _Call, settings: Settings) -> Usage:
-    """Tokens from usageMetadata and their estimated price (GEMINI_PRICES, USD per
-    million tokens; cached input at its own rate; thinking billed as output)."""
+def priced(usage: Usage, model: str, settings: Settings) -> Usage:
+    """`usage` with its estimated price (GEMINI_PRICES, USD per million tokens; cached
+    input at its own rate; thinking billed as output)."""
     price = settings.GEMINI_PRICES.get(model) or {}
-    fresh = max(0, cost.prompt_tokens - cost.cached_tokens)
-    usd = (fresh * price.get("input", 0) + cost.cached_tokens * price.get("cached", 0)
-           + (cost.output_tokens + cost.thinking_tokens) * price.get("output", 0)) / 1e6
-    return Usage(requests=cost.requests, prompt_tokens=cost.prompt_tokens,
-                 cached_tokens=cost.cached_tokens, output_tokens=cost.output_tokens,
-                 thinking_tokens=cost.thinking_tokens, cost_usd=round(usd, 6))
+    fresh = max(0, usage.prompt_tokens - usage.cached_tokens)
+    usd = (fresh * price.get("input", 0) + usage.cached_tokens * price.get("cached", 0)
+           + (usage.output_tokens + usage.thinking_tokens) * price.get("output", 0)) / 1e6
+    return usage.model_copy(update={"cost_usd": round(usd, 6)})
+
+
+def added(total: Usage, more: Usage) -> Usage:
+    """Two usages summed (one task's calls)."""
+    summed = {name: getattr(total, name) + getattr(more, name) for name in Usage.model_fields}
+    return Usage(**{**summed, "cost_usd": round(summed["cost_usd"], 6)})
 
 
 @dataclass

@@ -7,7 +7,7 @@ their wheels (nothing is downloaded at run time):
 - what the text is about: jieba keywords (its dictionary ships in the package) for
   Chinese, a stop-word filter for English; prices, discounts and calls to action;
 - speech: WebRTC voice activity (`webrtcvad-wheels`, no model file) on 16 kHz mono PCM
-  from ffmpeg, and loudness from ffmpeg's volumedetect.
+  from ffmpeg, and the track's mean and peak level from the same PCM.
 
 Imported only by `LocalTagger`, lazily: the Gemini worker never loads any of it.
 """
@@ -15,6 +15,7 @@ Imported only by `LocalTagger`, lazily: the Gemini worker never loads any of it.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import subprocess
 import unicodedata
@@ -175,7 +176,7 @@ def listen(media_path: Path, duration_s: float) -> SpeechReport:
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i",
          str(media_path), "-vn", "-ac", "1", "-ar", "16000", "-f", "s16le", "-"],
         capture_output=True, check=False, timeout=max(60, duration_s * 2)).stdout
-    mean_db, max_db = _loudness(media_path, duration_s)
+    mean_db, max_db = _loudness(pcm)
     has_sound = bool(pcm) and max_db is not None and max_db > SILENCE_DB
     if not has_sound:
         return SpeechReport(False, 0.0, [], mean_db, max_db)
@@ -234,18 +235,18 @@ def _segments(voiced: list[bool]) -> list[tuple[float, float]]:
     return sorted(kept, key=lambda run: run[0] - run[1])
 
 
-def _loudness(media_path: Path, duration_s: float) -> tuple[float | None, float | None]:
-    """(mean, peak) in dBFS from ffmpeg's volumedetect; None when there is no audio."""
-    run = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(media_path),
-         "-vn", "-af", "volumedetect", "-f", "null", "-"],
-        capture_output=True, text=True, check=False, timeout=max(60, duration_s * 2))
-    mean = re.search(r"mean_volume:\s*(-?[\d.]+|-inf) dB", run.stderr)
-    peak = re.search(r"max_volume:\s*(-?[\d.]+|-inf) dB", run.stderr)
-    if not mean or not peak:
+def _loudness(pcm: bytes) -> tuple[float | None, float | None]:
+    """(mean, peak) level in dBFS of the decoded track — what ffmpeg's volumedetect
+    reports, measured on the PCM already decoded for the VAD; None without audio."""
+    if len(pcm) < 2:
         return None, None
+    import numpy as np
 
-    def value(match: re.Match[str]) -> float:
-        return -120.0 if match.group(1) == "-inf" else float(match.group(1))
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16).astype(np.float64)
+    samples /= 32768
+    rms, peak = float(np.sqrt(np.mean(samples ** 2))), float(np.max(np.abs(samples)))
 
-    return value(mean), value(peak)
+    def db(level: float) -> float:
+        return round(20 * math.log10(level), 1) if level > 0 else -120.0
+
+    return db(rms), db(peak)

@@ -55,7 +55,7 @@ class Technical(BaseModel):
     bitrate_kbps: int | None = None
     scene_changes: int | None = None
     loudness_db: float | None = None
-    """Mean level of the audio track (dBFS, ffmpeg volumedetect; offline tagger)."""
+    """Mean (RMS) level of the audio track in dBFS (offline tagger)."""
     peak_db: float | None = None
     speech_ratio: float | None = None
     """Share of the audio track with voice activity (offline tagger)."""

@@ -144,11 +144,14 @@ def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
     return existing
 
 
+MALFORMED_TASK_ID = "task_id: malformed (expected a UUID: dashed, or 32 hex digits)"
+
+
 def get_task(services: Services, task_id: str) -> Task:
     """By id in either form and any case (ids are stored as created)."""
     forms = task_id_forms(task_id)
     if forms is None:
-        raise ApiError(400, "task_id: malformed (expected a UUID: dashed, or 32 hex digits)")
+        raise ApiError(400, MALFORMED_TASK_ID)
     task = services.store.find(forms)
     if task is None:
         raise ApiError(404, f"task_id: no task {forms[0]}")

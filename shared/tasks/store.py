@@ -247,7 +247,7 @@ class TaskStore:
     def release(
         self, task_id: str, attempt: int, *, error_code: str, message: str,
         retry_in_s: float = 0, timings: dict[str, int] | None = None,
-        refund_attempt: bool = False, waiting_for_key: bool = False,
+        refund_attempt: bool = False, waiting_for_key: bool = False, delivery: str | None = None,
     ) -> bool:
         """Back to pending after a transient error; the queue delivers it again in
         `retry_in_s`. `refund_attempt` gives the attempt back (the task did not fail: it
@@ -259,6 +259,8 @@ class TaskStore:
             "timings": timings, "lease_until": None, "processed_end": now,
             "next_attempt_at": now + timedelta(seconds=retry_in_s),
         }
+        if delivery is not None:  # the planned delivery's name, written with the row
+            values["delivery"] = delivery
         if refund_attempt:
             values["attempts"] = t.c.attempts - 1
         values["waiting_since"] = (sa.func.coalesce(t.c.waiting_since, now)
