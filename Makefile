@@ -20,4 +20,4 @@ migrate:
 	.venv/bin/alembic upgrade head
 
 bench:
-	.venv/bin/python benchmarks/create_throughput.py
+	.venv/bin/python -m benchmarks.create_throughput

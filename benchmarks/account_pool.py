@@ -1,7 +1,7 @@
 """The key pool vs a naive read-check-write pool (like the original service's), same Redis,
 same run: 100 keys of minute limit 10, 1/8/32 concurrent processes.
 
-    python benchmarks/account_pool.py [--seconds 3] [--procs 1,8,32]
+    python -m benchmarks.account_pool [--seconds 3] [--procs 1,8,32]
 
 Uses Redis db 14 on 127.0.0.1:6379 (flushed). Reports acquisitions per second (granted or
 refused), p99 latency, over-grants (grants beyond a key's minute limit) and the max/min
@@ -20,12 +20,11 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared import keys
+from shared.accounts.importer import AccountEntry, import_accounts
+from shared.accounts.pool import AccountPool, Lease
 
-from shared import keys  # noqa: E402
-from shared.accounts.importer import AccountEntry, import_accounts  # noqa: E402
-from shared.accounts.pool import AccountPool, Lease  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 KEYS, MINUTE_LIMIT = 100, 10

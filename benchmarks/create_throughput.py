@@ -1,7 +1,7 @@
 """Create-task throughput and latency through functions-framework (gunicorn), against
 MariaDB + Redis, next to a do-nothing handler measured in the same run as the ceiling.
 
-    python benchmarks/create_throughput.py [--seconds 5] [--clients 1,8,32]
+    python -m benchmarks.create_throughput [--seconds 5] [--clients 1,8,32]
 
 Needs MariaDB on 127.0.0.1:3306 (root, no password) and Redis on 127.0.0.1:6379 (db 14
 is flushed). Clients run in separate processes with keep-alive connections.
@@ -21,10 +21,9 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from scripts.stack import free_port
 
-from scripts.stack import free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MYSQL_ADMIN = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 BENCH_DB = "vision_to_tag_bench"

@@ -2,7 +2,7 @@
 original service's four calls per video (one per dimension, each sending the video); and
 the pipeline's own overhead around the model call, per stage (stand-in answering at once).
 
-    python benchmarks/gemini_cost.py
+    python -m benchmarks.gemini_cost
 
 Runs against the Gemini stand-in from tests/ on 127.0.0.1, real google-genai client,
 Redis db 14 for the key pool. Token estimates use Google's published rates: ~258 tokens
@@ -23,18 +23,17 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.accounts.importer import AccountEntry, import_accounts
+from shared.config import load_settings
+from shared.pipeline.runner import handle_delivery
+from shared.services import build_services
+from shared.tagging.gemini import FRAME_TOKENS, GeminiTagger
+from shared.tasks.models import CreateTaskRequest
+from shared.tasks.operations import create_task
+from shared.video.probe import ffmpeg_exe
+from tests.gemini_standin import GeminiStandIn
 
-from shared.accounts.importer import AccountEntry, import_accounts  # noqa: E402
-from shared.config import load_settings  # noqa: E402
-from shared.pipeline.runner import handle_delivery  # noqa: E402
-from shared.services import build_services  # noqa: E402
-from shared.tagging.gemini import FRAME_TOKENS, GeminiTagger  # noqa: E402
-from shared.tasks.models import CreateTaskRequest  # noqa: E402
-from shared.tasks.operations import create_task  # noqa: E402
-from shared.video.probe import ffmpeg_exe  # noqa: E402
-from tests.gemini_standin import GeminiStandIn  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 BENCH_DIR = ROOT / "var" / "bench"

@@ -1,7 +1,7 @@
 """Key frames: our extractor vs the naive "decode everything with the fps filter" baseline,
 same video, same frame count, same run.
 
-    python benchmarks/keyframes.py [--repeat 3]
+    python -m benchmarks.keyframes [--repeat 3]
 
 Videos (generated once under var/bench/): 60 s, 1280x720, 30 fps, H.264, GOP 2 s and 10 s.
 """
@@ -17,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.video.frames import _SCALE, extract_frames
+from shared.video.probe import ffmpeg_exe
 
-from shared.video.frames import _SCALE, extract_frames  # noqa: E402
-from shared.video.probe import ffmpeg_exe  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BENCH_DIR = ROOT / "var" / "bench"
 

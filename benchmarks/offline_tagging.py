@@ -2,7 +2,7 @@
 and peak RSS, next to the same pipeline without the understanding (visual statistics
 only, what the offline tagger did before) measured in the same run.
 
-    python benchmarks/offline_tagging.py [--seconds 60]
+    python -m benchmarks.offline_tagging [--seconds 60]
 
 Each variant runs in a fresh process (peak RSS is per process: ru_maxrss).
 """
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 CHILD = r"""
 import json, resource, sys, time

@@ -1,7 +1,7 @@
 """A backlog against a Gemini stand-in that enforces its own per-window limit, through the
 real local stack (api + worker under functions-framework + consumer), SQLite and Redis.
 
-    python benchmarks/quota_backlog.py [--limit 6] [--window 6] [--backlog-windows 10]
+    python -m benchmarks.quota_backlog [--limit 6] [--window 6] [--backlog-windows 10]
 
 3 keys × `limit` calls per window; the stand-in answers the real 429 + RetryInfo above
 it. A backlog of `backlog-windows` × capacity tasks is created at once. Gemini's window is
@@ -35,14 +35,13 @@ from pathlib import Path
 import redis
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from scripts.sample_video import make_video
+from scripts.stack import LocalStack
+from shared.accounts.importer import AccountEntry, import_accounts
+from tests.gemini_standin import GeminiStandIn
+from tests.helpers import MediaServer
 
-from scripts.sample_video import make_video  # noqa: E402
-from scripts.stack import LocalStack  # noqa: E402
-from shared.accounts.importer import AccountEntry, import_accounts  # noqa: E402
-from tests.gemini_standin import GeminiStandIn  # noqa: E402
-from tests.helpers import MediaServer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 KEYS = [f"AIzaSyBENCH{n:029d}" for n in range(3)]

@@ -2,7 +2,7 @@
 them one request per document (what the worker does per task) as the baseline, then
 search latency for a two-tag filter with facets.
 
-    python benchmarks/search_index.py [--docs 10000] [--queries 300]
+    python -m benchmarks.search_index [--docs 10000] [--queries 300]
 
 Runs osmem-server (in-memory, OpenSearch-compatible) on 127.0.0.1 and a SQLite store in
 a temporary folder; the elasticsearch client sends plain JSON (ES_COMPAT_HEADERS=false).
@@ -22,14 +22,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.config import load_settings
+from shared.search import SearchQuery, TagIndex, build_search_client
+from shared.tasks.db import create_db_engine, migrate
+from shared.tasks.queries import TaskQueries
+from shared.tasks.schema import video_tasks
 
-from shared.config import load_settings  # noqa: E402
-from shared.search import SearchQuery, TagIndex, build_search_client  # noqa: E402
-from shared.tasks.db import create_db_engine, migrate  # noqa: E402
-from shared.tasks.schema import video_tasks  # noqa: E402
-from shared.tasks.store import TaskStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 VOCABULARY = ["女性", "男性", "美妆", "口播", "美食", "探店", "户外", "室内", "竖屏", "横屏",
               "教程", "测评", "开箱", "宠物", "旅行", "健身", "穿搭", "家居", "数码", "母婴",
@@ -78,11 +77,11 @@ def main() -> int:
         migrate(engine)
         with engine.begin() as conn:
             conn.execute(sa.insert(video_tasks), generated_rows(args.docs))
-        store = TaskStore(engine)
+        queries = TaskQueries(engine)
         client = build_search_client(server.url, compat_headers=False)
 
         single = TagIndex(client, "bench-single")
-        tasks = next(store.iter_completed(batch=args.baseline_docs))
+        tasks = next(queries.iter_completed(batch=args.baseline_docs))
         started = time.perf_counter()
         for task in tasks:
             single.index_task(task)
@@ -90,7 +89,7 @@ def main() -> int:
 
         bulk = TagIndex(client, "bench-bulk")
         started, done = time.perf_counter(), 0
-        for batch in store.iter_completed(batch=500):
+        for batch in queries.iter_completed(batch=500):
             done += len(bulk.bulk_index(batch))
         bulk_seconds = time.perf_counter() - started
         bulk.refresh()

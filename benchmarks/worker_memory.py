@@ -1,7 +1,7 @@
 """Peak RSS of a worker process while it downloads, validates and frames a ~50 MB video,
 next to a naive worker that reads the whole response into memory, in the same run.
 
-    python benchmarks/worker_memory.py
+    python -m benchmarks.worker_memory
 
 The worker runs as its own process (SQLite + the embedded Redis), so its peak RSS
 (`ru_maxrss`) is its own; the ffmpeg processes it starts are separate processes.
@@ -19,10 +19,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from shared.video.probe import ffmpeg_exe
 
-from shared.video.probe import ffmpeg_exe  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BENCH_DIR = ROOT / "var" / "bench"
 

@@ -16,17 +16,19 @@ from functions.http import (
     describe_validation,
     json_object,
     nosniff,
+    rejection_reply,
     reply,
     retry_after,
     single_valued,
+    unavailable_reply,
 )
 from functions.openapi import openapi_document
-from shared.errors import ApiError, ServiceUnavailable
+from shared.errors import Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks import operations
-from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest
+from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest, TaskStatus
 from shared.tasks.stats import gemini_status, service_stats
 
 log = logging.getLogger("vision_to_tag.api")
@@ -51,6 +53,21 @@ ROUTES = Map(
     ],
     strict_slashes=False,
 )
+SYNC_ERROR_STATUS = {
+    "url_forbidden": 400, "download_failed": 400, "video_too_large": 413,
+    "video_too_long": 413, "unsupported_format": 415, "video_unreadable": 422,
+    "no_video_stream": 422, "blocked_by_safety": 422, "gemini_file_failed": 422,
+    "no_key_available": 429, "gemini_bad_request": 502, "gemini_unavailable": 503,
+    "gemini_file_timeout": 503, "invalid_model_output": 502, "download_unavailable": 503,
+    "download_timeout": 504, "redis_unavailable": 503, "internal_error": 503,
+    "attempts_exhausted": 503, "worker_lost": 503, "delivery_failed": 503,
+    "lease_lost": 503, "handed_off": 503, "gemini_overloaded": 503,
+    "gemini_region_refused": 503, "request_too_large": 413,
+}
+"""HTTP status of the synchronous API for a task that ended (or waits) with this
+error_code: never 500 — the service did not crash, the task could not be done."""
+
+
 PUBLIC = {"healthz", "openapi", "dashboard"}
 """No token needed: probes, the API description, and the dashboard's static files (the
 page itself asks for a token and fetches every number through the token-checked API)."""
@@ -85,13 +102,13 @@ def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Respon
         if endpoint not in PUBLIC:
             check_token(api_token(request), services.settings.API_TOKENS, "Authorization")
         return HANDLERS[endpoint](request, services, **args)
-    except ApiError as error:
-        return reply(error.status, error.message)
+    except Rejected as error:
+        return rejection_reply(error)
     except ValidationError as error:
         return reply(400, describe_validation(error))
     except ServiceUnavailable as error:
         log.warning("%s", error)
-        return reply(503, f"{error}; nothing was changed, try again", headers={"Retry-After": "5"})
+        return unavailable_reply(error, message=f"{error}; nothing was changed, try again")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return reply(500, "internal error")
@@ -113,13 +130,14 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
     parsed = SyncTagRequest.model_validate(json_object(request),
                                            context=validation_context(services))
-    status, task, wait_s = operations.tag_now(services, parsed)
-    headers = retry_after(wait_s)
-    if status == 200 and task.result is not None:
+    outcome = operations.tag_now(services, parsed)
+    task, headers = outcome.task, retry_after(outcome.retry_after_s)
+    if not outcome.timed_out and task.status == TaskStatus.COMPLETED and task.result:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
                 "task": task.model_dump(mode="json", exclude={"result"})}
         return reply(200, task_id=task.task_id, data=data)
-    if status == 504:
+    status = 504 if outcome.timed_out else SYNC_ERROR_STATUS.get(task.error_code or "", 503)
+    if outcome.timed_out:
         message = (f"still processing after {services.settings.SYNC_TIMEOUT_S:g} s; "
                    f"poll GET /api/v1/task/{task.task_id}")
     else:

@@ -9,11 +9,17 @@ from datetime import date
 
 import flask
 
-from functions.http import check_worker_token, nosniff, reply
+from functions.http import (
+    ApiError,
+    check_worker_token,
+    nosniff,
+    rejection_reply,
+    reply,
+    unavailable_reply,
+)
 from shared.cache_cleanup import clean_videos, default_range
-from shared.errors import ApiError, ServiceUnavailable
-from shared.pipeline.reaper import reap_stuck_tasks, retry_indexing
-from shared.pipeline.runner import after_failure
+from shared.errors import ServiceUnavailable
+from shared.pipeline.reaper import reconcile
 from shared.services import get_services
 
 
@@ -32,13 +38,11 @@ def cleanup(request: flask.Request) -> flask.Response:
             start, end = default_range(date.today(), settings.CACHE_DAYS)
             data["videos"] = clean_videos(services.storage, start, end,
                                           dry_run=dry_run).as_dict()
-        data["stuck_tasks"] = reap_stuck_tasks(
-            services.store, services.queue, settings.MAX_ATTEMPTS,
-            on_failed=lambda task_id: after_failure(task_id, services),
-            grace_s=settings.RECONCILE_GRACE_S)
-        data["reindexed"] = retry_indexing(services.store, services.index)
+        swept = reconcile(services)
+        reindexed = swept.pop("reindexed")
+        data["stuck_tasks"], data["reindexed"] = swept, reindexed
     except ApiError as error:
-        return reply(error.status, error.message)
+        return rejection_reply(error)
     except ServiceUnavailable as error:
-        return reply(503, str(error), headers={"Retry-After": "60"})
+        return unavailable_reply(error, retry_after_s=60)
     return reply(200, data=data)

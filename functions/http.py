@@ -12,11 +12,48 @@ from typing import Any
 import flask
 from pydantic import ValidationError
 
-from shared.errors import ApiError
+from shared.errors import (
+    Conflict,
+    InvalidInput,
+    NotConfigured,
+    NotFound,
+    Rejected,
+    ServiceUnavailable,
+)
 from shared.redact import redact
 
 MAX_BODY_BYTES = 64 * 1024
 """A create request is a URL and a few fields; anything bigger is a mistake or abuse."""
+
+SERVICE_RETRY_S = 5
+"""Retry-After when a backing service (database, Redis, queue) is down."""
+
+
+class ApiError(Rejected):
+    """A refusal a handler decides itself (method, token, body), with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+REJECTION_STATUS: dict[type[Rejected], int] = {
+    InvalidInput: 400, NotFound: 404, Conflict: 409, NotConfigured: 501,
+}
+"""The HTTP status of each kind of refusal from shared/."""
+
+
+def rejection_reply(error: Rejected) -> flask.Response:
+    """The envelope for a refused request, with the status its kind means."""
+    status = error.status if isinstance(error, ApiError) else next(
+        code for kind, code in REJECTION_STATUS.items() if isinstance(error, kind))
+    return reply(status, error.message)
+
+
+def unavailable_reply(error: ServiceUnavailable, *, retry_after_s: float = SERVICE_RETRY_S,
+                      message: str | None = None) -> flask.Response:
+    """503 + Retry-After: a backing service is down; the caller (or the queue) retries."""
+    return reply(503, message or str(error), headers=retry_after(retry_after_s))
 
 
 def reply(

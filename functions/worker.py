@@ -7,8 +7,17 @@ import logging
 
 import flask
 
-from functions.http import check_worker_token, json_object, nosniff, reply, retry_after
-from shared.errors import ApiError, ServiceUnavailable
+from functions.http import (
+    ApiError,
+    check_worker_token,
+    json_object,
+    nosniff,
+    rejection_reply,
+    reply,
+    retry_after,
+    unavailable_reply,
+)
+from shared.errors import ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.pipeline.runner import handle_delivery
 from shared.services import get_services
@@ -38,9 +47,9 @@ def process_task(request: flask.Request) -> flask.Response:
             return reply(200, "task_id: missing or malformed (expected a UUID); delivery "
                               "acknowledged and dropped")
     except ApiError as error:
-        return reply(error.status, error.message)
+        return rejection_reply(error)
     except ServiceUnavailable as error:
-        return reply(503, str(error), headers={"Retry-After": "5"})
+        return unavailable_reply(error)
     with log_context(task_id=task_id,
                      **trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
         log.info(

@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts.cli_args import day  # noqa: E402
-from shared.cache_cleanup import clean_videos, default_range, human_bytes  # noqa: E402
-from shared.config import get_settings  # noqa: E402
-from shared.services import build_storage  # noqa: E402
+from scripts.cli_args import day
+from shared.cache_cleanup import clean_videos, default_range, human_bytes
+from shared.config import get_settings
+from shared.services import build_storage
 
 
 def main(argv: list[str] | None = None) -> int:

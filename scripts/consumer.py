@@ -10,17 +10,14 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shared.config import get_settings  # noqa: E402
-from shared.logs import setup_logging  # noqa: E402
-from shared.pipeline.reaper import reap_stuck_tasks, retry_indexing  # noqa: E402
-from shared.pipeline.runner import after_failure, end_failed  # noqa: E402
-from shared.queue.local_consumer import Consumer, ConsumerConfig  # noqa: E402
-from shared.queue.redis_queue import RedisQueue  # noqa: E402
-from shared.services import get_services  # noqa: E402
+from shared.config import get_settings
+from shared.logs import setup_logging
+from shared.pipeline.reaper import reconcile
+from shared.pipeline.runner import end_failed
+from shared.queue.local_consumer import Consumer, ConsumerConfig
+from shared.queue.redis_queue import RedisQueue
+from shared.services import get_services
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,18 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         reap_interval_s=args.reap_interval,
     )
 
-    def reap() -> dict[str, int]:
-        counts = reap_stuck_tasks(services.store, services.queue, settings.MAX_ATTEMPTS,
-                                  on_failed=lambda task_id: after_failure(task_id, services),
-                                  grace_s=settings.RECONCILE_GRACE_S)
-        return {**counts, "reindexed": retry_indexing(services.store, services.index)}
-
     def delivery_failed(task_id: str) -> None:
         end_failed(task_id, services, "delivery_failed",
                    f"the queue gave up after {args.max_retries} failed deliveries")
 
     consumer = Consumer(
-        services.queue, config, reaper=reap if args.reap_interval > 0 else None,
+        services.queue, config,
+        reaper=(lambda: reconcile(services)) if args.reap_interval > 0 else None,
         on_dead=delivery_failed,
         gate=(services.pool.promise_slot
               if settings.TAGGER == "gemini" and not args.no_key_gate else None),

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from scripts.sample_video import caption_filter, make_video
+from scripts.stack import LocalStack
 
-from scripts.sample_video import caption_filter, make_video  # noqa: E402
-from scripts.stack import LocalStack  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:

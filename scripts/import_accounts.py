@@ -14,17 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shared.accounts.importer import (  # noqa: E402
+from shared.accounts.importer import (
     ImportRefused,
     format_table,
     import_accounts,
     load_accounts,
 )
-from shared.accounts.pool import KEY_ID_PATTERN, AccountPool  # noqa: E402
-from shared.config import VAR_DIR, get_settings  # noqa: E402
-from shared.redis_conn import connect  # noqa: E402
+from shared.accounts.pool import KEY_ID_PATTERN, AccountPool
+from shared.config import VAR_DIR, get_settings
+from shared.redis_conn import connect
 
 
 def main(argv: list[str] | None = None) -> int:

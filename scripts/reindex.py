@@ -13,14 +13,11 @@ import argparse
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts.cli_args import day  # noqa: E402
-from shared.config import get_settings  # noqa: E402
-from shared.logs import setup_logging  # noqa: E402
-from shared.services import build_services  # noqa: E402
+from scripts.cli_args import day
+from shared.config import get_settings
+from shared.logs import setup_logging
+from shared.services import build_services
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,11 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     services = build_services(settings)
     assert services.index is not None
     since = datetime.combine(args.since, datetime.min.time()) if args.since else None
-    total = services.store.count_completed(env=args.env, since=since)
+    total = services.queries.count_completed(env=args.env, since=since)
     started, done = time.perf_counter(), 0
-    for batch in services.store.iter_completed(env=args.env, since=since, batch=args.batch):
+    for batch in services.queries.iter_completed(env=args.env, since=since, batch=args.batch):
         indexed = services.index.bulk_index(batch, chunk_size=args.batch)
-        services.store.mark_indexed_many(indexed)
+        services.followups.mark_indexed_many(indexed)
         done += len(indexed)
         rate = done / max(time.perf_counter() - started, 1e-6)
         print(f"indexed {done}/{total} ({rate:.0f} docs/s)", flush=True)

@@ -25,6 +25,10 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from shared.backoff import exponential_backoff
+from shared.config import get_settings
+from shared.services import get_services
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -124,8 +128,9 @@ class LocalStack:
         self.stop()
 
 
-RESTART_BACKOFF_S = (1, 2, 5, 10, 30, 60)
-"""Pauses before restarting a child that died, growing with each death in a row."""
+RESTART_BACKOFF_S = (1.0, 60.0)
+"""Pause before restarting a child that died: the first, doubled with each death in a
+row, up to the second."""
 
 STABLE_AFTER_S = 60
 """A child that ran this long before dying starts again from the shortest pause."""
@@ -179,7 +184,7 @@ class Supervisor:
         ran_s = time.monotonic() - self.started_at.get(name, 0)
         deaths = 1 if ran_s >= STABLE_AFTER_S else self.deaths.get(name, 0) + 1
         self.deaths[name] = deaths
-        pause = RESTART_BACKOFF_S[min(deaths, len(RESTART_BACKOFF_S)) - 1]
+        pause = exponential_backoff(deaths - 1, *RESTART_BACKOFF_S)
         log(f"{name} exited with code {process.returncode} after {ran_s:.0f} s; "
             f"restarting in {pause} s")
         self.stack.processes.pop(name)
@@ -215,10 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--worker-port", type=int, default=8081)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from shared.config import get_settings
-    from shared.services import get_services
-
     settings = get_settings()
     get_services()  # migrate the database and start embedded Redis once, before the children
     stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port)

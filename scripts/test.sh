@@ -9,6 +9,8 @@ PYTHON=${PYTHON:-python3}
 # gcloud-tasks-emulator pins protobuf<5: installed without its dependencies
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-emulators.txt \
   -r requirements-offline.txt
+# the project itself (shared/, functions/, scripts/ and the vtt-* commands), editable
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
 bash scripts/ensure_services.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

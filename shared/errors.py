@@ -7,6 +7,9 @@ the first into `failed` at once and the second into a retry (503 + Retry-After).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class TaskError(Exception):
     """A stage failure with a stable `error_code` and a human-readable message."""
@@ -70,10 +73,37 @@ class ServiceUnavailable(Exception):
         self.service = service
 
 
-class ApiError(Exception):
-    """A request that cannot be served as asked: `status` is the HTTP code to answer."""
+@contextlib.contextmanager
+def unavailable_on(service: str, *outages: type[BaseException]) -> Iterator[None]:
+    """The one mapping from a backing service's connection failure (`outages`) to
+    ServiceUnavailable: the API answers 503, a delivery is retried, nothing is half-done."""
+    try:
+        yield
+    except outages as error:
+        cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+        raise ServiceUnavailable(service, type(cause).__name__) from error
 
-    def __init__(self, status: int, message: str) -> None:
+
+class Rejected(Exception):
+    """A request the service will not carry out as asked. Each kind below means one thing
+    to a caller; `functions/http.py` maps kinds to HTTP statuses (shared/ knows no HTTP)."""
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
+
+
+class InvalidInput(Rejected):
+    """A field's value cannot be used; the message starts with the field's name."""
+
+
+class NotFound(Rejected):
+    """The named thing (a task, a key) does not exist."""
+
+
+class Conflict(Rejected):
+    """The thing exists but its state does not allow the operation."""
+
+
+class NotConfigured(Rejected):
+    """The operation needs a component this deployment has not configured."""

@@ -17,6 +17,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from shared.errors import unavailable_on
+
 CONNECT_TIMEOUT_S = 2.0
 """A Redis that does not accept a connection in 2 s is down: answer 503 quickly."""
 
@@ -25,6 +27,14 @@ SOCKET_TIMEOUT_S = 10.0
 
 EMBEDDED_START_TIMEOUT_S = 10.0
 """How long to wait for a freshly started embedded server to answer PING."""
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+"""What a Redis that is down or restarting raises."""
+
+
+def redis_outage(*also: type[BaseException]):
+    """`with redis_outage():` turns Redis being down into ServiceUnavailable("redis")."""
+    return unavailable_on("redis", *REDIS_DOWN, *also)
 
 
 def connect(url: str, embedded_dir: Path) -> redis.Redis:

@@ -20,7 +20,7 @@ from elasticsearch import exceptions as es_errors
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
-from shared.errors import ApiError, ServiceUnavailable
+from shared.errors import InvalidInput, ServiceUnavailable
 from shared.tasks.models import DEFAULT_ENVS, Task, envs_of
 
 log = logging.getLogger("vision_to_tag.search")
@@ -219,7 +219,7 @@ class TagIndex:
             try:
                 body["search_after"] = decode_cursor(query.cursor, (int, float), str)
             except InvalidCursor as error:
-                raise ApiError(400, str(error)) from None
+                raise InvalidInput(str(error)) from None
         with _unavailable_as_503():
             answer = self.client.search(index=indices, ignore_unavailable=True,
                                         allow_no_indices=True, **body)

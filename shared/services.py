@@ -14,6 +14,7 @@ import redis
 
 from shared.accounts.pool import AccountPool
 from shared.config import VAR_DIR, Settings, get_settings
+from shared.pipeline.stages import StageTools
 from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import connect as connect_redis
@@ -21,7 +22,10 @@ from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging.base import Tagger
 from shared.tagging.local import LocalTagger
 from shared.tasks.db import create_db_engine, migrate
+from shared.tasks.followups import Followups
+from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
+from shared.video.fetch import FetchLimits
 from shared.video.safety import UrlPolicy
 
 if TYPE_CHECKING:
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     store: TaskStore
+    queries: TaskQueries
+    followups: Followups
     redis: redis.Redis
     queue: TaskQueue
     storage: Storage
@@ -39,6 +45,22 @@ class Services:
     url_policy: UrlPolicy
     pool: AccountPool
     index: TagIndex | None = None
+
+    def stage_tools(self) -> StageTools:
+        """What the pipeline's stages may use (built per job: tests swap a backend)."""
+        settings = self.settings
+        return StageTools(
+            tagger=self.tagger, storage=self.storage, url_policy=self.url_policy,
+            fetch_limits=FetchLimits(
+                max_bytes=settings.max_video_bytes,
+                connect_timeout_s=settings.DOWNLOAD_CONNECT_TIMEOUT_S,
+                read_timeout_s=settings.DOWNLOAD_READ_TIMEOUT_S,
+                total_timeout_s=settings.DOWNLOAD_TOTAL_TIMEOUT_S,
+            ),
+            max_video_seconds=settings.MAX_VIDEO_SECONDS,
+            record_source=self.store.record_source,
+            find_result=self.queries.find_result if settings.RESULT_CACHE else None,
+        )
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
@@ -51,6 +73,8 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
     return Services(
         settings=settings,
         store=TaskStore(engine),
+        queries=TaskQueries(engine),
+        followups=Followups(engine),
         redis=client,
         queue=build_queue(settings, client),
         storage=build_storage(settings),

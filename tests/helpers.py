@@ -12,6 +12,8 @@ from urllib.parse import unquote
 
 import redis
 
+from shared.pipeline.reaper import reap_stuck_tasks
+
 
 class MediaServer:
     """Serves files from a folder on 127.0.0.1, plus scripted behaviours by path:
@@ -145,15 +147,23 @@ class MediaServer:
         self.httpd.server_close()
 
 
-def wait_for(predicate, timeout_s: float = 20, interval_s: float = 0.1):
-    """Poll until `predicate()` is truthy; return its value or fail the test."""
+def reap(services, max_attempts: int, **options) -> dict[str, int]:
+    """One reconciler sweep over the services' task table and queue."""
+    return reap_stuck_tasks(services.store, services.queries, services.queue, max_attempts,
+                            **options)
+
+
+def wait_for(predicate, timeout_s: float = 20, interval_s: float = 0.1, describe=None):
+    """Poll until `predicate()` is truthy; return its value or fail the test (saying what
+    `describe()` reports about the state, when given)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
+    detail = f": {describe()}" if describe else ""
+    raise AssertionError(f"condition not met within {timeout_s} s{detail}")
 
 
 class ScriptedReceiver:

@@ -22,7 +22,7 @@ VALID = {"url": "https://cdn.example.com/v.mp4", "platform": "rpa"}
 
 
 def task_count() -> int:
-    return get_services().store.count_by_status().get("pending", 0)
+    return get_services().queries.count_by_status().get("pending", 0)
 
 
 def test_create_then_get_both_paths(client, redis_client: redis.Redis) -> None:
@@ -179,7 +179,7 @@ def test_redis_down_during_create_leaves_nothing(app_env) -> None:
     response = client.post("/api/v1/task/create", json=VALID)
     assert response.status_code == 503 and "redis" in response.get_json()["message"]
     assert response.headers["Retry-After"]
-    assert sum(get_services().store.count_by_status().values()) == 0
+    assert sum(get_services().queries.count_by_status().values()) == 0
     health = client.get("/healthz")
     assert health.status_code == 503 and health.get_json()["data"]["redis"].startswith("error")
 

@@ -97,7 +97,7 @@ def test_emulator_down_at_create_is_503_without_orphan(app_env):
     response = client.post("/api/v1/task/create", json={
         "url": "https://cdn.example.com/v.mp4", "platform": "rpa"})
     assert response.status_code == 503 and "cloud tasks" in response.get_json()["message"]
-    assert sum(get_services().store.count_by_status().values()) == 0
+    assert sum(get_services().queries.count_by_status().values()) == 0
 
 
 def test_worker_requires_cloud_tasks_headers(cloud_env, worker_server):

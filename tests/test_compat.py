@@ -74,13 +74,13 @@ def test_env_values_come_from_settings(app_env) -> None:
     assert client.get(f"/api/v1/task/{default['task_id']}").get_json()["data"]["env"] == "staging"
     chosen = client.post("/api/v1/task/create", json={**VALID, "env": "prod"}).get_json()
     assert chosen["code"] == 200
-    count = sum(get_services().store.count_by_status().values())
+    count = sum(get_services().queries.count_by_status().values())
     for bad in ("develop", "", "x" * 500, 7):
         body = client.post("/api/v1/task/create", json={**VALID, "env": bad}).get_json()
         assert body["code"] == 400 and body["message"].startswith("env: "), body
     assert "allowed: staging, prod" in client.post(
         "/api/v1/task/create", json={**VALID, "env": "develop"}).get_json()["message"]
-    assert sum(get_services().store.count_by_status().values()) == count
+    assert sum(get_services().queries.count_by_status().values()) == count
 
 
 @pytest.mark.parametrize("value", ["", "Prod", "a b", "x" * 17, "-lead"])

@@ -84,6 +84,15 @@ def all_finished(stack: LocalStack, ids: list[str]):
     return check
 
 
+def unfinished(stack: LocalStack, ids: list[str]):
+    """What a timed-out wait reports: the tasks still open, with their state."""
+    def describe() -> str:
+        return "; ".join(f"{task_id} {t['status']}/{t.get('stage')} attempts={t.get('attempts')}"
+                         for task_id, t in statuses(stack, ids).items()
+                         if t["status"] not in ("completed", "failed"))
+    return describe
+
+
 def test_sigkill_storm_loses_nothing(mysql_db_url, private_redis, standin, media_server,
                                      tmp_path) -> None:
     """The worker's whole process group is SIGKILLed 10 times over 30 tasks, mid-download
@@ -108,7 +117,7 @@ def test_sigkill_storm_loses_nothing(mysql_db_url, private_redis, standin, media
             stack.restart("worker")
         last_restart = time.monotonic()
         tasks = wait_for(all_finished(stack, ids), timeout_s=TASK_TIMEOUT_S + 60,
-                         interval_s=0.5)
+                         interval_s=0.5, describe=unfinished(stack, ids))
         assert time.monotonic() - last_restart <= TASK_TIMEOUT_S + 60
     finally:
         stack.stop()
@@ -151,7 +160,8 @@ def test_redis_restarted_empty_while_tasks_are_queued(mysql_db_url, private_redi
         private_redis.kill()
         private_redis.start()  # empty: every queued delivery is gone
         stack.restart("consumer")
-        tasks = wait_for(all_finished(stack, ids), timeout_s=30, interval_s=0.3)
+        tasks = wait_for(all_finished(stack, ids), timeout_s=30, interval_s=0.3,
+                         describe=unfinished(stack, ids))
     finally:
         stack.stop()
     assert all(t["status"] == "completed" for t in tasks.values())
@@ -169,13 +179,15 @@ def test_consumer_carries_on_through_redis_and_worker_outages(
         assert consumer.poll() is None  # still running through a 10 s Redis outage
         private_redis.start()
         first = create(stack, media_server.url("files/clip.mp4"))
-        wait_for(all_finished(stack, [first]), timeout_s=30, interval_s=0.3)
+        wait_for(all_finished(stack, [first]), timeout_s=30, interval_s=0.3,
+                         describe=unfinished(stack, [first]))
         stack.kill("worker")
         second = create(stack, media_server.url("files/clip.mp4"))
         time.sleep(10)
         assert consumer.poll() is None  # and through a 10 s worker outage
         stack.restart("worker")
-        tasks = wait_for(all_finished(stack, [first, second]), timeout_s=30, interval_s=0.3)
+        tasks = wait_for(all_finished(stack, [first, second]), timeout_s=30, interval_s=0.3,
+                         describe=unfinished(stack, [first, second]))
     finally:
         stack.stop()
     assert all(t["status"] == "completed" for t in tasks.values())

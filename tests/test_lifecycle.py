@@ -11,11 +11,10 @@ import sqlalchemy as sa
 
 from shared import keys
 from shared.errors import WaitForKey
-from shared.pipeline.reaper import reap_stuck_tasks
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services
 from shared.tasks.schema import video_tasks
-from tests.helpers import wait_for
+from tests.helpers import reap, wait_for
 from tests.test_worker import create
 
 
@@ -47,7 +46,7 @@ def test_heartbeat_keeps_a_slow_live_worker_from_being_duplicated(
         task = services.store.get(task_id)
         if task.status == "processing":
             leases.add(task.lease_until)
-            counts = reap_stuck_tasks(services.store, services.queue, 5, grace_s=60)
+            counts = reap(services, 5, grace_s=60)
             assert counts["requeued"] == 0  # never seen as dead
             assert handle_delivery(task_id, services).status_code == 503
         time.sleep(0.25)
@@ -59,12 +58,12 @@ def test_heartbeat_keeps_a_slow_live_worker_from_being_duplicated(
 def test_reconciler_redelivers_pending_rows_the_queue_lost(services: Services,
                                                           media_server) -> None:
     ids = [create(services, media_server.url("files/clip.mp4")) for _ in range(3)]
-    assert reap_stuck_tasks(services.store, services.queue, 5, grace_s=0)["redelivered"] == 0
+    assert reap(services, 5, grace_s=0)["redelivered"] == 0
     services.redis.flushdb()  # Redis restarted empty: the deliveries are gone
-    counts = reap_stuck_tasks(services.store, services.queue, 5, grace_s=0)
+    counts = reap(services, 5, grace_s=0)
     assert counts["redelivered"] == 3
     assert sorted(services.redis.lrange(keys.TASK_QUEUE, 0, -1)) == sorted(ids)
-    assert reap_stuck_tasks(services.store, services.queue, 5, grace_s=0)["redelivered"] == 0
+    assert reap(services, 5, grace_s=0)["redelivered"] == 0
     for task_id in ids:
         assert services.store.get(task_id).delivery.startswith("c")
 
@@ -76,7 +75,7 @@ def test_reconciler_leaves_tasks_whose_delivery_is_not_due(services: Services,
     with services.store.engine.begin() as conn:  # a retry planned for later
         conn.execute(sa.update(video_tasks).where(video_tasks.c.task_id == task_id).values(
             next_attempt_at=datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=5)))
-    assert reap_stuck_tasks(services.store, services.queue, 5, grace_s=1)["redelivered"] == 0
+    assert reap(services, 5, grace_s=1)["redelivered"] == 0
 
 
 def test_a_kill_between_lock_and_claim_leaves_a_recoverable_task(

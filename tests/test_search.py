@@ -92,16 +92,16 @@ def test_search_down_never_fails_the_task_and_is_retried(indexed: Services, medi
     task = completed_task(indexed, media_server.url("files/clip.mp4"))
     assert task.status == "completed" and task.indexed_at is None
     assert "Unavailable" in task.index_error
-    assert retry_indexing(indexed.store, indexed.index) == 0  # still down
+    assert retry_indexing(indexed.followups, indexed.index) == 0  # still down
     indexed.index = working
-    assert retry_indexing(indexed.store, working) == 0  # too recent: the worker may be on it
+    assert retry_indexing(indexed.followups, working) == 0  # too recent: the worker may be on it
     import sqlalchemy as sa
 
     from shared.tasks.schema import video_tasks
 
     with indexed.store.engine.begin() as conn:
         conn.execute(sa.update(video_tasks).values(updated_at=sa.func.datetime("now", "-1 day")))
-    assert retry_indexing(indexed.store, working) == 1
+    assert retry_indexing(indexed.followups, working) == 1
     working.refresh()
     assert working.search(SearchQuery(tags=["有声"])).total == 1
     assert indexed.store.get(task.task_id).indexed_at is not None

@@ -140,7 +140,7 @@ def client(app_env):
 
 
 def task_count() -> int:
-    return sum(get_services().store.count_by_status().values())
+    return sum(get_services().queries.count_by_status().values())
 
 
 def nested(depth: int, opener: str = "[", closer: str = "]") -> str:

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 
 from shared.config import load_settings
 from shared.cursor import InvalidCursor
-from shared.tasks.db import create_db_engine, migrate
-from shared.tasks.store import DuplicateIdempotencyKey, TaskStore, utcnow
+from shared.tasks.db import create_db_engine, migrate, utcnow
+from shared.tasks.queries import TaskQueries
+from shared.tasks.store import DuplicateIdempotencyKey, TaskStore
 
 
 @pytest.fixture
@@ -21,6 +22,11 @@ def store(db_url: str) -> TaskStore:
     migrate(engine)
     yield TaskStore(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def queries(store: TaskStore) -> TaskQueries:
+    return TaskQueries(store.engine)
 
 
 RESULT = {
@@ -62,27 +68,27 @@ def test_duplicate_idempotency_key_is_refused(store: TaskStore) -> None:
     assert store.get_by_idempotency_key("k1") is not None
 
 
-def test_list_filters_and_cursor_pagination(store: TaskStore) -> None:
+def test_list_filters_and_cursor_pagination(store: TaskStore, queries: TaskQueries) -> None:
     ids = [new_task(store, platform="rpa" if i % 2 else "miaobi", uid=str(i % 3))
            for i in range(7)]
-    page, cursor = store.list(limit=3)
+    page, cursor = queries.list(limit=3)
     assert [t.task_id for t in page] == ids[::-1][:3]
     seen = [t.task_id for t in page]
     while cursor:
-        page, cursor = store.list(limit=3, cursor=cursor)
+        page, cursor = queries.list(limit=3, cursor=cursor)
         seen += [t.task_id for t in page]
     assert seen == ids[::-1]
-    rpa, _ = store.list(platform="rpa", limit=100)
+    rpa, _ = queries.list(platform="rpa", limit=100)
     assert {t.task_id for t in rpa} == {ids[i] for i in range(7) if i % 2}
-    uid0, _ = store.list(uid="0", limit=100)
+    uid0, _ = queries.list(uid="0", limit=100)
     assert {t.task_id for t in uid0} == {ids[0], ids[3], ids[6]}
-    assert store.list(status="failed")[0] == []
+    assert queries.list(status="failed")[0] == []
 
 
 @pytest.mark.parametrize("cursor", ["x", "!!!", "djE6YWJj", "djI6MTA"])
-def test_malformed_cursor_is_refused(store: TaskStore, cursor: str) -> None:
+def test_malformed_cursor_is_refused(queries: TaskQueries, cursor: str) -> None:
     with pytest.raises(InvalidCursor):
-        store.list(cursor=cursor)
+        queries.list(cursor=cursor)
 
 
 def test_claim_is_exclusive_under_concurrency(store: TaskStore) -> None:
@@ -129,12 +135,12 @@ def test_attempts_limit_blocks_claims(store: TaskStore) -> None:
     assert store.claim(task_id, 60, 2).outcome == "exhausted"
 
 
-def test_reap_requeues_or_fails_expired_tasks(store: TaskStore) -> None:
+def test_reap_requeues_or_fails_expired_tasks(store: TaskStore, queries: TaskQueries) -> None:
     keep = new_task(store)
     done = new_task(store)
     store.claim(keep, -1, 5)
     store.claim(done, -1, 1)
-    expired = {t.task_id: t for t in store.expired_leases(utcnow() + timedelta(seconds=1))}
+    expired = {t.task_id: t for t in queries.expired_leases(utcnow() + timedelta(seconds=1))}
     assert set(expired) == {keep, done}
     assert store.reap(expired[keep], max_attempts=5, message="lost") == "requeued"
     assert store.reap(expired[done], max_attempts=1, message="lost") == "failed"

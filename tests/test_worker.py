@@ -14,12 +14,11 @@ import pytest
 import redis
 
 from shared import keys
-from shared.pipeline.reaper import reap_stuck_tasks
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest
 from shared.tasks.operations import create_task
-from tests.helpers import wait_for
+from tests.helpers import reap, wait_for
 
 
 def create(services: Services, url: str, **fields) -> str:
@@ -161,9 +160,9 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
     task = services.store.get(task_id)
     assert (task.status, task.attempts) == ("processing", 1)
     services.redis.delete(keys.TASK_QUEUE)
-    assert reap_stuck_tasks(services.store, services.queue, 5)["requeued"] == 0  # lease alive
+    assert reap(services, 5)["requeued"] == 0  # lease alive
     time.sleep(2.2)
-    assert reap_stuck_tasks(services.store, services.queue, 5)["requeued"] == 1
+    assert reap(services, 5)["requeued"] == 1
     assert services.redis.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
     task = services.store.get(task_id)
     assert (task.status, task.error_code) == ("pending", "worker_lost")
@@ -175,7 +174,7 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
 def test_reaper_fails_tasks_out_of_attempts(services: Services, media_server) -> None:
     task_id = create(services, media_server.url("files/clip.mp4"))
     services.store.claim(task_id, lease_s=-1, max_attempts=1)
-    assert reap_stuck_tasks(services.store, services.queue, 1) == {
+    assert reap(services, 1) == {
         "requeued": 0, "failed": 1, "skipped": 0, "redelivered": 0}
     assert services.store.get(task_id).error_code == "attempts_exhausted"
     assert services.redis.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]

@@ -11,11 +11,12 @@ quotas reset) is computed here and passed in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ import redis
 from shared import keys
 from shared.errors import PermanentError, TransientError
 from shared.redact import mask_key, redact
+from shared.redis_conn import REDIS_DOWN
 
 log = logging.getLogger("vision_to_tag.pool")
 
@@ -123,6 +125,14 @@ class PoolUnavailable(TransientError):
     error_code = "redis_unavailable"
 
 
+@contextlib.contextmanager
+def _pool_outage() -> Iterator[None]:
+    try:
+        yield
+    except REDIS_DOWN as error:
+        raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
+
+
 @dataclass(frozen=True)
 class Lease:
     """One granted request: send it with `api_key`, then `report` or `release`."""
@@ -194,7 +204,7 @@ class AccountPool:
         tokens-per-minute limits)."""
         day, next_day_ms = self.quota_day()
         new_day = day != self._last_day
-        try:
+        with _pool_outage():
             answer = self._acquire(
                 keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_IMPORT_LOCK, keys.ACCOUNT_READY,
                       keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON, keys.ACCOUNT_PROMISED,
@@ -203,8 +213,6 @@ class AccountPool:
                       "1" if new_day else "0", self.window_ms, self.resync_ms,
                       keys.ACCOUNT_PREFIX, keys.DAILY_TTL_S, max(0, int(tokens))],
             )
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
         self._last_day = day
         answer = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
         verdict = answer[0]
@@ -233,25 +241,21 @@ class AccountPool:
         caller (None: no key can take a request at all). Waiting tasks each get their own
         slot instead of all being told the same earliest moment."""
         day, next_day_ms = self.quota_day()
-        try:
+        with _pool_outage():
             wait_ms = self._slot(keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_PROMISED],
                                  args=[day, next_day_ms, self.window_ms, uuid.uuid4().hex,
                                        PROMISE_GRACE_MS, keys.ACCOUNT_PREFIX])
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
         return None if int(wait_ms) < 0 else int(wait_ms) / 1000
 
     def next_free_in(self) -> float | None:
         """Seconds until the earliest moment a key may be free (0: now), from the ready
         set — a hint, re-checked by `acquire`; None when the pool has no key at all."""
-        try:
+        with _pool_outage():
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrange(keys.ACCOUNT_READY, 0, 0, withscores=True)
             pipe.scard(keys.ACCOUNT_IDS)
             pipe.time()
             first, count, (seconds, micros) = pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
         if not count:
             return None
         if not first:  # the ready set is rebuilt by the next acquire
@@ -261,35 +265,29 @@ class AccountPool:
     def stamp_sent(self, lease: Lease) -> None:
         """Move the lease's window entry to now, when the request really leaves for
         Gemini: Gemini counts arrivals, so a slot granted early frees 60 s after sending."""
-        try:
+        with _pool_outage():
             self._stamp(keys=[keys.account_window(lease.key_id), keys.ACCOUNT_READY,
                               keys.account_info(lease.key_id)],
                         args=[lease.member, self.window_ms, lease.key_id])
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
 
     def record_tokens(self, lease: Lease, tokens: int) -> None:
         """Correct the lease's window entry with the input tokens Gemini really counted
         (`usageMetadata.promptTokenCount`), so the token window is what Gemini sees."""
-        try:
+        with _pool_outage():
             self._retoken(keys=[keys.account_window(lease.key_id)],
                           args=[lease.member, max(0, int(tokens))])
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
 
     def record_usage(self, lease: Lease, input_tokens: int, output_tokens: int,
                      cost_usd: float) -> None:
         """Add one answered request's tokens and estimated cost to the key's day."""
         name = keys.account_usage(lease.key_id)
-        try:
+        with _pool_outage():
             pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(name, f"{lease.day}:input", int(input_tokens))
             pipe.hincrby(name, f"{lease.day}:output", int(output_tokens))
             pipe.hincrby(name, f"{lease.day}:cost_micro", round(cost_usd * 1_000_000))
             pipe.expire(name, keys.DAILY_TTL_S)
             pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
 
     def release(self, lease: Lease) -> None:
         """Refund a request that was never sent (it does not count against the quotas)."""
@@ -319,7 +317,7 @@ class AccountPool:
         """An operator brings a key back (status active, failures and cooldown cleared) or
         takes it out; False when the pool has no such key."""
         info = keys.account_info(key_id)
-        try:
+        with _pool_outage():
             if not self.redis.exists(info):
                 return False
             pipe = self.redis.pipeline(transaction=True)
@@ -332,8 +330,6 @@ class AccountPool:
                                          "disabled_reason": "disabled by an operator"})
                 pipe.zrem(keys.ACCOUNT_READY, key_id)
             pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise PoolUnavailable(f"key pool unavailable: {type(error).__name__}") from error
         log.info("account %s %s by an operator", key_id, "enabled" if enabled else "disabled",
                  extra={"key_id": key_id})
         return True

@@ -17,24 +17,43 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
+from shared.pipeline.runner import after_failure
 from shared.queue.base import TaskQueue, new_generation
 from shared.search import TagIndex
-from shared.tasks.models import Task
-from shared.tasks.store import TaskStore, utcnow
+from shared.tasks.db import utcnow
+from shared.tasks.followups import Followups
+from shared.tasks.models import Task, out_of_attempts
+from shared.tasks.queries import TaskQueries
+from shared.tasks.store import TaskStore
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger("vision_to_tag.reaper")
 
 
-def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
+def reconcile(services: Services) -> dict[str, int]:
+    """One sweep as the consumer and the cleanup function run it: stuck tasks (failures
+    followed by `after_failure`), then completed tasks the search index missed."""
+    settings = services.settings
+    counts = reap_stuck_tasks(services.store, services.queries, services.queue,
+                              settings.MAX_ATTEMPTS, grace_s=settings.RECONCILE_GRACE_S,
+                              on_failed=lambda task_id: after_failure(task_id, services))
+    return {**counts, "reindexed": retry_indexing(services.followups, services.index)}
+
+
+def reap_stuck_tasks(store: TaskStore, queries: TaskQueries, queue: TaskQueue,
+                     max_attempts: int,
                      on_failed: Callable[[str], object] | None = None,
                      grace_s: float = 60) -> dict[str, int]:
     """`on_failed(task_id)` runs for each task failed here: `runner.after_failure` (dead
     letter, completion callback); without it the dead letter is still recorded."""
     counts = {"requeued": 0, "failed": 0, "skipped": 0, "redelivered": 0}
-    for task in store.expired_leases():
+    for task in queries.expired_leases():
         generation = new_generation("l")
-        if task.attempts < max_attempts:
+        if not out_of_attempts(task.attempts, max_attempts):
             queue.enqueue(task.task_id, url=task.url, generation=generation)
         outcome = store.reap(
             task, max_attempts=max_attempts, generation=generation,
@@ -48,7 +67,7 @@ def reap_stuck_tasks(store: TaskStore, queue: TaskQueue, max_attempts: int,
         counts[outcome] += 1
         log.info("reaped stuck task: %s", outcome, extra={"task_id": task.task_id})
     now = utcnow()
-    for task in store.overdue_pending(grace_s):
+    for task in queries.overdue_pending(grace_s):
         live = queue.is_live(task.task_id, task.delivery or "0")
         if live or (live is None and not _long_overdue(task, now, grace_s)):
             continue
@@ -71,11 +90,11 @@ def _long_overdue(task: Task, now: datetime, grace_s: float) -> bool:
     return (now - due.replace(tzinfo=None)).total_seconds() > UNKNOWN_LIVENESS_FACTOR * grace_s
 
 
-def retry_indexing(store: TaskStore, index: TagIndex | None, batch: int = 500) -> int:
+def retry_indexing(followups: Followups, index: TagIndex | None, batch: int = 500) -> int:
     """Completed tasks whose indexing failed (or was cut short) go to the index again."""
     if index is None:
         return 0
-    pending = store.not_indexed(limit=batch)
+    pending = followups.not_indexed(limit=batch)
     if not pending:
         return 0
     try:
@@ -84,5 +103,5 @@ def retry_indexing(store: TaskStore, index: TagIndex | None, batch: int = 500) -
         log.warning("re-indexing failed: %s", type(error).__name__)
         return 0
     if done:
-        store.mark_indexed_many(done)
+        followups.mark_indexed_many(done)
     return len(done)

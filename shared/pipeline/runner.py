@@ -23,6 +23,7 @@ from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from shared import keys
+from shared.backoff import exponential_backoff
 from shared.errors import (
     PermanentError,
     ServiceUnavailable,
@@ -36,13 +37,16 @@ from shared.pipeline.callbacks import notify
 from shared.pipeline.stages import Job, run_stages
 from shared.queue.base import new_generation
 from shared.services import Services
-from shared.tasks.models import TaskStatus
+from shared.tasks.models import TaskStatus, out_of_attempts
 from shared.tasks.store import Claim, TaskStore
 
 log = logging.getLogger("vision_to_tag.worker")
 
+FIRST_RETRY_AFTER_S = 5
+"""The wait before the second try after a transient error; it doubles with each try..."""
+
 MAX_RETRY_AFTER_S = 300
-"""Upper bound of the backoff between tries after a transient error."""
+"""...up to this."""
 
 SERVICE_RETRY_S = 5
 """Retry-After when a backing service (database, Redis) is down."""
@@ -54,11 +58,6 @@ class WorkerReply:
     message: str
     task_status: str | None = None
     retry_after_s: float | None = None
-
-
-def backoff_s(attempt: int) -> int:
-    """5 s, 10 s, 20 s ... capped: the delay before the next try."""
-    return min(MAX_RETRY_AFTER_S, 5 * 2 ** max(0, attempt - 1))
 
 
 def handle_delivery(task_id: str, services: Services,
@@ -204,7 +203,7 @@ def _run(claim: Claim, services: Services, lock: Lock,
     task = claim.task
     assert task is not None
     workdir = Path(tempfile.mkdtemp(prefix=f"vtt-{task.task_id}-"))
-    job = Job(task=task, workdir=workdir, services=services)
+    job = Job(task=task, workdir=workdir, tools=services.stage_tools())
     heartbeat = Heartbeat(services.store, lock, task.task_id, task.attempts,
                           services.settings.TASK_TIMEOUT_S)
     try:
@@ -271,11 +270,11 @@ def index_completed(task_id: str, services: Services) -> bool:
         assert task is not None
         services.index.index_task(task)
     except Exception as error:  # noqa: BLE001 - any indexing failure is retried later
-        services.store.mark_indexed(task_id, error=f"{type(error).__name__}: {error}"[:500])
+        services.followups.mark_indexed(task_id, error=f"{type(error).__name__}: {error}"[:500])
         log.warning("indexing failed; will retry: %s", type(error).__name__,
                     extra={"task_id": task_id, "stage": "indexing"})
         return False
-    services.store.mark_indexed(task_id)
+    services.followups.mark_indexed(task_id)
     log.info("indexed", extra={"task_id": task_id, "stage": "indexing",
                                "duration_ms": int((time.perf_counter() - started) * 1000)})
     return True
@@ -294,12 +293,13 @@ def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
         return _wait(job, error, services)
     if isinstance(error, HandedOff):
         return _plan_retry(job, services, code, message, 0, refund_attempt=True)
-    if attempt >= services.settings.MAX_ATTEMPTS:
+    if out_of_attempts(attempt, services.settings.MAX_ATTEMPTS):
         end_failed(task_id, services, code, f"{message} (after {attempt} attempts)", attempt,
                    job.timings)
         return WorkerReply(200, message, TaskStatus.FAILED)
     hint = getattr(error, "retry_after_s", None)
-    return _plan_retry(job, services, code, message, hint or backoff_s(attempt))
+    return _plan_retry(job, services, code, message, hint or exponential_backoff(
+        attempt - 1, FIRST_RETRY_AFTER_S, MAX_RETRY_AFTER_S))
 
 
 def _wait(job: Job, error: Wait, services: Services) -> WorkerReply:

@@ -14,18 +14,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.errors import PermanentError
-from shared.services import Services
-from shared.storage import frame_key, video_key
-from shared.tagging.base import TagRequest
+from shared.storage import Storage, frame_key, video_key
+from shared.tagging.base import Tagger, TagRequest
 from shared.tagging.local import technical_of
 from shared.tagging.result import FrameRef, TagResult, Usage
 from shared.tasks.models import Task
 from shared.video.fetch import Downloaded, FetchLimits, download
 from shared.video.frames import FrameSet, extract_frames
 from shared.video.probe import MediaInfo, probe, sniff_container
+from shared.video.safety import UrlPolicy
 
 HASH_CHUNK = 1024 * 1024
 log = logging.getLogger("vision_to_tag.pipeline")
+
+
+@dataclass(frozen=True)
+class StageTools:
+    """The collaborators the stages use, and nothing more; the composition root
+    (`Services.stage_tools`) builds them. `record_source` remembers a task's stored video
+    (`TaskStore.record_source`); `find_result` looks up the result cache
+    (`TaskQueries.find_result`), None when the cache is off."""
+
+    tagger: Tagger
+    storage: Storage
+    url_policy: UrlPolicy
+    fetch_limits: FetchLimits
+    max_video_seconds: float
+    record_source: Callable[..., bool]
+    find_result: Callable[..., dict | None] | None
 
 
 @dataclass
@@ -34,7 +50,7 @@ class Job:
 
     task: Task
     workdir: Path
-    services: Services
+    tools: StageTools
     downloaded: Downloaded | None = None
     storage_uri: str | None = None
     media: MediaInfo | None = None
@@ -49,36 +65,29 @@ def quota_stage(job: Job) -> None:
     """Ask the key pool first: a task that would have to wait for a Gemini key learns it
     before any download (WaitForKey); one whose key frees within seconds goes on, and its
     download and frames overlap the wait."""
-    job.services.tagger.check_quota()
+    job.tools.tagger.check_quota()
 
 
 def download_stage(job: Job) -> None:
     """The video in the work folder and in storage; a retry reuses the stored copy."""
     if _reuse_stored_video(job):
         return
-    settings = job.services.settings
-    limits = FetchLimits(
-        max_bytes=settings.max_video_bytes,
-        connect_timeout_s=settings.DOWNLOAD_CONNECT_TIMEOUT_S,
-        read_timeout_s=settings.DOWNLOAD_READ_TIMEOUT_S,
-        total_timeout_s=settings.DOWNLOAD_TOTAL_TIMEOUT_S,
-    )
-    job.downloaded = download(job.task.url, job.workdir / "source", limits,
-                              job.services.url_policy)
+    tools = job.tools
+    job.downloaded = download(job.task.url, job.workdir / "source", tools.fetch_limits,
+                              tools.url_policy)
     with open(job.downloaded.path, "rb") as handle:
         ext = sniff_container(handle.read(64)) or "bin"
     key = video_key(job.task.created_at, job.task.task_id, ext)
-    job.storage_uri = job.services.storage.put_file(
-        key, job.downloaded.path, job.downloaded.content_type
-    )
-    job.services.store.record_source(
+    job.storage_uri = tools.storage.put_file(key, job.downloaded.path,
+                                             job.downloaded.content_type)
+    tools.record_source(
         job.task.task_id, job.task.attempts, storage_uri=job.storage_uri,
         video_sha256=job.downloaded.sha256, size_bytes=job.downloaded.size_bytes,
     )
 
 
 def _reuse_stored_video(job: Job) -> bool:
-    storage, uri = job.services.storage, job.task.storage_uri
+    storage, uri = job.tools.storage, job.task.storage_uri
     key = storage.key_of(uri) if uri else None
     if not key or not storage.exists(key):
         return False
@@ -100,7 +109,7 @@ def _reuse_stored_video(job: Job) -> bool:
 def probe_stage(job: Job) -> None:
     assert job.downloaded is not None
     media = probe(job.downloaded.path)
-    limit = job.services.settings.MAX_VIDEO_SECONDS
+    limit = job.tools.max_video_seconds
     if media.duration_s > limit:
         raise PermanentError(
             f"video is {media.duration_s:g} s long, over the limit of {limit:g} s",
@@ -133,7 +142,7 @@ def frames_stage(job: Job) -> None:
         return
     job.frames = extract_frames(job.downloaded.path, job.workdir / "frames",
                                 job.media.duration_s)
-    storage, task = job.services.storage, job.task
+    storage, task = job.tools.storage, job.task
     job.frame_refs = [
         FrameRef(t_s=round(frame.t_s, 3),
                  uri=storage.put_file(frame_key(task.created_at, task.task_id, index),
@@ -147,7 +156,7 @@ def tag_stage(job: Job) -> None:
     assert job.downloaded is not None and job.media is not None
     result = cached_result(job)
     if result is None:
-        result = job.services.tagger.tag(
+        result = job.tools.tagger.tag(
             TagRequest(
                 video_path=job.downloaded.path,
                 media=job.media,
@@ -164,10 +173,10 @@ def tag_stage(job: Job) -> None:
 
 
 def cached_result(job: Job) -> TagResult | None:
-    services, tagger = job.services, job.services.tagger
-    if not services.settings.RESULT_CACHE or job.downloaded is None:
+    tagger, find_result = job.tools.tagger, job.tools.find_result
+    if find_result is None or job.downloaded is None:
         return None
-    stored = services.store.find_result(
+    stored = find_result(
         job.downloaded.sha256, dimensions=job.dimensions, language=job.task.language,
         provider=tagger.provider, model=tagger.model, prompt_version=tagger.prompt_version,
     )
@@ -196,7 +205,7 @@ STAGES: list[tuple[str, Callable[[Job], None]]] = [
 def run_stages(job: Job, on_stage: Callable[[str], None]) -> None:
     """Every stage leaves one log line with its duration, ok or not."""
     for name, stage in STAGES:
-        if stage is quota_stage and not job.services.tagger.needs_quota:
+        if stage is quota_stage and not job.tools.tagger.needs_quota:
             continue
         on_stage(name)
         started = time.perf_counter()

@@ -19,7 +19,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from shared.errors import ServiceUnavailable
+from shared.errors import unavailable_on
 
 log = logging.getLogger("vision_to_tag.cloudtasks")
 
@@ -74,13 +74,12 @@ class CloudTasksQueue:
             due = timestamp_pb2.Timestamp()
             due.FromDatetime(datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=delay_s))
             task.schedule_time = due
-        try:
-            self.client.create_task(parent=self.queue_path, task=task,
-                                    timeout=CREATE_TIMEOUT_S)
-        except gexc.AlreadyExists:
-            log.info("task already queued", extra={"task_id": task_id})
-        except (gexc.GoogleAPICallError, gexc.RetryError) as error:
-            raise ServiceUnavailable("cloud tasks", type(error).__name__) from error
+        with unavailable_on("cloud tasks", gexc.GoogleAPICallError, gexc.RetryError):
+            try:
+                self.client.create_task(parent=self.queue_path, task=task,
+                                        timeout=CREATE_TIMEOUT_S)
+            except gexc.AlreadyExists:
+                log.info("task already queued", extra={"task_id": task_id})
 
     def dead_letter(self, task_id: str) -> None:
         """Nothing to move: the task row says `failed` and the worker answered 2xx."""

@@ -16,7 +16,6 @@ queue; raise `concurrency` for more parallel deliveries.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 
 import requests
 
+from shared.backoff import exponential_backoff
 from shared.queue.redis_queue import RedisQueue
 
 log = logging.getLogger("vision_to_tag.consumer")
@@ -52,9 +52,9 @@ class ConsumerConfig:
 
 
 def backoff_delay(retry: int, config: ConsumerConfig) -> float:
-    """Exponential backoff with jitter: uniform in [½·d, d], d = min·2^retry, capped."""
-    ceiling = min(config.max_backoff_s, config.min_backoff_s * 2**retry)
-    return random.uniform(ceiling / 2, ceiling)
+    """Uniform in [½·d, d], d = min·2^retry, capped at max (Cloud Tasks' min/max backoff)."""
+    return exponential_backoff(retry, config.min_backoff_s, config.max_backoff_s,
+                               spread=(0.5, 1.0))
 
 
 def retry_after_s(response: requests.Response) -> float | None:
@@ -68,8 +68,9 @@ def retry_after_s(response: requests.Response) -> float | None:
 IDLE_HOUSEKEEPING_S = 30.0
 """Recovery sweep interval when the reaper is off (`reap_interval_s` = 0)."""
 
-OUTAGE_BACKOFF_S = (0.5, 1, 2, 5, 10)
-"""Pauses of the loop while Redis or the database is down (the last one repeats)."""
+OUTAGE_BACKOFF_S = (0.5, 10.0)
+"""Pause of the loop while Redis or the database is down: the first, doubled with each
+failure in a row, up to the second."""
 
 
 class Consumer:
@@ -106,7 +107,7 @@ class Consumer:
                     self._take_one(pool, max(0.001, next_reap - time.monotonic()))
                     self._outages = 0
                 except Exception as error:  # noqa: BLE001 - an outage never stops the loop
-                    pause = OUTAGE_BACKOFF_S[min(self._outages, len(OUTAGE_BACKOFF_S) - 1)]
+                    pause = exponential_backoff(self._outages, *OUTAGE_BACKOFF_S)
                     self._outages += 1
                     log.warning("consumer loop: %s: %s; again in %.1f s",
                                 type(error).__name__, error, pause)

@@ -12,8 +12,8 @@ import time
 import redis
 
 from shared import keys
-from shared.errors import ServiceUnavailable
 from shared.queue.base import QueueDepth
+from shared.redis_conn import REDIS_DOWN, redis_outage
 
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
@@ -73,14 +73,12 @@ class RedisQueue:
                 generation: str = "0", planned: bool = False) -> None:
         now = time.time()
         due = now + delay_s if delay_s > 0 else 0
-        try:
+        with redis_outage():
             self._enqueue(
                 keys=[keys.task_info(task_id), keys.TASK_QUEUE, keys.TASK_QUEUE_DELAYED],
                 args=[task_id, url, int(now), keys.TASK_INFO_TTL_S, repr(due), generation,
                       "1" if planned else "0", WAKE],
             )
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise ServiceUnavailable("redis", type(error).__name__) from error
 
     def dead_letter(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -104,7 +102,7 @@ class RedisQueue:
         """Live while task_info says queued/retrying/delivering: lost after a flush."""
         try:
             return self.redis.hget(keys.task_info(task_id), "status") in LIVE_STATES
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_DOWN:
             return None
 
     # --- consumer side ---------------------------------------------------------

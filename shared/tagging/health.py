@@ -10,7 +10,6 @@ clears the condition for all. No key is penalised for any of it.
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 import redis
 
 from shared import keys
+from shared.backoff import exponential_backoff
 
 MODEL_BACKOFF_S = (5.0, 300.0)
 """First and longest back-off of an overloaded model (doubling in between)."""
@@ -133,8 +133,7 @@ class GeminiHealth:
     def _fail(self, state_key: str, probe_key: str, bounds: tuple[float, float],
               fields: dict[str, str]) -> float:
         level = int(self.redis.hincrby(state_key, "level", 1))
-        backoff = min(bounds[1], bounds[0] * 2 ** (level - 1))
-        backoff *= random.uniform(1 - JITTER, 1 + JITTER)
+        backoff = exponential_backoff(level - 1, *bounds, spread=(1 - JITTER, 1 + JITTER))
         now = self.clock()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hsetnx(state_key, "since", now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,11 +15,40 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared.config import ROOT, Settings
-from shared.errors import ServiceUnavailable
+from shared.errors import unavailable_on
 
 MIGRATIONS_DIR = ROOT / "shared" / "tasks" / "migrations"
 MYSQL_MIGRATION_LOCK = "vision_to_tag_migrate"
 """MySQL named lock held while migrating, so concurrent cold starts upgrade once."""
+
+
+DATABASE_DOWN = (OperationalError, InterfaceError)
+"""What SQLAlchemy raises for a lost or refused database connection."""
+
+
+def database_outage():
+    """`with database_outage():` turns the database being down into
+    ServiceUnavailable("database")."""
+    return unavailable_on("database", *DATABASE_DOWN)
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every timestamp column stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@contextlib.contextmanager
+def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection for reads; the database being down is ServiceUnavailable."""
+    with database_outage(), engine.connect() as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def begin(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction, committed on exit; the database being down is ServiceUnavailable."""
+    with database_outage(), engine.begin() as conn:
+        yield conn
 
 
 def create_db_engine(settings: Settings) -> sa.Engine:
@@ -54,12 +84,9 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
     """Upgrade the schema to `revision`; safe to call from many processes at once."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    try:
-        with _migration_lock(engine), engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    except (OperationalError, InterfaceError) as error:
-        raise ServiceUnavailable("database", type(error.orig).__name__) from error
+    with database_outage(), _migration_lock(engine), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
 
 
 @contextlib.contextmanager

@@ -51,6 +51,12 @@ class TaskStatus(StrEnum):
     FAILED = "failed"
 
 
+def out_of_attempts(attempts, max_attempts: int):
+    """The one rule for attempts: a task that has started `max_attempts` of them gets no
+    more. Works on an int and on a SQL column (the claim's condition)."""
+    return attempts >= max_attempts
+
+
 Status = Literal["pending", "processing", "completed", "failed"]
 """The same values as a type the OpenAPI document spells out inline."""
 

@@ -6,15 +6,21 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from shared.accounts.pool import KEY_ID_PATTERN
+from shared.accounts.pool import KEY_ID_PATTERN, PoolUnavailable
 from shared.cursor import InvalidCursor
-from shared.errors import ApiError, ServiceUnavailable, TransientError
+from shared.errors import (
+    Conflict,
+    InvalidInput,
+    NotConfigured,
+    NotFound,
+    ServiceUnavailable,
+)
 from shared.pipeline.runner import WorkerReply, handle_delivery
 from shared.queue.base import new_generation
+from shared.redis_conn import redis_outage
 from shared.search import SearchPage, SearchQuery
 from shared.services import Services
 from shared.tasks.models import (
@@ -44,7 +50,7 @@ def create_task(
     check_targets(services, request)
     if idempotency_key is not None:
         if not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
-            raise ApiError(400, f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+            raise InvalidInput(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
         existing = store.get_by_idempotency_key(idempotency_key)
         if existing:
             return _same_request(existing, request), False
@@ -77,30 +83,26 @@ def create_task(
     return task, True
 
 
-SYNC_ERROR_STATUS = {
-    "url_forbidden": 400, "download_failed": 400, "video_too_large": 413,
-    "video_too_long": 413, "unsupported_format": 415, "video_unreadable": 422,
-    "no_video_stream": 422, "blocked_by_safety": 422, "gemini_file_failed": 422,
-    "no_key_available": 429, "gemini_bad_request": 502, "gemini_unavailable": 503,
-    "gemini_file_timeout": 503, "invalid_model_output": 502, "download_unavailable": 503,
-    "download_timeout": 504, "redis_unavailable": 503, "internal_error": 503,
-    "attempts_exhausted": 503, "worker_lost": 503, "delivery_failed": 503,
-    "lease_lost": 503, "handed_off": 503, "gemini_overloaded": 503,
-    "gemini_region_refused": 503, "request_too_large": 413,
-}
-"""HTTP status of the synchronous API for a task that ended (or waits) with this
-error_code: never 500 — the service did not crash, the task could not be done."""
-
 _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-tag")
 
 
-def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, float | None]:
+@dataclass(frozen=True)
+class SyncOutcome:
+    """How a synchronous run ended: the task as stored now; `timed_out` when it was handed
+    to the queue after SYNC_TIMEOUT_S; `retry_after_s` when it waits for its next try."""
+
+    task: Task
+    timed_out: bool = False
+    retry_after_s: float | None = None
+
+
+def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
     """Run the whole pipeline inside the request, recorded as a task.
 
-    Returns (HTTP status, task, Retry-After). Past SYNC_TIMEOUT_S the task is handed to
+    Past SYNC_TIMEOUT_S the task is handed to
     the queue: the thread stops at its next stage and queues it (Cloud Run throttles the CPU
     once the response is sent; if the instance goes away, the reaper re-queues the task when
-    its lease ends). The caller gets 504 with the task_id to poll."""
+    its lease ends); the caller is told to poll the task."""
     task, _ = create_task(services, request, enqueue=False)
     handed_off = threading.Event()
 
@@ -117,14 +119,11 @@ def tag_now(services: Services, request: CreateTaskRequest) -> tuple[int, Task, 
         reply = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
     except FutureTimeout:
         handed_off.set()  # the thread queues the task at its next stage (or the reaper does)
-        return 504, get_task(services, task.task_id), None
+        return SyncOutcome(get_task(services, task.task_id), timed_out=True)
     final = get_task(services, task.task_id)
-    if final.status == TaskStatus.COMPLETED:
-        return 200, final, None
-    if final.status == TaskStatus.FAILED:
-        return SYNC_ERROR_STATUS.get(final.error_code or "", 503), final, None
-    status = SYNC_ERROR_STATUS.get(final.error_code or "", 503)
-    return status, final, reply.retry_after_s
+    if final.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+        return SyncOutcome(final)
+    return SyncOutcome(final, retry_after_s=reply.retry_after_s)
 
 
 def check_targets(services: Services, request: CreateTaskRequest) -> None:
@@ -135,12 +134,12 @@ def check_targets(services: Services, request: CreateTaskRequest) -> None:
         try:
             services.url_policy.check_url(url)
         except UrlForbidden as error:
-            raise ApiError(400, field + error.message.removeprefix("url")) from None
+            raise InvalidInput(field + error.message.removeprefix("url")) from None
 
 
 def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
     if (existing.url, existing.platform) != (request.url, request.platform):
-        raise ApiError(409, "Idempotency-Key: already used for a different request")
+        raise Conflict("Idempotency-Key: already used for a different request")
     return existing
 
 
@@ -151,21 +150,21 @@ def get_task(services: Services, task_id: str) -> Task:
     """By id in either form and any case (ids are stored as created)."""
     forms = task_id_forms(task_id)
     if forms is None:
-        raise ApiError(400, MALFORMED_TASK_ID)
+        raise InvalidInput(MALFORMED_TASK_ID)
     task = services.store.find(forms)
     if task is None:
-        raise ApiError(404, f"task_id: no task {forms[0]}")
+        raise NotFound(f"task_id: no task {forms[0]}")
     return task
 
 
 def list_tasks(services: Services, query: ListTasksQuery) -> TaskPage:
     try:
-        tasks, next_cursor = services.store.list(
+        tasks, next_cursor = services.queries.list(
             status=query.status, platform=query.platform, uid=query.uid,
             limit=query.limit, cursor=query.cursor,
         )
     except InvalidCursor as error:
-        raise ApiError(400, str(error)) from None
+        raise InvalidInput(str(error)) from None
     return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
 
@@ -174,9 +173,9 @@ def retry_task(services: Services, task_id: str) -> Task:
     task = get_task(services, task_id)
     task_id = task.task_id  # the stored form
     if task.status != TaskStatus.FAILED:
-        raise ApiError(409, f"task_id: task is {task.status}; only failed tasks can be retried")
+        raise Conflict(f"task_id: task is {task.status}; only failed tasks can be retried")
     if not services.store.reset_failed(task_id):
-        raise ApiError(409, "task_id: task changed while retrying; try again")
+        raise Conflict("task_id: task changed while retrying; try again")
     generation = new_generation("r")
     try:
         services.queue.enqueue(task_id, url=task.url, generation=generation)
@@ -191,30 +190,26 @@ def retry_task(services: Services, task_id: str) -> Task:
 
 def pool_stats(services: Services) -> dict[str, object]:
     """Key pool usage for operators (keys masked)."""
-    try:
+    with redis_outage():
         return services.pool.stats()
-    except (redis.ConnectionError, redis.TimeoutError) as error:
-        raise ServiceUnavailable("redis", type(error).__name__) from error
 
 
 def set_account_enabled(services: Services, key_id: str, enabled: bool) -> dict[str, object]:
     """Enable or disable one pool key; answers its line of /api/v1/accounts."""
     if not KEY_ID_PATTERN.match(key_id):
-        raise ApiError(400, "key_id: malformed (16 lowercase hex characters, the key_id "
+        raise InvalidInput("key_id: malformed (16 lowercase hex characters, the key_id "
                             "/api/v1/accounts shows)")
-    try:
+    with redis_outage(PoolUnavailable):
         found = services.pool.set_enabled(key_id, enabled)
         accounts = services.pool.stats()["accounts"]
-    except (redis.ConnectionError, redis.TimeoutError, TransientError) as error:
-        raise ServiceUnavailable("redis", type(error).__name__) from error
     if not found:
-        raise ApiError(404, f"key_id: no key {key_id} in the pool")
+        raise NotFound(f"key_id: no key {key_id} in the pool")
     return next(account for account in accounts if account["key_id"] == key_id)
 
 
 def search(services: Services, query: SearchQuery) -> SearchPage:
     if services.index is None:
-        raise ApiError(501, "search: not configured on this service (set ES_URL)")
+        raise NotConfigured("search: not configured on this service (set ES_URL)")
     return services.index.search(query)
 
 

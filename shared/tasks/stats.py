@@ -6,12 +6,10 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
-
-from shared.errors import ServiceUnavailable
+from shared.redis_conn import redis_outage
 from shared.services import Services
+from shared.tasks.db import utcnow
 from shared.tasks.models import TaskStatus
-from shared.tasks.store import utcnow
 
 WINDOW = timedelta(hours=1)
 
@@ -23,8 +21,8 @@ def percentile(sorted_values: list[int], fraction: float) -> int:
 
 
 def service_stats(services: Services) -> dict[str, Any]:
-    store = services.store
-    finished = store.finished_since(utcnow() - WINDOW)
+    queries = services.queries
+    finished = queries.finished_since(utcnow() - WINDOW)
     by_stage: dict[str, list[int]] = {}
     for _, timings in finished:
         for stage, ms in timings.items():
@@ -35,13 +33,11 @@ def service_stats(services: Services) -> dict[str, Any]:
                 "p95_ms": percentile(sorted(values), 0.95)}
         for stage, values in by_stage.items()
     }
-    try:
+    with redis_outage():
         depth = services.queue.depth()
         pool = services.pool.stats()["totals"]
-    except (redis.ConnectionError, redis.TimeoutError) as error:
-        raise ServiceUnavailable("redis", type(error).__name__) from error
     return {
-        "tasks": {status: store.count_by_status().get(status, 0)
+        "tasks": {status: queries.count_by_status().get(status, 0)
                   for status in TaskStatus},
         "queue": None if depth is None else {"pending": depth.pending, "delayed": depth.delayed,
                                              "in_flight": depth.in_flight,
@@ -52,8 +48,8 @@ def service_stats(services: Services) -> dict[str, Any]:
         "pool": pool,
         "search_enabled": services.index is not None,
         "gemini": gemini_status(services),
-        "usage": {"last_hour": usage_totals(store.usage_since(utcnow() - WINDOW)),
-                  "today": usage_totals(store.usage_since(start_of_day()))},
+        "usage": {"last_hour": usage_totals(queries.usage_since(utcnow() - WINDOW)),
+                  "today": usage_totals(queries.usage_since(start_of_day()))},
     }
 
 
@@ -82,8 +78,6 @@ def gemini_status(services: Services) -> dict[str, Any] | None:
     if health is None:
         return None
     settings = services.settings
-    try:
+    with redis_outage():
         return health.status([settings.GEMINI_MODEL, *settings.GEMINI_FALLBACK_MODELS],
                              settings.gemini_endpoints)
-    except (redis.ConnectionError, redis.TimeoutError) as error:
-        raise ServiceUnavailable("redis", type(error).__name__) from error

@@ -1,4 +1,6 @@
-"""TaskStore: every read and write of `video_tasks`, in SQLAlchemy Core.
+"""TaskStore: the task state machine over `video_tasks`, in SQLAlchemy Core — every
+status change, and the reads of one task they rely on. Listings and stats are in
+`queries.py`; callback and search-index bookkeeping in `followups.py`.
 
 State changes are conditional updates, so two workers can never both own a task:
 `claim` moves pending (or processing with an expired lease) to processing and bumps
@@ -9,25 +11,17 @@ the newer attempt.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
-from shared.cursor import decode_cursor, encode_cursor
-from shared.errors import ServiceUnavailable
 from shared.redact import redact
-from shared.tasks.models import Task, TaskStatus
+from shared.tasks.db import begin, connect, utcnow
+from shared.tasks.models import Task, TaskStatus, out_of_attempts
 from shared.tasks.schema import video_tasks as t
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the form every timestamp column stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class DuplicateIdempotencyKey(Exception):
@@ -48,103 +42,24 @@ class TaskStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    # --- reads ---------------------------------------------------------------
-
     def get(self, task_id: str) -> Task | None:
-        with self._connect() as conn:
+        with connect(self.engine) as conn:
             row = conn.execute(sa.select(t).where(t.c.task_id == task_id)).mappings().first()
-        return _to_task(row) if row else None
+        return to_task(row) if row else None
 
     def find(self, task_ids: tuple[str, ...]) -> Task | None:
         """The task stored under any of these ids (one task's dashed and hex forms)."""
-        with self._connect() as conn:
+        with connect(self.engine) as conn:
             row = conn.execute(sa.select(t).where(t.c.task_id.in_(task_ids))).mappings().first()
-        return _to_task(row) if row else None
+        return to_task(row) if row else None
 
     def get_by_idempotency_key(self, key: str) -> Task | None:
-        with self._connect() as conn:
+        with connect(self.engine) as conn:
             row = conn.execute(sa.select(t).where(t.c.idempotency_key == key)).mappings().first()
-        return _to_task(row) if row else None
-
-    def list(
-        self,
-        *,
-        status: str | None = None,
-        platform: str | None = None,
-        uid: str | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
-    ) -> tuple[list[Task], str | None]:
-        """Newest first; returns the page and the cursor of the next one (None at the end)."""
-        query = sa.select(t).order_by(t.c.id.desc()).limit(limit + 1)
-        if status:
-            query = query.where(t.c.status == status)
-        if platform:
-            query = query.where(t.c.platform == platform)
-        if uid:
-            query = query.where(t.c.uid == uid)
-        if cursor:
-            query = query.where(t.c.id < decode_cursor(cursor, int)[0])
-        with self._connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
-        return [_to_task(row) for row in rows[:limit]], next_cursor
-
-    def find_result(self, video_sha256: str, *, dimensions: list[str], language: str,
-                    provider: str, model: str, prompt_version: str) -> dict[str, Any] | None:
-        """A stored result for the same video, question and model (the result cache)."""
-        query = (
-            sa.select(t.c.tags)
-            .where(t.c.video_sha256 == video_sha256, t.c.status == TaskStatus.COMPLETED)
-            .order_by(t.c.id.desc())
-            .limit(50)
-        )
-        with self._connect() as conn:
-            for (tags,) in conn.execute(query):
-                if not isinstance(tags, dict):
-                    continue
-                if (sorted(tags.get("dimensions", {})) == sorted(dimensions)
-                        and tags.get("language") == language
-                        and tags.get("provider") == provider and tags.get("model") == model
-                        and tags.get("prompt_version", "") == prompt_version):
-                    return tags
-        return None
-
-    def finished_since(self, since: datetime, limit: int = 5000) -> list[tuple[str, dict]]:
-        """(status, timings) of tasks that ended since `since`, newest first."""
-        query = (sa.select(t.c.status, t.c.timings)
-                 .where(t.c.status.in_((TaskStatus.COMPLETED, TaskStatus.FAILED)),
-                        t.c.processed_end >= since)
-                 .order_by(t.c.processed_end.desc()).limit(limit))
-        with self._connect() as conn:
-            return [(status, timings or {}) for status, timings in conn.execute(query)]
-
-    def usage_since(self, since: datetime, limit: int = 20_000) -> list[dict[str, Any]]:
-        """`usage` of the results of tasks completed since `since` (token and cost sums)."""
-        query = (sa.select(t.c.tags)
-                 .where(t.c.status == TaskStatus.COMPLETED, t.c.processed_end >= since)
-                 .order_by(t.c.processed_end.desc()).limit(limit))
-        with self._connect() as conn:
-            return [tags.get("usage") or {} for (tags,) in conn.execute(query)
-                    if isinstance(tags, dict)]
-
-    def count_by_status(self) -> dict[str, int]:
-        with self._connect() as conn:
-            rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status))
-            return {status: count for status, count in rows}
-
-    def expired_leases(self, now: datetime | None = None, limit: int = 100) -> list[Task]:
-        """Processing tasks whose worker stopped renewing (crashed, killed, timed out)."""
-        query = (
-            sa.select(t)
-            .where(t.c.status == TaskStatus.PROCESSING, t.c.lease_until < (now or utcnow()))
-            .limit(limit)
-        )
-        with self._connect() as conn:
-            return [_to_task(row) for row in conn.execute(query).mappings()]
+        return to_task(row) if row else None
 
     def ping(self) -> None:
-        with self._connect() as conn:
+        with connect(self.engine) as conn:
             conn.execute(sa.text("SELECT 1"))
 
     # --- writes --------------------------------------------------------------
@@ -163,7 +78,7 @@ class TaskStore:
             "delivery": "0",
         }
         try:
-            with self._begin() as conn:
+            with begin(self.engine) as conn:
                 conn.execute(sa.insert(t), values)
         except IntegrityError as error:
             if fields.get("idempotency_key"):
@@ -172,7 +87,7 @@ class TaskStore:
         return Task.model_validate(values)
 
     def delete(self, task_id: str) -> None:
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             conn.execute(sa.delete(t).where(t.c.task_id == task_id))
 
     def claim(self, task_id: str, lease_s: float, max_attempts: int) -> Claim:
@@ -184,7 +99,7 @@ class TaskStore:
         )
         update = (
             sa.update(t)
-            .where(t.c.task_id == task_id, claimable, t.c.attempts < max_attempts)
+            .where(t.c.task_id == task_id, claimable, ~out_of_attempts(t.c.attempts, max_attempts))
             .values(
                 status=TaskStatus.PROCESSING,
                 stage=None,
@@ -196,7 +111,7 @@ class TaskStore:
                 updated_at=now,
             )
         )
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             claimed = conn.execute(update).rowcount == 1
         task = self.get(task_id)
         if task is None:
@@ -205,7 +120,7 @@ class TaskStore:
             return Claim("claimed", task)
         if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
             return Claim(task.status, task)
-        if task.attempts >= max_attempts:
+        if out_of_attempts(task.attempts, max_attempts):
             return Claim("exhausted", task)
         return Claim("leased", task)
 
@@ -276,25 +191,15 @@ class TaskStore:
             .values(delivery=generation, next_attempt_at=now + timedelta(seconds=delay_s),
                     updated_at=now)
         )
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1
-
-    def overdue_pending(self, grace_s: float, now: datetime | None = None,
-                        limit: int = 200) -> list[Task]:
-        """Pending tasks whose delivery should have arrived more than `grace_s` ago."""
-        cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
-        due = sa.func.coalesce(t.c.next_attempt_at, t.c.updated_at)
-        query = (sa.select(t).where(t.c.status == TaskStatus.PENDING, due < cutoff)
-                 .order_by(t.c.id).limit(limit))
-        with self._connect() as conn:
-            return [_to_task(row) for row in conn.execute(query).mappings()]
 
     def reap(self, task: Task, *, max_attempts: int, message: str,
              generation: str = "") -> str:
         """Resolve a task whose lease expired: `requeued`, `failed` or `skipped` (raced)."""
         now = utcnow()
         values: dict[str, Any]
-        if task.attempts >= max_attempts:
+        if out_of_attempts(task.attempts, max_attempts):
             values = {"status": TaskStatus.FAILED, "error_code": "attempts_exhausted",
                       "processed_end": now}
         else:
@@ -310,63 +215,10 @@ class TaskStore:
             )
             .values(**values, message=redact(message), lease_until=None, updated_at=now)
         )
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             if conn.execute(update).rowcount != 1:
                 return "skipped"
         return "requeued" if values["status"] == TaskStatus.PENDING else "failed"
-
-    def record_callback(self, task_id: str, *, status: str, attempts: int,
-                        error: str | None) -> None:
-        with self._begin() as conn:
-            conn.execute(sa.update(t).where(t.c.task_id == task_id).values(
-                callback_status=status, callback_attempts=attempts,
-                callback_error=redact(error)[:512] if error else None))
-
-    def mark_indexed(self, task_id: str, error: str | None = None) -> None:
-        """Record the search index outcome: indexed now, or why not (retried later)."""
-        values = {"index_error": redact(error)[:512]} if error else {"indexed_at": utcnow(),
-                                                              "index_error": None}
-        with self._begin() as conn:
-            conn.execute(sa.update(t).where(t.c.task_id == task_id).values(**values))
-
-    def mark_indexed_many(self, task_ids: list[str]) -> None:
-        with self._begin() as conn:
-            conn.execute(sa.update(t).where(t.c.task_id.in_(task_ids))
-                         .values(indexed_at=utcnow(), index_error=None))
-
-    def not_indexed(self, older_than_s: float = 60, limit: int = 500) -> list[Task]:
-        """Completed tasks that have not reached the search index (the reaper retries)."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        query = (sa.select(t).where(t.c.status == TaskStatus.COMPLETED, t.c.indexed_at.is_(None),
-                                    t.c.updated_at < cutoff).order_by(t.c.id).limit(limit))
-        with self._connect() as conn:
-            return [_to_task(row) for row in conn.execute(query).mappings()]
-
-    def iter_completed(self, *, env: str | None = None, since: datetime | None = None,
-                       batch: int = 500) -> Iterator[list[Task]]:
-        """Completed tasks in id order, a batch at a time (keyset pagination)."""
-        last_id = 0
-        while True:
-            query = sa.select(t).where(t.c.status == TaskStatus.COMPLETED, t.c.id > last_id)
-            if env:
-                query = query.where(t.c.env == env)
-            if since:
-                query = query.where(t.c.created_at >= since)
-            with self._connect() as conn:
-                rows = conn.execute(query.order_by(t.c.id).limit(batch)).mappings().all()
-            if not rows:
-                return
-            last_id = rows[-1]["id"]
-            yield [_to_task(row) for row in rows]
-
-    def count_completed(self, *, env: str | None = None, since: datetime | None = None) -> int:
-        query = sa.select(sa.func.count()).where(t.c.status == TaskStatus.COMPLETED)
-        if env:
-            query = query.where(t.c.env == env)
-        if since:
-            query = query.where(t.c.created_at >= since)
-        with self._connect() as conn:
-            return conn.execute(query).scalar_one()
 
     def fail_pending(self, task_id: str, *, error_code: str, message: str) -> bool:
         """Fail a pending task that can no longer be claimed (no attempts left)."""
@@ -377,7 +229,7 @@ class TaskStore:
             .values(status=TaskStatus.FAILED, error_code=error_code, message=redact(message),
                     processed_end=now, updated_at=now, waiting_since=None)
         )
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1
 
     def reset_failed(self, task_id: str) -> bool:
@@ -388,7 +240,7 @@ class TaskStore:
             .values(status=TaskStatus.PENDING, attempts=0, stage=None, lease_until=None,
                     next_attempt_at=utcnow(), waiting_since=None, updated_at=utcnow())
         )
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1
 
     def restore_failed(self, task: Task) -> None:
@@ -398,7 +250,7 @@ class TaskStore:
             .where(t.c.task_id == task.task_id, t.c.status == TaskStatus.PENDING)
             .values(status=TaskStatus.FAILED, attempts=task.attempts, updated_at=utcnow())
         )
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             conn.execute(update)
 
     # --- helpers -------------------------------------------------------------
@@ -411,18 +263,8 @@ class TaskStore:
                    t.c.attempts == attempt)
             .values(**values, updated_at=utcnow())
         )
-        with self._begin() as conn:
+        with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sa.Connection]:
-        with _outage_as_unavailable(), self.engine.connect() as conn:
-            yield conn
-
-    @contextlib.contextmanager
-    def _begin(self) -> Iterator[sa.Connection]:
-        with _outage_as_unavailable(), self.engine.begin() as conn:
-            yield conn
 
 
 UPSTREAM_TEXT = ("message", "callback_error", "index_error")
@@ -436,16 +278,7 @@ def _redact_values(values: dict[str, Any]) -> None:
             values[name] = redact(values[name])
 
 
-@contextlib.contextmanager
-def _outage_as_unavailable() -> Iterator[None]:
-    """A lost or refused database connection becomes ServiceUnavailable (HTTP 503)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as error:
-        raise ServiceUnavailable("database", type(error.orig).__name__) from error
-
-
-def _to_task(row: Any) -> Task:
+def to_task(row: Any) -> Task:
     data = dict(row)
     data["result"] = data.pop("tags")
     for name in UPSTREAM_TEXT:  # rows written before redaction existed
