@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -283,3 +284,25 @@ def test_sync_api_end_to_end(app_env, standin, media_server, pool) -> None:
     assert bad.status_code == 415 and bad.get_json()["message"].startswith("unsupported_format")
     missing = client.post("/api/v1/vision_to_tag/google", json={"dimensions": "all"})
     assert missing.status_code == 400 and missing.get_json()["message"] == "url: is required"
+
+
+def test_concurrent_first_calls_share_one_client(pool, standin, media_dir) -> None:
+    """A fresh worker's first tasks arrive together: they must share one client. (Two
+    clients created at once, one dropped: the SDK closes a dropped client's connections
+    under the call still using it — "client has been closed", EBADF — a paid failure.)"""
+    tagger = make_tagger(pool, standin)
+    created = []
+    new_client = tagger._new_client
+
+    def slow_new_client(api_key: str, endpoint: str):
+        time.sleep(0.05)  # widen the window two threads would both enter
+        created.append(endpoint)
+        return new_client(api_key, endpoint)
+
+    tagger._new_client = slow_new_client
+    request = request_for(media_dir / "clip.mp4", ["vision"])
+    with ThreadPoolExecutor(6) as threads:
+        results = list(threads.map(lambda _: tagger.tag(request), range(6)))
+    assert len(results) == 6 and all(result.tags for result in results)
+    assert created == [standin.base_url]
+    assert not any(stats_of(pool, key)["last_error"] for key in KEYS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,28 +76,36 @@ class GeminiTagger:
         if client is not None:
             self._clients[self.settings.gemini_endpoints[0]] = client
         self._file_clients: dict[tuple[str, str], genai.Client] = {}
+        self._clients_lock = threading.Lock()
 
     def _new_client(self, api_key: str, endpoint: str) -> genai.Client:
         return genai.Client(api_key=api_key, http_options=types.HttpOptions(
             base_url=endpoint or None, timeout=int(self.settings.GEMINI_TIMEOUT_S * 1000),
         ))
 
+    # A genai.Client closes its HTTP connections when it is garbage-collected, even while
+    # another thread is in a call through it ("client has been closed", EBADF). So clients
+    # are created under a lock (two threads never both create one and drop the other),
+    # and a caller keeps the client in a local variable for as long as it uses it.
+
     def _client(self, endpoint: str) -> genai.Client:
         """One client per endpoint; the key is chosen per call."""
-        if endpoint not in self._clients:
-            self._clients[endpoint] = self._new_client("chosen-per-call-from-the-pool",
-                                                       endpoint)
-        return self._clients[endpoint]
+        with self._clients_lock:
+            if endpoint not in self._clients:
+                self._clients[endpoint] = self._new_client("chosen-per-call-from-the-pool",
+                                                           endpoint)
+            return self._clients[endpoint]
 
     def _file_client(self, lease: Lease, endpoint: str) -> genai.Client:
         """A client bound to one key, for the Files API only: the SDK's resumable upload
         replaces per-call headers, so a per-call key cannot reach the upload request."""
         slot = (endpoint, lease.key_id)
-        if slot not in self._file_clients:
-            if len(self._file_clients) >= MAX_FILE_CLIENTS:
-                self._file_clients.pop(next(iter(self._file_clients)))
-            self._file_clients[slot] = self._new_client(lease.api_key, endpoint)
-        return self._file_clients[slot]
+        with self._clients_lock:
+            if slot not in self._file_clients:
+                if len(self._file_clients) >= MAX_FILE_CLIENTS:
+                    self._file_clients.pop(next(iter(self._file_clients)))
+                self._file_clients[slot] = self._new_client(lease.api_key, endpoint)
+            return self._file_clients[slot]
 
     # --- the public calls -------------------------------------------------------------
 
@@ -272,7 +281,8 @@ class GeminiTagger:
             if media_parts is None:
                 media_parts, uploaded = self._video_parts(request, lease, endpoint)
             self.pool.stamp_sent(lease)
-            response = self._client(endpoint).models.generate_content(
+            client = self._client(endpoint)  # held: see _client
+            response = client.models.generate_content(
                 model=model,
                 # the constant instructions first (a prefix Gemini's implicit cache can
                 # reuse across tasks), then the video, then this video's facts
@@ -340,7 +350,8 @@ class GeminiTagger:
 
     def _delete(self, uploaded: types.File, lease: Lease, endpoint: str) -> None:
         try:
-            self._file_client(lease, endpoint).files.delete(name=uploaded.name)
+            client = self._file_client(lease, endpoint)  # held: see _client
+            client.files.delete(name=uploaded.name)
         except Exception as error:  # files expire after 48 h anyway
             log.warning("could not delete Gemini file %s: %s", uploaded.name,
                         type(error).__name__)
