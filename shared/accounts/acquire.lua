@@ -63,9 +63,7 @@ local function inspect(id)
     return 'bad'
   end
   if f[1] ~= 'active' then return 'drop' end
-  -- a limit learned from Gemini's own 429s wins while it lasts
-  local learned, learned_until = tonumber(f[7] or ''), tonumber(f[8] or '0') or 0
-  if learned and learned_until > now and learned < limit then limit = learned end
+  limit = effective_limit(f[3], f[7], f[8], now)
   if cooldown > now then return 'later', cooldown, 'cooling down' end
   if used >= quota then return 'later', next_day, 'daily quota used' end
   local window = base .. ':minute_window'

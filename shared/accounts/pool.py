@@ -65,14 +65,18 @@ PROMISE_GRACE_MS = 2_000
 way), so the next waiter is not promised the same slot."""
 
 
+def with_limits(script: str) -> str:
+    """A script with `effective_limit` (limits.lua) defined first: the one rule for a
+    key's current request limit, shared by every script that needs it."""
+    return (SCRIPTS / "limits.lua").read_text() + script
+
+
 _STAMP_SENT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 0 then return 0 end
 local f = redis.call('HMGET', KEYS[3], 'minute_limit', 'learned_limit', 'learned_until')
-local limit = tonumber(f[1] or '') or 0
-local learned = tonumber(f[2] or '')
-if learned and (tonumber(f[3] or '0') or 0) > now and learned < limit then limit = learned end
+local limit = effective_limit(f[1], f[2], f[3], now) or 0
 local window = tonumber(ARGV[2])
 if limit > 0 and redis.call('ZCOUNT', KEYS[1], now - window, '+inf') >= limit then
   local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES',
@@ -181,11 +185,11 @@ class AccountPool:
         self.resync_ms = resync_ms
         self.tz = ZoneInfo(quota_tz)
         self.clock = clock or (lambda: datetime.now(self.tz))
-        self._acquire = client.register_script((SCRIPTS / "acquire.lua").read_text())
+        self._acquire = client.register_script(with_limits((SCRIPTS / "acquire.lua").read_text()))
         self._last_day: str | None = None  # the quota day this process last asked for
         self._report = client.register_script((SCRIPTS / "report.lua").read_text())
-        self._slot = client.register_script((SCRIPTS / "slot.lua").read_text())
-        self._stamp = client.register_script(_STAMP_SENT)
+        self._slot = client.register_script(with_limits((SCRIPTS / "slot.lua").read_text()))
+        self._stamp = client.register_script(with_limits(_STAMP_SENT))
         self._retoken = client.register_script(_RETOKEN)
 
     # --- quota day -------------------------------------------------------------------

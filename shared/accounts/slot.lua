@@ -18,10 +18,8 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local base = ARGV[6] .. id
   local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
                        'cooldown_until', 'learned_limit', 'learned_until')
-  local quota, limit = tonumber(f[2] or ''), tonumber(f[3] or '')
+  local quota, limit = tonumber(f[2] or ''), effective_limit(f[3], f[5], f[6], now)
   if f[1] == 'active' and quota and limit then
-    local learned, learned_until = tonumber(f[5] or ''), tonumber(f[6] or '0') or 0
-    if learned and learned_until > now and learned < limit then limit = learned end
     local left = quota - (tonumber(redis.call('HGET', base .. ':daily', day) or '0') or 0)
     local start = math.max(now, tonumber(f[4] or '0') or 0)
     if start >= next_day then left = 0 end
