@@ -6,6 +6,7 @@ requests of the same instance); tests build their own `Services` with other back
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -123,7 +124,20 @@ def build_tagger(settings: Settings, pool: AccountPool) -> Tagger:
     return LocalTagger()
 
 
+_build_lock = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def get_services() -> Services:
-    """The process-wide services, built on first use."""
+def _process_services() -> Services:
     return build_services(get_settings())
+
+
+def get_services() -> Services:
+    """The process-wide services, built on first use — once, even when a cold instance's
+    first requests arrive together (a second build would migrate again and make a second
+    set of clients, connection pools and Gemini clients)."""
+    with _build_lock:
+        return _process_services()
+
+
+get_services.cache_clear = _process_services.cache_clear  # type: ignore[attr-defined]

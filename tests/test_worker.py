@@ -15,7 +15,7 @@ import redis
 
 from shared import keys
 from shared.pipeline.runner import handle_delivery
-from shared.services import Services
+from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
 from shared.tasks.operations import create_task
 from tests.helpers import reap, wait_for
@@ -216,3 +216,28 @@ def test_cleanup_function_deletes_old_videos_and_reaps(app_env, tmp_path) -> Non
     assert body["code"] == 200 and body["data"]["stuck_tasks"]["requeued"] == 0
     assert body["data"]["videos"]["objects"] == 1 and body["data"]["videos"]["freed"] == "2.0 KB"
     assert [o.key for o in storage.list("videos/")] == ["videos/2999/01/02/new/source.mp4"]
+
+
+def test_concurrent_first_requests_build_the_services_once(app_env, monkeypatch) -> None:
+    """A cold instance's first requests arrive together: one build, one set of clients."""
+    import threading
+
+    import shared.services as services_module
+
+    builds = []
+    real_build = services_module.build_services
+
+    def slow_build(settings):
+        time.sleep(0.1)  # the window a second thread would enter
+        builds.append(1)
+        return real_build(settings)
+
+    monkeypatch.setattr(services_module, "build_services", slow_build)
+    get_services.cache_clear()
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(get_services())) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and len({id(services) for services in seen}) == 1
