@@ -6,15 +6,14 @@ requests of the same instance); tests build their own `Services` with other back
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import redis
 
 from shared.accounts.pool import AccountPool
 from shared.config import VAR_DIR, Settings, get_settings
+from shared.once import once
 from shared.pipeline.stages import StageTools
 from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
@@ -124,20 +123,9 @@ def build_tagger(settings: Settings, pool: AccountPool) -> Tagger:
     return LocalTagger()
 
 
-_build_lock = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _process_services() -> Services:
-    return build_services(get_settings())
-
-
+@once
 def get_services() -> Services:
     """The process-wide services, built on first use — once, even when a cold instance's
     first requests arrive together (a second build would migrate again and make a second
     set of clients, connection pools and Gemini clients)."""
-    with _build_lock:
-        return _process_services()
-
-
-get_services.cache_clear = _process_services.cache_clear  # type: ignore[attr-defined]
+    return build_services(get_settings())

@@ -147,6 +147,18 @@ class MediaServer:
         self.httpd.server_close()
 
 
+def call_together(function, times: int) -> list:
+    """`function()` from `times` threads started at once; their results."""
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(function()))
+               for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def reap(services, max_attempts: int, **options) -> dict[str, int]:
     """One reconciler sweep over the services' task table and queue."""
     return reap_stuck_tasks(services.store, services.queries, services.queue, max_attempts,

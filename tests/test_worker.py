@@ -18,7 +18,7 @@ from shared.pipeline.runner import handle_delivery
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
 from shared.tasks.operations import create_task
-from tests.helpers import reap, wait_for
+from tests.helpers import call_together, reap, wait_for
 
 
 def create(services: Services, url: str, **fields) -> str:
@@ -220,8 +220,6 @@ def test_cleanup_function_deletes_old_videos_and_reaps(app_env, tmp_path) -> Non
 
 def test_concurrent_first_requests_build_the_services_once(app_env, monkeypatch) -> None:
     """A cold instance's first requests arrive together: one build, one set of clients."""
-    import threading
-
     import shared.services as services_module
 
     builds = []
@@ -234,10 +232,5 @@ def test_concurrent_first_requests_build_the_services_once(app_env, monkeypatch)
 
     monkeypatch.setattr(services_module, "build_services", slow_build)
     get_services.cache_clear()
-    seen = []
-    threads = [threading.Thread(target=lambda: seen.append(get_services())) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    seen = call_together(get_services, 6)
     assert len(builds) == 1 and len({id(services) for services in seen}) == 1

@@ -21,10 +21,11 @@ import subprocess
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import imageio_ffmpeg
+
+from shared.once import once
 
 log = logging.getLogger("vision_to_tag.offline")
 
@@ -66,9 +67,10 @@ class SpeechReport:
 # --- on-screen text ------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
+@once
 def _ocr_engine():
-    """The OCR engine, loaded once per process; None where it is not installed (the Cloud
+    """The OCR engine, loaded once per process (not once per concurrent first task:
+    each copy is hundreds of MB); None where it is not installed (the Cloud
     Functions image installs requirements.txt only: production tags with Gemini)."""
     try:
         from rapidocr_onnxruntime import RapidOCR
