@@ -13,6 +13,7 @@ import flask
 from pydantic import ValidationError
 
 from shared.errors import (
+    SERVICE_RETRY_S,
     Conflict,
     InvalidInput,
     NotConfigured,
@@ -24,10 +25,6 @@ from shared.redact import redact
 
 MAX_BODY_BYTES = 64 * 1024
 """A create request is a URL and a few fields; anything bigger is a mistake or abuse."""
-
-SERVICE_RETRY_S = 5
-"""Retry-After when a backing service (database, Redis, queue) is down."""
-
 
 class ApiError(Rejected):
     """A refusal a handler decides itself (method, token, body), with its HTTP status."""

@@ -73,6 +73,10 @@ class ServiceUnavailable(Exception):
         self.service = service
 
 
+SERVICE_RETRY_S = 5
+"""Retry-After when a backing service (database, Redis, queue) is down."""
+
+
 @contextlib.contextmanager
 def unavailable_on(service: str, *outages: type[BaseException]) -> Iterator[None]:
     """The one mapping from a backing service's connection failure (`outages`) to

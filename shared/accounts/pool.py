@@ -65,10 +65,17 @@ PROMISE_GRACE_MS = 2_000
 way), so the next waiter is not promised the same slot."""
 
 
+def _read(name: str) -> str:
+    return (SCRIPTS / name).read_text()
+
+
+_LIMITS = _read("limits.lua")
+
+
 def with_limits(script: str) -> str:
     """A script with `effective_limit` (limits.lua) defined first: the one rule for a
     key's current request limit, shared by every script that needs it."""
-    return (SCRIPTS / "limits.lua").read_text() + script
+    return _LIMITS + script
 
 
 _STAMP_SENT = """
@@ -185,10 +192,10 @@ class AccountPool:
         self.resync_ms = resync_ms
         self.tz = ZoneInfo(quota_tz)
         self.clock = clock or (lambda: datetime.now(self.tz))
-        self._acquire = client.register_script(with_limits((SCRIPTS / "acquire.lua").read_text()))
+        self._acquire = client.register_script(with_limits(_read("acquire.lua")))
         self._last_day: str | None = None  # the quota day this process last asked for
-        self._report = client.register_script((SCRIPTS / "report.lua").read_text())
-        self._slot = client.register_script(with_limits((SCRIPTS / "slot.lua").read_text()))
+        self._report = client.register_script(_read("report.lua"))
+        self._slot = client.register_script(with_limits(_read("slot.lua")))
         self._stamp = client.register_script(with_limits(_STAMP_SENT))
         self._retoken = client.register_script(_RETOKEN)
 

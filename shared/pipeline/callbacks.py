@@ -94,8 +94,8 @@ def notify(task_id: str, services: Services) -> CallbackOutcome | None:
                       secret=settings.CALLBACK_SECRET, policy=services.url_policy,
                       timeout_s=settings.CALLBACK_TIMEOUT_S,
                       max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
-    services.followups.record_callback(task_id, status=outcome.status, attempts=outcome.attempts,
-                                   error=outcome.error)
+    services.followups.record_callback(task_id, status=outcome.status,
+                                       attempts=outcome.attempts, error=outcome.error)
     log.info("callback %s after %d attempt(s)", outcome.status, outcome.attempts,
              extra={"task_id": task_id})
     return outcome

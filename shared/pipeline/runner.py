@@ -25,6 +25,7 @@ from redis.lock import Lock
 from shared import keys
 from shared.backoff import exponential_backoff
 from shared.errors import (
+    SERVICE_RETRY_S,
     PermanentError,
     ServiceUnavailable,
     TaskError,
@@ -48,8 +49,6 @@ FIRST_RETRY_AFTER_S = 5
 MAX_RETRY_AFTER_S = 300
 """...up to this."""
 
-SERVICE_RETRY_S = 5
-"""Retry-After when a backing service (database, Redis) is down."""
 
 
 @dataclass(frozen=True)
