@@ -20,7 +20,7 @@ from tests.helpers import MediaServer
 from tests.media import make_bad_media
 
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
-MYSQL_DB = "vision_to_tag_test"
+MYSQL_DB = os.environ.get("TEST_MYSQL_DB", "vision_to_tag_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
