@@ -58,6 +58,10 @@ ACCOUNT_RESYNC = "google_accounts:resync"
 expires, the next acquisition puts every known key back in for a fresh look, so a status
 edited by hand in Redis is honoured within that time."""
 
+ACCOUNT_SEND_LATENCY = "google_accounts:send_latency_ms"
+"""List of recent send latencies (ms, newest first): the pool sizes its send margin from
+them (`AccountPool.send_margin_ms`)."""
+
 ACCOUNT_PREFIX = "google_account:"
 """Per-account keys are `google_account:{id}:info|daily|minute_window` (used in Lua too)."""
 
@@ -80,6 +84,11 @@ def account_usage(account_id: str) -> str:
 
 def account_window(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}:minute_window"
+
+
+def account_limit_changes(account_id: str) -> str:
+    """List of JSON `{at, from, to, why}`, newest first: how the learned limit moved."""
+    return f"{ACCOUNT_PREFIX}{account_id}:limit_changes"
 
 
 # --- Gemini's own condition (shared/tagging/health.py) ------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import threading
 import time
 import uuid
@@ -121,6 +122,9 @@ class GeminiStandIn:
     """Per key: generate calls accepted per `window_s` (0 = no limit); above it the real
     per-minute 429 body, with RetryInfo until the oldest call leaves the window."""
     window_s: float = 60.0
+    whole_second_delays: bool = False
+    """Per-minute 429s give `retryDelay` in whole seconds (rounded up), as Gemini does;
+    False: to the millisecond (tests on windows of a second or two)."""
     accepted: dict[str, list[float]] = field(default_factory=dict)
     refused: dict[str, list[float]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
@@ -246,7 +250,8 @@ class GeminiStandIn:
         if wait is not None:
             code, error = ERRORS["minute"]
             error = json.loads(json.dumps(error))
-            error["error"]["details"][1]["retryDelay"] = f"{max(0.0, wait):.3f}s"
+            error["error"]["details"][1]["retryDelay"] = (
+                f"{math.ceil(wait)}s" if self.whole_second_delays else f"{max(0.0, wait):.3f}s")
             return handler._send(code, error)
         if behaviour == "slow":
             time.sleep(self.slow_s)

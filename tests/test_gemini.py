@@ -12,6 +12,7 @@ import functions_framework
 import pytest
 import redis
 
+from shared import keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
 from shared.config import load_settings
@@ -103,6 +104,48 @@ def test_failing_key_is_reported_and_the_next_key_used(pool, standin, media_dir,
     assert result.usage.requests == 1
     for key in KEYS[:2]:
         assert check(stats_of(pool, key)), stats_of(pool, key)
+
+
+def test_the_request_is_stamped_on_the_wire_and_its_send_measured(pool, standin, media_dir,
+                                                                  redis_client) -> None:
+    """The window entry moves to when the encoded body goes out (after building it), and
+    the send latency feeds the pool's margin."""
+    before_ms = time.time() * 1000
+    make_tagger(pool, standin).tag(request_for(media_dir / "clip.mp4", ["vision"]))
+    assert redis_client.llen(keys.ACCOUNT_SEND_LATENCY) == 1
+    assert 0 <= int(redis_client.lindex(keys.ACCOUNT_SEND_LATENCY, 0)) < 5000
+    (member, stamped), = [pair for key in KEYS for pair in redis_client.zrange(
+        keys.account_window(account_id(key)), 0, -1, withscores=True)]
+    assert stamped >= before_ms and int(member.split(":")[0]) <= stamped
+
+
+def test_a_key_gemini_announced_a_wait_for_is_not_sent_to(pool, standin, media_dir,
+                                                          redis_client) -> None:
+    """Granted, then Gemini announced a cooldown (another worker's 429) before the request
+    left: it goes to the next key, and the refused grant is refunded."""
+    for key in KEYS[:2]:
+        redis_client.hset(keys.account_info(account_id(key)), "announced_until",
+                          int(time.time() * 1000) + 30_000)
+    make_tagger(pool, standin).tag(request_for(media_dir / "clip.mp4", ["vision"]))
+    assert [c.api_key for c in standin.generate_calls()] == [KEYS[2]]
+    assert [stats_of(pool, key)["used_today"] for key in KEYS] == [0, 0, 1]
+
+
+def test_a_boundary_429_fails_over_without_a_lesson(pool, standin, media_dir) -> None:
+    """Gemini's window frees within a second (a race at the edge): next key, same task, the
+    key keeps its limit and waits out only the delay."""
+    standin.rate_limit, standin.whole_second_delays = 1, True
+    for key in KEYS:  # each key's window at Gemini frees 0.4 s from now ("1s")
+        standin.accepted[key] = [time.monotonic() - standin.window_s + 0.4]
+    tagger = GeminiTagger(pool, load_settings(GEMINI_BASE_URL=standin.base_url,
+                                              TAGGER="gemini"))
+    started = time.monotonic()
+    result = tagger.tag(request_for(media_dir / "clip.mp4", ["vision"]))
+    assert result.usage.requests == 1 and time.monotonic() - started < 3
+    assert sum(len(times) for times in standin.refused.values()) == len(KEYS)
+    for key in KEYS:
+        assert stats_of(pool, key)["effective_minute_limit"] == 10
+        assert stats_of(pool, key)["limit_changes"] == []
 
 
 def test_day_429_parks_the_key_until_pacific_midnight(pool, standin, media_dir) -> None:

@@ -16,7 +16,12 @@ import redis
 from shared import keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import (
+    BOUNDARY_COOL_MS,
+    MIN_SEND_MARGIN_MS,
+    MIN_SEND_SAMPLES,
+    PROBE_QUIET_MS,
     SEND_MARGIN_MS,
+    SEND_SAMPLES,
     AccountPool,
     Lease,
     NoKeyAvailable,
@@ -248,22 +253,181 @@ def test_no_key_at_all_promises_nothing(redis_client: redis.Redis) -> None:
     assert AccountPool(redis_client).promise_slot() is None
 
 
+def free_cooldown(client: redis.Redis, key_id: str) -> None:
+    """The cooldown Gemini announced is over (without waiting for it)."""
+    client.hset(keys.account_info(key_id), mapping={"cooldown_until": 0, "announced_until": 0})
+    client.zadd(keys.ACCOUNT_READY, {key_id: 0})
+
+
 def test_a_429_under_the_limit_teaches_the_real_limit(redis_client: redis.Redis) -> None:
     seed(redis_client, 1, minute=10)
     pool = AccountPool(redis_client)
-    leases = [pool.acquire() for _ in range(4)]  # Gemini refused the 4th: real limit is 3
-    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota", retry_delay_s=0.5),
+    leases = [pool.acquire() for _ in range(4)]  # Gemini refused the 4th for 30 s: limit 3
+    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota", retry_delay_s=30),
                 leases[-1].member)
     account = pool.stats()["accounts"][0]
     assert (account["minute_limit"], account["effective_minute_limit"]) == (10, 3)
+    assert 29 < account["cooldown_left_s"] <= 30  # Gemini's own delay
     assert account["learned_limit_left_s"] > 500
-    time.sleep(0.6)  # cooldown over, but the window holds 3 ≥ the learned 3
-    refused = pool.acquire()
-    assert isinstance(refused, NoKeyAvailable) and refused.reason == "minute limit reached"
+    assert account["next_probe_in_s"] == pytest.approx(PROBE_QUIET_MS / 1000, abs=2)
+    assert [(c["from"], c["to"]) for c in account["limit_changes"]] == [(10, 3)]
     key_id = leases[0].key_id
+    free_cooldown(redis_client, key_id)
+    refused = pool.acquire()  # the window holds 3 ≥ the learned 3
+    assert isinstance(refused, NoKeyAvailable) and refused.reason == "minute limit reached"
     redis_client.hset(keys.account_info(key_id), "learned_until", 1)  # the lesson expired
     redis_client.zadd(keys.ACCOUNT_READY, {key_id: 0})  # and its parked moment came
     assert isinstance(pool.acquire(), Lease)  # the configured limit is tried again
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 1.0, 2.0])
+def test_a_boundary_429_cools_the_key_and_teaches_nothing(redis_client, delay) -> None:
+    """"0s", "0.2s", and the whole seconds Gemini rounds a race at the window's edge up
+    to: the key waits out the delay (at least BOUNDARY_COOL_MS) and keeps its limit."""
+    seed(redis_client, 1, minute=10)
+    pool = AccountPool(redis_client)
+    leases = [pool.acquire() for _ in range(4)]
+    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota", retry_delay_s=delay),
+                leases[-1].member)
+    account = pool.stats()["accounts"][0]
+    assert account["effective_minute_limit"] == 10 and account["limit_changes"] == []
+    assert account["used_this_minute"] == 3  # the refused request does not count
+    waiting = pool.acquire()
+    assert isinstance(waiting, NoKeyAvailable) and waiting.reason == "cooling down"
+    assert waiting.retry_after_s == pytest.approx(max(delay, BOUNDARY_COOL_MS / 1000), abs=0.1)
+
+
+def test_a_429_without_retry_info_waits_for_the_pools_window(redis_client) -> None:
+    seed(redis_client, 1, minute=10)
+    pool = AccountPool(redis_client, window_ms=3000)
+    leases = [pool.acquire() for _ in range(3)]
+    time.sleep(0.5)
+    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota"), leases[-1].member)
+    account = pool.stats()["accounts"][0]
+    assert account["effective_minute_limit"] == 10  # no delay given: no evidence
+    waiting = pool.acquire()  # until the oldest entry leaves the pool's window
+    assert isinstance(waiting, NoKeyAvailable) and 2.2 < waiting.retry_after_s <= 2.7
+
+
+def test_a_per_day_quota_inside_a_per_minute_burst_parks_until_the_quota_day() -> None:
+    from google.genai import errors
+
+    from shared.tagging.gemini import classify
+    from tests.gemini_standin import QUOTA, RETRY, error_body
+    body = error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted.", [
+        {"@type": QUOTA, "violations": [
+            {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"},
+            {"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},
+        {"@type": RETRY, "retryDelay": "12s"}])
+    assert classify(errors.APIError(429, body)).kind == "day"
+    assert classify(errors.APIError(429, error_body(429, "RESOURCE_EXHAUSTED", "x", [
+        {"@type": QUOTA, "violations": [{"quotaId": "GenerateRequestsPerMinute"}]}]))
+    ).retry_delay_s is None  # no RetryInfo: unknown, not "0s"
+
+
+def test_a_429_for_a_key_reimported_mid_flight(redis_client: redis.Redis) -> None:
+    seed(redis_client, 1, minute=10)
+    pool = AccountPool(redis_client)
+    leases = [pool.acquire() for _ in range(6)]
+    import_accounts(redis_client, [entry(0, minute=4)])  # the operator lowered the limit
+    pool.report(leases[-1].key_id, Outcome("minute", "per-minute quota", retry_delay_s=30),
+                leases[-1].member)
+    account = pool.stats()["accounts"][0]
+    assert account["effective_minute_limit"] == 4  # nothing learned above the new limit
+    import_accounts(redis_client, [entry(1)], replace=True)  # and now it is gone
+    pool.report(leases[0].key_id, Outcome("minute", "per-minute quota", retry_delay_s=30),
+                leases[0].member)  # a late report for a removed key changes nothing
+    assert not redis_client.exists(keys.account_info(leases[0].key_id))
+
+
+def _report_race(url: str, key_id: str, member: str, start: float) -> None:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    while time.time() < start:
+        time.sleep(0.001)
+    AccountPool(client).report(key_id, Outcome("minute", "race", retry_delay_s=1.0), member)
+
+
+def test_two_workers_reporting_races_on_one_key_at_once(redis_client: redis.Redis) -> None:
+    seed(redis_client, 1, minute=6)
+    pool = AccountPool(redis_client)
+    leases = [pool.acquire() for _ in range(6)]
+    start = time.time() + 0.5
+    workers = [multiprocessing.Process(target=_report_race,
+                                       args=(REDIS_URL, lease.key_id, lease.member, start))
+               for lease in leases[-2:]]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    account = pool.stats()["accounts"][0]
+    assert account["effective_minute_limit"] == 6 and account["limit_changes"] == []
+    assert account["used_this_minute"] == 4 and 0 < account["cooldown_left_s"] <= 1.0
+
+
+def test_a_probe_over_the_learned_limit_raises_it_when_accepted(redis_client) -> None:
+    """From below: after a quiet period one request more per window; accepted, the limit
+    rises by one, and the next probe is a window later; back at the configured limit the
+    lesson is gone."""
+    seed(redis_client, 1, minute=5)
+    pool = AccountPool(redis_client, window_ms=1000)
+    key_id = pool.stats()["accounts"][0]["key_id"]
+    redis_client.hset(keys.account_info(key_id), mapping={
+        "learned_limit": 3, "learned_until": int(time.time() * 1000) + 600_000, "probe_at": 0})
+    for expected in (4, 5):
+        leases = [pool.acquire() for _ in range(expected)]  # the last is the probe
+        assert all(isinstance(lease, Lease) for lease in leases)
+        assert isinstance(pool.acquire(), NoKeyAvailable)  # one probe per window
+        for lease in leases:
+            pool.report(key_id, Outcome.success(), lease.member)
+        time.sleep(1.3)  # the next window (and the probe_at a window on)
+    account = pool.stats()["accounts"][0]
+    assert "learned_limit_left_s" not in account and account["effective_minute_limit"] == 5
+    assert [(c["from"], c["to"], c["why"]) for c in reversed(account["limit_changes"])] == [
+        (3, 4, "probe accepted"), (4, 5, "probe accepted")]
+
+
+def test_a_refused_probe_keeps_the_lesson_and_waits_a_quiet_period(redis_client) -> None:
+    seed(redis_client, 1, minute=8)
+    pool = AccountPool(redis_client)
+    key_id = pool.stats()["accounts"][0]["key_id"]
+    redis_client.hset(keys.account_info(key_id), mapping={
+        "learned_limit": 6, "learned_until": int(time.time() * 1000) + 600_000, "probe_at": 0})
+    leases = [pool.acquire() for _ in range(7)]
+    assert all(isinstance(lease, Lease) for lease in leases)
+    pool.report(key_id, Outcome("minute", "per-minute quota", retry_delay_s=40),
+                leases[-1].member)
+    account = pool.stats()["accounts"][0]
+    assert account["effective_minute_limit"] == 6 and account["limit_changes"] == []
+    assert account["next_probe_in_s"] == pytest.approx(PROBE_QUIET_MS / 1000, abs=2)
+
+
+def test_no_request_goes_out_inside_a_cooldown_gemini_announced(redis_client) -> None:
+    seed(redis_client, 1, minute=10)
+    pool = AccountPool(redis_client)
+    first, second = pool.acquire(), pool.acquire()  # both granted, neither sent yet
+    pool.report(first.key_id, Outcome("minute", "per-minute quota", retry_delay_s=30),
+                first.member)
+    assert pool.stamp_sent(second) is False  # held back: release it, take another key
+    free_cooldown(redis_client, second.key_id)
+    assert pool.stamp_sent(second) is True
+
+
+def test_the_send_margin_follows_measured_send_latency(redis_client: redis.Redis) -> None:
+    pool = AccountPool(redis_client, window_ms=60_000)
+    assert pool.window_ms == 60_000 + SEND_MARGIN_MS  # nothing measured yet
+    for _ in range(MIN_SEND_SAMPLES - 1):
+        pool.record_send_latency(0.4)
+    pool._margin = (SEND_MARGIN_MS, 0.0)  # recompute now
+    assert pool.send_margin_ms() == SEND_MARGIN_MS  # too few samples
+    pool.record_send_latency(0.4)
+    pool._margin = (SEND_MARGIN_MS, 0.0)
+    assert pool.send_margin_ms() == 400 + MIN_SEND_MARGIN_MS
+    assert AccountPool(redis_client).stats()["send_margin_ms"] == 450  # shared through Redis
+    for _ in range(SEND_SAMPLES):
+        pool.record_send_latency(0.001)
+    pool._margin = (SEND_MARGIN_MS, 0.0)
+    assert pool.send_margin_ms() == 1 + MIN_SEND_MARGIN_MS  # old samples age out
+    assert redis_client.llen(keys.ACCOUNT_SEND_LATENCY) == SEND_SAMPLES
 
 
 def test_sent_request_is_counted_when_it_leaves(redis_client: redis.Redis) -> None:

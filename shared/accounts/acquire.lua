@@ -53,7 +53,7 @@ local function inspect(id)
   local base = prefix .. id
   local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
                        'cooldown_until', 'api_key', 'consecutive_failures',
-                       'learned_limit', 'learned_until', 'tpm_limit')
+                       'learned_limit', 'learned_until', 'tpm_limit', 'probe_at')
   if not f[1] then return 'drop' end
   local quota, limit = tonumber(f[2]), tonumber(f[3])
   local cooldown, failures = tonumber(f[4] or '0'), tonumber(f[6] or '0')
@@ -63,7 +63,7 @@ local function inspect(id)
     return 'bad'
   end
   if f[1] ~= 'active' then return 'drop' end
-  limit = effective_limit(f[3], f[7], f[8], now)
+  limit = effective_limit(f[3], f[7], f[8], f[10], now)
   if cooldown > now then return 'later', cooldown, 'cooling down' end
   if used >= quota then return 'later', next_day, 'daily quota used' end
   local window = base .. ':minute_window'
@@ -115,6 +115,11 @@ while true do
       redis.call('PEXPIRE', base .. ':minute_window', 2 * window_ms)
       redis.call('HINCRBY', base .. ':daily', day, 1)
       redis.call('EXPIRE', base .. ':daily', ARGV[9])
+      local learned = tonumber(a[7] or '')
+      if learned and c >= learned and (tonumber(a[8] or '0') or 0) > now then
+        -- the one request over a learned limit: report.lua raises the limit if it passes
+        redis.call('HSET', base .. ':info', 'probe_member', member, 'probe_at', now + window_ms)
+      end
       local next_free, why = 0, nil  -- ms; 0 = still free: to the back of the round robin
       local function park(at, reason)
         if at > next_free then next_free, why = at, reason end

@@ -172,7 +172,8 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
                 pipe.srem(keys.ACCOUNT_IDS, row.key_id)
                 pipe.zrem(keys.ACCOUNT_READY, row.key_id)
                 pipe.delete(keys.account_info(row.key_id), keys.account_daily(row.key_id),
-                            keys.account_window(row.key_id))
+                            keys.account_window(row.key_id),
+                            keys.account_limit_changes(row.key_id))
         pipe.execute()
         return rows
     finally:

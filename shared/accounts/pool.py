@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,14 +50,45 @@ WINDOW_MS = 60_000
 """Gemini counts requests per minute; benchmarks shrink this to run faster."""
 
 SEND_MARGIN_MS = 150
-"""A request counts in its key's window this much longer than Gemini's window: the entry
-is stamped just before the request leaves, Gemini counts it when it has arrived, and the
-two can differ by scheduling and transfer jitter. Without it, a request sent the instant
-a slot frees can reach Gemini before the one it replaces had counted a window ago."""
+"""How much longer than Gemini's window a request counts in its key's window until send
+latencies have been measured: the entry is stamped when the request goes on the wire,
+Gemini counts it when it has arrived. Without a margin, a request sent the instant a slot
+frees can reach Gemini before the one it replaces had counted a window ago."""
 
-LEARNED_LIMIT_MS = 10 * 60_000
-"""How long a per-minute limit learned from Gemini's 429s holds before the configured
-limit is tried again."""
+MIN_SEND_MARGIN_MS = 50
+"""The margin never goes below this (clock steps, the server reading the body)…"""
+
+MAX_SEND_MARGIN_MS = 5_000
+"""…nor above this, whatever one slow send measured."""
+
+SEND_SAMPLES = 200
+"""How many recent send latencies (on the wire → body sent) the margin is sized from;
+the margin is their 99th percentile plus MIN_SEND_MARGIN_MS."""
+
+MIN_SEND_SAMPLES = 20
+"""Below this many samples the margin stays SEND_MARGIN_MS."""
+
+MARGIN_REFRESH_S = 5.0
+"""How long a process keeps the margin it computed before reading the samples again."""
+
+BOUNDARY_SLACK_MS = 2_000
+"""A per-minute 429 whose `retryDelay` is at most this is a race at the window's edge
+(Gemini's arrival clock vs the pool's send clock; Gemini rounds the delay up to whole
+seconds), not evidence of a lower limit: the key waits out the delay and learns nothing."""
+
+BOUNDARY_COOL_MS = 250
+"""Shortest wait after a boundary 429 ("0s" or a fraction of a second)."""
+
+LEARNED_LIMIT_MS = 60 * 60_000
+"""How long a per-minute limit learned from Gemini's 429s holds without a new lesson
+before the configured limit is tried again (probes normally raise it long before)."""
+
+PROBE_QUIET_MS = 2 * 60_000
+"""After a lesson (or a refused probe) this long without one, a learned limit allows one
+request more per window: accepted, the limit rises by one (a window later the next probe)."""
+
+LIMIT_CHANGES_KEPT = 20
+"""How many moves of each key's learned limit `/api/v1/accounts` can show."""
 
 RESYNC_MS = 60_000
 """How often every known key is looked at again, whatever the ready set says."""
@@ -76,24 +109,6 @@ def with_limits(script: str) -> str:
     """A script with `effective_limit` (limits.lua) defined first: the one rule for a
     key's current request limit, shared by every script that needs it."""
     return _LIMITS + script
-
-
-_STAMP_SENT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 0 then return 0 end
-local f = redis.call('HMGET', KEYS[3], 'minute_limit', 'learned_limit', 'learned_until')
-local limit = effective_limit(f[1], f[2], f[3], now) or 0
-local window = tonumber(ARGV[2])
-if limit > 0 and redis.call('ZCOUNT', KEYS[1], now - window, '+inf') >= limit then
-  local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES',
-                            'LIMIT', 0, 1)
-  redis.call('ZADD', KEYS[2], 'GT', (tonumber(oldest[2]) + window) * 1000, ARGV[3])
-end
-return 1
-"""
-"""Re-stamp one window entry with Redis' clock (the clock every script uses); a key parked
-until its window frees is parked until the re-stamped window frees."""
 
 
 KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
@@ -169,9 +184,10 @@ class NoKeyAvailable:
 class Outcome:
     """What Gemini answered, as the pool needs it (built by the tagger)."""
 
-    kind: str  # success | minute | day | disabled | failure
+    kind: str  # success | minute | tokens | day | disabled | failure | neutral
     reason: str = ""
-    retry_delay_s: float = 0.0
+    retry_delay_s: float | None = None
+    """Gemini's RetryInfo `retryDelay`; None when the answer carried none."""
 
     @classmethod
     def success(cls) -> Outcome:
@@ -188,7 +204,7 @@ class AccountPool:
         resync_ms: int = RESYNC_MS,
     ) -> None:
         self.redis = client
-        self.window_ms = window_ms + SEND_MARGIN_MS
+        self.base_window_ms = window_ms
         self.resync_ms = resync_ms
         self.tz = ZoneInfo(quota_tz)
         self.clock = clock or (lambda: datetime.now(self.tz))
@@ -196,8 +212,41 @@ class AccountPool:
         self._last_day: str | None = None  # the quota day this process last asked for
         self._report = client.register_script(_read("report.lua"))
         self._slot = client.register_script(with_limits(_read("slot.lua")))
-        self._stamp = client.register_script(with_limits(_STAMP_SENT))
+        self._stamp = client.register_script(with_limits(_read("stamp.lua")))
+        self._margin = (SEND_MARGIN_MS, 0.0)  # (ms, monotonic time it was computed)
         self._retoken = client.register_script(_RETOKEN)
+
+    # --- the rate window -----------------------------------------------------------------
+
+    @property
+    def window_ms(self) -> int:
+        """How long a request counts in its key's window: Gemini's window plus the send
+        margin (what the pool's stamp may be early by, measured)."""
+        return self.base_window_ms + self.send_margin_ms()
+
+    def send_margin_ms(self) -> int:
+        """The 99th percentile of recent send latencies (plus MIN_SEND_MARGIN_MS), shared
+        by every process through Redis and recomputed at most every MARGIN_REFRESH_S."""
+        margin, computed_at = self._margin
+        if time.monotonic() - computed_at < MARGIN_REFRESH_S:
+            return margin
+        try:
+            samples = sorted(int(v) for v in self.redis.lrange(keys.ACCOUNT_SEND_LATENCY, 0, -1))
+        except REDIS_DOWN:
+            return margin  # the call that needs the pool reports the outage itself
+        if len(samples) >= MIN_SEND_SAMPLES:
+            p99 = samples[min(len(samples) - 1, int(0.99 * len(samples)))]
+            margin = min(MAX_SEND_MARGIN_MS, p99 + MIN_SEND_MARGIN_MS)
+        self._margin = (margin, time.monotonic())
+        return margin
+
+    def record_send_latency(self, seconds: float) -> None:
+        """One request's time from going on the wire to its body being sent."""
+        with _pool_outage():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.lpush(keys.ACCOUNT_SEND_LATENCY, max(0, round(seconds * 1000)))
+            pipe.ltrim(keys.ACCOUNT_SEND_LATENCY, 0, SEND_SAMPLES - 1)
+            pipe.execute()
 
     # --- quota day -------------------------------------------------------------------
 
@@ -273,13 +322,16 @@ class AccountPool:
             return 0.0
         return max(0.0, first[0][1] - (seconds * 1_000_000 + micros)) / 1_000_000
 
-    def stamp_sent(self, lease: Lease) -> None:
-        """Move the lease's window entry to now, when the request really leaves for
-        Gemini: Gemini counts arrivals, so a slot granted early frees 60 s after sending."""
+    def stamp_sent(self, lease: Lease) -> bool:
+        """Move the lease's window entry to now, when the request really goes on the wire:
+        Gemini counts arrivals, so a slot granted early frees a window after sending.
+        False: Gemini announced a cooldown for the key since the lease was granted — the
+        request must not be sent (release the lease and take another key)."""
         with _pool_outage():
-            self._stamp(keys=[keys.account_window(lease.key_id), keys.ACCOUNT_READY,
-                              keys.account_info(lease.key_id)],
-                        args=[lease.member, self.window_ms, lease.key_id])
+            answer = self._stamp(keys=[keys.account_window(lease.key_id), keys.ACCOUNT_READY,
+                                       keys.account_info(lease.key_id)],
+                                 args=[lease.member, self.window_ms, lease.key_id])
+        return int(answer) != 2
 
     def record_tokens(self, lease: Lease, tokens: int) -> None:
         """Correct the lease's window entry with the input tokens Gemini really counted
@@ -310,17 +362,21 @@ class AccountPool:
         pipe.execute()
 
     def report(self, key_id: str, outcome: Outcome, member: str = "") -> None:
-        """`member`: the lease's window entry, taken out again when Gemini refused the
-        request with a per-minute 429 (a refused request does not count)."""
+        """`member`: the lease's window entry — taken out again when Gemini refused the
+        request with a per-minute 429 (a refused request does not count), and how a probe
+        over a learned limit is recognised when it succeeds."""
         _, next_day_ms = self.quota_day()
-        self._report(
-            keys=[keys.account_info(key_id), keys.account_window(key_id), keys.ACCOUNT_READY,
-                  keys.ACCOUNT_WAIT_REASON],
-            args=[outcome.kind, int(outcome.retry_delay_s * 1000), next_day_ms,
-                  redact(outcome.reason)[:500], FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS,
-                  key_id,
-                  self.window_ms, LEARNED_LIMIT_MS, member],
-        )
+        delay_ms = -1 if outcome.retry_delay_s is None else int(outcome.retry_delay_s * 1000)
+        with _pool_outage():
+            self._report(
+                keys=[keys.account_info(key_id), keys.account_window(key_id),
+                      keys.ACCOUNT_READY, keys.ACCOUNT_WAIT_REASON,
+                      keys.account_limit_changes(key_id)],
+                args=[outcome.kind, delay_ms, next_day_ms, redact(outcome.reason)[:500],
+                      FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id, self.window_ms,
+                      LEARNED_LIMIT_MS, member, BOUNDARY_SLACK_MS, PROBE_QUIET_MS,
+                      BOUNDARY_COOL_MS, LIMIT_CHANGES_KEPT],
+            )
 
     # --- administration --------------------------------------------------------------
 
@@ -334,7 +390,8 @@ class AccountPool:
             pipe = self.redis.pipeline(transaction=True)
             if enabled:
                 pipe.hset(info, mapping={"status": "active", "consecutive_failures": 0,
-                                         "cooldown_until": 0, "disabled_reason": ""})
+                                         "cooldown_until": 0, "announced_until": 0,
+                                         "disabled_reason": ""})
                 pipe.zadd(keys.ACCOUNT_READY, {key_id: 0})
             else:
                 pipe.hset(info, mapping={"status": "disabled",
@@ -360,11 +417,13 @@ class AccountPool:
             pipe.zrangebyscore(keys.account_window(key_id), now_ms - self.window_ms, "+inf")
             pipe.hmget(keys.account_usage(key_id), f"{day}:input", f"{day}:output",
                        f"{day}:cost_micro")
+            pipe.lrange(keys.account_limit_changes(key_id), 0, LIMIT_CHANGES_KEPT - 1)
         rows = pipe.execute()
         accounts, left_today, left_minute = [], 0, 0
         for index, key_id in enumerate(ids):
-            info, used, members, spent = rows[4 * index: 4 * index + 4]
+            info, used, members, spent, changes = rows[5 * index: 5 * index + 5]
             entry = account_stats(key_id, info, used, len(members), now_ms)
+            entry["limit_changes"] = [json.loads(change) for change in changes]
             entry["tokens_this_minute"] = sum(tokens_of(member) for member in members)
             entry["today"] = {"input_tokens": int(spent[0] or 0),
                               "output_tokens": int(spent[1] or 0),
@@ -377,6 +436,7 @@ class AccountPool:
                                        - entry["used_this_minute"])
         return {
             "quota_day": day,
+            "send_margin_ms": self.send_margin_ms(),
             "accounts": accounts,
             "totals": {"keys": len(ids),
                        "active": sum(1 for a in accounts if a["status"] == "active"),
@@ -414,6 +474,8 @@ def account_stats(key_id: str, info: dict, used: str | None, minute: int,
             entry["effective_minute_limit"] = min(int(info["learned_limit"]),
                                                   int(info["minute_limit"]))
             entry["learned_limit_left_s"] = round((learned_until - now_ms) / 1000, 1)
+            entry["next_probe_in_s"] = round(
+                max(0, int(info.get("probe_at") or 0) - now_ms) / 1000, 1)
     except (KeyError, ValueError):
         entry.update(quota_daily=0, minute_limit=0, used_today=0, cooldown_left_s=0,
                      effective_minute_limit=0,

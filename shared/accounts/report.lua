@@ -1,11 +1,14 @@
 -- Record what Gemini answered for one key.
 -- KEYS[1] info hash, KEYS[2] minute window, KEYS[3] ready zset (scores in µs),
--- KEYS[4] hash id -> why it is parked
+-- KEYS[4] hash id -> why it is parked, KEYS[5] list of the key's limit changes
 -- ARGV[1] kind: success | minute | tokens | day | disabled | failure | neutral
--- ARGV[2] retry delay ms (minute; 0 = until the window frees), ARGV[3] next quota day ms,
+-- ARGV[2] retry delay ms (-1 = Gemini gave none), ARGV[3] next quota day ms,
 -- ARGV[4] reason text, ARGV[5] base backoff ms, ARGV[6] max backoff ms, ARGV[7] key id,
 -- ARGV[8] rate window ms, ARGV[9] how long a learned per-minute limit holds (ms),
--- ARGV[10] the refused request's window member ('' = unknown)
+-- ARGV[10] the request's window member ('' = unknown), ARGV[11] boundary slack (ms):
+-- a per-minute 429 whose retry delay is within it is a race at the window's edge, not
+-- evidence of a lower limit, ARGV[12] quiet period before a learned limit is probed (ms),
+-- ARGV[13] shortest cooldown after a boundary 429 (ms), ARGV[14] limit changes kept
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 'missing'
 end
@@ -13,12 +16,27 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 local kind, id = ARGV[1], ARGV[7]
-local function push_cooldown(until_ms)
+local function push_cooldown(until_ms, announced)
   local current = tonumber(redis.call('HGET', KEYS[1], 'cooldown_until') or '0') or 0
   if until_ms > current then redis.call('HSET', KEYS[1], 'cooldown_until', until_ms) end
+  -- a wait Gemini announced: requests granted before it but not yet sent hold back too
+  if announced then redis.call('HSET', KEYS[1], 'announced_until', until_ms) end
   redis.call('ZADD', KEYS[3], 'GT', until_ms * 1000, id)
   redis.call('HSET', KEYS[4], id, 'cooling down')
 end
+-- a learned limit moved: recorded for /api/v1/accounts (newest first)
+local function moved(from, to, why)
+  redis.call('LPUSH', KEYS[5], cjson.encode({at = now, from = from, to = to, why = why}))
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[14]) - 1)
+  redis.call('PEXPIRE', KEYS[5], 7 * 86400000)
+end
+local f = redis.call('HMGET', KEYS[1], 'minute_limit', 'learned_limit', 'learned_until',
+                     'probe_member')
+local limit = tonumber(f[1] or '') or 0
+local learned = tonumber(f[2] or '')
+if learned and (tonumber(f[3] or '0') or 0) <= now then learned = nil end
+local was_probe = ARGV[10] ~= '' and f[4] == ARGV[10]
+if was_probe then redis.call('HDEL', KEYS[1], 'probe_member') end
 if kind == 'success' then
   local failures = tonumber(redis.call('HGET', KEYS[1], 'consecutive_failures') or '0') or 0
   redis.call('HSET', KEYS[1], 'consecutive_failures', 0)
@@ -26,35 +44,55 @@ if kind == 'success' then
     redis.call('HSET', KEYS[1], 'cooldown_until', 0)
     redis.call('ZADD', KEYS[3], 'LT', now_us, id)
   end
+  if was_probe and learned then
+    -- Gemini took one request more than the learned limit: the limit is at least that
+    if learned + 1 >= limit then
+      redis.call('HDEL', KEYS[1], 'learned_limit', 'learned_until', 'probe_at')
+    else
+      redis.call('HSET', KEYS[1], 'learned_limit', learned + 1,
+                 'learned_until', now + tonumber(ARGV[9]), 'probe_at', now + tonumber(ARGV[8]))
+    end
+    moved(learned, math.min(learned + 1, limit), 'probe accepted')
+  end
   return 'ok'
 end
 redis.call('HSET', KEYS[1], 'last_error', ARGV[4])
 if kind == 'minute' then
-  local window_ms = tonumber(ARGV[8])
-  -- a refused request did not count: out of the window. Gemini refused although the pool
-  -- thought the key was under its limit: the real limit is what the window holds now
-  -- (other refusals still on their way leave as they report); hold it for a while
-  local held = redis.call('ZCOUNT', KEYS[2], now - window_ms, '+inf') - 1
-  if ARGV[10] ~= '' then held = held + 1 - redis.call('ZREM', KEYS[2], ARGV[10]) end
-  local limit = tonumber(redis.call('HGET', KEYS[1], 'minute_limit') or '0') or 0
-  local learned = tonumber(redis.call('HGET', KEYS[1], 'learned_limit') or '') or limit
-  local learned_until = tonumber(redis.call('HGET', KEYS[1], 'learned_until') or '0') or 0
-  if learned_until <= now then learned = limit end
-  if held >= 1 and held < learned then
-    redis.call('HSET', KEYS[1], 'learned_limit', held, 'learned_until', now + tonumber(ARGV[9]))
+  local window_ms, delay = tonumber(ARGV[8]), tonumber(ARGV[2])
+  -- a refused request did not count: out of the window
+  if ARGV[10] ~= '' then redis.call('ZREM', KEYS[2], ARGV[10]) end
+  local held = redis.call('ZCOUNT', KEYS[2], now - window_ms, '+inf')
+  local current = learned or limit
+  if delay > tonumber(ARGV[11]) then
+    -- Gemini's window stays full well past any edge race while the pool thought there
+    -- was room: the real limit is at most what the window holds now (other refusals
+    -- still on their way leave as they report); held for a while, probed after a quiet
+    if held >= 1 and held < current then
+      redis.call('HSET', KEYS[1], 'learned_limit', held)
+      moved(current, held, 'per-minute 429 with ' .. math.ceil(delay / 1000) .. ' s to wait')
+      learned = held
+    end
+    if learned then  -- a new lesson, or a refused probe: hold it, probe after a quiet time
+      redis.call('HSET', KEYS[1], 'learned_until', now + tonumber(ARGV[9]),
+                 'probe_at', now + tonumber(ARGV[12]))
+    end
+    push_cooldown(now + delay, true)
+  elseif delay >= 0 then
+    -- a race at the window's edge (Gemini counts arrivals a little later than the pool
+    -- stamps them): no lesson, the key waits out Gemini's own delay
+    push_cooldown(now + math.max(delay, tonumber(ARGV[13])), true)
+  else
+    -- no RetryInfo: no lesson either; the key waits until the pool's own window frees
+    local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], now - window_ms, '+inf',
+                              'WITHSCORES', 'LIMIT', 0, 1)
+    local until_ms = oldest[2] and (tonumber(oldest[2]) + window_ms) or now
+    push_cooldown(math.max(until_ms, now + tonumber(ARGV[13])))
   end
-  local delay = tonumber(ARGV[2])
-  local until_ms = now + delay
-  if delay <= 0 then
-    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    until_ms = oldest[2] and (tonumber(oldest[2]) + window_ms) or (now + window_ms)
-  end
-  push_cooldown(until_ms)
 elseif kind == 'tokens' then
   -- over the tokens-per-minute limit: wait as asked; the request count taught nothing
-  push_cooldown(now + math.max(1000, tonumber(ARGV[2])))
+  push_cooldown(now + math.max(1000, tonumber(ARGV[2])), true)
 elseif kind == 'day' then
-  push_cooldown(tonumber(ARGV[3]))
+  push_cooldown(tonumber(ARGV[3]), true)
 elseif kind == 'disabled' then
   redis.call('HSET', KEYS[1], 'status', 'disabled', 'disabled_reason', ARGV[4])
   redis.call('ZREM', KEYS[3], id)

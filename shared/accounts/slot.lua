@@ -17,8 +17,8 @@ local slots = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local base = ARGV[6] .. id
   local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
-                       'cooldown_until', 'learned_limit', 'learned_until')
-  local quota, limit = tonumber(f[2] or ''), effective_limit(f[3], f[5], f[6], now)
+                       'cooldown_until', 'learned_limit', 'learned_until', 'probe_at')
+  local quota, limit = tonumber(f[2] or ''), effective_limit(f[3], f[5], f[6], f[7], now)
   if f[1] == 'active' and quota and limit then
     local left = quota - (tonumber(redis.call('HGET', base .. ':daily', day) or '0') or 0)
     local start = math.max(now, tonumber(f[4] or '0') or 0)

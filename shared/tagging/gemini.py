@@ -8,13 +8,15 @@ task goes back to the queue with Retry-After = the pool's earliest free moment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google import genai
 from google.genai import errors, types
@@ -77,10 +79,12 @@ class GeminiTagger:
             self._clients[self.settings.gemini_endpoints[0]] = client
         self._file_clients: dict[tuple[str, str], genai.Client] = {}
         self._clients_lock = threading.Lock()
+        self._wire = OnTheWire(pool)
 
     def _new_client(self, api_key: str, endpoint: str) -> genai.Client:
         return genai.Client(api_key=api_key, http_options=types.HttpOptions(
             base_url=endpoint or None, timeout=int(self.settings.GEMINI_TIMEOUT_S * 1000),
+            client_args={"event_hooks": {"request": [self._wire.on_request]}},
         ))
 
     # A genai.Client closes its HTTP connections when it is garbage-collected, even while
@@ -160,6 +164,10 @@ class GeminiTagger:
                 last_error = f"endpoint {shown(endpoint)}: {failure.reason}"
                 log.warning("%s; endpoint backs off %.0f s", last_error, backoff)
                 continue
+            except KeyCoolingDown as failure:  # never sent: refunded, no lesson
+                self.pool.release(lease)
+                last_error = str(failure)
+                continue
             except _KeyFailed as failure:
                 self.pool.report(lease.key_id, failure.outcome, lease.member)
                 last_error = failure.outcome.reason
@@ -167,7 +175,7 @@ class GeminiTagger:
                 if time.monotonic() >= deadline:
                     break
                 continue
-            self.pool.report(lease.key_id, Outcome.success())
+            self.pool.report(lease.key_id, Outcome.success(), lease.member)
             spent = priced(spent, model, self.settings)
             self._account_for(lease, spent)
             total = added(total, spent)
@@ -280,21 +288,23 @@ class GeminiTagger:
         try:
             if media_parts is None:
                 media_parts, uploaded = self._video_parts(request, lease, endpoint)
-            self.pool.stamp_sent(lease)
+            if not self.pool.stamp_sent(lease):  # stamped again when on the wire
+                raise KeyCoolingDown("Gemini announced a wait for this key")
             client = self._client(endpoint)  # held: see _client
-            response = client.models.generate_content(
-                model=model,
-                # the constant instructions first (a prefix Gemini's implicit cache can
-                # reuse across tasks), then the video, then this video's facts
-                contents=[types.Content(role="user", parts=[
-                    types.Part.from_text(text=call.prompt[0]), *media_parts,
-                    types.Part.from_text(text=call.prompt[1])])],
-                config=types.GenerateContentConfig(
-                    **call.config, http_options=_call_options(lease, call.timeout_ms)),
-            )
+            with self._wire.sending(lease):
+                response = client.models.generate_content(
+                    model=model,
+                    # the constant instructions first (a prefix Gemini's implicit cache can
+                    # reuse across tasks), then the video, then this video's facts
+                    contents=[types.Content(role="user", parts=[
+                        types.Part.from_text(text=call.prompt[0]), *media_parts,
+                        types.Part.from_text(text=call.prompt[1])])],
+                    config=types.GenerateContentConfig(
+                        **call.config, http_options=_call_options(lease, call.timeout_ms)),
+                )
         except errors.APIError as error:
             raise _failure(error) from None
-        except (PermanentError, TransientError):
+        except (PermanentError, TransientError, KeyCoolingDown):
             raise
         except Exception as error:  # connection errors, timeouts: of the HTTP client
             if _cannot_connect(error):
@@ -473,6 +483,48 @@ def _cannot_connect(error: BaseException) -> bool:
     return False
 
 
+class KeyCoolingDown(Exception):
+    """Gemini announced a wait for the lease's key after it was granted: the request is
+    not sent (the lease is refunded) and the next key is tried."""
+
+
+class OnTheWire:
+    """Stamps a request's window entry the moment its generateContent request goes on the
+    wire — the body built and encoded, a large inline video included — and measures how
+    long the body takes to send, from which the pool sizes its send margin.
+
+    Runs as an httpx request hook in the calling thread; `sending(lease)` says which
+    lease the thread's next generateContent request belongs to."""
+
+    def __init__(self, pool: AccountPool) -> None:
+        self.pool = pool
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def sending(self, lease: Lease) -> Iterator[None]:
+        self._local.lease = lease
+        try:
+            yield
+        finally:
+            self._local.lease = None
+
+    def on_request(self, request: Any) -> None:
+        lease = getattr(self._local, "lease", None)
+        if lease is None or not request.url.path.endswith(":generateContent"):
+            return
+        self._local.lease = None  # one stamp per call
+        if not self.pool.stamp_sent(lease):
+            raise KeyCoolingDown("Gemini announced a wait for this key")
+        started = time.monotonic()
+
+        def trace(event: str, info: dict) -> None:
+            if event.endswith("send_request_body.complete"):
+                with contextlib.suppress(TransientError):  # a measurement, never a failure
+                    self.pool.record_send_latency(time.monotonic() - started)
+
+        request.extensions = {**request.extensions, "trace": trace}
+
+
 class _KeyFailed(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.reason)
@@ -486,15 +538,16 @@ def _details(error: errors.APIError) -> list[dict]:
     return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
 
 
-def _retry_delay_s(details: list[dict]) -> float:
+def _retry_delay_s(details: list[dict]) -> float | None:
+    """RetryInfo's `retryDelay` in seconds; None when there is none (or it is unreadable)."""
     for item in details:
         if item.get("@type", "").endswith("RetryInfo"):
             text = str(item.get("retryDelay", "")).rstrip("s")
             try:
                 return max(0.0, float(text))
             except ValueError:
-                return 0.0
-    return 0.0
+                return None
+    return None
 
 
 def classify(error: errors.APIError) -> Outcome:
@@ -510,7 +563,7 @@ def classify(error: errors.APIError) -> Outcome:
         if any("Token" in q for q in quota_ids):  # tokens per minute: no request-count lesson
             return Outcome("tokens", f"{status}: per-minute input tokens",
                            retry_delay_s=_retry_delay_s(details))
-        if quota_ids or _retry_delay_s(details):
+        if quota_ids or _retry_delay_s(details) is not None:
             return Outcome("minute", f"{status}: per-minute quota",
                            retry_delay_s=_retry_delay_s(details))
         return Outcome("failure", f"{status}: Gemini out of capacity")
