@@ -108,7 +108,11 @@ def measure(counts: dict, standin: GeminiStandIn, window: float, binding: int, t
             # Gemini said "wait until `frees`"; a call already on its way when the 429
             # was answered (within ANSWER_GRACE_S) could not have known
             inside_cooldown += sum(1 for c in calls if t + ANSWER_GRACE_S < c < frees - 0.001)
+    timeline = {key[-2:]: {"accepted": [round(t - start, 1) for t in standin.accepted.get(key, [])],
+                           "refused": [round(t - start, 1) for t in standin.refused.get(key, [])]}
+                for key in KEYS}
     return {
+        "timeline": timeline,
         "completed": counts.get("completed", 0), "failed": counts.get("failed", 0),
         "per_minute": per_minute,
         "per_minute_of_binding": [round(n / binding, 2) for n in per_minute],

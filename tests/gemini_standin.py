@@ -42,6 +42,11 @@ ERRORS = {
 }
 
 
+BLOCKING_RATINGS = [
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"}]
+"""What Gemini sends with a SAFETY block: the category that blocked, and the others."""
+
 QUOTING_ERRORS = ("suspended", "suspended_info", "badrequest_quoting")
 """Google's own errors that quote the caller's API key in their message."""
 
@@ -67,6 +72,8 @@ def fill(schema: dict[str, Any], path: str = "", answers: dict | None = None) ->
     if answers and path in answers:
         return answers[path]
     kind = str(schema.get("type", "OBJECT")).upper()
+    if schema.get("enum"):
+        return schema["enum"][0]
     if kind == "OBJECT":
         return {name: fill(sub, f"{path}.{name}" if path else name, answers)
                 for name, sub in schema.get("properties", {}).items()}
@@ -97,7 +104,8 @@ class Recorded:
 class GeminiStandIn:
     behaviours: dict[str, str] = field(default_factory=dict)
     """api key → ok | minute | day | bare429 | invalid | badrequest | forbidden | 500 | 503
-    | slow | badjson | badjson_once | safety | blocked | file_failed | suspended
+    | slow | badjson | badjson_once | truncated | truncated_once | safety | blocked
+    | file_failed | suspended
     | suspended_info | badrequest_quoting"""
     processing_polls: int = 1
     """files.get answers PROCESSING this many times before ACTIVE."""
@@ -109,6 +117,8 @@ class GeminiStandIn:
     """Every generate call answers 400 FAILED_PRECONDITION (an exit region Gemini refuses)."""
     prompt_tokens: int = 0
     """When set, the promptTokenCount every answer reports."""
+    cut_at: int = 8192
+    """`truncated_once`: answers cut off (MAX_TOKENS) while maxOutputTokens is at most this."""
     answers: dict[str, Any] = field(default_factory=dict)
     """Fixed answers for some schema paths (e.g. {"vision.characters": [...]})."""
     _prefixes: set = field(default_factory=set)
@@ -256,20 +266,28 @@ class GeminiStandIn:
         if behaviour == "slow":
             time.sleep(self.slow_s)
         if behaviour == "blocked":
-            return handler._send(200, {"promptFeedback": {"blockReason": "SAFETY"},
+            return handler._send(200, {"promptFeedback": {"blockReason": "SAFETY",
+                                                          "safetyRatings": BLOCKING_RATINGS},
                                        "usageMetadata": {"promptTokenCount": 10}})
         if behaviour == "safety":
-            return handler._send(200, {"candidates": [{"finishReason": "SAFETY", "index": 0}],
+            return handler._send(200, {"candidates": [{"finishReason": "SAFETY", "index": 0,
+                                                       "safetyRatings": BLOCKING_RATINGS}],
                                        "usageMetadata": {"promptTokenCount": 10}})
         config = body.get("generationConfig", {})
         schema = config.get("responseSchema") or config.get("responseJsonSchema") or {}
         text = json.dumps(fill(schema, answers=self.answers), ensure_ascii=False)
+        finish = "STOP"
         if behaviour == "badjson" or (behaviour == "badjson_once"
                                       and not self._seen_badjson(key)):
             text = "{not json"
+        if behaviour == "truncated" or (behaviour == "truncated_once"
+                                        and config.get("maxOutputTokens", 0) <= self.cut_at):
+            text, finish = text[: len(text) // 2], "MAX_TOKENS"  # cut off mid-JSON
         handler._send(200, {
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
-                            "finishReason": "STOP", "index": 0}],
+                            "finishReason": finish, "index": 0,
+                            "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT",
+                                               "probability": "NEGLIGIBLE"}]}],
             "usageMetadata": usage,
             "modelVersion": "gemini-2.5-flash", "responseId": uuid.uuid4().hex,
         })

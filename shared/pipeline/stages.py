@@ -15,6 +15,7 @@ from pathlib import Path
 
 from shared.errors import PermanentError
 from shared.storage import Storage, frame_key, video_key
+from shared.tagging import moments, vocabulary
 from shared.tagging.base import Tagger, TagRequest
 from shared.tagging.local import technical_of
 from shared.tagging.result import FrameRef, TagResult, Usage
@@ -156,6 +157,7 @@ def tag_stage(job: Job) -> None:
     assert job.downloaded is not None and job.media is not None
     result = cached_result(job)
     if result is None:
+        cuts = job.frames.cuts if job.frames else ()
         result = job.tools.tagger.tag(
             TagRequest(
                 video_path=job.downloaded.path,
@@ -164,8 +166,13 @@ def tag_stage(job: Job) -> None:
                 language=job.task.language,
                 frames=tuple(job.frames.frames) if job.frames else (),
                 scene_changes=job.frames.scene_changes if job.frames else None,
+                cuts=cuts,
+                vocabulary=job.task.vocabulary,
             )
         )
+        result.key_moments, warnings = moments.fit(result.key_moments,
+                                                   job.media.duration_s, cuts)
+        result.warnings = [*result.warnings, *warnings]
     result.frames = job.frame_refs
     if job.frames is not None:
         result.technical.scene_changes = job.frames.scene_changes
@@ -178,7 +185,8 @@ def cached_result(job: Job) -> TagResult | None:
         return None
     stored = find_result(
         job.downloaded.sha256, dimensions=job.dimensions, language=job.task.language,
-        provider=tagger.provider, model=tagger.model, prompt_version=tagger.prompt_version,
+        provider=tagger.provider, model=tagger.model,
+        prompt_version=tagger.prompt_version + vocabulary.fingerprint(job.task.vocabulary),
     )
     if stored is None:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.tagging.result import TagResult
 from shared.video.frames import Frame
@@ -19,6 +19,10 @@ class TagRequest:
     language: str
     frames: tuple[Frame, ...] = ()
     scene_changes: int | None = None
+    cuts: tuple[float, ...] = ()
+    """Shot boundaries found while extracting key frames (seconds)."""
+    vocabulary: dict[str, Any] | None = None
+    """The caller's own vocabulary (`shared.tagging.vocabulary.parse`)."""
 
 
 class Tagger(Protocol):

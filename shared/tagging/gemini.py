@@ -9,6 +9,7 @@ task goes back to the queue with Retry-After = the pool's earliest free moment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading
@@ -25,20 +26,22 @@ from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
 from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
 from shared.redact import redact
-from shared.tagging import taxonomy
+from shared.tagging import taxonomy, vocabulary
 from shared.tagging.base import TagRequest
 from shared.tagging.health import GeminiHealth, shown
 from shared.tagging.local import technical_of
 from shared.tagging.prompting import (
+    MAX_KEY_MOMENTS,
     ModelOutputError,
     mmss,
     parse_output,
     prompt_version,
     response_schema,
     system_instruction,
+    template,
     user_prompt,
 )
-from shared.tagging.result import TagResult, Usage, flatten_tags
+from shared.tagging.result import GeminiSafetyRating, Safety, TagResult, Usage, flatten_tags
 from shared.video.audio import extract_audio
 
 log = logging.getLogger("vision_to_tag.gemini")
@@ -57,6 +60,9 @@ FILE_POLL_S = 1.0
 MAX_FILE_CLIENTS = 256
 """Per-key clients kept for the Files API (one per key in a normal pool)."""
 JSON_RETRIES = 1
+MAX_OUTPUT_TOKENS = 65_536
+"""Gemini 2.5's ceiling for maxOutputTokens: a cut-off answer is asked again with twice
+GEMINI_MAX_OUTPUT_TOKENS, up to this."""
 """Invalid JSON from the model is asked again once, then it is a transient failure."""
 
 
@@ -123,32 +129,15 @@ class GeminiTagger:
             raise WaitForKey("no Gemini key free: all keys busy", retry_after_s=wait)
 
     def tag(self, request: TagRequest) -> TagResult:
-        frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
-        prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
-                             request.media.orientation, frames_mode, self.taxonomy)
-        config = dict(
-            system_instruction=system_instruction(request.language),
-            response_mime_type="application/json",
-            response_schema=response_schema(request.dimensions, request.language,
-                                            self.taxonomy),
-            temperature=self.settings.GEMINI_TEMPERATURE,
-        )
-        if self._thinking_budget() is not None:
-            config["thinking_config"] = types.ThinkingConfig(
-                thinking_budget=self._thinking_budget())
-        resolution = self.media_resolution(request)
-        config["media_resolution"] = MEDIA_RESOLUTIONS[resolution]
-        media_parts = self._frames_parts(request) if frames_mode else None
+        vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
+        call = self._plan(request, vocab)
         deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
-        call = _CallPlan(timeout_ms=self.timeout_ms(request), media_parts=media_parts,
-                         prompt=prompt, config=config,
-                         tokens=estimate_tokens(request, resolution, frames_mode))
         total, bad_json, last_error = Usage(), 0, "no attempt"
         for _ in range(MAX_KEY_ATTEMPTS):
             model, endpoint = self._model(), self._endpoint()
             lease = self._lease(deadline, call.tokens)
             try:
-                text, spent = self._with_key(lease, endpoint, model, request, call)
+                answer = self._with_key(lease, endpoint, model, request, call)
             except PermanentError:
                 self.pool.report(lease.key_id, Outcome.success())  # the key is fine
                 raise
@@ -176,29 +165,72 @@ class GeminiTagger:
                     break
                 continue
             self.pool.report(lease.key_id, Outcome.success(), lease.member)
-            spent = priced(spent, model, self.settings)
+            spent = priced(answer.usage, model, self.settings)
             self._account_for(lease, spent)
             total = added(total, spent)
             self.health.model_ok(model)
             self.health.endpoint_ok(endpoint)
             try:
-                parsed = self._canonical(
-                    parse_output(text, request.dimensions, request.media.duration_s),
-                    request.language)
+                parsed = parse_output(answer.text, request.dimensions)
             except ModelOutputError as error:
-                bad_json += 1
                 last_error = str(error)
+                if error.truncated or answer.truncated:
+                    if call.shortened:
+                        raise TransientError(
+                            f"gemini answer cut off even with {call.max_output_tokens} output "
+                            "tokens", error_code="invalid_model_output") from None
+                    call = call.shortened_plan()
+                    log.warning("gemini answer cut off (%s): asked again with %d output "
+                                "tokens and fewer moments", answer.finish_reason or "JSON",
+                                call.max_output_tokens)
+                    continue
+                bad_json += 1
                 if bad_json > JSON_RETRIES:
                     raise TransientError(f"gemini answered invalid JSON twice: {error}",
                                          error_code="invalid_model_output") from None
                 continue
-            return TagResult(
-                **parsed, technical=technical_of(request.media), language=request.language,
-                provider=self.provider, model=model, prompt_version=self.prompt_version,
-                usage=total,
-            )
+            return self._result(parsed, answer, request, vocab, model, total)
         raise TransientError(f"gemini unavailable after failing over: {last_error}",
                              error_code="gemini_unavailable")
+
+    def _plan(self, request: TagRequest, vocab: taxonomy.Taxonomy) -> _CallPlan:
+        """What every try of this task sends: instructions, schema, media, limits."""
+        frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
+        prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
+                             request.media.orientation, frames_mode, vocab)
+        config = dict(
+            system_instruction=system_instruction(request.language),
+            response_mime_type="application/json",
+            response_schema=response_schema(request.dimensions, request.language, vocab),
+            temperature=self.settings.GEMINI_TEMPERATURE,
+        )
+        if self._thinking_budget() is not None:
+            config["thinking_config"] = types.ThinkingConfig(
+                thinking_budget=self._thinking_budget())
+        resolution = self.media_resolution(request)
+        config["media_resolution"] = MEDIA_RESOLUTIONS[resolution]
+        return _CallPlan(timeout_ms=self.timeout_ms(request),
+                         media_parts=self._frames_parts(request) if frames_mode else None,
+                         prompt=prompt, config=config,
+                         tokens=estimate_tokens(request, resolution, frames_mode),
+                         max_output_tokens=self.settings.GEMINI_MAX_OUTPUT_TOKENS,
+                         language=request.language)
+
+    def _result(self, parsed: dict, answer: _Answer, request: TagRequest,
+                vocab: taxonomy.Taxonomy, model: str, total: Usage) -> TagResult:
+        dimensions = {dim: {sub: vocab.normalise(dim, sub, request.language, tags)
+                            for sub, tags in fields.items()}
+                      for dim, fields in parsed["dimensions"].items()}
+        safety = parsed["safety"] or Safety()
+        safety.gemini_ratings = answer.ratings
+        return TagResult(
+            dimensions=dimensions, tags=flatten_tags(dimensions),
+            key_moments=parsed["key_moments"][:MAX_KEY_MOMENTS], summary=parsed["summary"],
+            safety=safety, technical=technical_of(request.media), language=request.language,
+            provider=self.provider, model=model,
+            prompt_version=self.prompt_version + vocabulary.fingerprint(request.vocabulary),
+            usage=total,
+        )
 
     def media_resolution(self, request: TagRequest) -> str:
         """GEMINI_MEDIA_RESOLUTION, or with `auto`: low above GEMINI_LOW_RES_ABOVE_S (a long
@@ -216,13 +248,6 @@ class GeminiTagger:
             self.pool.record_tokens(lease, spent.prompt_tokens)
         self.pool.record_usage(lease, spent.prompt_tokens,
                                spent.output_tokens + spent.thinking_tokens, spent.cost_usd)
-
-    def _canonical(self, parsed: dict, language: str) -> dict:
-        """Tags through the controlled vocabulary; the flat list from the canonical tags."""
-        dimensions = {dim: {sub: self.taxonomy.normalise(dim, sub, language, tags)
-                            for sub, tags in fields.items()}
-                      for dim, fields in parsed["dimensions"].items()}
-        return {**parsed, "dimensions": dimensions, "tags": flatten_tags(dimensions)}
 
     def timeout_ms(self, request: TagRequest) -> int:
         """Per call: GEMINI_TIMEOUT_S, plus GEMINI_TIMEOUT_PER_MINUTE_S per minute of
@@ -280,9 +305,9 @@ class GeminiTagger:
                              retry_after_s=max(0.05, wait))
 
     def _with_key(self, lease: Lease, endpoint: str, model: str, request: TagRequest,
-                  call: _CallPlan) -> tuple[str, Usage]:
-        """Upload (when needed) and generate with the same key; returns the model's text
-        and what the call used (usageMetadata)."""
+                  call: _CallPlan) -> _Answer:
+        """Upload (when needed) and generate with the same key; returns the model's text,
+        what the call used (usageMetadata), why it stopped and Gemini's safety ratings."""
         uploaded = None
         media_parts = call.media_parts
         try:
@@ -300,7 +325,8 @@ class GeminiTagger:
                         types.Part.from_text(text=call.prompt[0]), *media_parts,
                         types.Part.from_text(text=call.prompt[1])])],
                     config=types.GenerateContentConfig(
-                        **call.config, http_options=_call_options(lease, call.timeout_ms)),
+                        **call.config, max_output_tokens=call.max_output_tokens,
+                        http_options=_call_options(lease, call.timeout_ms)),
                 )
         except errors.APIError as error:
             raise _failure(error) from None
@@ -321,8 +347,12 @@ class GeminiTagger:
             cached_tokens=metadata.cached_content_token_count or 0,
             output_tokens=metadata.candidates_token_count or 0,
             thinking_tokens=metadata.thoughts_token_count or 0)
-        _check_blocked(response)
-        return response.text or "", spent
+        ratings = _ratings(response)
+        _check_blocked(response, ratings)
+        candidate = (response.candidates or [None])[0]
+        finish = candidate.finish_reason if candidate is not None else None
+        return _Answer(text=response.text or "", usage=spent, ratings=ratings,
+                       finish_reason=getattr(finish, "name", None) or (finish and str(finish)))
 
     # --- what the model sees -------------------------------------------------------------
 
@@ -440,6 +470,32 @@ class _CallPlan:
     prompt: tuple[str, str]
     config: dict
     tokens: int
+    max_output_tokens: int
+    language: str = "zh"
+    shortened: bool = False
+    """Asked again after an answer was cut off: more output tokens, fewer moments."""
+
+    def shortened_plan(self) -> _CallPlan:
+        return dataclasses.replace(
+            self, shortened=True,
+            max_output_tokens=min(MAX_OUTPUT_TOKENS, 2 * self.max_output_tokens),
+            prompt=(self.prompt[0],
+                    self.prompt[1] + "\n\n" + template("shorter", self.language)))
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one generate call gave: the text, its usage, why it stopped, Gemini's own
+    safety ratings."""
+
+    text: str
+    usage: Usage
+    finish_reason: str | None = None
+    ratings: list[GeminiSafetyRating] = dataclasses.field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "MAX_TOKENS"
 
 
 class _ModelOverloaded(Exception):
@@ -588,14 +644,33 @@ def _reason(error: errors.APIError, details: list[dict]) -> str:
     return f"{status}: {redact(error.message or 'no message')[:200]}"
 
 
-def _check_blocked(response: types.GenerateContentResponse) -> None:
+def _ratings(response: types.GenerateContentResponse) -> list[GeminiSafetyRating]:
+    """Gemini's own safety ratings of the answer (or of the prompt, when it blocked it)."""
+    feedback = response.prompt_feedback
+    found = list(feedback.safety_ratings or []) if feedback is not None else []
+    for candidate in response.candidates or []:
+        found += candidate.safety_ratings or []
+    return [GeminiSafetyRating(
+        category=getattr(r.category, "name", str(r.category)),
+        probability=getattr(r.probability, "name", None) if r.probability else None,
+        blocked=bool(r.blocked)) for r in found if r.category is not None]
+
+
+def _check_blocked(response: types.GenerateContentResponse,
+                   ratings: list[GeminiSafetyRating]) -> None:
+    """A blocked answer fails the task (no key penalty, no retry), naming the categories."""
+    flagged = [r.category.removeprefix("HARM_CATEGORY_").lower() for r in ratings
+               if r.blocked or r.probability in ("MEDIUM", "HIGH")]
+    named = f": {', '.join(dict.fromkeys(flagged))}" if flagged else ""
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason:
-        raise PermanentError(f"Gemini blocked the prompt ({feedback.block_reason})",
+        reason = getattr(feedback.block_reason, "name", str(feedback.block_reason))
+        raise PermanentError(f"Gemini blocked the prompt ({reason}){named}",
                              error_code="blocked_by_safety")
     for candidate in response.candidates or []:
         if candidate.finish_reason in (types.FinishReason.SAFETY,
                                        types.FinishReason.PROHIBITED_CONTENT,
                                        types.FinishReason.BLOCKLIST):
-            raise PermanentError(f"Gemini stopped for safety ({candidate.finish_reason})",
+            reason = getattr(candidate.finish_reason, "name", str(candidate.finish_reason))
+            raise PermanentError(f"Gemini stopped for safety ({reason}){named}",
                                  error_code="blocked_by_safety")

@@ -15,7 +15,15 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from shared.tagging.result import SUBCATEGORIES, KeyMoment, Tag, flatten_tags
+from shared.tagging.result import (
+    SAFETY_CATEGORIES,
+    SUBCATEGORIES,
+    KeyMoment,
+    Safety,
+    SafetyJudgement,
+    Tag,
+    flatten_tags,
+)
 from shared.tagging.taxonomy import Taxonomy
 
 PROMPTS = Path(__file__).resolve().parent / "prompts"
@@ -123,30 +131,64 @@ def response_schema(dimensions: list[str], language: str = "zh",
         },
     }
     properties["summary"] = {"type": "STRING"}
+    properties["safety"] = {
+        "type": "OBJECT",
+        "properties": {category: {
+            "type": "OBJECT",
+            "properties": {"level": {"type": "STRING", "enum": list(SAFETY_LEVELS)},
+                           "at": {"type": "STRING"}},
+            "required": ["level"]} for category in SAFETY_CATEGORIES},
+        "required": list(SAFETY_CATEGORIES),
+    }
     return {"type": "OBJECT", "properties": properties,
-            "required": [*dimensions, "key_moments", "summary"]}
+            "required": [*dimensions, "key_moments", "summary", "safety"]}
+
+
+SAFETY_LEVELS = ("none", "low", "medium", "high")
 
 
 class ModelOutputError(ValueError):
-    """The model's text is not the JSON object the schema asked for."""
+    """The model's text is not the JSON object the schema asked for; `truncated` when the
+    text ends inside the JSON (an answer cut off, not a wrong one)."""
+
+    def __init__(self, message: str, truncated: bool = False) -> None:
+        super().__init__(message)
+        self.truncated = truncated
 
 
-def parse_output(text: str, dimensions: list[str], duration_s: float) -> dict[str, Any]:
-    """Normalise the model's JSON: clamp confidences, drop empty and duplicate tags,
-    key moments in seconds within the video, the flat `tags` list by confidence."""
+def parse_output(text: str, dimensions: list[str]) -> dict[str, Any]:
+    """Normalise the model's JSON: clamp confidences, drop empty and duplicate tags, key
+    moments in seconds (fitted to the video later: `moments.fit`), the flat `tags` list by
+    confidence, the model's safety judgement."""
+    body = _strip_fences(text or "")
     try:
-        data = json.loads(_strip_fences(text or ""))
-    except ValueError as error:
-        raise ModelOutputError(f"model output is not JSON: {error}") from None
+        data = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise ModelOutputError(f"model output is not JSON: {error}",
+                               truncated=error.pos >= len(body.rstrip()) - 1) from None
     if not isinstance(data, dict):
         raise ModelOutputError("model output is not a JSON object")
     result_dims = {dim: {sub: _tags(_get(data, dim, sub)) for sub in SUBCATEGORIES[dim]}
                    for dim in dimensions}
-    moments = [m for m in (_moment(raw, duration_s) for raw in _list(data.get("key_moments")))
-               if m is not None][:MAX_KEY_MOMENTS]
+    moments = [m for m in (_moment(raw) for raw in _list(data.get("key_moments")))
+               if m is not None]
     summary = data.get("summary") if isinstance(data.get("summary"), str) else ""
     return {"dimensions": result_dims, "tags": flatten_tags(result_dims),
-            "key_moments": moments, "summary": summary.strip()}
+            "key_moments": moments, "summary": summary.strip(),
+            "safety": _safety(data.get("safety"))}
+
+
+def _safety(raw: Any) -> Safety | None:
+    if not isinstance(raw, dict):
+        return None
+    categories = {}
+    for category in SAFETY_CATEGORIES:
+        item = raw.get(category)
+        item = item if isinstance(item, dict) else {}
+        level = item.get("level") if item.get("level") in SAFETY_LEVELS else "none"
+        at = seconds_of(item.get("at")) if level != "none" else None
+        categories[category] = SafetyJudgement(level=level, at_s=at)
+    return Safety(categories=categories)
 
 
 def _strip_fences(text: str) -> str:
@@ -200,16 +242,13 @@ def seconds_of(value: Any) -> float | None:
     return total
 
 
-def _moment(raw: Any, duration_s: float) -> KeyMoment | None:
+def _moment(raw: Any) -> KeyMoment | None:
     if not isinstance(raw, dict):
         return None
     start, end = seconds_of(raw.get("start")), seconds_of(raw.get("end"))
     if start is None:
         return None
-    limit = duration_s if duration_s > 0 else float("inf")
-    start = min(start, limit)
-    end = min(max(end if end is not None else start, start), limit)
     tags = [t.strip() for t in _list(raw.get("tags")) if isinstance(t, str) and t.strip()]
     description = raw.get("description") if isinstance(raw.get("description"), str) else ""
-    return KeyMoment(start_s=round(start, 2), end_s=round(end, 2),
+    return KeyMoment(start_s=round(start, 2), end_s=round(end if end is not None else start, 2),
                      description=description.strip(), tags=list(dict.fromkeys(tags)))

@@ -78,6 +78,34 @@ class Usage(BaseModel):
     """Estimated from GEMINI_PRICES (docs/decisions.md: source and date)."""
 
 
+SAFETY_CATEGORIES = ("adult", "violence", "hate", "dangerous_acts", "drugs", "gambling",
+                     "shocking")
+"""The brand-safety categories the model judges (none/low/medium/high each)."""
+
+SafetyLevel = Literal["none", "low", "medium", "high"]
+
+
+class SafetyJudgement(BaseModel):
+    level: SafetyLevel = "none"
+    at_s: float | None = None
+    """Where in the video it appears (the model's answer, fitted to the video)."""
+
+
+class GeminiSafetyRating(BaseModel):
+    """Gemini's own `safetyRatings` entry for the answer."""
+
+    category: str
+    probability: str | None = None
+    blocked: bool = False
+
+
+class Safety(BaseModel):
+    """Brand safety: the model's judgement per category, and Gemini's own ratings."""
+
+    categories: dict[str, SafetyJudgement] = {}
+    gemini_ratings: list[GeminiSafetyRating] = []
+
+
 class TagResult(BaseModel):
     tags: list[str]
     dimensions: dict[str, dict[str, list[Tag]]]
@@ -91,6 +119,9 @@ class TagResult(BaseModel):
     prompt_version: str = ""
     cached: bool = False
     usage: Usage = Usage()
+    safety: Safety | None = None
+    warnings: list[str] = []
+    """What was fixed or dropped on the way (e.g. key moments outside the video)."""
 
 
 def flatten_tags(dimensions: dict[str, dict[str, list[Tag]]]) -> list[str]:

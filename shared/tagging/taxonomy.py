@@ -11,6 +11,7 @@ vocabulary is kept and marked `free`.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,12 @@ from shared.tagging.result import SUBCATEGORIES, Tag
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "taxonomy.json"
 LANGUAGES = ("zh", "en")
+
+
+def key_of(word: str) -> str:
+    """What makes two tags the same: Unicode-normalised (full-width → ASCII), trimmed,
+    case-folded."""
+    return unicodedata.normalize("NFKC", word).strip().casefold()
 
 
 class TaxonomyError(ValueError):
@@ -55,7 +62,7 @@ class Taxonomy:
         mapping = entry.synonyms.get(language, {})
         best: dict[str, Tag] = {}
         for tag in tags:
-            canonical = mapping.get(tag.tag.strip().lower())
+            canonical = mapping.get(key_of(tag.tag))
             if canonical is None and entry.closed:
                 continue
             name = canonical or tag.tag
@@ -110,7 +117,7 @@ def _field(where: str, spec: object) -> Field:
                 raise TaxonomyError(f"{where}.{language}.{tag!r}: synonyms must be a list "
                                     "of non-empty strings")
             for word in (tag, *others):
-                key = word.strip().lower()
+                key = key_of(word)
                 if key in mapping and mapping[key] != tag:
                     raise TaxonomyError(f"{where}.{language}: {word!r} is a synonym of both "
                                         f"{mapping[key]!r} and {tag!r}")

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.tagging import vocabulary
 from shared.tagging.result import ALL_DIMENSIONS, TagResult
 from shared.video.safety import check_http_url
 
@@ -86,6 +87,12 @@ class CreateTaskRequest(BaseModel):
     env: StrictStr = Field(default="develop", description="one of ENVS (default: the first)")
     language: Literal["zh", "en"] = "zh"
     callback_url: StrictStr | None = Field(default=None, description="POSTed the final task")
+    vocabulary: dict[str, Any] | None = Field(
+        default=None,
+        description="the caller's own tags per `dimension.field`: a list (preferred, others "
+        "kept as free) or {\"tags\": [...], \"closed\": true} (only these); at most "
+        "50 fields × 300 tags of ≤ 40 characters",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -116,6 +123,16 @@ class CreateTaskRequest(BaseModel):
         if value not in allowed:
             raise ValueError(f"unknown platform {value!r} (allowed: {', '.join(allowed)})")
         return value
+
+    @field_validator("vocabulary", mode="before")
+    @classmethod
+    def _vocabulary(cls, value: Any) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        try:
+            return vocabulary.parse(value)
+        except vocabulary.VocabularyError as error:
+            raise ValueError(str(error).removeprefix("vocabulary")) from None
 
     @field_validator("uid")
     @classmethod
@@ -167,6 +184,7 @@ class Task(BaseModel):
     env: str
     dimensions: list[str]
     language: str
+    vocabulary: dict[str, Any] | None = None
     message: str | None = None
     error_code: str | None = None
     timings: dict[str, int] | None = None

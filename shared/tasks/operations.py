@@ -62,6 +62,7 @@ def create_task(
         "env": request.env,
         "dimensions": request.dimensions,
         "language": request.language,
+        "vocabulary": request.vocabulary,
         "callback_url": request.callback_url,
         "idempotency_key": idempotency_key,
     }

@@ -61,6 +61,9 @@ class FrameSet:
     frames: list[Frame]
     scene_changes: int
     method: str  # keyframes | decode_all
+    cuts: tuple[float, ...] = ()
+    """When the detected scene changes happen (seconds): the shot boundaries key moments
+    are snapped to."""
 
 
 def target_count(duration_s: float, cap: int = MAX_FRAMES) -> int:
@@ -73,6 +76,8 @@ def extract_frames(video: Path, out_dir: Path, duration_s: float,
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = target_count(duration_s, cap)
     candidates = _keyframe_candidates(video, out_dir / "kf", duration_s, wanted)
+    cuts = tuple(sorted(round(c.t_s, 3) for c in candidates
+                        if c.scene_score >= SCENE_THRESHOLD and c.t_s > 0))
     scene_changes = sum(1 for c in candidates if c.scene_score >= SCENE_THRESHOLD)
     if _needs_full_decode(len(candidates), wanted, duration_s):
         chosen, method = _decode_all(video, out_dir / "all", duration_s, wanted), "decode_all"
@@ -88,7 +93,7 @@ def extract_frames(video: Path, out_dir: Path, duration_s: float,
     for folder in (out_dir / "kf", out_dir / "all"):
         if folder.exists():
             folder.rmdir()
-    return FrameSet(frames, scene_changes, method)
+    return FrameSet(frames, scene_changes, method, cuts)
 
 
 def _needs_full_decode(found: int, wanted: int, duration_s: float) -> bool:

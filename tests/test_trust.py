@@ -1,0 +1,201 @@
+"""Tags users can trust (issue 23): the caller's vocabulary, moments that match the video,
+brand safety, no truncated answers — through the Gemini stand-in and the real API."""
+
+from __future__ import annotations
+
+import functions_framework
+import pytest
+import redis
+
+from shared.accounts.importer import AccountEntry, import_accounts
+from shared.accounts.pool import AccountPool
+from shared.config import load_settings
+from shared.errors import PermanentError
+from shared.tagging import moments, vocabulary
+from shared.tagging.base import TagRequest
+from shared.tagging.gemini import GeminiTagger
+from shared.tagging.result import KeyMoment
+from shared.video.probe import probe
+from tests.gemini_standin import GeminiStandIn
+from tests.test_gemini import gemini_services, run_task
+
+KEYS = [f"AIzaSyTRUST{n:029d}" for n in range(2)]
+
+
+@pytest.fixture
+def standin():
+    server = GeminiStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pool(redis_client: redis.Redis) -> AccountPool:
+    import_accounts(redis_client, [
+        AccountEntry(api_key=key, daily_limit=100, minute_limit=10, username=f"u{n}",
+                     password="pw", phone="", email="") for n, key in enumerate(KEYS)])
+    return AccountPool(redis_client)
+
+
+def tagger_for(pool: AccountPool, standin: GeminiStandIn, **settings) -> GeminiTagger:
+    return GeminiTagger(pool, load_settings(GEMINI_BASE_URL=standin.base_url, TAGGER="gemini",
+                                            **settings), sleep=lambda s: None)
+
+
+def request_for(media_dir, vocab=None, dimensions=("vision", "business")) -> TagRequest:
+    video = media_dir / "clip.mp4"
+    return TagRequest(video, probe(video), list(dimensions), "zh",
+                      vocabulary=vocabulary.parse(vocab) if vocab else None)
+
+
+# --- the caller's vocabulary ---------------------------------------------------------
+
+@pytest.mark.parametrize(("vocab", "says"), [
+    ({"vision.colour": ["红"]}, "vision.colour: unknown dimension.field"),
+    ({"sound.music": ["rock"]}, "sound.music: unknown dimension.field"),
+    ({f"vision.scene{n}": ["x"] for n in range(51)}, "51 fields, at most 50"),
+    ({"vision.scene": [f"t{n}" for n in range(301)]}, "301 tags, at most 300"),
+    ({"vision.scene": ["x" * 41]}, "vision.scene[0]: longer than 40 characters"),
+    ({"vision.scene": ["室内", " "]}, "vision.scene[1]: must be a non-empty string"),
+    ({"vision.scene": ["Beach", "beach "]}, "vision.scene[1]: 'beach' duplicates 'Beach'"),
+    ({"vision.scene": ["ＡＢ", "ab"]}, "vision.scene[1]: 'ab' duplicates 'ＡＢ'"),
+    ({"vision.scene": []}, "vision.scene: must be a non-empty list"),
+    ({"vision.scene": {"tags": ["a"], "closed": "yes"}}, "vision.scene.closed: must be true"),
+    ({"vision.scene": {"tags": ["a"], "open": True}}, "unknown key 'open'"),
+    (["vision.scene"], "must be an object"),
+])
+def test_bad_vocabularies_are_refused_naming_the_field(app_env, vocab, says) -> None:
+    app_env()
+    client = functions_framework.create_app("api", "main.py").test_client()
+    reply = client.post("/api/v1/task/create", json={
+        "url": "http://127.0.0.1:9/v.mp4", "platform": "rpa", "vocabulary": vocab})
+    body = reply.get_json()
+    assert reply.status_code == 400 and "vocabulary" in body["message"], body
+    assert says in body["message"], body
+    assert client.get("/api/v1/tasks").get_json()["data"]["tasks"] == []  # nothing written
+
+
+def test_the_vocabulary_is_stored_with_the_task(app_env) -> None:
+    app_env()
+    client = functions_framework.create_app("api", "main.py").test_client()
+    created = client.post("/api/v1/task/create", json={
+        "url": "http://127.0.0.1:9/v.mp4", "platform": "rpa",
+        "vocabulary": {"vision.characters": ["女性", "男性"],
+                       "business.product": {"tags": ["口红"], "closed": True}}}).get_json()
+    task = client.get(f"/api/v1/task/{created['task_id']}").get_json()["data"]
+    assert task["vocabulary"] == {"business.product": {"tags": ["口红"], "closed": True},
+                                  "vision.characters": {"tags": ["女性", "男性"],
+                                                        "closed": False}}
+
+
+def test_a_closed_field_is_an_enum_and_an_open_one_keeps_free_tags(pool, standin,
+                                                                   media_dir) -> None:
+    standin.answers = {
+        "business.product": [{"tag": "口红", "confidence": 0.9},
+                             {"tag": "手表", "confidence": 0.8}],
+        "vision.characters": [{"tag": "女性", "confidence": 0.9},
+                              {"tag": "小孩", "confidence": 0.6}]}
+    vocab = {"vision.characters": ["女性", "男性"],
+             "business.product": {"tags": ["口红", "粉底"], "closed": True}}
+    result = tagger_for(pool, standin).tag(request_for(media_dir, vocab))
+    body = standin.generate_calls()[0].body
+    schema = body["generationConfig"]["responseSchema"]["properties"]
+    assert schema["business"]["properties"]["product"]["items"]["properties"]["tag"][
+        "enum"] == ["口红", "粉底"]
+    assert "女性, 男性" in body["contents"][0]["parts"][0]["text"]  # preferred tags
+    assert [t.tag for t in result.dimensions["business"]["product"]] == ["口红"]
+    assert [(t.tag, t.free) for t in result.dimensions["vision"]["characters"]] == [
+        ("女性", False), ("小孩", True)]
+    plain = tagger_for(pool, standin).tag(request_for(media_dir))
+    assert result.prompt_version == plain.prompt_version + vocabulary.fingerprint(
+        vocabulary.parse(vocab))  # part of the result-cache key
+
+
+# --- moments that match the video ----------------------------------------------------
+
+def moment(start: float, end: float, *tags: str, text: str = "m") -> KeyMoment:
+    return KeyMoment(start_s=start, end_s=end, description=text, tags=list(tags))
+
+
+def test_moments_are_clamped_snapped_merged_and_counted() -> None:
+    fitted, warnings = moments.fit([
+        moment(1.4, 1.0, "a"),        # end before start
+        moment(3.1, 4.5, "b"),        # snapped to the cuts at 3.0 and 5.2
+        moment(4.0, 7.0, "b"),        # overlaps the one before with the same tags
+        moment(8.0, 30.0, "c"),       # runs past the end
+        moment(12.0, 14.0, "d"),      # wholly outside
+    ], duration_s=10.0, cuts=(3.0, 5.2, 8.6))
+    assert [(m.start_s, m.end_s, m.tags) for m in fitted] == [
+        (1.4, 1.4, ["a"]), (3.0, 7.0, ["b"]), (8.6, 10.0, ["c"])]
+    assert warnings == ["1 key moment(s) past the end of the video (10 s) dropped"]
+
+
+def test_moments_of_a_video_of_unknown_length_are_kept_with_a_warning() -> None:
+    fitted, warnings = moments.fit([moment(50.0, 40.0, "a")], duration_s=0.0)
+    assert [(m.start_s, m.end_s) for m in fitted] == [(50.0, 50.0)]
+    assert warnings == ["video duration unknown: key moments not checked against it"]
+
+
+def test_the_pipeline_fits_the_models_moments_to_the_video(sqlite_services, standin, pool,
+                                                           media_server) -> None:
+    """Gemini answers moments past the end and overlapping ones: the stored result has
+    them inside the 2 s clip, merged, with the dropped one counted."""
+    standin.answers = {"key_moments": [
+        {"start": "00:00", "end": "00:01", "description": "开场", "tags": ["开场"]},
+        {"start": "00:01", "end": "00:09", "description": "开场续", "tags": ["开场"]},
+        {"start": "01:10", "end": "01:20", "description": "不存在", "tags": ["虚构"]}]}
+    reply, task = run_task(gemini_services(sqlite_services, standin),
+                           media_server.url("files/clip.mp4"))
+    assert task.status == "completed", task.message
+    assert [(m.start_s, m.end_s, m.tags) for m in task.result.key_moments] == [
+        (0.0, 2.0, ["开场"])]
+    assert task.result.warnings == ["1 key moment(s) past the end of the video (2 s) dropped"]
+
+
+# --- brand safety and truncated answers ----------------------------------------------
+
+@pytest.mark.parametrize("behaviour", ["safety", "blocked"])
+def test_a_blocked_answer_names_its_categories_without_a_key_penalty(
+        pool, standin, media_dir, behaviour) -> None:
+    for key in KEYS:
+        standin.behaviours[key] = behaviour
+    with pytest.raises(PermanentError) as caught:
+        tagger_for(pool, standin).tag(request_for(media_dir))
+    assert caught.value.error_code == "blocked_by_safety"
+    assert "dangerous_content" in caught.value.message
+    assert len(standin.generate_calls()) == 1  # no retry
+    for account in pool.stats()["accounts"]:
+        assert account["status"] == "active" and account["cooldown_left_s"] == 0
+
+
+def test_the_safety_section_has_the_models_judgement_and_geminis_ratings(
+        pool, standin, media_dir) -> None:
+    standin.answers = {"safety.gambling": {"level": "medium", "at": "00:01"}}
+    result = tagger_for(pool, standin).tag(request_for(media_dir))
+    judged = result.safety.categories
+    assert (judged["gambling"].level, judged["gambling"].at_s) == ("medium", 1.0)
+    assert judged["adult"].level == "none" and judged["adult"].at_s is None
+    assert [(r.category, r.probability) for r in result.safety.gemini_ratings] == [
+        ("HARM_CATEGORY_HARASSMENT", "NEGLIGIBLE")]
+
+
+def test_an_answer_cut_off_is_asked_again_with_more_room(pool, standin, media_dir) -> None:
+    standin.cut_at = 4096
+    for key in KEYS:
+        standin.behaviours[key] = "truncated_once"
+    result = tagger_for(pool, standin, GEMINI_MAX_OUTPUT_TOKENS=4096).tag(
+        request_for(media_dir))
+    calls = standin.generate_calls()
+    assert [c.body["generationConfig"]["maxOutputTokens"] for c in calls] == [4096, 8192]
+    assert "key_moments" in calls[1].body["contents"][0]["parts"][-1]["text"]  # fewer asked
+    assert result.usage.requests == 2 and result.tags  # both calls counted
+
+
+def test_an_answer_cut_off_twice_is_not_paid_a_third_time(pool, standin, media_dir) -> None:
+    for key in KEYS:
+        standin.behaviours[key] = "truncated"
+    with pytest.raises(Exception) as caught:
+        tagger_for(pool, standin).tag(request_for(media_dir))
+    assert getattr(caught.value, "error_code", "") == "invalid_model_output"
+    assert "cut off" in str(caught.value)
+    assert len(standin.generate_calls()) == 2  # the first, then once with more room
