@@ -209,3 +209,44 @@ def test_a_cached_result_keeps_what_the_tagger_measured(sqlite_services, media_s
     assert second.cached and not first.cached
     assert second.technical.loudness_db == first.technical.loudness_db is not None
     assert second.technical.speech_ratio == first.technical.speech_ratio
+
+
+@pytest.mark.parametrize(("text", "noise"), [
+    ("09:00:66.960", True), ("124", True), ("27M", True), ("474", True), ("x", True),
+    ("¥99", False), ("50%", False), ("限时", False), ("Sale", False), ("好物推荐 Good", False),
+])
+def test_timecodes_numbers_and_short_garbage_are_noise(text: str, noise: bool) -> None:
+    from shared.tagging.offline import is_noise
+
+    assert is_noise(text) is noise
+
+
+def test_a_caption_read_twice_slightly_differently_is_one_line() -> None:
+    from shared.tagging.offline import TextSpan, _same_line
+
+    spans = [TextSpan("限时优惠¥99", 0.9, 0.0, 0.0)]
+    assert _same_line(spans, "限时优惠?99") is spans[0]
+    assert _same_line(spans, "全场五折 包邮") is None
+    assert _same_line([TextSpan("AB", 0.9, 0, 0)], "AC") is None  # too short to guess
+
+
+def test_english_tags_quote_the_chinese_words_read_on_screen(tmp_path: Path) -> None:
+    clip = caption_clip(tmp_path / "en.mp4", [
+        {"text": "年货节 Lucky deals", "size": 44, "colour": "white", "x": "(w-tw)/2",
+         "y": "(h-th)/2", "start": 0, "end": 6}], size="640x360")
+    result, _ = tag(clip, tmp_path, ["content"], language="en")
+    theme = {t.tag: t.free for t in result.dimensions["content"]["theme"]}
+    assert "lucky" in theme and not theme["lucky"]
+    chinese = [tag for tag in theme if any("\u4e00" <= ch <= "\u9fff" for ch in tag)]
+    assert chinese and all(tag.startswith("“") and theme[tag] for tag in chinese)
+
+
+def test_a_caption_moment_ends_when_the_caption_leaves(tmp_path: Path) -> None:
+    clip = caption_clip(tmp_path / "leave.mp4", [
+        {"text": "第一步 准备食材", "size": 40, "colour": "white", "x": "(w-tw)/2",
+         "y": "h-th-40", "start": 0, "end": 3}], size="640x360")
+    result, frames = tag(clip, tmp_path, ["content"])
+    moment = next(m for m in result.key_moments if m.tags and "准备" in m.tags[0])
+    seen = [f.t_s for f in frames.frames if f.t_s < 3]
+    without = [f.t_s for f in frames.frames if f.t_s >= 3]
+    assert moment.end_s == without[0] and moment.end_s > max(seen)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.tagging import vocabulary
 from shared.tagging.base import TagRequest
 from shared.tagging.result import (
     SUBCATEGORIES,
@@ -117,10 +118,10 @@ class LocalTagger:
         if "audio" in request.dimensions and media.has_audio:
             heard = hear(request, words)
             found[("audio", "speech")] = heard.tags
-        dimensions = {
+        dimensions = vocabulary.apply({
             dim: {sub: found.get((dim, sub), []) for sub in SUBCATEGORIES[dim]}
             for dim in request.dimensions
-        }
+        }, request.vocabulary, request.language)
         technical = technical_of(media)
         if heard is not None:
             technical.loudness_db = heard.report.mean_db
@@ -139,7 +140,7 @@ class LocalTagger:
             language=request.language,
             provider=self.provider,
             model=self.model,
-            prompt_version=self.prompt_version,
+            prompt_version=self.prompt_version + vocabulary.fingerprint(request.vocabulary),
             usage=Usage(),
         )
 
@@ -223,13 +224,14 @@ def understand_text(request: TagRequest, words: dict[str, str]) -> Understood:
     business.marketing (prices, promotions, calls to action), key moments."""
     from shared.tagging import offline
 
-    spans = offline.read_text([(frame.t_s, frame.path) for frame in request.frames])
+    spans = offline.read_text([(frame.t_s, frame.path) for frame in request.frames],
+                              request.media.duration_s)
     texts = [span.text for span in spans]
     cues = offline.marketing_cues(texts, request.language)
     tags = {
         ("content", "on_screen_text"): [Tag(tag=span.text, confidence=round(span.confidence, 2))
                                         for span in spans],
-        ("content", "theme"): [Tag(tag=word, confidence=weight)
+        ("content", "theme"): [_theme(word, weight, request.language)
                                for word, weight in offline.keywords(texts)],
         ("business", "marketing"): [Tag(tag=tag, confidence=0.9) for _, tag in cues],
     }
@@ -238,6 +240,16 @@ def understand_text(request: TagRequest, words: dict[str, str]) -> Understood:
                          tags=[span.text])
                for span in sorted(spans, key=lambda s: -s.confidence)[:MAX_TEXT_MOMENTS]]
     return Understood(tags, moments, texts, [tag for _, tag in cues])
+
+
+def _theme(word: str, weight: float, language: str) -> Tag:
+    """A keyword of the on-screen text; in English tags, a Chinese word is quoted text
+    (what the video says), marked free — not passed off as an English tag."""
+    from shared.tagging import offline
+
+    if language == "en" and offline.CJK.search(word):
+        return Tag(tag=f"“{word}”", confidence=weight, free=True)
+    return Tag(tag=word, confidence=weight)
 
 
 def hear(request: TagRequest, words: dict[str, str]) -> Heard:

@@ -14,6 +14,7 @@ Imported only by `LocalTagger`, lazily: the Gemini worker never loads any of it.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import re
@@ -94,26 +95,62 @@ def _key(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
 
 
-def read_text(frames: Sequence[tuple[float, Path]]) -> list[TextSpan]:
-    """Text on the key frames (time, path), merged: a line seen on several frames is one
-    span from its first to its last frame; lines below MIN_TEXT_CONFIDENCE are dropped."""
+SAME_LINE_RATIO = 0.8
+"""Two readings this similar (difflib ratio of their compact forms) are one caption read
+twice (`…优惠¥99` and `…优惠?99`): one span, the more confident reading."""
+
+_WORDISH = re.compile(r"[A-Za-z\u4e00-\u9fff\u3040-\u30ff\uac00-\ud7af]")
+_MONEY = re.compile(r"[¥$€£%]|元|折")
+
+
+def is_noise(text: str) -> bool:
+    """Timecodes, bare numbers and short garbage (`09:00:66.960`, `124`, `27M`): fewer than
+    two letters or CJK characters, and no price or percentage."""
+    return len(_WORDISH.findall(text)) < MIN_TEXT_CHARS and not _MONEY.search(text)
+
+
+def read_text(frames: Sequence[tuple[float, Path]],
+              duration_s: float | None = None) -> list[TextSpan]:
+    """Text on the key frames (time, path), merged: a line seen on several frames (or
+    read slightly differently) is one span from the first frame it is on until the next
+    key frame without it (the end of the video after the last frame); noise and lines
+    below MIN_TEXT_CONFIDENCE are dropped."""
     engine = _ocr_engine()
     if engine is None:
         return []
-    spans: dict[str, TextSpan] = {}
-    for t_s, path in frames:
+    frames = sorted(frames)
+    spans: list[TextSpan] = []
+    last_seen: dict[int, int] = {}  # id(span) → index of the last frame it was on
+    for index, (t_s, path) in enumerate(frames):
         found, _ = engine(str(path))
         for _box, raw, score in found or []:
             text = normalise(raw)
-            if score < MIN_TEXT_CONFIDENCE or len(_key(text)) < MIN_TEXT_CHARS:
+            if score < MIN_TEXT_CONFIDENCE or len(_key(text)) < MIN_TEXT_CHARS \
+                    or is_noise(text):
                 continue
-            span = spans.get(_key(text))
+            span = _same_line(spans, text)
             if span is None:
-                spans[_key(text)] = TextSpan(text, float(score), t_s, t_s)
-            else:
-                span.start_s, span.end_s = min(span.start_s, t_s), max(span.end_s, t_s)
-                span.confidence = max(span.confidence, float(score))
-    return sorted(spans.values(), key=lambda span: (span.start_s, span.text))
+                span = TextSpan(text, float(score), t_s, t_s)
+                spans.append(span)
+            elif score > span.confidence:
+                span.text, span.confidence = text, float(score)
+            span.start_s = min(span.start_s, t_s)
+            last_seen[id(span)] = max(last_seen.get(id(span), index), index)
+    for span in spans:
+        after = last_seen[id(span)] + 1
+        span.end_s = frames[after][0] if after < len(frames) else max(
+            duration_s or 0.0, frames[-1][0])
+    return sorted(spans, key=lambda span: (span.start_s, span.text))
+
+
+def _same_line(spans: list[TextSpan], text: str) -> TextSpan | None:
+    key = _key(text)
+    for span in spans:
+        other = _key(span.text)
+        if other == key or (min(len(other), len(key)) >= 4 and difflib.SequenceMatcher(
+                None, other, key).ratio() >= SAME_LINE_RATIO):
+            return span
+    return None
 
 
 # --- what the text is about ------------------------------------------------------------------
