@@ -132,6 +132,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=45)
     parser.add_argument("--cases", default="equal,higher,lower")
     parser.add_argument("--no-burn", action="store_true", help="no CPU-burning process")
+    parser.add_argument("--keep", type=Path, help="keep the logs and databases here")
     args = parser.parse_args()
     pool_limits = {"equal": args.limit, "higher": args.limit + 2, "lower": args.limit - 2}
     burner = None
@@ -140,7 +141,7 @@ def main() -> int:
         burner.start()
     try:
         with tempfile.TemporaryDirectory(prefix="vtt-bench-") as tmp:
-            folder = Path(tmp)
+            folder = args.keep or Path(tmp)
             clips = [make_video(folder / "media" / f"clip{n:03d}.mp4", seconds=2 + n / 100,
                                 size="640x360", extra=["-b:v", "2400k"])
                      for n in range(args.tasks)]

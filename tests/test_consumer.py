@@ -123,3 +123,31 @@ def test_sigterm_stops_cleanly_after_in_flight_delivery(
     assert process.wait(15) == 0
     assert redis_client.llen(keys.TASK_QUEUE_PROCESSING) == 0  # in-flight one was acked
     assert redis_client.hget(keys.task_info(TASK), "status") == "delivered"
+
+
+def test_a_gated_fresh_id_is_parked_and_a_due_retry_still_goes(
+        redis_client: redis.Redis, receiver_factory) -> None:
+    """Fresh ids that must wait for a promised key slot wait parked as planned deliveries,
+    not in a delivery slot: with one slot, a retry already due is delivered at once."""
+    worker = receiver_factory([(200, {})] * 3)
+    promised = iter([30.0, 30.0])
+    consumer = Consumer(RedisQueue(redis_client),
+                        ConsumerConfig(worker_url=worker.url, concurrency=1),
+                        gate=lambda: next(promised))
+    fresh = ["f" * 32, "e" * 32]
+    for task_id in fresh:
+        consumer.queue.enqueue(task_id)
+    consumer.queue.enqueue(TASK, delay_s=0.2, planned=True)  # a retry with its own slot
+    runner = threading.Thread(target=consumer.run, daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: len(worker.received) == 1, timeout_s=10)
+        assert json.loads(worker.received[0][1]) == {"task_id": TASK}
+        for task_id in fresh:  # parked until 0.5 s before their slot, planned, not counted
+            due = redis_client.zscore(keys.TASK_QUEUE_DELAYED, task_id)
+            assert due is not None and due > time.time() + 25
+            info = redis_client.hgetall(keys.task_info(task_id))
+            assert info["planned"] == "1" and info["retry_count"] == "0"
+    finally:
+        consumer.stop()
+        runner.join(10)

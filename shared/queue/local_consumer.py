@@ -166,23 +166,31 @@ class Consumer:
                 self._in_flight.discard(task_id)
             self._slots.release()
 
-    def _wait_for_slot(self, info: dict[str, str]) -> None:
-        """A fresh id waits for a key slot of its own; a planned retry already has one."""
+    def _parked_for_slot(self, task_id: str, info: dict[str, str]) -> bool:
+        """A fresh id waits for a key slot of its own; a planned retry already has one.
+        It waits parked on the delayed set, as a planned delivery, not in a delivery slot:
+        a consumer whose every slot slept until a promised minute would starve the
+        deliveries already due."""
         if self.gate is None or info.get("planned") == "1":
-            return
+            return False
         try:
             wait = self.gate()
         except Exception as error:  # noqa: BLE001 - the worker will find out itself
             log.warning("key pool gate unavailable: %s", type(error).__name__)
-            return
-        if wait and wait > self.config.gate_lead_s:
-            self.stop_event.wait(wait - self.config.gate_lead_s)
+            return False
+        if not wait or wait <= self.config.gate_lead_s:
+            return False
+        self.queue.retry_later(task_id, wait - self.config.gate_lead_s, count=False,
+                               planned=True)
+        return True
 
     def deliver(self, task_id: str) -> str:
-        """One delivery: returns `ack`, `retry`, `wait` (worker unreachable) or `dead`."""
+        """One delivery: returns `ack`, `retry`, `wait` (worker unreachable), `parked` (until
+        the key slot promised to it) or `dead`."""
         info = self.queue.info(task_id)
         retries = int(info.get("retry_count") or 0)
-        self._wait_for_slot(info)
+        if self._parked_for_slot(task_id, info):
+            return "parked"
         headers = {
             "X-CloudTasks-TaskName": task_id,
             "X-CloudTasks-QueueName": self.config.queue_name,

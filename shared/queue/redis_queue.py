@@ -127,16 +127,25 @@ class RedisQueue:
     def ack(self, task_id: str) -> None:
         self._ack(keys=[keys.TASK_QUEUE_PROCESSING, keys.task_info(task_id)], args=[task_id])
 
-    def retry_later(self, task_id: str, delay_s: float, *, count: bool = True) -> int:
+    def retry_later(self, task_id: str, delay_s: float, *, count: bool = True,
+                    planned: bool = False) -> int:
         """Park an in-flight id until `delay_s` from now; returns its retry count, which
-        grows only with `count` (a worker that is restarting is not the task's fault)."""
+        grows only with `count` (a worker that is restarting is not the task's fault).
+        `planned`: the delivery then goes out without waiting for a key slot again (it
+        was parked until the slot promised to it)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.lrem(keys.TASK_QUEUE_PROCESSING, 0, task_id)
         pipe.zadd(keys.TASK_QUEUE_DELAYED, {task_id: time.time() + delay_s})
         pipe.hincrby(keys.task_info(task_id), "retry_count", 1 if count else 0)
         pipe.hset(keys.task_info(task_id), "status", "retrying")
+        if planned:
+            pipe.hset(keys.task_info(task_id), "planned", "1")
         pipe.expire(keys.task_info(task_id), keys.TASK_INFO_TTL_S)
-        return pipe.execute()[2]
+        pipe.zrange(keys.TASK_QUEUE_DELAYED, 0, 0)
+        replies = pipe.execute()
+        if replies[-1] == [task_id]:  # now the earliest: a consumer asleep re-times
+            self.redis.lpush(keys.TASK_QUEUE, WAKE)
+        return replies[2]
 
     def retry_count(self, task_id: str) -> int:
         return int(self.redis.hget(keys.task_info(task_id), "retry_count") or 0)
