@@ -23,6 +23,7 @@ from functions.http import (
     unavailable_reply,
 )
 from functions.openapi import openapi_document
+from shared.config import get_settings
 from shared.errors import Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
@@ -98,7 +99,10 @@ def api(request: flask.Request) -> flask.Response:
 
 def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Response:
     try:
-        services = get_services()
+        if endpoint == "healthz":  # a probe answers within HEALTH_TIMEOUT_S, even cold
+            services = operations.ready_services(get_services, get_settings().HEALTH_TIMEOUT_S)
+        else:
+            services = get_services()
         if endpoint not in PUBLIC:
             check_token(api_token(request), services.settings.API_TOKENS, "Authorization")
         return HANDLERS[endpoint](request, services, **args)

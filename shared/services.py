@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
+import sqlalchemy as sa
 
 from shared.accounts.pool import AccountPool
 from shared.config import VAR_DIR, Settings, get_settings
@@ -22,6 +23,7 @@ from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging.base import Tagger
 from shared.tagging.local import LocalTagger
+from shared.tasks.db import connect as db_connect
 from shared.tasks.db import create_db_engine, migrate
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
@@ -67,7 +69,10 @@ class Services:
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
     engine = create_db_engine(settings)
     if run_migrations:
-        # its own engine: an ALTER on a big table may take longer than DB_READ_TIMEOUT_S
+        # the usual limits find a hanging database first; then the migrations get their
+        # own engine: an ALTER on a big table may take longer than DB_READ_TIMEOUT_S
+        with db_connect(engine) as conn:
+            conn.execute(sa.text("SELECT 1"))
         migrations = create_db_engine(settings, read_timeout_s=settings.DB_MIGRATION_TIMEOUT_S)
         try:
             migrate(migrations)

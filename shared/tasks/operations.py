@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -217,6 +218,17 @@ def search(services: Services, query: SearchQuery) -> SearchPage:
 HEALTH_CHECKS = ThreadPoolExecutor(6, thread_name_prefix="healthz")
 """Runs the health checks side by side; bounded, so probes against a hanging service
 queue up (and read as timed out) instead of piling up threads."""
+
+
+def ready_services(get: Callable[[], Services], limit_s: float) -> Services:
+    """The process's services for a probe: a cold instance whose database or Redis hangs
+    while it builds them is unavailable within `limit_s` (the build goes on behind)."""
+    future = HEALTH_CHECKS.submit(get)
+    try:
+        return future.result(timeout=limit_s)
+    except FutureTimeout:
+        raise ServiceUnavailable("backing services", f"no answer within {limit_s:g} s") \
+            from None
 
 
 def health(services: Services) -> dict[str, str]:
