@@ -172,3 +172,36 @@ def test_a_hanging_embedded_redis_times_out_and_recovers(tmp_path) -> None:
     finally:
         os.kill(pid, signal.SIGCONT)
         stop_embedded_server(folder)
+
+
+class HangingStorage:
+    """Storage whose writes time out: the backing service is down mid-task."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def put_file(self, *args, **kwargs):
+        raise ServiceUnavailable("storage", "ReadTimeout")
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_an_outage_mid_task_gives_the_attempt_back(sqlite_services, media_server) -> None:
+    from shared.pipeline.runner import handle_delivery
+
+    services = sqlite_services
+    request = CreateTaskRequest.model_validate(
+        {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},
+        context={"platforms": ["rpa"], "envs": ["develop", "production"]})
+    task_id = operations.create_task(services, request, None)[0].task_id
+    healthy = services.storage
+    services.storage = HangingStorage(healthy)
+    reply = handle_delivery(task_id, services)
+    task = services.store.get(task_id)
+    assert reply.status_code == 200 and reply.retry_after_s >= 1
+    assert (task.status, task.attempts, task.error_code) == ("pending", 0,
+                                                             "service_unavailable")
+    services.storage = healthy
+    assert handle_delivery(task_id, services).task_status == "completed"
+    assert services.store.get(task_id).attempts == 1
