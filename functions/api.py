@@ -24,7 +24,7 @@ from functions.http import (
 )
 from functions.openapi import openapi_document
 from shared.config import get_settings
-from shared.errors import Rejected, ServiceUnavailable
+from shared.errors import SERVICE_RETRY_S, Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
 from shared.services import Services, get_services
@@ -202,7 +202,8 @@ def healthz(request: flask.Request, services: Services) -> flask.Response:
     data: dict[str, object] = dict(checks)
     if services.settings.TAGGER == "gemini" and checks["redis"] == "ok":
         data["gemini"] = gemini_status(services)  # said plainly; tasks wait, nothing fails
-    return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=data)
+    return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=data,
+                 headers=None if healthy else retry_after(SERVICE_RETRY_S))
 
 
 def openapi(request: flask.Request, services: Services) -> flask.Response:
