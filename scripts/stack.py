@@ -29,7 +29,7 @@ from scripts.instance import AlreadyRunning, InstanceLock, check_ports_free
 from shared.backoff import exponential_backoff
 from shared.config import VAR_DIR, get_settings
 from shared.redis_conn import embedded_running, stop_embedded_server
-from shared.services import get_services
+from shared.services import Services, get_services
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -144,6 +144,9 @@ row, up to the second."""
 STABLE_AFTER_S = 60
 """A child that ran this long before dying starts again from the shortest pause."""
 
+STOP_GRACE_S = 30.0
+"""How long a stop waits for the tasks in flight before it kills what is left."""
+
 
 def next_daily(now: datetime, at: dt_time) -> datetime:
     """The next moment the wall clock of `now`'s zone shows `at` (today or tomorrow)."""
@@ -160,7 +163,7 @@ class Supervisor:
                  clock: Callable[[], datetime] | None = None,
                  cleanup: Callable[[], int] | None = None,
                  count_in_flight: Callable[[], int | None] = lambda: None,
-                 stop_grace_s: float = 30.0) -> None:
+                 stop_grace_s: float = STOP_GRACE_S) -> None:
         self.stack = stack
         self.count_in_flight = count_in_flight
         self.stop_grace_s = stop_grace_s
@@ -238,10 +241,6 @@ def log(message: str) -> None:
     print(f"{datetime.now().isoformat(timespec='seconds')} stack: {message}", flush=True)
 
 
-STOP_GRACE_S = 30.0
-"""How long a stop waits for the tasks in flight before it kills what is left."""
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="run api + worker + consumer locally, "
                                      "supervised, with the daily cache cleanup")
@@ -267,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}",
               flush=True)
         supervisor = Supervisor(stack, settings.cleanup_time, ZoneInfo(settings.CLEANUP_TZ),
-                                count_in_flight=lambda: _in_flight(services),
-                                stop_grace_s=STOP_GRACE_S)
+                                count_in_flight=lambda: _in_flight(services))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: supervisor.stop())
         supervisor.run()
@@ -279,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _in_flight(services) -> int | None:
+def _in_flight(services: Services) -> int | None:
+    """Ids the consumer is delivering (None: a queue that cannot say, Cloud Tasks)."""
     depth = services.queue.depth()
     return None if depth is None else depth.in_flight
 

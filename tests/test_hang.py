@@ -174,6 +174,7 @@ def test_a_hanging_dependency_is_answered_in_bounded_time_and_loses_nothing(
         tasks = wait_for(all_finished(stack, ids), timeout_s=120, interval_s=0.5,
                          describe=unfinished(stack, ids))
         assert [t["status"] for t in tasks.values()] == ["completed"] * len(ids)
+        print(f"{hung} hang: attempts per task {[t['attempts'] for t in tasks.values()]}")
         for name, process in stack.processes.items():  # nobody died or was restarted
             assert process.poll() is None and process.pid == pids[name], name
         engine = sa.create_engine(db_url)
