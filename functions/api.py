@@ -23,7 +23,8 @@ from functions.http import (
     unavailable_reply,
 )
 from functions.openapi import openapi_document
-from shared.errors import Rejected, ServiceUnavailable
+from shared.config import get_settings
+from shared.errors import SERVICE_RETRY_S, Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
 from shared.services import Services, get_services
@@ -98,7 +99,10 @@ def api(request: flask.Request) -> flask.Response:
 
 def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Response:
     try:
-        services = get_services()
+        if endpoint == "healthz":  # a probe answers within HEALTH_TIMEOUT_S, even cold
+            services = operations.ready_services(get_services, get_settings().HEALTH_TIMEOUT_S)
+        else:
+            services = get_services()
         if endpoint not in PUBLIC:
             check_token(api_token(request), services.settings.API_TOKENS, "Authorization")
         return HANDLERS[endpoint](request, services, **args)
@@ -198,7 +202,8 @@ def healthz(request: flask.Request, services: Services) -> flask.Response:
     data: dict[str, object] = dict(checks)
     if services.settings.TAGGER == "gemini" and checks["redis"] == "ok":
         data["gemini"] = gemini_status(services)  # said plainly; tasks wait, nothing fails
-    return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=data)
+    return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=data,
+                 headers=None if healthy else retry_after(SERVICE_RETRY_S))
 
 
 def openapi(request: flask.Request, services: Services) -> flask.Response:

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import redis
+
 from shared.accounts.importer import (
     ImportRefused,
     format_table,
@@ -23,6 +25,13 @@ from shared.accounts.importer import (
 from shared.accounts.pool import KEY_ID_PATTERN, AccountPool
 from shared.config import VAR_DIR, get_settings
 from shared.redis_conn import connect
+from shared.services import redis_limits
+
+
+def redis_client() -> redis.Redis:
+    """The configured Redis, with the time limits of REDIS_*_TIMEOUT_S."""
+    settings = get_settings()
+    return connect(settings.REDIS_URL, VAR_DIR / "redis", redis_limits(settings))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 2
-    client = connect(get_settings().REDIS_URL, VAR_DIR / "redis")
+    client = redis_client()
     try:
         rows = import_accounts(client, entries, replace=args.replace, dry_run=args.dry_run)
     except ImportRefused as error:
@@ -61,7 +70,7 @@ def set_enabled(key_id: str, enabled: bool) -> int:
         print(f"{key_id[:40]!r}: malformed key id (16 lowercase hex characters)",
               file=sys.stderr)
         return 2
-    pool = AccountPool(connect(get_settings().REDIS_URL, VAR_DIR / "redis"))
+    pool = AccountPool(redis_client())
     if not pool.set_enabled(key_id, enabled):
         print(f"{key_id}: no such key in the pool", file=sys.stderr)
         return 4

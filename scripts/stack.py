@@ -25,9 +25,11 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from scripts.instance import AlreadyRunning, InstanceLock, check_ports_free
 from shared.backoff import exponential_backoff
-from shared.config import get_settings
-from shared.services import get_services
+from shared.config import VAR_DIR, get_settings
+from shared.redis_conn import embedded_running, stop_embedded_server
+from shared.services import Services, get_services
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -109,15 +111,22 @@ class LocalStack:
         raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
 
     def stop(self, timeout_s: float = 15) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """The consumer first (it finishes its deliveries, so the worker finishes the tasks
+        they carry), then the functions; whatever is still running after `timeout_s`
+        is killed (a task cut short is delivered again when its lease ends)."""
+        deadline = time.monotonic() + timeout_s
+        consumer = {name: p for name, p in self.processes.items() if name == "consumer"}
+        others = {name: p for name, p in self.processes.items() if name != "consumer"}
+        for group in (consumer, others):
+            for process in group.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in group.values():
+                try:
+                    process.wait(max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self.processes.clear()
 
     def __enter__(self) -> LocalStack:
@@ -135,6 +144,9 @@ row, up to the second."""
 STABLE_AFTER_S = 60
 """A child that ran this long before dying starts again from the shortest pause."""
 
+STOP_GRACE_S = 30.0
+"""How long a stop waits for the tasks in flight before it kills what is left."""
+
 
 def next_daily(now: datetime, at: dt_time) -> datetime:
     """The next moment the wall clock of `now`'s zone shows `at` (today or tomorrow)."""
@@ -149,8 +161,12 @@ class Supervisor:
 
     def __init__(self, stack: LocalStack, cleanup_at: dt_time, zone: ZoneInfo,
                  clock: Callable[[], datetime] | None = None,
-                 cleanup: Callable[[], int] | None = None) -> None:
+                 cleanup: Callable[[], int] | None = None,
+                 count_in_flight: Callable[[], int | None] = lambda: None,
+                 stop_grace_s: float = STOP_GRACE_S) -> None:
         self.stack = stack
+        self.count_in_flight = count_in_flight
+        self.stop_grace_s = stop_grace_s
         self.cleanup_at, self.zone = cleanup_at, zone
         self.clock = clock or (lambda: datetime.now(zone))
         self.cleanup = cleanup or run_cleanup
@@ -171,8 +187,19 @@ class Supervisor:
                 threading.Thread(target=self._cleanup, daemon=True).start()
                 next_cleanup = next_daily(self.clock(), self.cleanup_at)
                 log(f"next cache cleanup at {next_cleanup.isoformat()}")
-        self.stack.stop()
+        log(f"stopping: {self.in_flight()}, up to {self.stop_grace_s:g} s")
+        self.stack.stop(self.stop_grace_s)
         log("stack stopped")
+
+    def in_flight(self) -> str:
+        """What the stop waits for, said plainly: "finishing 1 task"."""
+        try:
+            count = self.count_in_flight()
+        except Exception as error:  # noqa: BLE001 - the stop goes on; say what is unknown
+            return f"finishing the tasks in flight (count unknown: {type(error).__name__})"
+        if count is None:
+            return "finishing the tasks in flight"
+        return f"finishing {count} task{'' if count == 1 else 's'}"
 
     def stop(self) -> None:
         self.stopping.set()
@@ -221,15 +248,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-port", type=int, default=8081)
     args = parser.parse_args(argv)
     settings = get_settings()
-    get_services()  # migrate the database and start embedded Redis once, before the children
-    stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port)
-    stack.start()
-    print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}", flush=True)
-    supervisor = Supervisor(stack, settings.cleanup_time, ZoneInfo(settings.CLEANUP_TZ))
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: supervisor.stop())
-    supervisor.run()
+    ports = {"api": args.api_port, "worker": args.worker_port}
+    instance = InstanceLock(VAR_DIR / "stack.lock")
+    try:
+        instance.acquire(ports)
+        check_ports_free(ports)
+    except AlreadyRunning as error:
+        instance.release()
+        print(f"stack: {error}", file=sys.stderr, flush=True)
+        return 1
+    embedded_dir = VAR_DIR / "redis"
+    started_redis = not settings.REDIS_URL and not embedded_running(embedded_dir)
+    try:
+        services = get_services()  # migrate the database and start embedded Redis once
+        stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port)
+        stack.start()
+        print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}",
+              flush=True)
+        supervisor = Supervisor(stack, settings.cleanup_time, ZoneInfo(settings.CLEANUP_TZ),
+                                count_in_flight=lambda: _in_flight(services))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: supervisor.stop())
+        supervisor.run()
+    finally:
+        if started_redis and stop_embedded_server(embedded_dir):
+            log("embedded redis stopped")
+        instance.release()
     return 0
+
+
+def _in_flight(services: Services) -> int | None:
+    """Ids the consumer is delivering (None: a queue that cannot say, Cloud Tasks)."""
+    depth = services.queue.depth()
+    return None if depth is None else depth.in_flight
 
 
 if __name__ == "__main__":

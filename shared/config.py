@@ -116,6 +116,23 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
     DB_POOL_SIZE: int = Field(default=5, ge=1, le=100)
+    # time limits on every dependency call: a call past its limit is an outage (503)
+    DB_CONNECT_TIMEOUT_S: float = Field(default=3, gt=0, le=60)
+    DB_READ_TIMEOUT_S: float = Field(default=3, gt=0, le=600)
+    DB_WRITE_TIMEOUT_S: float = Field(default=3, gt=0, le=600)
+    DB_POOL_TIMEOUT_S: float = Field(default=2, gt=0, le=60)
+    DB_POOL_PRE_PING: bool = True
+    DB_POOL_RECYCLE_S: int = Field(default=1800, gt=0)
+    DB_MIGRATION_TIMEOUT_S: float = Field(default=300, gt=0)
+    SQLITE_BUSY_TIMEOUT_S: float = Field(default=5, gt=0, le=600)
+    REDIS_CONNECT_TIMEOUT_S: float = Field(default=2, gt=0, le=60)
+    REDIS_SOCKET_TIMEOUT_S: float = Field(default=3, gt=0, le=600)
+    REDIS_HEALTH_CHECK_INTERVAL_S: float = Field(default=30, gt=0)
+    GCS_TIMEOUT_S: float = Field(default=30, gt=0, le=600)
+    GCS_RETRY_DEADLINE_S: float = Field(default=60, gt=0, le=3600)
+    ES_TIMEOUT_S: float = Field(default=10, gt=0, le=300)
+    CLOUD_TASKS_TIMEOUT_S: float = Field(default=5, gt=0, le=60)
+    HEALTH_TIMEOUT_S: float = Field(default=2, gt=0, le=30)
 
     @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", "ENVS",
                      "GEMINI_FALLBACK_MODELS", mode="before")

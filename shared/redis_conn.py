@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -19,17 +20,31 @@ from redis.retry import Retry
 
 from shared.errors import unavailable_on
 
-CONNECT_TIMEOUT_S = 2.0
-"""A Redis that does not accept a connection in 2 s is down: answer 503 quickly."""
-
-SOCKET_TIMEOUT_S = 10.0
-"""Longer than any command we send blocks (BLMOVE waits at most 1 s)."""
-
 EMBEDDED_START_TIMEOUT_S = 10.0
 """How long to wait for a freshly started embedded server to answer PING."""
 
+PROBE_TIMEOUT_S = 1.0
+"""Whether the embedded server answers (start-up, stop): a local socket answers at once."""
+
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
-"""What a Redis that is down or restarting raises."""
+"""What a Redis that is down, restarting or hanging raises."""
+
+
+@dataclass(frozen=True)
+class RedisLimits:
+    """Time limits of every Redis call (REDIS_*_TIMEOUT_S): a server that accepts and never
+    answers is an outage after `socket_s`, like one that refuses."""
+
+    connect_s: float = 2.0
+    socket_s: float = 3.0
+    """Longer than any command we send takes (the slowest key-pool script at 1,000 keys:
+    docs/benchmarks.md) and than any blocking read (`max_block_s`)."""
+    health_check_s: float = 30.0
+
+    @property
+    def max_block_s(self) -> float:
+        """The longest a blocking read (BLMOVE) may wait: well inside the socket timeout."""
+        return self.socket_s / 2
 
 
 def redis_outage(*also: type[BaseException]):
@@ -37,19 +52,30 @@ def redis_outage(*also: type[BaseException]):
     return unavailable_on("redis", *REDIS_DOWN, *also)
 
 
-def connect(url: str, embedded_dir: Path) -> redis.Redis:
-    """A Redis client for `url`; an empty url means the embedded server in `embedded_dir`."""
+def connect(url: str, embedded_dir: Path, limits: RedisLimits | None = None) -> redis.Redis:
+    """A Redis client for `url`; an empty url means the embedded server in `embedded_dir`.
+
+    A refused or reset connection is retried twice at once (a restart); a timeout is not
+    (a hanging server would multiply the wait), so a call fails within `socket_s`."""
+    limits = limits or RedisLimits()
     options = {
         "decode_responses": True,
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_timeout": SOCKET_TIMEOUT_S,
-        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-        "health_check_interval": 30,
+        "socket_connect_timeout": limits.connect_s,
+        "socket_timeout": limits.socket_s,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2,
+                       supported_errors=(redis.ConnectionError,)),
+        "health_check_interval": limits.health_check_s,
     }
     if url:
         return redis.Redis.from_url(url, **options)
     socket_path = ensure_embedded_server(embedded_dir)
     return redis.Redis(unix_socket_path=str(socket_path), **options)
+
+
+def max_block_s(client: redis.Redis) -> float:
+    """How long a blocking command on `client` may wait without hitting its socket timeout."""
+    socket_s = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return socket_s / 2 if socket_s else RedisLimits().max_block_s
 
 
 def embedded_url(embedded_dir: Path) -> str:
@@ -80,8 +106,9 @@ def stop_embedded_server(embedded_dir: Path) -> bool:
     if not _answers(socket_path):
         return False
     try:
-        redis.Redis(unix_socket_path=str(socket_path)).shutdown(nosave=False)
-    except redis.ConnectionError:
+        redis.Redis(unix_socket_path=str(socket_path), socket_timeout=PROBE_TIMEOUT_S,
+                    socket_connect_timeout=PROBE_TIMEOUT_S).shutdown(nosave=False)
+    except REDIS_DOWN:
         pass
     return True
 
@@ -90,7 +117,8 @@ def _answers(socket_path: Path) -> bool:
     if not socket_path.exists():
         return False
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=PROBE_TIMEOUT_S,
+                                socket_connect_timeout=PROBE_TIMEOUT_S).ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
 

@@ -68,9 +68,12 @@ class PlainJsonNode(Urllib3HttpNode):
         return super().perform_request(method, target, body=body, headers=headers, **kwargs)
 
 
-def build_search_client(url: str, compat_headers: bool = True) -> Elasticsearch:
-    options: dict[str, Any] = {"request_timeout": 10, "max_retries": 1,
-                               "retry_on_timeout": True}
+def build_search_client(url: str, compat_headers: bool = True,
+                        timeout_s: float = 10) -> Elasticsearch:
+    """A client whose every request is limited to `timeout_s` (ES_TIMEOUT_S), retried
+    once on a connection error but not after a timeout (a hanging node would double it)."""
+    options: dict[str, Any] = {"request_timeout": timeout_s, "max_retries": 1,
+                               "retry_on_timeout": False}
     if not compat_headers:
         options["node_class"] = PlainJsonNode
     return Elasticsearch(url, **options)

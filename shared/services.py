@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
+import sqlalchemy as sa
 
 from shared.accounts.pool import AccountPool
 from shared.config import VAR_DIR, Settings, get_settings
@@ -17,10 +18,12 @@ from shared.once import once
 from shared.pipeline.stages import StageTools
 from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
+from shared.redis_conn import RedisLimits
 from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging.base import Tagger
 from shared.tagging.local import LocalTagger
+from shared.tasks.db import connect as db_connect
 from shared.tasks.db import create_db_engine, migrate
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
@@ -66,8 +69,16 @@ class Services:
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
     engine = create_db_engine(settings)
     if run_migrations:
-        migrate(engine)
-    client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis")
+        # the usual limits find a hanging database first; then the migrations get their
+        # own engine: an ALTER on a big table may take longer than DB_READ_TIMEOUT_S
+        with db_connect(engine) as conn:
+            conn.execute(sa.text("SELECT 1"))
+        migrations = create_db_engine(settings, read_timeout_s=settings.DB_MIGRATION_TIMEOUT_S)
+        try:
+            migrate(migrations)
+        finally:
+            migrations.dispose()
+    client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis", redis_limits(settings))
     pool = AccountPool(client, settings.QUOTA_TZ,
                        window_ms=int(settings.GEMINI_RATE_WINDOW_S * 1000))
     return Services(
@@ -88,6 +99,12 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
     )
 
 
+def redis_limits(settings: Settings) -> RedisLimits:
+    return RedisLimits(connect_s=settings.REDIS_CONNECT_TIMEOUT_S,
+                       socket_s=settings.REDIS_SOCKET_TIMEOUT_S,
+                       health_check_s=settings.REDIS_HEALTH_CHECK_INTERVAL_S)
+
+
 def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
     if settings.QUEUE == "cloudtasks":
         from shared.queue.cloudtasks import CloudTasksQueue, build_tasks_client
@@ -95,6 +112,7 @@ def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
         return CloudTasksQueue(
             build_tasks_client(settings.CLOUD_TASKS_EMULATOR_HOST), settings.CLOUD_TASKS_QUEUE,
             settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.DISPATCH_DEADLINE_S,
+            timeout_s=settings.CLOUD_TASKS_TIMEOUT_S,
         )
     return RedisQueue(client)
 
@@ -105,13 +123,15 @@ def build_index(settings: Settings) -> TagIndex | None:
         return None
     from shared.search import TagIndex, build_search_client
 
-    return TagIndex(build_search_client(settings.ES_URL, settings.ES_COMPAT_HEADERS),
+    return TagIndex(build_search_client(settings.ES_URL, settings.ES_COMPAT_HEADERS,
+                                        timeout_s=settings.ES_TIMEOUT_S),
                     settings.ES_INDEX_PREFIX, tuple(settings.ENVS))
 
 
 def build_storage(settings: Settings) -> Storage:
     if settings.STORAGE == "gcs":
-        return GcsStorage(settings.GCS_BUCKET)
+        return GcsStorage(settings.GCS_BUCKET, timeout_s=settings.GCS_TIMEOUT_S,
+                          retry_deadline_s=settings.GCS_RETRY_DEADLINE_S)
     return LocalStorage(settings.STORAGE_DIR)
 
 

@@ -117,44 +117,54 @@ class GcsStorage:
     """Objects in a Google Cloud Storage bucket (google-cloud-storage; the emulator in
     tests via STORAGE_EMULATOR_HOST)."""
 
-    def __init__(self, bucket: str, client=None) -> None:
+    def __init__(self, bucket: str, client=None, *, timeout_s: float = 30,
+                 retry_deadline_s: float = 60) -> None:
         from google.cloud import storage
+        from google.cloud.storage.retry import DEFAULT_RETRY
 
         self.client = client or storage.Client()
         self.bucket = self.client.bucket(bucket)
+        self.timeout_s = timeout_s
+        """Each HTTP request (GCS_TIMEOUT_S)."""
+        self.retry = DEFAULT_RETRY.with_timeout(retry_deadline_s)
+        """A call with its retries (GCS_RETRY_DEADLINE_S)."""
 
     def put_file(self, key: str, path: Path, content_type: str = "") -> str:
         blob = self.bucket.blob(key)
-        blob.upload_from_filename(str(path), content_type=content_type or None)
+        blob.upload_from_filename(str(path), content_type=content_type or None,
+                                  timeout=self.timeout_s, retry=self.retry)
         return f"gs://{self.bucket.name}/{key}"
 
     def get_file(self, key: str, dest: Path) -> None:
         from google.api_core.exceptions import NotFound
 
         try:
-            self.bucket.blob(key).download_to_filename(str(dest))
+            self.bucket.blob(key).download_to_filename(str(dest), timeout=self.timeout_s,
+                                                       retry=self.retry)
         except NotFound:
             dest.unlink(missing_ok=True)
             raise FileNotFoundError(key) from None
 
     def exists(self, key: str) -> bool:
-        return self.bucket.blob(key).exists()
+        return self.bucket.blob(key).exists(timeout=self.timeout_s, retry=self.retry)
 
     def key_of(self, uri: str) -> str | None:
         prefix = f"gs://{self.bucket.name}/"
         return uri[len(prefix):] if uri.startswith(prefix) else None
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
-        for blob in self.client.list_blobs(self.bucket, prefix=prefix):
+        for blob in self.client.list_blobs(self.bucket, prefix=prefix, timeout=self.timeout_s,
+                                           retry=self.retry):
             yield StoredObject(blob.name, int(blob.size or 0))
 
     def delete(self, key: str) -> None:
         from google.api_core.exceptions import NotFound
 
         try:
-            self.bucket.blob(key).delete()
+            self.bucket.blob(key).delete(timeout=self.timeout_s, retry=self.retry)
         except NotFound:
             pass
 
     def ping(self) -> None:
-        next(iter(self.client.list_blobs(self.bucket, max_results=1)), None)
+        next(iter(self.client.list_blobs(self.bucket, max_results=1, timeout=self.timeout_s,
+                                         retry=self.retry)), None)

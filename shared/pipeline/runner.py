@@ -281,6 +281,11 @@ def index_completed(task_id: str, services: Services) -> bool:
 
 def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
     task_id, attempt = job.task.task_id, job.task.attempts
+    if isinstance(error, ServiceUnavailable):  # an outage (refused or timed out) is not
+        # the task's fault: the attempt is given back, as a delivery refused at the claim
+        log.warning("backing service down mid-task: %s", error, extra={"task_id": task_id})
+        return _plan_retry(job, services, "service_unavailable", str(error), SERVICE_RETRY_S,
+                           refund_attempt=True)
     if isinstance(error, TaskError):
         code, message = error.error_code, error.message
     else:

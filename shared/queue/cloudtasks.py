@@ -26,7 +26,8 @@ log = logging.getLogger("vision_to_tag.cloudtasks")
 MIN_DISPATCH_S, MAX_DISPATCH_S = 15, 1800
 """Cloud Tasks accepts HTTP dispatch deadlines between 15 s and 30 min."""
 
-CREATE_TIMEOUT_S = 10.0
+CREATE_TIMEOUT_S = 5.0
+"""Default of CLOUD_TASKS_TIMEOUT_S: an enqueue is part of the create request's 10 s."""
 
 
 def task_name(queue_path: str, task_id: str, generation: str = "0") -> str:
@@ -47,8 +48,10 @@ def build_tasks_client(emulator_host: str = "") -> tasks_v2.CloudTasksClient:
 
 class CloudTasksQueue:
     def __init__(self, client: tasks_v2.CloudTasksClient, queue_path: str, worker_url: str,
-                 service_account: str = "", dispatch_deadline_s: int = 600) -> None:
+                 service_account: str = "", dispatch_deadline_s: int = 600,
+                 timeout_s: float = CREATE_TIMEOUT_S) -> None:
         self.client = client
+        self.timeout_s = timeout_s
         self.queue_path = queue_path
         self.worker_url = worker_url
         self.service_account = service_account
@@ -77,7 +80,7 @@ class CloudTasksQueue:
         with unavailable_on("cloud tasks", gexc.GoogleAPICallError, gexc.RetryError):
             try:
                 self.client.create_task(parent=self.queue_path, task=task,
-                                        timeout=CREATE_TIMEOUT_S)
+                                        timeout=self.timeout_s)
             except gexc.AlreadyExists:
                 log.info("task already queued", extra={"task_id": task_id})
 
@@ -92,7 +95,7 @@ class CloudTasksQueue:
         """Whether the named delivery still exists (a task is deleted once acknowledged)."""
         try:
             self.client.get_task(name=task_name(self.queue_path, task_id, generation),
-                                 timeout=CREATE_TIMEOUT_S)
+                                 timeout=self.timeout_s)
         except gexc.NotFound:
             return False
         except (gexc.GoogleAPICallError, gexc.RetryError):

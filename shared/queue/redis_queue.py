@@ -13,7 +13,7 @@ import redis
 
 from shared import keys
 from shared.queue.base import QueueDepth
-from shared.redis_conn import REDIS_DOWN, redis_outage
+from shared.redis_conn import REDIS_DOWN, max_block_s, redis_outage
 
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
@@ -66,6 +66,7 @@ class RedisQueue:
         self._enqueue = client.register_script(_ENQUEUE)
         self._promote = client.register_script(_PROMOTE_DUE)
         self._ack = client.register_script(_ACK)
+        self.max_block_s = max_block_s(client)
 
     # --- producer side ---------------------------------------------------------
 
@@ -109,9 +110,11 @@ class RedisQueue:
 
     def take(self, timeout_s: float = 1.0) -> str | None:
         """Move the oldest ready id to the in-flight list (BLMOVE) and return it; None on
-        timeout or a wake-up token."""
+        timeout or a wake-up token. The wait is cut to `max_block_s`: a blocked read longer
+        than the client's socket timeout would read as a hanging server."""
         task_id = self.redis.blmove(
-            keys.TASK_QUEUE, keys.TASK_QUEUE_PROCESSING, max(0.001, timeout_s), "RIGHT", "LEFT"
+            keys.TASK_QUEUE, keys.TASK_QUEUE_PROCESSING,
+            max(0.001, min(timeout_s, self.max_block_s)), "RIGHT", "LEFT"
         )
         if task_id is None:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,14 +52,20 @@ def begin(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
-def create_db_engine(settings: Settings) -> sa.Engine:
-    """One pooled engine per process; pool size from DB_POOL_SIZE."""
+def create_db_engine(settings: Settings, *, read_timeout_s: float | None = None) -> sa.Engine:
+    """One pooled engine per process; pool size from DB_POOL_SIZE. Every wait has a limit
+    (docs/decisions.md, "Time limits"): a database that stops answering is an outage
+    within DB_POOL_TIMEOUT_S + 2 x DB_READ_TIMEOUT_S (pre-ping, then the reconnect's
+    handshake), not a request that hangs. `read_timeout_s` overrides the read limit (the
+    migrations' engine)."""
     url = make_url(settings.DATABASE_URL)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        busy_s = settings.SQLITE_BUSY_TIMEOUT_S
+        engine = sa.create_engine(url, connect_args={"timeout": busy_s,
+                                                     "check_same_thread": False})
+        sa.event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_s=busy_s))
         return engine
     if "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
@@ -66,17 +73,21 @@ def create_db_engine(settings: Settings) -> sa.Engine:
         url,
         pool_size=settings.DB_POOL_SIZE,
         max_overflow=settings.DB_POOL_SIZE,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        pool_timeout=settings.DB_POOL_TIMEOUT_S,
+        pool_pre_ping=settings.DB_POOL_PRE_PING,
+        pool_recycle=settings.DB_POOL_RECYCLE_S,
+        connect_args={"connect_timeout": settings.DB_CONNECT_TIMEOUT_S,
+                      "read_timeout": read_timeout_s or settings.DB_READ_TIMEOUT_S,
+                      "write_timeout": settings.DB_WRITE_TIMEOUT_S},
     )
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """WAL lets the api read while the worker writes; busy_timeout waits instead of failing."""
+def _sqlite_pragmas(dbapi_connection, _record, busy_s: float) -> None:
+    """WAL lets the api read while the worker writes; busy_timeout waits for a writer, at
+    most SQLITE_BUSY_TIMEOUT_S (then "database is locked": an outage, 503)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
     cursor.close()
 
 
