@@ -306,7 +306,8 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
                 task_id = new_task_id()
                 outcome.task_id = task_id
                 rows.append(pending_row(task_id, task_fields(item), now))
-                items.append({"item_index": index, "task_id": task_id})
+                items.append({"item_index": index, "task_id": task_id, "error_field": None,
+                              "error_reason": None})
                 queued.append((task_id, item.url))
             services.batches.add_chunk(batch_id, rows, items)
         if queued:
