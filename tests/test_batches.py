@@ -372,7 +372,7 @@ def test_task_export_with_filters(client) -> None:
 
 @pytest.mark.parametrize(("query", "field"), [
     ("status=done", "status"), ("platform=nope", "platform"), ("env=moon", "env"),
-    ("since=yesterday", "since"), ("until=2020-13-01", "until"),
+    ("since=yesterday", "since"), ("until=2020-13-01", "until"), ("until=0.5", "until"),
     ("since=2021-01-02&until=2021-01-01", "until"), ("uid=" + "u" * 65, "uid"),
     ("colour=red", "colour"), ("status=failed&status=completed", "status"),
 ])

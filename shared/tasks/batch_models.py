@@ -4,6 +4,7 @@ fields), so a batch accepts exactly what single creates accept."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,6 +147,8 @@ class ListBatchesQuery(BaseModel):
 
 
 EXPORT_FORMATS = ("jsonl", "csv")
+DATE_REGEX = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9].*)?$"
+DATE_START = re.compile(DATE_REGEX)
 
 
 class BatchResultsQuery(BaseModel):
@@ -173,6 +176,15 @@ class ExportQuery(BatchResultsQuery):
     env: str | None = Field(default=None, max_length=16)
     since: datetime | None = Field(default=None, description="created at or after (ISO 8601)")
     until: datetime | None = Field(default=None, description="created before (ISO 8601)")
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _a_date(cls, value: Any) -> Any:
+        """A date or an ISO 8601 date-time, never a number (pydantic would read `0.5` as
+        seconds since 1970)."""
+        if value is not None and not (isinstance(value, str) and DATE_START.match(value)):
+            raise ValueError("must be a date (YYYY-MM-DD) or an ISO 8601 date-time")
+        return value
 
     @field_validator("since", "until")
     @classmethod
