@@ -22,6 +22,7 @@ from shared.cursor import decode_cursor, encode_cursor
 from shared.redact import redact
 from shared.tasks.batch_models import Batch, ItemError, ItemOutcome, Progress
 from shared.tasks.db import begin, connect, utcnow
+from shared.tasks.export import EXPORT_CHUNK
 from shared.tasks.models import TaskStatus
 from shared.tasks.schema import batch_items as bi
 from shared.tasks.schema import batches as b
@@ -185,7 +186,7 @@ class BatchStore:
                 t.c.status.in_(UNFINISHED), t.c.id <= last_id)).scalar_one()
         return left, ahead
 
-    def task_rows(self, batch_id: str, columns: list[sa.Column], chunk: int = 500
+    def task_rows(self, batch_id: str, columns: list[sa.Column], chunk: int = EXPORT_CHUNK
                   ) -> Iterator[list[dict[str, Any]]]:
         """The batch's tasks in item order, `chunk` at a time (keyset on the item index:
         each chunk is one short query, nothing held open between them)."""

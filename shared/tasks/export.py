@@ -22,6 +22,9 @@ EXPORT_COLUMNS = [t.c.id, t.c.task_id, t.c.url, t.c.status, t.c.error_code, t.c.
                   t.c.duration_s]
 """What an export reads of each task (never the whole row)."""
 
+EXPORT_CHUNK = 200
+"""Rows per query: a chunk of parsed results is what an export holds in memory."""
+
 CSV_FIELDS = ["task_id", "url", "status", "error_code", "tags",
               *(f"tags_{name}" for name in ALL_DIMENSIONS), "summary", "duration_s",
               "cost_usd"]

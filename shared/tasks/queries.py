@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from shared.cursor import decode_cursor, encode_cursor
 from shared.tasks.db import connect, utcnow
+from shared.tasks.export import EXPORT_CHUNK
 from shared.tasks.models import Task, TaskStatus
 from shared.tasks.schema import video_tasks as t
 from shared.tasks.store import to_task
@@ -138,7 +139,7 @@ class TaskQueries:
     def export_rows(self, columns: list[sa.Column], *, status: str | None = None,
                     platform: str | None = None, uid: str | None = None,
                     env: str | None = None, since: datetime | None = None,
-                    until: datetime | None = None, chunk: int = 500
+                    until: datetime | None = None, chunk: int = EXPORT_CHUNK
                     ) -> Iterator[list[dict[str, Any]]]:
         """Tasks matching the filters in id order, `chunk` at a time (keyset pagination:
         one short query per chunk, nothing held open while the caller writes)."""
