@@ -175,6 +175,17 @@ def test_idempotency_key_makes_the_call_safe_to_repeat(client,
     assert long_key.status_code == 400
 
 
+def test_a_twin_call_while_the_first_is_being_written_is_409(client) -> None:
+    body = {"name": "twin", "items": [ITEM]}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                            .encode()).hexdigest()
+    get_services().batches.begin(str(uuid.uuid4()), name="twin", total=1, callback_url=None,
+                                 idempotency_key="twin-key", request_sha256=digest)
+    response = client.post("/api/v1/batches", json=body, headers={"Idempotency-Key": "twin-key"})
+    assert response.status_code == 409
+    assert "still being processed" in response.get_json()["message"]
+
+
 def test_redis_down_during_a_batch_leaves_nothing(app_env) -> None:
     app_env(REDIS_URL="redis://127.0.0.1:1/0")
     client = functions_framework.create_app("api", "main.py").test_client()
