@@ -158,7 +158,9 @@ class Api:
                     raise ApiFailed(f"{self.base}: {type(error).__name__}") from None
                 time.sleep(2 ** attempt)
                 continue
-            if response.status_code in (429, 503) and attempt < RETRIES - 1:
+            in_progress = (response.status_code == 409
+                           and "still being processed" in _message(response))
+            if (response.status_code in (429, 503) or in_progress) and attempt < RETRIES - 1:
                 time.sleep(float(response.headers.get("Retry-After") or 2 ** attempt))
                 continue
             if response.status_code >= 400:
