@@ -129,9 +129,9 @@ def kind_of(path: Path, given: str) -> str:
     return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "txt")
 
 
-def idempotency_key(name: str, lines: list[Line]) -> str:
+def idempotency_key(name: str, lines: list[Line], callback_url: str | None = None) -> str:
     """Stable for the same lines (content and number) under the same batch name."""
-    digest = hashlib.sha256(name.encode())
+    digest = hashlib.sha256(f"{name}\n{callback_url or ''}".encode())
     for line in lines:
         digest.update(f"\n{line.number}\t".encode())
         digest.update(json.dumps(line.item, sort_keys=True, ensure_ascii=False).encode())
@@ -142,8 +142,9 @@ class Api:
     """The few calls vtt-submit makes, each bounded in time and retried when the service
     is briefly unavailable (safe: creates carry an Idempotency-Key)."""
 
-    def __init__(self, base: str, token: str | None) -> None:
+    def __init__(self, base: str, token: str | None, callback_url: str | None = None) -> None:
         self.base = base.rstrip("/")
+        self.callback_url = callback_url
         self.http = requests.Session()
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
@@ -172,7 +173,9 @@ class Api:
         raise ApiFailed(f"{path}: still unavailable after {RETRIES} tries")
 
     def create(self, name: str, lines: list[Line], key: str) -> dict[str, Any]:
-        body = {"name": name, "items": [line.item for line in lines]}
+        body: dict[str, Any] = {"name": name, "items": [line.item for line in lines]}
+        if self.callback_url:
+            body["callback_url"] = self.callback_url
         return self.call("POST", "/api/v1/batches", json=body,
                          headers={"Idempotency-Key": key}).json()["data"]
 
@@ -258,11 +261,11 @@ def run(args: argparse.Namespace) -> int:
         if args.platform and "platform" not in line.item:
             line.item["platform"] = args.platform
     name = args.name or path.name
-    api = Api(args.api, args.token)
+    api = Api(args.api, args.token, args.callback_url)
     sent = []
     for number, part in enumerate(chunks(lines, args.batch_size), 1):
         answer = api.create(f"{name} ({number})" if len(lines) > args.batch_size else name,
-                            part, idempotency_key(name, part))
+                            part, idempotency_key(name, part, args.callback_url))
         sent.append(Sent(part, answer["batch"]["batch_id"], answer["items"]))
     created = sum(1 for batch in sent for outcome in batch.outcomes if outcome.get("task_id"))
     print(f"{created} of {len(lines)} created in {len(sent)} batch(es): "
@@ -288,6 +291,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--platform", default="rpa",
                         help="platform of items that do not name one (default rpa)")
     parser.add_argument("--name", help="batch name (default: the file name)")
+    parser.add_argument("--callback-url", help="POSTed each batch once all its items finished")
     parser.add_argument("--format", choices=("auto", "csv", "txt", "jsonl"), default="auto",
                         help="input format (default: from the file extension)")
     parser.add_argument("--batch-size", type=int, default=MAX_BATCH_ITEMS,
