@@ -145,4 +145,6 @@ def test_dashboard_shows_batches_with_progress_and_their_export(api_server, app_
             row.locator("a.export").first.click()
         saved = download.value.path().read_bytes()
         assert saved.startswith(b"\xef\xbb\xbfindex,task_id") and saved.count(b"\n") == 4
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        row.screenshot(path=str(ROOT / "test-artifacts" / "dashboard-batches.png"))
         browser.close()
