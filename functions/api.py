@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import flask
@@ -29,8 +30,17 @@ from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks import operations
+from shared.tasks.batch_models import (
+    MAX_BATCH_BODY_BYTES,
+    BatchResultsQuery,
+    CreateBatchRequest,
+    ExportQuery,
+    ListBatchesQuery,
+)
+from shared.tasks.export import CONTENT_TYPES
 from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest, TaskStatus
 from shared.tasks.stats import gemini_status, service_stats
+from shared.tasks.subtitles import SUBTITLE_TYPES
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -41,6 +51,13 @@ ROUTES = Map(
         Rule("/api/v1/task/<task_id>/retry", endpoint="retry", methods=["POST"]),
         Rule("/api/v1/task/<task_id>", endpoint="get", methods=["GET"]),
         Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
+        Rule("/api/v1/tasks/export", endpoint="export", methods=["GET"]),
+        Rule("/api/v1/task/<task_id>/subtitles.<any(vtt, srt):kind>", endpoint="subtitles",
+             methods=["GET"]),
+        Rule("/api/v1/batches", endpoint="create_batch", methods=["POST"]),
+        Rule("/api/v1/batches", endpoint="list_batches", methods=["GET"]),
+        Rule("/api/v1/batches/<batch_id>", endpoint="get_batch", methods=["GET"]),
+        Rule("/api/v1/batches/<batch_id>/results", endpoint="batch_results", methods=["GET"]),
         Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
         Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
         Rule("/api/v1/accounts/<key_id>/<any(enable, disable):action>",
@@ -166,6 +183,51 @@ def retry(request: flask.Request, services: Services, task_id: str) -> flask.Res
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
+def create_batch(request: flask.Request, services: Services) -> flask.Response:
+    body = json_object(request, MAX_BATCH_BODY_BYTES)
+    parsed = CreateBatchRequest.model_validate(body)
+    created, new = operations.create_batch(services, parsed, body,
+                                           request.headers.get("Idempotency-Key"),
+                                           validation_context(services))
+    message = "success" if new else "success (existing batch for this Idempotency-Key)"
+    return reply(200, message, data=created.model_dump(mode="json"))
+
+
+def get_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
+    batch = operations.get_batch(services, batch_id)
+    return reply(200, data=batch.model_dump(mode="json"))
+
+
+def list_batches(request: flask.Request, services: Services) -> flask.Response:
+    query = ListBatchesQuery.model_validate(single_valued(request))
+    return reply(200, data=operations.list_batches(services, query).model_dump(mode="json"))
+
+
+def batch_results(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
+    query = BatchResultsQuery.model_validate(single_valued(request))
+    pieces = operations.batch_results(services, batch_id, query)
+    return _download(pieces, query.format, f"batch-{batch_id[:36]}")
+
+
+def export(request: flask.Request, services: Services) -> flask.Response:
+    query = ExportQuery.model_validate(single_valued(request),
+                                       context=validation_context(services))
+    return _download(operations.export_tasks(services, query), query.format, "tasks")
+
+
+def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
+    """Streamed as it is read (no length known in advance), saved as a file."""
+    response = flask.Response(pieces, content_type=CONTENT_TYPES[kind])
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.{kind}"'
+    return response
+
+
+def subtitles(request: flask.Request, services: Services, task_id: str,
+              kind: str) -> flask.Response:
+    text = operations.subtitles(services, task_id, kind)
+    return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[kind])
+
+
 def accounts(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=operations.pool_stats(services))
 
@@ -215,4 +277,6 @@ HANDLERS = {
     "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
     "accounts": accounts, "account_status": account_status, "search": search,
     "stats": stats, "dashboard": dashboard, "healthz": healthz, "openapi": openapi,
+    "create_batch": create_batch, "get_batch": get_batch, "list_batches": list_batches,
+    "batch_results": batch_results, "export": export, "subtitles": subtitles,
 }

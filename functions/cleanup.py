@@ -39,8 +39,9 @@ def cleanup(request: flask.Request) -> flask.Response:
             data["videos"] = clean_videos(services.storage, start, end,
                                           dry_run=dry_run).as_dict()
         swept = reconcile(services)
-        reindexed = swept.pop("reindexed")
+        reindexed, batches = swept.pop("reindexed"), swept.pop("batches_finished")
         data["stuck_tasks"], data["reindexed"] = swept, reindexed
+        data["batches_finished"] = batches
     except ApiError as error:
         return rejection_reply(error)
     except ServiceUnavailable as error:

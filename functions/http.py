@@ -22,6 +22,7 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.redact import redact
+from shared.validation import validation_problem
 
 MAX_BODY_BYTES = 64 * 1024
 """A create request is a URL and a few fields; anything bigger is a mistake or abuse."""
@@ -110,7 +111,7 @@ def nosniff(handler: Callable[[flask.Request], flask.Response]
     return wrapped
 
 
-def json_object(request: flask.Request) -> dict[str, Any]:
+def json_object(request: flask.Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
     """The body as a JSON object, or ApiError 400/413/415 saying what is wrong with it.
 
     Only `application/json` (any charset parameter) is read: browsers send text/plain and
@@ -119,11 +120,11 @@ def json_object(request: flask.Request) -> dict[str, Any]:
     if request.mimetype != "application/json":
         shown = request.mimetype or "none"
         raise ApiError(415, f"Content-Type: must be application/json (got {shown})")
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body: larger than {MAX_BODY_BYTES // 1024} KB")
-    raw = request.stream.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body: larger than {MAX_BODY_BYTES // 1024} KB")
+    if (request.content_length or 0) > limit:
+        raise ApiError(413, f"body: larger than {limit // 1024} KB")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, f"body: larger than {limit // 1024} KB")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -137,26 +138,8 @@ def json_object(request: flask.Request) -> dict[str, Any]:
 
 def describe_validation(error: ValidationError) -> str:
     """First problem, as `field: reason` (the field named the way the caller sent it)."""
-    problems: dict[str, list[dict[str, Any]]] = {}
-    for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "body"
-        problems.setdefault(field, []).append(item)
-    field, items = next(iter(problems.items()))
-    if len(items) > 1 and all(item["type"].endswith("_type") for item in items):
-        got = type(items[0]["input"]).__name__
-        return f"{field}: wrong type ({got}); expected {' or '.join(_expected(items))}"
-    item = items[0]
-    if item["type"] == "missing":
-        return f"{field}: is required"
-    if item["type"] == "extra_forbidden":
-        return f"{field}: unknown parameter"
-    message = item["msg"].removeprefix("Value error, ")
-    return f"{field}: {message[0].lower()}{message[1:]}"
-
-
-def _expected(items: list[dict[str, Any]]) -> list[str]:
-    names = {"int_type": "an integer", "string_type": "a string", "list_type": "a list"}
-    return [names.get(item["type"], item["type"]) for item in items]
+    field, reason = validation_problem(error)
+    return f"{field}: {reason}"
 
 
 def check_token(presented: str | None, accepted: list[str], header: str) -> None:

@@ -9,6 +9,16 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.search import SearchPage, SearchQuery
+from shared.tasks.batch_models import (
+    DATE_REGEX,
+    Batch,
+    BatchCreated,
+    BatchPage,
+    BatchResultsQuery,
+    CreateBatchRequest,
+    ExportQuery,
+    ListBatchesQuery,
+)
 from shared.tasks.models import (
     TASK_ID_REGEX,
     CreateTaskRequest,
@@ -78,6 +88,8 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
     enums (what the API really accepts)."""
     _, schemas = models_json_schema(
         [(CreateTaskRequest, "validation"), (SyncTagRequest, "validation"),
+         (CreateBatchRequest, "validation"), (Batch, "serialization"),
+         (BatchCreated, "serialization"), (BatchPage, "serialization"),
          (Task, "serialization"),
          (TaskPage, "serialization"), (SearchPage, "serialization"),
          (Envelope, "serialization")],
@@ -127,6 +139,7 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                 "responses": {"200": _envelope("TaskPage", "a page of tasks"),
                               **_errors(400, 401, 403, 503)},
             }},
+            **batch_paths(platforms, envs),
             "/api/v1/task/{task_id}/retry": {"post": {
                 "operationId": "retryTask",
                 "summary": "Re-queue a failed task with fresh attempts",
@@ -190,4 +203,92 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             },
         },
+    }
+
+
+BATCH_ID = {"name": "batch_id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": TASK_ID_REGEX}}
+EXPORT_TYPES = {"application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}}}
+
+
+def _download(description: str) -> dict[str, Any]:
+    return {"description": description, "content": EXPORT_TYPES}
+
+
+def _subtitles(kind: str, media_type: str) -> dict[str, Any]:
+    return {"get": {
+        "operationId": f"taskSubtitles{kind.capitalize()}",
+        "summary": f"The task's on-screen text, speech segments and key moments as timed "
+                   f"cues ({kind.upper()}); 409 while the task has no result",
+        "parameters": [TASK_ID], "security": AUTH,
+        "responses": {"200": {"description": "subtitles",
+                              "content": {media_type: {"schema": {"type": "string"}}}},
+                      **_errors(400, 401, 403, 404, 409, 503)},
+    }}
+
+
+def batch_paths(platforms: tuple[str, ...], envs: tuple[str, ...]) -> dict[str, Any]:
+    """Batches, exports and subtitles (README, "Batches, exports and subtitles")."""
+    export_parameters = _query_parameters(ExportQuery)
+    for parameter in export_parameters:
+        choices = {"platform": platforms, "env": envs}.get(parameter["name"])
+        if choices:
+            parameter["schema"] = {"type": "string", "enum": list(choices)}
+        if parameter["name"] in ("since", "until"):
+            parameter["schema"] = {"type": "string", "pattern": DATE_REGEX,
+                                   "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC "
+                                                  "unless it has an offset)"}
+    return {
+        "/api/v1/batches": {
+            "post": {
+                "operationId": "createBatch",
+                "summary": "Create up to 1,000 tasks at once: each item is checked on its own "
+                           "(the answer lists per item its task_id or its error)",
+                "security": AUTH,
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "maxLength": 128}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="CreateBatchRequest")}}}},
+                "responses": {
+                    "200": {**_envelope("BatchCreated", "the batch and every item's outcome"),
+                            "links": {"GetBatch": {
+                                "operationId": "getBatch",
+                                "parameters": {"batch_id": "$response.body#/data/batch/batch_id"},
+                            }}},
+                    **_errors(400, 401, 403, 409, 413, 415, 503)},
+            },
+            "get": {
+                "operationId": "listBatches",
+                "summary": "List batches, newest first, with their progress",
+                "parameters": _query_parameters(ListBatchesQuery), "security": AUTH,
+                "responses": {"200": _envelope("BatchPage", "a page of batches"),
+                              **_errors(400, 401, 403, 503)},
+            },
+        },
+        "/api/v1/batches/{batch_id}": {"get": {
+            "operationId": "getBatch",
+            "summary": "A batch: counts by status, progress, ETA, start and finish times",
+            "parameters": [BATCH_ID], "security": AUTH,
+            "responses": {"200": _envelope("Batch", "the batch"),
+                          **_errors(400, 401, 403, 404, 503)},
+        }},
+        "/api/v1/batches/{batch_id}/results": {"get": {
+            "operationId": "batchResults",
+            "summary": "The batch's tasks, one row each, streamed as JSON Lines or CSV",
+            "parameters": [BATCH_ID, *_query_parameters(BatchResultsQuery)],
+            "security": AUTH,
+            "responses": {"200": _download("one row per task, in item order"),
+                          **_errors(400, 401, 403, 404, 503)},
+        }},
+        "/api/v1/tasks/export": {"get": {
+            "operationId": "exportTasks",
+            "summary": "Every task the filters match, one row each, streamed as JSON Lines "
+                       "or CSV (UTF-8 BOM, formulas escaped)",
+            "parameters": export_parameters, "security": AUTH,
+            "responses": {"200": _download("one row per task, oldest first"),
+                          **_errors(400, 401, 403, 503)},
+        }},
+        "/api/v1/task/{task_id}/subtitles.vtt": _subtitles("vtt", "text/vtt"),
+        "/api/v1/task/{task_id}/subtitles.srt": _subtitles("srt", "application/x-subrip"),
     }

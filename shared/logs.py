@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 
 from shared.redact import redact
 
-CONTEXT_FIELDS = ("task_id", "stage", "duration_ms", "attempt", "key_id", "error_code")
+CONTEXT_FIELDS = ("task_id", "stage", "duration_ms", "attempt", "key_id", "error_code",
+                  "batch_id")
 TRACE = "logging.googleapis.com/trace"
 SPAN = "logging.googleapis.com/spanId"
 

@@ -23,6 +23,7 @@ from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging.base import Tagger
 from shared.tagging.local import LocalTagger
+from shared.tasks.batches import BatchStore
 from shared.tasks.db import connect as db_connect
 from shared.tasks.db import create_db_engine, migrate
 from shared.tasks.followups import Followups
@@ -41,6 +42,7 @@ class Services:
     store: TaskStore
     queries: TaskQueries
     followups: Followups
+    batches: BatchStore
     redis: redis.Redis
     queue: TaskQueue
     storage: Storage
@@ -86,6 +88,7 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
         store=TaskStore(engine),
         queries=TaskQueries(engine),
         followups=Followups(engine),
+        batches=BatchStore(engine),
         redis=client,
         queue=build_queue(settings, client),
         storage=build_storage(settings),

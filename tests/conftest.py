@@ -51,8 +51,9 @@ def mysql_db_url(mysql_url: str) -> Iterator[str]:
     yield mysql_url
     engine = sa.create_engine(mysql_url)
     with engine.begin() as conn:
-        if sa.inspect(conn).has_table("video_tasks"):
-            conn.execute(sa.text("DELETE FROM video_tasks"))
+        for table in ("video_tasks", "batches", "batch_items"):
+            if sa.inspect(conn).has_table(table):
+                conn.execute(sa.text(f"DELETE FROM {table}"))
     engine.dispose()
 
 

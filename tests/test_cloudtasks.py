@@ -134,3 +134,31 @@ def test_cloud_tasks_settings_are_checked_at_start_up(monkeypatch, env, message)
 def test_client_builds_for_the_emulator(tasks_emulator):
     client = build_tasks_client(tasks_emulator)
     assert client.get_queue(name=QUEUE).name == QUEUE
+
+
+def test_a_batch_is_queued_on_cloud_tasks_and_finishes(cloud_env, media_server,
+                                                        receiver_factory):
+    receiver = receiver_factory([], path="/batch")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    items = [{"url": media_server.url("files/clip.mp4"), "platform": "rpa"}] * 3
+    body = client.post("/api/v1/batches", json={"name": "ct", "items": items,
+                                                "callback_url": receiver.url}).get_json()
+    assert body["code"] == 200 and body["data"]["accepted"] == 3, body
+    batch_id = body["data"]["batch"]["batch_id"]
+    batches = get_services().batches
+    batch = wait_for(lambda: (b := batches.get(batch_id)).finished_at and b, timeout_s=60)
+    assert batch.counts["completed"] == 3
+    wait_for(lambda: batches.get(batch_id).callback_status == "delivered", timeout_s=10)
+    assert [headers["X-Batch-Id"] for headers, _ in receiver.received] == [batch_id]
+
+
+def test_emulator_down_during_a_batch_is_503_and_leaves_nothing(app_env):
+    app_env(QUEUE="cloudtasks", CLOUD_TASKS_QUEUE=QUEUE, WORKER_URL="http://127.0.0.1:9/",
+            CLOUD_TASKS_EMULATOR_HOST=f"127.0.0.1:{free_port()}")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    items = [{"url": "https://cdn.example.com/v.mp4", "platform": "rpa"}] * 2
+    response = client.post("/api/v1/batches", json={"name": "down", "items": items})
+    assert response.status_code == 503 and "cloud tasks" in response.get_json()["message"]
+    services = get_services()
+    assert sum(services.queries.count_by_status().values()) == 0
+    assert services.batches.list()[0] == []

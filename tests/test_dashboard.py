@@ -115,3 +115,36 @@ def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> N
         page.screenshot(path=str(artifacts / "dashboard-redis-down.png"))
         browser.close()
     assert (artifacts / "dashboard.png").stat().st_size > 10_000
+
+
+def test_dashboard_shows_batches_with_progress_and_their_export(api_server, app_env) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_batches import complete
+
+    client = functions_framework.create_app("api", "main.py").test_client()
+    auth = {"Authorization": "Bearer dash-token"}
+    items = [{"url": f"https://cdn.example.com/{n}.mp4", "platform": "rpa"} for n in range(3)]
+    data = client.post("/api/v1/batches", json={"name": "商品目录", "items": items},
+                       headers=auth).get_json()["data"]
+    batch_id = data["batch"]["batch_id"]
+    complete(get_services(), data["items"][0]["task_id"])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+        page.goto(f"{api_server}/dashboard")
+        page.fill("#token", "dash-token")
+        page.click("#save-token")
+        row = page.locator(f"#batches tbody tr[data-batch-id='{batch_id}']")
+        expect(row).to_have_count(1)
+        expect(row.locator("td").first).to_have_text("商品目录")
+        expect(row.locator(".bar em")).to_have_text("1 / 3")
+        expect(row.locator("a.export").first).to_have_attribute(
+            "href", f"api/v1/batches/{batch_id}/results?format=csv")
+        with page.expect_download() as download:
+            row.locator("a.export").first.click()
+        saved = download.value.path().read_bytes()
+        assert saved.startswith(b"\xef\xbb\xbfindex,task_id") and saved.count(b"\n") == 4
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        row.screenshot(path=str(ROOT / "test-artifacts" / "dashboard-batches.png"))
+        browser.close()

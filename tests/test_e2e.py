@@ -65,3 +65,43 @@ def test_readme_demo_command_tags_the_sample_video() -> None:
     task = json.loads(run.stdout)
     assert task["status"] == "completed" and task["result"]["provider"] == "local"
     assert task["result"]["technical"]["orientation"] == "portrait"
+
+
+def test_vtt_submit_tags_a_csv_through_the_stack(mysql_db_url, redis_client, media_server,
+                                                 receiver_factory, tmp_path) -> None:
+    """The console script against the running stack: a CSV becomes a batch, the worker
+    tags it, the batch calls back once, and the results file has one row per line."""
+    receiver = receiver_factory([], path="/task-done")
+    batch_receiver = receiver_factory([], path="/batch-done")
+    env = {"DATABASE_URL": mysql_db_url, "REDIS_URL": REDIS_URL, "API_TOKENS": "t0k",
+           "STORAGE_DIR": str(tmp_path / "storage"), "ALLOW_PRIVATE_URLS": "true"}
+    source = tmp_path / "videos.jsonl"
+    source.write_text("\n".join(json.dumps(item) for item in [
+        {"url": media_server.url("files/clip.mp4"), "callback_url": receiver.url},
+        {"url": media_server.url("files/portrait.mp4"), "dimensions": "vision"},
+        {"url": media_server.url("status/404")}]) + "\n")
+    out = tmp_path / "results.csv"
+    stack = LocalStack(env, log_dir=tmp_path / "logs")
+    stack.start(consumer_args=["--min-backoff", "0.2"])
+    try:
+        run = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "vtt-submit"), str(source), "--api", stack.api_url,
+             "--token", "t0k", "--out", str(out), "--poll-s", "0.5",
+             "--callback-url", batch_receiver.url],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        stack.stop()
+    assert run.returncode == 3, run.stderr  # the 404 video failed
+    assert "completed=2" in run.stderr and "failed=1" in run.stderr
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert [(row["line"], row["status"]) for row in rows] == [
+        ("1", "completed"), ("2", "completed"), ("3", "failed")]
+    assert "横屏" in rows[0]["tags"] and rows[2]["error_code"] == "download_failed"
+    assert rows[1]["tags_vision"] and not rows[1]["tags_audio"]
+    assert len(receiver.received) == 1  # the task callback of line 1
+    assert len(batch_receiver.received) == 1  # the batch's, once
+    batch = json.loads(batch_receiver.received[0][1])["data"]
+    assert batch["counts"]["completed"] == 2 and batch["progress"]["finished"] == 3

@@ -128,6 +128,56 @@ function showTasks(page) {
   }
 }
 
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function exportLink(batch, format) {
+  // a plain link works without API_TOKENS; with a token the file is fetched with it
+  const link = document.createElement("a");
+  link.href = `api/v1/batches/${encodeURIComponent(batch.batch_id)}/results?format=${format}`;
+  link.textContent = format.toUpperCase();
+  link.className = "export";
+  link.addEventListener("click", async (event) => {
+    if (!token()) return;
+    event.preventDefault();
+    try {
+      const response = await fetch(link.href, { headers: { Authorization: `Bearer ${token()}` } });
+      if (!response.ok) throw new Error(`export: HTTP ${response.status}`);
+      const file = URL.createObjectURL(await response.blob());
+      const save = document.createElement("a");
+      save.href = file;
+      save.download = `batch-${batch.batch_id}.${format}`;
+      document.body.append(save); save.click(); save.remove();
+      setTimeout(() => URL.revokeObjectURL(file), 10000);
+    } catch (error) { banner(error.message); }
+  });
+  return link;
+}
+
+function showBatches(page) {
+  const body = $("batches").tBodies[0];
+  body.replaceChildren();
+  for (const batch of page.batches) {
+    const tr = document.createElement("tr");
+    tr.dataset.batchId = batch.batch_id;
+    cell(tr, batch.name).title = batch.batch_id;
+    cell(tr, bar(batch.progress.finished, batch.progress.total));
+    cell(tr, batch.counts.completed, "status-completed");
+    cell(tr, batch.counts.failed, batch.counts.failed ? "status-failed" : "");
+    cell(tr, batch.rejected);
+    cell(tr, batch.finished_at ? "done" : duration(batch.eta_s));
+    cell(tr, new Date(batch.created_at).toLocaleString());
+    const links = document.createElement("span");
+    links.append(exportLink(batch, "csv"), " ", exportLink(batch, "jsonl"));
+    cell(tr, links);
+    body.append(tr);
+  }
+}
+
 async function showTask(taskId) {
   try {
     const task = await api(`api/v1/task/${encodeURIComponent(taskId)}`);
@@ -159,10 +209,11 @@ function geminiTrouble(gemini) {
 
 async function refresh() {
   try {
-    const [stats, pool, page] = await Promise.all([
-      api("api/v1/stats"), api("api/v1/accounts"), api("api/v1/tasks?limit=15")]);
+    const [stats, pool, page, batches] = await Promise.all([
+      api("api/v1/stats"), api("api/v1/accounts"), api("api/v1/tasks?limit=15"),
+      api("api/v1/batches?limit=10")]);
     banner(geminiTrouble(stats.gemini)); $("auth-status").textContent = "";
-    showStats(stats); showKeys(pool); showTasks(page);
+    showStats(stats); showKeys(pool); showTasks(page); showBatches(batches);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     if (error.status === 401 || error.status === 403) {

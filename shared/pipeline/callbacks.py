@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from shared.errors import ServiceUnavailable
 from shared.services import Services
 from shared.tasks.models import Envelope, Task, TaskStatus
 from shared.video.fetch import USER_AGENT, safe_session
@@ -49,10 +50,11 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def post_callback(url: str, body: bytes, *, task_id: str, secret: str, policy: UrlPolicy,
-            timeout_s: float, max_attempts: int, wait_max_s: float = 30.0) -> CallbackOutcome:
-    headers = {"Content-Type": "application/json", "X-Task-Id": task_id,
-               "User-Agent": USER_AGENT}
+def post_callback(url: str, body: bytes, *, ids: dict[str, str], secret: str,
+                  policy: UrlPolicy, timeout_s: float, max_attempts: int,
+                  wait_max_s: float = 30.0) -> CallbackOutcome:
+    """`ids`: the header naming what the callback is about (`X-Task-Id`, `X-Batch-Id`)."""
+    headers = {"Content-Type": "application/json", **ids, "User-Agent": USER_AGENT}
     if secret:
         headers["X-Signature"] = sign(body, secret)
     attempts = 0
@@ -90,7 +92,7 @@ def notify(task_id: str, services: Services) -> CallbackOutcome | None:
             or task.status not in (TaskStatus.COMPLETED, TaskStatus.FAILED)):
         return None
     settings = services.settings
-    outcome = post_callback(task.callback_url, task_body(task), task_id=task_id,
+    outcome = post_callback(task.callback_url, task_body(task), ids={"X-Task-Id": task_id},
                       secret=settings.CALLBACK_SECRET, policy=services.url_policy,
                       timeout_s=settings.CALLBACK_TIMEOUT_S,
                       max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
@@ -98,4 +100,35 @@ def notify(task_id: str, services: Services) -> CallbackOutcome | None:
                                        attempts=outcome.attempts, error=outcome.error)
     log.info("callback %s after %d attempt(s)", outcome.status, outcome.attempts,
              extra={"task_id": task_id})
+    return outcome
+
+
+def notify_batches(task_id: str, services: Services) -> None:
+    """After a task ended: each batch it belongs to that has now finished (exactly one
+    caller sees that, BatchStore.finish_for_task) gets its callback — the body of
+    GET /api/v1/batches/{id}, signed like a task's, with `X-Batch-Id`."""
+    try:
+        finished = services.batches.finish_for_task(task_id)
+    except ServiceUnavailable:  # the reconciler's sweep finishes the batch later
+        log.warning("could not check the task's batch", extra={"task_id": task_id})
+        return
+    for batch_id in finished:
+        notify_batch(batch_id, services)
+
+
+def notify_batch(batch_id: str, services: Services) -> CallbackOutcome | None:
+    batch = services.batches.get(batch_id)
+    if batch is None or not batch.callback_url:
+        return None
+    envelope = Envelope(code=200, message="success", data=batch.model_dump(mode="json"))
+    body = json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False).encode()
+    settings = services.settings
+    outcome = post_callback(batch.callback_url, body, ids={"X-Batch-Id": batch_id},
+                            secret=settings.CALLBACK_SECRET, policy=services.url_policy,
+                            timeout_s=settings.CALLBACK_TIMEOUT_S,
+                            max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
+    services.batches.record_callback(batch_id, status=outcome.status,
+                                     attempts=outcome.attempts, error=outcome.error)
+    log.info("batch callback %s after %d attempt(s)", outcome.status, outcome.attempts,
+             extra={"batch_id": batch_id})
     return outcome

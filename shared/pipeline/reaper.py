@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from shared.pipeline.callbacks import notify_batch
 from shared.pipeline.runner import after_failure
 from shared.queue.base import TaskQueue, new_generation
 from shared.search import TagIndex
@@ -41,7 +42,17 @@ def reconcile(services: Services) -> dict[str, int]:
     counts = reap_stuck_tasks(services.store, services.queries, services.queue,
                               settings.MAX_ATTEMPTS, grace_s=settings.RECONCILE_GRACE_S,
                               on_failed=lambda task_id: after_failure(task_id, services))
-    return {**counts, "reindexed": retry_indexing(services.followups, services.index)}
+    return {**counts, "reindexed": retry_indexing(services.followups, services.index),
+            "batches_finished": finish_stale_batches(services)}
+
+
+def finish_stale_batches(services: Services) -> int:
+    """Batches whose last item ended while the database was out of reach: finished now,
+    with their callback (exactly once: the same conditional UPDATE as the worker's)."""
+    finished = services.batches.finish_stale()
+    for batch_id in finished:
+        notify_batch(batch_id, services)
+    return len(finished)
 
 
 def reap_stuck_tasks(store: TaskStore, queries: TaskQueries, queue: TaskQueue,

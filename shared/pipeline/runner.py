@@ -34,7 +34,7 @@ from shared.errors import (
     WaitForKey,
 )
 from shared.logs import log_context
-from shared.pipeline.callbacks import notify
+from shared.pipeline.callbacks import notify, notify_batches
 from shared.pipeline.stages import Job, run_stages
 from shared.queue.base import new_generation
 from shared.services import Services
@@ -145,6 +145,7 @@ def after_failure(task_id: str, services: Services, *, dead_letter: bool = True)
     except (RedisError, ServiceUnavailable):
         log.warning("could not record the dead letter", extra={"task_id": task_id})
     notify(task_id, services)
+    notify_batches(task_id, services)
 
 
 class Heartbeat:
@@ -255,6 +256,7 @@ def _run_job(job: Job, services: Services, heartbeat: Heartbeat,
     log.info("task completed", extra={"duration_ms": sum(job.timings.values())})
     index_completed(task_id, services)
     notify(task_id, services)
+    notify_batches(task_id, services)
     return WorkerReply(200, "completed", TaskStatus.COMPLETED)
 
 

@@ -25,6 +25,10 @@ class TaskQueue(Protocol):
         `generation` tells deliveries of the same task apart (Cloud Tasks task names);
         `planned` marks a delivery timed to a key slot the pool promised (not gated again)."""
 
+    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
+        """Deliver each (task_id, url) now, in one round trip where the backend allows
+        (a batch). Raises ServiceUnavailable; then the caller takes back every row."""
+
     def dead_letter(self, task_id: str) -> None:
         """Record that the task ran out of attempts."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from google.api_core import exceptions as gexc
@@ -28,6 +29,7 @@ MIN_DISPATCH_S, MAX_DISPATCH_S = 15, 1800
 
 CREATE_TIMEOUT_S = 5.0
 """Default of CLOUD_TASKS_TIMEOUT_S: an enqueue is part of the create request's 10 s."""
+ENQUEUE_THREADS = 16
 
 
 def task_name(queue_path: str, task_id: str, generation: str = "0") -> str:
@@ -83,6 +85,15 @@ class CloudTasksQueue:
                                         timeout=self.timeout_s)
             except gexc.AlreadyExists:
                 log.info("task already queued", extra={"task_id": task_id})
+
+    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
+        """Cloud Tasks creates one task per call: ENQUEUE_THREADS calls at a time; the
+        first outage is raised once all have returned (the caller deletes the rows, and a
+        delivery whose row is gone is acknowledged and dropped by the worker)."""
+        with ThreadPoolExecutor(max_workers=ENQUEUE_THREADS) as pool:
+            futures = [pool.submit(self.enqueue, task_id, url=url) for task_id, url in items]
+        for future in futures:
+            future.result()
 
     def dead_letter(self, task_id: str) -> None:
         """Nothing to move: the task row says `failed` and the worker answered 2xx."""

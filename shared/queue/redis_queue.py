@@ -81,6 +81,19 @@ class RedisQueue:
                       "1" if planned else "0", WAKE],
             )
 
+    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
+        """One pipeline (MULTI/EXEC) for all of them: queued together or not at all."""
+        now = int(time.time())
+        with redis_outage():
+            pipe = self.redis.pipeline(transaction=True)
+            for task_id, url in items:
+                self._enqueue(
+                    keys=[keys.task_info(task_id), keys.TASK_QUEUE, keys.TASK_QUEUE_DELAYED],
+                    args=[task_id, url, now, keys.TASK_INFO_TTL_S, "0", "0", "0", WAKE],
+                    client=pipe,
+                )
+            pipe.execute()
+
     def dead_letter(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.lrem(keys.TASK_QUEUE_PROCESSING, 0, task_id)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+from pydantic import ValidationError
 
 from shared.accounts.pool import KEY_ID_PATTERN, PoolUnavailable
 from shared.cursor import InvalidCursor
@@ -25,6 +31,21 @@ from shared.queue.base import new_generation
 from shared.redis_conn import redis_outage
 from shared.search import SearchPage, SearchQuery
 from shared.services import Services
+from shared.tasks.batch_models import (
+    Batch,
+    BatchCreated,
+    BatchItem,
+    BatchPage,
+    BatchResultsQuery,
+    CreateBatchRequest,
+    ExportQuery,
+    ItemError,
+    ItemOutcome,
+    ListBatchesQuery,
+)
+from shared.tasks.batches import DuplicateBatchKey
+from shared.tasks.db import utcnow
+from shared.tasks.export import EXPORT_COLUMNS, export_stream
 from shared.tasks.models import (
     CreateTaskRequest,
     ListTasksQuery,
@@ -34,7 +55,9 @@ from shared.tasks.models import (
     new_task_id,
     task_id_forms,
 )
-from shared.tasks.store import DuplicateIdempotencyKey
+from shared.tasks.store import DuplicateIdempotencyKey, pending_row
+from shared.tasks.subtitles import render_subtitles
+from shared.validation import validation_problem
 from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")
@@ -51,25 +74,13 @@ def create_task(
     store = services.store
     check_targets(services, request)
     if idempotency_key is not None:
-        if not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
-            raise InvalidInput(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        _check_idempotency_key(idempotency_key)
         existing = store.get_by_idempotency_key(idempotency_key)
         if existing:
             return _same_request(existing, request), False
     task_id = new_task_id()
-    fields: dict[str, Any] = {
-        "url": request.url,
-        "platform": request.platform,
-        "uid": None if request.uid is None else str(request.uid),
-        "env": request.env,
-        "dimensions": request.dimensions,
-        "language": request.language,
-        "vocabulary": request.vocabulary,
-        "callback_url": request.callback_url,
-        "idempotency_key": idempotency_key,
-    }
     try:
-        task = store.insert(task_id, fields)
+        task = store.insert(task_id, task_fields(request, idempotency_key))
     except DuplicateIdempotencyKey:
         existing = store.get_by_idempotency_key(idempotency_key or "")
         if existing is None:
@@ -84,6 +95,22 @@ def create_task(
         raise
     log.info("task created", extra={"task_id": task_id})
     return task, True
+
+
+def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
+                ) -> dict[str, Any]:
+    """The columns a create request sets (single creates and batch items)."""
+    return {
+        "url": request.url,
+        "platform": request.platform,
+        "uid": None if request.uid is None else str(request.uid),
+        "env": request.env,
+        "dimensions": request.dimensions,
+        "language": request.language,
+        "vocabulary": request.vocabulary,
+        "callback_url": request.callback_url,
+        "idempotency_key": idempotency_key,
+    }
 
 
 _sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-tag")
@@ -132,12 +159,8 @@ def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
 def check_targets(services: Services, request: CreateTaskRequest) -> None:
     """Refuse URLs that point inside our network (a DNS lookup, no download)."""
     for field, url in (("url", request.url), ("callback_url", request.callback_url)):
-        if url is None:
-            continue
-        try:
-            services.url_policy.check_url(url)
-        except UrlForbidden as error:
-            raise InvalidInput(field + error.message.removeprefix("url")) from None
+        if url is not None:
+            _check_url(services, field, url)
 
 
 def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
@@ -254,3 +277,218 @@ def health(services: Services) -> dict[str, str]:
         except Exception as error:  # noqa: BLE001 - any failure is reported, not raised
             report[name] = f"error: {type(error).__name__}"
     return report
+
+
+# --- batches -------------------------------------------------------------------------
+
+BATCH_CHUNK = 200
+"""Items written per transaction: short transactions, few round trips."""
+
+MALFORMED_BATCH_ID = "batch_id: malformed (expected a UUID: dashed, or 32 hex digits)"
+
+
+def create_batch(services: Services, request: CreateBatchRequest, body: dict[str, Any],
+                 idempotency_key: str | None, context: dict[str, Any]
+                 ) -> tuple[BatchCreated, bool]:
+    """Validate every item on its own, write the batch (one transaction per chunk of
+    items), queue every accepted task in one go, then open the batch: all of it or, when
+    the queue cannot be written, none of it (503). Returns (answer, created); the same
+    Idempotency-Key and body answer the stored batch again."""
+    if request.callback_url is not None:
+        _check_url(services, "callback_url", request.callback_url)
+    request_sha256 = hashlib.sha256(json.dumps(
+        body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+    if idempotency_key is not None:
+        _check_idempotency_key(idempotency_key)
+        replayed = _replayed_batch(services, idempotency_key, request_sha256)
+        if replayed:
+            return replayed, False
+    batch_id = new_task_id()
+    try:
+        services.batches.begin(batch_id, name=request.name, total=len(request.items),
+                               callback_url=request.callback_url,
+                               idempotency_key=idempotency_key, request_sha256=request_sha256)
+    except DuplicateBatchKey:
+        replayed = _replayed_batch(services, idempotency_key or "", request_sha256)
+        if replayed is None:
+            raise
+        return replayed, False
+    outcomes: list[ItemOutcome] = []
+    queued: list[tuple[str, str]] = []
+    try:
+        for start in range(0, len(request.items), BATCH_CHUNK):
+            now = utcnow()
+            rows, items = [], []
+            for index, raw in enumerate(request.items[start:start + BATCH_CHUNK], start):
+                outcome, item = _batch_item(services, index, raw, context)
+                outcomes.append(outcome)
+                if item is None:
+                    assert outcome.error is not None
+                    items.append({"item_index": index, "task_id": None,
+                                  "error_field": outcome.error.field[:64],
+                                  "error_reason": outcome.error.reason[:512]})
+                    continue
+                task_id = new_task_id()
+                outcome.task_id = task_id
+                rows.append(pending_row(task_id, task_fields(item), now))
+                items.append({"item_index": index, "task_id": task_id, "error_field": None,
+                              "error_reason": None})
+                queued.append((task_id, item.url))
+            services.batches.add_chunk(batch_id, rows, items)
+        if queued:
+            services.queue.enqueue_many(queued)
+    except ServiceUnavailable:
+        _discard(services, batch_id)
+        raise
+    accepted = len(queued)
+    services.batches.open(batch_id, accepted=accepted, rejected=len(outcomes) - accepted)
+    log.info("batch created: %d accepted, %d refused", accepted, len(outcomes) - accepted,
+             extra={"batch_id": batch_id})
+    batch = services.batches.get(batch_id)
+    assert batch is not None
+    return BatchCreated(batch=batch, accepted=accepted, rejected=len(outcomes) - accepted,
+                        items=outcomes), True
+
+
+def _batch_item(services: Services, index: int, raw: Any, context: dict[str, Any]
+                ) -> tuple[ItemOutcome, BatchItem | None]:
+    """One item checked exactly as a single create checks its body."""
+    if not isinstance(raw, dict):
+        return ItemOutcome(index=index, error=ItemError(
+            field="item", reason=f"must be a JSON object (got {_json_type(raw)})")), None
+    try:
+        item = BatchItem.model_validate(raw, context=context)
+        check_targets(services, item)
+    except ValidationError as error:
+        field, reason = validation_problem(error)
+        return ItemOutcome(index=index, error=ItemError(field=field, reason=reason)), None
+    except InvalidInput as error:
+        field, _, reason = error.message.partition(": ")
+        return ItemOutcome(index=index, error=ItemError(field=field, reason=reason)), None
+    return ItemOutcome(index=index), item
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _check_url(services: Services, field: str, url: str) -> None:
+    try:
+        services.url_policy.check_url(url)
+    except UrlForbidden as error:
+        raise InvalidInput(field + error.message.removeprefix("url")) from None
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise InvalidInput(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+
+
+def _replayed_batch(services: Services, key: str, request_sha256: str) -> BatchCreated | None:
+    """The stored answer for a repeated call, None when the key is new."""
+    row = services.batches.row_by_idempotency_key(key)
+    if row is None:
+        return None
+    if row["request_sha256"] != request_sha256:
+        raise Conflict("Idempotency-Key: already used for a different request")
+    if row["state"] == "creating":
+        raise Conflict("Idempotency-Key: a request with this key is still being processed; "
+                       "try again in a few seconds")
+    batch = services.batches.get(row["batch_id"])
+    assert batch is not None
+    return BatchCreated(batch=batch, accepted=batch.accepted, rejected=batch.rejected,
+                        items=services.batches.items(batch.batch_id))
+
+
+def _discard(services: Services, batch_id: str) -> None:
+    try:
+        services.batches.discard(batch_id)
+    except ServiceUnavailable:  # the reconciler queues what stayed; logged for operators
+        log.error("could not remove a batch that was not queued", extra={"batch_id": batch_id})
+
+
+def _batch_id(raw: str) -> str:
+    forms = task_id_forms(raw)
+    if forms is None:
+        raise InvalidInput(MALFORMED_BATCH_ID)
+    return forms[0]
+
+
+def get_batch(services: Services, batch_id: str) -> Batch:
+    """The batch with its progress and the estimated time left."""
+    batch = services.batches.get(_batch_id(batch_id))
+    if batch is None:
+        raise NotFound(f"batch_id: no batch {_batch_id(batch_id)}")
+    if batch.progress.finished < batch.progress.total:
+        batch.eta_s = _eta_s(services, batch.batch_id)
+    return batch
+
+
+def _eta_s(services: Services, batch_id: str) -> float | None:
+    """Seconds until the batch's last item is done: the unfinished tasks up to it, at the
+    rate the service can take them (docs/decisions.md, "Batch ETA")."""
+    left, ahead = services.batches.unfinished_ahead(batch_id)
+    if not left:
+        return None
+    rate = _throughput_per_s(services)
+    return None if not rate else round(ahead / rate, 1)
+
+
+def _throughput_per_s(services: Services) -> float | None:
+    """Tasks per second: with Gemini, what the key pool allows per minute (one request a
+    task); otherwise the completions of the last 10 minutes."""
+    if services.settings.TAGGER == "gemini":
+        try:
+            with redis_outage():
+                accounts = services.pool.stats()["accounts"]
+        except ServiceUnavailable:
+            return None
+        per_minute = sum(int(account.get("effective_minute_limit") or 0)
+                         for account in accounts
+                         if account.get("status") == "active" and not account.get("problem"))
+        return per_minute / 60 or None
+    window_s = 600
+    done = services.queries.finished_since(utcnow() - timedelta(seconds=window_s))
+    return len(done) / window_s or None
+
+
+def list_batches(services: Services, query: ListBatchesQuery) -> BatchPage:
+    try:
+        batches, next_cursor = services.batches.list(limit=query.limit, cursor=query.cursor)
+    except InvalidCursor as error:
+        raise InvalidInput(str(error)) from None
+    return BatchPage(batches=batches, next_cursor=next_cursor)
+
+
+def batch_results(services: Services, batch_id: str, query: BatchResultsQuery
+                  ) -> Iterator[bytes]:
+    """The export of a batch's tasks, in item order (checked before the first byte)."""
+    batch = get_batch(services, batch_id)
+    rows = services.batches.task_rows(batch.batch_id, EXPORT_COLUMNS)
+    return export_stream(query.format, _first_read(rows), with_index=True)
+
+
+def export_tasks(services: Services, query: ExportQuery) -> Iterator[bytes]:
+    """The export of every task the filters match, oldest first, in chunks."""
+    filters = {"status": query.status, "platform": query.platform, "uid": query.uid,
+               "env": query.env}
+    chunks = services.queries.export_rows(EXPORT_COLUMNS, since=query.since, until=query.until,
+                                          **filters)
+    return export_stream(query.format, _first_read(chunks))
+
+
+def _first_read(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    """The first chunk is read now, so a database outage is a 503 before the first byte
+    (later chunks are read while streaming)."""
+    first = next(chunks, None)
+    return iter([]) if first is None else itertools.chain([first], chunks)
+
+
+def subtitles(services: Services, task_id: str, kind: str) -> str:
+    """WebVTT or SRT of a completed task's on-screen text, speech and key moments."""
+    task = get_task(services, task_id)
+    if task.result is None:
+        raise Conflict(f"task_id: task is {task.status} and has no result yet; subtitles "
+                       "come from the result")
+    return render_subtitles(task.result, kind)

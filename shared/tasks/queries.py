@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from shared.cursor import decode_cursor, encode_cursor
 from shared.tasks.db import connect, utcnow
+from shared.tasks.export import EXPORT_CHUNK
 from shared.tasks.models import Task, TaskStatus
 from shared.tasks.schema import video_tasks as t
 from shared.tasks.store import to_task
@@ -134,3 +135,29 @@ class TaskQueries:
             query = query.where(t.c.created_at >= since)
         with connect(self.engine) as conn:
             return conn.execute(query).scalar_one()
+
+    def export_rows(self, columns: list[sa.Column], *, status: str | None = None,
+                    platform: str | None = None, uid: str | None = None,
+                    env: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, chunk: int = EXPORT_CHUNK
+                    ) -> Iterator[list[dict[str, Any]]]:
+        """Tasks matching the filters in id order, `chunk` at a time (keyset pagination:
+        one short query per chunk, nothing held open while the caller writes)."""
+        query = sa.select(*columns)
+        for column, value in ((t.c.status, status), (t.c.platform, platform),
+                              (t.c.uid, uid), (t.c.env, env)):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(t.c.created_at >= since)
+        if until is not None:
+            query = query.where(t.c.created_at < until)
+        last_id = 0
+        while True:
+            page = query.where(t.c.id > last_id).order_by(t.c.id).limit(chunk)
+            with connect(self.engine) as conn:
+                rows = [dict(row) for row in conn.execute(page).mappings()]
+            if not rows:
+                return
+            last_id = rows[-1]["id"]
+            yield rows

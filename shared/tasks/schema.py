@@ -63,3 +63,45 @@ video_tasks = sa.Table(
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_unicode_ci",
 )
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("accepted", sa.Integer, nullable=False),
+    sa.Column("rejected", sa.Integer, nullable=False),
+    sa.Column("callback_url", sa.String(2048)),
+    sa.Column("callback_status", sa.String(16)),
+    sa.Column("callback_attempts", sa.Integer),
+    sa.Column("callback_error", sa.String(512)),
+    sa.Column("idempotency_key", sa.String(128), unique=True),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_batches_created_at", "created_at"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""A batch of items created in one call (`state`: creating → open; `finished_at` is set
+once, by the one conditional UPDATE that sees every item finished)."""
+
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(64), nullable=False),
+    sa.Column("item_index", sa.Integer, nullable=False),
+    sa.Column("task_id", sa.String(64)),
+    sa.Column("error_field", sa.String(64)),
+    sa.Column("error_reason", sa.String(512)),
+    sa.Index("ux_batch_items_batch_id_item_index", "batch_id", "item_index", unique=True),
+    sa.Index("ix_batch_items_task_id", "task_id"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""Every item of a batch in request order: its task, or why it was refused."""

@@ -12,7 +12,7 @@ the newer attempt.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,17 +66,7 @@ class TaskStore:
 
     def insert(self, task_id: str, fields: dict[str, Any]) -> Task:
         """Insert a pending task; DuplicateIdempotencyKey when the key was used already."""
-        now = utcnow()
-        values = {
-            **fields,
-            "task_id": task_id,
-            "status": TaskStatus.PENDING,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-            "next_attempt_at": now,
-            "delivery": "0",
-        }
+        values = pending_row(task_id, fields, utcnow())
         try:
             with begin(self.engine) as conn:
                 conn.execute(sa.insert(t), values)
@@ -265,6 +255,20 @@ class TaskStore:
         )
         with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1
+
+
+def pending_row(task_id: str, fields: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The row of a new task, waiting for its first delivery (single creates and batches)."""
+    return {
+        **fields,
+        "task_id": task_id,
+        "status": TaskStatus.PENDING,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+        "next_attempt_at": now,
+        "delivery": "0",
+    }
 
 
 UPSTREAM_TEXT = ("message", "callback_error", "index_error")
