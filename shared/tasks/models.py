@@ -132,7 +132,7 @@ class CreateTaskRequest(BaseModel):
         try:
             return vocabulary.parse(value)
         except vocabulary.VocabularyError as error:
-            raise ValueError(str(error).removeprefix("vocabulary")) from None
+            raise ValueError(str(error).removeprefix("vocabulary.")) from None
 
     @field_validator("uid")
     @classmethod
