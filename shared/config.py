@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     TAXONOMY_FILE: str = ""
     GEMINI_TEMPERATURE: float = Field(default=0.2, ge=0, le=2)
     GEMINI_MAX_OUTPUT_TOKENS: int = Field(default=8192, ge=256, le=65536)
+    GEMINI_WINDOW_S: float = Field(default=1200, gt=0)
     GEMINI_DEADLINE_S: float = Field(default=240, gt=0)
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
     GEMINI_RATE_WINDOW_S: float = Field(default=60, gt=0)

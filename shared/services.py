@@ -64,6 +64,7 @@ class Services:
             ),
             max_video_seconds=settings.MAX_VIDEO_SECONDS,
             record_source=self.store.record_source,
+            record_windows=self.store.record_windows,
             find_result=self.queries.find_result if settings.RESULT_CACHE else None,
         )
 

@@ -117,6 +117,9 @@ class GeminiStandIn:
     """Every generate call answers 400 FAILED_PRECONDITION (an exit region Gemini refuses)."""
     prompt_tokens: int = 0
     """When set, the promptTokenCount every answer reports."""
+    fail_after: int | None = None
+    """After this many answered generate calls, every further one answers 500."""
+    answered: list[float] = field(default_factory=list)
     cut_at: int = 8192
     """`truncated_once`: answers cut off (MAX_TOKENS) while maxOutputTokens is at most this."""
     answers: dict[str, Any] = field(default_factory=dict)
@@ -273,9 +276,23 @@ class GeminiStandIn:
             return handler._send(200, {"candidates": [{"finishReason": "SAFETY", "index": 0,
                                                        "safetyRatings": BLOCKING_RATINGS}],
                                        "usageMetadata": {"promptTokenCount": 10}})
+        if self.fail_after is not None and len(self.answered) >= self.fail_after:
+            code, error = ERRORS["500"]
+            return handler._send(code, error)
         config = body.get("generationConfig", {})
         schema = config.get("responseSchema") or config.get("responseJsonSchema") or {}
-        text = json.dumps(fill(schema, answers=self.answers), ensure_ascii=False)
+        answers = dict(self.answers)
+        clip = next((p.get("videoMetadata") or p.get("video_metadata") for c in
+                     body.get("contents", []) for p in c.get("parts", [])
+                     if p.get("videoMetadata") or p.get("video_metadata")), None)
+        if clip and "key_moments" not in answers:  # a part of a long video: a moment in it
+            start = float(str(clip.get("startOffset") or clip.get("start_offset")).rstrip("s"))
+            answers["key_moments"] = [{"start": start + 0.2, "end": start + 0.6,
+                                       "description": f"片段 {start:g}",
+                                       "tags": [f"片段{start:g}"]}]
+            answers["summary"] = f"从 {start:g} 秒开始的一段"
+        text = json.dumps(fill(schema, answers=answers), ensure_ascii=False)
+        self.answered.append(time.monotonic())
         finish = "STOP"
         if behaviour == "badjson" or (behaviour == "badjson_once"
                                       and not self._seen_badjson(key)):

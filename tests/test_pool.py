@@ -20,6 +20,7 @@ from shared.accounts.pool import (
     MIN_SEND_MARGIN_MS,
     MIN_SEND_SAMPLES,
     PROBE_QUIET_MS,
+    RACE_STEP_MS,
     SEND_MARGIN_MS,
     SEND_SAMPLES,
     AccountPool,
@@ -422,12 +423,32 @@ def test_the_send_margin_follows_measured_send_latency(redis_client: redis.Redis
     pool.record_send_latency(0.4)
     pool._margin = (SEND_MARGIN_MS, 0.0)
     assert pool.send_margin_ms() == 400 + MIN_SEND_MARGIN_MS
-    assert AccountPool(redis_client).stats()["send_margin_ms"] == 450  # shared through Redis
+    assert AccountPool(redis_client).stats()["send_margin_ms"] == 400 + MIN_SEND_MARGIN_MS
     for _ in range(SEND_SAMPLES):
         pool.record_send_latency(0.001)
     pool._margin = (SEND_MARGIN_MS, 0.0)
     assert pool.send_margin_ms() == 1 + MIN_SEND_MARGIN_MS  # old samples age out
     assert redis_client.llen(keys.ACCOUNT_SEND_LATENCY) == SEND_SAMPLES
+
+
+def test_boundary_races_raise_the_send_margin(redis_client: redis.Redis) -> None:
+    """A boundary 429 is a race the margin lost: each raises it by RACE_STEP_MS."""
+    seed(redis_client, 1, minute=10)
+    pool = AccountPool(redis_client)
+    for _ in range(MIN_SEND_SAMPLES):
+        pool.record_send_latency(0.01)
+    pool._margin = (SEND_MARGIN_MS, 0.0)
+    before = pool.send_margin_ms()
+    for _ in range(2):
+        lease = pool.acquire()
+        pool.report(lease.key_id, Outcome("minute", "race", retry_delay_s=1.0), lease.member)
+        free_cooldown(redis_client, lease.key_id)
+        pool._margin = (SEND_MARGIN_MS, 0.0)
+    assert pool.send_margin_ms() == before + 2 * RACE_STEP_MS
+    lease = pool.acquire()  # a real lesson (a long delay) is no race
+    pool.report(lease.key_id, Outcome("minute", "quota", retry_delay_s=40), lease.member)
+    pool._margin = (SEND_MARGIN_MS, 0.0)
+    assert pool.send_margin_ms() == before + 2 * RACE_STEP_MS
 
 
 def test_sent_request_is_counted_when_it_leaves(redis_client: redis.Redis) -> None:

@@ -11,7 +11,7 @@ from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool
 from shared.config import load_settings
 from shared.errors import PermanentError
-from shared.tagging import moments, vocabulary
+from shared.tagging import moments, vocabulary, windows
 from shared.tagging.base import TagRequest
 from shared.tagging.gemini import GeminiTagger
 from shared.tagging.result import KeyMoment
@@ -199,3 +199,76 @@ def test_an_answer_cut_off_twice_is_not_paid_a_third_time(pool, standin, media_d
     assert getattr(caught.value, "error_code", "") == "invalid_model_output"
     assert "cut off" in str(caught.value)
     assert len(standin.generate_calls()) == 2  # the first, then once with more room
+
+
+# --- long videos in windows ---------------------------------------------------------------
+
+def test_windows_cover_the_video_in_equal_parts() -> None:
+    assert windows.plan(7200, 1200) == [(i * 1200.0, (i + 1) * 1200.0) for i in range(6)]
+    assert windows.plan(2500, 1200) == [(0.0, 833.333), (833.333, 1666.667), (1666.667, 2500)]
+    assert windows.plan(600, 1200) == [(0.0, 600)]
+    assert windows.plan(0, 1200) == [(0.0, 0.0)]
+
+
+def clip_offsets(call) -> list[tuple[str, str]]:
+    """videoMetadata offsets sent (the SDK writes the inner fields snake_case, which
+    Gemini's JSON parser takes as it takes camelCase)."""
+    return [(clip.get("startOffset") or clip.get("start_offset"),
+             clip.get("endOffset") or clip.get("end_offset"))
+            for clip in (p.get("videoMetadata") for p in call.body["contents"][0]["parts"])
+            if clip]
+
+
+def test_a_long_video_is_tagged_in_windows_and_merged(pool, standin, media_dir) -> None:
+    result = tagger_for(pool, standin, GEMINI_WINDOW_S=1).tag(request_for(media_dir))
+    calls = standin.generate_calls()
+    assert [clip_offsets(c) for c in calls] == [[("0s", "1s")], [("1s", "2s")]]
+    assert "00:01–00:02" in calls[1].body["contents"][0]["parts"][-1]["text"]
+    assert [(m.start_s, m.tags) for m in result.key_moments] == [
+        (0.2, ["片段0"]), (1.2, ["片段1"])]  # absolute times, both parts
+    assert result.summary == "[00:00–00:01] 从 0 秒开始的一段 [00:01–00:02] 从 1 秒开始的一段"
+    assert result.usage.requests == 2 and result.usage.prompt_tokens == sum(
+        standin.usage(c.body)["promptTokenCount"] for c in calls)
+
+
+def test_a_redelivery_asks_only_for_the_missing_windows(sqlite_services, standin, pool,
+                                                        media_server) -> None:
+    """The first delivery gets one part in, then Gemini fails: the part is kept on the row,
+    and the next delivery asks for the other part only."""
+    services = gemini_services(sqlite_services, standin)
+    services.settings.GEMINI_WINDOW_S = 1
+    services.settings.GEMINI_DEADLINE_S = 0.5
+    standin.fail_after = 1
+    reply, task = run_task(services, media_server.url("files/clip.mp4"))
+    assert task.status == "pending" and list(task.windows) == ["0"]
+    standin.fail_after = None
+    from shared.pipeline.runner import handle_delivery
+    services.store.engine.dispose()
+    handle_delivery(task.task_id, services)
+    done = services.store.get(task.task_id)
+    assert done.status == "completed" and done.windows is None
+    offsets = [clip_offsets(c) for c in standin.generate_calls() if standin.answered]
+    assert offsets[-1] == [("1s", "2s")] and offsets.count([("0s", "1s")]) == 1
+    assert [m.tags for m in done.result.key_moments] == [["片段0"], ["片段1"]]
+
+
+def test_a_three_hour_video_fits_a_small_token_limit_window_by_window(
+        redis_client, standin, media_dir) -> None:
+    """The token limit applies to each window, not to the whole video: 9 windows of 20
+    minutes fit a 150,000-token limit that the whole 3 hours (~1.06 M) never could."""
+    import dataclasses
+
+    import_accounts(redis_client, [AccountEntry(
+        api_key=KEYS[0], daily_limit=100, minute_limit=100, tpm_limit=150_000, username="u",
+        password="pw", phone="", email="")], replace=True)
+    request = request_for(media_dir)
+    request = dataclasses.replace(request, media=dataclasses.replace(request.media,
+                                                                     duration_s=10_800))
+    result = tagger_for(AccountPool(redis_client), standin).tag(request)
+    assert result.usage.requests == 9
+    import_accounts(redis_client, [AccountEntry(
+        api_key=KEYS[0], daily_limit=100, minute_limit=100, tpm_limit=50_000, username="u",
+        password="pw", phone="", email="")], replace=True)
+    with pytest.raises(PermanentError) as caught:
+        tagger_for(AccountPool(redis_client), standin).tag(request)
+    assert caught.value.error_code == "request_too_large"

@@ -55,7 +55,7 @@ latencies have been measured: the entry is stamped when the request goes on the 
 Gemini counts it when it has arrived. Without a margin, a request sent the instant a slot
 frees can reach Gemini before the one it replaces had counted a window ago."""
 
-MIN_SEND_MARGIN_MS = 50
+MIN_SEND_MARGIN_MS = 100
 """The margin never goes below this (clock steps, the server reading the body)…"""
 
 MAX_SEND_MARGIN_MS = 5_000
@@ -75,6 +75,11 @@ BOUNDARY_SLACK_MS = 2_000
 """A per-minute 429 whose `retryDelay` is at most this is a race at the window's edge
 (Gemini's arrival clock vs the pool's send clock; Gemini rounds the delay up to whole
 seconds), not evidence of a lower limit: the key waits out the delay and learns nothing."""
+
+RACE_STEP_MS = 100
+"""A boundary 429 is a race the margin lost: it is recorded as a send this much slower
+than the slowest the margin covers, so each one raises the margin by this much (until
+the samples age out)."""
 
 BOUNDARY_COOL_MS = 250
 """Shortest wait after a boundary 429 ("0s" or a fraction of a second)."""
@@ -367,6 +372,9 @@ class AccountPool:
         over a learned limit is recognised when it succeeds."""
         _, next_day_ms = self.quota_day()
         delay_ms = -1 if outcome.retry_delay_s is None else int(outcome.retry_delay_s * 1000)
+        if outcome.kind == "minute" and 0 <= delay_ms <= BOUNDARY_SLACK_MS:
+            late = self.send_margin_ms() - MIN_SEND_MARGIN_MS + RACE_STEP_MS
+            self.record_send_latency(late / 1000)
         with _pool_outage():
             self._report(
                 keys=[keys.account_info(key_id), keys.account_window(key_id),

@@ -43,6 +43,7 @@ class StageTools:
     max_video_seconds: float
     record_source: Callable[..., bool]
     find_result: Callable[..., dict | None] | None
+    record_windows: Callable[..., bool] | None = None
 
 
 @dataclass
@@ -168,6 +169,8 @@ def tag_stage(job: Job) -> None:
                 scene_changes=job.frames.scene_changes if job.frames else None,
                 cuts=cuts,
                 vocabulary=job.task.vocabulary,
+                windows_done=job.task.windows,
+                on_window=_window_keeper(job),
             )
         )
         result.key_moments, warnings = moments.fit(result.key_moments,
@@ -177,6 +180,13 @@ def tag_stage(job: Job) -> None:
     if job.frames is not None:
         result.technical.scene_changes = job.frames.scene_changes
     job.result = result
+
+
+def _window_keeper(job: Job) -> Callable[[dict], object] | None:
+    record = job.tools.record_windows
+    if record is None:
+        return None
+    return lambda done: record(job.task.task_id, job.task.attempts, done)
 
 
 def cached_result(job: Job) -> TagResult | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,10 @@ class TagRequest:
     """Shot boundaries found while extracting key frames (seconds)."""
     vocabulary: dict[str, Any] | None = None
     """The caller's own vocabulary (`shared.tagging.vocabulary.parse`)."""
+    windows_done: dict[str, Any] | None = None
+    """A long video's parts already answered (by an earlier delivery), by part index."""
+    on_window: Callable[[dict[str, Any]], object] | None = None
+    """Called with every part answered so far, as soon as one more is in (kept on the row)."""
 
 
 class Tagger(Protocol):

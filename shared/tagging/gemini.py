@@ -26,7 +26,7 @@ from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
 from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
 from shared.redact import redact
-from shared.tagging import taxonomy, vocabulary
+from shared.tagging import taxonomy, vocabulary, windows
 from shared.tagging.base import TagRequest
 from shared.tagging.health import GeminiHealth, shown
 from shared.tagging.local import technical_of
@@ -41,7 +41,14 @@ from shared.tagging.prompting import (
     template,
     user_prompt,
 )
-from shared.tagging.result import GeminiSafetyRating, Safety, TagResult, Usage, flatten_tags
+from shared.tagging.result import (
+    GeminiSafetyRating,
+    Safety,
+    TagResult,
+    Usage,
+    added,
+    flatten_tags,
+)
 from shared.video.audio import extract_audio
 
 log = logging.getLogger("vision_to_tag.gemini")
@@ -130,7 +137,49 @@ class GeminiTagger:
 
     def tag(self, request: TagRequest) -> TagResult:
         vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
-        call = self._plan(request, vocab)
+        parts = windows.plan(request.media.duration_s, self.settings.GEMINI_WINDOW_S)
+        if len(parts) > 1 and self.settings.TAG_INPUT == "video":
+            return self._tag_in_windows(request, vocab, parts)
+        parsed, answer, model, total = self._ask(request, self._plan(request, vocab))
+        return self._result(parsed, answer, request, vocab, model, total)
+
+    def _tag_in_windows(self, request: TagRequest, vocab: taxonomy.Taxonomy,
+                        parts: list[tuple[float, float]]) -> TagResult:
+        """Part by part over the same video; each part's answer is kept on the row at once
+        (`request.on_window`), so a redelivery asks only for the parts still missing."""
+        done = dict(request.windows_done or {})
+        uploads: dict = {}
+        try:
+            for index, window in enumerate(parts):
+                if str(index) in done:
+                    continue
+                parsed, answer, model, usage = self._ask(
+                    request, self._plan(request, vocab, window, uploads))
+                safety = parsed["safety"] or Safety()
+                safety.gemini_ratings = answer.ratings
+                done[str(index)] = {
+                    "dimensions": {d: {f: [t.model_dump() for t in tags]
+                                       for f, tags in fields.items()}
+                                   for d, fields in parsed["dimensions"].items()},
+                    "key_moments": [m.model_dump() for m in parsed["key_moments"]],
+                    "summary": parsed["summary"], "safety": safety.model_dump(),
+                    "usage": usage.model_dump(), "model": model, "window": list(window)}
+                if request.on_window is not None:
+                    request.on_window(done)
+        finally:
+            for (_, endpoint), (uploaded, lease, _) in uploads.items():
+                self._delete(uploaded, lease, endpoint)
+        merged = windows.merge([done[str(i)] for i in range(len(parts))], parts)
+        return self._result(
+            {**merged, "dimensions": {d: {f: list(tags) for f, tags in fields.items()}
+                                      for d, fields in merged["dimensions"].items()}},
+            _Answer("", merged["usage"], ratings=merged["safety"].gemini_ratings
+                    if merged["safety"] else []),
+            request, vocab, done[str(len(parts) - 1)]["model"], merged["usage"])
+
+    def _ask(self, request: TagRequest, call: _CallPlan) -> tuple[dict, _Answer, str, Usage]:
+        """One answer from Gemini, failing over between keys, endpoints and models:
+        (parsed answer, the call that gave it, its model, the usage of every call made)."""
         deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
         total, bad_json, last_error = Usage(), 0, "no attempt"
         for _ in range(MAX_KEY_ATTEMPTS):
@@ -189,15 +238,20 @@ class GeminiTagger:
                     raise TransientError(f"gemini answered invalid JSON twice: {error}",
                                          error_code="invalid_model_output") from None
                 continue
-            return self._result(parsed, answer, request, vocab, model, total)
+            return parsed, answer, model, total
         raise TransientError(f"gemini unavailable after failing over: {last_error}",
                              error_code="gemini_unavailable")
 
-    def _plan(self, request: TagRequest, vocab: taxonomy.Taxonomy) -> _CallPlan:
-        """What every try of this task sends: instructions, schema, media, limits."""
+    def _plan(self, request: TagRequest, vocab: taxonomy.Taxonomy,
+              clip: tuple[float, float] | None = None, uploads: dict | None = None
+              ) -> _CallPlan:
+        """What every try of this task (or of one part of it, `clip`) sends: instructions,
+        schema, media, limits."""
         frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
         prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
                              request.media.orientation, frames_mode, vocab)
+        if clip is not None:
+            prompt = (prompt[0], prompt[1] + "\n" + windows.facts(clip, request.language))
         config = dict(
             system_instruction=system_instruction(request.language),
             response_mime_type="application/json",
@@ -212,9 +266,10 @@ class GeminiTagger:
         return _CallPlan(timeout_ms=self.timeout_ms(request),
                          media_parts=self._frames_parts(request) if frames_mode else None,
                          prompt=prompt, config=config,
-                         tokens=estimate_tokens(request, resolution, frames_mode),
+                         tokens=estimate_tokens(request, resolution, frames_mode,
+                                                seconds=clip[1] - clip[0] if clip else None),
                          max_output_tokens=self.settings.GEMINI_MAX_OUTPUT_TOKENS,
-                         language=request.language)
+                         language=request.language, clip=clip, uploads=uploads)
 
     def _result(self, parsed: dict, answer: _Answer, request: TagRequest,
                 vocab: taxonomy.Taxonomy, model: str, total: Usage) -> TagResult:
@@ -312,7 +367,8 @@ class GeminiTagger:
         media_parts = call.media_parts
         try:
             if media_parts is None:
-                media_parts, uploaded = self._video_parts(request, lease, endpoint)
+                media_parts, uploaded = self._shared_video_parts(request, lease, endpoint,
+                                                                 call)
             if not self.pool.stamp_sent(lease):  # stamped again when on the wire
                 raise KeyCoolingDown("Gemini announced a wait for this key")
             client = self._client(endpoint)  # held: see _client
@@ -374,6 +430,24 @@ class GeminiTagger:
         return [types.Part.from_uri(file_uri=active.uri, mime_type=active.mime_type or mime)], \
             uploaded
 
+    def _shared_video_parts(self, request: TagRequest, lease: Lease, endpoint: str,
+                            call: _CallPlan) -> tuple[list[types.Part], types.File | None]:
+        """The video parts of this call: cut to `call.clip` with videoMetadata offsets, and
+        an upload kept for the next part with the same key (returned as None: not this
+        call's to delete)."""
+        if call.uploads is None:
+            return self._video_parts(request, lease, endpoint)
+        slot = (lease.key_id, endpoint)
+        if slot in call.uploads:
+            parts = call.uploads[slot][2]
+        else:
+            parts, uploaded = self._video_parts(request, lease, endpoint)
+            if uploaded is not None:
+                call.uploads[slot] = (uploaded, lease, parts)
+        start, end = call.clip or (0.0, request.media.duration_s)
+        clip = types.VideoMetadata(start_offset=f"{start:g}s", end_offset=f"{end:g}s")
+        return [part.model_copy(update={"video_metadata": clip}) for part in parts], None
+
     def _wait_active(self, client: genai.Client, uploaded: types.File) -> types.File:
         deadline = time.monotonic() + self.settings.GEMINI_FILE_TIMEOUT_S
         current = uploaded
@@ -431,12 +505,14 @@ PROMPT_TOKENS = 1500
 usageMetadata of a text-only request with the largest schema)."""
 
 
-def estimate_tokens(request: TagRequest, resolution: str, frames_mode: bool) -> int:
+def estimate_tokens(request: TagRequest, resolution: str, frames_mode: bool,
+                    seconds: float | None = None) -> int:
     """Input tokens of one request, from Google's published per-second rates (token
     counting guide, ai.google.dev, read 2026-11): frames at 1 per second (or the key
-    frames), audio at 32 per second, and the prompt."""
+    frames), audio at 32 per second, and the prompt. `seconds`: the part of the video sent
+    (a window of a long one), else all of it."""
     media = request.media
-    seconds = media.duration_s
+    seconds = media.duration_s if seconds is None else seconds
     if frames_mode:
         picture = len(request.frames) * FRAME_TOKENS[resolution]
     else:
@@ -455,12 +531,6 @@ def priced(usage: Usage, model: str, settings: Settings) -> Usage:
     return usage.model_copy(update={"cost_usd": round(usd, 6)})
 
 
-def added(total: Usage, more: Usage) -> Usage:
-    """Two usages summed (one task's calls)."""
-    summed = {name: getattr(total, name) + getattr(more, name) for name in Usage.model_fields}
-    return Usage(**{**summed, "cost_usd": round(summed["cost_usd"], 6)})
-
-
 @dataclass
 class _CallPlan:
     """What every try of one task sends."""
@@ -472,6 +542,11 @@ class _CallPlan:
     tokens: int
     max_output_tokens: int
     language: str = "zh"
+    clip: tuple[float, float] | None = None
+    """The part of the video this call is about (`videoMetadata` offsets), or all of it."""
+    uploads: dict | None = None
+    """(key id, endpoint) → (uploaded file, lease): a long video's parts share an upload
+    per key (a file belongs to the key's project); deleted when the last part is in."""
     shortened: bool = False
     """Asked again after an answer was cut off: more output tokens, fewer moments."""
 

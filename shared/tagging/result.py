@@ -106,6 +106,12 @@ class Safety(BaseModel):
     gemini_ratings: list[GeminiSafetyRating] = []
 
 
+def added(total: Usage, more: Usage) -> Usage:
+    """Two usages summed (one task's calls)."""
+    summed = {name: getattr(total, name) + getattr(more, name) for name in Usage.model_fields}
+    return Usage(**{**summed, "cost_usd": round(summed["cost_usd"], 6)})
+
+
 class TagResult(BaseModel):
     tags: list[str]
     dimensions: dict[str, dict[str, list[Tag]]]

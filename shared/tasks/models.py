@@ -185,6 +185,8 @@ class Task(BaseModel):
     dimensions: list[str]
     language: str
     vocabulary: dict[str, Any] | None = None
+    windows: dict[str, Any] | None = Field(default=None, exclude=True)
+    """A long video's parts already answered (kept until the task completes)."""
     message: str | None = None
     error_code: str | None = None
     timings: dict[str, int] | None = None

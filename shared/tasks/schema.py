@@ -29,6 +29,7 @@ video_tasks = sa.Table(
     sa.Column("dimensions", sa.JSON, nullable=False),
     sa.Column("language", sa.String(16), nullable=False),
     sa.Column("vocabulary", sa.JSON),
+    sa.Column("windows", sa.JSON),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("stage", sa.String(32)),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),

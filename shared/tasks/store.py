@@ -129,6 +129,11 @@ class TaskStore:
         return self._update_owned(task_id, attempt, storage_uri=storage_uri,
                                   video_sha256=video_sha256, size_bytes=size_bytes)
 
+    def record_windows(self, task_id: str, attempt: int, windows: dict[str, Any]) -> bool:
+        """Keep the parts of a long video answered so far: a later delivery asks only for
+        the missing ones."""
+        return self._update_owned(task_id, attempt, windows=windows)
+
     def complete(
         self, task_id: str, attempt: int, *, result: dict[str, Any], timings: dict[str, int],
         video: dict[str, Any],
@@ -137,7 +142,7 @@ class TaskStore:
         return self._update_owned(
             task_id, attempt, status=TaskStatus.COMPLETED, stage=None, tags=result, timings=timings,
             message=None, error_code=None, lease_until=None, processed_end=now,
-            waiting_since=None, **video,
+            waiting_since=None, windows=None, **video,
         )
 
     def fail(
