@@ -299,11 +299,23 @@ def describe_error(error: ValidationError) -> str:
             lines.append(f"invalid configuration: {item['msg'].removeprefix('Value error, ')}")
             continue
         name = ".".join(str(part) for part in item["loc"])
-        shown = item.get("input")
-        if "TOKEN" in name or "URL" in name or "SECRET" in name:
-            shown = "***"
-        lines.append(f"invalid configuration: {name}={shown!r}: {item['msg']}")
+        lines.append(f"invalid configuration: {name}={shown(name, item.get('input'))!r}: "
+                     f"{item['msg']}")
     return "\n".join(lines)
+
+
+SECRET_PARTS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
+"""A variable whose name holds one of these is a secret: its value is never shown."""
+
+
+def shown(name: str, value: object) -> object:
+    """A value as an error message may show it: secrets masked, a URL's password masked,
+    everything else as given (a bad `ALLOW_PRIVATE_URLS` is no secret)."""
+    if any(part in name.upper() for part in SECRET_PARTS):
+        return "***"
+    if isinstance(value, str) and name.upper().endswith(("_URL", "_URLS")):
+        return re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", value)
+    return value
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -63,3 +63,23 @@ def test_env_example_lists_every_variable() -> None:
     listed = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
               if line and not line.startswith("#")}
     assert listed == set(Settings.model_fields)
+
+
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("ALLOW_PRIVATE_URLS", "maybe", "ALLOW_PRIVATE_URLS='maybe'"),  # no secret: shown
+    ("REDIS_URL", "http://cache:6379/0", "REDIS_URL='http://cache:6379/0'"),
+    ("DATABASE_URL", "postgres://app:pa55@db/x", "DATABASE_URL='postgres://app:***@db/x'"),
+])
+def test_bad_values_are_shown_and_only_secrets_masked(monkeypatch, name, value, said) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert str(caught.value).startswith(f"invalid configuration: {said}")
+    assert "pa55" not in str(caught.value)
+
+
+def test_a_secret_setting_is_masked(monkeypatch) -> None:
+    from shared.config import shown
+
+    assert shown("API_TOKENS", "t0k3n") == "***" and shown("CALLBACK_SECRET", "s") == "***"
+    assert shown("POOL_ALERT_URL", "https://u:pw@hooks.example/x") == "https://u:***@hooks.example/x"

@@ -51,6 +51,14 @@ def test_bad_inputs_fail_at_once(sqlite_services: Services, media_server, path, 
     assert not any("frames/" in key for key in stored_files(sqlite_services))
 
 
+def test_a_web_page_instead_of_a_video_is_said_to_be_one(sqlite_services: Services,
+                                                        media_server) -> None:
+    _, page = run(sqlite_services, media_server.url("as/video%2Fmp4/page.html"))
+    assert page.error_code == "unsupported_format" and "web page (HTML)" in page.message
+    _, image = run(sqlite_services, media_server.url("as/video%2Fmp4/image.png"))
+    assert "web page" not in image.message and "not mp4" in image.message
+
+
 def test_wav_runs_only_the_audio_dimension(sqlite_services: Services, media_server) -> None:
     reply, task = run(sqlite_services, media_server.url("files/voice.wav"))
     assert task.status == "completed", task.message

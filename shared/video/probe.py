@@ -77,6 +77,13 @@ def sniff_container(head: bytes) -> str | None:
     return None
 
 
+def looks_like_html(head: bytes) -> bool:
+    """A web page (a share or player page given instead of the video file)."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or (
+        text.startswith(b"<") and b"<html" in text)
+
+
 FFMPEG_DEMUXERS = {
     "mp4": "mov,mp4", "mov": "mov,mp4", "3gp": "mov,mp4", "webm": "matroska,webm",
     "avi": "avi", "flv": "flv", "wav": "wav",
@@ -87,7 +94,14 @@ FFMPEG_DEMUXERS = {
 def probe(path: Path) -> MediaInfo:
     """Read the file's streams; PermanentError when it is not a usable video."""
     with open(path, "rb") as handle:
-        container = sniff_container(handle.read(64))
+        head = handle.read(512)
+    container = sniff_container(head[:64])
+    if container is None and looks_like_html(head):
+        raise PermanentError(
+            "unsupported format: the URL gave a web page (HTML), not a video file — use the "
+            "address of the video file itself, not of the page that shows it",
+            error_code="unsupported_format",
+        )
     if container is None:
         raise PermanentError(
             "unsupported format: not mp4, mov, avi, 3gp, flv, webm or wav",

@@ -162,7 +162,9 @@ class UrlPolicy:
             # the caller learns that the host is refused, not what an internal name
             # resolves to (that would map the private network); the log keeps the reason
             log.info("refused host %s: resolves to a %s address", host, reason)
-            raise UrlForbidden(f"url: host {host} does not resolve to a public address")
+            raise UrlForbidden(f"url: host {host} does not resolve to a public address (only "
+                               "public hosts are fetched; a local stack that serves its own "
+                               "files sets ALLOW_PRIVATE_URLS=true)")
 
     def addresses(self, host: str, port: int, timeout_s: float | None = None) -> list[str]:
         """Resolve and check: every address must be allowed, or the host is refused."""
