@@ -145,7 +145,9 @@ def create(request: flask.Request, services: Services) -> flask.Response:
     parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
     task, created = operations.create_task(services, parsed, request.headers.get("Idempotency-Key"))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
-                 task_id=task.task_id)
+                 task_id=task.task_id,
+                 data={"status": task.status, "url": task.url,
+                       "task_url": f"/api/v1/task/{task.task_id}"})
 
 
 def tag_now(request: flask.Request, services: Services) -> flask.Response:

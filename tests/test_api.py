@@ -31,6 +31,8 @@ def test_create_then_get_both_paths(client, redis_client: redis.Redis) -> None:
     body = response.get_json()
     assert response.status_code == 200 == body["code"] and body["message"] == "success"
     task_id = body["task_id"]
+    assert body["data"] == {"status": "pending", "url": VALID["url"],
+                            "task_url": f"/api/v1/task/{task_id}"}  # where to poll it
     assert redis_client.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
     for path in (f"/api/v1/task/{task_id}", f"/api/v1/task/get/{task_id}"):
         data = client.get(path).get_json()["data"]
