@@ -23,6 +23,7 @@ from functions.http import (
     unavailable_reply,
 )
 from functions.openapi import openapi_document
+from shared.accounts.history import HistoryQuery
 from shared.errors import Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
@@ -42,6 +43,9 @@ ROUTES = Map(
         Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
         Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
         Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
+        Rule("/api/v1/accounts/history", endpoint="pool_history", methods=["GET"]),
+        Rule("/api/v1/accounts/<key_id>/history", endpoint="account_history",
+             methods=["GET"]),
         Rule("/api/v1/accounts/<key_id>/<any(enable, disable):action>",
              endpoint="account_status", methods=["POST"]),
         Rule("/api/v1/search", endpoint="search", methods=["GET"]),
@@ -172,6 +176,17 @@ def account_status(request: flask.Request, services: Services, key_id: str,
     return reply(200, f"key {action}d", data=account)
 
 
+def account_history(request: flask.Request, services: Services, key_id: str
+                    ) -> flask.Response:
+    query = HistoryQuery.model_validate(single_valued(request))
+    return reply(200, data=operations.account_history(services, key_id, query))
+
+
+def pool_history(request: flask.Request, services: Services) -> flask.Response:
+    query = HistoryQuery.model_validate(single_valued(request))
+    return reply(200, data=operations.pool_history(services, query))
+
+
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
@@ -209,5 +224,6 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 HANDLERS = {
     "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
     "accounts": accounts, "account_status": account_status, "search": search,
+    "account_history": account_history, "pool_history": pool_history,
     "stats": stats, "dashboard": dashboard, "healthz": healthz, "openapi": openapi,
 }

@@ -6,7 +6,8 @@
 
 The file is a JSON list of {api_key, daily_limit, minute_limit, username, password, phone,
 email}. `--check` asks Gemini about each key first (one free `models.get`) and imports
-the valid ones (`--keep-invalid`: all, the others disabled with the reason). Exit codes: 0 done, 2 bad arguments or file (or a malformed key id), 3 another
+the valid ones (`--keep-invalid`: all, the others disabled with the reason).
+Exit codes: 0 done, 2 bad arguments or file (or a malformed key id), 3 another
 import is running, 4 no such key.
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,7 +124,7 @@ def last_hour(pool: AccountPool) -> list[dict[str, object]]:
     rows = []
     for minute, values in zip(minutes, pipe.execute(), strict=True):
         rows.append({
-            "minute": datetime.fromtimestamp(minute * 60, timezone.utc).isoformat(),
+            "minute": datetime.fromtimestamp(minute * 60, UTC).isoformat(),
             "requests": int(values.get("requests") or 0),
             "429s": sum(int(values.get(name) or 0)
                         for name in ("429_minute", "429_tokens", "429_day")),

@@ -1,10 +1,11 @@
 """Import Gemini accounts from a JSON file into the pool, all or nothing.
 
 The whole file is validated first; bad entries refuse the file with one message naming
-every problem (entry, line, field). A key listed twice is imported once, with a warning. The swap happens in one MULTI/EXEC while the import
-lock is held (acquisitions wait for it). Today's usage and each key's state (status,
-cooldown) stay for keys that remain; `replace` removes keys not in the file. The
-password is validated as present and then dropped: it never reaches Redis or output.
+every problem (entry, line, field). A key listed twice is imported once, with a warning.
+The swap happens in one MULTI/EXEC while the import lock is held (acquisitions wait for
+it). Today's usage and each key's state (status, cooldown) stay for keys that remain;
+`replace` removes keys not in the file. The password is validated as present and then
+dropped: it never reaches Redis or output.
 """
 
 from __future__ import annotations

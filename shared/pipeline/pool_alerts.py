@@ -18,10 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from shared import keys
-from shared.accounts.history import usable_capacity
 from shared.pipeline.callbacks import post_signed
 from shared.redact import redact
 from shared.services import Services
@@ -115,7 +114,7 @@ def _send(services: Services, name: str, state: str, info: dict, capacity: dict[
     settings = services.settings
     body = json.dumps({
         "event": "pool_alert", "condition": name.split(":", 1)[0], "state": state,
-        "repeat": repeat, "at": datetime.now(timezone.utc).isoformat(), **info,
+        "repeat": repeat, "at": datetime.now(UTC).isoformat(), **info,
         "pool": {"keys": stats["totals"]["keys"], "usable_keys": capacity["usable_keys"],
                  "capacity_per_minute": capacity["minute"],
                  "capacity_left_today": capacity["today"],
