@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shared import keys
@@ -30,6 +31,8 @@ log = logging.getLogger("vision_to_tag.probes")
 
 OPERATOR_REASON = "disabled by an operator"
 INVALID_PROBE_EVERY_MS = 24 * 3600 * 1000
+PARALLEL = 8
+"""Probes in flight at once."""
 PROBES_KEPT = 100
 """Probe outcomes kept per key (the `probes` list of its history)."""
 
@@ -108,10 +111,12 @@ class KeyProber:
             return ProbeRun(ran=False, skipped="another process is probing the keys")
         try:
             result = ProbeRun()
-            for key_id, api_key, reason in self.due(int(time.time() * 1000)):
-                result.probed.append(self.probe(key_id, api_key, reason))
-                if result.probed[-1]["enabled"]:
-                    result.enabled.append(key_id)
+            due = self.due(int(time.time() * 1000))
+            # a few at a time: many disabled keys, each up to its time limit, still end
+            # well within the lock and the Scheduler's deadline
+            with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(due)))) as workers:
+                result.probed = list(workers.map(lambda found: self.probe(*found), due))
+            result.enabled = [o["key_id"] for o in result.probed if o["enabled"]]
             return result
         finally:
             lock.release()
