@@ -482,3 +482,17 @@ def test_keys_job_without_keys_or_alert_url_does_nothing(
     assert keys_job(services) == {"keys": 0}
     imported(redis_client, "a")
     assert watch_pool(services)["alerts"] == {"configured": False}
+
+
+def test_probes_skip_an_endpoint_that_is_backing_off(
+        redis_client: redis.Redis, make_settings, standin: GeminiStandIn) -> None:
+    from shared.tagging.health import GeminiHealth
+
+    dead = "http://127.0.0.1:9"
+    services = build_services(make_settings(GEMINI_BASE_URL=f"{dead},{standin.base_url}",
+                                            GEMINI_MODEL=MODEL))
+    pool = imported(redis_client, "susp")
+    _disable(pool, "susp", "HTTP 403 PERMISSION_DENIED (CONSUMER_SUSPENDED)")
+    GeminiHealth(redis_client).endpoint_failed(dead, "region")
+    assert keys_job(services)["probes"]["enabled"] == [id_of("susp")]
+    assert len(standin.model_gets()) == 1

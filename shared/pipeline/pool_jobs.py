@@ -14,6 +14,7 @@ from shared.accounts.checks import KeyChecker
 from shared.accounts.probes import KeyProber
 from shared.pipeline.pool_alerts import run_alerts
 from shared.services import Services
+from shared.tagging.health import GeminiHealth
 
 log = logging.getLogger("vision_to_tag.pool_jobs")
 
@@ -30,10 +31,14 @@ def watch_pool(services: Services) -> dict[str, object]:
 
 
 def checker_for(services: Services) -> KeyChecker:
+    """Probes go through the first endpoint that is not backing off (a relay refused for
+    its region would otherwise make every key look region-refused)."""
     settings = services.settings
     endpoints = settings.gemini_endpoints
-    return KeyChecker(settings.GEMINI_MODEL, endpoints[0] if endpoints else "",
-                      settings.POOL_PROBE_TIMEOUT_S)
+    health = GeminiHealth(services.pool.redis)
+    chosen = next((url for url in endpoints if health.endpoint_gate(url).open),
+                  endpoints[0] if endpoints else "")
+    return KeyChecker(settings.GEMINI_MODEL, chosen, settings.POOL_PROBE_TIMEOUT_S)
 
 
 def keys_job(services: Services, checker: KeyChecker | None = None) -> dict[str, object]:
