@@ -24,6 +24,7 @@ from functions.http import (
     unavailable_reply,
 )
 from functions.openapi import openapi_document
+from shared.accounts.history import HistoryQuery
 from shared.config import get_settings
 from shared.errors import SERVICE_RETRY_S, Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
@@ -60,12 +61,17 @@ ROUTES = Map(
         Rule("/api/v1/batches/<batch_id>/results", endpoint="batch_results", methods=["GET"]),
         Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
         Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
+        Rule("/api/v1/accounts/history", endpoint="pool_history", methods=["GET"]),
+        Rule("/api/v1/accounts/<key_id>/history", endpoint="account_history",
+             methods=["GET"]),
         Rule("/api/v1/accounts/<key_id>/<any(enable, disable):action>",
              endpoint="account_status", methods=["POST"]),
         Rule("/api/v1/search", endpoint="search", methods=["GET"]),
         Rule("/api/v1/stats", endpoint="stats", methods=["GET"]),
         Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
         Rule("/dashboard/<any(app.js, style.css):asset>", endpoint="dashboard", methods=["GET"]),
+        Rule("/dashboard/vendor/<any(uplot.min.js, uplot.min.css):vendored>",
+             endpoint="dashboard", methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
         Rule("/healthz", endpoint="healthz", methods=["GET"]),
     ],
@@ -91,7 +97,10 @@ PUBLIC = {"healthz", "openapi", "dashboard"}
 page itself asks for a token and fetches every number through the token-checked API)."""
 
 STATIC = Path(__file__).resolve().parent / "static"
-ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
+          "vendor/uplot.min.js": "text/javascript", "vendor/uplot.min.css": "text/css"}
+"""The dashboard's files; vendor/ holds uPlot 1.6.32 (MIT, vendor/uplot.LICENSE) for the
+pool's charts: no CDN, nothing fetched from elsewhere."""
 
 
 @nosniff
@@ -240,6 +249,17 @@ def account_status(request: flask.Request, services: Services, key_id: str,
     return reply(200, f"key {action}d", data=account)
 
 
+def account_history(request: flask.Request, services: Services, key_id: str
+                    ) -> flask.Response:
+    query = HistoryQuery.model_validate(single_valued(request))
+    return reply(200, data=operations.account_history(services, key_id, query))
+
+
+def pool_history(request: flask.Request, services: Services) -> flask.Response:
+    query = HistoryQuery.model_validate(single_valued(request))
+    return reply(200, data=operations.pool_history(services, query))
+
+
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
@@ -251,7 +271,8 @@ def stats(request: flask.Request, services: Services) -> flask.Response:
 
 
 def dashboard(request: flask.Request, services: Services,
-              asset: str = "dashboard.html") -> flask.Response:
+              asset: str = "dashboard.html", vendored: str = "") -> flask.Response:
+    asset = f"vendor/{vendored}" if vendored else asset
     response = flask.Response((STATIC / asset).read_bytes(), mimetype=ASSETS[asset])
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -278,6 +299,7 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 HANDLERS = {
     "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
     "accounts": accounts, "account_status": account_status, "search": search,
+    "account_history": account_history, "pool_history": pool_history,
     "stats": stats, "dashboard": dashboard, "healthz": healthz, "openapi": openapi,
     "create_batch": create_batch, "get_batch": get_batch, "list_batches": list_batches,
     "batch_results": batch_results, "export": export, "subtitles": subtitles,

@@ -1,10 +1,13 @@
 """Function `cleanup`: Cloud Scheduler calls it daily to delete cached videos older than
-CACHE_DAYS, and every minute with `?scope=tasks` to reconcile tasks with the queue
-(expired leases, pending rows without a delivery) and retry failed search indexing.
-It answers a JSON summary."""
+CACHE_DAYS, every minute with `?scope=tasks` to reconcile tasks with the queue
+(expired leases, pending rows without a delivery), retry failed search indexing and watch
+the key pool (capacity history, alerts), and every 15 minutes with `?scope=keys` to probe
+the disabled keys that can heal. It answers a JSON summary."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import date
 
 import flask
@@ -19,8 +22,12 @@ from functions.http import (
 )
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ServiceUnavailable
+from shared.pipeline.pool_jobs import keys_job, watch_pool
 from shared.pipeline.reaper import reconcile
-from shared.services import get_services
+from shared.redis_conn import redis_outage
+from shared.services import Services, get_services
+
+log = logging.getLogger("vision_to_tag.cleanup")
 
 
 @nosniff
@@ -31,9 +38,12 @@ def cleanup(request: flask.Request) -> flask.Response:
         check_worker_token(request, settings.WORKER_TOKEN)
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         scope = request.args.get("scope", "all")
-        if scope not in ("all", "tasks"):
-            raise ApiError(400, "scope: must be all or tasks")
-        data = {}
+        if scope not in ("all", "tasks", "keys"):
+            raise ApiError(400, "scope: must be all, tasks or keys")
+        data: dict[str, object] = {}
+        if scope == "keys":
+            with redis_outage():
+                return reply(200, data={"keys": keys_job(services)})
         if scope == "all":
             start, end = default_range(date.today(), settings.CACHE_DAYS)
             data["videos"] = clean_videos(services.storage, start, end,
@@ -42,8 +52,18 @@ def cleanup(request: flask.Request) -> flask.Response:
         reindexed, batches = swept.pop("reindexed"), swept.pop("batches_finished")
         data["stuck_tasks"], data["reindexed"] = swept, reindexed
         data["batches_finished"] = batches
+        data["keys"] = _pool_job(keys_job if scope == "all" else watch_pool, services)
     except ApiError as error:
         return rejection_reply(error)
     except ServiceUnavailable as error:
         return unavailable_reply(error, retry_after_s=60)
     return reply(200, data=data)
+
+
+def _pool_job(job: Callable[[Services], dict], services: Services) -> dict:
+    """The pool's part never costs the tasks' part its answer."""
+    try:
+        return job(services)
+    except Exception as error:  # noqa: BLE001 - logged and answered
+        log.warning("key pool job failed: %s: %s", type(error).__name__, error)
+        return {"error": f"{type(error).__name__}"}

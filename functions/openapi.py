@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.accounts.history import HistoryQuery
 from shared.search import SearchPage, SearchQuery
 from shared.tasks.batch_models import (
     DATE_REGEX,
@@ -178,6 +179,28 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                 "security": AUTH,
                 "responses": {"200": _envelope(None, "the key's line of /api/v1/accounts"),
                               **_errors(400, 401, 403, 404, 503)},
+            }},
+            "/api/v1/accounts/{key_id}/history": {"get": {
+                "operationId": "getAccountHistory",
+                "summary": "One key's history per quota day (requests, 429s by kind, "
+                           "errors, tokens, cost, probes) and its latest health probes",
+                "parameters": [
+                    {"name": "key_id", "in": "path", "required": True,
+                     "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+                    *_query_parameters(HistoryQuery)],
+                "security": AUTH,
+                "responses": {"200": _envelope(None, "`data.days` oldest first, "
+                                                     "`data.probes` newest first"),
+                              **_errors(400, 401, 403, 404, 503)},
+            }},
+            "/api/v1/accounts/history": {"get": {
+                "operationId": "getPoolHistory",
+                "summary": "The key pool's totals per quota day and its last hour per "
+                           "minute (requests, 429s, capacity)",
+                "parameters": _query_parameters(HistoryQuery),
+                "security": AUTH,
+                "responses": {"200": _envelope(None, "`data.days`, `data.last_hour`"),
+                              **_errors(400, 401, 403, 503)},
             }},
             "/api/v1/accounts": {"get": {
                 "summary": "Key pool usage: per key (masked) status, use today and this "

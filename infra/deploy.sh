@@ -48,8 +48,9 @@ invoker() {  # allow SA to call function NAME
 invoker worker "$SA_TASKS"
 invoker cleanup "$SA_SCHEDULER"
 
-# scheduler JOB SCHEDULE URL: the daily cache cleanup, and the task reconciler every minute
-# (expired leases, pending tasks whose delivery was lost)
+# scheduler JOB SCHEDULE URL: the daily cache cleanup, the task reconciler every minute
+# (expired leases, pending tasks whose delivery was lost; the key pool's alerts), and the
+# health probes of disabled Gemini keys every 15 minutes
 scheduler_job() {
   local flags=(--location="$REGION" --schedule="$2" --time-zone="$TIME_ZONE" --uri="$3"
     --http-method=POST --oidc-service-account-email="$(sa_email "$SA_SCHEDULER")"
@@ -62,4 +63,5 @@ scheduler_job() {
 }
 scheduler_job cleanup "$SCHEDULE" "$(function_url "$PREFIX-cleanup")"
 scheduler_job reconcile "* * * * *" "$(function_url "$PREFIX-cleanup")?scope=tasks"
+scheduler_job keys "*/15 * * * *" "$(function_url "$PREFIX-cleanup")?scope=keys"
 echo "deployed: api at $(function_url "$PREFIX-api")"

@@ -11,6 +11,7 @@ gone() {  # run a deleting command, accepting "not found"
 }
 gone gcloud scheduler jobs delete "$PREFIX-cleanup" --location="$REGION" --quiet
 gone gcloud scheduler jobs delete "$PREFIX-reconcile" --location="$REGION" --quiet
+gone gcloud scheduler jobs delete "$PREFIX-keys" --location="$REGION" --quiet
 for fn in api worker cleanup; do
   gone gcloud functions delete "$PREFIX-$fn" --gen2 --region="$REGION" --quiet
 done

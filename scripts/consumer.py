@@ -13,11 +13,15 @@ import sys
 
 from shared.config import get_settings
 from shared.logs import setup_logging
+from shared.pipeline.pool_jobs import keys_job, watch_pool
 from shared.pipeline.reaper import reconcile
 from shared.pipeline.runner import end_failed
 from shared.queue.local_consumer import Consumer, ConsumerConfig
 from shared.queue.redis_queue import RedisQueue
 from shared.services import get_services
+
+WATCH_EVERY_S = 60.0
+"""The key pool's capacity history and alerts are looked at once a minute."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         on_dead=delivery_failed,
         gate=(services.pool.promise_slot
               if settings.TAGGER == "gemini" and not args.no_key_gate else None),
+        jobs=[("key pool watch", WATCH_EVERY_S, lambda: watch_pool(services)),
+              ("key probes", settings.POOL_PROBE_INTERVAL_S, lambda: keys_job(services))],
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())

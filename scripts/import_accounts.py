@@ -1,10 +1,13 @@
 """Import Gemini accounts into the key pool.
 
     python scripts/import_accounts.py --file google_accounts.json [--replace] [--dry-run]
+                                      [--check [--keep-invalid]]
     python scripts/import_accounts.py --enable KEY_ID | --disable KEY_ID
 
 The file is a JSON list of {api_key, daily_limit, minute_limit, username, password, phone,
-email}. Exit codes: 0 done, 2 bad arguments or file (or a malformed key id), 3 another
+email}. `--check` asks Gemini about each key first (one free `models.get`) and imports
+the valid ones (`--keep-invalid`: all, the others disabled with the reason).
+Exit codes: 0 done, 2 bad arguments or file (or a malformed key id), 3 another
 import is running, 4 no such key.
 """
 
@@ -16,8 +19,10 @@ from pathlib import Path
 
 import redis
 
+from shared.accounts.checks import KeyChecker
 from shared.accounts.importer import (
     ImportRefused,
+    check_keys,
     format_table,
     import_accounts,
     load_accounts,
@@ -44,17 +49,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replace", action="store_true",
                         help="remove keys that are not in the file")
     parser.add_argument("--dry-run", action="store_true", help="validate and show, write nothing")
+    parser.add_argument("--check", action="store_true",
+                        help="check every key with one free Gemini call (models.get of "
+                             "GEMINI_MODEL) and import the valid ones")
+    parser.add_argument("--keep-invalid", action="store_true",
+                        help="with --check: import the bad keys too, disabled with the reason")
     args = parser.parse_args(argv)
     if args.enable or args.disable:
         return set_enabled(args.enable or args.disable, bool(args.enable))
+    if args.keep_invalid and not args.check:
+        parser.error("--keep-invalid needs --check")
+    warnings: list[str] = []
     try:
-        entries = load_accounts(args.file)
+        entries = load_accounts(args.file, warnings)
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 2
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    settings = get_settings()
+    checks = None
+    if args.check:
+        endpoints = settings.gemini_endpoints
+        checker = KeyChecker(settings.GEMINI_MODEL, endpoints[0] if endpoints else "",
+                             settings.POOL_PROBE_TIMEOUT_S)
+        checks = check_keys(entries, checker)
     client = redis_client()
     try:
-        rows = import_accounts(client, entries, replace=args.replace, dry_run=args.dry_run)
+        rows = import_accounts(client, entries, replace=args.replace, dry_run=args.dry_run,
+                               checks=checks, keep_invalid=args.keep_invalid)
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 3

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     ES_TIMEOUT_S: float = Field(default=10, gt=0, le=300)
     CLOUD_TASKS_TIMEOUT_S: float = Field(default=5, gt=0, le=60)
     HEALTH_TIMEOUT_S: float = Field(default=2, gt=0, le=30)
+    # key pool operations (issue 25): probes of disabled keys, alerts
+    POOL_PROBE_INTERVAL_S: float = Field(default=900, ge=10)
+    POOL_PROBE_TIMEOUT_S: float = Field(default=10, gt=0, le=120)
+    POOL_ALERT_URL: str = ""
+    POOL_ALERT_SECRET: str = ""
+    POOL_ALERT_BELOW: float = Field(default=0.2, ge=0, le=1)
+    POOL_ALERT_REPEAT_S: float = Field(default=3600, ge=60)
 
     @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", "ENVS",
                      "GEMINI_FALLBACK_MODELS", mode="before")
@@ -211,6 +218,13 @@ class Settings(BaseSettings):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url[:60]!r} is not an http(s) URL (a comma list of "
                                  "endpoints, or empty for Google's)")
+        return value
+
+    @field_validator("POOL_ALERT_URL")
+    @classmethod
+    def _alert_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http or https URL (or empty: no alerts)")
         return value
 
     @property

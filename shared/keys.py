@@ -77,8 +77,17 @@ def account_daily(account_id: str) -> str:
     return f"{ACCOUNT_PREFIX}{account_id}:daily"
 
 
+HISTORY_DAYS = 35
+"""Quota days of per-key history kept (`account_usage`)."""
+
+HISTORY_TTL_S = (HISTORY_DAYS + 1) * 24 * 3600
+"""The usage hash lives this long after its last write; older days are pruned by the keys
+job (`shared/accounts/history.py`)."""
+
+
 def account_usage(account_id: str) -> str:
-    """Hash `{quota day}:input|output|cost_micro` → what the key spent that day."""
+    """Hash `{quota day}:input|output|cost_micro|requests|429_minute|429_tokens|429_day|
+    errors|probes|probes_ok` → what the key did that day (HISTORY_DAYS kept)."""
     return f"{ACCOUNT_PREFIX}{account_id}:usage"
 
 
@@ -89,6 +98,28 @@ def account_window(account_id: str) -> str:
 def account_limit_changes(account_id: str) -> str:
     """List of JSON `{at, from, to, why}`, newest first: how the learned limit moved."""
     return f"{ACCOUNT_PREFIX}{account_id}:limit_changes"
+
+
+def account_probes(account_id: str) -> str:
+    """List of JSON `{at, outcome, detail, enabled}`, newest first: the key's health probes."""
+    return f"{ACCOUNT_PREFIX}{account_id}:probes"
+
+
+def pool_minute(epoch_minute: int) -> str:
+    """Hash `requests|429_minute|…|capacity` of the whole pool in one minute (2 h kept)."""
+    return f"google_accounts:minute:{epoch_minute}"
+
+
+POOL_MINUTE_TTL_S = 2 * 3600
+
+ACCOUNT_PROBE_LOCK = "google_accounts:probe_lock"
+"""Held (SET NX PX) by the one process probing disabled keys."""
+
+POOL_ALERT_STATE = "google_accounts:alert_state"
+"""Hash condition → JSON `{active, since, sent_at, …}`: what the alert job last told."""
+
+POOL_ALERT_LOCK = "google_accounts:alert_lock"
+"""Held by the one process evaluating and sending pool alerts."""
 
 
 # --- Gemini's own condition (shared/tagging/health.py) ------------------------------

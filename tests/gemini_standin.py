@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ ERRORS = {
          "domain": "googleapis.com"}])),
     "badrequest": (400, error_body(400, "INVALID_ARGUMENT", "Request has an invalid argument.")),
     "forbidden": (403, error_body(403, "PERMISSION_DENIED", "Consumer has been suspended.")),
+    "region": (400, error_body(400, "FAILED_PRECONDITION",
+                               "User location is not supported for the API use.")),
     "500": (500, error_body(500, "INTERNAL", "An internal error has occurred.")),
     "503": (503, error_body(503, "UNAVAILABLE", "The model is overloaded.")),
 }
@@ -46,6 +49,9 @@ BLOCKING_RATINGS = [
     {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
     {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"}]
 """What Gemini sends with a SAFETY block: the category that blocked, and the others."""
+
+MODEL_GET = re.compile(r"^/v1(beta)?/models/[^/:]+$")
+"""models.get: the SDK asks /v1beta/models/{model} of Google and /v1/… of a base_url."""
 
 QUOTING_ERRORS = ("suspended", "suspended_info", "badrequest_quoting")
 """Google's own errors that quote the caller's API key in their message."""
@@ -105,8 +111,9 @@ class GeminiStandIn:
     behaviours: dict[str, str] = field(default_factory=dict)
     """api key → ok | minute | day | bare429 | invalid | badrequest | forbidden | 500 | 503
     | slow | badjson | badjson_once | truncated | truncated_once | safety | blocked
-    | file_failed | suspended
-    | suspended_info | badrequest_quoting"""
+    | file_failed | suspended | suspended_info | badrequest_quoting | region; models.get
+    (the free key check) answers the same errors, and `slow` sleeps `slow_s` before
+    answering it too"""
     processing_polls: int = 1
     """files.get answers PROCESSING this many times before ACTIVE."""
     slow_s: float = 3.0
@@ -214,7 +221,20 @@ class GeminiStandIn:
             return self.file_call(handler, method, path.rsplit("/", 1)[1])
         if path.endswith(":generateContent"):
             return self.generate(handler, key, behaviour, body or {})
+        if method == "GET" and MODEL_GET.match(path):
+            return self.model_get(handler, path.rsplit("/", 1)[1], behaviour)
         handler._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
+
+    def model_get(self, handler, model: str, behaviour: str) -> None:
+        """models.get: the model's description (what the SDK's `client.models.get` reads)."""
+        if self.refuse_location:
+            return handler._send(*ERRORS["region"])
+        if behaviour == "slow":
+            time.sleep(self.slow_s)
+        handler._send(200, {"name": f"models/{model}", "displayName": model,
+                            "version": "001", "inputTokenLimit": 1048576,
+                            "outputTokenLimit": 65536,
+                            "supportedGenerationMethods": ["generateContent"]})
 
     def over_tokens(self, key: str, tokens: int) -> float | None:
         """Seconds until `tokens` more fit the key's token window, when they do not now."""
@@ -366,6 +386,10 @@ class GeminiStandIn:
         handler._send(200, self.file_json(file_id, state))
 
     # --- helpers for tests -------------------------------------------------------------
+
+    def model_gets(self) -> list[Recorded]:
+        return [r for r in self.requests
+                if r.method == "GET" and MODEL_GET.match(r.path)]
 
     def generate_calls(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(":generateContent")]

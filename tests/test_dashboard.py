@@ -148,3 +148,73 @@ def test_dashboard_shows_batches_with_progress_and_their_export(api_server, app_
         (ROOT / "test-artifacts").mkdir(exist_ok=True)
         row.screenshot(path=str(ROOT / "test-artifacts" / "dashboard-batches.png"))
         browser.close()
+
+
+def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
+    """The pool's last 30 days and last hour drawn by the vendored uPlot, nothing fetched
+    from elsewhere; the hovered values are the API's."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from shared import keys
+    from shared.accounts.history import quota_days
+    from shared.accounts.pool import Outcome, account_id
+
+    pool = get_services().pool
+    key_id = account_id(f"AIzaSyDASH{0:020d}")
+    for back, day in enumerate(reversed(quota_days(pool, 30)[:-1])):  # earlier days
+        redis_client.hset(keys.account_usage(key_id), mapping={
+            f"{day}:requests": 40 + back, f"{day}:input": 9000 + 100 * back,
+            f"{day}:output": 700, f"{day}:cost_micro": 12_000 + back})
+    for outcome in [Outcome.success()] * 6 + [Outcome("minute", "x", 30.0)]:
+        pool.report(key_id, outcome)
+    client = functions_framework.create_app("api", "main.py").test_client()
+    history = client.get("/api/v1/accounts/history", headers={
+        "Authorization": "Bearer dash-token"}).get_json()["data"]
+    assert history["last_hour"][-1]["requests"] == 7
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url))
+        page.goto(f"{api_server}/dashboard")
+        page.fill("#token", "dash-token")
+        page.click("#save-token")
+        for chart in ("#chart-days", "#chart-hour"):
+            expect(page.locator(f"{chart} canvas")).to_have_count(1)
+        expect(page.locator("#chart-days .u-legend .u-label")).to_have_text(
+            ["day", "requests", "tokens", "cost USD"])
+        expect(page.locator("#chart-hour .u-legend .u-label")).to_have_text(
+            ["minute", "requests", "429s", "capacity"])
+        # hover the newest minute and the oldest day: the legend shows the API's numbers
+        over = page.locator("#chart-hour .u-over").bounding_box()
+        page.mouse.move(over["x"] + over["width"] - 1, over["y"] + over["height"] / 2)
+        expect(page.locator("#chart-hour .u-legend .u-series").nth(1).locator(".u-value")
+               ).to_have_text("7")
+        expect(page.locator("#chart-hour .u-legend .u-series").nth(2).locator(".u-value")
+               ).to_have_text("1")
+        expect(page.locator("#chart-hour .u-legend .u-series").nth(3).locator(".u-value")
+               ).to_have_text(str(history["last_hour"][-1]["capacity"]))
+        over = page.locator("#chart-days .u-over").bounding_box()
+        page.mouse.move(over["x"] + 1, over["y"] + over["height"] / 2)
+        first = history["days"][0]
+        expect(page.locator("#chart-days .u-legend .u-series").nth(1).locator(".u-value")
+               ).to_have_text(str(first["requests"]))
+        expect(page.locator("#chart-days .u-legend .u-series").nth(3).locator(".u-value")
+               ).to_have_text(f"${first['cost_usd']:.4f}")
+        # something was drawn: the requests colour is on both canvases
+        for chart in ("#chart-days", "#chart-hour"):
+            painted = page.evaluate("""(selector) => {
+                const canvas = document.querySelector(selector + ' canvas');
+                const data = canvas.getContext('2d').getImageData(
+                    0, 0, canvas.width, canvas.height).data;
+                let blue = 0;
+                for (let i = 0; i < data.length; i += 4)
+                    if (data[i + 2] > 200 && data[i] < 120 && data[i + 3] > 0) blue++;
+                return blue; }""", chart)
+            assert painted > 200, (chart, painted)
+        page.locator("#pool-history").screenshot(path=str(artifacts / "dashboard-charts.png"))
+        browser.close()
+    assert fetched and all(url.startswith(api_server) for url in fetched), fetched
+    assert (artifacts / "dashboard-charts.png").stat().st_size > 10_000

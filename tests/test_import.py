@@ -49,7 +49,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     ([account(1, daily_limit="ten")], "daily_limit: must be a positive integer (got 'ten')"),
     ([account(1, minute_limit=1.5)], "minute_limit: must be a positive integer (got 1.5)"),
     ([account(1, daily_limit=True)], "daily_limit: must be a positive integer (got True)"),
-    ([account(1), account(2), account(1)], "entry 3 (line 20): api_key AIza…0001 duplicates"),
     ([account(1, password="")], "password: "),
 ])
 def test_bad_files_are_refused_whole(tmp_path: Path, redis_client: redis.Redis, data,

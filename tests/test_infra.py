@@ -75,6 +75,15 @@ def test_reconciler_runs_every_minute_and_api_outlasts_the_sync_route() -> None:
     assert int(re.search(r"--timeout=(\d+)s", worker).group(1)) >= Settings().DISPATCH_DEADLINE_S
 
 
+def test_disabled_keys_are_probed_every_15_minutes() -> None:
+    output = dry_run("infra/deploy.sh")
+    job = next(line for line in output.splitlines()
+               if "scheduler jobs create http vtt-keys" in line)
+    assert "--schedule=\\*/15\\ \\*\\ \\*\\ \\*\\ \\*" in job
+    assert "vtt-cleanup\\?scope=keys" in job and "--oidc-service-account-email" in job
+    assert "scheduler jobs delete vtt-keys" in dry_run("infra/teardown.sh")
+
+
 def test_every_env_var_is_a_setting_and_the_cloud_config_is_complete() -> None:
     env = yaml.safe_load((ROOT / "infra/env.example.yaml").read_text())
     output = dry_run("infra/deploy.sh")

@@ -29,6 +29,7 @@ function clearData() {
   for (const id of ["h-completed", "h-failed", "pool-left-today", "pool-left-minute",
                     "use-hour", "cost-hour", "use-today", "cost-today"]) text(id, null);
   for (const body of document.querySelectorAll("tbody")) body.replaceChildren();
+  for (const id of Object.keys(charts)) { charts[id].destroy(); delete charts[id]; }
   $("task-detail").hidden = true;
 }
 
@@ -207,13 +208,58 @@ function geminiTrouble(gemini) {
   return troubles.join(" · ");
 }
 
+// --- the pool's charts (uPlot, vendored under dashboard/vendor/) ----------------------
+
+const charts = {};
+
+function chartWidth(id) { return Math.max(320, $(id).clientWidth || 800); }
+
+function drawChart(id, options, data) {
+  if (typeof uPlot === "undefined") return;  // the library failed to load: numbers only
+  if (charts[id]) { charts[id].setData(data); return; }
+  charts[id] = new uPlot({ width: chartWidth(id), height: 220, ...options }, data, $(id));
+}
+
+function showPoolHistory(history) {
+  const days = history.days;
+  const dayX = days.map((d) => Date.parse(`${d.day}T12:00:00Z`) / 1000);
+  drawChart("chart-days", {
+    scales: { x: { time: true }, n: {}, tok: {}, usd: {} },
+    series: [
+      { label: "day", value: (u, v) => v === null ? "–" : new Date(v * 1000).toISOString().slice(0, 10) },
+      { label: "requests", scale: "n", stroke: "#3d7bfd", width: 2, fill: "#3d7bfd22" },
+      { label: "tokens", scale: "tok", stroke: "#1e7f3d", width: 2 },
+      { label: "cost USD", scale: "usd", stroke: "#d9822b", width: 2, dash: [6, 4],
+        value: (u, v) => v === null ? "–" : `$${v.toFixed(4)}` },
+    ],
+    axes: [{}, { scale: "n", label: "requests" },
+           { scale: "tok", side: 1, label: "tokens", grid: { show: false } }],
+  }, [dayX, days.map((d) => d.requests), days.map((d) => d.input_tokens + d.output_tokens),
+      days.map((d) => d.cost_usd)]);
+  const minutes = history.last_hour;
+  drawChart("chart-hour", {
+    scales: { x: { time: true } },
+    series: [
+      { label: "minute" },
+      { label: "requests", stroke: "#3d7bfd", fill: "#3d7bfd55",
+        paths: uPlot.paths.bars({ size: [0.8, 24] }) },
+      { label: "429s", stroke: "#b3261e", width: 2 },
+      { label: "capacity", stroke: "#1d2330", width: 2, dash: [4, 3], spanGaps: true,
+        paths: uPlot.paths.stepped({ align: 1 }) },
+    ],
+    axes: [{}, { label: "requests / minute" }],
+  }, [minutes.map((m) => Date.parse(m.minute) / 1000), minutes.map((m) => m.requests),
+      minutes.map((m) => m["429s"]), minutes.map((m) => m.capacity)]);
+}
+
 async function refresh() {
   try {
-    const [stats, pool, page, batches] = await Promise.all([
+    const [stats, pool, page, batches, history] = await Promise.all([
       api("api/v1/stats"), api("api/v1/accounts"), api("api/v1/tasks?limit=15"),
-      api("api/v1/batches?limit=10")]);
+      api("api/v1/batches?limit=10"), api("api/v1/accounts/history?days=30")]);
     banner(geminiTrouble(stats.gemini)); $("auth-status").textContent = "";
     showStats(stats); showKeys(pool); showTasks(page); showBatches(batches);
+    showPoolHistory(history);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     if (error.status === 401 || error.status === 403) {

@@ -1,15 +1,18 @@
 """Import Gemini accounts from a JSON file into the pool, all or nothing.
 
-The whole file is validated first; any bad entry refuses the file with a message naming
-the entry, its line and the field. The swap happens in one MULTI/EXEC while the import
-lock is held (acquisitions wait for it). Today's usage and each key's state (status,
-cooldown) stay for keys that remain; `replace` removes keys not in the file. The
-password is validated as present and then dropped: it never reaches Redis or output.
+The whole file is validated first; bad entries refuse the file with one message naming
+every problem (entry, line, field). A key listed twice is imported once, with a warning.
+The swap happens in one MULTI/EXEC while the import lock is held (acquisitions wait for
+it). Today's usage and each key's state (status, cooldown) stay for keys that remain;
+`replace` removes keys not in the file. The password is validated as present and then
+dropped: it never reaches Redis or output.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +21,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from shared import keys
+from shared.accounts.checks import KeyCheck, KeyChecker
 from shared.accounts.pool import account_id
 from shared.redact import mask_key as mask
 
@@ -55,17 +59,22 @@ class ImportRow:
     username: str
     daily_limit: int
     minute_limit: int
-    action: str  # added | updated | removed
+    action: str  # added | updated | removed | skipped
+    check: str = ""
+    """With `--check`: valid | invalid | suspended | region-refused | unreachable (+ detail)."""
 
 
-def load_accounts(path: Path) -> list[AccountEntry]:
-    """Parse and validate the whole file, or raise ImportRefused naming the problem."""
+def load_accounts(path: Path, warnings: list[str] | None = None) -> list[AccountEntry]:
+    """Parse and validate the whole file, or raise ImportRefused naming every problem
+    (one per line: entry, its line, field). A UTF-8 BOM and CRLF line ends are fine; a
+    key listed twice is imported once and the repeat goes into `warnings`."""
     if not path.is_file():
         raise ImportRefused(f"{path}: no such file")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise ImportRefused(f"{path}: {size} bytes, over the limit of {MAX_FILE_BYTES}")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    # utf-8-sig: editors on Windows save a byte order mark the JSON parser refuses
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -76,33 +85,46 @@ def load_accounts(path: Path) -> list[AccountEntry]:
     if not data:
         raise ImportRefused(f"{path}: the list is empty")
     lines = _entry_lines(text)
-    entries, seen = [], {}
+    entries, seen, problems = [], {}, []
     for index, raw in enumerate(data):
-        where = f"{path}: entry {index + 1} (line {lines[index]})"
+        where = f"entry {index + 1} (line {lines[index]})"
         if not isinstance(raw, dict):
-            raise ImportRefused(f"{where}: must be an object")
+            problems.append(f"{where}: must be an object")
+            continue
         try:
             entry = AccountEntry.model_validate(raw)
         except ValidationError as error:
-            raise ImportRefused(f"{where}: {_describe(error)}") from None
+            problems += [f"{where}: {problem}" for problem in _describe(error)]
+            continue
         if entry.api_key in seen:
-            raise ImportRefused(f"{where}: api_key {mask(entry.api_key)} duplicates entry "
-                                f"{seen[entry.api_key]}")
+            if warnings is not None:
+                warnings.append(f"{path}: {where}: api_key {mask(entry.api_key)} repeats "
+                                f"entry {seen[entry.api_key]}: imported once")
+            continue
         seen[entry.api_key] = index + 1
         entries.append(entry)
+    if len(problems) == 1:
+        raise ImportRefused(f"{path}: {problems[0]}")
+    if problems:
+        raise ImportRefused(f"{path}: {len(problems)} problems\n"
+                            + "\n".join(f"  {problem}" for problem in problems))
     return entries
 
 
-def _describe(error: ValidationError) -> str:
-    item = error.errors()[0]
-    field = ".".join(str(part) for part in item["loc"])
-    if item["type"] == "missing":
-        return f"{field}: is required"
-    if field in ("daily_limit", "minute_limit"):
-        return f"{field}: must be a positive integer (got {item.get('input')!r})"
-    if field in ("api_key", "password"):
-        return f"{field}: {item['msg'].lower()}"  # never echo the secret itself
-    return f"{field}: {item['msg'].lower()} (got {item.get('input')!r})"
+def _describe(error: ValidationError) -> list[str]:
+    """Every field's problem; never a secret's value."""
+    described = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "missing":
+            described.append(f"{field}: is required")
+        elif field in ("daily_limit", "minute_limit", "tpm_limit"):
+            described.append(f"{field}: must be a positive integer (got {item.get('input')!r})")
+        elif field in ("api_key", "password"):
+            described.append(f"{field}: {item['msg'].lower()}")  # never echo the secret
+        else:
+            described.append(f"{field}: {item['msg'].lower()} (got {item.get('input')!r})")
+    return described
 
 
 def _entry_lines(text: str) -> list[int]:
@@ -136,14 +158,24 @@ def plan(client: redis.Redis, entries: list[AccountEntry], replace: bool) -> lis
 
 
 def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace: bool = False,
-                    dry_run: bool = False) -> list[ImportRow]:
-    """Swap the accounts in under the import lock; returns what changed."""
+                    dry_run: bool = False, checks: dict[str, KeyCheck] | None = None,
+                    keep_invalid: bool = False) -> list[ImportRow]:
+    """Swap the accounts in under the import lock; returns what changed. With `checks`
+    (api_key → KeyCheck) only the usable keys are imported, or with `keep_invalid` all of
+    them, the others disabled with the reason (the health probes look at them again)."""
+    checks = checks or {}
+    skipped = [e for e in entries if e.api_key in checks and not checks[e.api_key].usable
+               and not keep_invalid]
+    entries = [e for e in entries if e not in skipped]
     lock = client.lock(keys.ACCOUNT_IMPORT_LOCK, timeout=IMPORT_LOCK_TTL_S, blocking=False)
     if not lock.acquire():
         raise ImportRefused("another import is running (google_accounts:import_lock is held); "
                             "try again when it has finished")
     try:
         rows = plan(client, entries, replace)
+        rows += [ImportRow(account_id(e.api_key), mask(e.api_key), e.username, e.daily_limit,
+                           e.minute_limit, "skipped") for e in skipped]
+        rows = [_with_check(row, checks, entries + skipped) for row in rows]
         if dry_run:
             return rows
         pipe = client.pipeline(transaction=True)
@@ -163,6 +195,11 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
                                    ("consecutive_failures", 0), ("disabled_reason", ""),
                                    ("last_error", "")):
                 pipe.hsetnx(info, field, default)
+            check = checks.get(entry.api_key)
+            if check is not None and not check.usable:  # kept, out of service until healed
+                pipe.hset(info, mapping={"status": "disabled",
+                                         "disabled_reason": check.disabled_reason,
+                                         "last_error": check.detail})
             pipe.sadd(keys.ACCOUNT_IDS, key_id)
             # due now: the next acquire re-checks the key under its new limits (a key
             # parked under its old minute limit is free again at once if the new one allows)
@@ -173,19 +210,44 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
                 pipe.zrem(keys.ACCOUNT_READY, row.key_id)
                 pipe.delete(keys.account_info(row.key_id), keys.account_daily(row.key_id),
                             keys.account_window(row.key_id),
-                            keys.account_limit_changes(row.key_id))
+                            keys.account_limit_changes(row.key_id),
+                            keys.account_usage(row.key_id), keys.account_probes(row.key_id))
         pipe.execute()
         return rows
     finally:
         lock.release()
 
 
+def _with_check(row: ImportRow, checks: dict[str, KeyCheck],
+                entries: list[AccountEntry]) -> ImportRow:
+    for entry in entries:
+        check = checks.get(entry.api_key)
+        if check is not None and account_id(entry.api_key) == row.key_id:
+            shown = check.verdict + (f" ({check.detail})" if check.detail else "")
+            return dataclasses.replace(row, check=shown)
+    return row
+
+
+def check_keys(entries: list[AccountEntry], checker: KeyChecker,
+               parallel: int = 8) -> dict[str, KeyCheck]:
+    """One free call per key, a few at a time (each has the checker's time limit)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(entries)))) as workers:
+        found = workers.map(lambda entry: checker.check(entry.api_key), entries)
+        return {entry.api_key: check for entry, check in zip(entries, found, strict=True)}
+
+
 def format_table(rows: list[ImportRow]) -> str:
+    checked = any(r.check for r in rows)
     header = f"{'key':<12} {'id':<16} {'username':<24} {'daily':>7} {'minute':>6}  action"
+    if checked:
+        header = f"{header:<80}  check"
     lines = [header, "-" * len(header)]
-    lines += [f"{r.masked:<12} {r.key_id:<16} {r.username[:24]:<24} {r.daily_limit:>7} "
-              f"{r.minute_limit:>6}  {r.action}" for r in rows]
-    counts = {action: sum(1 for r in rows if r.action == action)
-              for action in ("added", "updated", "removed")}
+    for r in rows:
+        line = (f"{r.masked:<12} {r.key_id:<16} {r.username[:24]:<24} {r.daily_limit:>7} "
+                f"{r.minute_limit:>6}  {r.action}")
+        lines.append(f"{line:<80}  {r.check}" if checked else line)
+    actions = ("added", "updated", "removed", "skipped") if checked else (
+        "added", "updated", "removed")
+    counts = {action: sum(1 for r in rows if r.action == action) for action in actions}
     lines.append(", ".join(f"{count} {action}" for action, count in counts.items()))
     return "\n".join(lines)

@@ -354,7 +354,7 @@ class AccountPool:
             pipe.hincrby(name, f"{lease.day}:input", int(input_tokens))
             pipe.hincrby(name, f"{lease.day}:output", int(output_tokens))
             pipe.hincrby(name, f"{lease.day}:cost_micro", round(cost_usd * 1_000_000))
-            pipe.expire(name, keys.DAILY_TTL_S)
+            pipe.expire(name, keys.HISTORY_TTL_S)  # the key's history (issue 25)
             pipe.execute()
 
     def release(self, lease: Lease) -> None:
@@ -370,7 +370,7 @@ class AccountPool:
         """`member`: the lease's window entry — taken out again when Gemini refused the
         request with a per-minute 429 (a refused request does not count), and how a probe
         over a learned limit is recognised when it succeeds."""
-        _, next_day_ms = self.quota_day()
+        day, next_day_ms = self.quota_day()
         delay_ms = -1 if outcome.retry_delay_s is None else int(outcome.retry_delay_s * 1000)
         if outcome.kind == "minute" and 0 <= delay_ms <= BOUNDARY_SLACK_MS:
             late = self.send_margin_ms() - MIN_SEND_MARGIN_MS + RACE_STEP_MS
@@ -379,11 +379,14 @@ class AccountPool:
             self._report(
                 keys=[keys.account_info(key_id), keys.account_window(key_id),
                       keys.ACCOUNT_READY, keys.ACCOUNT_WAIT_REASON,
-                      keys.account_limit_changes(key_id)],
+                      keys.account_limit_changes(key_id),
+                      # history (issue 25): the key's day and the pool's minute
+                      keys.account_usage(key_id), keys.pool_minute(int(time.time() // 60))],
                 args=[outcome.kind, delay_ms, next_day_ms, redact(outcome.reason)[:500],
                       FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id, self.window_ms,
                       LEARNED_LIMIT_MS, member, BOUNDARY_SLACK_MS, PROBE_QUIET_MS,
-                      BOUNDARY_COOL_MS, LIMIT_CHANGES_KEPT],
+                      BOUNDARY_COOL_MS, LIMIT_CHANGES_KEPT,
+                      day, keys.HISTORY_TTL_S, keys.POOL_MINUTE_TTL_S],
             )
 
     # --- administration --------------------------------------------------------------

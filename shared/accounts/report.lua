@@ -9,6 +9,9 @@
 -- a per-minute 429 whose retry delay is within it is a race at the window's edge, not
 -- evidence of a lower limit, ARGV[12] quiet period before a learned limit is probed (ms),
 -- ARGV[13] shortest cooldown after a boundary 429 (ms), ARGV[14] limit changes kept
+-- History (optional, issue 25): KEYS[6] the key's usage hash (`{day}:{counter}`),
+-- KEYS[7] the pool's per-minute hash of this minute, ARGV[15] quota day,
+-- ARGV[16] usage hash TTL (s), ARGV[17] per-minute hash TTL (s)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 'missing'
 end
@@ -16,6 +19,17 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 local kind, id = ARGV[1], ARGV[7]
+if KEYS[6] then
+  -- every answered request, by what it was: the key's day and the pool's minute
+  local counter = ({minute = '429_minute', tokens = '429_tokens', day = '429_day',
+                    disabled = 'errors', failure = 'errors', neutral = 'errors'})[kind]
+  redis.call('HINCRBY', KEYS[6], ARGV[15] .. ':requests', 1)
+  if counter then redis.call('HINCRBY', KEYS[6], ARGV[15] .. ':' .. counter, 1) end
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[16]))
+  redis.call('HINCRBY', KEYS[7], 'requests', 1)
+  if counter then redis.call('HINCRBY', KEYS[7], counter, 1) end
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[17]))
+end
 local function push_cooldown(until_ms, announced)
   local current = tonumber(redis.call('HGET', KEYS[1], 'cooldown_until') or '0') or 0
   if until_ms > current then redis.call('HSET', KEYS[1], 'cooldown_until', until_ms) end

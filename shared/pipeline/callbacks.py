@@ -54,7 +54,16 @@ def post_callback(url: str, body: bytes, *, ids: dict[str, str], secret: str,
                   policy: UrlPolicy, timeout_s: float, max_attempts: int,
                   wait_max_s: float = 30.0) -> CallbackOutcome:
     """`ids`: the header naming what the callback is about (`X-Task-Id`, `X-Batch-Id`)."""
-    headers = {"Content-Type": "application/json", **ids, "User-Agent": USER_AGENT}
+    return post_signed(url, body, ids, secret=secret, policy=policy, timeout_s=timeout_s,
+                       max_attempts=max_attempts, wait_max_s=wait_max_s)
+
+
+def post_signed(url: str, body: bytes, extra_headers: dict[str, str], *, secret: str,
+                policy: UrlPolicy, timeout_s: float, max_attempts: int,
+                wait_max_s: float = 30.0) -> CallbackOutcome:
+    """POST `body` signed with `secret` under the callbacks' rules (public addresses
+    only, no redirect, 5xx and timeouts retried): task and batch callbacks, pool alerts."""
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **extra_headers}
     if secret:
         headers["X-Signature"] = sign(body, secret)
     attempts = 0

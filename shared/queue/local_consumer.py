@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -81,12 +81,16 @@ class Consumer:
         reaper: Callable[[], dict[str, int]] | None = None,
         on_dead: Callable[[str], object] | None = None,
         gate: Callable[[], float | None] | None = None,
+        jobs: Sequence[tuple[str, float, Callable[[], object]]] = (),
     ) -> None:
         self.queue = queue
         self.config = config
         self.reaper = reaper
         self.on_dead = on_dead
         self.gate = gate
+        self.jobs = tuple(jobs)
+        """(name, every s, call): periodic work (the key pool's probes and alerts) run in
+        a thread of its own, so a slow receiver or probe never holds up deliveries."""
         self.stop_event = threading.Event()
         self.http = requests.Session()
         self._slots = threading.Semaphore(config.concurrency)
@@ -97,6 +101,8 @@ class Consumer:
     def run(self) -> None:
         """Deliver until `stop()`; in-flight deliveries finish before returning."""
         next_reap = time.monotonic()
+        if self.jobs:
+            threading.Thread(target=self._run_jobs, name="periodic-jobs", daemon=True).start()
         with ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="deliver") as pool:
             while not self.stop_event.is_set():
                 try:
@@ -116,6 +122,20 @@ class Consumer:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _run_jobs(self) -> None:
+        due = {name: time.monotonic() for name, _, _ in self.jobs}
+        while not self.stop_event.is_set():
+            for name, every_s, call in self.jobs:
+                if time.monotonic() < due[name]:
+                    continue
+                try:
+                    call()
+                except Exception as error:  # noqa: BLE001 - the next run tries again
+                    log.warning("%s failed (%s: %s); will try again", name,
+                                type(error).__name__, error)
+                due[name] = time.monotonic() + every_s
+            self.stop_event.wait(max(0.05, min(due.values()) - time.monotonic()))
 
     def _take_one(self, pool: ThreadPoolExecutor, until_reap_s: float) -> None:
         self.queue.promote_due()

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.accounts import history
+from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PoolUnavailable
 from shared.cursor import InvalidCursor
 from shared.errors import (
@@ -231,6 +233,24 @@ def set_account_enabled(services: Services, key_id: str, enabled: bool) -> dict[
     if not found:
         raise NotFound(f"key_id: no key {key_id} in the pool")
     return next(account for account in accounts if account["key_id"] == key_id)
+
+
+def account_history(services: Services, key_id: str, query: HistoryQuery) -> dict[str, object]:
+    """One key's last `days` quota days and its latest probes."""
+    if not KEY_ID_PATTERN.match(key_id):
+        raise InvalidInput("key_id: malformed (16 lowercase hex characters, the key_id "
+                           "/api/v1/accounts shows)")
+    with redis_outage(PoolUnavailable):
+        found = history.key_history(services.pool, key_id, query.days)
+    if found is None:
+        raise NotFound(f"key_id: no key {key_id} in the pool")
+    return found
+
+
+def pool_history(services: Services, query: HistoryQuery) -> dict[str, object]:
+    """The pool's totals per quota day and its last hour per minute against capacity."""
+    with redis_outage(PoolUnavailable):
+        return history.pool_history(services.pool, query.days)
 
 
 def search(services: Services, query: SearchQuery) -> SearchPage:
