@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -52,11 +53,22 @@ def test_a_readme_block_runs_as_written(tmp_path: Path, index: int) -> None:
     try:
         output, _ = process.communicate(timeout=240)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process.pid)
         output, _ = process.communicate()
         pytest.fail(f"README block {index} did not finish in 240 s:\n{output[-3000:]}")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # whatever the block left running
+        stop_group(process.pid)  # whatever the block left running
     assert process.returncode == 0, output[-3000:]
     assert '"status": "completed"' in output or '"status":"completed"' in output, output[-3000:]
+
+
+def stop_group(pgid: int) -> None:
+    """SIGTERM first (the stack then stops the children it started in sessions of their
+    own), SIGKILL for what is left after 15 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            os.killpg(pgid, 0)
+            time.sleep(0.2)
+        os.killpg(pgid, signal.SIGKILL)
