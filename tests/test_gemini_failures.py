@@ -35,12 +35,13 @@ def standins():
         server.stop()
 
 
-def tagger_for(pool, endpoints: list[GeminiStandIn], **settings) -> GeminiTagger:  # noqa: F811
+def tagger_for(pool, endpoints: list[GeminiStandIn],  # noqa: F811
+               endpoint_backoff_s: tuple[float, float] = FAST, **settings) -> GeminiTagger:
     values = {"GEMINI_BASE_URL": ",".join(s.base_url for s in endpoints), "TAGGER": "gemini",
               **settings}
     return GeminiTagger(pool, load_settings(**values), sleep=lambda s: None,
                         health=GeminiHealth(pool.redis, model_backoff_s=FAST,
-                                            endpoint_backoff_s=FAST))
+                                            endpoint_backoff_s=endpoint_backoff_s))
 
 
 def key_states(client: redis.Redis) -> list[dict]:
@@ -112,7 +113,7 @@ def test_a_refused_region_on_one_endpoint_goes_through_the_other(
         app_env, standins, media_dir, pool) -> None:  # noqa: F811
     refused, good = standins
     refused.refuse_location = True
-    tagger = tagger_for(pool, [refused, good])
+    tagger = tagger_for(pool, [refused, good], endpoint_backoff_s=(30.0, 60.0))
     result = tagger.tag(request_for(media_dir / "clip.mp4", ["vision"]))
     assert result.tags and len(good.generate_calls()) == 1
     assert len(refused.generate_calls()) == 1  # tried once, then it backs off
