@@ -277,6 +277,12 @@ function showMoments(result) {
     li.textContent = `${moment.start_s}–${moment.end_s} s · ${moment.description}${moment.tags.length ? ` (${moment.tags.join(", ")})` : ""}`;
     list.append(li);
   }
+  if (!result.key_moments.length) {
+    const none = document.createElement("li");
+    none.className = "empty";
+    none.textContent = "no key moments in this result";
+    list.append(none);
+  }
   for (const frame of result.frames) {
     const tick = document.createElement("i");
     tick.className = "frame-tick";
@@ -391,7 +397,7 @@ function showThroughput(throughput) {
   }, [x, throughput.completed, throughput.failed]);
 }
 
-function categoryChart(id, labels, series, data) {
+function categoryChart(id, what, labels, series, data) {
   // bars over named categories (uPlot has numbers on x: the names come from the index)
   dropChart(id);
   if (typeof uPlot === "undefined" || !labels.length) return;
@@ -400,7 +406,7 @@ function categoryChart(id, labels, series, data) {
   charts[id] = new uPlot({
     width: chartWidth(id), height: 260,
     scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
-    series: [{ label: "", value: (u, v) => v === null ? "–" : name(v) }, ...series],
+    series: [{ label: what, value: (u, v) => v === null ? "–" : name(v) }, ...series],
     axes: [{ splits: () => labels.map((_, i) => i), values: (u, splits) => splits.map(short),
              rotate: -45, size: 80 }, {}],
   }, [labels.map((_, i) => i), ...data], $(id));
@@ -409,7 +415,7 @@ function categoryChart(id, labels, series, data) {
 function showStageLatency(stages) {
   const names = Object.keys(stages);
   $("stages-empty").hidden = names.length > 0;
-  categoryChart("chart-stages", names, [
+  categoryChart("chart-stages", "stage", names, [
     { label: "p95 ms", stroke: "#d9822b", fill: "#d9822b66", paths: uPlotBars(0.7) },
     { label: "p50 ms", stroke: "#3d7bfd", fill: "#3d7bfdaa", paths: uPlotBars(0.4) },
   ], [names.map((n) => stages[n].p95_ms), names.map((n) => stages[n].p50_ms)]);
@@ -417,13 +423,14 @@ function showStageLatency(stages) {
 
 function showTopTags(tags) {
   $("tags-empty").hidden = tags.length > 0;
-  categoryChart("chart-tags", tags.map((t) => t.tag), [
+  categoryChart("chart-tags", "tag", tags.map((t) => t.tag), [
     { label: "tasks", stroke: "#3d7bfd", fill: "#3d7bfd88", paths: uPlotBars(0.7) },
   ], [tags.map((t) => t.count)]);
 }
 
 function uPlotBars(size) {
-  return typeof uPlot === "undefined" ? undefined : uPlot.paths.bars({ size: [size, 60] });
+  // the narrower p50 bar stays inside the p95 one at any width
+  return typeof uPlot === "undefined" ? undefined : uPlot.paths.bars({ size: [size, 100 * size] });
 }
 
 let refreshes = 0;
