@@ -211,6 +211,7 @@ def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
         expect(page.locator("#chart-hour .u-legend .u-label")).to_have_text(
             ["minute", "requests", "429s", "capacity"])
         # hover the newest minute and the oldest day: the legend shows the API's numbers
+        page.locator("#chart-hour").scroll_into_view_if_needed()
         over = page.locator("#chart-hour .u-over").bounding_box()
         page.mouse.move(over["x"] + over["width"] - 1, over["y"] + over["height"] / 2)
         expect(page.locator("#chart-hour .u-legend .u-series").nth(1).locator(".u-value")
@@ -219,6 +220,7 @@ def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
                ).to_have_text("1")
         expect(page.locator("#chart-hour .u-legend .u-series").nth(3).locator(".u-value")
                ).to_have_text(str(history["last_hour"][-1]["capacity"]))
+        page.locator("#chart-days").scroll_into_view_if_needed()
         over = page.locator("#chart-days .u-over").bounding_box()
         page.mouse.move(over["x"] + 1, over["y"] + over["height"] / 2)
         first = history["days"][0]
@@ -433,7 +435,7 @@ def test_a_100_character_tag(api_server, app_env) -> None:
     from playwright.sync_api import expect
 
     app_env(API_TOKENS="")
-    long_tag = "超长标签long" * 12 + "尾巴"  # 100 characters, little room to break
+    long_tag = "超长标签long" * 12 + "尾巴尾巴"  # 100 characters, little room to break
     assert len(long_tag) == 100
     [task_id] = clone_completed(1, tags=[long_tag, "short"])
     assert api_get("/api/v1/stats/charts").get_json()["data"]["top_tags"][0]["tag"] in (
