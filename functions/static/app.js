@@ -198,7 +198,7 @@ function exportLink(batch, format) {
     if (!token()) return;
     event.preventDefault();
     try {
-      const response = await fetch(link.href, { headers: { Authorization: `Bearer ${token()}` } });
+      const response = await fetch(link.href, { headers: authHeaders() });
       if (!response.ok) throw new Error(`export: HTTP ${response.status}`);
       const file = URL.createObjectURL(await response.blob());
       const save = document.createElement("a");
