@@ -38,7 +38,9 @@ from shared.tasks.batch_models import (
     ExportQuery,
     ListBatchesQuery,
 )
+from shared.tasks.charts import chart_data
 from shared.tasks.export import CONTENT_TYPES
+from shared.tasks.frames import frame_bytes
 from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest, TaskStatus
 from shared.tasks.stats import gemini_status, service_stats
 from shared.tasks.subtitles import SUBTITLE_TYPES
@@ -53,6 +55,7 @@ ROUTES = Map(
         Rule("/api/v1/task/<task_id>", endpoint="get", methods=["GET"]),
         Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
         Rule("/api/v1/tasks/export", endpoint="export", methods=["GET"]),
+        Rule("/api/v1/task/<task_id>/frames/<index>", endpoint="frame", methods=["GET"]),
         Rule("/api/v1/task/<task_id>/subtitles.<any(vtt, srt):kind>", endpoint="subtitles",
              methods=["GET"]),
         Rule("/api/v1/batches", endpoint="create_batch", methods=["POST"]),
@@ -68,8 +71,10 @@ ROUTES = Map(
              endpoint="account_status", methods=["POST"]),
         Rule("/api/v1/search", endpoint="search", methods=["GET"]),
         Rule("/api/v1/stats", endpoint="stats", methods=["GET"]),
+        Rule("/api/v1/stats/charts", endpoint="charts", methods=["GET"]),
         Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
-        Rule("/dashboard/<any(app.js, style.css):asset>", endpoint="dashboard", methods=["GET"]),
+        Rule("/dashboard/<any(app.js, style.css, favicon.svg):asset>", endpoint="dashboard",
+             methods=["GET"]),
         Rule("/dashboard/vendor/<any(uplot.min.js, uplot.min.css):vendored>",
              endpoint="dashboard", methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
@@ -98,7 +103,8 @@ page itself asks for a token and fetches every number through the token-checked 
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
-          "vendor/uplot.min.js": "text/javascript", "vendor/uplot.min.css": "text/css"}
+          "favicon.svg": "image/svg+xml", "vendor/uplot.min.js": "text/javascript",
+          "vendor/uplot.min.css": "text/css"}
 """The dashboard's files; vendor/ holds uPlot 1.6.32 (MIT, vendor/uplot.LICENSE) for the
 pool's charts: no CDN, nothing fetched from elsewhere."""
 
@@ -270,13 +276,24 @@ def stats(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=service_stats(services))
 
 
+def charts(request: flask.Request, services: Services) -> flask.Response:
+    return reply(200, data=chart_data(services))
+
+
+def frame(request: flask.Request, services: Services, task_id: str,
+          index: str) -> flask.Response:
+    response = flask.Response(frame_bytes(services, task_id, index), mimetype="image/jpeg")
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
 def dashboard(request: flask.Request, services: Services,
               asset: str = "dashboard.html", vendored: str = "") -> flask.Response:
     asset = f"vendor/{vendored}" if vendored else asset
     response = flask.Response((STATIC / asset).read_bytes(), mimetype=ASSETS[asset])
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        "img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -300,7 +317,8 @@ HANDLERS = {
     "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
     "accounts": accounts, "account_status": account_status, "search": search,
     "account_history": account_history, "pool_history": pool_history,
-    "stats": stats, "dashboard": dashboard, "healthz": healthz, "openapi": openapi,
+    "stats": stats, "charts": charts, "frame": frame, "dashboard": dashboard,
+    "healthz": healthz, "openapi": openapi,
     "create_batch": create_batch, "get_batch": get_batch, "list_batches": list_batches,
     "batch_results": batch_results, "export": export, "subtitles": subtitles,
 }

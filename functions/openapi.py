@@ -163,6 +163,28 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                 "responses": {"200": _envelope(None, "stats in `data`"),
                               **_errors(401, 403, 503)},
             }},
+            "/api/v1/stats/charts": {"get": {
+                "operationId": "getStatsCharts",
+                "summary": "The dashboard's charts over the last 24 h: `throughput` (completed "
+                           "and failed per minute from `start`, oldest first), `stages` "
+                           "(p50/p95 per stage), `top_tags` (the 20 most frequent tags of "
+                           "the newest 2,000 results)",
+                "security": AUTH,
+                "responses": {"200": _envelope(None, "chart data in `data`"),
+                              **_errors(401, 403, 503)},
+            }},
+            "/api/v1/task/{task_id}/frames/{index}": {"get": {
+                "operationId": "getTaskFrame",
+                "summary": "One stored key frame of a task (`result.frames[index]`) as JPEG",
+                "parameters": [TASK_ID, {"name": "index", "in": "path", "required": True,
+                                         "schema": {"type": "string",
+                                                    "pattern": "^[0-9]{1,4}$"}}],
+                "security": AUTH,
+                "responses": {"200": {"description": "the frame", "content": {
+                                  "image/jpeg": {"schema": {"type": "string",
+                                                            "format": "binary"}}}},
+                              **_errors(400, 401, 403, 404, 503)},
+            }},
             "/dashboard": {"get": {
                 "summary": "Operator dashboard (HTML; its data comes from the API with a token)",
                 "responses": {"200": {"description": "the page"}},

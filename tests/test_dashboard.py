@@ -6,9 +6,14 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 import functions_framework
 import pytest
+import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from scripts.stack import ROOT, free_port
@@ -24,6 +29,26 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 
 def _has_cjk(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+@contextmanager
+def serving() -> Iterator[str]:
+    """The api function under a real WSGI server on 127.0.0.1."""
+    port = free_port()
+    httpd = make_server("127.0.0.1", port, functions_framework.create_app("api", "main.py"),
+                        threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        httpd.shutdown()
+
+
+@pytest.fixture
+def bare_server(app_env) -> Iterator[str]:
+    """No task, no key, no token: a fresh deployment."""
+    with serving() as url:
+        yield url
 
 
 @pytest.fixture
@@ -47,12 +72,8 @@ def api_server(app_env, media_server, redis_client):
         task_id = create_task(services, request)[0].task_id
         if path != "files/portrait.mp4":
             handle_delivery(task_id, services)
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, functions_framework.create_app("api", "main.py"),
-                        threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
-    httpd.shutdown()
+    with serving() as url:
+        yield url
 
 
 def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> None:
@@ -68,6 +89,7 @@ def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> N
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(f"{api_server}/dashboard")
+        expect(page.locator("#login")).to_be_visible()  # the API asked for a token
         expect(page.locator("#auth-status")).to_have_text("a token is required")
         expect(page.locator("#t-completed")).to_have_text("–")
         page.fill("#token", "not-the-token")
@@ -81,8 +103,9 @@ def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> N
             expect(page.locator(f"#t-{status}")).to_have_text(str(stats["tasks"][status]))
         expect(page.locator("#q-pending")).to_have_text(str(stats["queue"]["pending"]))
         expect(page.locator("#h-completed")).to_have_text(str(stats["last_hour"]["completed"]))
-        expect(page.locator("#pool-left-today")).to_have_text(
-            str(stats["pool"]["capacity_left_today"]))
+        expect(page.locator("#pool-capacity")).to_be_hidden()  # TAGGER=local: no keys needed
+        expect(page.locator("#pool-offline")).to_contain_text(
+            "The offline tagger (local-visual-v1) runs and needs no keys")
         expect(page.locator("#cost-today")).to_have_text(
             f"{stats['usage']['today']['cost_usd']:.4f}")
         expect(page.locator("#keys tbody tr")).to_have_count(2)
@@ -188,6 +211,7 @@ def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
         expect(page.locator("#chart-hour .u-legend .u-label")).to_have_text(
             ["minute", "requests", "429s", "capacity"])
         # hover the newest minute and the oldest day: the legend shows the API's numbers
+        page.locator("#chart-hour").scroll_into_view_if_needed()
         over = page.locator("#chart-hour .u-over").bounding_box()
         page.mouse.move(over["x"] + over["width"] - 1, over["y"] + over["height"] / 2)
         expect(page.locator("#chart-hour .u-legend .u-series").nth(1).locator(".u-value")
@@ -196,6 +220,7 @@ def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
                ).to_have_text("1")
         expect(page.locator("#chart-hour .u-legend .u-series").nth(3).locator(".u-value")
                ).to_have_text(str(history["last_hour"][-1]["capacity"]))
+        page.locator("#chart-days").scroll_into_view_if_needed()
         over = page.locator("#chart-days .u-over").bounding_box()
         page.mouse.move(over["x"] + 1, over["y"] + over["height"] / 2)
         first = history["days"][0]
@@ -218,3 +243,288 @@ def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
         browser.close()
     assert fetched and all(url.startswith(api_server) for url in fetched), fetched
     assert (artifacts / "dashboard-charts.png").stat().st_size > 10_000
+
+
+# --- every view at phone and desktop width, and the bad inputs ------------------------
+
+ARTIFACTS = ROOT / "test-artifacts"
+VIEWS = ("queue", "task-counts", "charts", "pool", "pool-history", "latest", "batches-card")
+"""The dashboard's sections, one screenshot each."""
+AUTH = {"Authorization": "Bearer dash-token"}
+
+
+@contextmanager
+def dashboard_page(url: str, width: int, height: int = 900):
+    """A page on the dashboard and the console errors and page errors it produced."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        problems: list[str] = []
+        page.on("console", lambda message: problems.append(f"console: {message.text}")
+                if message.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+        page.goto(f"{url}/dashboard")
+        try:
+            yield page, problems
+        finally:
+            browser.close()
+
+
+def fits(page, width: int) -> None:
+    """Nothing sticks out sideways: the page scrolls only down."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def api_get(path: str, headers: dict | None = None):
+    return functions_framework.create_app("api", "main.py").test_client().get(
+        path, headers=headers or {})
+
+
+def clone_completed(count: int, tags: list[str] | None = None) -> list[str]:
+    """`count` copies of the completed task's row (its real result), finished over the
+    last 23 h; with `tags`, the copies' flat tags are those."""
+    from shared.tasks.db import utcnow
+    from shared.tasks.schema import video_tasks as t
+
+    engine = get_services().store.engine
+    with engine.begin() as conn:
+        row = dict(conn.execute(sa.select(t).where(t.c.status == "completed").limit(1))
+                   .mappings().one())
+    row.pop("id")
+    if tags is not None:
+        row["tags"] = {**row["tags"], "tags": tags}
+    now = utcnow()
+    rows = [{**row, "task_id": str(uuid.uuid4()), "idempotency_key": None,
+             "processed_end": now - timedelta(seconds=(n * 8) % 82_800)}
+            for n in range(count)]
+    with engine.begin() as conn:
+        for start in range(0, count, 1000):
+            conn.execute(sa.insert(t), rows[start:start + 1000])
+    return [r["task_id"] for r in rows]
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_every_view_at_phone_and_desktop_width(api_server, app_env, media_server,
+                                               width: int) -> None:
+    """No token configured: no token box; tagger named; error code, URL, key actions,
+    five charts, a task's timeline and frames; no console error; nothing sideways."""
+    from playwright.sync_api import expect
+
+    app_env(API_TOKENS="")
+    tasks = api_get("/api/v1/tasks?limit=15").get_json()["data"]["tasks"]
+    failed = next(t for t in tasks if t["status"] == "failed")
+    completed = next(t for t in tasks if t["status"] == "completed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with dashboard_page(api_server, width) as (page, problems):
+        expect(page.locator("#tasks tbody tr")).to_have_count(len(tasks))
+        expect(page.locator("#login")).to_be_hidden()
+        expect(page.locator("#tagger")).to_have_text("tagger: local · model local-visual-v1")
+        expect(page.locator("#queue dt").nth(3)).to_have_text("dead letters")
+        expect(page.locator("#task-counts dt").nth(3)).to_have_text("failed tasks")
+        row = page.locator(f"#tasks tbody tr[data-task-id='{failed['task_id']}']")
+        expect(row.locator("td.error-code")).to_have_text(failed["error_code"])
+        expect(row.locator("td").nth(3)).to_have_text(failed["stage"] or "")
+        expect(row.locator("td.url")).to_have_attribute("title", failed["url"])
+        expect(row.locator("td.url")).to_have_text(failed["url"].split("//", 1)[1])
+        expect(page.locator("#keys tbody button")).to_have_text(["disable", "disable"])
+        for chart in ("throughput", "stages", "tags", "days", "hour"):
+            expect(page.locator(f"#chart-{chart} canvas")).to_have_count(1)
+        expect(page.locator("#chart-tags .u-legend .u-label")).to_have_text(["tag", "tasks"])
+        assert page.evaluate("""fetch('dashboard/favicon.svg').then(
+            (r) => `${r.status} ${r.headers.get('content-type')}`)""").startswith(
+            "200 image/svg+xml")
+        assert page.locator("link[rel=icon]").get_attribute("href") == "dashboard/favicon.svg"
+
+        page.click(f"#tasks tbody tr[data-task-id='{completed['task_id']}']")
+        result = completed["result"]
+        assert result["frames"]
+        expect(page.locator("#detail-frames img")).to_have_count(len(result["frames"]))
+        page.wait_for_function("""() => [...document.querySelectorAll('#detail-frames img')]
+            .every((img) => img.complete && img.naturalWidth > 0)""")
+        expect(page.locator("#detail-timeline .frame-tick")).to_have_count(len(result["frames"]))
+        expect(page.locator("#detail-timeline .moment")).to_have_count(len(result["key_moments"]))
+        expect(page.locator("#detail-url")).to_have_text(completed["url"])
+        for view in VIEWS:
+            page.locator(f"#{view}").screenshot(
+                path=str(ARTIFACTS / f"dashboard-{view}-{width}.png"))
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
+        fits(page, width)
+        assert problems == []
+    for view in VIEWS:
+        assert (ARTIFACTS / f"dashboard-{view}-{width}.png").stat().st_size > 2_000
+
+
+def test_key_buttons_ask_first_and_send_the_token(api_server) -> None:
+    from playwright.sync_api import expect
+
+    with dashboard_page(api_server, 1440) as (page, problems):
+        page.fill("#token", "dash-token")
+        page.click("#save-token")
+        first = page.locator("#keys tbody tr").first
+        expect(first.locator("button")).to_have_text("disable")
+        key_id = first.get_attribute("data-key-id")
+
+        def status() -> str:
+            accounts = api_get("/api/v1/accounts", AUTH).get_json()["data"]["accounts"]
+            return next(a["status"] for a in accounts if a["key_id"] == key_id)
+
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        first.locator("button").click()
+        page.wait_for_timeout(300)
+        assert status() == "active"
+        page.once("dialog", lambda dialog: dialog.accept())
+        first.locator("button").click()
+        expect(first.locator("button")).to_have_text("enable")
+        expect(first.locator("td").nth(1)).to_have_text("disabled")
+        assert status() == "disabled"
+        page.once("dialog", lambda dialog: dialog.accept())
+        first.locator("button").click()
+        expect(first.locator("button")).to_have_text("disable")
+        assert status() == "active"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#pool").screenshot(path=str(ARTIFACTS / "dashboard-keys.png"))
+        # only the first call, made before the token was given, was refused
+        assert [p for p in problems if "401" not in p] == []
+
+
+def test_dashboard_with_no_task(bare_server) -> None:
+    from playwright.sync_api import expect
+
+    with dashboard_page(bare_server, 390) as (page, problems):
+        expect(page.locator("#t-completed")).to_have_text("0")
+        expect(page.locator("#tasks-empty")).to_be_visible()
+        expect(page.locator("#stages-empty")).to_be_visible()
+        expect(page.locator("#tags-empty")).to_be_visible()
+        expect(page.locator("#chart-throughput canvas")).to_have_count(1)
+        expect(page.locator("#chart-tags canvas")).to_have_count(0)
+        expect(page.locator("#login")).to_be_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-empty.png"), full_page=True)
+        fits(page, 390)
+        assert problems == []
+
+
+def test_dashboard_with_10000_tasks(api_server, app_env) -> None:
+    from playwright.sync_api import expect
+
+    app_env(API_TOKENS="")
+    clone_completed(10_000)
+    charts = api_get("/api/v1/stats/charts").get_json()["data"]
+    assert sum(charts["throughput"]["completed"]) == 10_001
+    assert sum(charts["throughput"]["failed"]) == 1
+    assert len(charts["throughput"]["completed"]) == 1440
+    assert charts["top_tags"][0]["count"] == 2_000  # the newest 2,000 results are read
+    assert len(charts["top_tags"]) <= 20
+    with dashboard_page(api_server, 1440) as (page, problems):
+        expect(page.locator("#t-completed")).to_have_text("10001", timeout=15_000)
+        expect(page.locator("#tasks tbody tr")).to_have_count(15)
+        expect(page.locator("#chart-tags canvas")).to_have_count(1, timeout=15_000)
+        over = page.locator("#chart-throughput .u-over").bounding_box()
+        page.mouse.move(over["x"] + over["width"] / 2, over["y"] + over["height"] / 2)
+        value = page.locator("#chart-throughput .u-legend .u-series").nth(1).locator(".u-value")
+        expect(value).not_to_have_text("–")
+        assert 0 < int(value.inner_text()) <= 10
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#charts").screenshot(path=str(ARTIFACTS / "dashboard-10000.png"))
+        assert problems == []
+
+
+def test_a_100_character_tag(api_server, app_env) -> None:
+    from playwright.sync_api import expect
+
+    app_env(API_TOKENS="")
+    long_tag = "超长标签long" * 12 + "尾巴尾巴"  # 100 characters, little room to break
+    assert len(long_tag) == 100
+    [task_id] = clone_completed(1, tags=[long_tag, "short"])
+    assert api_get("/api/v1/stats/charts").get_json()["data"]["top_tags"][0]["tag"] in (
+        long_tag, "short")
+    with dashboard_page(api_server, 390) as (page, problems):
+        page.click(f"#tasks tbody tr[data-task-id='{task_id}']")
+        expect(page.locator("#detail-tags li")).to_have_text([long_tag, "short"])
+        expect(page.locator("#chart-tags canvas")).to_have_count(1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#latest").screenshot(path=str(ARTIFACTS / "dashboard-long-tag.png"))
+        page.locator("#charts").screenshot(path=str(ARTIFACTS / "dashboard-long-tag-chart.png"))
+        fits(page, 390)
+        assert problems == []
+
+
+def test_a_task_with_no_result(api_server, app_env) -> None:
+    from playwright.sync_api import expect
+
+    app_env(API_TOKENS="")
+    tasks = api_get("/api/v1/tasks?limit=15").get_json()["data"]["tasks"]
+    with dashboard_page(api_server, 390) as (page, problems):
+        for task in (t for t in tasks if t["status"] != "completed"):
+            page.click(f"#tasks tbody tr[data-task-id='{task['task_id']}']")
+            expect(page.locator("#detail-id")).to_have_text(task["task_id"])
+            expect(page.locator("#detail-summary")).to_contain_text(
+                f"no result: {task['status']}")
+            if task["error_code"]:
+                expect(page.locator("#detail-summary")).to_contain_text(task["error_code"])
+            expect(page.locator("#detail-tags li")).to_have_count(0)
+            expect(page.locator("#detail-frames img")).to_have_count(0)
+            expect(page.locator("#detail-timeline")).to_be_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#latest").screenshot(path=str(ARTIFACTS / "dashboard-no-result.png"))
+        assert problems == []
+
+
+def test_an_api_that_answers_503(bare_server, app_env) -> None:
+    from playwright.sync_api import expect
+
+    app_env(REDIS_URL="redis://127.0.0.1:1/0")  # Redis is down from the start
+    assert api_get("/api/v1/stats").status_code == 503
+    with dashboard_page(bare_server, 390) as (page, problems):
+        expect(page.locator("#banner")).to_contain_text("A backing service is down")
+        expect(page.locator("#banner")).to_contain_text("redis is unavailable")
+        expect(page.locator("#login")).to_be_hidden()
+        expect(page.locator("#t-completed")).to_have_text("–")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-503.png"))
+        fits(page, 390)
+        # the browser notes each refused request; nothing in the page itself failed
+        assert problems and all("status of 503" in p for p in problems), problems
+
+
+def test_the_frame_route(api_server) -> None:
+    """A stored frame as JPEG with the token; 401 without; 400 malformed; 404 unknown."""
+    tasks = api_get("/api/v1/tasks", AUTH).get_json()["data"]["tasks"]
+    completed = next(t for t in tasks if t["status"] == "completed")
+    pending = next(t for t in tasks if t["status"] == "pending")
+    base = f"/api/v1/task/{completed['task_id']}/frames"
+    frames = completed["result"]["frames"]
+    for index in range(len(frames)):
+        response = api_get(f"{base}/{index}", AUTH)
+        assert response.status_code == 200 and response.mimetype == "image/jpeg"
+        assert response.data.startswith(b"\xff\xd8")
+    assert api_get(f"{base}/0").status_code == 401
+    cases = [(f"{base}/{len(frames)}", 404, "no frame"),
+             (f"{base}/x1", 400, "index: malformed"), (f"{base}/-1", 400, "index: malformed"),
+             (f"/api/v1/task/{uuid.uuid4()}/frames/0", 404, "no task"),
+             ("/api/v1/task/not-an-id/frames/0", 400, "task_id: malformed"),
+             (f"/api/v1/task/{pending['task_id']}/frames/0", 404, "0 stored frames")]
+    for path, status, words in cases:
+        response = api_get(path, AUTH)
+        assert response.status_code == status, (path, response.data)
+        assert words in response.get_json()["message"], (path, response.get_json())
+
+
+def test_chart_data_and_the_tagger_in_stats(api_server) -> None:
+    tasks = api_get("/api/v1/tasks", AUTH).get_json()["data"]["tasks"]
+    completed = next(t for t in tasks if t["status"] == "completed")
+    charts = api_get("/api/v1/stats/charts", AUTH).get_json()["data"]
+    throughput = charts["throughput"]
+    assert throughput["step_s"] == 60 and len(throughput["failed"]) == 1440
+    assert sum(throughput["completed"][-2:]) == 1 and sum(throughput["failed"][-2:]) == 1
+    assert sum(throughput["completed"]) == 1
+    assert {t["tag"] for t in charts["top_tags"]} == set(completed["result"]["tags"][:20]) or (
+        len(charts["top_tags"]) == 20)
+    assert all(t["count"] == 1 for t in charts["top_tags"])
+    assert set(completed["timings"]) <= set(charts["stages"])
+    assert api_get("/api/v1/stats/charts").status_code == 401
+    tagger = api_get("/api/v1/stats", AUTH).get_json()["data"]["tagger"]
+    assert tagger == {"name": "local", "model": "local-visual-v1", "fallback_models": [],
+                      "needs_keys": False}

@@ -1,17 +1,20 @@
-// vision-to-tag dashboard: every number comes from the token-checked API (relative URLs,
-// so it works under a function URL prefix too); nothing here
-// is trusted into innerHTML (textContent only). Refreshes every 5 s.
+// vision-to-tag dashboard: every number comes from the API (relative URLs, so it works
+// under a function URL prefix too); nothing here is trusted into innerHTML (textContent
+// only). It asks without a token first and shows the token box only on a 401.
+// Refreshes every 5 s; the 24 h charts every 30 s.
 "use strict";
 
 const TOKEN_KEY = "vtt_token";
 const REFRESH_MS = 5000;
+const CHARTS_EVERY = 6;  // refreshes between two reads of the 24 h charts
 const $ = (id) => document.getElementById(id);
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
-async function api(path) {
-  const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
-  const response = await fetch(path, { headers });
+function authHeaders() { return token() ? { Authorization: `Bearer ${token()}` } : {}; }
+
+async function api(path, method = "GET") {
+  const response = await fetch(path, { method, headers: authHeaders() });
   let body = null;
   try { body = await response.json(); } catch (e) { body = { message: response.statusText }; }
   if (!response.ok) {
@@ -31,6 +34,7 @@ function clearData() {
   for (const body of document.querySelectorAll("tbody")) body.replaceChildren();
   for (const id of Object.keys(charts)) { charts[id].destroy(); delete charts[id]; }
   $("task-detail").hidden = true;
+  $("tagger").textContent = "";
 }
 
 function banner(message) {
@@ -79,6 +83,17 @@ function showStats(stats) {
     body.append(tr);
   }
   $("search").hidden = !stats.search_enabled;
+  showTagger(stats.tagger);
+}
+
+function showTagger(tagger) {
+  if (!tagger) return;
+  const fallbacks = tagger.fallback_models.length ? `, then ${tagger.fallback_models.join(", ")}` : "";
+  $("tagger").textContent = `tagger: ${tagger.name} · model ${tagger.model}${fallbacks}`;
+  $("pool-capacity").hidden = !tagger.needs_keys;
+  $("pool-offline").hidden = tagger.needs_keys;
+  $("pool-offline").textContent = tagger.needs_keys ? "" :
+    `The offline tagger (${tagger.model}) runs and needs no keys; the pool below is unused while TAGGER=${tagger.name}.`;
 }
 
 function showKeys(pool) {
@@ -110,8 +125,41 @@ function showKeys(pool) {
     }
     cell(tr, key.cooldown_left_s ? `${key.cooldown_left_s} s` : "");
     cell(tr, key.problem || key.disabled_reason || key.last_error || "");
+    cell(tr, keyButton(key));
     body.append(tr);
   }
+}
+
+function keyButton(key) {
+  const action = key.status === "disabled" ? "enable" : "disable";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = `key-${action}`;
+  button.textContent = action;
+  button.addEventListener("click", () => setKey(key, action));
+  return button;
+}
+
+async function setKey(key, action) {
+  if (!window.confirm(`${action} key ${key.key}?`)) return;
+  try {
+    await api(`api/v1/accounts/${encodeURIComponent(key.key_id)}/${action}`, "POST");
+    banner("");
+    await refresh();
+  } catch (error) { failed(error); }
+}
+
+function shortUrl(url) {
+  // host and the end of the path: enough to tell two videos apart; the full URL on hover
+  try {
+    const parsed = new URL(url);
+    const path = parsed.pathname.length > 24 ? `…${parsed.pathname.slice(-23)}` : parsed.pathname;
+    return parsed.host + path;
+  } catch (e) { return url.length > 40 ? `${url.slice(0, 39)}…` : url; }
+}
+
+function totalMs(task) {
+  return task.timings ? Object.values(task.timings).reduce((a, b) => a + b, 0) : "";
 }
 
 function showTasks(page) {
@@ -120,13 +168,17 @@ function showTasks(page) {
   for (const task of page.tasks) {
     const tr = document.createElement("tr");
     tr.dataset.taskId = task.task_id;
-    const total = task.timings ? Object.values(task.timings).reduce((a, b) => a + b, 0) : "";
-    cell(tr, task.task_id.slice(0, 12)); cell(tr, task.status, `status-${task.status}`);
-    cell(tr, task.status === "failed" ? task.error_code : (task.stage || "")); cell(tr, total);
+    cell(tr, task.task_id.slice(0, 12)).title = task.task_id;
+    cell(tr, shortUrl(task.url), "url").title = task.url;
+    cell(tr, task.status, `status-${task.status}`);
+    cell(tr, task.stage || "");
+    cell(tr, task.error_code || "", "error-code").title = task.message || "";
+    cell(tr, totalMs(task));
     cell(tr, new Date(task.created_at).toLocaleString());
     tr.addEventListener("click", () => showTask(task.task_id));
     body.append(tr);
   }
+  $("tasks-empty").hidden = page.tasks.length > 0;
 }
 
 function duration(seconds) {
@@ -146,7 +198,7 @@ function exportLink(batch, format) {
     if (!token()) return;
     event.preventDefault();
     try {
-      const response = await fetch(link.href, { headers: { Authorization: `Bearer ${token()}` } });
+      const response = await fetch(link.href, { headers: authHeaders() });
       if (!response.ok) throw new Error(`export: HTTP ${response.status}`);
       const file = URL.createObjectURL(await response.blob());
       const save = document.createElement("a");
@@ -183,16 +235,91 @@ async function showTask(taskId) {
   try {
     const task = await api(`api/v1/task/${encodeURIComponent(taskId)}`);
     $("detail-id").textContent = taskId;
-    $("detail-summary").textContent = task.result ? task.result.summary : (task.message || task.status);
-    const list = $("detail-tags");
-    list.replaceChildren();
-    for (const tag of task.result ? task.result.tags : []) {
-      const li = document.createElement("li");
-      li.textContent = tag;
-      list.append(li);
-    }
+    $("detail-url").textContent = task.url;
+    $("detail-url").href = task.url;
+    $("detail-summary").textContent = task.result ? task.result.summary :
+      `no result: ${task.status}${task.error_code ? ` · ${task.error_code}` : ""}${task.message ? ` · ${task.message}` : ""}`;
+    showTags(task.result ? task.result.tags : []);
+    showMoments(task.result);
+    showFrames(taskId, task.result ? task.result.frames : []);
     $("task-detail").hidden = false;
-  } catch (error) { banner(error.message); }
+  } catch (error) { failed(error); }
+}
+
+function showTags(tags) {
+  const list = $("detail-tags");
+  list.replaceChildren();
+  for (const tag of tags) {
+    const li = document.createElement("li");
+    li.textContent = tag;
+    list.append(li);
+  }
+}
+
+function showMoments(result) {
+  // key moments as spans of a bar as long as the video; frames as ticks on it
+  const line = $("detail-timeline");
+  const list = $("detail-moments");
+  line.replaceChildren(); list.replaceChildren();
+  const length = result ? result.technical.duration_s : 0;
+  line.hidden = !length;
+  if (!length) return;
+  const at = (seconds) => `${Math.min(100, (100 * seconds) / length)}%`;
+  for (const [index, moment] of result.key_moments.entries()) {
+    const span = document.createElement("span");
+    span.className = "moment";
+    span.style.left = at(moment.start_s);
+    span.style.width = `calc(${at(moment.end_s - moment.start_s)} + 2px)`;
+    span.title = `${moment.start_s}–${moment.end_s} s: ${moment.description}`;
+    span.textContent = String(index + 1);
+    line.append(span);
+    const li = document.createElement("li");
+    li.textContent = `${moment.start_s}–${moment.end_s} s · ${moment.description}${moment.tags.length ? ` (${moment.tags.join(", ")})` : ""}`;
+    list.append(li);
+  }
+  if (!result.key_moments.length) {
+    const none = document.createElement("li");
+    none.className = "empty";
+    none.textContent = "no key moments in this result";
+    list.append(none);
+  }
+  for (const frame of result.frames) {
+    const tick = document.createElement("i");
+    tick.className = "frame-tick";
+    tick.style.left = at(frame.t_s);
+    tick.title = `frame at ${frame.t_s} s`;
+    line.append(tick);
+  }
+}
+
+let frameUrls = [];
+
+function showFrames(taskId, frames) {
+  // an <img> cannot send the token: each frame is fetched with it and shown as a blob URL
+  for (const url of frameUrls) URL.revokeObjectURL(url);
+  frameUrls = [];
+  const box = $("detail-frames");
+  box.replaceChildren();
+  for (const [index, frame] of frames.entries()) {
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.alt = `frame at ${frame.t_s} s`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = `${frame.t_s} s`;
+    figure.append(img, caption);
+    box.append(figure);
+    loadFrame(img, `api/v1/task/${encodeURIComponent(taskId)}/frames/${index}`);
+  }
+}
+
+async function loadFrame(img, path) {
+  try {
+    const response = await fetch(path, { headers: authHeaders() });
+    if (!response.ok) throw new Error(`frame: HTTP ${response.status}`);
+    const url = URL.createObjectURL(await response.blob());
+    frameUrls.push(url);
+    img.src = url;
+  } catch (error) { img.replaceWith(document.createTextNode(error.message)); }
 }
 
 function geminiTrouble(gemini) {
@@ -212,7 +339,11 @@ function geminiTrouble(gemini) {
 
 const charts = {};
 
-function chartWidth(id) { return Math.max(320, $(id).clientWidth || 800); }
+function chartWidth(id) { return Math.max(240, $(id).clientWidth || 800); }
+
+function dropChart(id) {
+  if (charts[id]) { charts[id].destroy(); delete charts[id]; }
+}
 
 function drawChart(id, options, data) {
   if (typeof uPlot === "undefined") return;  // the library failed to load: numbers only
@@ -252,6 +383,73 @@ function showPoolHistory(history) {
       minutes.map((m) => m["429s"]), minutes.map((m) => m.capacity)]);
 }
 
+function showThroughput(throughput) {
+  const start = Date.parse(throughput.start) / 1000;
+  const x = throughput.completed.map((_, i) => start + i * throughput.step_s);
+  drawChart("chart-throughput", {
+    scales: { x: { time: true } },
+    series: [
+      { label: "minute" },
+      { label: "completed", stroke: "#1e7f3d", fill: "#1e7f3d33", width: 1 },
+      { label: "failed", stroke: "#b3261e", fill: "#b3261e33", width: 1 },
+    ],
+    axes: [{}, { label: "tasks / minute" }],
+  }, [x, throughput.completed, throughput.failed]);
+}
+
+function categoryChart(id, what, labels, series, data) {
+  // bars over named categories (uPlot has numbers on x: the names come from the index)
+  dropChart(id);
+  if (typeof uPlot === "undefined" || !labels.length) return;
+  const name = (i) => labels[Math.round(i)] ?? "";
+  const short = (i) => { const n = name(i); return n.length > 12 ? `${n.slice(0, 11)}…` : n; };
+  charts[id] = new uPlot({
+    width: chartWidth(id), height: 260,
+    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
+    series: [{ label: what, value: (u, v) => v === null ? "–" : name(v) }, ...series],
+    axes: [{ splits: () => labels.map((_, i) => i), values: (u, splits) => splits.map(short),
+             rotate: -45, size: 80 }, {}],
+  }, [labels.map((_, i) => i), ...data], $(id));
+}
+
+function showStageLatency(stages) {
+  const names = Object.keys(stages);
+  $("stages-empty").hidden = names.length > 0;
+  categoryChart("chart-stages", "stage", names, [
+    { label: "p95 ms", stroke: "#d9822b", fill: "#d9822b66", paths: uPlotBars(0.7) },
+    { label: "p50 ms", stroke: "#3d7bfd", fill: "#3d7bfdaa", paths: uPlotBars(0.4) },
+  ], [names.map((n) => stages[n].p95_ms), names.map((n) => stages[n].p50_ms)]);
+}
+
+function showTopTags(tags) {
+  $("tags-empty").hidden = tags.length > 0;
+  categoryChart("chart-tags", "tag", tags.map((t) => t.tag), [
+    { label: "tasks", stroke: "#3d7bfd", fill: "#3d7bfd88", paths: uPlotBars(0.7) },
+  ], [tags.map((t) => t.count)]);
+}
+
+function uPlotBars(size) {
+  // the narrower p50 bar stays inside the p95 one at any width
+  return typeof uPlot === "undefined" ? undefined : uPlot.paths.bars({ size: [size, 100 * size] });
+}
+
+let refreshes = 0;
+
+async function refreshCharts() {
+  const data = await api("api/v1/stats/charts");
+  showThroughput(data.throughput); showStageLatency(data.stages); showTopTags(data.top_tags);
+}
+
+function failed(error) {
+  if (error.status === 401 || error.status === 403) {
+    clearData();
+    $("login").hidden = false;
+    $("auth-status").textContent = error.status === 401 ? "a token is required" : "token rejected";
+  } else {
+    banner(error.status === 503 ? `A backing service is down: ${error.message}` : error.message);
+  }
+}
+
 async function refresh() {
   try {
     const [stats, pool, page, batches, history] = await Promise.all([
@@ -260,15 +458,9 @@ async function refresh() {
     banner(geminiTrouble(stats.gemini)); $("auth-status").textContent = "";
     showStats(stats); showKeys(pool); showTasks(page); showBatches(batches);
     showPoolHistory(history);
+    if (refreshes++ % CHARTS_EVERY === 0 || !charts["chart-throughput"]) await refreshCharts();
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-  } catch (error) {
-    if (error.status === 401 || error.status === 403) {
-      clearData();
-      $("auth-status").textContent = error.status === 401 ? "a token is required" : "token rejected";
-    } else {
-      banner(error.status === 503 ? `A backing service is down: ${error.message}` : error.message);
-    }
-  }
+  } catch (error) { failed(error); }
 }
 
 async function search(event) {
@@ -283,7 +475,7 @@ async function search(event) {
       li.addEventListener("click", () => showTask(hit.task_id));
       list.append(li);
     }
-  } catch (error) { banner(error.message); }
+  } catch (error) { failed(error); }
 }
 
 document.addEventListener("DOMContentLoaded", () => {

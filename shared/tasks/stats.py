@@ -48,6 +48,7 @@ def service_stats(services: Services) -> dict[str, Any]:
         "pool": pool,
         "search_enabled": services.index is not None,
         "gemini": gemini_status(services),
+        "tagger": tagger_info(services),
         "usage": {"last_hour": usage_totals(queries.usage_since(utcnow() - WINDOW)),
                   "today": usage_totals(queries.usage_since(start_of_day()))},
     }
@@ -69,6 +70,17 @@ def start_of_day() -> datetime:
     """Midnight UTC today, as the naive UTC the columns store."""
     now = utcnow()
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def tagger_info(services: Services) -> dict[str, Any]:
+    """Which tagger answers and with which model: the offline one needs no keys, so the
+    pool's capacity means nothing then."""
+    settings = services.settings
+    if settings.TAGGER == "gemini":
+        return {"name": "gemini", "model": settings.GEMINI_MODEL,
+                "fallback_models": list(settings.GEMINI_FALLBACK_MODELS), "needs_keys": True}
+    return {"name": settings.TAGGER, "model": getattr(services.tagger, "model", ""),
+            "fallback_models": [], "needs_keys": False}
 
 
 def gemini_status(services: Services) -> dict[str, Any] | None:
