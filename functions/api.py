@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import flask
 from pydantic import ValidationError
@@ -135,9 +136,11 @@ def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Respon
         return reply(500, "internal error")
 
 
-def validation_context(services: Services) -> dict[str, list[str]]:
-    """What the request models check against: this deployment's platforms and envs."""
-    return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS}
+def validation_context(services: Services) -> dict[str, Any]:
+    """What the request models check against: this deployment's platforms and envs, and
+    the mode a request that names none gets (DEFAULT_MODE)."""
+    return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS,
+            "default_mode": services.settings.DEFAULT_MODE}
 
 
 def create(request: flask.Request, services: Services) -> flask.Response:
@@ -149,8 +152,8 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 
 
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
-    parsed = SyncTagRequest.model_validate(json_object(request),
-                                           context=validation_context(services))
+    parsed = SyncTagRequest.model_validate(json_object(request), context={
+        **validation_context(services), "default_mode": "interactive"})
     outcome = operations.tag_now(services, parsed)
     task, headers = outcome.task, retry_after(outcome.retry_after_s)
     if not outcome.timed_out and task.status == TaskStatus.COMPLETED and task.result:

@@ -1,7 +1,8 @@
 """Function `cleanup`: Cloud Scheduler calls it daily to delete cached videos older than
-CACHE_DAYS, and every minute with `?scope=tasks` to reconcile tasks with the queue
-(expired leases, pending rows without a delivery) and retry failed search indexing.
-It answers a JSON summary."""
+CACHE_DAYS, every minute with `?scope=tasks` to reconcile tasks with the queue
+(expired leases, pending rows without a delivery) and retry failed search indexing, and
+with `?scope=batches` to run the Gemini batch collector (issue 27). It answers a JSON
+summary."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from functions.http import (
 )
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ServiceUnavailable
+from shared.pipeline.batch_collector import collect
 from shared.pipeline.reaper import reconcile
 from shared.services import get_services
 
@@ -31,8 +33,10 @@ def cleanup(request: flask.Request) -> flask.Response:
         check_worker_token(request, settings.WORKER_TOKEN)
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         scope = request.args.get("scope", "all")
-        if scope not in ("all", "tasks"):
-            raise ApiError(400, "scope: must be all or tasks")
+        if scope not in ("all", "tasks", "batches"):
+            raise ApiError(400, "scope: must be all, tasks or batches")
+        if scope == "batches":
+            return reply(200, data={"batches": collect(services)})
         data = {}
         if scope == "all":
             start, end = default_range(date.today(), settings.CACHE_DAYS)
