@@ -7,7 +7,9 @@ from __future__ import annotations
 import functions_framework
 import pytest
 import redis
+import requests
 
+from scripts.stack import LocalStack, free_port
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
 from shared.pipeline import batch_collector
@@ -20,6 +22,8 @@ from shared.tasks.models import CreateTaskRequest
 from shared.tasks.operations import create_task
 from shared.tasks.stats import service_stats
 from tests.gemini_standin import GeminiStandIn
+from tests.helpers import RedisServer, wait_for
+from tests.test_faults import FAST_CONSUMER, all_finished, seed_keys, stack_env, unfinished
 
 KEY = "AIzaSyBATCH" + "0" * 28
 
@@ -279,3 +283,68 @@ def test_key_ids_not_keys_reach_the_job_rows(batch_services, media_server) -> No
     collect(services)
     job = GeminiJobStore(services.store.engine).recent()[0]
     assert job.key_id == account_id(KEY) and KEY not in repr(job)
+
+
+# --- through the functions and the local stack ------------------------------------------
+
+
+def test_cleanup_scope_batches_runs_the_collector(app_env, standin, media_server,
+                                                  redis_client) -> None:
+    """api (create) → process_task (prepare) → cleanup?scope=batches (collect) as
+    functions, the way Cloud Scheduler drives them on Google Cloud."""
+    app_env(TAGGER="gemini", GEMINI_BASE_URL=standin.base_url)
+    import_accounts(redis_client, [AccountEntry(api_key=KEY, daily_limit=1000,
+                                                minute_limit=100, username="u",
+                                                password="pw-secret", phone="", email="")])
+    api = functions_framework.create_app("api", "main.py").test_client()
+    worker = functions_framework.create_app("process_task", "main.py").test_client()
+    cleanup = functions_framework.create_app("cleanup", "main.py").test_client()
+    task_id = api.post("/api/v1/task/create", json={
+        "url": media_server.url("files/clip.mp4"), "platform": "rpa",
+        "mode": "batch"}).get_json()["task_id"]
+    delivered = worker.post("/", json={"task_id": task_id})
+    assert delivered.status_code == 200
+    task = api.get(f"/api/v1/task/{task_id}").get_json()["data"]
+    assert (task["status"], task["stage"], task["mode"]) == ("waiting_batch",
+                                                            "waiting_batch", "batch")
+    first = cleanup.get("/?scope=batches").get_json()
+    assert first["code"] == 200 and first["data"]["batches"]["jobs_created"] == 1
+    for _ in range(4):
+        cleanup.get("/?scope=batches")
+    task = api.get(f"/api/v1/task/{task_id}").get_json()["data"]
+    assert task["status"] == "completed" and task["result"]["usage"]["batch_requests"] == 1
+    stats = api.get("/api/v1/stats").get_json()["data"]
+    assert stats["gemini_batches"]["recent"][0]["state"] == "succeeded"
+    assert cleanup.get("/?scope=nope").status_code == 400
+
+
+@pytest.mark.slow
+def test_the_local_stack_tags_batch_tasks_through_its_consumer(
+        mysql_db_url, standin, media_server, tmp_path) -> None:
+    """Real processes: api, worker and consumer under the supervisor; the consumer's
+    periodic sweep collects, polls and finishes the batch job."""
+    server = RedisServer(free_port()).start()
+    try:
+        seed_keys(server.url)
+        env = stack_env(mysql_db_url, server.url, tmp_path, TAGGER="gemini",
+                        GEMINI_BASE_URL=standin.base_url, DEFAULT_MODE="batch",
+                        BATCH_POLL_S="0.5")
+        stack = LocalStack(env, log_dir=tmp_path / "logs")
+        stack.start(consumer_args=FAST_CONSUMER)
+        try:
+            ids = [requests.post(f"{stack.api_url}/api/v1/task/create", timeout=10, json={
+                "url": media_server.url("files/clip.mp4"), "platform": "rpa"}).json()["task_id"]
+                for _ in range(4)]
+            tasks = wait_for(all_finished(stack, ids), timeout_s=60, interval_s=0.5,
+                             describe=unfinished(stack, ids))
+        finally:
+            stack.stop()
+    finally:
+        server.kill()
+    assert [t["status"] for t in tasks.values()] == ["completed"] * 4
+    assert all(t["mode"] == "batch" and t["result"]["usage"]["batch_requests"] == 1
+               for t in tasks.values())
+    assert standin.generate_calls() == []
+    # a job per sweep that found tasks waiting; each task submitted exactly once
+    assert sorted(key for job in standin.batch_jobs() for key, _ in job["requests"]) == \
+        sorted(ids)
