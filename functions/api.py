@@ -66,7 +66,8 @@ ROUTES = Map(
         Rule("/api/v1/search", endpoint="search", methods=["GET"]),
         Rule("/api/v1/stats", endpoint="stats", methods=["GET"]),
         Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
-        Rule("/dashboard/<any(app.js, style.css):asset>", endpoint="dashboard", methods=["GET"]),
+        Rule("/dashboard/<any(app.js, style.css, gemini_jobs.js):asset>", endpoint="dashboard",
+             methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
         Rule("/healthz", endpoint="healthz", methods=["GET"]),
     ],
@@ -92,7 +93,8 @@ PUBLIC = {"healthz", "openapi", "dashboard"}
 page itself asks for a token and fetches every number through the token-checked API)."""
 
 STATIC = Path(__file__).resolve().parent / "static"
-ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
+          "gemini_jobs.js": "text/javascript"}
 
 
 @nosniff

@@ -8,6 +8,7 @@ import functions_framework
 import pytest
 import redis
 import requests
+import sqlalchemy as sa
 
 from scripts.stack import LocalStack, free_port
 from shared.accounts.importer import AccountEntry, import_accounts
@@ -15,14 +16,16 @@ from shared.accounts.pool import AccountPool, account_id
 from shared.pipeline import batch_collector
 from shared.pipeline.batch_collector import collect
 from shared.pipeline.runner import handle_delivery
-from shared.services import Services
+from shared.services import Services, get_services
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import CreateTaskRequest
 from shared.tasks.operations import create_task
+from shared.tasks.schema import video_tasks
 from shared.tasks.stats import service_stats
 from tests.gemini_standin import GeminiStandIn
 from tests.helpers import RedisServer, wait_for
+from tests.test_dashboard import ARGS, CHROMIUM, api_server  # noqa: F401 - fixture
 from tests.test_faults import FAST_CONSUMER, all_finished, seed_keys, stack_env, unfinished
 
 KEY = "AIzaSyBATCH" + "0" * 28
@@ -348,3 +351,32 @@ def test_the_local_stack_tags_batch_tasks_through_its_consumer(
     # a job per sweep that found tasks waiting; each task submitted exactly once
     assert sorted(key for job in standin.batch_jobs() for key, _ in job["requests"]) == \
         sorted(ids)
+
+
+@pytest.mark.slow
+def test_the_dashboard_lists_gemini_jobs_and_their_state(api_server, app_env) -> None:  # noqa: F811
+    """The self-contained dashboard section, in headless chromium (tests/test_dashboard.py)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    services = get_services()
+    jobs = GeminiJobStore(services.store.engine)
+    with services.store.engine.begin() as conn:
+        row = conn.execute(sa.select(video_tasks.c.task_id).limit(1)).first()
+        conn.execute(sa.update(video_tasks).where(video_tasks.c.task_id == row.task_id).values(
+            status="waiting_batch", batch_token="t" * 32, batch_key="k", batch_model="m"))
+    job = jobs.create("a" * 32, "k", "gemini-2.5-flash", jobs.unassigned(10))
+    jobs.submitted(job.job_id, "batches/xyz")
+    jobs.end(job.job_id, "expired")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(f"{api_server}/dashboard")
+        page.fill("#token", "dash-token")
+        page.click("#save-token")
+        rows = page.locator("#gemini-jobs tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first.locator("td").nth(1)).to_have_text("expired")
+        expect(rows.first.locator("td").nth(2)).to_have_text("1")
+        expect(page.locator("#gj-counts")).to_have_text("1 expired")
+        expect(page.locator("#gj-waiting")).to_have_text("1")
+        browser.close()
