@@ -235,6 +235,29 @@ def test_an_output_file_with_no_readable_line_leaves_its_tasks_waiting(
     assert states(services, ids) == ["completed"]
 
 
+def test_a_video_too_large_to_go_inline_is_uploaded_and_deleted_once_tagged(
+        batch_services, standin, media_server) -> None:
+    services = batch_services
+    services.settings.INLINE_MAX_MB = 0.001
+    ids = prepared(services, media_server.url("files/clip.mp4"))
+    uploaded = [i for i, f in standin.files.items() if (f["mime"] or "").startswith("video/")]
+    assert len(uploaded) == 1 and uploaded[0] not in standin.deleted
+    collect(services)
+    parts = standin.batch_jobs()[0]["requests"][0][1]["contents"][0]["parts"]
+    assert any("fileData" in part or "file_data" in part for part in parts)
+    sweep_until_done(services)
+    assert states(services, ids) == ["completed"] and uploaded[0] in standin.deleted
+
+
+def test_a_batch_task_does_not_wait_for_an_interactive_request_slot(
+        batch_services, pool, media_server) -> None:
+    services = batch_services
+    while not hasattr(pool.acquire(0), "retry_after_s"):
+        pass  # every request slot of this minute taken by interactive work
+    ids = prepared(services, media_server.url("files/clip.mp4"))
+    assert services.store.get(ids[0]).batch_key == account_id(KEY)
+
+
 # --- the API's bad inputs ---------------------------------------------------------------
 
 
@@ -267,6 +290,13 @@ def test_batch_mode_with_the_local_tagger_is_refused_naming_the_setting(client) 
     assert batch["data"]["items"][0]["error"]["field"] == "mode"
     assert "TAGGER" in batch["data"]["items"][0]["error"]["reason"]
     assert batch["data"]["accepted"] == 1
+
+
+def test_the_synchronous_route_refuses_batch_mode(app_env) -> None:
+    app_env(TAGGER="gemini", GEMINI_BASE_URL="http://127.0.0.1:9")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    response = client.post("/api/v1/vision_to_tag/google", json={**VALID, "mode": "batch"})
+    assert response.status_code == 400 and response.get_json()["message"].startswith("mode:")
 
 
 def test_the_deployment_default_mode_applies_when_a_request_names_none(app_env) -> None:

@@ -130,7 +130,7 @@ def _guarded(sweep: Sweep, job: GeminiJob, step: Any) -> None:
         step(sweep, job)
     except ServiceUnavailable:
         raise
-    except (errors.APIError, TransientError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - Gemini's, the network's, a bad answer's
         sweep.counts["job_errors"] += 1
         log.warning("batch job %s: %s", job.job_id, _reason(error))
 
@@ -183,12 +183,13 @@ def recover(sweep: Sweep, job: GeminiJob) -> None:
 def create_remote(sweep: Sweep, job: GeminiJob) -> None:
     client = _client(sweep, job)
     lines: list[tuple[str, dict]] = []
-    for task_id, _token in job.items:
+    for task_id, token in job.items:
         task = sweep.services.store.get(task_id)
-        recorded = batch_wait.load(sweep.services.storage, task, sweep.workdir) \
-            if task is not None else None
+        if task is None or task.status != "waiting_batch" or task.batch_token != token:
+            continue  # moved on since the job took it (fell back, prepared again)
+        recorded = batch_wait.load(sweep.services.storage, task, sweep.workdir)
         if recorded is None:  # its document is gone: the task is tagged interactively
-            _fall_back(sweep, task_id, _token, None, "batch request document missing")
+            _fall_back(sweep, task_id, token, None, "batch request document missing")
             continue
         lines.append((task_id, recorded.request))
     if not lines:

@@ -350,8 +350,7 @@ class GeminiTagger:
         vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
         call = self._plan(request, vocab)
         endpoint = self._endpoint()
-        lease = self._lease(time.monotonic() + self.settings.GEMINI_DEADLINE_S)
-        self.pool.release(lease)
+        lease = self._batch_key()
         media_parts, uploaded = call.media_parts, None
         if media_parts is None:
             try:
@@ -367,6 +366,25 @@ class GeminiTagger:
         return BatchEntry(key_id=lease.key_id, endpoint=endpoint, model=self.model,
                           request=inlined.model_dump(mode="json", exclude_none=True),
                           uploaded_file=uploaded.name if uploaded is not None else None)
+
+    def _batch_key(self) -> Lease:
+        """A key for a batch request: the pool's next key when one is free (its request
+        slot given back at once: batch requests have their own limits), else the key
+        free soonest — a batch task never waits for an interactive request slot."""
+        lease = self.pool.acquire(0)
+        if isinstance(lease, Lease):
+            self.pool.release(lease)
+            return lease
+        ready = self.pool.redis.zrange(keys.ACCOUNT_READY, 0, 0)
+        if not ready:
+            raise WaitForKey(f"no Gemini key usable: {lease.reason}", retry_after_s=60)
+        key_id = ready[0].decode() if isinstance(ready[0], bytes) else ready[0]
+        api_key = self.pool.redis.hget(keys.account_info(key_id), "api_key")
+        if not api_key:
+            raise WaitForKey("no Gemini key usable: the pool is being rebuilt",
+                             retry_after_s=5)
+        return Lease(key_id, api_key.decode() if isinstance(api_key, bytes) else api_key,
+                     "", "")
 
     def finish_batch(self, request: TagRequest, model: str,
                      response: types.GenerateContentResponse) -> TagResult:
