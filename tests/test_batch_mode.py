@@ -106,6 +106,9 @@ def test_waiting_tasks_are_tagged_in_one_inline_job_at_half_price(
     assert result.usage.cost_usd == pytest.approx(interactive.cost_usd / 2, abs=2e-6)
     jobs = GeminiJobStore(services.store.engine)
     assert [j.state for j in jobs.recent()] == ["succeeded"]
+    spent = next(a for a in services.pool.stats()["accounts"] if a["key_id"] == account_id(KEY))
+    assert spent["today"]["cost_usd"] == pytest.approx(
+        sum(services.store.get(i).result.usage.cost_usd for i in ids), abs=1e-5)
     stats = service_stats(services)
     assert stats["tasks"]["completed"] == 3 and stats["gemini_batches"]["jobs"]["succeeded"] == 1
     assert stats["usage"]["today"]["batch_requests"] == 3

@@ -38,6 +38,7 @@ from google.genai import errors, types
 from redis.exceptions import LockError
 
 from shared import keys
+from shared.accounts.pool import Lease
 from shared.errors import PermanentError, ServiceUnavailable, TransientError
 from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
@@ -46,6 +47,7 @@ from shared.pipeline.stages import fitted, with_frames
 from shared.queue.base import new_generation
 from shared.redact import redact
 from shared.tagging.gemini import GeminiTagger, rest_request
+from shared.tagging.result import Usage
 from shared.tasks.gemini_jobs import JOB_CREATING, JOB_SUBMITTED, GeminiJob, GeminiJobStore
 
 if TYPE_CHECKING:
@@ -330,10 +332,21 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
         sweep.counts["late_answers_ignored"] += 1
         return
     sweep.counts["tasks_completed"] += 1
+    _account_for(sweep, recorded.key_id, result.usage)
     _delete_upload(sweep, recorded)
     index_completed(task_id, services)
     notify(task_id, services)
     notify_batches(task_id, services)
+
+
+def _account_for(sweep: Sweep, key_id: str, usage: Usage) -> None:
+    """The answer's tokens and cost on its key's day (the pool's per-key spend)."""
+    pool = sweep.services.pool
+    try:
+        pool.record_usage(Lease(key_id, "", "", pool.quota_day()[0]), usage.prompt_tokens,
+                          usage.output_tokens + usage.thinking_tokens, usage.cost_usd)
+    except TransientError:
+        log.warning("could not record the batch answer's usage on its key")
 
 
 def item_error(error: Any) -> tuple[str, str]:
