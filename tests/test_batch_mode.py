@@ -86,6 +86,9 @@ def test_waiting_tasks_are_tagged_in_one_inline_job_at_half_price(
         "waiting_batch", "waiting_batch", "batch", 0)
     assert task.batch_job is None and task.batch_since is not None
     assert standin.generate_calls() == []  # nothing sent interactively
+    again = handle_delivery(ids[0], services)  # a stray delivery changes nothing
+    assert (again.status_code, again.task_status) == (200, "waiting_batch")
+    assert services.store.get(ids[0]).status == "waiting_batch"
     first = collect(services)
     assert first["jobs_created"] == 1 and first["tasks_submitted"] == 3
     job = standin.batch_jobs()[0]
