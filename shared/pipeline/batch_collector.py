@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.genai import errors, types
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
 from shared import keys
 from shared.accounts.pool import Lease
@@ -46,6 +46,7 @@ from shared.pipeline.runner import after_failure, index_completed
 from shared.pipeline.stages import fitted, with_frames
 from shared.queue.base import new_generation
 from shared.redact import redact
+from shared.redis_conn import redis_outage
 from shared.tagging.gemini import GeminiTagger, rest_request
 from shared.tagging.result import Usage
 from shared.tasks.gemini_jobs import JOB_CREATING, JOB_SUBMITTED, GeminiJob, GeminiJobStore
@@ -89,8 +90,9 @@ def collect(services: Services) -> dict[str, int]:
     if not isinstance(tagger, GeminiTagger):
         return {}
     lock = services.redis.lock(keys.BATCH_COLLECTOR_LOCK, timeout=600, blocking=False)
-    if not lock.acquire():
-        return {}
+    with redis_outage():
+        if not lock.acquire():
+            return {}
     workdir = Path(tempfile.mkdtemp(prefix="vtt-batch-"))
     sweep = Sweep(services, tagger, GeminiJobStore(services.store.engine), workdir, Counter())
     try:
@@ -104,7 +106,7 @@ def collect(services: Services) -> dict[str, int]:
         shutil.rmtree(workdir, ignore_errors=True)
         try:
             lock.release()
-        except LockError:
+        except (LockError, RedisError):
             pass
     if sweep.counts:
         log.info("batch sweep: %s", dict(sweep.counts))
