@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import flask
 from pydantic import ValidationError
@@ -73,8 +74,8 @@ ROUTES = Map(
         Rule("/api/v1/stats", endpoint="stats", methods=["GET"]),
         Rule("/api/v1/stats/charts", endpoint="charts", methods=["GET"]),
         Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
-        Rule("/dashboard/<any(app.js, style.css, favicon.svg):asset>", endpoint="dashboard",
-             methods=["GET"]),
+        Rule("/dashboard/<any(app.js, style.css, favicon.svg, gemini_jobs.js):asset>",
+             endpoint="dashboard", methods=["GET"]),
         Rule("/dashboard/vendor/<any(uplot.min.js, uplot.min.css):vendored>",
              endpoint="dashboard", methods=["GET"]),
         Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
@@ -103,8 +104,8 @@ page itself asks for a token and fetches every number through the token-checked 
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
-          "favicon.svg": "image/svg+xml", "vendor/uplot.min.js": "text/javascript",
-          "vendor/uplot.min.css": "text/css"}
+          "favicon.svg": "image/svg+xml", "gemini_jobs.js": "text/javascript",
+          "vendor/uplot.min.js": "text/javascript", "vendor/uplot.min.css": "text/css"}
 """The dashboard's files; vendor/ holds uPlot 1.6.32 (MIT, vendor/uplot.LICENSE) for the
 pool's charts: no CDN, nothing fetched from elsewhere."""
 
@@ -150,9 +151,11 @@ def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Respon
         return reply(500, "internal error")
 
 
-def validation_context(services: Services) -> dict[str, list[str]]:
-    """What the request models check against: this deployment's platforms and envs."""
-    return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS}
+def validation_context(services: Services) -> dict[str, Any]:
+    """What the request models check against: this deployment's platforms and envs, and
+    the mode a request that names none gets (DEFAULT_MODE)."""
+    return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS,
+            "default_mode": services.settings.DEFAULT_MODE}
 
 
 def create(request: flask.Request, services: Services) -> flask.Response:
@@ -166,8 +169,8 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 
 
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
-    parsed = SyncTagRequest.model_validate(json_object(request),
-                                           context=validation_context(services))
+    parsed = SyncTagRequest.model_validate(json_object(request), context={
+        **validation_context(services), "default_mode": "interactive"})
     outcome = operations.tag_now(services, parsed)
     task, headers = outcome.task, retry_after(outcome.retry_after_s)
     if not outcome.timed_out and task.status == TaskStatus.COMPLETED and task.result:

@@ -1,8 +1,9 @@
 """Function `cleanup`: Cloud Scheduler calls it daily to delete cached videos older than
 CACHE_DAYS, every minute with `?scope=tasks` to reconcile tasks with the queue
 (expired leases, pending rows without a delivery), retry failed search indexing and watch
-the key pool (capacity history, alerts), and every 15 minutes with `?scope=keys` to probe
-the disabled keys that can heal. It answers a JSON summary."""
+the key pool (capacity history, alerts), every 15 minutes with `?scope=keys` to probe
+the disabled keys that can heal, and with `?scope=batches` to run the Gemini batch
+collector (issue 27). It answers a JSON summary."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from functions.http import (
 )
 from shared.cache_cleanup import clean_videos, default_range
 from shared.errors import ServiceUnavailable
+from shared.pipeline.batch_collector import collect
 from shared.pipeline.pool_jobs import keys_job, watch_pool
 from shared.pipeline.reaper import reconcile
 from shared.redis_conn import redis_outage
@@ -38,12 +40,14 @@ def cleanup(request: flask.Request) -> flask.Response:
         check_worker_token(request, settings.WORKER_TOKEN)
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         scope = request.args.get("scope", "all")
-        if scope not in ("all", "tasks", "keys"):
-            raise ApiError(400, "scope: must be all, tasks or keys")
+        if scope not in ("all", "tasks", "keys", "batches"):
+            raise ApiError(400, "scope: must be all, tasks, keys or batches")
         data: dict[str, object] = {}
         if scope == "keys":
             with redis_outage():
                 return reply(200, data={"keys": keys_job(services)})
+        if scope == "batches":
+            return reply(200, data={"batches": collect(services)})
         if scope == "all":
             start, end = default_range(date.today(), settings.CACHE_DAYS)
             data["videos"] = clean_videos(services.storage, start, end,

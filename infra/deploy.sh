@@ -64,4 +64,5 @@ scheduler_job() {
 scheduler_job cleanup "$SCHEDULE" "$(function_url "$PREFIX-cleanup")"
 scheduler_job reconcile "* * * * *" "$(function_url "$PREFIX-cleanup")?scope=tasks"
 scheduler_job keys "*/15 * * * *" "$(function_url "$PREFIX-cleanup")?scope=keys"
+scheduler_job batches "*/5 * * * *" "$(function_url "$PREFIX-cleanup")?scope=batches"
 echo "deployed: api at $(function_url "$PREFIX-api")"

@@ -13,6 +13,7 @@ import sys
 
 from shared.config import get_settings
 from shared.logs import setup_logging
+from shared.pipeline.batch_collector import collect, every
 from shared.pipeline.pool_jobs import keys_job, watch_pool
 from shared.pipeline.reaper import reconcile
 from shared.pipeline.runner import end_failed
@@ -60,9 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         end_failed(task_id, services, "delivery_failed",
                    f"the queue gave up after {args.max_retries} failed deliveries")
 
+    batches_due = every(settings.BATCH_POLL_S)
+
+    def sweep() -> dict[str, int]:
+        """The reconciler, and the Gemini batch collector every BATCH_POLL_S."""
+        counts = reconcile(services)
+        if batches_due():
+            counts.update({f"batch_{name}": n for name, n in collect(services).items()})
+        return counts
+
     consumer = Consumer(
         services.queue, config,
-        reaper=(lambda: reconcile(services)) if args.reap_interval > 0 else None,
+        reaper=sweep if args.reap_interval > 0 else None,
         on_dead=delivery_failed,
         gate=(services.pool.promise_slot
               if settings.TAGGER == "gemini" and not args.no_key_gate else None),

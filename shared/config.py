@@ -32,14 +32,15 @@ ENV_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,15}$")
 """An env names a search index and fits the 16-character column."""
 
 DEFAULT_GEMINI_PRICES = {
-    "gemini-2.5-flash": {"input": 0.30, "cached": 0.075, "output": 2.50},
-    "gemini-2.5-flash-lite": {"input": 0.10, "cached": 0.025, "output": 0.40},
-    "gemini-2.5-pro": {"input": 1.25, "cached": 0.31, "output": 10.00},
-    "gemini-2.0-flash": {"input": 0.10, "cached": 0.025, "output": 0.40},
+    "gemini-2.5-flash": {"input": 0.30, "cached": 0.075, "output": 2.50, "batch": 0.5},
+    "gemini-2.5-flash-lite": {"input": 0.10, "cached": 0.025, "output": 0.40, "batch": 0.5},
+    "gemini-2.5-pro": {"input": 1.25, "cached": 0.31, "output": 10.00, "batch": 0.5},
+    "gemini-2.0-flash": {"input": 0.10, "cached": 0.025, "output": 0.40, "batch": 0.5},
 }
 """USD per million tokens (paid tier, prompts ≤ 200k tokens; video input priced as text
 on 2.5 flash), from ai.google.dev/gemini-api/docs/pricing as published in 2025; check the
-page and override with GEMINI_PRICES (JSON) when prices change."""
+page and override with GEMINI_PRICES (JSON) when prices change. `batch`: the share of
+those prices a Batch API request costs (50%, issue 27; 0.5 when a model leaves it out)."""
 
 LOCAL_WORKER_URL = "http://127.0.0.1:8081/"
 """The worker's address when WORKER_URL is unset (the local stack)."""
@@ -85,6 +86,11 @@ class Settings(BaseSettings):
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
     GEMINI_RATE_WINDOW_S: float = Field(default=60, gt=0)
     RESULT_CACHE: bool = True
+    # Gemini Batch mode (issue 27)
+    DEFAULT_MODE: Literal["interactive", "batch"] = "interactive"
+    BATCH_MAX_WAIT_S: float = Field(default=86400, gt=0)
+    BATCH_POLL_S: float = Field(default=60, gt=0)
+    BATCH_MAX_TASKS: int = Field(default=500, ge=1, le=10000)
     SYNC_TIMEOUT_S: float = Field(default=120, gt=0)
     TAG_INPUT: Literal["video", "frames"] = "video"
     INLINE_MAX_MB: float = Field(default=18, gt=0)
@@ -249,6 +255,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _backend_needs(self) -> Settings:
+        if self.DEFAULT_MODE == "batch" and self.TAGGER != "gemini":
+            raise ValueError("DEFAULT_MODE=batch needs TAGGER=gemini (the Batch API is "
+                             "Gemini's)")
         if self.STORAGE == "gcs" and not self.GCS_BUCKET:
             raise ValueError("GCS_BUCKET must be set when STORAGE=gcs")
         if self.QUEUE == "cloudtasks" and not self.CLOUD_TASKS_QUEUE:

@@ -146,3 +146,7 @@ def gemini_endpoint(endpoint_id: str) -> str:
 
 def gemini_endpoint_probe(endpoint_id: str) -> str:
     return f"gemini:endpoint_probe:{endpoint_id}"
+
+
+BATCH_COLLECTOR_LOCK = "gemini_batches:collector_lock"
+"""Held while one sweep of the Gemini batch collector runs (issue 27)."""

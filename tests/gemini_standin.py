@@ -1,6 +1,9 @@
 """A local stand-in for the Gemini REST API, spoken to by the real google-genai client
 (wire facts in ../shared/reference/gemini-api.md): generateContent, the resumable Files
-API upload, files.get/delete, and Google's error bodies. Behaviour is chosen per API key.
+API upload, files.get/delete/download, the Batch API (batchGenerateContent, batches
+get/list/delete: job states over polls, inline and file results, failed items, failed or
+expired jobs; docs/decisions.md, issue 27), and Google's error bodies. Behaviour is chosen
+per API key.
 """
 
 from __future__ import annotations
@@ -150,6 +153,18 @@ class GeminiStandIn:
     requests: list[Recorded] = field(default_factory=list)
     files: dict[str, dict] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    batch_pending_polls: int = 1
+    """batches.get answers BATCH_STATE_PENDING this many times, then RUNNING..."""
+    batch_running_polls: int = 1
+    """...this many times, then the job's end."""
+    batch_ends: dict[str, str] = field(default_factory=dict)
+    """api key → how its jobs end: BATCH_STATE_FAILED | BATCH_STATE_CANCELLED |
+    BATCH_STATE_EXPIRED (default: BATCH_STATE_SUCCEEDED)."""
+    failed_items: set[str] = field(default_factory=set)
+    """Request keys (task ids) whose item answers an error status instead of a response."""
+    extra_output_lines: list[str] = field(default_factory=list)
+    """Raw lines added to every output file (an unknown key, a malformed line)."""
+    batches: dict[str, dict] = field(default_factory=dict)
 
     def start(self) -> GeminiStandIn:
         standin = self
@@ -215,6 +230,12 @@ class GeminiStandIn:
         if behaviour in ERRORS and not path.startswith("/v1/files"):
             code, error = ERRORS[behaviour]
             return handler._send(code, error)
+        if path.endswith(":batchGenerateContent"):
+            return self.create_batch(handler, key, path, json.loads(raw or b"{}"))
+        if path.startswith("/v1/batches"):
+            return self.batch_call(handler, method, path)
+        if path.endswith(":download"):  # the SDK's files.download (?alt=media)
+            return self.download(handler, path)
         if path.startswith("/upload/v1/files"):
             return self.start_upload(handler, key)
         if path.startswith("/v1/files/"):
@@ -351,7 +372,7 @@ class GeminiStandIn:
 
     def start_upload(self, handler, key: str | None) -> None:
         upload_id = uuid.uuid4().hex[:12]
-        self.files[upload_id] = {"key": key, "bytes": 0, "polls": 0,
+        self.files[upload_id] = {"key": key, "bytes": 0, "polls": 0, "data": bytearray(),
                                  "mime": handler.headers.get("X-Goog-Upload-Header-Content-Type")}
         handler._send(200, {}, {"X-Goog-Upload-URL": f"{self.base_url}/upload-session/{upload_id}",
                                 "X-Goog-Upload-Status": "active"})
@@ -359,6 +380,7 @@ class GeminiStandIn:
     def finish_upload(self, handler, upload_id: str, raw: bytes) -> None:
         record = self.files[upload_id]
         record["bytes"] += len(raw)
+        record["data"] += raw
         command = handler.headers.get("X-Goog-Upload-Command", "")
         if "finalize" not in command:
             return handler._send(200, {}, {"X-Goog-Upload-Status": "active"})
@@ -385,6 +407,108 @@ class GeminiStandIn:
             state = "PROCESSING" if record["polls"] <= self.processing_polls else "ACTIVE"
         handler._send(200, self.file_json(file_id, state))
 
+    # --- Batch API -----------------------------------------------------------------------
+
+    def create_batch(self, handler, key: str | None, path: str, body: dict) -> None:
+        batch = body.get("batch", {})
+        source = batch.get("inputConfig", {})
+        if "fileName" in source:
+            file_id = source["fileName"].rsplit("/", 1)[-1]
+            record = self.files.get(file_id)
+            if record is None:
+                return handler._send(400, error_body(400, "INVALID_ARGUMENT",
+                                                     "input file not found"))
+            lines = [json.loads(line) for line in bytes(record["data"]).decode().splitlines()
+                     if line.strip()]
+            requests = [(line["key"], line["request"]) for line in lines]
+        else:
+            requests = [(item.get("metadata", {}).get("key"), item["request"])
+                        for item in source.get("requests", {}).get("requests", [])]
+        job_id = uuid.uuid4().hex[:12]
+        self.batches[job_id] = {
+            "name": f"batches/{job_id}", "displayName": batch.get("displayName", ""),
+            "model": path.split("/models/")[-1].split(":")[0], "key": key,
+            "requests": requests, "file": "fileName" in source, "polls": 0,
+            "output": None, "created": time.time(), "deleted": False}
+        handler._send(200, self.batch_json(job_id, "BATCH_STATE_PENDING"))
+
+    def batch_state(self, job: dict) -> str:
+        if job["polls"] <= self.batch_pending_polls:
+            return "BATCH_STATE_PENDING"
+        if job["polls"] <= self.batch_pending_polls + self.batch_running_polls:
+            return "BATCH_STATE_RUNNING"
+        return self.batch_ends.get(job["key"] or "", "BATCH_STATE_SUCCEEDED")
+
+    def batch_json(self, job_id: str, state: str) -> dict:
+        job = self.batches[job_id]
+        metadata = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+                             "GenerateContentBatch",
+                    "model": f"models/{job['model']}", "displayName": job["displayName"],
+                    "state": state, "name": job["name"],
+                    "batchStats": {"requestCount": str(len(job["requests"]))}}
+        if state == "BATCH_STATE_SUCCEEDED":
+            metadata["output"] = self.batch_output(job_id)
+        return {"name": job["name"], "metadata": metadata,
+                "done": state not in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")}
+
+    def batch_output(self, job_id: str) -> dict:
+        """Each request answered as generateContent would answer it, once."""
+        job = self.batches[job_id]
+        if job["output"] is None:
+            answers = []
+            for request_key, request in job["requests"]:
+                if request_key in self.failed_items:
+                    answers.append({"key": request_key, "error": {
+                        "code": 3, "message": "Request contains an invalid argument."}})
+                    continue
+                capture = _Capture(f"/v1/models/{job['model']}:generateContent")
+                self.generate(capture, job["key"], "ok", request)
+                answers.append({"key": request_key, "response": capture.body})
+            if job["file"]:
+                file_id = uuid.uuid4().hex[:12]
+                text = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers)
+                text += "".join(line + "\n" for line in self.extra_output_lines)
+                self.files[file_id] = {"key": job["key"], "bytes": len(text.encode()),
+                                       "polls": 99, "data": bytearray(text.encode()),
+                                       "mime": "application/jsonl"}
+                job["output"] = {"responsesFile": f"files/{file_id}"}
+            else:
+                job["output"] = {"inlinedResponses": {"inlinedResponses": [
+                    {"metadata": {"key": a["key"]},
+                     **({"error": a["error"]} if "error" in a else {"response": a["response"]})}
+                    for a in answers]}}
+        return job["output"]
+
+    def batch_call(self, handler, method: str, path: str) -> None:
+        job_id = path.removeprefix("/v1/batches").strip("/").split(":")[0]
+        if not job_id:
+            return handler._send(200, {"operations": [
+                self.batch_json(j, self.batch_state(b)) for j, b in
+                reversed(list(self.batches.items())) if not b["deleted"]]})
+        job = self.batches.get(job_id)
+        if job is None:
+            return handler._send(404, error_body(404, "NOT_FOUND", "batch not found"))
+        if method == "DELETE":
+            job["deleted"] = True
+            return handler._send(200, {})
+        job["polls"] += 1
+        handler._send(200, self.batch_json(job_id, self.batch_state(job)))
+
+    def download(self, handler, path: str) -> None:
+        file_id = path.rsplit("/", 1)[-1].split(":")[0]
+        record = self.files.get(file_id)
+        if record is None or file_id in self.deleted:
+            return handler._send(404, error_body(404, "NOT_FOUND", "file not found"))
+        data = bytes(record["data"])
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def batch_jobs(self) -> list[dict]:
+        return list(self.batches.values())
+
     # --- helpers for tests -------------------------------------------------------------
 
     def model_gets(self) -> list[Recorded]:
@@ -393,3 +517,15 @@ class GeminiStandIn:
 
     def generate_calls(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(":generateContent")]
+
+
+class _Capture:
+    """A handler that keeps what generate() answers (one batch item)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.code = 0
+        self.body: Any = None
+
+    def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self.code, self.body = code, body

@@ -83,7 +83,8 @@ def test_items_are_checked_one_by_one_and_queued_together(client,
     assert (third["uid"], third["env"], third["dimensions"]) == ("7", "production", ["audio"])
     batch = client.get(f"/api/v1/batches/{data['batch']['batch_id']}").get_json()["data"]
     assert batch["state"] == "open" and batch["total"] == 3
-    assert batch["counts"] == {"pending": 2, "processing": 0, "completed": 0, "failed": 0}
+    assert batch["counts"] == {"pending": 2, "processing": 0, "waiting_batch": 0,
+                               "completed": 0, "failed": 0}
     assert batch["progress"] == {"finished": 0, "total": 2}
     assert batch["finished_at"] is None and batch["name"] == "catalogue"
     listed = client.get("/api/v1/batches").get_json()["data"]["batches"]
@@ -97,7 +98,7 @@ def test_items_are_checked_one_by_one_and_queued_together(client,
     ({**ITEM, "vocabulary": "shop"}, "vocabulary", "must be an object"),
     ({**ITEM, "vocabulary": {"vision.colour": ["红"]}}, "vocabulary",
      "vision.colour: unknown dimension.field"),
-    ({**ITEM, "mode": "fast"}, "mode", "unknown parameter"),
+    ({**ITEM, "mode": "fast"}, "mode", "input should be 'interactive' or 'batch'"),
     ({"platform": "rpa"}, "url", "is required"),
     ({**ITEM, "url": "ftp://x/y"}, "url", "must be an http or https URL"),
     ({**ITEM, "dimensions": "smell"}, "dimensions", "unknown dimension 'smell'"),
@@ -229,7 +230,8 @@ def test_progress_counts_and_eta(services: Services) -> None:
     complete(services, task_ids[0])
     fail(services, task_ids[1])
     batch = services.batches.get(batch_id)
-    assert batch.counts == {"pending": 2, "processing": 0, "completed": 1, "failed": 1}
+    assert batch.counts == {"pending": 2, "processing": 0, "waiting_batch": 0, "completed": 1,
+                            "failed": 1}
     assert (batch.progress.finished, batch.progress.total) == (2, 4)
     assert batch.started_at is not None
     assert services.batches.unfinished_ahead(batch_id) == (2, 2)

@@ -28,7 +28,8 @@ def test_stats_match_what_happened(app_env, media_server, redis_client) -> None:
     redis_client.lpop("task_queue")
     redis_client.lpop("task_queue")
     data = client.get("/api/v1/stats").get_json()["data"]
-    assert data["tasks"] == {"pending": 1, "processing": 0, "completed": 1, "failed": 1}
+    assert data["tasks"] == {"pending": 1, "processing": 0, "waiting_batch": 0, "completed": 1,
+                             "failed": 1}
     assert data["queue"] == {"pending": 1, "delayed": 0, "in_flight": 0, "failed": 0}
     assert (data["last_hour"]["completed"], data["last_hour"]["failed"]) == (1, 1)
     stages = data["last_hour"]["stages"]

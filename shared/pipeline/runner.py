@@ -34,6 +34,7 @@ from shared.errors import (
     WaitForKey,
 )
 from shared.logs import log_context
+from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
 from shared.pipeline.stages import Job, run_stages
 from shared.queue.base import new_generation
@@ -232,6 +233,12 @@ def _run_job(job: Job, services: Services, heartbeat: Heartbeat,
 
     try:
         run_stages(job, enter)
+        if job.batch is not None:  # batch mode: the request waits for a batch job
+            if not batch_wait.park(job, store, services.storage):
+                return WorkerReply(200, "lease lost: another attempt owns the task",
+                                   TaskStatus.PROCESSING)
+            log.info("waiting for a Gemini batch job")
+            return WorkerReply(200, "waiting for a Gemini batch job", TaskStatus.WAITING_BATCH)
         assert job.result is not None and job.downloaded is not None and job.media is not None
         enter("saving")
         saved = store.complete(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared.errors import PermanentError
 from shared.storage import Storage, frame_key, video_key
@@ -61,6 +62,9 @@ class Job:
     frame_refs: list[FrameRef] = field(default_factory=list)
     result: TagResult | None = None
     timings: dict[str, int] = field(default_factory=dict)
+    batch: Any = None
+    """Batch mode: the request recorded for a Gemini batch job (`BatchEntry`) instead of
+    a result (issue 27)."""
 
 
 def quota_stage(job: Job) -> None:
@@ -154,32 +158,46 @@ def frames_stage(job: Job) -> None:
 
 
 def tag_stage(job: Job) -> None:
-    """The cached result when this exact question was answered before, else the tagger."""
+    """The cached result when this exact question was answered before, else the tagger
+    (batch mode: the request recorded for a batch job instead, issue 27)."""
     assert job.downloaded is not None and job.media is not None
     result = cached_result(job)
     if result is None:
         cuts = job.frames.cuts if job.frames else ()
-        result = job.tools.tagger.tag(
-            TagRequest(
-                video_path=job.downloaded.path,
-                media=job.media,
-                dimensions=job.dimensions,
-                language=job.task.language,
-                frames=tuple(job.frames.frames) if job.frames else (),
-                scene_changes=job.frames.scene_changes if job.frames else None,
-                cuts=cuts,
-                vocabulary=job.task.vocabulary,
-                windows_done=job.task.windows,
-                on_window=_window_keeper(job),
-            )
+        request = TagRequest(
+            video_path=job.downloaded.path,
+            media=job.media,
+            dimensions=job.dimensions,
+            language=job.task.language,
+            frames=tuple(job.frames.frames) if job.frames else (),
+            scene_changes=job.frames.scene_changes if job.frames else None,
+            cuts=cuts,
+            vocabulary=job.task.vocabulary,
+            windows_done=job.task.windows,
+            on_window=_window_keeper(job),
         )
-        result.key_moments, warnings = moments.fit(result.key_moments,
-                                                   job.media.duration_s, cuts)
-        result.warnings = [*result.warnings, *warnings]
-    result.frames = job.frame_refs
-    if job.frames is not None:
-        result.technical.scene_changes = job.frames.scene_changes
-    job.result = result
+        if job.task.mode == "batch":
+            job.batch = job.tools.tagger.prepare_batch(request)  # type: ignore[attr-defined]
+            return
+        result = fitted(job.tools.tagger.tag(request), job.media.duration_s, cuts)
+    job.result = with_frames(result, job.frame_refs,
+                             job.frames.scene_changes if job.frames else None)
+
+
+def fitted(result: TagResult, duration_s: float, cuts: tuple[float, ...]) -> TagResult:
+    """A tagger's answer with its key moments fitted to the video (an interactive answer
+    and a batch job's alike)."""
+    result.key_moments, warnings = moments.fit(result.key_moments, duration_s, cuts)
+    result.warnings = [*result.warnings, *warnings]
+    return result
+
+
+def with_frames(result: TagResult, frame_refs: list[FrameRef],
+                scene_changes: int | None) -> TagResult:
+    result.frames = frame_refs
+    if scene_changes is not None:
+        result.technical.scene_changes = scene_changes
+    return result
 
 
 def _window_keeper(job: Job) -> Callable[[dict], object] | None:
@@ -223,7 +241,8 @@ STAGES: list[tuple[str, Callable[[Job], None]]] = [
 def run_stages(job: Job, on_stage: Callable[[str], None]) -> None:
     """Every stage leaves one log line with its duration, ok or not."""
     for name, stage in STAGES:
-        if stage is quota_stage and not job.tools.tagger.needs_quota:
+        if stage is quota_stage and (not job.tools.tagger.needs_quota
+                                     or job.task.mode == "batch"):
             continue
         on_stage(name)
         started = time.perf_counter()

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from google import genai
-from google.genai import errors, types
+from google.genai import _common, errors, types
+from google.genai import batches as genai_batches
 
+from shared import keys
 from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
 from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
@@ -374,12 +376,7 @@ class GeminiTagger:
             client = self._client(endpoint)  # held: see _client
             with self._wire.sending(lease):
                 response = client.models.generate_content(
-                    model=model,
-                    # the constant instructions first (a prefix Gemini's implicit cache can
-                    # reuse across tasks), then the video, then this video's facts
-                    contents=[types.Content(role="user", parts=[
-                        types.Part.from_text(text=call.prompt[0]), *media_parts,
-                        types.Part.from_text(text=call.prompt[1])])],
+                    model=model, contents=_contents(call, media_parts),
                     config=types.GenerateContentConfig(
                         **call.config, max_output_tokens=call.max_output_tokens,
                         http_options=_call_options(lease, call.timeout_ms)),
@@ -397,18 +394,79 @@ class GeminiTagger:
         finally:
             if uploaded is not None:
                 self._delete(uploaded, lease, endpoint)
-        metadata = response.usage_metadata
-        spent = Usage(requests=1) if metadata is None else Usage(
-            requests=1, prompt_tokens=metadata.prompt_token_count or 0,
-            cached_tokens=metadata.cached_content_token_count or 0,
-            output_tokens=metadata.candidates_token_count or 0,
-            thinking_tokens=metadata.thoughts_token_count or 0)
-        ratings = _ratings(response)
-        _check_blocked(response, ratings)
-        candidate = (response.candidates or [None])[0]
-        finish = candidate.finish_reason if candidate is not None else None
-        return _Answer(text=response.text or "", usage=spent, ratings=ratings,
-                       finish_reason=getattr(finish, "name", None) or (finish and str(finish)))
+        return answer_of(response)
+
+    # --- Batch mode (issue 27) ----------------------------------------------------------
+
+    def prepare_batch(self, request: TagRequest) -> BatchEntry:
+        """What `tag` would send, recorded for a Batch API job instead of sent. A video too
+        large to go inline is uploaded to the Files API now, with a key the job must then
+        use (a file belongs to its key's project); no generate request is sent, so the
+        key's request slot is given back at once."""
+        vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
+        call = self._plan(request, vocab)
+        endpoint = self._endpoint()
+        lease = self._batch_key()
+        media_parts, uploaded = call.media_parts, None
+        if media_parts is None:
+            try:
+                media_parts, uploaded = self._video_parts(request, lease, endpoint)
+            except errors.APIError as error:
+                raise TransientError(f"could not upload the video to Gemini: HTTP "
+                                     f"{error.code} {error.status or ''}".strip(),
+                                     error_code="gemini_unavailable") from None
+        inlined = types.InlinedRequest(
+            model=self.model, contents=_contents(call, media_parts),
+            config=types.GenerateContentConfig(**call.config,
+                                               max_output_tokens=call.max_output_tokens))
+        return BatchEntry(key_id=lease.key_id, endpoint=endpoint, model=self.model,
+                          request=inlined.model_dump(mode="json", exclude_none=True),
+                          uploaded_file=uploaded.name if uploaded is not None else None)
+
+    def _batch_key(self) -> Lease:
+        """A key for a batch request: the pool's next key when one is free (its request
+        slot given back at once: batch requests have their own limits), else the key
+        free soonest — a batch task never waits for an interactive request slot."""
+        lease = self.pool.acquire(0)
+        if isinstance(lease, Lease):
+            self.pool.release(lease)
+            return lease
+        ready = self.pool.redis.zrange(keys.ACCOUNT_READY, 0, 0)
+        if not ready:
+            raise WaitForKey(f"no Gemini key usable: {lease.reason}", retry_after_s=60)
+        key_id = ready[0].decode() if isinstance(ready[0], bytes) else ready[0]
+        api_key = self.pool.redis.hget(keys.account_info(key_id), "api_key")
+        if not api_key:
+            raise WaitForKey("no Gemini key usable: the pool is being rebuilt",
+                             retry_after_s=5)
+        return Lease(key_id, api_key.decode() if isinstance(api_key, bytes) else api_key,
+                     "", "")
+
+    def finish_batch(self, request: TagRequest, model: str,
+                     response: types.GenerateContentResponse) -> TagResult:
+        """One task's answer from a batch job, finished as `tag` finishes an interactive
+        answer (vocabulary, moments, safety, usage), at the batch price. PermanentError
+        when Gemini blocked it, TransientError when the answer is no usable JSON."""
+        vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
+        answer = answer_of(response)
+        spent = priced(answer.usage, model, self.settings, batch=True)
+        try:
+            parsed = parse_output(answer.text, request.dimensions)
+        except ModelOutputError as error:
+            raise TransientError(f"gemini batch answer unusable: {error}",
+                                 error_code="invalid_model_output") from None
+        return self._result(parsed, answer, request, vocab, model, spent)
+
+    def batch_client(self, key_id: str, endpoint: str) -> genai.Client:
+        """A client bound to one pooled key (batch jobs and their files belong to the key's
+        project); TransientError when the key is no longer in the pool."""
+        api_key = self.pool.redis.hget(keys.account_info(key_id), "api_key")
+        if not api_key:
+            raise TransientError(f"Gemini key {key_id} is no longer in the pool",
+                                 error_code="gemini_key_gone")
+        if isinstance(api_key, bytes):
+            api_key = api_key.decode()
+        return self._file_client(Lease(key_id, api_key, "", ""), endpoint)
 
     # --- what the model sees -------------------------------------------------------------
 
@@ -484,6 +542,53 @@ class GeminiTagger:
         return parts
 
 
+def _contents(call: _CallPlan, media_parts: list) -> list[types.Content]:
+    """The constant instructions first (a prefix Gemini's implicit cache can reuse across
+    tasks), then the video, then this video's facts."""
+    return [types.Content(role="user", parts=[
+        types.Part.from_text(text=call.prompt[0]), *media_parts,
+        types.Part.from_text(text=call.prompt[1])])]
+
+
+def rest_request(client: genai.Client, stored: dict) -> dict:
+    """A recorded request (`BatchEntry.request`) as the REST GenerateContentRequest a JSONL
+    input file line carries — the SDK's own conversion, as `batches.create` does it for
+    inline requests (google-genai 3.6.1; private, pinned in requirements.txt)."""
+    inlined = types.InlinedRequest.model_validate(stored)
+    converted = genai_batches._InlinedRequest_to_mldev(client._api_client, inlined)
+    return _common.encode_unserializable_types(_common.convert_to_dict(converted))["request"]
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """A task's request recorded for a Batch API job: the key and endpoint that must send
+    it, the model, the request (an `InlinedRequest` as JSON) and the uploaded video file
+    (deleted once the task leaves its job)."""
+
+    key_id: str
+    endpoint: str
+    model: str
+    request: dict
+    uploaded_file: str | None = None
+
+
+def answer_of(response: types.GenerateContentResponse) -> _Answer:
+    """What one generateContent answer gave (an interactive call's, or one item of a batch
+    job's): text, usage, why it stopped, safety ratings; PermanentError when blocked."""
+    metadata = response.usage_metadata
+    spent = Usage(requests=1) if metadata is None else Usage(
+        requests=1, prompt_tokens=metadata.prompt_token_count or 0,
+        cached_tokens=metadata.cached_content_token_count or 0,
+        output_tokens=metadata.candidates_token_count or 0,
+        thinking_tokens=metadata.thoughts_token_count or 0)
+    ratings = _ratings(response)
+    _check_blocked(response, ratings)
+    candidate = (response.candidates or [None])[0]
+    finish = candidate.finish_reason if candidate is not None else None
+    return _Answer(text=response.text or "", usage=spent, ratings=ratings,
+                   finish_reason=getattr(finish, "name", None) or (finish and str(finish)))
+
+
 def _call_options(lease: Lease, timeout_ms: int) -> types.HttpOptions:
     """A fresh options object per call (the SDK may modify the one it is given): the
     lease's key and the call's own timeout."""
@@ -521,14 +626,23 @@ def estimate_tokens(request: TagRequest, resolution: str, frames_mode: bool,
     return PROMPT_TOKENS + picture + sound
 
 
-def priced(usage: Usage, model: str, settings: Settings) -> Usage:
+def priced(usage: Usage, model: str, settings: Settings, *, batch: bool = False) -> Usage:
     """`usage` with its estimated price (GEMINI_PRICES, USD per million tokens; cached
-    input at its own rate; thinking billed as output)."""
+    input at its own rate; thinking billed as output); `batch`: a Batch API answer, at the
+    model's `batch` share of those prices (BATCH_PRICE_SHARE when it names none)."""
     price = settings.GEMINI_PRICES.get(model) or {}
     fresh = max(0, usage.prompt_tokens - usage.cached_tokens)
     usd = (fresh * price.get("input", 0) + usage.cached_tokens * price.get("cached", 0)
            + (usage.output_tokens + usage.thinking_tokens) * price.get("output", 0)) / 1e6
+    if batch:
+        usd *= price.get("batch", BATCH_PRICE_SHARE)
+        return usage.model_copy(update={"cost_usd": round(usd, 6),
+                                        "batch_requests": usage.requests})
     return usage.model_copy(update={"cost_usd": round(usd, 6)})
+
+
+BATCH_PRICE_SHARE = 0.5
+"""Batch API requests cost half the interactive price (ai.google.dev, Batch API guide)."""
 
 
 @dataclass

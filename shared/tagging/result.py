@@ -76,6 +76,8 @@ class Usage(BaseModel):
     thinking_tokens: int = 0
     cost_usd: float = 0.0
     """Estimated from GEMINI_PRICES (docs/decisions.md: source and date)."""
+    batch_requests: int = 0
+    """Of `requests`, those answered by a Gemini Batch API job (priced at its batch rate)."""
 
 
 SAFETY_CATEGORIES = ("adult", "violence", "hate", "dangerous_acts", "drugs", "gambling",

@@ -27,9 +27,9 @@ MAX_BATCH_BODY_BYTES = 5 * 1024 * 1024
 
 
 class BatchItem(CreateTaskRequest):
-    """One item: the fields of a single create (`vocabulary` included). Unknown fields
-    are refused here (a create ignores them for old clients): a field a later version adds
-    (`mode`) must not be dropped silently from a thousand tasks."""
+    """One item: the fields of a single create (`vocabulary` and `mode` included). Unknown
+    fields are refused here (a create ignores them for old clients): a field a later
+    version adds must not be dropped silently from a thousand tasks."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +52,7 @@ class CreateBatchRequest(BaseModel):
     name: StrictStr = Field(min_length=1, max_length=200, description="shown in listings")
     items: list[Any] = Field(
         description=f"1 to {MAX_BATCH_ITEMS} items, each with the fields of a task create "
-        "(url, platform, uid, dimensions, language, env, vocabulary, callback_url)",
+        "(url, platform, uid, dimensions, language, env, vocabulary, callback_url, mode)",
         json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_ITEMS},
     )
     callback_url: StrictStr | None = Field(

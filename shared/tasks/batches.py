@@ -28,7 +28,7 @@ from shared.tasks.schema import batch_items as bi
 from shared.tasks.schema import batches as b
 from shared.tasks.schema import video_tasks as t
 
-UNFINISHED = (TaskStatus.PENDING, TaskStatus.PROCESSING)
+UNFINISHED = (TaskStatus.PENDING, TaskStatus.PROCESSING, TaskStatus.WAITING_BATCH)
 FINISHED = (TaskStatus.COMPLETED, TaskStatus.FAILED)
 
 

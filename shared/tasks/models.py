@@ -44,10 +44,12 @@ def new_task_id() -> str:
     return str(uuid.uuid4())
 
 class TaskStatus(StrEnum):
-    """pending → processing → completed | failed (docs/architecture.md, "Task states")."""
+    """pending → processing → completed | failed; processing → waiting_batch → completed |
+    failed | pending for a task in Gemini Batch mode (docs/architecture.md, "Task states")."""
 
     PENDING = "pending"
     PROCESSING = "processing"
+    WAITING_BATCH = "waiting_batch"
     COMPLETED = "completed"
     FAILED = "failed"
 
@@ -58,7 +60,7 @@ def out_of_attempts(attempts, max_attempts: int):
     return attempts >= max_attempts
 
 
-Status = Literal["pending", "processing", "completed", "failed"]
+Status = Literal["pending", "processing", "waiting_batch", "completed", "failed"]
 """The same values as a type the OpenAPI document spells out inline."""
 
 
@@ -93,6 +95,10 @@ class CreateTaskRequest(BaseModel):
         "kept as free) or {\"tags\": [...], \"closed\": true} (only these); at most "
         "50 fields × 300 tags of ≤ 40 characters",
     )
+    mode: Literal["interactive", "batch"] = Field(
+        default="interactive",
+        description="`batch`: tagged through Gemini's Batch API at half price, answered "
+        "within 24 h (usually much sooner); default: the deployment's DEFAULT_MODE")
 
     @model_validator(mode="before")
     @classmethod
@@ -101,6 +107,8 @@ class CreateTaskRequest(BaseModel):
             data = {**data, "dimensions": data["dismensions"]}
         if isinstance(data, dict) and "env" not in data:
             data = {**data, "env": envs_of(info)[0]}
+        if isinstance(data, dict) and "mode" not in data:
+            data = {**data, "mode": (info.context or {}).get("default_mode", "interactive")}
         return data
 
     @field_validator("env")
@@ -187,6 +195,12 @@ class Task(BaseModel):
     vocabulary: dict[str, Any] | None = None
     windows: dict[str, Any] | None = Field(default=None, exclude=True)
     """A long video's parts already answered (kept until the task completes)."""
+    mode: Literal["interactive", "batch"] = "interactive"
+    batch_job: str | None = Field(
+        default=None, description="waiting_batch: the Gemini batch job that carries the task "
+        "(null until the collector submits it)")
+    batch_since: datetime | None = Field(
+        default=None, description="batch mode: since when the task waits for a batch answer")
     message: str | None = None
     error_code: str | None = None
     timings: dict[str, int] | None = None
@@ -211,10 +225,14 @@ class Task(BaseModel):
     lease_until: datetime | None = Field(
         default=None, description="processing: the lease the worker keeps renewing")
     delivery: str | None = Field(default=None, exclude=True)
+    batch_token: str | None = Field(default=None, exclude=True)
+    batch_key: str | None = Field(default=None, exclude=True)
+    batch_model: str | None = Field(default=None, exclude=True)
     result: TagResult | None = None
 
     @field_validator("created_at", "updated_at", "processed_start", "processed_end",
-                     "indexed_at", "next_attempt_at", "waiting_since", "lease_until")
+                     "indexed_at", "next_attempt_at", "waiting_since", "lease_until",
+                     "batch_since")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         """The database keeps naive UTC; the API says so explicitly."""

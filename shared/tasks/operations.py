@@ -112,6 +112,7 @@ def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
         "vocabulary": request.vocabulary,
         "callback_url": request.callback_url,
         "idempotency_key": idempotency_key,
+        "mode": request.mode,
     }
 
 
@@ -135,6 +136,9 @@ def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
     the queue: the thread stops at its next stage and queues it (Cloud Run throttles the CPU
     once the response is sent; if the instance goes away, the reaper re-queues the task when
     its lease ends); the caller is told to poll the task."""
+    if request.mode == "batch":
+        raise InvalidInput("mode: the synchronous route tags interactively; create a task "
+                           "(POST /api/v1/task/create) for batch mode")
     task, _ = create_task(services, request, enqueue=False)
     handed_off = threading.Event()
 
@@ -159,10 +163,18 @@ def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
 
 
 def check_targets(services: Services, request: CreateTaskRequest) -> None:
-    """Refuse URLs that point inside our network (a DNS lookup, no download)."""
+    """Refuse URLs that point inside our network (a DNS lookup, no download), and batch
+    mode where the tagger has no Batch API."""
+    check_mode(services, request)
     for field, url in (("url", request.url), ("callback_url", request.callback_url)):
         if url is not None:
             _check_url(services, field, url)
+
+
+def check_mode(services: Services, request: CreateTaskRequest) -> None:
+    if request.mode == "batch" and services.settings.TAGGER != "gemini":
+        raise InvalidInput(f"mode: batch needs TAGGER=gemini (this deployment runs "
+                           f"TAGGER={services.settings.TAGGER}, which has no Batch API)")
 
 
 def _same_request(existing: Task, request: CreateTaskRequest) -> Task:

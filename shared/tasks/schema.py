@@ -56,6 +56,12 @@ video_tasks = sa.Table(
     sa.Column("waiting_since", Timestamp),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False, server_default="interactive"),
+    sa.Column("batch_token", sa.String(32)),
+    sa.Column("batch_job", sa.String(64)),
+    sa.Column("batch_key", sa.String(32)),
+    sa.Column("batch_model", sa.String(64)),
+    sa.Column("batch_since", Timestamp),
     sa.Index("ix_video_tasks_status_created_at", "status", "created_at"),
     sa.Index("ix_video_tasks_uid", "uid"),
     sa.Index("ix_video_tasks_video_sha256", "video_sha256"),
@@ -106,3 +112,28 @@ batch_items = sa.Table(
     mysql_collate="utf8mb4_unicode_ci",
 )
 """Every item of a batch in request order: its task, or why it was refused."""
+
+gemini_jobs = sa.Table(
+    "gemini_jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("items", sa.JSON, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("input_file", sa.String(128)),
+    sa.Column("error", sa.String(512)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("ended_at", Timestamp),
+    sa.Index("ix_gemini_jobs_state", "state"),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""Gemini Batch API jobs (issue 27): `job_id` is ours (the display name is `vtt-{job_id}`),
+`name` Gemini's (`batches/…`, set once created); `items` the [task_id, token] pairs it
+carries; `state`: creating → submitted → ended (`succeeded` | `failed` | `cancelled` |
+`expired`)."""

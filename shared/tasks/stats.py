@@ -9,6 +9,7 @@ from typing import Any
 from shared.redis_conn import redis_outage
 from shared.services import Services
 from shared.tasks.db import utcnow
+from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import TaskStatus
 
 WINDOW = timedelta(hours=1)
@@ -51,11 +52,18 @@ def service_stats(services: Services) -> dict[str, Any]:
         "tagger": tagger_info(services),
         "usage": {"last_hour": usage_totals(queries.usage_since(utcnow() - WINDOW)),
                   "today": usage_totals(queries.usage_since(start_of_day()))},
+        "gemini_batches": batch_jobs(services),
     }
 
 
+def batch_jobs(services: Services) -> dict[str, Any]:
+    """Gemini Batch API jobs (issue 27): how many in each state, and the latest ones."""
+    jobs = GeminiJobStore(services.store.engine)
+    return {"jobs": jobs.counts(), "recent": [job.as_dict() for job in jobs.recent(10)]}
+
+
 USAGE_FIELDS = ("requests", "prompt_tokens", "cached_tokens", "output_tokens",
-                "thinking_tokens", "cost_usd")
+                "thinking_tokens", "cost_usd", "batch_requests")
 
 
 def usage_totals(usages: list[dict[str, Any]]) -> dict[str, float]:

@@ -177,6 +177,19 @@ class TaskStore:
                                    if waiting_for_key else None)
         return self._update_owned(task_id, attempt, **values)
 
+    def wait_batch(self, task_id: str, attempt: int, *, token: str, key_id: str, model: str,
+                   timings: dict[str, int], video: dict[str, Any]) -> bool:
+        """Batch mode: the prepared request waits for a Gemini batch job (issue 27). The
+        attempt is given back (nothing failed); `batch_since` keeps the first wait's start
+        (BATCH_MAX_WAIT_S counts from it); `token` fences the job's answer."""
+        now = utcnow()
+        return self._update_owned(
+            task_id, attempt, status=TaskStatus.WAITING_BATCH, stage="waiting_batch",
+            attempts=t.c.attempts - 1, batch_token=token, batch_key=key_id, batch_model=model,
+            batch_job=None, batch_since=sa.func.coalesce(t.c.batch_since, now),
+            lease_until=None, next_attempt_at=None, waiting_since=None, timings=timings,
+            message=None, error_code=None, **video)
+
     def mark_enqueued(self, task_id: str, generation: str, delay_s: float = 0) -> bool:
         """Record the delivery that now carries a pending task (the reconciler checks it)."""
         now = utcnow()
@@ -233,7 +246,8 @@ class TaskStore:
             sa.update(t)
             .where(t.c.task_id == task_id, t.c.status == TaskStatus.FAILED)
             .values(status=TaskStatus.PENDING, attempts=0, stage=None, lease_until=None,
-                    next_attempt_at=utcnow(), waiting_since=None, updated_at=utcnow())
+                    next_attempt_at=utcnow(), waiting_since=None, batch_since=None,
+                    updated_at=utcnow())
         )
         with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1

@@ -1,0 +1,28 @@
+// Gemini batch jobs (issue 27): a self-contained section of the dashboard, refreshed on
+// its own from /api/v1/stats with app.js's token-checked `api` (textContent only).
+"use strict";
+
+async function refreshGeminiJobs() {
+  let stats;
+  try { stats = await api("api/v1/stats"); } catch (error) { return; }  // app.js reports it
+  const jobs = stats.gemini_batches || { jobs: {}, recent: [] };
+  $("gj-waiting").textContent = String(stats.tasks.waiting_batch ?? 0);
+  $("gj-counts").textContent = Object.entries(jobs.jobs).map(([s, n]) => `${n} ${s}`).join(", ") || "none yet";
+  const body = $("gemini-jobs").tBodies[0];
+  body.replaceChildren();
+  for (const job of jobs.recent) {
+    const row = body.insertRow();
+    for (const [value, cls] of [[job.job_id.slice(0, 12)], [job.state, `status-${job.state}`],
+      [job.tasks], [job.input], [job.created_at.replace("T", " ").slice(0, 19)],
+      [job.error || ""]]) {
+      const cell = row.insertCell();
+      cell.textContent = String(value);
+      if (cls) cell.className = cls;
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  refreshGeminiJobs();
+  setInterval(refreshGeminiJobs, REFRESH_MS);
+});
