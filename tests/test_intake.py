@@ -216,3 +216,35 @@ def test_create_time_dns_is_cached_and_bounded() -> None:
 
 def socket_error():
     raise OSError("Name or service not known")
+
+
+def test_a_host_that_does_not_exist_is_refused_at_create(guarded_client, redis_client) -> None:
+    """NXDOMAIN is a typo or a dead link: 400 at once, nothing queued."""
+    response = guarded_client.post("/api/v1/task/create", json={
+        "url": "https://no-such-host.invalid/v.mp4", "platform": "rpa"})
+    body = response.get_json()
+    assert response.status_code == 400, body
+    assert body["message"] == ("url: host no-such-host.invalid does not exist "
+                               "(DNS: no such name)")
+    assert redis_client.llen(keys.TASK_QUEUE) == 0
+
+
+def test_a_dns_outage_at_create_is_accepted_and_left_to_the_download() -> None:
+    """A temporary failure (EAI_AGAIN) may pass in a moment: create accepts the URL, the
+    downloader resolves again (and retries) when it connects."""
+    import socket
+
+    from shared.video.safety import HostNotFound, HostUnresolved
+
+    def down(host, port):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    def missing(host, port):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    UrlPolicy(resolver=down).check_url("https://cdn.example.org/v.mp4")  # accepted
+    with pytest.raises(HostUnresolved):
+        UrlPolicy(resolver=down).addresses("cdn.example.org", 443)
+    with pytest.raises(HostNotFound) as caught:
+        UrlPolicy(resolver=missing).check_url("https://gone.example.org/v.mp4")
+    assert caught.value.error_code == "download_failed"

@@ -30,6 +30,13 @@ class UrlForbidden(PermanentError):
     error_code = "url_forbidden"
 
 
+class HostNotFound(UrlForbidden):
+    """DNS says the host does not exist (NXDOMAIN): a typo or a dead link, not a moment's
+    outage — refused at create, a permanent download failure later."""
+
+    error_code = "download_failed"
+
+
 def resolve_host(host: str, port: int) -> list[str]:
     """Every address the host resolves to (numeric forms like 2130706433 included)."""
     infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
@@ -171,6 +178,11 @@ class UrlPolicy:
         try:
             addresses = (self.resolver(host, port) if timeout_s is None
                          else resolve_within(self.resolver, host, port, timeout_s))
+        except socket.gaierror as error:
+            if error.errno == socket.EAI_NONAME:
+                raise HostNotFound(f"url: host {host} does not exist (DNS: no such name)",
+                                   error_code="download_failed") from None
+            raise HostUnresolved(f"url: host {host} could not be resolved ({error})") from None
         except (OSError, UnicodeError) as error:
             raise HostUnresolved(f"url: host {host} could not be resolved ({error})") from None
         for address in addresses:
