@@ -28,7 +28,13 @@ from shared.logs import log_context, trace_fields
 from shared.search import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks import operations
-from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest, TaskStatus
+from shared.tasks.models import (
+    CreateTaskRequest,
+    ListTasksQuery,
+    StatsQuery,
+    SyncTagRequest,
+    TaskStatus,
+)
 from shared.tasks.stats import gemini_status, service_stats
 
 log = logging.getLogger("vision_to_tag.api")
@@ -152,7 +158,8 @@ def get(request: flask.Request, services: Services, task_id: str) -> flask.Respo
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
-    query = ListTasksQuery.model_validate(single_valued(request))
+    query = ListTasksQuery.model_validate(single_valued(request),
+                                          context=validation_context(services))
     page = operations.list_tasks(services, query)
     return reply(200, data=page.model_dump(mode="json"))
 
@@ -179,6 +186,7 @@ def search(request: flask.Request, services: Services) -> flask.Response:
 
 
 def stats(request: flask.Request, services: Services) -> flask.Response:
+    StatsQuery.model_validate(single_valued(request))
     return reply(200, data=service_stats(services))
 
 

@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, ServiceUnavailable
-from shared.tasks.models import DEFAULT_ENVS, Task, envs_of
+from shared.tasks.models import (
+    DEFAULT_ENVS,
+    QueryFloat,
+    QueryInt,
+    Task,
+    check_platform,
+    envs_of,
+)
 
 log = logging.getLogger("vision_to_tag.search")
 
@@ -84,19 +91,25 @@ class SearchQuery(BaseModel):
     tags: list[str] = Field(default=[], description="all must match (comma-separated)")
     any_tags: list[str] = Field(default=[], description="at least one must match")
     q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
-    platform: str | None = None
+    platform: str | None = Field(default=None, description="one of PLATFORMS")
     env: str | None = Field(default=None, description="one of ENVS (default: all)")
     uid: str | None = Field(default=None, max_length=64)
-    min_duration: float | None = Field(default=None, ge=0)
-    max_duration: float | None = Field(default=None, ge=0)
-    limit: int = Field(default=20, ge=1, le=100)
+    min_duration: QueryFloat | None = Field(default=None, ge=0)
+    max_duration: QueryFloat | None = Field(default=None, ge=0)
+    limit: QueryInt = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=512)
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_platform(value, info)
 
     @field_validator("env")
     @classmethod
     def _known_env(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and value not in envs_of(info):
-            raise ValueError(f"unknown env (allowed: {', '.join(envs_of(info))})")
+            allowed = ", ".join(envs_of(info))
+            raise ValueError(f"unknown env {value[:64]!r} (allowed: {allowed})")
         return value
 
     @field_validator("tags", "any_tags", mode="before")
