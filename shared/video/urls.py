@@ -84,8 +84,9 @@ def _explain(value: str) -> str:
     if "@" in authority:
         return "must not contain credentials"
     if authority.startswith("["):
-        host, _, after = authority[1:].partition("]")
-        port_part = after
+        host, bracket, port_part = authority[1:].partition("]")
+        if not bracket:
+            return f"host [{host[:64]} lacks its closing ]"
         if not _IPV6.fullmatch(host):
             return f"host [{host[:64]}] is not a valid IPv6 address"
     else:
