@@ -50,7 +50,7 @@ def _with_choices(defs: dict[str, Any], platforms: tuple[str, ...],
 def _query_parameters(model: type[BaseModel] = ListTasksQuery, platforms: tuple[str, ...] = (),
                       envs: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The model's fields as query parameters; `platform` and `env` as this deployment's
-    enums, lists comma-separated (`tags=a,b`: the server splits them)."""
+    enums."""
     schema = model.model_json_schema()
     parameters = []
     for name, prop in schema["properties"].items():
@@ -58,10 +58,7 @@ def _query_parameters(model: type[BaseModel] = ListTasksQuery, platforms: tuple[
         if choices:
             prop = {"type": "string", "enum": list(choices),
                     **({"description": prop["description"]} if "description" in prop else {})}
-        parameter = {"name": name, "in": "query", "required": False, "schema": prop}
-        if prop.get("type") == "array":
-            parameter.update(style="form", explode=False)
-        parameters.append(parameter)
+        parameters.append({"name": name, "in": "query", "required": False, "schema": prop})
     return parameters
 
 

@@ -12,12 +12,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 from elastic_transport import Urllib3HttpNode
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_errors
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, ServiceUnavailable
@@ -83,13 +90,20 @@ def build_search_client(url: str, compat_headers: bool = True) -> Elasticsearch:
     return Elasticsearch(url, **options)
 
 
+CommaList = Annotated[list[str], WithJsonSchema({"type": "string"})]
+"""A list given as one comma-separated query value: in the document a string, which is
+what is sent (an array there would read `tags=5` as a wrong type)."""
+
+
 class SearchQuery(BaseModel):
     """Query string of GET /api/v1/search."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tags: list[str] = Field(default=[], description="all must match (comma-separated)")
-    any_tags: list[str] = Field(default=[], description="at least one must match")
+    tags: CommaList = Field(default="", validate_default=True,
+                            description="all must match (comma-separated)")
+    any_tags: CommaList = Field(default="", validate_default=True,
+                                description="at least one must match (comma-separated)")
     q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
     platform: str | None = Field(default=None, description="one of PLATFORMS")
     env: str | None = Field(default=None, description="one of ENVS (default: all)")
