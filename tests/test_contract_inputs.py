@@ -146,8 +146,10 @@ def test_invalid_host_names_are_400(client, path: str, url: str, reason: str) ->
 
 
 @pytest.mark.parametrize("url", ["HTTP://CDN.Example.com/v.mp4", "hTTps://cdn.example.com/v",
-                                 "http://xn--6qq79v.example.com/v.mp4"])
-def test_upper_case_schemes_and_idna_hosts_are_accepted(client, url: str) -> None:
+                                 "http://xn--6qq79v.example.com/v.mp4",
+                                 "https://cdn.example.com/视频/春节.mp4?标题=片段"])
+def test_upper_case_schemes_idna_hosts_and_unicode_paths_are_accepted(client, url: str
+                                                                      ) -> None:
     response = client.post("/api/v1/task/create", json={**VALID, "url": url})
     assert response.status_code == 200, response.get_json()
     task_id = response.get_json()["task_id"]
@@ -155,3 +157,14 @@ def test_upper_case_schemes_and_idna_hosts_are_accepted(client, url: str) -> Non
     pattern = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"][
         "CreateTaskRequest"]["properties"]["url"]["pattern"]
     assert jsonschema_rs.Draft202012Validator({"pattern": pattern}).is_valid(url)
+
+
+def test_an_upper_case_scheme_is_downloaded_like_a_lower_case_one(sqlite_services,
+                                                                  media_server) -> None:
+    """Accepted by the document and the server, so the pipeline must handle it too."""
+    from tests.test_intake import run
+
+    url = media_server.url("files/clip.mp4").replace("http://", "HTTP://") + "#片段"
+    reply, task = run(sqlite_services, url)
+    assert task.status == "completed", (task.error_code, task.message)
+    assert task.url == url

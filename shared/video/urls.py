@@ -6,8 +6,9 @@ The grammar (docs/decisions.md, "URL form"): scheme `http`/`https` in any case; 
 is a DNS name (labels of letters, digits and inner hyphens, 1–63 characters, no empty
 label, no trailing dot, the last label starting with a letter), a dotted IPv4 address
 without leading zeros, or a bracketed IPv6 address; an optional port 1–65535; then
-optionally a path, query or fragment of printable ASCII. Unicode host names are given in
-their IDNA form (`xn--…`); anything else non-ASCII is percent-encoded.
+optionally a path, query or fragment of any characters but whitespace and controls.
+Unicode host names are given in their IDNA form (`xn--…`): the pattern cannot say which
+Unicode names are valid IDNA, so it takes none.
 """
 
 from __future__ import annotations
@@ -38,12 +39,18 @@ IPV6 = "(?:" + "|".join((  # RFC 3986, section 3.2.2
 )) + ")"
 HOST = rf"(?:{HOST_NAME}|{IPV4}|\[{IPV6}\])"
 PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-REST = r"(?:[/?#][!-~]*)?"
+URL_CHAR = ("!-~\u00a1-\u167f\u1681-\u1fff\u200b-\u2027\u202a-\u202e\u2030-\u205e"
+            "\u2060-\u2fff\u3001-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff")
+"""A character of the path, query or fragment: printable ASCII or any other character
+but whitespace (U+00A0, U+3000 …), controls, U+FEFF and surrogates; the downloader
+percent-encodes what is not ASCII."""
+REST = rf"(?:[/?#][{URL_CHAR}]*)?"
 
 URL_PATTERN = rf"^{SCHEME}://{HOST}(?::{PORT})?{REST}$"
-"""The published pattern. Only what ECMA-262, Rust's and Python's regex engines read the
-same way: ASCII classes, no `\\d`/`\\s`/`\\w`, no look-around, `$` at the very end (the
-server matches the whole string, as a JSON Schema validator's `$` does)."""
+"""The published pattern. Only what ECMA-262 (with the `u` flag, as JSON Schema validators
+use it), Rust's and Python's regex engines read the same way: explicit classes, no
+`\\d`/`\\s`/`\\w`, no look-around, `$` at the very end (the server matches the whole
+string, as a JSON Schema validator's `$` does)."""
 
 _URL = re.compile(URL_PATTERN)
 _HOST_NAME = re.compile(HOST_NAME)
@@ -99,9 +106,9 @@ def _explain(value: str) -> str:
             return f"host {host[:80]!r} is not a valid host name ({reason})"
     if port_part and not (port_part.startswith(":") and _PORT.fullmatch(port_part[1:])):
         return "port must be a number from 1 to 65535"
-    if not all("!" <= ch <= "~" for ch in tail):
-        return ("must be ASCII: percent-encode other characters of the path and query "
-                "(UTF-8, e.g. %E4%B8%AD)")
+    if not re.fullmatch(REST, tail):
+        bad = next(ch for ch in tail if not re.fullmatch(f"[{URL_CHAR}]", ch))
+        return f"must not contain U+{ord(bad):04X}"
     return "is not a valid URL"
 
 
