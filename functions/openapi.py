@@ -44,6 +44,9 @@ def _with_choices(defs: dict[str, Any], platforms: tuple[str, ...],
         for name, choices in (("platform", platforms), ("env", envs)):
             if choices and name in properties:
                 properties[name] = {**properties[name], "enum": list(choices)}
+    sync = defs.get("SyncTagRequest", {}).get("properties", {})
+    if platforms and "platform" in sync:  # optional there: the first one is used
+        sync["platform"] = {**sync["platform"], "default": platforms[0]}
     return defs
 
 

@@ -168,3 +168,17 @@ def test_an_upper_case_scheme_is_downloaded_like_a_lower_case_one(sqlite_service
     reply, task = run(sqlite_services, url)
     assert task.status == "completed", (task.error_code, task.message)
     assert task.url == url
+
+
+def test_the_synchronous_route_documents_platform_as_optional(client) -> None:
+    """The server fills in the first platform, so the document must not require it
+    (fresh-seed fuzzing sent a body without one: 'negative' data the server accepted)."""
+    from shared.tasks.models import SyncTagRequest
+
+    schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert "platform" not in schema["SyncTagRequest"]["required"]
+    assert schema["SyncTagRequest"]["properties"]["platform"]["default"] == "rpa"
+    assert "platform" in schema["CreateTaskRequest"]["required"]
+    parsed = SyncTagRequest.model_validate({"url": VALID["url"]},
+                                           context={"platforms": ["rpa", "miaobi"]})
+    assert parsed.platform == "rpa"

@@ -168,6 +168,9 @@ class SyncTagRequest(CreateTaskRequest):
     """Body of POST /api/v1/vision_to_tag/google: `platform` may be left out (the first
     configured platform is used), everything else as for task creation."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema.update(
+        required=[name for name in schema.get("required", []) if name != "platform"]))
+
     @model_validator(mode="before")
     @classmethod
     def _default_platform(cls, data: Any, info: ValidationInfo) -> Any:
