@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.accounts.pool import KEY_ID_PATTERN
 from shared.search import SearchPage, SearchQuery
 from shared.tasks.models import (
     TASK_ID_REGEX,
@@ -19,6 +20,7 @@ from shared.tasks.models import (
     Task,
     TaskPage,
 )
+from shared.tasks.operations import MAX_IDEMPOTENCY_KEY
 
 REF = "#/components/schemas/{model}"
 
@@ -105,7 +107,8 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                 "summary": "Create a tagging task",
                 "security": AUTH,
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "maxLength": 128}}],
+                                "schema": {"type": "string", "minLength": 1,
+                                           "maxLength": MAX_IDEMPOTENCY_KEY}}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": REF.format(model="CreateTaskRequest")}}}},
                 "responses": {"200": {**_envelope(None, "created; `task_id` is set"),
@@ -166,7 +169,7 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                            "shows it)",
                 "parameters": [
                     {"name": "key_id", "in": "path", "required": True,
-                     "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+                     "schema": {"type": "string", "pattern": KEY_ID_PATTERN.pattern}},
                     {"name": "action", "in": "path", "required": True,
                      "schema": {"type": "string", "enum": ["enable", "disable"]}}],
                 "security": AUTH,

@@ -182,3 +182,11 @@ def test_the_synchronous_route_documents_platform_as_optional(client) -> None:
     parsed = SyncTagRequest.model_validate({"url": VALID["url"]},
                                            context={"platforms": ["rpa", "miaobi"]})
     assert parsed.platform == "rpa"
+
+
+def test_ids_with_a_trailing_newline_are_malformed_not_a_crash() -> None:
+    """`^…$` in Python also matches before a final newline; the document's `$` does not."""
+    from shared.tasks.models import task_id_forms
+
+    assert task_id_forms("0" * 32 + "\n") is None
+    assert task_id_forms("0" * 32) is not None

@@ -34,7 +34,7 @@ digits (ids created before), in any case. Anything else is malformed (400), not 
 def task_id_forms(raw: str) -> tuple[str, str] | None:
     """The two stored forms (dashed, hex; lower case) of a task id, None when malformed.
     Ids are stored as they were created, so a lookup tries both."""
-    if not TASK_ID_PATTERN.match(raw):
+    if not TASK_ID_PATTERN.fullmatch(raw):
         return None
     value = uuid.UUID(raw)
     return str(value), value.hex
