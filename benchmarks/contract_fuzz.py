@@ -79,11 +79,12 @@ def _cases(output: str) -> int:
 
 
 def run_seed(api_url: str, seed: int, seconds: int, *, coverage: bool, folder: Path
-             ) -> tuple[bool, int, str]:
-    """One seed: the main routes for most of `seconds`, then the synchronous route."""
+             ) -> tuple[bool, list[int], str]:
+    """One seed: the main routes for most of `seconds`, then the synchronous route.
+    Returns (passed, cases of each pass, Schemathesis' output)."""
     phases = "coverage,fuzzing,stateful" if coverage else "fuzzing,stateful"
     main_s, sync_s = max(10, int(seconds * 0.8)), max(10, int(seconds * 0.2))
-    outputs, ok, cases = [], True, 0
+    outputs, ok, cases = [], True, []
     for command, limit in ((st_command(api_url, seed, phases=phases, max_time_s=main_s), main_s),
                            (st_command(api_url, seed, phases="fuzzing", max_time_s=sync_s,
                                        sync_only=True), sync_s)):
@@ -95,9 +96,10 @@ def run_seed(api_url: str, seed: int, seconds: int, *, coverage: bool, folder: P
             text = output.decode(errors="replace") if isinstance(output, bytes) else output
             outputs.append(text + "\n(timed out)")
             ok = False
+            cases.append(0)
             continue
         outputs.append(run.stdout + run.stderr)
-        cases += _cases(run.stdout)
+        cases.append(_cases(run.stdout))
         ok = ok and run.returncode == 0
     return ok, cases, "\n".join(outputs)
 
@@ -136,9 +138,10 @@ def main() -> int:
                 started = time.monotonic()
                 ok, cases, output = run_seed(stack.api_url, seed, per_seed,
                                              coverage=number == 0, folder=folder)
-                total_cases += cases
+                total_cases += sum(cases)
                 took = time.monotonic() - started
-                print(f"seed {seed}: {'ok' if ok else 'FAILED'} — {cases} cases in {took:.0f} s",
+                print(f"seed {seed}: {'ok' if ok else 'FAILED'} — {cases[0]} cases on the "
+                      f"routes, {cases[1]} negative ones on {SYNC_ROUTE}, {took:.0f} s",
                       flush=True)
                 if not ok:
                     failed.append(seed)
