@@ -27,7 +27,7 @@ ACCEPTED = [
     "http://xn--fsqu00a.xn--0zwm56d/v.mp4", "http://93.184.216.34/v.mp4",
     "http://[2001:db8::1]:8443/v.mp4", "http://[::ffff:127.0.0.1]/v", "http://a-b.c-d.io:1/",
     "http://1.2.3.4:65535/x", "http://" + "a" * 63 + ".com/",
-    "http://example.com/视频/封面.mp4?标题=春节😀#片段",
+    "http://example.com/视频/封面.mp4?标题=春节#片段", "http://example.com/%F0%9F%98%80.mp4",
 ]
 
 REFUSED = [
@@ -54,6 +54,7 @@ REFUSED = [
     ("http:/example.com/v.mp4", "must be an http or https URL"),
     ("http:///v.mp4", "must include a host"),
     ("http://example.com/\ufeffv.mp4", "must not contain U+FEFF"),
+    ("http://example.com/😀.mp4", "must not contain U+1F600"),
     ("http://example.com/a\u3000b.mp4", "must not contain whitespace"),
     ("http://example.com/a\u0085b.mp4", "must not contain whitespace"),
     ("http://example.com/a b.mp4", "must not contain whitespace"),
