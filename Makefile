@@ -1,5 +1,5 @@
 # Shortcuts; the README's two commands are `bash scripts/demo.sh` and `bash scripts/test.sh`.
-.PHONY: demo test test-fast lint stack migrate bench
+.PHONY: demo test test-fast lint stack migrate bench fuzz
 
 demo:
 	bash scripts/demo.sh
@@ -21,3 +21,6 @@ migrate:
 
 bench:
 	.venv/bin/python -m benchmarks.create_throughput
+
+fuzz:
+	.venv/bin/python -m benchmarks.contract_fuzz --minutes 10 --seeds 10

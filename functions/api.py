@@ -42,7 +42,13 @@ from shared.tasks.batch_models import (
 from shared.tasks.charts import chart_data
 from shared.tasks.export import CONTENT_TYPES
 from shared.tasks.frames import frame_bytes
-from shared.tasks.models import CreateTaskRequest, ListTasksQuery, SyncTagRequest, TaskStatus
+from shared.tasks.models import (
+    CreateTaskRequest,
+    ListTasksQuery,
+    StatsQuery,
+    SyncTagRequest,
+    TaskStatus,
+)
 from shared.tasks.stats import gemini_status, service_stats
 from shared.tasks.subtitles import SUBTITLE_TYPES
 
@@ -193,7 +199,8 @@ def get(request: flask.Request, services: Services, task_id: str) -> flask.Respo
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
-    query = ListTasksQuery.model_validate(single_valued(request))
+    query = ListTasksQuery.model_validate(single_valued(request),
+                                          context=validation_context(services))
     page = operations.list_tasks(services, query)
     return reply(200, data=page.model_dump(mode="json"))
 
@@ -276,6 +283,7 @@ def search(request: flask.Request, services: Services) -> flask.Response:
 
 
 def stats(request: flask.Request, services: Services) -> flask.Response:
+    StatsQuery.model_validate(single_valued(request))
     return reply(200, data=service_stats(services))
 
 

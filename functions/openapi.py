@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.accounts.history import HistoryQuery
+from shared.accounts.pool import KEY_ID_PATTERN
 from shared.search import SearchPage, SearchQuery
 from shared.tasks.batch_models import (
     DATE_REGEX,
@@ -25,11 +26,12 @@ from shared.tasks.models import (
     CreateTaskRequest,
     Envelope,
     ListTasksQuery,
+    StatsQuery,
     SyncTagRequest,
     Task,
     TaskPage,
 )
-from shared.video.safety import MAX_URL_LENGTH
+from shared.tasks.operations import MAX_IDEMPOTENCY_KEY
 
 REF = "#/components/schemas/{model}"
 
@@ -55,25 +57,30 @@ def _with_choices(defs: dict[str, Any], platforms: tuple[str, ...],
         for name, choices in (("platform", platforms), ("env", envs)):
             if choices and name in properties:
                 properties[name] = {**properties[name], "enum": list(choices)}
-        if "url" in properties:
-            properties["url"] = {**properties["url"], "maxLength": MAX_URL_LENGTH,
-                                 "pattern": HTTP_URL}
+    sync = defs.get("SyncTagRequest", {}).get("properties", {})
+    if platforms and "platform" in sync:  # optional there: the first one is used
+        sync["platform"] = {**sync["platform"], "default": platforms[0]}
     return defs
 
 
-def _query_parameters(model: type[BaseModel] = ListTasksQuery) -> list[dict[str, Any]]:
+def _query_parameters(model: type[BaseModel] = ListTasksQuery, platforms: tuple[str, ...] = (),
+                      envs: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The model's fields as query parameters; `platform` and `env` as this deployment's
+    enums."""
     schema = model.model_json_schema()
-    return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
-        for name, prop in schema["properties"].items()
-    ]
+    parameters = []
+    for name, prop in schema["properties"].items():
+        choices = {"platform": platforms, "env": envs}.get(name)
+        if choices:
+            prop = {"type": "string", "enum": list(choices),
+                    **({"description": prop["description"]} if "description" in prop else {})}
+        parameters.append({"name": name, "in": "query", "required": False, "schema": prop})
+    return parameters
 
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": TASK_ID_REGEX}}
 AUTH = [{"bearer": []}, {"apiKey": []}]
-HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$"
-"""What `url` must look like (the full rules: README, "Video intake")."""
 
 TASK_LINKS = {
     name: {"operationId": operation, "parameters": {"task_id": "$response.body#/task_id"}}
@@ -113,7 +120,8 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                 "summary": "Create a tagging task",
                 "security": AUTH,
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "maxLength": 128}}],
+                                "schema": {"type": "string", "minLength": 1,
+                                           "maxLength": MAX_IDEMPOTENCY_KEY}}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": REF.format(model="CreateTaskRequest")}}}},
                 "responses": {"200": {**_envelope(None, "created; `task_id` is set"),
@@ -136,7 +144,8 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
             "/api/v1/tasks": {"get": {
                 "operationId": "listTasks",
                 "summary": "List tasks, newest first, with cursor pagination",
-                "parameters": _query_parameters(), "security": AUTH,
+                "parameters": _query_parameters(ListTasksQuery, platforms, envs),
+                "security": AUTH,
                 "responses": {"200": _envelope("TaskPage", "a page of tasks"),
                               **_errors(400, 401, 403, 503)},
             }},
@@ -152,16 +161,17 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                 "operationId": "search",
                 "summary": "Find completed tasks by tags (all / any), free text, platform, "
                            "env, uid and duration; newest first, with top-tag facets",
-                "parameters": _query_parameters(SearchQuery), "security": AUTH,
+                "parameters": _query_parameters(SearchQuery, platforms, envs),
+                "security": AUTH,
                 "responses": {"200": _envelope("SearchPage", "matching tasks and facets"),
                               **_errors(400, 401, 403, 501, 503)},
             }},
             "/api/v1/stats": {"get": {
                 "summary": "Tasks by status, queue depth, last hour's completions, failures "
                            "and per-stage p50/p95, key pool capacity left",
-                "security": AUTH,
+                "parameters": _query_parameters(StatsQuery), "security": AUTH,
                 "responses": {"200": _envelope(None, "stats in `data`"),
-                              **_errors(401, 403, 503)},
+                              **_errors(400, 401, 403, 503)},
             }},
             "/api/v1/stats/charts": {"get": {
                 "operationId": "getStatsCharts",
@@ -195,7 +205,7 @@ def openapi_document(platforms: tuple[str, ...] = (), envs: tuple[str, ...] = ()
                            "shows it)",
                 "parameters": [
                     {"name": "key_id", "in": "path", "required": True,
-                     "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}},
+                     "schema": {"type": "string", "pattern": KEY_ID_PATTERN.pattern}},
                     {"name": "action", "in": "path", "required": True,
                      "schema": {"type": "string", "enum": ["enable", "disable"]}}],
                 "security": AUTH,

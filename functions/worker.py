@@ -41,7 +41,7 @@ def process_task(request: flask.Request) -> flask.Response:
             raise ApiError(403, "X-CloudTasks-TaskName: required (deliveries come from "
                                 "Cloud Tasks)")
         task_id = json_object(request).get("task_id")
-        if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
+        if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
             # no retry could ever fix it: acknowledge (no retry storm) and say why
             log.warning("delivery with a missing or malformed task_id: acknowledged")
             return reply(200, "task_id: missing or malformed (expected a UUID); delivery "

@@ -12,16 +12,30 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
 from elastic_transport import Urllib3HttpNode
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_errors
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, ServiceUnavailable
-from shared.tasks.models import DEFAULT_ENVS, Task, envs_of
+from shared.tasks.models import (
+    DEFAULT_ENVS,
+    QueryFloat,
+    QueryInt,
+    Task,
+    check_platform,
+    envs_of,
+)
 
 log = logging.getLogger("vision_to_tag.search")
 
@@ -79,27 +93,40 @@ def build_search_client(url: str, compat_headers: bool = True,
     return Elasticsearch(url, **options)
 
 
+CommaList = Annotated[list[str], WithJsonSchema({"type": "string"})]
+"""A list given as one comma-separated query value: in the document a string, which is
+what is sent (an array there would read `tags=5` as a wrong type)."""
+
+
 class SearchQuery(BaseModel):
     """Query string of GET /api/v1/search."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tags: list[str] = Field(default=[], description="all must match (comma-separated)")
-    any_tags: list[str] = Field(default=[], description="at least one must match")
+    tags: CommaList = Field(default="", validate_default=True,
+                            description="all must match (comma-separated)")
+    any_tags: CommaList = Field(default="", validate_default=True,
+                                description="at least one must match (comma-separated)")
     q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
-    platform: str | None = None
+    platform: str | None = Field(default=None, description="one of PLATFORMS")
     env: str | None = Field(default=None, description="one of ENVS (default: all)")
     uid: str | None = Field(default=None, max_length=64)
-    min_duration: float | None = Field(default=None, ge=0)
-    max_duration: float | None = Field(default=None, ge=0)
-    limit: int = Field(default=20, ge=1, le=100)
+    min_duration: QueryFloat | None = Field(default=None, ge=0)
+    max_duration: QueryFloat | None = Field(default=None, ge=0)
+    limit: QueryInt = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=512)
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_platform(value, info)
 
     @field_validator("env")
     @classmethod
     def _known_env(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and value not in envs_of(info):
-            raise ValueError(f"unknown env (allowed: {', '.join(envs_of(info))})")
+            allowed = ", ".join(envs_of(info))
+            raise ValueError(f"unknown env {value[:64]!r} (allowed: {allowed})")
         return value
 
     @field_validator("tags", "any_tags", mode="before")

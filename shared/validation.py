@@ -15,15 +15,19 @@ def validation_problem(error: ValidationError) -> tuple[str, str]:
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else "body"
         problems.setdefault(field, []).append(item)
+    unknown = [field[:64] for field, items in problems.items()
+               if items[0]["type"] == "extra_forbidden"]
+    if unknown:  # every one named: the caller fixes them at once
+        kind = "parameter" if error.title.endswith("Query") else "field"
+        return ", ".join(unknown), f"unknown {kind}{'s' if len(unknown) > 1 else ''}"
     field, items = next(iter(problems.items()))
     if len(items) > 1 and all(item["type"].endswith("_type") for item in items):
         got = type(items[0]["input"]).__name__
         return field, f"wrong type ({got}); expected {' or '.join(_expected(items))}"
-    item = items[0]
+    # of a union's branches, the one the type matched says what is wrong
+    item = next((item for item in items if not item["type"].endswith("_type")), items[0])
     if item["type"] == "missing":
         return field, "is required"
-    if item["type"] == "extra_forbidden":
-        return field, "unknown parameter"
     message = item["msg"].removeprefix("Value error, ")
     return field, f"{message[0].lower()}{message[1:]}"
 

@@ -67,7 +67,7 @@ BAD_BODIES = [
     (json.dumps({**VALID, "dimensions": "smell"}).encode(), 400, "dimensions: unknown dimension"),
     (json.dumps({**VALID, "dimensions": []}).encode(), 400, "dimensions: must not be empty"),
     (json.dumps({**VALID, "dimensions": ""}).encode(), 400, "dimensions: must not be empty"),
-    (json.dumps({**VALID, "dismensions": ["x"]}).encode(), 400, "dimensions: unknown"),
+    (json.dumps({**VALID, "dismensions": ["x"]}).encode(), 400, "dismensions: unknown"),
     (json.dumps({**VALID, "uid": [1]}).encode(), 400, "uid: wrong type (list)"),
     (json.dumps({**VALID, "uid": {"a": 1}}).encode(), 400, "uid: wrong type (dict)"),
     (json.dumps({**VALID, "uid": 1.5}).encode(), 400, "uid: wrong type (float)"),

@@ -8,11 +8,9 @@ import subprocess
 import functions_framework
 import pytest
 
-from scripts.stack import BIN, LocalStack
+from benchmarks.contract_fuzz import st_command, stack_env
+from scripts.stack import LocalStack
 from tests.conftest import REDIS_URL
-
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-          "response_schema_conformance,negative_data_rejection,unsupported_method")
 
 
 @pytest.fixture
@@ -67,20 +65,15 @@ def test_the_document_links_create_to_the_task_routes(client) -> None:
 def test_schemathesis_finds_nothing(mysql_db_url, redis_client, search_server,
                                     tmp_path) -> None:
     """No worker is running and private URLs are allowed: nothing leaves 127.0.0.1. The
-    synchronous route is excluded (it would download whatever URL is generated)."""
-    env = {"DATABASE_URL": mysql_db_url, "REDIS_URL": REDIS_URL, "API_TOKENS": "c0ntract",
-           "STORAGE_DIR": str(tmp_path / "storage"), "ALLOW_PRIVATE_URLS": "true",
-           "ES_URL": search_server, "ES_COMPAT_HEADERS": "false",
-           "ES_INDEX_PREFIX": "contract"}
+    synchronous route is excluded (it would download whatever URL is generated); fresh
+    seeds, for minutes, and that route with negative data: `make fuzz`."""
+    env = stack_env(mysql_db_url, REDIS_URL, search_server, tmp_path, allow_private=True)
     stack = LocalStack(env, log_dir=tmp_path / "logs")
     stack.start(consumer=False)
     try:
         run = subprocess.run(
-            [str(BIN / "st"), "run", f"{stack.api_url}/api/v1/openapi.json",
-             "--phases", "coverage,fuzzing,stateful", "--checks", CHECKS, "--seed", "7",
-             "--max-examples", "25", "--exclude-path", "/api/v1/vision_to_tag/google",
-             "-H", "Authorization: Bearer c0ntract", "--request-timeout", "10",
-             "--no-color"], capture_output=True, text=True, timeout=300,
+            st_command(stack.api_url, 7, phases="coverage,fuzzing,stateful", max_examples=25),
+            capture_output=True, text=True, timeout=300,
             cwd=tmp_path)  # its run cache (.schemathesis/) stays out of the repository
     finally:
         stack.stop()

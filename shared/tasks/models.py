@@ -6,14 +6,16 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
     StrictStr,
+    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -21,7 +23,7 @@ from pydantic import (
 
 from shared.tagging import vocabulary
 from shared.tagging.result import ALL_DIMENSIONS, TagResult
-from shared.video.safety import check_http_url
+from shared.video.urls import MAX_URL_LENGTH, URL_PATTERN, check_http_url
 
 TASK_ID_REGEX = (r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                  r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")
@@ -33,7 +35,7 @@ digits (ids created before), in any case. Anything else is malformed (400), not 
 def task_id_forms(raw: str) -> tuple[str, str] | None:
     """The two stored forms (dashed, hex; lower case) of a task id, None when malformed.
     Ids are stored as they were created, so a lookup tries both."""
-    if not TASK_ID_PATTERN.match(raw):
+    if not TASK_ID_PATTERN.fullmatch(raw):
         return None
     value = uuid.UUID(raw)
     return str(value), value.hex
@@ -72,23 +74,45 @@ def envs_of(info: ValidationInfo) -> tuple[str, ...]:
     return tuple((info.context or {}).get("envs") or DEFAULT_ENVS)
 
 
+def check_platform(value: str | None, info: ValidationInfo) -> str | None:
+    """A filter's `platform` must be one of PLATFORMS when the caller passes them in the
+    context (the API does; the document lists them as the enum)."""
+    allowed = (info.context or {}).get("platforms")
+    if value is not None and allowed is not None and value not in allowed:
+        raise ValueError(f"unknown platform {value[:64]!r} (allowed: {', '.join(allowed)})")
+    return value
+
+
+URL_SCHEMA = {"maxLength": MAX_URL_LENGTH, "pattern": URL_PATTERN}
+"""The URL form in the document: the very pattern `check_http_url` decides with."""
+
+
 class CreateTaskRequest(BaseModel):
-    """Body of POST /api/v1/task/create. Unknown fields are ignored (old clients)."""
+    """Body of POST /api/v1/task/create. An unknown field is 400 naming it (a misspelt
+    optional field would otherwise be dropped without a word), except the original
+    service's spelling `dismensions`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
-    url: StrictStr = Field(description="http(s) URL of the video")
+    url: StrictStr = Field(description="http(s) URL of the video (the form: README, "
+                           "\"Video intake\")", json_schema_extra=URL_SCHEMA)
     platform: StrictStr = Field(description="calling platform, one of PLATFORMS")
-    uid: StrictInt | StrictStr | None = Field(default=None, description="caller's user id")
+    uid: StrictInt | Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)] \
+        | None = Field(default=None, description="caller's user id")
     dimensions: list[str] | str = Field(
         default="all",
         validate_default=True,
         description="`all` or any of vision, audio, content, business (string, comma list "
         "or array); the original spelling `dismensions` is accepted too",
     )
+    dismensions: list[str] | str | None = Field(
+        default=None, exclude=True, json_schema_extra={"deprecated": True},
+        description="the original service's spelling of `dimensions`, same values; used "
+        "when `dimensions` is absent")
     env: StrictStr = Field(default="develop", description="one of ENVS (default: the first)")
     language: Literal["zh", "en"] = "zh"
-    callback_url: StrictStr | None = Field(default=None, description="POSTed the final task")
+    callback_url: StrictStr | None = Field(default=None, description="POSTed the final task",
+                                           json_schema_extra=URL_SCHEMA)
     vocabulary: dict[str, Any] | None = Field(
         default=None,
         description="the caller's own tags per `dimension.field`: a list (preferred, others "
@@ -103,8 +127,6 @@ class CreateTaskRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _original_spelling(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict) and "dimensions" not in data and "dismensions" in data:
-            data = {**data, "dimensions": data["dismensions"]}
         if isinstance(data, dict) and "env" not in data:
             data = {**data, "env": envs_of(info)[0]}
         if isinstance(data, dict) and "mode" not in data:
@@ -142,16 +164,17 @@ class CreateTaskRequest(BaseModel):
         except vocabulary.VocabularyError as error:
             raise ValueError(str(error).removeprefix("vocabulary.")) from None
 
-    @field_validator("uid")
-    @classmethod
-    def _uid_shape(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, str) and not (0 < len(value) <= 64):
-            raise ValueError("must be 1 to 64 characters")
-        return value
+    @model_validator(mode="after")
+    def _from_original_spelling(self) -> CreateTaskRequest:
+        if "dimensions" not in self.model_fields_set and self.dismensions is not None:
+            self.dimensions = self.dismensions
+        return self
 
-    @field_validator("dimensions")
+    @field_validator("dimensions", "dismensions")
     @classmethod
-    def _known_dimensions(cls, value: list[str] | str) -> list[str]:
+    def _known_dimensions(cls, value: list[str] | str | None) -> list[str] | None:
+        if value is None:
+            return None
         names = value.split(",") if isinstance(value, str) else value
         names = [name.strip() for name in names if isinstance(name, str) and name.strip()]
         if not names:
@@ -169,6 +192,9 @@ class CreateTaskRequest(BaseModel):
 class SyncTagRequest(CreateTaskRequest):
     """Body of POST /api/v1/vision_to_tag/google: `platform` may be left out (the first
     configured platform is used), everything else as for task creation."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: schema.update(
+        required=[name for name in schema.get("required", []) if name != "platform"]))
 
     @model_validator(mode="before")
     @classmethod
@@ -248,16 +274,48 @@ class TaskPage(BaseModel):
     next_cursor: str | None = None
 
 
+INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _written_as(pattern: re.Pattern[str], what: str):
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not pattern.fullmatch(value):
+            raise ValueError(f"must be {what} (got {value[:32]!r})")
+        return value
+    return BeforeValidator(check)
+
+
+QueryInt = Annotated[int, _written_as(INTEGER_TEXT, "an integer")]
+"""An integer query parameter spelt the way the document's `integer` is (no `+5`,
+`5_000`, ` 5` or `1.0`, which Python's parsers would take)."""
+QueryFloat = Annotated[float, _written_as(NUMBER_TEXT, "a number"),
+                       Field(allow_inf_nan=False)]
+"""A number query parameter as JSON spells a number (no `inf`, `nan`, `1_0`)."""
+
+
 class ListTasksQuery(BaseModel):
-    """Query string of GET /api/v1/tasks."""
+    """Query string of GET /api/v1/tasks. Every filter takes only what the document
+    allows (`platform`: one of PLATFORMS), else 400 naming it."""
 
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    platform: str | None = None
+    platform: str | None = Field(default=None, description="one of PLATFORMS")
     uid: str | None = Field(default=None, max_length=64)
-    limit: int = Field(default=20, ge=1, le=100)
+    limit: QueryInt = Field(default=20, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=64)
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_platform(value, info)
+
+
+class StatsQuery(BaseModel):
+    """Query string of GET /api/v1/stats: no parameters; any given is 400 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Envelope(BaseModel):

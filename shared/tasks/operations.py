@@ -236,7 +236,7 @@ def pool_stats(services: Services) -> dict[str, object]:
 
 def set_account_enabled(services: Services, key_id: str, enabled: bool) -> dict[str, object]:
     """Enable or disable one pool key; answers its line of /api/v1/accounts."""
-    if not KEY_ID_PATTERN.match(key_id):
+    if not KEY_ID_PATTERN.fullmatch(key_id):
         raise InvalidInput("key_id: malformed (16 lowercase hex characters, the key_id "
                             "/api/v1/accounts shows)")
     with redis_outage(PoolUnavailable):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from shared.errors import PermanentError, TransientError
+from shared.video.urls import url_problem
 
 log = logging.getLogger("vision_to_tag.safety")
 
@@ -113,40 +114,6 @@ def forbidden_reason(address: str) -> str | None:
     if ip.is_reserved or not ip.is_global:
         return "reserved"
     return None
-
-
-MAX_URL_LENGTH = 2048
-"""Longest URL accepted for a video or a callback."""
-
-
-def url_problem(value: str) -> str | None:
-    """What is wrong with a URL's form (no network): http(s), a host, no credentials, no
-    whitespace, at most MAX_URL_LENGTH; None when nothing is."""
-    if len(value) > MAX_URL_LENGTH:
-        return f"must be at most {MAX_URL_LENGTH} characters"
-    if any(ch.isspace() or ord(ch) < 32 for ch in value):
-        return "must not contain whitespace or control characters"
-    try:
-        parts = urlsplit(value)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as error:
-        return f"is not a valid URL ({error})"
-    if parts.scheme.lower() not in ("http", "https"):
-        return "must be an http or https URL"
-    if not hostname:
-        return "must include a host"
-    if parts.username is not None or parts.password is not None:
-        return "must not contain credentials"
-    return None
-
-
-def check_http_url(value: str) -> str:
-    """`url_problem` as a pydantic validator (ValueError names the problem)."""
-    problem = url_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
 
 
 @dataclass(frozen=True)
