@@ -47,6 +47,8 @@ def test_a_readme_block_runs_as_written(tmp_path: Path, index: int) -> None:
     script = "set -euo pipefail\n" + readme_blocks()[index]
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("DATABASE_URL", "REDIS_URL", "TAGGER", "STORAGE"))}
+    # the linked .venv has this checkout installed editable: the copy's own code first
+    env["PYTHONPATH"] = str(checkout)
     process = subprocess.Popen(["bash", "-c", script], cwd=checkout, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
