@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from shared.tasks.models import CreateTaskRequest, Status, envs_of
-from shared.video.safety import check_http_url
+from shared.video.urls import check_http_url
 
 MAX_BATCH_ITEMS = 1000
 MAX_BATCH_BODY_BYTES = 5 * 1024 * 1024
