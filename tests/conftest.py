@@ -16,6 +16,7 @@ from shared.config import Settings, get_settings, load_settings
 from shared.redis_conn import connect as connect_redis
 from shared.redis_conn import stop_embedded_server
 from shared.services import Services, build_services, get_services
+from tests.gemini_standin import GeminiStandIn
 from tests.helpers import MediaServer
 from tests.media import make_bad_media
 
@@ -130,6 +131,14 @@ def app_env(monkeypatch, tmp_path: Path, redis_client: redis.Redis, mysql_db_url
         pass
     get_settings.cache_clear()
     get_services.cache_clear()
+
+
+@pytest.fixture
+def standin() -> Iterator[GeminiStandIn]:
+    """The Gemini REST stand-in (tests/gemini_standin.py) on 127.0.0.1, every key "ok"."""
+    server = GeminiStandIn().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -32,13 +32,6 @@ KEY = "AIzaSyBATCH" + "0" * 28
 
 
 @pytest.fixture
-def standin():
-    server = GeminiStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def pool(redis_client: redis.Redis) -> AccountPool:
     import_accounts(redis_client, [AccountEntry(api_key=KEY, daily_limit=1000, minute_limit=100,
                                                 username="u", password="pw-secret", phone="",

@@ -140,7 +140,7 @@ def test_a_full_batch_of_1000_is_accepted(client, redis_client: redis.Redis) -> 
 @pytest.mark.parametrize(("body", "message"), [
     ({"items": [ITEM]}, "name: is required"),
     ({"name": "", "items": [ITEM]}, "name: string should have at least 1 character"),
-    ({"name": "x", "items": [ITEM], "colour": 1}, "colour: unknown parameter"),
+    ({"name": "x", "items": [ITEM], "colour": 1}, "colour: unknown field"),
     ({"name": "x", "items": [ITEM], "callback_url": "nope"}, "callback_url:"),
 ])
 def test_bad_batch_bodies(client, body, message: str) -> None:

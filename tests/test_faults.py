@@ -33,13 +33,6 @@ def private_redis():
     server.kill()
 
 
-@pytest.fixture
-def standin():
-    server = GeminiStandIn().start()
-    yield server
-    server.stop()
-
-
 def seed_keys(redis_url: str) -> None:
     import redis
 

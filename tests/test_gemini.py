@@ -31,13 +31,6 @@ KEYS = [f"AIzaSyGEMINI{n:028d}" for n in range(3)]
 
 
 @pytest.fixture
-def standin():
-    server = GeminiStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def pool(redis_client: redis.Redis) -> AccountPool:
     import_accounts(redis_client, [
         AccountEntry(api_key=key, daily_limit=100, minute_limit=10, username=f"u{n}",

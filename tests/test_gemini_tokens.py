@@ -14,7 +14,7 @@ from shared.accounts.pool import AccountPool, Lease, NoKeyAvailable, RequestTooL
 from shared.config import DEFAULT_GEMINI_PRICES
 from shared.errors import PermanentError
 from shared.tagging.gemini import PROMPT_TOKENS, estimate_tokens
-from tests.test_gemini import KEYS, make_tagger, pool, request_for, standin  # noqa: F401
+from tests.test_gemini import KEYS, make_tagger, pool, request_for  # noqa: F401
 
 
 def seed(client: redis.Redis, tpm: int | None, n: int = 1) -> None:

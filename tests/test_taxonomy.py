@@ -10,7 +10,7 @@ import pytest
 
 from shared.config import ConfigError, load_settings
 from shared.tagging import taxonomy
-from tests.test_gemini import make_tagger, pool, request_for, standin  # noqa: F401
+from tests.test_gemini import make_tagger, pool, request_for  # noqa: F401
 
 
 def test_synonyms_become_one_canonical_tag(pool, standin, media_dir) -> None:  # noqa: F811

@@ -1,11 +1,12 @@
 """Tags users can trust (issue 23): the caller's vocabulary, moments that match the video,
 brand safety, no truncated answers — through the Gemini stand-in and the real API."""
 
+# ruff: noqa: F811 - the `pool` fixture comes from test_gemini and is a parameter here
+
 from __future__ import annotations
 
 import functions_framework
 import pytest
-import redis
 
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool
@@ -17,24 +18,7 @@ from shared.tagging.gemini import GeminiTagger
 from shared.tagging.result import KeyMoment
 from shared.video.probe import probe
 from tests.gemini_standin import GeminiStandIn
-from tests.test_gemini import gemini_services, run_task
-
-KEYS = [f"AIzaSyTRUST{n:029d}" for n in range(2)]
-
-
-@pytest.fixture
-def standin():
-    server = GeminiStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pool(redis_client: redis.Redis) -> AccountPool:
-    import_accounts(redis_client, [
-        AccountEntry(api_key=key, daily_limit=100, minute_limit=10, username=f"u{n}",
-                     password="pw", phone="", email="") for n, key in enumerate(KEYS)])
-    return AccountPool(redis_client)
+from tests.test_gemini import KEYS, gemini_services, pool, run_task  # noqa: F401 - fixture
 
 
 def tagger_for(pool: AccountPool, standin: GeminiStandIn, **settings) -> GeminiTagger:

@@ -94,17 +94,21 @@ def post_signed(url: str, body: bytes, extra_headers: dict[str, str], *, secret:
         return CallbackOutcome("failed", attempts, f"{error} after {attempts} attempts")
 
 
+def _post(services: Services, url: str, body: bytes, ids: dict[str, str]) -> CallbackOutcome:
+    """A task's or a batch's callback, under the deployment's secret and limits."""
+    settings = services.settings
+    return post_callback(url, body, ids=ids, secret=settings.CALLBACK_SECRET,
+                         policy=services.url_policy, timeout_s=settings.CALLBACK_TIMEOUT_S,
+                         max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
+
+
 def notify(task_id: str, services: Services) -> CallbackOutcome | None:
     """Deliver the callback of a task that has ended, and record the outcome."""
     task = services.store.get(task_id)
     if (task is None or not task.callback_url
             or task.status not in (TaskStatus.COMPLETED, TaskStatus.FAILED)):
         return None
-    settings = services.settings
-    outcome = post_callback(task.callback_url, task_body(task), ids={"X-Task-Id": task_id},
-                      secret=settings.CALLBACK_SECRET, policy=services.url_policy,
-                      timeout_s=settings.CALLBACK_TIMEOUT_S,
-                      max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
+    outcome = _post(services, task.callback_url, task_body(task), {"X-Task-Id": task_id})
     services.followups.record_callback(task_id, status=outcome.status,
                                        attempts=outcome.attempts, error=outcome.error)
     log.info("callback %s after %d attempt(s)", outcome.status, outcome.attempts,
@@ -131,11 +135,7 @@ def notify_batch(batch_id: str, services: Services) -> CallbackOutcome | None:
         return None
     envelope = Envelope(code=200, message="success", data=batch.model_dump(mode="json"))
     body = json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False).encode()
-    settings = services.settings
-    outcome = post_callback(batch.callback_url, body, ids={"X-Batch-Id": batch_id},
-                            secret=settings.CALLBACK_SECRET, policy=services.url_policy,
-                            timeout_s=settings.CALLBACK_TIMEOUT_S,
-                            max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
+    outcome = _post(services, batch.callback_url, body, {"X-Batch-Id": batch_id})
     services.batches.record_callback(batch_id, status=outcome.status,
                                      attempts=outcome.attempts, error=outcome.error)
     log.info("batch callback %s after %d attempt(s)", outcome.status, outcome.attempts,
