@@ -460,6 +460,7 @@ async function refresh() {
     showPoolHistory(history);
     if (refreshes++ % CHARTS_EVERY === 0 || !charts["chart-throughput"]) await refreshCharts();
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.dispatchEvent(new Event("dashboard-refreshed"));  // self-contained sections
   } catch (error) { failed(error); }
 }
 

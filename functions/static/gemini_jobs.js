@@ -1,5 +1,6 @@
 // Gemini batch jobs (issue 27): a self-contained section of the dashboard, refreshed on
-// its own from /api/v1/stats with app.js's token-checked `api` (textContent only).
+// each refresh of the page from /api/v1/stats with app.js's token-checked `api`
+// (textContent only).
 "use strict";
 
 async function refreshGeminiJobs() {
@@ -22,7 +23,5 @@ async function refreshGeminiJobs() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  refreshGeminiJobs();
-  setInterval(refreshGeminiJobs, REFRESH_MS);
-});
+// refreshed with the rest of the page (app.js says when), so a token just entered counts
+document.addEventListener("dashboard-refreshed", refreshGeminiJobs);
