@@ -15,23 +15,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import redis
 import requests
-import sqlalchemy as sa
 
-from benchmarks.create_throughput import HEADERS, MYSQL_ADMIN, REDIS_URL, ROOT
-from scripts.stack import free_port
+from benchmarks.create_throughput import HEADERS, REDIS_URL, bench_database, serve
 
 BENCH_DB = os.environ.get("BENCH_MYSQL_DB", "vision_to_tag_bench_batches")
 
 
 def items(count: int, round_: int) -> list[dict]:
-    return [{"url": f"https://cdn.example.com/r{round_}/video-{n}.mp4", "platform": "rpa",
+    return [{"url": f"https://93.184.215.14/r{round_}/video-{n}.mp4", "platform": "rpa",
              "uid": n} for n in range(count)]
 
 
@@ -55,51 +51,24 @@ def batch(base: str, body: list[dict]) -> float:
     return elapsed
 
 
-def serve(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """The api under functions-framework (gunicorn), once it answers /healthz (the first
-    call runs the migrations)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "functions-framework"), "--target", "api",
-         "--source", "main.py", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(base + "/healthz", timeout=10).status_code == 200:
-                return process, base
-        except requests.RequestException:
-            time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError("the api did not start")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    admin = sa.create_engine(MYSQL_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB}"))
-        conn.execute(sa.text(f"CREATE DATABASE {BENCH_DB} CHARACTER SET utf8mb4"))
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {**os.environ, "DATABASE_URL": f"{MYSQL_ADMIN.rstrip('/')}/{BENCH_DB}",
-           "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING", "API_TOKENS": "bench"}
-    api, base = serve(env)
-    single_s, batch_s = [], []
-    try:
-        for round_ in range(args.rounds):
-            single_s.append(singles(base, items(args.items, 2 * round_)))
-            batch_s.append(batch(base, items(args.items, 2 * round_ + 1)))
-        queued = redis.Redis.from_url(REDIS_URL).llen("task_queue")
-    finally:
-        api.terminate()
-        api.wait()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB}"))
-        redis.Redis.from_url(REDIS_URL).flushdb()
+    with bench_database(BENCH_DB) as database_url:
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
+               "LOG_LEVEL": "WARNING", "API_TOKENS": "bench"}
+        api, base = serve("api", "main.py", env)
+        single_s, batch_s = [], []
+        try:
+            for round_ in range(args.rounds):
+                single_s.append(singles(base, items(args.items, 2 * round_)))
+                batch_s.append(batch(base, items(args.items, 2 * round_ + 1)))
+            queued = redis.Redis.from_url(REDIS_URL).llen("task_queue")
+        finally:
+            api.terminate()
+            api.wait()
     single, batched = statistics.median(single_s), statistics.median(batch_s)
     print(f"{args.items} items, median of {args.rounds} rounds "
           f"({2 * args.rounds * args.items} tasks created, {queued} queued)")

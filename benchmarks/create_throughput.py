@@ -10,14 +10,17 @@ is flushed). Clients run in separate processes with keep-alive connections.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import redis
 import requests
 import sqlalchemy as sa
 
@@ -29,7 +32,8 @@ MYSQL_ADMIN = os.environ.get("BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:
 BENCH_DB = "vision_to_tag_bench"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 HEADERS = {"Authorization": "Bearer bench"}
-BODY = {"url": "https://cdn.example.com/video.mp4", "platform": "rpa", "uid": 7}
+BODY = {"url": "https://93.184.215.14/video.mp4", "platform": "rpa", "uid": 7}
+"""A public address written as one: create checks it without a DNS lookup (none here)."""
 
 
 def client_worker(url: str, threads: int, seconds: float, out: multiprocessing.Queue) -> None:
@@ -85,6 +89,8 @@ def measure(url: str, clients: int, seconds: float) -> dict[str, float]:
 
 
 def serve(target: str, source: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """A function under functions-framework (gunicorn), once it answers /healthz with 200
+    (the api's first call runs the migrations)."""
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "functions-framework"), "--target", target,
@@ -92,13 +98,33 @@ def serve(target: str, source: str, env: dict[str, str]) -> tuple[subprocess.Pop
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
-            requests.get(base + "/healthz", timeout=1)
-            return process, base
-        except requests.ConnectionError:
+            if requests.get(base + "/healthz", timeout=10).status_code == 200:
+                return process, base
+        except requests.RequestException:
             time.sleep(0.1)
+    process.terminate()
     raise RuntimeError(f"{target} did not start")
+
+
+@contextlib.contextmanager
+def bench_database(name: str) -> Iterator[str]:
+    """A fresh MariaDB database `name` and the bench Redis db, both emptied again after;
+    yields the DATABASE_URL."""
+    admin = sa.create_engine(MYSQL_ADMIN)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    try:
+        yield f"{MYSQL_ADMIN.rstrip('/')}/{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        admin.dispose()
 
 
 def main() -> int:
@@ -108,31 +134,21 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="gunicorn worker processes for both servers (WORKERS)")
     args = parser.parse_args()
-    admin = sa.create_engine(MYSQL_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB}"))
-        conn.execute(sa.text(f"CREATE DATABASE {BENCH_DB} CHARACTER SET utf8mb4"))
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {**os.environ, "DATABASE_URL": f"{MYSQL_ADMIN.rstrip('/')}/{BENCH_DB}",
-           "REDIS_URL": REDIS_URL, "LOG_LEVEL": "WARNING", "API_TOKENS": "bench",
-           "WORKERS": str(args.workers)}
-    api, api_base = serve("api", "main.py", env)
-    noop, noop_base = serve("noop", "benchmarks/noop_function.py", env)
-    rows = []
-    try:
-        for clients in [int(c) for c in args.clients.split(",")]:
-            ceiling = measure(f"{noop_base}/", clients, args.seconds)
-            create = measure(f"{api_base}/api/v1/task/create", clients, args.seconds)
-            rows.append((clients, ceiling, create))
-    finally:
-        for process in (api, noop):
-            process.terminate()
-            process.wait()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB}"))
-        redis.Redis.from_url(REDIS_URL).flushdb()
+    with bench_database(BENCH_DB) as database_url:
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
+               "LOG_LEVEL": "WARNING", "API_TOKENS": "bench", "WORKERS": str(args.workers)}
+        api, api_base = serve("api", "main.py", env)
+        noop, noop_base = serve("noop", "benchmarks/noop_function.py", env)
+        rows = []
+        try:
+            for clients in [int(c) for c in args.clients.split(",")]:
+                ceiling = measure(f"{noop_base}/", clients, args.seconds)
+                create = measure(f"{api_base}/api/v1/task/create", clients, args.seconds)
+                rows.append((clients, ceiling, create))
+        finally:
+            for process in (api, noop):
+                process.terminate()
+                process.wait()
     print(f"gunicorn workers per server: {args.workers}")
     print(f"{'clients':>7} | {'noop rps':>9} {'p50 ms':>7} {'p99 ms':>7} | "
           f"{'create rps':>10} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | ratio")

@@ -23,12 +23,10 @@ import time
 import uuid
 
 import psutil
-import redis
 import requests
 import sqlalchemy as sa
 
-from benchmarks.batch_create import serve
-from benchmarks.create_throughput import HEADERS, MYSQL_ADMIN, REDIS_URL
+from benchmarks.create_throughput import HEADERS, REDIS_URL, bench_database, serve
 from shared.config import load_settings
 from shared.tagging.result import KeyMoment, Tag, TagResult, Technical, Usage
 from shared.tasks.db import create_db_engine, migrate, utcnow
@@ -128,27 +126,19 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=10_000)
     args = parser.parse_args()
-    admin = sa.create_engine(MYSQL_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB}"))
-        conn.execute(sa.text(f"CREATE DATABASE {BENCH_DB} CHARACTER SET utf8mb4"))
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    database_url = f"{MYSQL_ADMIN.rstrip('/')}/{BENCH_DB}"
-    stored = fill(database_url, args.tasks)
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
-           "LOG_LEVEL": "WARNING", "API_TOKENS": "bench"}
-    api, base = serve(env)
-    try:
-        requests.get(f"{base}/api/v1/tasks?limit=100", headers=HEADERS, timeout=30)
-        idle = worker_rss(api.pid)
-        figures = {kind: export(base, api.pid, kind) for kind in ("jsonl", "csv")}
-        tree = tree_rss(api.pid)
-    finally:
-        api.terminate()
-        api.wait()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB}"))
-        redis.Redis.from_url(REDIS_URL).flushdb()
+    with bench_database(BENCH_DB) as database_url:
+        stored = fill(database_url, args.tasks)
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL,
+               "LOG_LEVEL": "WARNING", "API_TOKENS": "bench"}
+        api, base = serve("api", "main.py", env)
+        try:
+            requests.get(f"{base}/api/v1/tasks?limit=100", headers=HEADERS, timeout=30)
+            idle = worker_rss(api.pid)
+            figures = {kind: export(base, api.pid, kind) for kind in ("jsonl", "csv")}
+            tree = tree_rss(api.pid)
+        finally:
+            api.terminate()
+            api.wait()
     mb = 1024 * 1024
     print(f"{args.tasks} completed tasks, {stored / mb:.1f} MB of results in the database")
     print(f"api worker RSS idle (baseline): {idle / mb:.1f} MB; whole gunicorn tree after: "
