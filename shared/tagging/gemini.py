@@ -143,7 +143,7 @@ class GeminiTagger:
         if len(parts) > 1 and self.settings.TAG_INPUT == "video":
             return self._tag_in_windows(request, vocab, parts)
         parsed, answer, model, total = self._ask(request, self._plan(request, vocab))
-        return self._result(parsed, answer, request, vocab, model, total)
+        return self._result(parsed, answer.ratings, request, vocab, model, total)
 
     def _tag_in_windows(self, request: TagRequest, vocab: taxonomy.Taxonomy,
                         parts: list[tuple[float, float]]) -> TagResult:
@@ -172,12 +172,9 @@ class GeminiTagger:
             for (_, endpoint), (uploaded, lease, _) in uploads.items():
                 self._delete(uploaded, lease, endpoint)
         merged = windows.merge([done[str(i)] for i in range(len(parts))], parts)
-        return self._result(
-            {**merged, "dimensions": {d: {f: list(tags) for f, tags in fields.items()}
-                                      for d, fields in merged["dimensions"].items()}},
-            _Answer("", merged["usage"], ratings=merged["safety"].gemini_ratings
-                    if merged["safety"] else []),
-            request, vocab, done[str(len(parts) - 1)]["model"], merged["usage"])
+        ratings = merged["safety"].gemini_ratings if merged["safety"] else []
+        return self._result(merged, ratings, request, vocab,
+                            done[str(len(parts) - 1)]["model"], merged["usage"])
 
     def _ask(self, request: TagRequest, call: _CallPlan) -> tuple[dict, _Answer, str, Usage]:
         """One answer from Gemini, failing over between keys, endpoints and models:
@@ -273,13 +270,13 @@ class GeminiTagger:
                          max_output_tokens=self.settings.GEMINI_MAX_OUTPUT_TOKENS,
                          language=request.language, clip=clip, uploads=uploads)
 
-    def _result(self, parsed: dict, answer: _Answer, request: TagRequest,
+    def _result(self, parsed: dict, ratings: list[GeminiSafetyRating], request: TagRequest,
                 vocab: taxonomy.Taxonomy, model: str, total: Usage) -> TagResult:
         dimensions = {dim: {sub: vocab.normalise(dim, sub, request.language, tags)
                             for sub, tags in fields.items()}
                       for dim, fields in parsed["dimensions"].items()}
         safety = parsed["safety"] or Safety()
-        safety.gemini_ratings = answer.ratings
+        safety.gemini_ratings = ratings
         return TagResult(
             dimensions=dimensions, tags=flatten_tags(dimensions),
             key_moments=parsed["key_moments"][:MAX_KEY_MOMENTS], summary=parsed["summary"],
@@ -455,7 +452,7 @@ class GeminiTagger:
         except ModelOutputError as error:
             raise TransientError(f"gemini batch answer unusable: {error}",
                                  error_code="invalid_model_output") from None
-        return self._result(parsed, answer, request, vocab, model, spent)
+        return self._result(parsed, answer.ratings, request, vocab, model, spent)
 
     def batch_client(self, key_id: str, endpoint: str) -> genai.Client:
         """A client bound to one pooled key (batch jobs and their files belong to the key's
