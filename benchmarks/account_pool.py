@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, Lease
 
@@ -39,18 +39,18 @@ class NaivePool:
 
     def acquire(self) -> str | None:
         now_ms = time.time() * 1000
-        for key_id in sorted(self.redis.smembers(keys.ACCOUNT_IDS)):
-            info = self.redis.hgetall(keys.account_info(key_id))
+        for key_id in sorted(self.redis.smembers(redis_keys.ACCOUNT_IDS)):
+            info = self.redis.hgetall(redis_keys.account_info(key_id))
             if info.get("status") != "active":
                 continue
-            if int(self.redis.hget(keys.account_daily(key_id), self.day) or 0) >= int(
+            if int(self.redis.hget(redis_keys.account_daily(key_id), self.day) or 0) >= int(
                     info["quota_daily"]):
                 continue
-            window = keys.account_window(key_id)
+            window = redis_keys.account_window(key_id)
             if self.redis.zcount(window, now_ms - 60_000, "+inf") >= int(info["minute_limit"]):
                 continue
             self.redis.zadd(window, {uuid.uuid4().hex: now_ms})
-            self.redis.hincrby(keys.account_daily(key_id), self.day, 1)
+            self.redis.hincrby(redis_keys.account_daily(key_id), self.day, 1)
             return key_id
         return None
 

@@ -30,6 +30,7 @@ import redis
 import sqlalchemy as sa
 
 from shared.accounts.importer import AccountEntry, import_accounts
+from shared.app.operations import create_task
 from shared.config import load_settings
 from shared.pipeline import batch_wait
 from shared.pipeline.batch_collector import collect
@@ -39,7 +40,6 @@ from shared.tagging.gemini import GeminiTagger
 from shared.tasks.db import begin
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 from shared.tasks.schema import video_tasks
 from shared.video.probe import ffmpeg_exe
 from tests.gemini_standin import GeminiStandIn

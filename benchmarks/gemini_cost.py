@@ -24,12 +24,12 @@ from pathlib import Path
 import redis
 
 from shared.accounts.importer import AccountEntry, import_accounts
+from shared.app.operations import create_task
 from shared.config import load_settings
 from shared.pipeline.runner import handle_delivery
 from shared.services import build_services
 from shared.tagging.gemini import FRAME_TOKENS, GeminiTagger
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 from shared.video.probe import ffmpeg_exe
 from tests.gemini_standin import GeminiStandIn
 

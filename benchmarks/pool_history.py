@@ -18,7 +18,7 @@ import time
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts import history
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import (
@@ -44,15 +44,16 @@ def reports_per_s(pool: AccountPool, ids: list[str], count: int, with_history: b
     for n in range(count):
         key_id = ids[n % len(ids)]
         day, next_day_ms = pool.quota_day()
-        names = [keys.account_info(key_id), keys.account_window(key_id), keys.ACCOUNT_READY,
-                 keys.ACCOUNT_WAIT_REASON, keys.account_limit_changes(key_id),
-                 keys.account_usage(key_id), keys.pool_minute(int(time.time() // 60))]
+        names = [redis_keys.account_info(key_id), redis_keys.account_window(key_id),
+                 redis_keys.ACCOUNT_READY,
+                 redis_keys.ACCOUNT_WAIT_REASON, redis_keys.account_limit_changes(key_id),
+                 redis_keys.account_usage(key_id), redis_keys.pool_minute(int(time.time() // 60))]
         pool._report(keys=names if with_history else names[:5],
                      args=["success", -1, next_day_ms, redact(""), FAILURE_BACKOFF_MS,
                            MAX_FAILURE_BACKOFF_MS, key_id, pool.window_ms, LEARNED_LIMIT_MS,
                            "", BOUNDARY_SLACK_MS, PROBE_QUIET_MS, BOUNDARY_COOL_MS,
-                           LIMIT_CHANGES_KEPT, day, keys.HISTORY_TTL_S,
-                           keys.POOL_MINUTE_TTL_S])
+                           LIMIT_CHANGES_KEPT, day, redis_keys.HISTORY_TTL_S,
+                           redis_keys.POOL_MINUTE_TTL_S])
     return count / (time.perf_counter() - started)
 
 
@@ -86,7 +87,7 @@ def main() -> None:
     plain, counted = max(rounds[False]), max(rounds[True])
     for day in history.quota_days(pool, 35):  # a full history to read
         for key_id in ids:
-            client.hset(keys.account_usage(key_id), mapping={
+            client.hset(redis_keys.account_usage(key_id), mapping={
                 f"{day}:{name}": 7 for name in history.COUNTERS})
     pool_ms = timed_ms(lambda: history.pool_history(pool, 35), repeat=5)
     key_ms = timed_ms(lambda: history.key_history(pool, ids[0], 35))

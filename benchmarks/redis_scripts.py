@@ -23,7 +23,7 @@ import time
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool
 from shared.config import Settings
@@ -58,11 +58,11 @@ def measure(client: redis.Redis, count: int, minute_limit: int, runs: int) -> di
 
     def new_day_and_resync() -> None:
         pool._last_day = None  # the first call of a quota day (or of a process)
-        client.delete(keys.ACCOUNT_RESYNC, keys.ACCOUNT_READY_DAY)
+        client.delete(redis_keys.ACCOUNT_RESYNC, redis_keys.ACCOUNT_READY_DAY)
 
     figures["acquire (full walk)"] = slowest(pool.acquire, runs, before=new_day_and_resync)
     figures["promise_slot"] = slowest(pool.promise_slot, runs,
-                                      before=lambda: client.delete(keys.ACCOUNT_PROMISED))
+                                      before=lambda: client.delete(redis_keys.ACCOUNT_PROMISED))
     figures["stats"] = slowest(pool.stats, runs)
     return figures
 

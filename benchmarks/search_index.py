@@ -23,7 +23,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from shared.config import load_settings
-from shared.search import SearchQuery, TagIndex, build_search_client
+from shared.search.client import build_search_client
+from shared.search.index import TagIndex
+from shared.search.query import SearchQuery
 from shared.tasks.db import create_db_engine, migrate
 from shared.tasks.queries import TaskQueries
 from shared.tasks.schema import video_tasks

@@ -26,12 +26,15 @@ from functions.http import (
 )
 from functions.openapi import openapi_document
 from shared.accounts.history import HistoryQuery
+from shared.app import operations
+from shared.app.charts import chart_data
+from shared.app.frames import frame_bytes
+from shared.app.stats import gemini_status, service_stats
 from shared.config import get_settings
 from shared.errors import SERVICE_RETRY_S, Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
-from shared.search import SearchQuery
+from shared.search.query import SearchQuery
 from shared.services import Services, get_services
-from shared.tasks import operations
 from shared.tasks.batch_models import (
     MAX_BATCH_BODY_BYTES,
     BatchResultsQuery,
@@ -39,9 +42,7 @@ from shared.tasks.batch_models import (
     ExportQuery,
     ListBatchesQuery,
 )
-from shared.tasks.charts import chart_data
 from shared.tasks.export import CONTENT_TYPES
-from shared.tasks.frames import frame_bytes
 from shared.tasks.models import (
     CreateTaskRequest,
     ListTasksQuery,
@@ -49,7 +50,6 @@ from shared.tasks.models import (
     SyncTagRequest,
     TaskStatus,
 )
-from shared.tasks.stats import gemini_status, service_stats
 from shared.tasks.subtitles import SUBTITLE_TYPES
 
 log = logging.getLogger("vision_to_tag.api")

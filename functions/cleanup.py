@@ -21,7 +21,7 @@ from functions.http import (
     reply,
     unavailable_reply,
 )
-from shared.cache_cleanup import clean_videos, default_range
+from shared.app.cleanup import clean_videos, default_range
 from shared.errors import ServiceUnavailable
 from shared.pipeline.batch_collector import collect
 from shared.pipeline.pool_jobs import keys_job, watch_pool

@@ -10,7 +10,8 @@ from pydantic.json_schema import models_json_schema
 
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN
-from shared.search import SearchPage, SearchQuery
+from shared.app.operations import MAX_IDEMPOTENCY_KEY
+from shared.search.query import SearchPage, SearchQuery
 from shared.tasks.batch_models import (
     DATE_REGEX,
     Batch,
@@ -31,7 +32,6 @@ from shared.tasks.models import (
     Task,
     TaskPage,
 )
-from shared.tasks.operations import MAX_IDEMPOTENCY_KEY
 
 REF = "#/components/schemas/{model}"
 

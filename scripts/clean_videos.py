@@ -14,7 +14,7 @@ import sys
 from datetime import date
 
 from scripts.cli_args import day
-from shared.cache_cleanup import clean_videos, default_range, human_bytes
+from shared.app.cleanup import clean_videos, default_range, human_bytes
 from shared.config import get_settings
 from shared.services import build_storage
 

@@ -204,19 +204,6 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
-    @field_validator("TAXONOMY_FILE")
-    @classmethod
-    def _taxonomy(cls, value: str) -> str:
-        """Checked at start-up: a bad vocabulary stops the process naming the entry (parsed
-        once per process: the tagger takes the same cached copy)."""
-        from shared.tagging.taxonomy import TaxonomyError, cached
-
-        try:
-            cached(value)
-        except TaxonomyError as error:
-            raise ValueError(str(error)) from None
-        return value
-
     @field_validator("GEMINI_BASE_URL")
     @classmethod
     def _http_endpoints(cls, value: str) -> str:

@@ -78,11 +78,6 @@ def max_block_s(client: redis.Redis) -> float:
     return socket_s / 2 if socket_s else RedisLimits().max_block_s
 
 
-def embedded_url(embedded_dir: Path) -> str:
-    """The `unix://` URL of the embedded server (for child processes)."""
-    return f"unix://{embedded_dir / 'redis.sock'}"
-
-
 def ensure_embedded_server(embedded_dir: Path) -> Path:
     """Start the embedded server unless one answers already; return its socket path."""
     embedded_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import RedisLimits
 from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
+from shared.tagging import taxonomy
 from shared.tagging.base import Tagger
 from shared.tagging.local import LocalTagger
 from shared.tasks.batches import BatchStore
@@ -33,7 +34,7 @@ from shared.video.fetch import FetchLimits
 from shared.video.safety import UrlPolicy
 
 if TYPE_CHECKING:
-    from shared.search import TagIndex
+    from shared.search.index import TagIndex
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Services:
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
+    taxonomy.check_setting(settings.TAXONOMY_FILE)
     engine = create_db_engine(settings)
     if run_migrations:
         # the usual limits find a hanging database first; then the migrations get their
@@ -125,7 +127,8 @@ def build_index(settings: Settings) -> TagIndex | None:
     """The search index, or None when ES_URL is not set (search answers 503)."""
     if not settings.ES_URL:
         return None
-    from shared.search import TagIndex, build_search_client
+    from shared.search.client import build_search_client
+    from shared.search.index import TagIndex
 
     return TagIndex(build_search_client(settings.ES_URL, settings.ES_COMPAT_HEADERS,
                                         timeout_s=settings.ES_TIMEOUT_S),

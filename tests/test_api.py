@@ -9,7 +9,7 @@ import functions_framework
 import pytest
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.services import get_services
 
 
@@ -33,7 +33,7 @@ def test_create_then_get_both_paths(client, redis_client: redis.Redis) -> None:
     task_id = body["task_id"]
     assert body["data"] == {"status": "pending", "url": VALID["url"],
                             "task_url": f"/api/v1/task/{task_id}"}  # where to poll it
-    assert redis_client.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
     for path in (f"/api/v1/task/{task_id}", f"/api/v1/task/get/{task_id}"):
         data = client.get(path).get_json()["data"]
         assert data["status"] == "pending" and data["uid"] == "42"
@@ -90,7 +90,7 @@ def test_bad_create_bodies_are_refused_and_nothing_is_written(
     body = response.get_json()
     assert response.status_code == code == body["code"]
     assert body["message"].startswith(message), body["message"]
-    assert task_count() == 0 and redis_client.llen(keys.TASK_QUEUE) == 0
+    assert task_count() == 0 and redis_client.llen(redis_keys.TASK_QUEUE) == 0
 
 
 def test_unknown_and_malformed_task_ids(client) -> None:
@@ -131,7 +131,7 @@ def test_idempotency_key_returns_the_same_task(client, redis_client: redis.Redis
     first = client.post("/api/v1/task/create", json=VALID, headers=headers).get_json()
     second = client.post("/api/v1/task/create", json=VALID, headers=headers).get_json()
     assert first["task_id"] == second["task_id"] and second["code"] == 200
-    assert redis_client.llen(keys.TASK_QUEUE) == 1
+    assert redis_client.llen(redis_keys.TASK_QUEUE) == 1
     other = client.post("/api/v1/task/create", json={**VALID, "url": "http://x.org/2.mp4"},
                         headers=headers)
     assert other.status_code == 409 and other.get_json()["message"].startswith("Idempotency-Key")
@@ -166,12 +166,12 @@ def test_retry_requeues_only_failed_tasks(client, redis_client: redis.Redis) -> 
     store = get_services().store
     store.claim(task_id, 60, 5)
     store.fail(task_id, 1, error_code="download_failed", message="HTTP 404")
-    redis_client.delete(keys.TASK_QUEUE)
+    redis_client.delete(redis_keys.TASK_QUEUE)
     response = client.post(f"/api/v1/task/{task_id}/retry")
     assert response.status_code == 200
     assert response.get_json()["data"]["status"] == "pending"
     assert response.get_json()["data"]["attempts"] == 0
-    assert redis_client.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
     assert client.post(f"/api/v1/task/{uuid.uuid4().hex}/retry").status_code == 404
 
 

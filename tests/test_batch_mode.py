@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from scripts.stack import LocalStack, free_port
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
+from shared.app.operations import create_task
+from shared.app.stats import service_stats
 from shared.pipeline import batch_collector
 from shared.pipeline.batch_collector import collect
 from shared.pipeline.runner import handle_delivery
@@ -20,9 +22,7 @@ from shared.services import Services, get_services
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 from shared.tasks.schema import video_tasks
-from shared.tasks.stats import service_stats
 from tests.gemini_standin import GeminiStandIn
 from tests.helpers import RedisServer, wait_for
 from tests.test_dashboard import ARGS, CHROMIUM, api_server  # noqa: F401 - fixture

@@ -10,11 +10,11 @@ import time
 import functions_framework
 import pytest
 
+from shared.app.operations import create_task
 from shared.pipeline.callbacks import sign, task_body
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 
 
 @pytest.fixture

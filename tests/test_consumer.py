@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.queue.local_consumer import Consumer, ConsumerConfig, backoff_delay
 from shared.queue.redis_queue import RedisQueue
 from tests.conftest import REDIS_URL
@@ -37,7 +37,7 @@ def test_delivery_shape_and_ack(redis_client: redis.Redis, receiver_factory) -> 
     assert body == {"task_id": TASK}
     assert headers["X-CloudTasks-TaskName"] == TASK
     assert headers["X-CloudTasks-TaskRetryCount"] == "0" and headers["X-Worker-Token"] == "tok"
-    assert redis_client.llen(keys.TASK_QUEUE_PROCESSING) == 0
+    assert redis_client.llen(redis_keys.TASK_QUEUE_PROCESSING) == 0
 
 
 def test_retry_after_is_honoured(redis_client: redis.Redis, receiver_factory) -> None:
@@ -47,10 +47,10 @@ def test_retry_after_is_honoured(redis_client: redis.Redis, receiver_factory) ->
     consumer.queue.take(0.1)
     before = time.time()
     assert consumer.deliver(TASK) == "retry"
-    due = redis_client.zscore(keys.TASK_QUEUE_DELAYED, TASK)
+    due = redis_client.zscore(redis_keys.TASK_QUEUE_DELAYED, TASK)
     assert before + 41 <= due <= time.time() + 42
     # the worker asked for later: not a failed delivery, the retry budget is untouched
-    assert redis_client.hget(keys.task_info(TASK), "retry_count") == "0"
+    assert redis_client.hget(redis_keys.task_info(TASK), "retry_count") == "0"
 
 
 def test_backoff_is_exponential_with_jitter() -> None:
@@ -66,10 +66,10 @@ def test_gives_up_after_max_retries(redis_client: redis.Redis, receiver_factory)
     consumer.queue.enqueue(TASK)
     outcomes = []
     for _ in range(3):
-        redis_client.delete(keys.TASK_QUEUE_DELAYED)
+        redis_client.delete(redis_keys.TASK_QUEUE_DELAYED)
         outcomes.append(consumer.deliver(TASK))
     assert outcomes == ["retry", "retry", "dead"]
-    assert redis_client.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [TASK]
+    assert redis_client.lrange(redis_keys.TASK_QUEUE_FAILED, 0, -1) == [TASK]
     assert [h["X-CloudTasks-TaskRetryCount"] for h, _ in worker.received] == ["0", "1", "2"]
 
 
@@ -82,13 +82,14 @@ def test_unreachable_worker_is_retried_without_spending_retries(
     for _ in range(3):
         assert consumer.deliver(TASK) == "wait"
     assert consumer.queue.retry_count(TASK) == 0
-    assert redis_client.zscore(keys.TASK_QUEUE_DELAYED, TASK) is not None
+    assert redis_client.zscore(redis_keys.TASK_QUEUE_DELAYED, TASK) is not None
 
 
 def test_run_loop_delivers_recovers_and_stops(redis_client: redis.Redis, receiver_factory) -> None:
     worker = receiver_factory([(503, {"Retry-After": "0.2"})])
     queue = RedisQueue(redis_client)
-    redis_client.lpush(keys.TASK_QUEUE_PROCESSING, "b" * 32)  # left over by a crashed consumer
+    # left over by a crashed consumer
+    redis_client.lpush(redis_keys.TASK_QUEUE_PROCESSING, "b" * 32)
     queue.enqueue(TASK)
     reaps = []
     consumer = Consumer(queue, ConsumerConfig(worker_url=worker.url, reap_interval_s=0.2),
@@ -121,8 +122,8 @@ def test_sigterm_stops_cleanly_after_in_flight_delivery(
     wait_for(lambda: worker.received)
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0
-    assert redis_client.llen(keys.TASK_QUEUE_PROCESSING) == 0  # in-flight one was acked
-    assert redis_client.hget(keys.task_info(TASK), "status") == "delivered"
+    assert redis_client.llen(redis_keys.TASK_QUEUE_PROCESSING) == 0  # in-flight one was acked
+    assert redis_client.hget(redis_keys.task_info(TASK), "status") == "delivered"
 
 
 def test_a_gated_fresh_id_is_parked_and_a_due_retry_still_goes(
@@ -144,9 +145,9 @@ def test_a_gated_fresh_id_is_parked_and_a_due_retry_still_goes(
         wait_for(lambda: len(worker.received) == 1, timeout_s=10)
         assert json.loads(worker.received[0][1]) == {"task_id": TASK}
         for task_id in fresh:  # parked until 0.5 s before their slot, planned, not counted
-            due = redis_client.zscore(keys.TASK_QUEUE_DELAYED, task_id)
+            due = redis_client.zscore(redis_keys.TASK_QUEUE_DELAYED, task_id)
             assert due is not None and due > time.time() + 25
-            info = redis_client.hgetall(keys.task_info(task_id))
+            info = redis_client.hgetall(redis_keys.task_info(task_id))
             assert info["planned"] == "1" and info["retry_count"] == "0"
     finally:
         consumer.stop()

@@ -57,14 +57,14 @@ def api_server(app_env, media_server, redis_client):
     import_accounts(redis_client, [
         AccountEntry(api_key=f"AIzaSyDASH{n:020d}", daily_limit=100, minute_limit=10,
                      username=f"u{n}", password="pw", phone="", email="") for n in range(2)])
-    from shared import keys
+    from shared import redis_keys
     from shared.accounts.pool import account_id
 
-    redis_client.hset(keys.account_info(account_id(f"AIzaSyDASH{0:020d}")), mapping={
+    redis_client.hset(redis_keys.account_info(account_id(f"AIzaSyDASH{0:020d}")), mapping={
         "learned_limit": 4, "learned_until": int(time.time() * 1000) + 600_000})
     services = get_services()
+    from shared.app.operations import create_task
     from shared.tasks.models import CreateTaskRequest
-    from shared.tasks.operations import create_task
 
     for path in ("files/clip.mp4", "status/404", "files/portrait.mp4"):
         request = CreateTaskRequest.model_validate(
@@ -178,14 +178,14 @@ def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
     from elsewhere; the hovered values are the API's."""
     from playwright.sync_api import expect, sync_playwright
 
-    from shared import keys
+    from shared import redis_keys
     from shared.accounts.history import quota_days
     from shared.accounts.pool import Outcome, account_id
 
     pool = get_services().pool
     key_id = account_id(f"AIzaSyDASH{0:020d}")
     for back, day in enumerate(reversed(quota_days(pool, 30)[:-1])):  # earlier days
-        redis_client.hset(keys.account_usage(key_id), mapping={
+        redis_client.hset(redis_keys.account_usage(key_id), mapping={
             f"{day}:requests": 40 + back, f"{day}:input": 9000 + 100 * back,
             f"{day}:output": 700, f"{day}:cost_micro": 12_000 + back})
     for outcome in [Outcome.success()] * 6 + [Outcome("minute", "x", 30.0)]:

@@ -12,9 +12,10 @@ import functions_framework
 import pytest
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
+from shared.app.operations import create_task
 from shared.config import load_settings
 from shared.errors import PermanentError, TransientError
 from shared.pipeline.runner import handle_delivery
@@ -22,7 +23,6 @@ from shared.services import Services
 from shared.tagging.base import TagRequest
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 from shared.video.frames import extract_frames
 from shared.video.probe import probe
 from tests.gemini_standin import GeminiStandIn
@@ -107,10 +107,10 @@ def test_the_request_is_stamped_on_the_wire_and_its_send_measured(pool, standin,
     the send latency feeds the pool's margin."""
     before_ms = time.time() * 1000
     make_tagger(pool, standin).tag(request_for(media_dir / "clip.mp4", ["vision"]))
-    assert redis_client.llen(keys.ACCOUNT_SEND_LATENCY) == 1
-    assert 0 <= int(redis_client.lindex(keys.ACCOUNT_SEND_LATENCY, 0)) < 5000
+    assert redis_client.llen(redis_keys.ACCOUNT_SEND_LATENCY) == 1
+    assert 0 <= int(redis_client.lindex(redis_keys.ACCOUNT_SEND_LATENCY, 0)) < 5000
     (member, stamped), = [pair for key in KEYS for pair in redis_client.zrange(
-        keys.account_window(account_id(key)), 0, -1, withscores=True)]
+        redis_keys.account_window(account_id(key)), 0, -1, withscores=True)]
     assert stamped >= before_ms and int(member.split(":")[0]) <= stamped
 
 
@@ -119,7 +119,7 @@ def test_a_key_gemini_announced_a_wait_for_is_not_sent_to(pool, standin, media_d
     """Granted, then Gemini announced a cooldown (another worker's 429) before the request
     left: it goes to the next key, and the refused grant is refunded."""
     for key in KEYS[:2]:
-        redis_client.hset(keys.account_info(account_id(key)), "announced_until",
+        redis_client.hset(redis_keys.account_info(account_id(key)), "announced_until",
                           int(time.time() * 1000) + 30_000)
     make_tagger(pool, standin).tag(request_for(media_dir / "clip.mp4", ["vision"]))
     assert [c.api_key for c in standin.generate_calls()] == [KEYS[2]]

@@ -12,7 +12,7 @@ import functions_framework
 import pytest
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.pool import account_id
 from shared.config import load_settings
 from shared.errors import WaitForModel, WaitForRoute
@@ -45,7 +45,7 @@ def tagger_for(pool, endpoints: list[GeminiStandIn],  # noqa: F811
 
 
 def key_states(client: redis.Redis) -> list[dict]:
-    return [client.hgetall(keys.account_info(account_id(key))) for key in KEYS]
+    return [client.hgetall(redis_keys.account_info(account_id(key))) for key in KEYS]
 
 
 def test_overload_penalises_no_key_and_two_workers_share_one_back_off(
@@ -78,7 +78,7 @@ def test_overload_penalises_no_key_and_two_workers_share_one_back_off(
     for state in key_states(pool.redis):
         assert state["status"] == "active" and state["consecutive_failures"] == "0"
         assert int(state["cooldown_until"]) == 0
-    assert not pool.redis.exists(keys.gemini_model("gemini-2.5-flash"))  # cleared by success
+    assert not pool.redis.exists(redis_keys.gemini_model("gemini-2.5-flash"))  # cleared by success
 
 
 def test_overload_waits_without_spending_attempts(sqlite_services, standins, media_server,

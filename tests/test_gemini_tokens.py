@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, Lease, NoKeyAvailable, RequestTooLarge, account_id
 from shared.config import DEFAULT_GEMINI_PRICES
@@ -40,7 +40,7 @@ def test_the_real_count_corrects_the_estimate(redis_client: redis.Redis) -> None
     tokens_pool = AccountPool(redis_client)
     lease = tokens_pool.acquire(6000)
     tokens_pool.record_tokens(lease, 1500)  # usageMetadata said less
-    redis_client.zadd(keys.ACCOUNT_READY, {lease.key_id: 0})
+    redis_client.zadd(redis_keys.ACCOUNT_READY, {lease.key_id: 0})
     assert isinstance(tokens_pool.acquire(6000), Lease)
     assert tokens_pool.stats()["accounts"][0]["tokens_this_minute"] == 7500
 
@@ -56,7 +56,7 @@ def test_a_request_larger_than_every_key_fails_at_once(redis_client: redis.Redis
 def test_reimport_without_tpm_limit_keeps_working(redis_client: redis.Redis) -> None:
     seed(redis_client, tpm=5000)
     seed(redis_client, tpm=None)  # an older file without the field
-    info = redis_client.hgetall(keys.account_info(account_id(KEYS[0])))
+    info = redis_client.hgetall(redis_keys.account_info(account_id(KEYS[0])))
     assert "tpm_limit" not in info
     assert isinstance(AccountPool(redis_client).acquire(8000), Lease)
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from scripts.stack import ROOT
-from shared import keys
+from shared import redis_keys
 from shared.accounts.importer import ImportRefused, import_accounts, load_accounts
 from shared.accounts.pool import AccountPool, Lease, NoKeyAvailable, Outcome, account_id
 from tests.conftest import REDIS_URL
@@ -84,7 +84,7 @@ def test_import_writes_no_password_and_prints_a_table(tmp_path: Path,
         values = redis_client.hgetall(key) if kind == "hash" else {}
         assert "hunter2-pw" not in json.dumps(values)
         assert "password" not in values
-    info = redis_client.hgetall(keys.account_info(account_id(account(1)["api_key"])))
+    info = redis_client.hgetall(redis_keys.account_info(account_id(account(1)["api_key"])))
     assert info["status"] == "active" and info["quota_daily"] == "100"
 
 
@@ -108,15 +108,15 @@ def test_reimport_keeps_usage_and_replace_removes(tmp_path: Path,
     stats = {a["username"]: a for a in pool.stats()["accounts"]}
     assert set(stats) == {"user1", "user3"}
     assert stats["user1"]["used_today"] == 2 and stats["user1"]["quota_daily"] == 500
-    assert not redis_client.exists(keys.account_daily(account_id(account(2)["api_key"])))
+    assert not redis_client.exists(redis_keys.account_daily(account_id(account(2)["api_key"])))
 
 
 def test_second_import_while_one_runs_is_refused(tmp_path: Path,
                                                  redis_client: redis.Redis) -> None:
-    redis_client.set(keys.ACCOUNT_IMPORT_LOCK, "other-import", ex=30)
+    redis_client.set(redis_keys.ACCOUNT_IMPORT_LOCK, "other-import", ex=30)
     run = run_cli("--file", str(write(tmp_path, [account(1)])))
     assert run.returncode == 3 and "another import is running" in run.stderr
-    assert redis_client.scard(keys.ACCOUNT_IDS) == 0
+    assert redis_client.scard(redis_keys.ACCOUNT_IDS) == 0
 
 
 def test_accounts_route_shows_masked_stats(app_env, tmp_path: Path,
@@ -185,9 +185,9 @@ def test_enable_and_disable_by_script(redis_client: redis.Redis) -> None:
 
 def test_status_edited_by_hand_is_honoured(redis_client: redis.Redis) -> None:
     _, key_id = _disabled_key(redis_client)
-    redis_client.hset(keys.account_info(key_id), "status", "active")  # what operators did
+    redis_client.hset(redis_keys.account_info(key_id), "status", "active")  # what operators did
     pool = AccountPool(redis_client, resync_ms=200)
-    redis_client.delete(keys.ACCOUNT_RESYNC)  # the last resync was a minute ago
+    redis_client.delete(redis_keys.ACCOUNT_RESYNC)  # the last resync was a minute ago
     assert isinstance(pool.acquire(), Lease)
 
 

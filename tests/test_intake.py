@@ -9,11 +9,11 @@ from urllib.parse import quote
 import functions_framework
 import pytest
 
-from shared import keys
+from shared import redis_keys
+from shared.app.operations import create_task
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 from shared.video.safety import UrlPolicy
 
 
@@ -168,7 +168,7 @@ def test_create_refuses_internal_hosts(guarded_client, redis_client, url: str) -
     response = guarded_client.post("/api/v1/task/create", json={"url": url, "platform": "rpa"})
     body = response.get_json()
     assert response.status_code == 400 and body["message"].startswith("url: host"), body
-    assert redis_client.llen(keys.TASK_QUEUE) == 0
+    assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
 
 
 def test_create_refuses_private_callback_url(guarded_client) -> None:
@@ -226,7 +226,7 @@ def test_a_host_that_does_not_exist_is_refused_at_create(guarded_client, redis_c
     assert response.status_code == 400, body
     assert body["message"] == ("url: host no-such-host.invalid does not exist "
                                "(DNS: no such name)")
-    assert redis_client.llen(keys.TASK_QUEUE) == 0
+    assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
 
 
 def test_a_dns_outage_at_create_is_accepted_and_left_to_the_download() -> None:

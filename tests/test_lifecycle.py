@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from shared import keys
+from shared import redis_keys
 from shared.errors import WaitForKey
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services
@@ -27,7 +27,7 @@ def test_delivery_of_a_held_task_is_503_with_the_time_left(services: Services,
     wait_for(lambda: services.store.get(task_id).status == "processing")
     busy = handle_delivery(task_id, services)  # the lock is held
     assert busy.status_code == 503 and 1 <= busy.retry_after_s <= 6
-    services.redis.delete(keys.task_lock(task_id))  # Redis lost the lock: the lease answers
+    services.redis.delete(redis_keys.task_lock(task_id))  # Redis lost the lock: the lease answers
     leased = handle_delivery(task_id, services)
     assert leased.status_code == 503 and 1 <= leased.retry_after_s <= 6
     first.join()
@@ -62,7 +62,7 @@ def test_reconciler_redelivers_pending_rows_the_queue_lost(services: Services,
     services.redis.flushdb()  # Redis restarted empty: the deliveries are gone
     counts = reap(services, 5, grace_s=0)
     assert counts["redelivered"] == 3
-    assert sorted(services.redis.lrange(keys.TASK_QUEUE, 0, -1)) == sorted(ids)
+    assert sorted(services.redis.lrange(redis_keys.TASK_QUEUE, 0, -1)) == sorted(ids)
     assert reap(services, 5, grace_s=0)["redelivered"] == 0
     for task_id in ids:
         assert services.store.get(task_id).delivery.startswith("c")
@@ -84,7 +84,7 @@ def test_a_kill_between_lock_and_claim_leaves_a_recoverable_task(
     the next delivery waits for the lock to end, then completes."""
     services.settings.TASK_TIMEOUT_S = 1
     task_id = create(services, media_server.url("files/clip.mp4"))
-    services.redis.set(keys.task_lock(task_id), "dead-worker", px=1000)
+    services.redis.set(redis_keys.task_lock(task_id), "dead-worker", px=1000)
     assert handle_delivery(task_id, services).status_code == 503
     time.sleep(1.05)
     assert handle_delivery(task_id, services).task_status == "completed"
@@ -114,7 +114,7 @@ def test_waiting_for_a_key_spends_no_attempt_then_ends_at_the_limit(
     task = services.store.get(task_id)
     assert task.attempts == 0 and task.error_code == "no_key_available"
     assert media_server.hits["/files/clip.mp4"] == 0  # nothing downloaded while waiting
-    assert services.redis.zscore(keys.TASK_QUEUE_DELAYED, task_id) is not None
+    assert services.redis.zscore(redis_keys.TASK_QUEUE_DELAYED, task_id) is not None
     services.settings.MAX_QUOTA_WAIT_S = 0.5
     time.sleep(0.6)
     reply = handle_delivery(task_id, services)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import (
     BOUNDARY_COOL_MS,
@@ -155,7 +155,7 @@ def test_day_429_parks_the_key_until_the_next_quota_day(any_redis: redis.Redis) 
 
 def test_import_lock_pauses_acquisitions(any_redis: redis.Redis) -> None:
     seed(any_redis, 1)
-    any_redis.set(keys.ACCOUNT_IMPORT_LOCK, "someone", ex=5)
+    any_redis.set(redis_keys.ACCOUNT_IMPORT_LOCK, "someone", ex=5)
     waiting = AccountPool(any_redis).acquire()
     assert isinstance(waiting, NoKeyAvailable) and "import" in waiting.reason
 
@@ -165,9 +165,9 @@ def test_hand_edited_hashes_are_skipped_and_reported(any_redis: redis.Redis, cap
     from shared.accounts.pool import account_id
 
     broken, bad_counter, good = (account_id(e.api_key) for e in entries)
-    any_redis.hdel(keys.account_info(broken), "quota_daily")
+    any_redis.hdel(redis_keys.account_info(broken), "quota_daily")
     pool = AccountPool(any_redis)
-    any_redis.hset(keys.account_daily(bad_counter), pool.quota_day()[0], "lots")
+    any_redis.hset(redis_keys.account_daily(bad_counter), pool.quota_day()[0], "lots")
     with caplog.at_level(logging.WARNING):
         granted = {pool.acquire().key_id for _ in range(6)}
     assert granted == {good}
@@ -224,11 +224,11 @@ def test_32_processes_never_exceed_a_limit(redis_client: redis.Redis) -> None:
 def test_lost_ready_set_is_rebuilt(any_redis: redis.Redis) -> None:
     seed(any_redis, 2, minute=1)
     pool = AccountPool(any_redis)
-    any_redis.delete(keys.ACCOUNT_READY)
+    any_redis.delete(redis_keys.ACCOUNT_READY)
     assert isinstance(pool.acquire(), Lease)
-    any_redis.delete(keys.ACCOUNT_READY)
+    any_redis.delete(redis_keys.ACCOUNT_READY)
     assert isinstance(pool.acquire(), Lease)
-    any_redis.delete(keys.ACCOUNT_READY)
+    any_redis.delete(redis_keys.ACCOUNT_READY)
     waiting = pool.acquire()  # both keys used their one request: rebuilt, then parked
     assert isinstance(waiting, NoKeyAvailable) and waiting.reason == "minute limit reached"
 
@@ -256,8 +256,9 @@ def test_no_key_at_all_promises_nothing(redis_client: redis.Redis) -> None:
 
 def free_cooldown(client: redis.Redis, key_id: str) -> None:
     """The cooldown Gemini announced is over (without waiting for it)."""
-    client.hset(keys.account_info(key_id), mapping={"cooldown_until": 0, "announced_until": 0})
-    client.zadd(keys.ACCOUNT_READY, {key_id: 0})
+    client.hset(redis_keys.account_info(key_id), mapping={"cooldown_until": 0,
+                                                          "announced_until": 0})
+    client.zadd(redis_keys.ACCOUNT_READY, {key_id: 0})
 
 
 def test_a_429_under_the_limit_teaches_the_real_limit(redis_client: redis.Redis) -> None:
@@ -276,8 +277,8 @@ def test_a_429_under_the_limit_teaches_the_real_limit(redis_client: redis.Redis)
     free_cooldown(redis_client, key_id)
     refused = pool.acquire()  # the window holds 3 ≥ the learned 3
     assert isinstance(refused, NoKeyAvailable) and refused.reason == "minute limit reached"
-    redis_client.hset(keys.account_info(key_id), "learned_until", 1)  # the lesson expired
-    redis_client.zadd(keys.ACCOUNT_READY, {key_id: 0})  # and its parked moment came
+    redis_client.hset(redis_keys.account_info(key_id), "learned_until", 1)  # the lesson expired
+    redis_client.zadd(redis_keys.ACCOUNT_READY, {key_id: 0})  # and its parked moment came
     assert isinstance(pool.acquire(), Lease)  # the configured limit is tried again
 
 
@@ -338,7 +339,7 @@ def test_a_429_for_a_key_reimported_mid_flight(redis_client: redis.Redis) -> Non
     import_accounts(redis_client, [entry(1)], replace=True)  # and now it is gone
     pool.report(leases[0].key_id, Outcome("minute", "per-minute quota", retry_delay_s=30),
                 leases[0].member)  # a late report for a removed key changes nothing
-    assert not redis_client.exists(keys.account_info(leases[0].key_id))
+    assert not redis_client.exists(redis_keys.account_info(leases[0].key_id))
 
 
 def _report_race(url: str, key_id: str, member: str, start: float) -> None:
@@ -372,7 +373,7 @@ def test_a_probe_over_the_learned_limit_raises_it_when_accepted(redis_client) ->
     seed(redis_client, 1, minute=5)
     pool = AccountPool(redis_client, window_ms=1000)
     key_id = pool.stats()["accounts"][0]["key_id"]
-    redis_client.hset(keys.account_info(key_id), mapping={
+    redis_client.hset(redis_keys.account_info(key_id), mapping={
         "learned_limit": 3, "learned_until": int(time.time() * 1000) + 600_000, "probe_at": 0})
     for expected in (4, 5):
         leases = [pool.acquire() for _ in range(expected)]  # the last is the probe
@@ -391,7 +392,7 @@ def test_a_refused_probe_keeps_the_lesson_and_waits_a_quiet_period(redis_client)
     seed(redis_client, 1, minute=8)
     pool = AccountPool(redis_client)
     key_id = pool.stats()["accounts"][0]["key_id"]
-    redis_client.hset(keys.account_info(key_id), mapping={
+    redis_client.hset(redis_keys.account_info(key_id), mapping={
         "learned_limit": 6, "learned_until": int(time.time() * 1000) + 600_000, "probe_at": 0})
     leases = [pool.acquire() for _ in range(7)]
     assert all(isinstance(lease, Lease) for lease in leases)
@@ -428,7 +429,7 @@ def test_the_send_margin_follows_measured_send_latency(redis_client: redis.Redis
         pool.record_send_latency(0.001)
     pool._margin = (SEND_MARGIN_MS, 0.0)
     assert pool.send_margin_ms() == 1 + MIN_SEND_MARGIN_MS  # old samples age out
-    assert redis_client.llen(keys.ACCOUNT_SEND_LATENCY) == SEND_SAMPLES
+    assert redis_client.llen(redis_keys.ACCOUNT_SEND_LATENCY) == SEND_SAMPLES
 
 
 def test_boundary_races_raise_the_send_margin(redis_client: redis.Redis) -> None:

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from scripts.stack import ROOT
-from shared import keys
+from shared import redis_keys
 from shared.accounts import history
 from shared.accounts.checks import KeyChecker
 from shared.accounts.importer import (
@@ -128,7 +128,7 @@ def test_a_key_listed_twice_is_imported_once_with_a_warning(
     run = run_cli("--file", str(path))
     assert run.returncode == 0 and "2 added" in run.stdout
     assert "warning:" in run.stderr and "repeats entry 1" in run.stderr
-    assert redis_client.scard(keys.ACCOUNT_IDS) == 2
+    assert redis_client.scard(redis_keys.ACCOUNT_IDS) == 2
 
 
 # --- 1. checks on import ---------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_check_reports_each_key_and_imports_the_valid_ones(
         assert f"  {verdict}" in lines[f"user-{name}"], (name, lines[f"user-{name}"])
     assert "skipped" in lines["user-bad"] and "added" in lines["user-ok"]
     assert "2 added, 0 updated, 0 removed, 4 skipped" in run.stdout
-    assert set(redis_client.smembers(keys.ACCOUNT_IDS)) == {id_of("ok"), id_of("busy")}
+    assert set(redis_client.smembers(redis_keys.ACCOUNT_IDS)) == {id_of("ok"), id_of("busy")}
     # one free call per key, never a generateContent; the key itself never printed
     gets = standin.model_gets()
     assert len(gets) == len(BEHAVIOURS) and not standin.generate_calls()
@@ -172,7 +172,7 @@ def test_keep_invalid_imports_all_and_disables_the_bad_ones_with_the_reason(
     rows = import_accounts(redis_client, load_accounts(path), checks=checks,
                            keep_invalid=True)
     assert sorted(r.action for r in rows) == ["added"] * 6
-    status = {name: redis_client.hgetall(keys.account_info(id_of(name)))
+    status = {name: redis_client.hgetall(redis_keys.account_info(id_of(name)))
               for name in BEHAVIOURS}
     assert status["ok"]["status"] == status["busy"]["status"] == "active"
     assert status["bad"]["disabled_reason"] == "API_KEY_INVALID"
@@ -206,7 +206,7 @@ def test_probes_bring_back_keys_that_healed_but_never_an_operators(
     assert sorted(run["enabled"]) == sorted([id_of("susp"), id_of("region"), id_of("busy")])
     probed = {o["key_id"] for o in run["outcomes"]}
     assert id_of("hand") not in probed and len(probed) == 5
-    info = {n: redis_client.hgetall(keys.account_info(id_of(n)))
+    info = {n: redis_client.hgetall(redis_keys.account_info(id_of(n)))
             for n in ("susp", "busy", "hand", "bad", "still")}
     assert info["susp"]["status"] == "active" and info["susp"]["disabled_reason"] == ""
     assert info["busy"]["status"] == "active"  # a 429 says the key works
@@ -238,7 +238,7 @@ def test_a_probe_that_times_out_keeps_the_key_disabled(
     assert time.monotonic() - started < 1.8  # the probe's time limit, not the server's
     assert run["enabled"] == [] and run["outcomes"][0]["verdict"] == "unreachable"
     assert run["outcomes"][0]["detail"] == "timed out"
-    info = redis_client.hgetall(keys.account_info(id_of("slow")))
+    info = redis_client.hgetall(redis_keys.account_info(id_of("slow")))
     assert info["status"] == "disabled"
     assert info["disabled_reason"] == "HTTP 403 PERMISSION_DENIED (CONSUMER_SUSPENDED)"
     assert history.key_history(pool, id_of("slow"), 1)["probes"][0]["verdict"] == "unreachable"
@@ -265,7 +265,7 @@ def test_two_processes_probing_at_once_make_one_probe(
     assert sorted(r["ran"] for r in results) == [False, True]
     assert "another process" in next(r for r in results if not r["ran"])["skipped"]
     assert len(standin.model_gets()) == 1
-    assert not redis_client.exists(keys.ACCOUNT_PROBE_LOCK)  # released after the run
+    assert not redis_client.exists(redis_keys.ACCOUNT_PROBE_LOCK)  # released after the run
 
 
 def test_heal_classes() -> None:
@@ -340,14 +340,14 @@ def test_history_counts_every_answer_per_quota_day(redis_client: redis.Redis) ->
     assert totals["keys"] == 2 and totals["days"][0]["requests"] == 8
     minute = totals["last_hour"][-1]
     assert len(totals["last_hour"]) == 60 and minute["requests"] == 8 and minute["429s"] == 3
-    assert 0 < redis_client.ttl(keys.account_usage(a)) <= keys.HISTORY_TTL_S
-    assert redis_client.ttl(keys.account_usage(a)) > 35 * 86400
+    assert 0 < redis_client.ttl(redis_keys.account_usage(a)) <= redis_keys.HISTORY_TTL_S
+    assert redis_client.ttl(redis_keys.account_usage(a)) > 35 * 86400
     assert history.key_history(pool, "0" * 16, 3) is None
 
 
 def test_prune_keeps_35_days(redis_client: redis.Redis) -> None:
     pool = imported(redis_client, "a")
-    name = keys.account_usage(id_of("a"))
+    name = redis_keys.account_usage(id_of("a"))
     days = history.quota_days(pool, 40)
     for day in days:
         redis_client.hset(name, f"{day}:requests", 1)
@@ -430,8 +430,8 @@ def test_alerts_once_per_change_repeated_and_recovered(
     recovered = {e["condition"] for e in newest if e["state"] == "recovered"}
     assert recovered == {"low_minute", "low_today"}  # said as `pool_unusable` now
     # a condition that lasts is repeated after POOL_ALERT_REPEAT_S
-    state = json.loads(redis_client.hget(keys.POOL_ALERT_STATE, "pool_unusable"))
-    redis_client.hset(keys.POOL_ALERT_STATE, "pool_unusable",
+    state = json.loads(redis_client.hget(redis_keys.POOL_ALERT_STATE, "pool_unusable"))
+    redis_client.hset(redis_keys.POOL_ALERT_STATE, "pool_unusable",
                       json.dumps({**state, "sent_at": state["sent_at"] - 61}))
     repeated = watch_pool(services)["alerts"]["sent"]
     assert repeated == ["pool_unusable"] and _events(receiver)[-1]["repeat"] is True
@@ -440,7 +440,7 @@ def test_alerts_once_per_change_repeated_and_recovered(
     back = watch_pool(services)["alerts"]
     assert back["active"] == [] and len(back["sent"]) == 4
     assert {e["state"] for e in _events(receiver)[-4:]} == {"recovered"}
-    assert redis_client.hlen(keys.POOL_ALERT_STATE) == 0
+    assert redis_client.hlen(redis_keys.POOL_ALERT_STATE) == 0
 
 
 def test_an_alert_that_fails_is_retried_and_never_blocks(
@@ -468,7 +468,7 @@ def test_an_alert_url_that_redirects_or_is_private_is_refused(
     result = run_alerts(_alert_services(make_settings, redirecting.url), stats, capacity)
     assert result["sent"] == [] and len(result["failed"]) == 2
     assert len(redirecting.received) == 2 and target.received == []  # 3xx: not followed
-    redis_client.delete(keys.POOL_ALERT_STATE)
+    redis_client.delete(redis_keys.POOL_ALERT_STATE)
     private = _alert_services(make_settings, target.url, ALLOW_PRIVATE_URLS=False)
     result = run_alerts(private, stats, capacity)
     assert result["sent"] == [] and len(result["failed"]) == 2 and target.received == []

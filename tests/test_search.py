@@ -12,12 +12,14 @@ import functions_framework
 import pytest
 
 from scripts.stack import ROOT
+from shared.app.operations import create_task
 from shared.pipeline.reaper import retry_indexing
 from shared.pipeline.runner import handle_delivery
-from shared.search import PlainJsonNode, SearchQuery, TagIndex, build_search_client
+from shared.search.client import PlainJsonNode, build_search_client
+from shared.search.index import TagIndex
+from shared.search.query import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 
 
 def completed_task(services: Services, url: str, env: str = "develop", **fields):

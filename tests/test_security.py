@@ -14,7 +14,7 @@ import requests
 import sqlalchemy as sa
 
 from scripts.stack import LocalStack
-from shared import keys
+from shared import redis_keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
 from shared.redact import redact
@@ -46,7 +46,7 @@ def test_old_last_error_values_are_redacted_on_read(redis_client: redis.Redis) -
     import_accounts(redis_client, [AccountEntry(api_key=KEY, daily_limit=10, minute_limit=1,
                                                 username="u", password="pw", phone="",
                                                 email="")])
-    redis_client.hset(keys.account_info(account_id(KEY)), mapping={
+    redis_client.hset(redis_keys.account_info(account_id(KEY)), mapping={
         "last_error": f"HTTP 403: Consumer 'api_key:{KEY}' has been suspended.",
         "disabled_reason": f"HTTP 403: Consumer 'api_key:{KEY}'"})
     shown = json.dumps(AccountPool(redis_client).stats())
@@ -185,7 +185,7 @@ def test_only_json_bodies_are_read(client, redis_client, content_type, code) -> 
     assert task_count() == before + (code == 200)
     if code == 415:
         assert body["message"].startswith("Content-Type: must be application/json")
-        assert redis_client.llen(keys.TASK_QUEUE) == 0
+        assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
 
 
 def test_the_sync_route_refuses_a_form_too(client) -> None:

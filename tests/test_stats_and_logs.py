@@ -81,8 +81,8 @@ def test_text_lines_are_single_and_readable() -> None:
 
 
 def test_every_stage_leaves_one_line(sqlite_services, media_server, caplog) -> None:
+    from shared.app.operations import create_task
     from shared.tasks.models import CreateTaskRequest
-    from shared.tasks.operations import create_task
 
     request = CreateTaskRequest.model_validate(
         {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},

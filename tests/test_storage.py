@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts.stack import ROOT
-from shared.cache_cleanup import clean_videos, day_of, default_range, human_bytes
+from shared.app.cleanup import clean_videos, day_of, default_range, human_bytes
 
 KEYS = [
     "videos/2026/11/01/aaa/source.mp4",

@@ -17,13 +17,13 @@ import functions_framework
 import pytest
 import redis
 
+from shared.app import operations
 from shared.config import ConfigError, load_settings
 from shared.errors import ServiceUnavailable
 from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import RedisLimits, stop_embedded_server
 from shared.redis_conn import connect as connect_redis
 from shared.services import build_services, get_services
-from shared.tasks import operations
 from shared.tasks.models import CreateTaskRequest
 
 ROOT = Path(__file__).resolve().parent.parent

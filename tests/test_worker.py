@@ -13,11 +13,11 @@ import functions_framework
 import pytest
 import redis
 
-from shared import keys
+from shared import redis_keys
+from shared.app.operations import create_task
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
-from shared.tasks.operations import create_task
 from tests.helpers import call_together, reap, wait_for
 
 
@@ -43,7 +43,7 @@ def test_happy_path_records_result_timings_and_storage(services: Services, media
     assert result.technical.width == 320 and result.technical.orientation == "landscape"
     assert result.frames and result.frames[0].uri.endswith(f"/{task_id}/frames/001.jpg")
     assert result.technical.scene_changes is not None
-    assert not services.redis.exists(keys.task_lock(task_id))
+    assert not services.redis.exists(redis_keys.task_lock(task_id))
 
 
 def test_english_and_silent_portrait(services: Services, media_server) -> None:
@@ -78,7 +78,7 @@ def test_transient_failure_is_retried_then_completes(services: Services, media_s
         assert (task.status, task.attempts, task.error_code) == (
             "pending", attempt, "download_unavailable")
         assert task.next_attempt_at > task.updated_at
-        assert services.redis.zscore(keys.TASK_QUEUE_DELAYED, task_id) is not None
+        assert services.redis.zscore(redis_keys.TASK_QUEUE_DELAYED, task_id) is not None
     reply = handle_delivery(task_id, services)
     assert reply.task_status == "completed"
     assert services.store.get(task_id).error_code is None
@@ -113,7 +113,7 @@ def test_attempts_run_out_then_failed_and_dead_lettered(services: Services, medi
     assert (reply.status_code, reply.task_status) == (200, "failed")
     task = services.store.get(task_id)
     assert task.status == "failed" and "after 2 attempts" in task.message
-    assert services.redis.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
+    assert services.redis.lrange(redis_keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
     assert handle_delivery(task_id, services).message == "task already failed"
 
 
@@ -159,11 +159,11 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
         worker.wait()
     task = services.store.get(task_id)
     assert (task.status, task.attempts) == ("processing", 1)
-    services.redis.delete(keys.TASK_QUEUE)
+    services.redis.delete(redis_keys.TASK_QUEUE)
     assert reap(services, 5)["requeued"] == 0  # lease alive
     time.sleep(2.2)
     assert reap(services, 5)["requeued"] == 1
-    assert services.redis.lrange(keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert services.redis.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
     task = services.store.get(task_id)
     assert (task.status, task.error_code) == ("pending", "worker_lost")
     reply = handle_delivery(task_id, services)
@@ -177,7 +177,7 @@ def test_reaper_fails_tasks_out_of_attempts(services: Services, media_server) ->
     assert reap(services, 1) == {
         "requeued": 0, "failed": 1, "skipped": 0, "redelivered": 0}
     assert services.store.get(task_id).error_code == "attempts_exhausted"
-    assert services.redis.lrange(keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
+    assert services.redis.lrange(redis_keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
 
 
 @pytest.fixture

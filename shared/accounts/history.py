@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.pool import AccountPool
 
-MAX_DAYS = keys.HISTORY_DAYS
+MAX_DAYS = redis_keys.HISTORY_DAYS
 COUNTERS = ("requests", "429_minute", "429_tokens", "429_day", "errors", "input",
             "output", "cost_micro", "probes", "probes_ok")
 PROBES_SHOWN = 20
@@ -55,7 +55,7 @@ def _counts(pool: AccountPool, key_ids: list[str], days: list[str]) -> dict[str,
     fields = [f"{day}:{counter}" for day in days for counter in COUNTERS]
     pipe = pool.redis.pipeline(transaction=False)
     for key_id in key_ids:
-        pipe.hmget(keys.account_usage(key_id), fields)
+        pipe.hmget(redis_keys.account_usage(key_id), fields)
     summed = {day: dict.fromkeys(COUNTERS, 0) for day in days}
     for values in pipe.execute():
         for name, value in zip(fields, values, strict=True):
@@ -67,12 +67,12 @@ def _counts(pool: AccountPool, key_ids: list[str], days: list[str]) -> dict[str,
 
 def key_history(pool: AccountPool, key_id: str, days: int) -> dict[str, object] | None:
     """One key's days (oldest first) and its latest probes; None for an unknown key."""
-    if not pool.redis.sismember(keys.ACCOUNT_IDS, key_id):
+    if not pool.redis.sismember(redis_keys.ACCOUNT_IDS, key_id):
         return None
     wanted = quota_days(pool, days)
     counts = _counts(pool, [key_id], wanted)
     probes = [json.loads(item) for item in
-              pool.redis.lrange(keys.account_probes(key_id), 0, PROBES_SHOWN - 1)]
+              pool.redis.lrange(redis_keys.account_probes(key_id), 0, PROBES_SHOWN - 1)]
     return {"key_id": key_id, "days": [_row(day, counts[day]) for day in wanted],
             "probes": probes}
 
@@ -80,7 +80,7 @@ def key_history(pool: AccountPool, key_id: str, days: int) -> dict[str, object] 
 def pool_history(pool: AccountPool, days: int) -> dict[str, object]:
     """The pool's totals per day and its last hour, minute by minute, against capacity."""
     wanted = quota_days(pool, days)
-    ids = sorted(pool.redis.smembers(keys.ACCOUNT_IDS))
+    ids = sorted(pool.redis.smembers(redis_keys.ACCOUNT_IDS))
     counts = _counts(pool, ids, wanted)
     return {"keys": len(ids), "days": [_row(day, counts[day]) for day in wanted],
             "last_hour": last_hour(pool)}
@@ -106,10 +106,10 @@ def usable_capacity(stats: dict) -> dict[str, int]:
 
 def record_capacity(pool: AccountPool, capacity: dict[str, int]) -> None:
     """This minute's capacity beside its use (drawn by the dashboard's last-hour chart)."""
-    name = keys.pool_minute(int(time.time() // 60))
+    name = redis_keys.pool_minute(int(time.time() // 60))
     pipe = pool.redis.pipeline(transaction=False)
     pipe.hset(name, "capacity", capacity["minute"])
-    pipe.expire(name, keys.POOL_MINUTE_TTL_S)
+    pipe.expire(name, redis_keys.POOL_MINUTE_TTL_S)
     pipe.execute()
 
 
@@ -120,7 +120,7 @@ def last_hour(pool: AccountPool) -> list[dict[str, object]]:
     minutes = list(range(now_minute - MINUTES_SHOWN + 1, now_minute + 1))
     pipe = pool.redis.pipeline(transaction=False)
     for minute in minutes:
-        pipe.hgetall(keys.pool_minute(minute))
+        pipe.hgetall(redis_keys.pool_minute(minute))
     rows = []
     for minute, values in zip(minutes, pipe.execute(), strict=True):
         rows.append({
@@ -138,8 +138,8 @@ def prune(pool: AccountPool) -> int:
     """Drop days older than MAX_DAYS from every key's usage hash; how many fields went."""
     oldest = quota_days(pool, MAX_DAYS)[0]
     removed = 0
-    for key_id in pool.redis.smembers(keys.ACCOUNT_IDS):
-        name = keys.account_usage(key_id)
+    for key_id in pool.redis.smembers(redis_keys.ACCOUNT_IDS):
+        name = redis_keys.account_usage(key_id)
         stale = [field for field in pool.redis.hkeys(name) if field.split(":", 1)[0] < oldest]
         if stale:
             removed += pool.redis.hdel(name, *stale)

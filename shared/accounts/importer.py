@@ -20,7 +20,7 @@ from typing import Annotated
 import redis
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.checks import KeyCheck, KeyChecker
 from shared.accounts.pool import account_id
 from shared.redact import mask_key as mask
@@ -142,7 +142,7 @@ def _entry_lines(text: str) -> list[int]:
 
 
 def plan(client: redis.Redis, entries: list[AccountEntry], replace: bool) -> list[ImportRow]:
-    existing = client.smembers(keys.ACCOUNT_IDS)
+    existing = client.smembers(redis_keys.ACCOUNT_IDS)
     rows = [
         ImportRow(account_id(e.api_key), mask(e.api_key), e.username, e.daily_limit,
                   e.minute_limit, "updated" if account_id(e.api_key) in existing else "added")
@@ -151,7 +151,7 @@ def plan(client: redis.Redis, entries: list[AccountEntry], replace: bool) -> lis
     if replace:
         kept = {row.key_id for row in rows}
         for key_id in sorted(existing - kept):
-            info = client.hgetall(keys.account_info(key_id))
+            info = client.hgetall(redis_keys.account_info(key_id))
             rows.append(ImportRow(key_id, mask(info.get("api_key", "")),
                                   info.get("username", ""), 0, 0, "removed"))
     return rows
@@ -167,7 +167,7 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
     skipped = [e for e in entries if e.api_key in checks and not checks[e.api_key].usable
                and not keep_invalid]
     entries = [e for e in entries if e not in skipped]
-    lock = client.lock(keys.ACCOUNT_IMPORT_LOCK, timeout=IMPORT_LOCK_TTL_S, blocking=False)
+    lock = client.lock(redis_keys.ACCOUNT_IMPORT_LOCK, timeout=IMPORT_LOCK_TTL_S, blocking=False)
     if not lock.acquire():
         raise ImportRefused("another import is running (google_accounts:import_lock is held); "
                             "try again when it has finished")
@@ -181,7 +181,7 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
         pipe = client.pipeline(transaction=True)
         for entry in entries:
             key_id = account_id(entry.api_key)
-            info = keys.account_info(key_id)
+            info = redis_keys.account_info(key_id)
             pipe.hset(info, mapping={
                 "api_key": entry.api_key, "quota_daily": entry.daily_limit,
                 "minute_limit": entry.minute_limit, "username": entry.username,
@@ -200,18 +200,20 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
                 pipe.hset(info, mapping={"status": "disabled",
                                          "disabled_reason": check.disabled_reason,
                                          "last_error": check.detail})
-            pipe.sadd(keys.ACCOUNT_IDS, key_id)
+            pipe.sadd(redis_keys.ACCOUNT_IDS, key_id)
             # due now: the next acquire re-checks the key under its new limits (a key
             # parked under its old minute limit is free again at once if the new one allows)
-            pipe.zadd(keys.ACCOUNT_READY, {key_id: 0})
+            pipe.zadd(redis_keys.ACCOUNT_READY, {key_id: 0})
         for row in rows:
             if row.action == "removed":
-                pipe.srem(keys.ACCOUNT_IDS, row.key_id)
-                pipe.zrem(keys.ACCOUNT_READY, row.key_id)
-                pipe.delete(keys.account_info(row.key_id), keys.account_daily(row.key_id),
-                            keys.account_window(row.key_id),
-                            keys.account_limit_changes(row.key_id),
-                            keys.account_usage(row.key_id), keys.account_probes(row.key_id))
+                pipe.srem(redis_keys.ACCOUNT_IDS, row.key_id)
+                pipe.zrem(redis_keys.ACCOUNT_READY, row.key_id)
+                pipe.delete(redis_keys.account_info(row.key_id),
+                            redis_keys.account_daily(row.key_id),
+                            redis_keys.account_window(row.key_id),
+                            redis_keys.account_limit_changes(row.key_id),
+                            redis_keys.account_usage(row.key_id),
+                            redis_keys.account_probes(row.key_id))
         pipe.execute()
         return rows
     finally:

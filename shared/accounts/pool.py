@@ -21,19 +21,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.errors import PermanentError, TransientError
+from shared.lua import read_script
 from shared.redact import mask_key, redact
 from shared.redis_conn import REDIS_DOWN
 
 log = logging.getLogger("vision_to_tag.pool")
 
-SCRIPTS = Path(__file__).resolve().parent
 HALF_OPEN_TRIAL_MS = 30_000
 """After a failure streak, the key's first request back is the only one for this long."""
 
@@ -104,7 +103,7 @@ way), so the next waiter is not promised the same slot."""
 
 
 def _read(name: str) -> str:
-    return (SCRIPTS / name).read_text()
+    return read_script(__file__, name)
 
 
 _LIMITS = _read("limits.lua")
@@ -120,15 +119,6 @@ KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 """What `account_id` returns; anything else is not a key id."""
 
 
-_RETOKEN = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return 0 end
-local prefix = string.match(ARGV[1], '^(.*):%d+$') or ARGV[1]
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], score, prefix .. ':' .. ARGV[2])
-return 1
-"""
-"""Replace a window entry's token count, keeping its time."""
 
 
 def tokens_of(member: str) -> int:
@@ -219,7 +209,7 @@ class AccountPool:
         self._slot = client.register_script(with_limits(_read("slot.lua")))
         self._stamp = client.register_script(with_limits(_read("stamp.lua")))
         self._margin = (SEND_MARGIN_MS, 0.0)  # (ms, monotonic time it was computed)
-        self._retoken = client.register_script(_RETOKEN)
+        self._retoken = client.register_script(_read("retoken.lua"))
 
     # --- the rate window -----------------------------------------------------------------
 
@@ -236,7 +226,8 @@ class AccountPool:
         if time.monotonic() - computed_at < MARGIN_REFRESH_S:
             return margin
         try:
-            samples = sorted(int(v) for v in self.redis.lrange(keys.ACCOUNT_SEND_LATENCY, 0, -1))
+            latencies = self.redis.lrange(redis_keys.ACCOUNT_SEND_LATENCY, 0, -1)
+            samples = sorted(int(v) for v in latencies)
         except REDIS_DOWN:
             return margin  # the call that needs the pool reports the outage itself
         if len(samples) >= MIN_SEND_SAMPLES:
@@ -249,8 +240,8 @@ class AccountPool:
         """One request's time from going on the wire to its body being sent."""
         with _pool_outage():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.lpush(keys.ACCOUNT_SEND_LATENCY, max(0, round(seconds * 1000)))
-            pipe.ltrim(keys.ACCOUNT_SEND_LATENCY, 0, SEND_SAMPLES - 1)
+            pipe.lpush(redis_keys.ACCOUNT_SEND_LATENCY, max(0, round(seconds * 1000)))
+            pipe.ltrim(redis_keys.ACCOUNT_SEND_LATENCY, 0, SEND_SAMPLES - 1)
             pipe.execute()
 
     # --- quota day -------------------------------------------------------------------
@@ -271,12 +262,13 @@ class AccountPool:
         new_day = day != self._last_day
         with _pool_outage():
             answer = self._acquire(
-                keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_IMPORT_LOCK, keys.ACCOUNT_READY,
-                      keys.ACCOUNT_READY_DAY, keys.ACCOUNT_WAIT_REASON, keys.ACCOUNT_PROMISED,
-                      keys.ACCOUNT_RESYNC],
+                keys=[redis_keys.ACCOUNT_IDS, redis_keys.ACCOUNT_IMPORT_LOCK,
+                      redis_keys.ACCOUNT_READY, redis_keys.ACCOUNT_READY_DAY,
+                      redis_keys.ACCOUNT_WAIT_REASON, redis_keys.ACCOUNT_PROMISED,
+                      redis_keys.ACCOUNT_RESYNC],
                 args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS,
                       "1" if new_day else "0", self.window_ms, self.resync_ms,
-                      keys.ACCOUNT_PREFIX, keys.DAILY_TTL_S, max(0, int(tokens))],
+                      redis_keys.ACCOUNT_PREFIX, redis_keys.DAILY_TTL_S, max(0, int(tokens))],
             )
         self._last_day = day
         answer = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
@@ -307,9 +299,9 @@ class AccountPool:
         slot instead of all being told the same earliest moment."""
         day, next_day_ms = self.quota_day()
         with _pool_outage():
-            wait_ms = self._slot(keys=[keys.ACCOUNT_IDS, keys.ACCOUNT_PROMISED],
+            wait_ms = self._slot(keys=[redis_keys.ACCOUNT_IDS, redis_keys.ACCOUNT_PROMISED],
                                  args=[day, next_day_ms, self.window_ms, uuid.uuid4().hex,
-                                       PROMISE_GRACE_MS, keys.ACCOUNT_PREFIX])
+                                       PROMISE_GRACE_MS, redis_keys.ACCOUNT_PREFIX])
         return None if int(wait_ms) < 0 else int(wait_ms) / 1000
 
     def next_free_in(self) -> float | None:
@@ -317,8 +309,8 @@ class AccountPool:
         set — a hint, re-checked by `acquire`; None when the pool has no key at all."""
         with _pool_outage():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.zrange(keys.ACCOUNT_READY, 0, 0, withscores=True)
-            pipe.scard(keys.ACCOUNT_IDS)
+            pipe.zrange(redis_keys.ACCOUNT_READY, 0, 0, withscores=True)
+            pipe.scard(redis_keys.ACCOUNT_IDS)
             pipe.time()
             first, count, (seconds, micros) = pipe.execute()
         if not count:
@@ -333,8 +325,9 @@ class AccountPool:
         False: Gemini announced a cooldown for the key since the lease was granted — the
         request must not be sent (release the lease and take another key)."""
         with _pool_outage():
-            answer = self._stamp(keys=[keys.account_window(lease.key_id), keys.ACCOUNT_READY,
-                                       keys.account_info(lease.key_id)],
+            answer = self._stamp(keys=[redis_keys.account_window(lease.key_id),
+                                       redis_keys.ACCOUNT_READY,
+                                       redis_keys.account_info(lease.key_id)],
                                  args=[lease.member, self.window_ms, lease.key_id])
         return int(answer) != 2
 
@@ -342,28 +335,28 @@ class AccountPool:
         """Correct the lease's window entry with the input tokens Gemini really counted
         (`usageMetadata.promptTokenCount`), so the token window is what Gemini sees."""
         with _pool_outage():
-            self._retoken(keys=[keys.account_window(lease.key_id)],
+            self._retoken(keys=[redis_keys.account_window(lease.key_id)],
                           args=[lease.member, max(0, int(tokens))])
 
     def record_usage(self, lease: Lease, input_tokens: int, output_tokens: int,
                      cost_usd: float) -> None:
         """Add one answered request's tokens and estimated cost to the key's day."""
-        name = keys.account_usage(lease.key_id)
+        name = redis_keys.account_usage(lease.key_id)
         with _pool_outage():
             pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(name, f"{lease.day}:input", int(input_tokens))
             pipe.hincrby(name, f"{lease.day}:output", int(output_tokens))
             pipe.hincrby(name, f"{lease.day}:cost_micro", round(cost_usd * 1_000_000))
-            pipe.expire(name, keys.HISTORY_TTL_S)  # the key's history (issue 25)
+            pipe.expire(name, redis_keys.HISTORY_TTL_S)  # the key's history (issue 25)
             pipe.execute()
 
     def release(self, lease: Lease) -> None:
         """Refund a request that was never sent (it does not count against the quotas)."""
         seconds, micros = self.redis.time()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(keys.account_window(lease.key_id), lease.member)
-        pipe.hincrby(keys.account_daily(lease.key_id), lease.day, -1)
-        pipe.zadd(keys.ACCOUNT_READY, {lease.key_id: seconds * 1_000_000 + micros}, lt=True)
+        pipe.zrem(redis_keys.account_window(lease.key_id), lease.member)
+        pipe.hincrby(redis_keys.account_daily(lease.key_id), lease.day, -1)
+        pipe.zadd(redis_keys.ACCOUNT_READY, {lease.key_id: seconds * 1_000_000 + micros}, lt=True)
         pipe.execute()
 
     def report(self, key_id: str, outcome: Outcome, member: str = "") -> None:
@@ -377,16 +370,17 @@ class AccountPool:
             self.record_send_latency(late / 1000)
         with _pool_outage():
             self._report(
-                keys=[keys.account_info(key_id), keys.account_window(key_id),
-                      keys.ACCOUNT_READY, keys.ACCOUNT_WAIT_REASON,
-                      keys.account_limit_changes(key_id),
+                keys=[redis_keys.account_info(key_id), redis_keys.account_window(key_id),
+                      redis_keys.ACCOUNT_READY, redis_keys.ACCOUNT_WAIT_REASON,
+                      redis_keys.account_limit_changes(key_id),
                       # history (issue 25): the key's day and the pool's minute
-                      keys.account_usage(key_id), keys.pool_minute(int(time.time() // 60))],
+                      redis_keys.account_usage(key_id),
+                      redis_keys.pool_minute(int(time.time() // 60))],
                 args=[outcome.kind, delay_ms, next_day_ms, redact(outcome.reason)[:500],
                       FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id, self.window_ms,
                       LEARNED_LIMIT_MS, member, BOUNDARY_SLACK_MS, PROBE_QUIET_MS,
                       BOUNDARY_COOL_MS, LIMIT_CHANGES_KEPT,
-                      day, keys.HISTORY_TTL_S, keys.POOL_MINUTE_TTL_S],
+                      day, redis_keys.HISTORY_TTL_S, redis_keys.POOL_MINUTE_TTL_S],
             )
 
     # --- administration --------------------------------------------------------------
@@ -394,7 +388,7 @@ class AccountPool:
     def set_enabled(self, key_id: str, enabled: bool) -> bool:
         """An operator brings a key back (status active, failures and cooldown cleared) or
         takes it out; False when the pool has no such key."""
-        info = keys.account_info(key_id)
+        info = redis_keys.account_info(key_id)
         with _pool_outage():
             if not self.redis.exists(info):
                 return False
@@ -403,11 +397,11 @@ class AccountPool:
                 pipe.hset(info, mapping={"status": "active", "consecutive_failures": 0,
                                          "cooldown_until": 0, "announced_until": 0,
                                          "disabled_reason": ""})
-                pipe.zadd(keys.ACCOUNT_READY, {key_id: 0})
+                pipe.zadd(redis_keys.ACCOUNT_READY, {key_id: 0})
             else:
                 pipe.hset(info, mapping={"status": "disabled",
                                          "disabled_reason": "disabled by an operator"})
-                pipe.zrem(keys.ACCOUNT_READY, key_id)
+                pipe.zrem(redis_keys.ACCOUNT_READY, key_id)
             pipe.execute()
         log.info("account %s %s by an operator", key_id, "enabled" if enabled else "disabled",
                  extra={"key_id": key_id})
@@ -420,15 +414,15 @@ class AccountPool:
         day, _ = self.quota_day()
         seconds, micros = self.redis.time()
         now_ms = seconds * 1000 + micros // 1000
-        ids = sorted(self.redis.smembers(keys.ACCOUNT_IDS))
+        ids = sorted(self.redis.smembers(redis_keys.ACCOUNT_IDS))
         pipe = self.redis.pipeline(transaction=False)
         for key_id in ids:
-            pipe.hgetall(keys.account_info(key_id))
-            pipe.hget(keys.account_daily(key_id), day)
-            pipe.zrangebyscore(keys.account_window(key_id), now_ms - self.window_ms, "+inf")
-            pipe.hmget(keys.account_usage(key_id), f"{day}:input", f"{day}:output",
+            pipe.hgetall(redis_keys.account_info(key_id))
+            pipe.hget(redis_keys.account_daily(key_id), day)
+            pipe.zrangebyscore(redis_keys.account_window(key_id), now_ms - self.window_ms, "+inf")
+            pipe.hmget(redis_keys.account_usage(key_id), f"{day}:input", f"{day}:output",
                        f"{day}:cost_micro")
-            pipe.lrange(keys.account_limit_changes(key_id), 0, LIMIT_CHANGES_KEPT - 1)
+            pipe.lrange(redis_keys.account_limit_changes(key_id), 0, LIMIT_CHANGES_KEPT - 1)
         rows = pipe.execute()
         accounts, left_today, left_minute = [], 0, 0
         for index, key_id in enumerate(ids):

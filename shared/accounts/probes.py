@@ -22,9 +22,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.checks import UNREACHABLE, VALID, KeyChecker
 from shared.accounts.pool import AccountPool
+from shared.lua import read_script
 from shared.redact import redact
 
 log = logging.getLogger("vision_to_tag.probes")
@@ -36,24 +37,6 @@ PARALLEL = 8
 PROBES_KEPT = 100
 """Probe outcomes kept per key (the `probes` list of its history)."""
 
-_APPLY = """
--- KEYS[1] info hash, KEYS[2] ready zset; ARGV[1] the reason the probe was made for,
--- ARGV[2] enable | keep | reason, ARGV[3] new reason, ARGV[4] now ms, ARGV[5] key id.
--- Nothing happens when the key changed meanwhile (an operator disabled or enabled it).
-if redis.call('HGET', KEYS[1], 'status') ~= 'disabled'
-   or (redis.call('HGET', KEYS[1], 'disabled_reason') or '') ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'last_probe_at', ARGV[4])
-if ARGV[2] == 'enable' then
-  redis.call('HSET', KEYS[1], 'status', 'active', 'consecutive_failures', 0,
-             'cooldown_until', 0, 'announced_until', 0, 'disabled_reason', '')
-  redis.call('ZADD', KEYS[2], 0, ARGV[5])
-elseif ARGV[2] == 'reason' then
-  redis.call('HSET', KEYS[1], 'disabled_reason', ARGV[3], 'last_error', ARGV[3])
-end
-return 1
-"""
 
 
 def heal_class(reason: str) -> str:
@@ -83,14 +66,14 @@ class KeyProber:
         self.redis = pool.redis
         self.checker = checker
         self.lock_s = lock_s
-        self._apply = self.redis.register_script(_APPLY)
+        self._apply = self.redis.register_script(read_script(__file__, "probe_apply.lua"))
 
     def due(self, now_ms: int) -> list[tuple[str, str, str]]:
         """(key id, api key, reason) of the disabled keys a probe should look at now."""
-        ids = sorted(self.redis.smembers(keys.ACCOUNT_IDS))
+        ids = sorted(self.redis.smembers(redis_keys.ACCOUNT_IDS))
         pipe = self.redis.pipeline(transaction=False)
         for key_id in ids:
-            pipe.hmget(keys.account_info(key_id), "status", "disabled_reason", "api_key",
+            pipe.hmget(redis_keys.account_info(key_id), "status", "disabled_reason", "api_key",
                        "last_probe_at")
         found = []
         for key_id, (status, reason, api_key, last) in zip(ids, pipe.execute(), strict=True):
@@ -106,7 +89,7 @@ class KeyProber:
 
     def run(self) -> ProbeRun:
         """Probe every due key once, unless another process is probing right now."""
-        lock = self.redis.lock(keys.ACCOUNT_PROBE_LOCK, timeout=self.lock_s, blocking=False)
+        lock = self.redis.lock(redis_keys.ACCOUNT_PROBE_LOCK, timeout=self.lock_s, blocking=False)
         if not lock.acquire():
             return ProbeRun(ran=False, skipped="another process is probing the keys")
         try:
@@ -130,7 +113,8 @@ class KeyProber:
             action, new_reason = "keep", ""
         else:  # Google answered: its answer is the key's reason now
             action, new_reason = "reason", check.disabled_reason
-        applied = bool(int(self._apply(keys=[keys.account_info(key_id), keys.ACCOUNT_READY],
+        applied = bool(int(self._apply(keys=[redis_keys.account_info(key_id),
+                                             redis_keys.ACCOUNT_READY],
                                        args=[reason, action, new_reason, now_ms, key_id])))
         enabled = applied and action == "enable"
         outcome = {"at": now_ms, "key_id": key_id, "verdict": check.verdict,
@@ -138,14 +122,14 @@ class KeyProber:
                    "was": redact(reason)[:300]}
         day, _ = self.pool.quota_day()
         pipe = self.redis.pipeline(transaction=False)
-        usage = keys.account_usage(key_id)
+        usage = redis_keys.account_usage(key_id)
         pipe.hincrby(usage, f"{day}:probes", 1)
         if check.verdict == VALID:
             pipe.hincrby(usage, f"{day}:probes_ok", 1)
-        pipe.expire(usage, keys.HISTORY_TTL_S)
-        pipe.lpush(keys.account_probes(key_id), json.dumps(outcome))
-        pipe.ltrim(keys.account_probes(key_id), 0, PROBES_KEPT - 1)
-        pipe.expire(keys.account_probes(key_id), keys.HISTORY_TTL_S)
+        pipe.expire(usage, redis_keys.HISTORY_TTL_S)
+        pipe.lpush(redis_keys.account_probes(key_id), json.dumps(outcome))
+        pipe.ltrim(redis_keys.account_probes(key_id), 0, PROBES_KEPT - 1)
+        pipe.expire(redis_keys.account_probes(key_id), redis_keys.HISTORY_TTL_S)
         pipe.execute()
         log.info("probe of disabled key %s: %s%s", key_id, check.verdict,
                  " - enabled again" if enabled else "", extra={"key_id": key_id})

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from google.genai import errors, types
 from redis.exceptions import LockError, RedisError
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.pool import Lease
 from shared.errors import PermanentError, ServiceUnavailable, TransientError
 from shared.pipeline import batch_wait
@@ -89,7 +89,7 @@ def collect(services: Services) -> dict[str, int]:
     tagger = services.tagger
     if not isinstance(tagger, GeminiTagger):
         return {}
-    lock = services.redis.lock(keys.BATCH_COLLECTOR_LOCK, timeout=600, blocking=False)
+    lock = services.redis.lock(redis_keys.BATCH_COLLECTOR_LOCK, timeout=600, blocking=False)
     with redis_outage():
         if not lock.acquire():
             return {}

@@ -20,7 +20,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from shared import keys
+from shared import redis_keys
 from shared.pipeline.callbacks import post_signed
 from shared.redact import redact
 from shared.services import Services
@@ -65,14 +65,14 @@ def run_alerts(services: Services, stats: dict, capacity: dict[str, int]) -> dic
     if not settings.POOL_ALERT_URL:
         return {"configured": False}
     client = services.pool.redis
-    lock = client.lock(keys.POOL_ALERT_LOCK, timeout=ALERT_LOCK_S, blocking=False)
+    lock = client.lock(redis_keys.POOL_ALERT_LOCK, timeout=ALERT_LOCK_S, blocking=False)
     if not lock.acquire():
         return {"configured": True, "skipped": "another process is sending alerts"}
     try:
         now = time.time()
         current = conditions(stats, capacity, settings.POOL_ALERT_BELOW)
         told = {name: json.loads(value) for name, value in
-                client.hgetall(keys.POOL_ALERT_STATE).items()}
+                client.hgetall(redis_keys.POOL_ALERT_STATE).items()}
         sent, failed = [], []
         for name, info in current.items():
             state = told.get(name)
@@ -81,28 +81,28 @@ def run_alerts(services: Services, stats: dict, capacity: dict[str, int]) -> dic
             due = (state is None or not state["delivered"]
                    or now - state["sent_at"] >= settings.POOL_ALERT_REPEAT_S)
             if not due:
-                client.hset(keys.POOL_ALERT_STATE, name, json.dumps(state))
+                client.hset(redis_keys.POOL_ALERT_STATE, name, json.dumps(state))
                 continue
             repeat = state is not None and state["delivered"]
             ok = _send(services, name, "alert", info, capacity, stats, repeat)
             (sent if ok else failed).append(name)
             since = state["since"] if state else now
-            client.hset(keys.POOL_ALERT_STATE, name, json.dumps({
+            client.hset(redis_keys.POOL_ALERT_STATE, name, json.dumps({
                 "since": since, "sent_at": now if ok else (state or {}).get("sent_at", 0),
                 "delivered": ok, "cleared": False}))
         for name, state in told.items():
             if name in current:
                 continue
             if not state["delivered"] and not state.get("cleared"):
-                client.hdel(keys.POOL_ALERT_STATE, name)  # never told: nothing to take back
+                client.hdel(redis_keys.POOL_ALERT_STATE, name)  # never told: nothing to take back
                 continue
             ok = _send(services, name, "recovered", {"message": f"{name} is over"},
                        capacity, stats, False)
             (sent if ok else failed).append(f"{name} recovered")
             if ok:
-                client.hdel(keys.POOL_ALERT_STATE, name)
+                client.hdel(redis_keys.POOL_ALERT_STATE, name)
             else:
-                client.hset(keys.POOL_ALERT_STATE, name,
+                client.hset(redis_keys.POOL_ALERT_STATE, name,
                             json.dumps({**state, "cleared": True, "delivered": True}))
         return {"configured": True, "active": sorted(current), "sent": sent, "failed": failed}
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts import history
 from shared.accounts.checks import KeyChecker
 from shared.accounts.probes import KeyProber
@@ -22,7 +22,7 @@ log = logging.getLogger("vision_to_tag.pool_jobs")
 def watch_pool(services: Services) -> dict[str, object]:
     """Record this minute's capacity and send the alerts that are due."""
     pool = services.pool
-    if not pool.redis.scard(keys.ACCOUNT_IDS):
+    if not pool.redis.scard(redis_keys.ACCOUNT_IDS):
         return {"keys": 0}
     stats = pool.stats()
     capacity = history.usable_capacity(stats)
@@ -44,7 +44,7 @@ def checker_for(services: Services) -> KeyChecker:
 def keys_job(services: Services, checker: KeyChecker | None = None) -> dict[str, object]:
     """Probe the disabled keys that can heal, prune old history, then watch the pool."""
     pool = services.pool
-    if not pool.redis.scard(keys.ACCOUNT_IDS):
+    if not pool.redis.scard(redis_keys.ACCOUNT_IDS):
         return {"keys": 0}
     probes = KeyProber(pool, checker or checker_for(services)).run()
     pruned = history.prune(pool)

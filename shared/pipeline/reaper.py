@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from shared.pipeline.callbacks import notify_batch
 from shared.pipeline.runner import after_failure
 from shared.queue.base import TaskQueue, new_generation
-from shared.search import TagIndex
+from shared.search.index import TagIndex
 from shared.tasks.db import utcnow
 from shared.tasks.followups import Followups
 from shared.tasks.models import Task, out_of_attempts

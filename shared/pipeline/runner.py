@@ -22,7 +22,7 @@ from pathlib import Path
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
-from shared import keys
+from shared import redis_keys
 from shared.backoff import exponential_backoff
 from shared.errors import (
     SERVICE_RETRY_S,
@@ -67,7 +67,7 @@ def handle_delivery(task_id: str, services: Services,
     settings = services.settings
     # not thread-local: the heartbeat thread renews the lock this thread took
     lock = services.redis.lock(
-        keys.task_lock(task_id), timeout=settings.TASK_TIMEOUT_S, blocking=False,
+        redis_keys.task_lock(task_id), timeout=settings.TASK_TIMEOUT_S, blocking=False,
         thread_local=False,
     )
     try:
@@ -97,7 +97,7 @@ def _busy(left_s: float) -> WorkerReply:
 
 def _lock_left_s(services: Services, task_id: str) -> float:
     try:
-        return max(0, services.redis.pttl(keys.task_lock(task_id))) / 1000
+        return max(0, services.redis.pttl(redis_keys.task_lock(task_id))) / 1000
     except RedisError:
         return SERVICE_RETRY_S
 

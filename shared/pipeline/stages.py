@@ -18,8 +18,7 @@ from shared.errors import PermanentError
 from shared.storage import Storage, frame_key, video_key
 from shared.tagging import moments, vocabulary
 from shared.tagging.base import Tagger, TagRequest
-from shared.tagging.local import technical_of
-from shared.tagging.result import FrameRef, TagResult, Usage
+from shared.tagging.result import FrameRef, TagResult, Usage, technical_of
 from shared.tasks.models import Task
 from shared.video.fetch import Downloaded, FetchLimits, download
 from shared.video.frames import FrameSet, extract_frames

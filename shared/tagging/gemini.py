@@ -23,7 +23,7 @@ from google import genai
 from google.genai import _common, errors, types
 from google.genai import batches as genai_batches
 
-from shared import keys
+from shared import redis_keys
 from shared.accounts.pool import AccountPool, Lease, Outcome
 from shared.config import Settings
 from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
@@ -31,7 +31,6 @@ from shared.redact import redact
 from shared.tagging import taxonomy, vocabulary, windows
 from shared.tagging.base import TagRequest
 from shared.tagging.health import GeminiHealth, shown
-from shared.tagging.local import technical_of
 from shared.tagging.prompting import (
     MAX_KEY_MOMENTS,
     ModelOutputError,
@@ -50,6 +49,7 @@ from shared.tagging.result import (
     Usage,
     added,
     flatten_tags,
+    technical_of,
 )
 from shared.video.audio import extract_audio
 
@@ -428,11 +428,11 @@ class GeminiTagger:
         if isinstance(lease, Lease):
             self.pool.release(lease)
             return lease
-        ready = self.pool.redis.zrange(keys.ACCOUNT_READY, 0, 0)
+        ready = self.pool.redis.zrange(redis_keys.ACCOUNT_READY, 0, 0)
         if not ready:
             raise WaitForKey(f"no Gemini key usable: {lease.reason}", retry_after_s=60)
         key_id = ready[0].decode() if isinstance(ready[0], bytes) else ready[0]
-        api_key = self.pool.redis.hget(keys.account_info(key_id), "api_key")
+        api_key = self.pool.redis.hget(redis_keys.account_info(key_id), "api_key")
         if not api_key:
             raise WaitForKey("no Gemini key usable: the pool is being rebuilt",
                              retry_after_s=5)
@@ -457,7 +457,7 @@ class GeminiTagger:
     def batch_client(self, key_id: str, endpoint: str) -> genai.Client:
         """A client bound to one pooled key (batch jobs and their files belong to the key's
         project); TransientError when the key is no longer in the pool."""
-        api_key = self.pool.redis.hget(keys.account_info(key_id), "api_key")
+        api_key = self.pool.redis.hget(redis_keys.account_info(key_id), "api_key")
         if not api_key:
             raise TransientError(f"Gemini key {key_id} is no longer in the pool",
                                  error_code="gemini_key_gone")

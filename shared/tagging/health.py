@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.backoff import exponential_backoff
 
 MODEL_BACKOFF_S = (5.0, 300.0)
@@ -71,33 +71,36 @@ class GeminiHealth:
     # --- models ------------------------------------------------------------------------
 
     def model_gate(self, model: str) -> Gate:
-        return self._gate(keys.gemini_model(model), keys.gemini_probe(model))
+        return self._gate(redis_keys.gemini_model(model), redis_keys.gemini_probe(model))
 
     def model_overloaded(self, model: str) -> float:
         """Note an overload answer; returns the back-off now in force (s)."""
-        return self._fail(keys.gemini_model(model), keys.gemini_probe(model),
+        return self._fail(redis_keys.gemini_model(model), redis_keys.gemini_probe(model),
                           self.model_backoff_s,
                           {"model": model, "reason": "overloaded"})
 
     def model_ok(self, model: str) -> None:
-        self.redis.delete(keys.gemini_model(model), keys.gemini_probe(model))
+        self.redis.delete(redis_keys.gemini_model(model), redis_keys.gemini_probe(model))
 
     # --- endpoints ---------------------------------------------------------------------
 
     def endpoint_gate(self, url: str) -> Gate:
         ident = endpoint_id(url)
-        return self._gate(keys.gemini_endpoint(ident), keys.gemini_endpoint_probe(ident))
+        return self._gate(redis_keys.gemini_endpoint(ident),
+                          redis_keys.gemini_endpoint_probe(ident))
 
     def endpoint_failed(self, url: str, reason: str) -> float:
         """`reason`: region | unreachable."""
         ident = endpoint_id(url)
-        self.redis.sadd(keys.GEMINI_ENDPOINTS, ident)
-        return self._fail(keys.gemini_endpoint(ident), keys.gemini_endpoint_probe(ident),
+        self.redis.sadd(redis_keys.GEMINI_ENDPOINTS, ident)
+        return self._fail(redis_keys.gemini_endpoint(ident),
+                          redis_keys.gemini_endpoint_probe(ident),
                           self.endpoint_backoff_s, {"endpoint": shown(url), "reason": reason})
 
     def endpoint_ok(self, url: str) -> None:
         ident = endpoint_id(url)
-        self.redis.delete(keys.gemini_endpoint(ident), keys.gemini_endpoint_probe(ident))
+        self.redis.delete(redis_keys.gemini_endpoint(ident),
+                          redis_keys.gemini_endpoint_probe(ident))
 
     # --- what operators see --------------------------------------------------------------
 
@@ -106,11 +109,11 @@ class GeminiHealth:
         now = self.clock()
         report: dict[str, object] = {"models": {}, "endpoints": []}
         for model in models:
-            state = self.redis.hgetall(keys.gemini_model(model))
+            state = self.redis.hgetall(redis_keys.gemini_model(model))
             report["models"][model] = _describe(state, now, "the model is overloaded "
                                                 "(503 UNAVAILABLE / 504): tasks wait")
         for url in endpoints:
-            state = self.redis.hgetall(keys.gemini_endpoint(endpoint_id(url)))
+            state = self.redis.hgetall(redis_keys.gemini_endpoint(endpoint_id(url)))
             advice = REGION_ADVICE if state.get("reason") == "region" else UNREACHABLE_ADVICE
             report["endpoints"].append({"endpoint": shown(url),
                                         **_describe(state, now, advice)})

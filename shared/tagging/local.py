@@ -15,9 +15,9 @@ from shared.tagging.result import (
     KeyMoment,
     Tag,
     TagResult,
-    Technical,
     Usage,
     flatten_tags,
+    technical_of,
 )
 from shared.tagging.visual import COLOUR_NAMES, VisualStats, visual_stats
 from shared.video.probe import MediaInfo
@@ -53,24 +53,6 @@ LABELS = {
         "summary_cues": ", mentions {cues}", "cue_join": ", ", "comma": ", ",
     },
 }
-
-
-def technical_of(media: MediaInfo) -> Technical:
-    """The `technical` block, computed locally whatever the tagger."""
-    return Technical(
-        duration_s=media.duration_s,
-        width=media.width,
-        height=media.height,
-        fps=media.fps,
-        orientation=media.orientation,
-        has_audio=media.has_audio,
-        has_video=media.has_video,
-        container=media.container,
-        video_codec=media.video_codec,
-        audio_codec=media.audio_codec,
-        rotation=media.rotation,
-        bitrate_kbps=media.bitrate_kbps,
-    )
 
 
 def resolution_class(media: MediaInfo) -> str | None:

@@ -3,9 +3,12 @@ answered as `result`."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, field_validator
+
+if TYPE_CHECKING:
+    from shared.video.probe import MediaInfo
 
 Dimension = Literal["vision", "audio", "content", "business"]
 ALL_DIMENSIONS: tuple[Dimension, ...] = ("vision", "audio", "content", "business")
@@ -140,3 +143,21 @@ def flatten_tags(dimensions: dict[str, dict[str, list[Tag]]]) -> list[str]:
             for item in tags:
                 best[item.tag] = max(best.get(item.tag, 0.0), item.confidence)
     return sorted(best, key=lambda name: -best[name])
+
+
+def technical_of(media: MediaInfo) -> Technical:
+    """The `technical` block, computed locally whatever the tagger."""
+    return Technical(
+        duration_s=media.duration_s,
+        width=media.width,
+        height=media.height,
+        fps=media.fps,
+        orientation=media.orientation,
+        has_audio=media.has_audio,
+        has_video=media.has_video,
+        container=media.container,
+        video_codec=media.video_codec,
+        audio_codec=media.audio_codec,
+        rotation=media.rotation,
+        bitrate_kbps=media.bitrate_kbps,
+    )

@@ -9,11 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shared.app.stats import percentile
 from shared.services import Services
 from shared.tasks.db import connect, utcnow
 from shared.tasks.models import TaskStatus
 from shared.tasks.schema import video_tasks as t
-from shared.tasks.stats import percentile
 
 CHART_WINDOW = timedelta(hours=24)
 STEP = timedelta(minutes=1)

@@ -31,7 +31,7 @@ from shared.errors import (
 from shared.pipeline.runner import WorkerReply, handle_delivery
 from shared.queue.base import new_generation
 from shared.redis_conn import redis_outage
-from shared.search import SearchPage, SearchQuery
+from shared.search.query import SearchPage, SearchQuery
 from shared.services import Services
 from shared.tasks.batch_models import (
     Batch,

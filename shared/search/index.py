@@ -10,32 +10,16 @@ and facets use them as they are.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Any
 
-from elastic_transport import Urllib3HttpNode
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_errors
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-)
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, ServiceUnavailable
-from shared.tasks.models import (
-    DEFAULT_ENVS,
-    QueryFloat,
-    QueryInt,
-    Task,
-    check_platform,
-    envs_of,
-)
+from shared.search.query import SearchHit, SearchPage, SearchQuery
+from shared.tasks.models import DEFAULT_ENVS, Task
 
 log = logging.getLogger("vision_to_tag.search")
 
@@ -64,96 +48,6 @@ MAPPING = {
         "created_at": {"type": "date"},
     },
 }
-
-
-class PlainJsonNode(Urllib3HttpNode):
-    """Sends `application/json` (and `application/x-ndjson`) instead of the
-    `application/vnd.elasticsearch+json; compatible-with=N` that elasticsearch-py 8/9 send,
-    which OpenSearch-compatible servers refuse. Chosen by ES_COMPAT_HEADERS=false."""
-
-    _VENDOR = re.compile(r"application/vnd\.elasticsearch\+([\w-]+)(\s*;.*)?")
-
-    def perform_request(self, method, target, body=None, headers=None, **kwargs):
-        if headers:
-            headers = headers.copy()
-            for name in ("accept", "content-type"):
-                if name in headers:
-                    headers[name] = self._VENDOR.sub(r"application/\1", headers[name])
-        return super().perform_request(method, target, body=body, headers=headers, **kwargs)
-
-
-def build_search_client(url: str, compat_headers: bool = True,
-                        timeout_s: float = 10) -> Elasticsearch:
-    """A client whose every request is limited to `timeout_s` (ES_TIMEOUT_S), retried
-    once on a connection error but not after a timeout (a hanging node would double it)."""
-    options: dict[str, Any] = {"request_timeout": timeout_s, "max_retries": 1,
-                               "retry_on_timeout": False}
-    if not compat_headers:
-        options["node_class"] = PlainJsonNode
-    return Elasticsearch(url, **options)
-
-
-CommaList = Annotated[list[str], WithJsonSchema({"type": "string"})]
-"""A list given as one comma-separated query value: in the document a string, which is
-what is sent (an array there would read `tags=5` as a wrong type)."""
-
-
-class SearchQuery(BaseModel):
-    """Query string of GET /api/v1/search."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tags: CommaList = Field(default="", validate_default=True,
-                            description="all must match (comma-separated)")
-    any_tags: CommaList = Field(default="", validate_default=True,
-                                description="at least one must match (comma-separated)")
-    q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
-    platform: str | None = Field(default=None, description="one of PLATFORMS")
-    env: str | None = Field(default=None, description="one of ENVS (default: all)")
-    uid: str | None = Field(default=None, max_length=64)
-    min_duration: QueryFloat | None = Field(default=None, ge=0)
-    max_duration: QueryFloat | None = Field(default=None, ge=0)
-    limit: QueryInt = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=512)
-
-    @field_validator("platform")
-    @classmethod
-    def _known_platform(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return check_platform(value, info)
-
-    @field_validator("env")
-    @classmethod
-    def _known_env(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and value not in envs_of(info):
-            allowed = ", ".join(envs_of(info))
-            raise ValueError(f"unknown env {value[:64]!r} (allowed: {allowed})")
-        return value
-
-    @field_validator("tags", "any_tags", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-
-class SearchHit(BaseModel):
-    task_id: str
-    url: str
-    platform: str | None = None
-    env: str | None = None
-    uid: str | None = None
-    tags: list[str] = []
-    summary: str = ""
-    duration_s: float | None = None
-    created_at: str | None = None
-
-
-class SearchPage(BaseModel):
-    total: int
-    hits: list[SearchHit]
-    facets: dict[str, int]
-    next_cursor: str | None = None
 
 
 def document(task: Task) -> dict[str, Any]:

@@ -1,0 +1,154 @@
+"""The layering rule, checked over the import graph, and the figures issue 28 reports.
+
+`python -m scripts.architecture` prints modules and lines per package, the imports that
+climb back up a layer, and the functions over 50 lines. `tests/test_layers.py` holds the
+code to the rule: no import climbs.
+
+A layer may import from the layers below it, and a package from itself. Packages that
+share a layer do not import each other, except in the bottom layer (basics: small
+modules that build on one another, with no cycle).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("process entry", ("main",)),
+    ("entry points", ("functions", "scripts")),
+    ("composition root", ("shared.services",)),
+    ("application", ("shared.app",)),
+    ("processing", ("shared.pipeline",)),
+    ("delivery", ("shared.queue",)),
+    ("search", ("shared.search",)),
+    ("task records", ("shared.tasks",)),
+    ("understanding", ("shared.tagging",)),
+    ("resources", ("shared.accounts", "shared.video", "shared.storage")),
+    ("basics", ("shared",)),
+]
+"""Top to bottom. A module belongs to the longest package prefix named here."""
+
+BASICS = "basics"
+LONG_FUNCTION_LINES = 50
+
+
+@dataclass(frozen=True)
+class Arrow:
+    source: str
+    target: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line} imports {self.target}"
+
+
+def source_files(root: Path = ROOT) -> list[Path]:
+    files = [root / "main.py", *sorted((root / "shared").rglob("*.py")),
+             *sorted((root / "functions").rglob("*.py")), *sorted((root / "scripts").rglob("*.py"))]
+    return [f for f in files if f.exists() and "migrations" not in f.parts]
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def unit_of(module: str) -> str:
+    """The package a module belongs to: the longest prefix named in LAYERS."""
+    best = ""
+    for _, units in LAYERS:
+        for unit in units:
+            if (module == unit or module.startswith(unit + ".")) and len(unit) > len(best):
+                best = unit
+    return best or module
+
+
+def layer_of(module: str) -> int:
+    unit = unit_of(module)
+    for rank, (_, units) in enumerate(LAYERS):
+        if unit in units:
+            return rank
+    raise KeyError(f"{module} is in no layer: add its package to LAYERS")
+
+
+def imports(path: Path, module: str, known: set[str]) -> list[tuple[str, int]]:
+    """The project modules `path` imports, with the line, type-checking imports included."""
+    found = []
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module and name != "shared":
+                found.append((name, node.lineno))
+                break
+    return found
+
+
+def climbing(root: Path = ROOT) -> list[Arrow]:
+    """Imports that go up a layer, or sideways between packages of one layer."""
+    files = {module_name(f, root): f for f in source_files(root)}
+    known = set(files) | {"shared"}
+    arrows = []
+    for module, path in files.items():
+        for target, line in imports(path, module, known):
+            here, there = layer_of(module), layer_of(target)
+            sideways = (here == there and unit_of(module) != unit_of(target)
+                        and LAYERS[here][0] != BASICS)
+            if there < here or sideways:
+                arrows.append(Arrow(module, target, line))
+    return arrows
+
+
+def long_functions(root: Path = ROOT) -> tuple[int, list[str]]:
+    count, long = 0, []
+    for path in source_files(root):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                count += 1
+                lines = node.end_lineno - node.lineno + 1
+                if lines > LONG_FUNCTION_LINES:
+                    long.append(f"{module_name(path, root)}.{node.name} ({lines} lines)")
+    return count, long
+
+
+def report(root: Path = ROOT) -> str:
+    modules: Counter[str] = Counter()
+    lines: Counter[str] = Counter()
+    for path in source_files(root):
+        unit = unit_of(module_name(path, root))
+        modules[unit] += 1
+        lines[unit] += len(path.read_text().splitlines())
+    out = ["| layer | package | modules | lines |", "|---|---|---|---|"]
+    by_layer = defaultdict(list)
+    for unit in modules:
+        by_layer[layer_of(unit)].append(unit)
+    for rank in sorted(by_layer):
+        for unit in sorted(by_layer[rank]):
+            out.append(f"| {LAYERS[rank][0]} | {unit} | {modules[unit]} | {lines[unit]} |")
+    arrows = climbing(root)
+    total, long = long_functions(root)
+    out += ["", f"imports that climb back up: {len(arrows)}", *(f"  {a}" for a in arrows),
+            f"functions: {total}, over {LONG_FUNCTION_LINES} lines: {len(long)}"
+            f" ({100 * len(long) / max(total, 1):.1f}%)", *(f"  {f}" for f in long)]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(report(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT))

@@ -1,0 +1,83 @@
+"""What GET /v1/search takes and answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from shared.tasks.models import (
+    QueryFloat,
+    QueryInt,
+    check_platform,
+    envs_of,
+)
+
+CommaList = Annotated[list[str], WithJsonSchema({"type": "string"})]
+"""A list given as one comma-separated query value: in the document a string, which is
+what is sent (an array there would read `tags=5` as a wrong type)."""
+
+
+class SearchQuery(BaseModel):
+    """Query string of GET /api/v1/search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tags: CommaList = Field(default="", validate_default=True,
+                            description="all must match (comma-separated)")
+    any_tags: CommaList = Field(default="", validate_default=True,
+                                description="at least one must match (comma-separated)")
+    q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
+    platform: str | None = Field(default=None, description="one of PLATFORMS")
+    env: str | None = Field(default=None, description="one of ENVS (default: all)")
+    uid: str | None = Field(default=None, max_length=64)
+    min_duration: QueryFloat | None = Field(default=None, ge=0)
+    max_duration: QueryFloat | None = Field(default=None, ge=0)
+    limit: QueryInt = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512)
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_platform(value, info)
+
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value not in envs_of(info):
+            allowed = ", ".join(envs_of(info))
+            raise ValueError(f"unknown env {value[:64]!r} (allowed: {allowed})")
+        return value
+
+    @field_validator("tags", "any_tags", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+class SearchHit(BaseModel):
+    task_id: str
+    url: str
+    platform: str | None = None
+    env: str | None = None
+    uid: str | None = None
+    tags: list[str] = []
+    summary: str = ""
+    duration_s: float | None = None
+    created_at: str | None = None
+
+
+class SearchPage(BaseModel):
+    total: int
+    hits: list[SearchHit]
+    facets: dict[str, int]
+    next_cursor: str | None = None
