@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from shared.errors import (
     SERVICE_RETRY_S,
     Conflict,
+    ErrorCode,
     InvalidInput,
     NotConfigured,
     NotFound,
@@ -39,6 +40,29 @@ REJECTION_STATUS: dict[type[Rejected], int] = {
     InvalidInput: 400, NotFound: 404, Conflict: 409, NotConfigured: 501,
 }
 """The HTTP status of each kind of refusal from shared/."""
+
+
+E = ErrorCode
+ERROR_STATUS: dict[ErrorCode, int] = {
+    E.URL_FORBIDDEN: 400, E.DOWNLOAD_FAILED: 400, E.VIDEO_TOO_LARGE: 413,
+    E.VIDEO_TOO_LONG: 413, E.REQUEST_TOO_LARGE: 413, E.UNSUPPORTED_FORMAT: 415,
+    E.VIDEO_UNREADABLE: 422, E.NO_VIDEO_STREAM: 422, E.BLOCKED_BY_SAFETY: 422,
+    E.GEMINI_FILE_FAILED: 422, E.NO_KEY_AVAILABLE: 429, E.GEMINI_BAD_REQUEST: 502,
+    E.INVALID_MODEL_OUTPUT: 502, E.DOWNLOAD_TIMEOUT: 504,
+    # the service could not do it now; the task waits or was handed to the queue
+    E.GEMINI_UNAVAILABLE: 503, E.GEMINI_FILE_TIMEOUT: 503, E.GEMINI_KEY_GONE: 503,
+    E.GEMINI_OVERLOADED: 503, E.GEMINI_REGION_REFUSED: 503, E.DOWNLOAD_UNAVAILABLE: 503,
+    E.REDIS_UNAVAILABLE: 503, E.SERVICE_UNAVAILABLE: 503, E.INTERNAL_ERROR: 503,
+    E.ATTEMPTS_EXHAUSTED: 503, E.WORKER_LOST: 503, E.DELIVERY_FAILED: 503,
+    E.LEASE_LOST: 503, E.HANDED_OFF: 503, E.PERMANENT_ERROR: 503, E.TRANSIENT_ERROR: 503,
+    # Gemini Batch mode only: the synchronous API never runs in it
+    E.GEMINI_BATCH_ITEM_FAILED: 503, E.GEMINI_QUOTA: 503, E.BATCH_WAIT_EXCEEDED: 503,
+    E.BATCH_FALLBACK: 503,
+}
+"""The synchronous API's HTTP status for a task that ended (or waits) with this
+error_code: never 500 — the service did not crash, the task could not be done. Every
+code has one (tests/test_layers.py)."""
+del E
 
 
 def rejection_reply(error: Rejected) -> flask.Response:

@@ -9,14 +9,61 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every `error_code` a task can fail or wait with (README, "Error codes"): stored on
+    the row, sent in callbacks, answered by the API. `functions/http.py` gives each one
+    its HTTP status for the synchronous API (shared/ knows no HTTP)."""
+
+    # the video
+    URL_FORBIDDEN = "url_forbidden"
+    DOWNLOAD_FAILED = "download_failed"
+    DOWNLOAD_UNAVAILABLE = "download_unavailable"
+    DOWNLOAD_TIMEOUT = "download_timeout"
+    VIDEO_TOO_LARGE = "video_too_large"
+    VIDEO_TOO_LONG = "video_too_long"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    VIDEO_UNREADABLE = "video_unreadable"
+    NO_VIDEO_STREAM = "no_video_stream"
+    # Gemini and the key pool
+    BLOCKED_BY_SAFETY = "blocked_by_safety"
+    REQUEST_TOO_LARGE = "request_too_large"
+    GEMINI_BAD_REQUEST = "gemini_bad_request"
+    GEMINI_FILE_FAILED = "gemini_file_failed"
+    GEMINI_FILE_TIMEOUT = "gemini_file_timeout"
+    GEMINI_UNAVAILABLE = "gemini_unavailable"
+    GEMINI_KEY_GONE = "gemini_key_gone"
+    INVALID_MODEL_OUTPUT = "invalid_model_output"
+    NO_KEY_AVAILABLE = "no_key_available"
+    GEMINI_OVERLOADED = "gemini_overloaded"
+    GEMINI_REGION_REFUSED = "gemini_region_refused"
+    REDIS_UNAVAILABLE = "redis_unavailable"
+    # Gemini Batch mode
+    GEMINI_BATCH_ITEM_FAILED = "gemini_batch_item_failed"
+    GEMINI_QUOTA = "gemini_quota"
+    BATCH_WAIT_EXCEEDED = "batch_wait_exceeded"
+    BATCH_FALLBACK = "batch_fallback"
+    # the task's delivery and lease
+    WORKER_LOST = "worker_lost"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    DELIVERY_FAILED = "delivery_failed"
+    LEASE_LOST = "lease_lost"
+    HANDED_OFF = "handed_off"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    # the defaults of the error classes below
+    INTERNAL_ERROR = "internal_error"
+    PERMANENT_ERROR = "permanent_error"
+    TRANSIENT_ERROR = "transient_error"
 
 
 class TaskError(Exception):
     """A stage failure with a stable `error_code` and a human-readable message."""
 
-    error_code = "internal_error"
+    error_code = ErrorCode.INTERNAL_ERROR
 
-    def __init__(self, message: str, *, error_code: str | None = None) -> None:
+    def __init__(self, message: str, *, error_code: ErrorCode | None = None) -> None:
         super().__init__(message)
         self.message = message
         if error_code:
@@ -26,16 +73,17 @@ class TaskError(Exception):
 class PermanentError(TaskError):
     """Retrying will not help: the task fails now."""
 
-    error_code = "permanent_error"
+    error_code = ErrorCode.PERMANENT_ERROR
 
 
 class TransientError(TaskError):
     """Retrying may help; `retry_after_s` is a hint for the queue (None: use backoff)."""
 
-    error_code = "transient_error"
+    error_code = ErrorCode.TRANSIENT_ERROR
 
     def __init__(
-        self, message: str, *, error_code: str | None = None, retry_after_s: float | None = None
+        self, message: str, *, error_code: ErrorCode | None = None,
+        retry_after_s: float | None = None
     ) -> None:
         super().__init__(message, error_code=error_code)
         self.retry_after_s = retry_after_s
@@ -50,19 +98,19 @@ class Wait(TransientError):
 class WaitForKey(Wait):
     """No Gemini key is free."""
 
-    error_code = "no_key_available"
+    error_code = ErrorCode.NO_KEY_AVAILABLE
 
 
 class WaitForModel(Wait):
     """The model (and every fallback) is overloaded: a shared back-off is running."""
 
-    error_code = "gemini_overloaded"
+    error_code = ErrorCode.GEMINI_OVERLOADED
 
 
 class WaitForRoute(Wait):
     """Every Gemini endpoint is refused (region) or unreachable."""
 
-    error_code = "gemini_region_refused"
+    error_code = ErrorCode.GEMINI_REGION_REFUSED
 
 
 class ServiceUnavailable(Exception):

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import redis
 
 from shared import redis_keys
-from shared.errors import PermanentError, TransientError
+from shared.errors import ErrorCode, PermanentError, TransientError
 from shared.lua import read_script
 from shared.redact import mask_key, redact
 from shared.redis_conn import REDIS_DOWN
@@ -137,13 +137,13 @@ class RequestTooLarge(PermanentError):
     """The request's estimated input tokens exceed every usable key's whole tokens-per-
     minute limit: it can never be sent, so the task fails at once instead of waiting."""
 
-    error_code = "request_too_large"
+    error_code = ErrorCode.REQUEST_TOO_LARGE
 
 
 class PoolUnavailable(TransientError):
     """Redis could not be reached: the task goes back to the queue, nothing is lost."""
 
-    error_code = "redis_unavailable"
+    error_code = ErrorCode.REDIS_UNAVAILABLE
 
 
 @contextlib.contextmanager
@@ -281,7 +281,7 @@ class AccountPool:
             raise RequestTooLarge(
                 f"the request (about {tokens} input tokens) is larger than every key's "
                 "tokens-per-minute limit (tpm_limit): use a lower media resolution or a "
-                "shorter video", error_code="request_too_large")
+                "shorter video", error_code=ErrorCode.REQUEST_TOO_LARGE)
         if verdict == "importing":
             return NoKeyAvailable(IMPORT_WAIT_S, "accounts are being imported")
         if verdict == "ok":

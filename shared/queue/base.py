@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -39,6 +40,26 @@ class TaskQueue(Protocol):
         """Whether a delivery of the task is still in the queue (None: cannot tell)."""
 
 
-def new_generation(kind: str) -> str:
+class Redelivery(StrEnum):
+    """Why a task is queued again: the first letter of its delivery's name, so a queue
+    entry says who planned it."""
+
+    SYNC_HANDOFF = "s"
+    """The synchronous API's timeout handed the task to the queue."""
+    RETRY_ROUTE = "r"
+    """POST /api/v1/task/{id}/retry."""
+    TRANSIENT = "t"
+    """A transient error's planned retry."""
+    KEY_WAIT = "w"
+    """Waiting for a Gemini key slot (or another shared wait)."""
+    LEASE_EXPIRED = "l"
+    """The reconciler re-queued a task whose worker was lost."""
+    RECONCILED = "c"
+    """The reconciler found a pending task whose delivery the queue no longer holds."""
+    BATCH = "b"
+    """Gemini Batch mode gave the task back to interactive tagging."""
+
+
+def new_generation(kind: Redelivery) -> str:
     """A fresh delivery name suffix: Cloud Tasks refuses a reused name for about an hour."""
     return f"{kind}{time.time_ns() // 1_000:x}"

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from shared.errors import ErrorCode
 from shared.redact import redact
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.models import Task, TaskStatus, out_of_attempts
@@ -28,11 +30,34 @@ class DuplicateIdempotencyKey(Exception):
     """Another task was created with the same Idempotency-Key."""
 
 
+class ClaimOutcome(StrEnum):
+    """What a claim found."""
+
+    CLAIMED = "claimed"
+    """This caller owns the task now (attempt spent, lease taken)."""
+    MISSING = "missing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    LEASED = "leased"
+    """Another worker's lease is live."""
+    EXHAUSTED = "exhausted"
+    """No attempts left."""
+
+
+class ReapOutcome(StrEnum):
+    """What resolving an expired lease did."""
+
+    REQUEUED = "requeued"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """Someone else moved the task first (a heartbeat, another reaper)."""
+
+
 @dataclass(frozen=True)
 class Claim:
     """What `claim` found: `task` is set when this caller now owns the task."""
 
-    outcome: str  # claimed | missing | completed | failed | leased | exhausted
+    outcome: ClaimOutcome
     task: Task | None = None
 
 
@@ -105,14 +130,14 @@ class TaskStore:
             claimed = conn.execute(update).rowcount == 1
         task = self.get(task_id)
         if task is None:
-            return Claim("missing")
+            return Claim(ClaimOutcome.MISSING)
         if claimed:
-            return Claim("claimed", task)
+            return Claim(ClaimOutcome.CLAIMED, task)
         if task.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
-            return Claim(task.status, task)
+            return Claim(ClaimOutcome(task.status), task)
         if out_of_attempts(task.attempts, max_attempts):
-            return Claim("exhausted", task)
-        return Claim("leased", task)
+            return Claim(ClaimOutcome.EXHAUSTED, task)
+        return Claim(ClaimOutcome.LEASED, task)
 
     def renew(self, task_id: str, attempt: int, lease_s: float) -> bool:
         """The worker's heartbeat: push the lease forward while this attempt owns the task."""
@@ -203,15 +228,15 @@ class TaskStore:
             return conn.execute(update).rowcount == 1
 
     def reap(self, task: Task, *, max_attempts: int, message: str,
-             generation: str = "") -> str:
-        """Resolve a task whose lease expired: `requeued`, `failed` or `skipped` (raced)."""
+             generation: str = "") -> ReapOutcome:
+        """Resolve a task whose lease expired."""
         now = utcnow()
         values: dict[str, Any]
         if out_of_attempts(task.attempts, max_attempts):
-            values = {"status": TaskStatus.FAILED, "error_code": "attempts_exhausted",
+            values = {"status": TaskStatus.FAILED, "error_code": ErrorCode.ATTEMPTS_EXHAUSTED,
                       "processed_end": now}
         else:
-            values = {"status": TaskStatus.PENDING, "error_code": "worker_lost",
+            values = {"status": TaskStatus.PENDING, "error_code": ErrorCode.WORKER_LOST,
                       "next_attempt_at": now, "delivery": generation}
         update = (
             sa.update(t)
@@ -225,8 +250,10 @@ class TaskStore:
         )
         with begin(self.engine) as conn:
             if conn.execute(update).rowcount != 1:
-                return "skipped"
-        return "requeued" if values["status"] == TaskStatus.PENDING else "failed"
+                return ReapOutcome.SKIPPED
+        if values["status"] == TaskStatus.PENDING:
+            return ReapOutcome.REQUEUED
+        return ReapOutcome.FAILED
 
     def fail_pending(self, task_id: str, *, error_code: str, message: str) -> bool:
         """Fail a pending task that can no longer be claimed (no attempts left)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from shared.errors import PermanentError
+from shared.errors import ErrorCode, PermanentError
 from shared.video.probe import ffmpeg_exe
 
 AUDIO_TIMEOUT_S = 300
@@ -19,5 +19,6 @@ def extract_audio(video: Path, dest: Path) -> Path:
         capture_output=True, text=True, errors="replace", timeout=AUDIO_TIMEOUT_S,
     )
     if run.returncode != 0 or not dest.exists():
-        raise PermanentError("audio track could not be decoded", error_code="video_unreadable")
+        raise PermanentError("audio track could not be decoded",
+                             error_code=ErrorCode.VIDEO_UNREADABLE)
     return dest

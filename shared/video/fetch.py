@@ -28,7 +28,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
-from shared.errors import PermanentError, TransientError
+from shared.errors import ErrorCode, PermanentError, TransientError
 from shared.video.safety import UrlPolicy
 
 CHUNK_BYTES = 256 * 1024
@@ -162,10 +162,10 @@ def download(url: str, dest: Path, limits: FetchLimits, policy: UrlPolicy) -> Do
             if safe.timed_out:
                 raise TransientError(
                     f"download took over {limits.total_timeout_s:g} s",
-                    error_code="download_timeout",
+                    error_code=ErrorCode.DOWNLOAD_TIMEOUT,
                 ) from error
             raise TransientError(
-                f"download failed: {_describe(error)}", error_code="download_unavailable"
+                f"download failed: {_describe(error)}", error_code=ErrorCode.DOWNLOAD_UNAVAILABLE
             ) from error
         except BaseException:
             dest.unlink(missing_ok=True)
@@ -190,7 +190,7 @@ def _follow_and_stream(
             _check_status(response)
             return _stream(response, dest, limits)
     raise PermanentError(f"download failed: more than {MAX_REDIRECTS} redirects",
-                         error_code="download_failed")
+                         error_code=ErrorCode.DOWNLOAD_FAILED)
 
 
 def _check_hop(url: str, policy: UrlPolicy) -> None:
@@ -202,7 +202,7 @@ def _stream(response: requests.Response, dest: Path, limits: FetchLimits) -> Dow
     if declared.isdigit() and int(declared) > limits.max_bytes:
         raise PermanentError(
             f"video is {int(declared)} bytes, over the limit of {limits.max_bytes}",
-            error_code="video_too_large",
+            error_code=ErrorCode.VIDEO_TOO_LARGE,
         )
     digest = hashlib.sha256()
     size = 0
@@ -212,24 +212,26 @@ def _stream(response: requests.Response, dest: Path, limits: FetchLimits) -> Dow
             if size > limits.max_bytes:
                 raise PermanentError(
                     f"video is over the limit of {limits.max_bytes} bytes",
-                    error_code="video_too_large",
+                    error_code=ErrorCode.VIDEO_TOO_LARGE,
                 )
             digest.update(chunk)
             out.write(chunk)
     if size == 0:
-        raise PermanentError("the URL answered an empty body", error_code="video_unreadable")
+        raise PermanentError("the URL answered an empty body",
+                             error_code=ErrorCode.VIDEO_UNREADABLE)
     return Downloaded(dest, size, digest.hexdigest(), response.headers.get("Content-Type", ""))
 
 
 def _check_status(response: requests.Response) -> None:
     code = response.status_code
     if 400 <= code < 500 and code not in (408, 429):
-        raise PermanentError(f"download failed: HTTP {code}", error_code="download_failed")
+        raise PermanentError(f"download failed: HTTP {code}", error_code=ErrorCode.DOWNLOAD_FAILED)
     if code >= 400:
-        raise TransientError(f"download failed: HTTP {code}", error_code="download_unavailable")
+        raise TransientError(f"download failed: HTTP {code}",
+                             error_code=ErrorCode.DOWNLOAD_UNAVAILABLE)
     if 300 <= code < 400:
         raise PermanentError(f"download failed: HTTP {code} without a usable Location",
-                             error_code="download_failed")
+                             error_code=ErrorCode.DOWNLOAD_FAILED)
 
 
 def _describe(error: Exception) -> str:

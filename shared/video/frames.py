@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import PermanentError
+from shared.errors import ErrorCode, PermanentError
 from shared.video.probe import ffmpeg_exe
 
 MAX_FRAMES = 16
@@ -158,7 +158,9 @@ def _run(arguments: list[str]) -> str:
             capture_output=True, text=True, errors="replace", timeout=FRAMES_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        raise PermanentError("key frames took too long", error_code="video_unreadable") from None
+        raise PermanentError("key frames took too long",
+                             error_code=ErrorCode.VIDEO_UNREADABLE) from None
     if run.returncode != 0:
-        raise PermanentError("key frames could not be decoded", error_code="video_unreadable")
+        raise PermanentError("key frames could not be decoded",
+                             error_code=ErrorCode.VIDEO_UNREADABLE)
     return run.stderr

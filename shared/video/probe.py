@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from shared.errors import PermanentError
+from shared.errors import ErrorCode, PermanentError
 
 PROBE_TIMEOUT_S = 60
 """ffmpeg reads a header and one frame; a minute means the file is pathological."""
@@ -100,12 +100,12 @@ def probe(path: Path) -> MediaInfo:
         raise PermanentError(
             "unsupported format: the URL gave a web page (HTML), not a video file — use the "
             "address of the video file itself, not of the page that shows it",
-            error_code="unsupported_format",
+            error_code=ErrorCode.UNSUPPORTED_FORMAT,
         )
     if container is None:
         raise PermanentError(
             "unsupported format: not mp4, mov, avi, 3gp, flv, webm or wav",
-            error_code="unsupported_format",
+            error_code=ErrorCode.UNSUPPORTED_FORMAT,
         )
     try:
         run = subprocess.run(
@@ -115,22 +115,24 @@ def probe(path: Path) -> MediaInfo:
         )
     except subprocess.TimeoutExpired:
         raise PermanentError(
-            "video could not be read in time", error_code="video_unreadable"
+            "video could not be read in time", error_code=ErrorCode.VIDEO_UNREADABLE
         ) from None
     info = parse_ffmpeg_header(run.stderr, container)
     if info is None or (run.returncode != 0 and info.has_video):
-        raise PermanentError("video could not be decoded", error_code="video_unreadable")
+        raise PermanentError("video could not be decoded", error_code=ErrorCode.VIDEO_UNREADABLE)
     demuxer = re.search(r"Input #0, ([\w,]+), from", run.stderr)
     if not demuxer or not demuxer.group(1).startswith(FFMPEG_DEMUXERS[container]):
         raise PermanentError(
             f"file looks like {container} but ffmpeg reads it as "
             f"{demuxer.group(1) if demuxer else 'nothing'}",
-            error_code="unsupported_format",
+            error_code=ErrorCode.UNSUPPORTED_FORMAT,
         )
     if info.has_video and not _decoded_a_frame(run.stderr):
-        raise PermanentError("video stream could not be decoded", error_code="video_unreadable")
+        raise PermanentError("video stream could not be decoded",
+                             error_code=ErrorCode.VIDEO_UNREADABLE)
     if not info.has_video and not info.has_audio:
-        raise PermanentError("file has no video or audio stream", error_code="video_unreadable")
+        raise PermanentError("file has no video or audio stream",
+                             error_code=ErrorCode.VIDEO_UNREADABLE)
     return info
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from shared.errors import PermanentError, TransientError
+from shared.errors import ErrorCode, PermanentError, TransientError
 from shared.video.urls import url_problem
 
 log = logging.getLogger("vision_to_tag.safety")
@@ -28,14 +28,14 @@ Resolver = Callable[[str, int], list[str]]
 
 
 class UrlForbidden(PermanentError):
-    error_code = "url_forbidden"
+    error_code = ErrorCode.URL_FORBIDDEN
 
 
 class HostNotFound(UrlForbidden):
     """DNS says the host does not exist (NXDOMAIN): a typo or a dead link, not a moment's
     outage — refused at create, a permanent download failure later."""
 
-    error_code = "download_failed"
+    error_code = ErrorCode.DOWNLOAD_FAILED
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -148,7 +148,7 @@ class UrlPolicy:
         except socket.gaierror as error:
             if error.errno == socket.EAI_NONAME:
                 raise HostNotFound(f"url: host {host} does not exist (DNS: no such name)",
-                                   error_code="download_failed") from None
+                                   error_code=ErrorCode.DOWNLOAD_FAILED) from None
             raise HostUnresolved(f"url: host {host} could not be resolved ({error})") from None
         except (OSError, UnicodeError) as error:
             raise HostUnresolved(f"url: host {host} could not be resolved ({error})") from None
@@ -177,4 +177,4 @@ class UrlPolicy:
 class HostUnresolved(TransientError):
     """DNS did not answer: maybe a moment's outage, so the task is retried."""
 
-    error_code = "download_unavailable"
+    error_code = ErrorCode.DOWNLOAD_UNAVAILABLE
