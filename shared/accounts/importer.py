@@ -180,44 +180,49 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
             return rows
         pipe = client.pipeline(transaction=True)
         for entry in entries:
-            key_id = account_id(entry.api_key)
-            info = redis_keys.account_info(key_id)
-            pipe.hset(info, mapping={
-                "api_key": entry.api_key, "quota_daily": entry.daily_limit,
-                "minute_limit": entry.minute_limit, "username": entry.username,
-                "phone": entry.phone, "email": entry.email,
-            })
-            if entry.tpm_limit:
-                pipe.hset(info, "tpm_limit", entry.tpm_limit)
-            else:
-                pipe.hdel(info, "tpm_limit")
-            for field, default in (("status", "active"), ("cooldown_until", 0),
-                                   ("consecutive_failures", 0), ("disabled_reason", ""),
-                                   ("last_error", "")):
-                pipe.hsetnx(info, field, default)
-            check = checks.get(entry.api_key)
-            if check is not None and not check.usable:  # kept, out of service until healed
-                pipe.hset(info, mapping={"status": "disabled",
-                                         "disabled_reason": check.disabled_reason,
-                                         "last_error": check.detail})
-            pipe.sadd(redis_keys.ACCOUNT_IDS, key_id)
-            # due now: the next acquire re-checks the key under its new limits (a key
-            # parked under its old minute limit is free again at once if the new one allows)
-            pipe.zadd(redis_keys.ACCOUNT_READY, {key_id: 0})
+            _write_entry(pipe, entry, checks.get(entry.api_key))
         for row in rows:
             if row.action == "removed":
-                pipe.srem(redis_keys.ACCOUNT_IDS, row.key_id)
-                pipe.zrem(redis_keys.ACCOUNT_READY, row.key_id)
-                pipe.delete(redis_keys.account_info(row.key_id),
-                            redis_keys.account_daily(row.key_id),
-                            redis_keys.account_window(row.key_id),
-                            redis_keys.account_limit_changes(row.key_id),
-                            redis_keys.account_usage(row.key_id),
-                            redis_keys.account_probes(row.key_id))
+                _remove(pipe, row.key_id)
         pipe.execute()
         return rows
     finally:
         lock.release()
+
+
+def _write_entry(pipe: redis.client.Pipeline, entry: AccountEntry,
+                 check: KeyCheck | None) -> None:
+    """The key's info (its limits replaced, its state kept), due now in the ready set:
+    the next acquire re-checks the key under its new limits (a key parked under its old
+    minute limit is free again at once if the new one allows)."""
+    key_id = account_id(entry.api_key)
+    info = redis_keys.account_info(key_id)
+    pipe.hset(info, mapping={
+        "api_key": entry.api_key, "quota_daily": entry.daily_limit,
+        "minute_limit": entry.minute_limit, "username": entry.username,
+        "phone": entry.phone, "email": entry.email,
+    })
+    if entry.tpm_limit:
+        pipe.hset(info, "tpm_limit", entry.tpm_limit)
+    else:
+        pipe.hdel(info, "tpm_limit")
+    for field, default in (("status", "active"), ("cooldown_until", 0),
+                           ("consecutive_failures", 0), ("disabled_reason", ""),
+                           ("last_error", "")):
+        pipe.hsetnx(info, field, default)
+    if check is not None and not check.usable:  # kept, out of service until healed
+        pipe.hset(info, mapping={"status": "disabled", "disabled_reason": check.disabled_reason,
+                                 "last_error": check.detail})
+    pipe.sadd(redis_keys.ACCOUNT_IDS, key_id)
+    pipe.zadd(redis_keys.ACCOUNT_READY, {key_id: 0})
+
+
+def _remove(pipe: redis.client.Pipeline, key_id: str) -> None:
+    pipe.srem(redis_keys.ACCOUNT_IDS, key_id)
+    pipe.zrem(redis_keys.ACCOUNT_READY, key_id)
+    pipe.delete(redis_keys.account_info(key_id), redis_keys.account_daily(key_id),
+                redis_keys.account_window(key_id), redis_keys.account_limit_changes(key_id),
+                redis_keys.account_usage(key_id), redis_keys.account_probes(key_id))
 
 
 def _with_check(row: ImportRow, checks: dict[str, KeyCheck],
