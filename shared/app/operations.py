@@ -345,28 +345,8 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
         if replayed is None:
             raise
         return replayed, False
-    outcomes: list[ItemOutcome] = []
-    queued: list[tuple[str, str]] = []
     try:
-        for start in range(0, len(request.items), BATCH_CHUNK):
-            now = utcnow()
-            rows, items = [], []
-            for index, raw in enumerate(request.items[start:start + BATCH_CHUNK], start):
-                outcome, item = _batch_item(services, index, raw, context)
-                outcomes.append(outcome)
-                if item is None:
-                    assert outcome.error is not None
-                    items.append({"item_index": index, "task_id": None,
-                                  "error_field": outcome.error.field[:64],
-                                  "error_reason": outcome.error.reason[:512]})
-                    continue
-                task_id = new_task_id()
-                outcome.task_id = task_id
-                rows.append(pending_row(task_id, task_fields(item), now))
-                items.append({"item_index": index, "task_id": task_id, "error_field": None,
-                              "error_reason": None})
-                queued.append((task_id, item.url))
-            services.batches.add_chunk(batch_id, rows, items)
+        outcomes, queued = _write_items(services, batch_id, request.items, context)
         if queued:
             services.queue.enqueue_many(queued)
     except ServiceUnavailable:
@@ -380,6 +360,33 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
     assert batch is not None
     return BatchCreated(batch=batch, accepted=accepted, rejected=len(outcomes) - accepted,
                         items=outcomes), True
+
+
+def _write_items(services: Services, batch_id: str, raw_items: list[Any],
+                 context: dict[str, Any]) -> tuple[list[ItemOutcome], list[tuple[str, str]]]:
+    """Each item checked and written with its task, BATCH_CHUNK per transaction; returns
+    every item's outcome and the (task_id, url) of the accepted ones, still to be queued."""
+    outcomes: list[ItemOutcome] = []
+    queued: list[tuple[str, str]] = []
+    for start in range(0, len(raw_items), BATCH_CHUNK):
+        now = utcnow()
+        rows, items = [], []
+        for index, raw in enumerate(raw_items[start:start + BATCH_CHUNK], start):
+            outcome, item = _batch_item(services, index, raw, context)
+            outcomes.append(outcome)
+            if item is None:
+                assert outcome.error is not None
+                items.append({"item_index": index, "task_id": None,
+                              "error_field": outcome.error.field[:64],
+                              "error_reason": outcome.error.reason[:512]})
+                continue
+            outcome.task_id = new_task_id()
+            rows.append(pending_row(outcome.task_id, task_fields(item), now))
+            items.append({"item_index": index, "task_id": outcome.task_id, "error_field": None,
+                          "error_reason": None})
+            queued.append((outcome.task_id, item.url))
+        services.batches.add_chunk(batch_id, rows, items)
+    return outcomes, queued
 
 
 def _batch_item(services: Services, index: int, raw: Any, context: dict[str, Any]
