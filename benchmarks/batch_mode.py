@@ -35,7 +35,7 @@ from shared.config import load_settings
 from shared.pipeline import batch_wait
 from shared.pipeline.batch_collector import collect
 from shared.pipeline.runner import handle_delivery
-from shared.services import Services, build_services
+from shared.services import Services, build_services, gemini_config
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.db import begin
 from shared.tasks.gemini_jobs import GeminiJobStore
@@ -85,7 +85,7 @@ def build(work: Path, standin: GeminiStandIn) -> Services:
                              TAGGER="gemini", GEMINI_BASE_URL=standin.base_url,
                              RESULT_CACHE=False)
     services = build_services(settings)
-    services.tagger = GeminiTagger(services.pool, settings)
+    services.tagger = GeminiTagger(services.pool, gemini_config(settings))
     return services
 
 

@@ -27,7 +27,7 @@ from shared.accounts.importer import AccountEntry, import_accounts
 from shared.app.operations import create_task
 from shared.config import load_settings
 from shared.pipeline.runner import handle_delivery
-from shared.services import build_services
+from shared.services import build_services, gemini_config
 from shared.tagging.gemini import FRAME_TOKENS, GeminiTagger
 from shared.tasks.models import CreateTaskRequest
 from shared.video.probe import ffmpeg_exe
@@ -97,7 +97,7 @@ def run(mode: str, per_dimension: bool, video_url: str, standin: GeminiStandIn,
                              ALLOW_PRIVATE_URLS=True, TAGGER="gemini", TAG_INPUT=mode,
                              GEMINI_BASE_URL=standin.base_url, RESULT_CACHE=False)
     services = build_services(settings)
-    services.tagger = GeminiTagger(services.pool, settings)
+    services.tagger = GeminiTagger(services.pool, gemini_config(settings))
     standin.requests.clear()
     groups = [["vision"], ["audio"], ["content"], ["business"]] if per_dimension else [
         ["vision", "audio", "content", "business"]]

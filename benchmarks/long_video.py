@@ -26,6 +26,7 @@ from scripts.sample_video import make_video
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool
 from shared.config import load_settings
+from shared.services import gemini_config
 from shared.tagging.base import TagRequest
 from shared.tagging.gemini import GeminiTagger, estimate_tokens
 from shared.video.probe import probe
@@ -42,7 +43,7 @@ def run(request: TagRequest, window_s: float, standin: GeminiStandIn) -> dict[st
                                           phone="", email="") for n in range(3)])
     settings = load_settings(TAGGER="gemini", GEMINI_BASE_URL=standin.base_url,
                              GEMINI_WINDOW_S=window_s, GEMINI_MEDIA_RESOLUTION="low")
-    tagger = GeminiTagger(AccountPool(client), settings)
+    tagger = GeminiTagger(AccountPool(client), gemini_config(settings))
     calls_before = len(standin.generate_calls())
     started = time.perf_counter()
     result = tagger.tag(request)

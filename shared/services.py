@@ -23,6 +23,7 @@ from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging import taxonomy
 from shared.tagging.base import Tagger
+from shared.tagging.gemini_config import GeminiConfig
 from shared.tagging.local import LocalTagger
 from shared.tasks.batches import BatchStore
 from shared.tasks.db import connect as db_connect
@@ -146,8 +147,32 @@ def build_tagger(settings: Settings, pool: AccountPool) -> Tagger:
     if settings.TAGGER == "gemini":
         from shared.tagging.gemini import GeminiTagger  # imports google-genai only when used
 
-        return GeminiTagger(pool, settings)
+        return GeminiTagger(pool, gemini_config(settings))
     return LocalTagger()
+
+
+def gemini_config(settings: Settings) -> GeminiConfig:
+    """The settings the Gemini tagger reads, and only those."""
+    return GeminiConfig(
+        model=settings.GEMINI_MODEL,
+        fallback_models=tuple(settings.GEMINI_FALLBACK_MODELS),
+        endpoints=tuple(settings.gemini_endpoints),
+        timeout_s=settings.GEMINI_TIMEOUT_S,
+        timeout_per_minute_s=settings.GEMINI_TIMEOUT_PER_MINUTE_S,
+        timeout_per_mb_s=settings.GEMINI_TIMEOUT_PER_MB_S,
+        thinking_budget=settings.GEMINI_THINKING_BUDGET,
+        media_resolution=settings.GEMINI_MEDIA_RESOLUTION,
+        low_res_above_s=settings.GEMINI_LOW_RES_ABOVE_S,
+        prices=settings.GEMINI_PRICES,
+        taxonomy_file=settings.TAXONOMY_FILE,
+        temperature=settings.GEMINI_TEMPERATURE,
+        max_output_tokens=settings.GEMINI_MAX_OUTPUT_TOKENS,
+        window_s=settings.GEMINI_WINDOW_S,
+        deadline_s=settings.GEMINI_DEADLINE_S,
+        file_timeout_s=settings.GEMINI_FILE_TIMEOUT_S,
+        tag_input=settings.TAG_INPUT,
+        inline_max_mb=settings.INLINE_MAX_MB,
+    )
 
 
 @once

@@ -18,7 +18,7 @@ from shared.app.stats import service_stats
 from shared.pipeline import batch_collector
 from shared.pipeline.batch_collector import collect
 from shared.pipeline.runner import handle_delivery
-from shared.services import Services, get_services
+from shared.services import Services, gemini_config, get_services
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import CreateTaskRequest
@@ -44,7 +44,8 @@ def batch_services(services: Services, standin: GeminiStandIn, pool) -> Services
     """The `services` fixture (SQLite and MariaDB) with the Gemini tagger on the stand-in."""
     services.settings.TAGGER = "gemini"
     services.settings.GEMINI_BASE_URL = standin.base_url
-    services.tagger = GeminiTagger(services.pool, services.settings, sleep=lambda s: None)
+    services.tagger = GeminiTagger(services.pool, gemini_config(services.settings),
+                                   sleep=lambda s: None)
     return services
 
 
@@ -98,7 +99,7 @@ def test_waiting_tasks_are_tagged_in_one_inline_job_at_half_price(
     # the same usage at the interactive price costs twice as much
     from shared.tagging.gemini import priced
     interactive = priced(result.usage.model_copy(update={"cost_usd": 0}), result.model,
-                         services.settings)
+                         services.tagger.config.prices)
     assert result.usage.cost_usd == pytest.approx(interactive.cost_usd / 2, abs=2e-6)
     jobs = GeminiJobStore(services.store.engine)
     assert [j.state for j in jobs.recent()] == ["succeeded"]
@@ -238,6 +239,8 @@ def test_a_video_too_large_to_go_inline_is_uploaded_and_deleted_once_tagged(
         batch_services, standin, media_server) -> None:
     services = batch_services
     services.settings.INLINE_MAX_MB = 0.001
+    services.tagger = GeminiTagger(services.pool, gemini_config(services.settings),
+                                   sleep=lambda s: None)  # the tagger reads it when built
     ids = prepared(services, media_server.url("files/clip.mp4"))
     uploaded = [i for i, f in standin.files.items() if (f["mime"] or "").startswith("video/")]
     assert len(uploaded) == 1 and uploaded[0] not in standin.deleted

@@ -19,7 +19,7 @@ from shared.app.operations import create_task
 from shared.config import load_settings
 from shared.errors import PermanentError, TransientError
 from shared.pipeline.runner import handle_delivery
-from shared.services import Services
+from shared.services import Services, gemini_config
 from shared.tagging.base import TagRequest
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.models import CreateTaskRequest
@@ -40,7 +40,7 @@ def pool(redis_client: redis.Redis) -> AccountPool:
 
 def make_tagger(pool: AccountPool, standin: GeminiStandIn, **settings) -> GeminiTagger:
     values = {"GEMINI_BASE_URL": standin.base_url, "TAGGER": "gemini", **settings}
-    return GeminiTagger(pool, load_settings(**values), sleep=lambda s: None)
+    return GeminiTagger(pool, gemini_config(load_settings(**values)), sleep=lambda s: None)
 
 
 def request_for(video: Path, dimensions: list[str], language: str = "zh") -> TagRequest:
@@ -133,8 +133,8 @@ def test_a_boundary_429_fails_over_without_a_lesson(pool, standin, media_dir) ->
     request = request_for(media_dir / "clip.mp4", ["vision"])
     for key in KEYS:  # each key's window at Gemini frees 1.5 s from now ("2s")
         standin.accepted[key] = [time.monotonic() - standin.window_s + 1.5]
-    tagger = GeminiTagger(pool, load_settings(GEMINI_BASE_URL=standin.base_url,
-                                              TAGGER="gemini"))
+    tagger = GeminiTagger(pool, gemini_config(load_settings(GEMINI_BASE_URL=standin.base_url,
+                                                            TAGGER="gemini")))
     started = time.monotonic()
     result = tagger.tag(request)
     assert result.usage.requests == 1 and time.monotonic() - started < 6
@@ -264,7 +264,8 @@ def mime_of(part: dict) -> str:
 
 def gemini_services(services: Services, standin: GeminiStandIn) -> Services:
     services.settings.GEMINI_BASE_URL = standin.base_url
-    services.tagger = GeminiTagger(services.pool, services.settings, sleep=lambda s: None)
+    services.tagger = GeminiTagger(services.pool, gemini_config(services.settings),
+                                   sleep=lambda s: None)
     return services
 
 

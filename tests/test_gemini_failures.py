@@ -16,7 +16,7 @@ from shared import redis_keys
 from shared.accounts.pool import account_id
 from shared.config import load_settings
 from shared.errors import WaitForModel, WaitForRoute
-from shared.services import Services
+from shared.services import Services, gemini_config
 from shared.tagging.gemini import GeminiTagger
 from shared.tagging.health import GeminiHealth
 from shared.tasks.models import TaskStatus
@@ -39,7 +39,7 @@ def tagger_for(pool, endpoints: list[GeminiStandIn],  # noqa: F811
                endpoint_backoff_s: tuple[float, float] = FAST, **settings) -> GeminiTagger:
     values = {"GEMINI_BASE_URL": ",".join(s.base_url for s in endpoints), "TAGGER": "gemini",
               **settings}
-    return GeminiTagger(pool, load_settings(**values), sleep=lambda s: None,
+    return GeminiTagger(pool, gemini_config(load_settings(**values)), sleep=lambda s: None,
                         health=GeminiHealth(pool.redis, model_backoff_s=FAST,
                                             endpoint_backoff_s=endpoint_backoff_s))
 
@@ -144,7 +144,7 @@ def test_refused_everywhere_tasks_wait_and_the_status_says_why(
     with pytest.raises(WaitForRoute):
         services.tagger.tag(request_for_path(media_server))
     status = services.tagger.health.status(["gemini-2.5-flash"],
-                                           services.tagger.settings.gemini_endpoints)
+                                           list(services.tagger.config.endpoints))
     assert [e["status"] for e in status["endpoints"]] == ["region", "region"]
     assert "GEMINI_BASE_URL" in status["endpoints"][0]["advice"]
 
@@ -162,7 +162,7 @@ def test_an_endpoint_that_does_not_answer_is_skipped(pool, standins, media_dir) 
     tagger = tagger_for(pool, [dead, standins[1]])
     result = tagger.tag(request_for(media_dir / "clip.mp4", ["vision"]))
     assert result.tags and len(standins[1].generate_calls()) == 1
-    state = tagger.health.status(["gemini-2.5-flash"], tagger.settings.gemini_endpoints)
+    state = tagger.health.status(["gemini-2.5-flash"], list(tagger.config.endpoints))
     assert state["endpoints"][0]["status"] == "unreachable"
     assert all(s["consecutive_failures"] == "0" for s in key_states(pool.redis))
 

@@ -154,6 +154,7 @@ def test_a_backlog_of_long_videos_stays_under_every_key_token_limit(
 
     from shared.config import load_settings
     from shared.errors import WaitForKey
+    from shared.services import gemini_config
     from shared.tagging.gemini import GeminiTagger
     from tests.gemini_standin import GeminiStandIn
 
@@ -163,8 +164,8 @@ def test_a_backlog_of_long_videos_stays_under_every_key_token_limit(
     try:
         seed(redis_client, tpm=2 * per_request, n=3)
         long_pool = AccountPool(redis_client, window_ms=int(window_s * 1000))
-        tagger = GeminiTagger(long_pool, load_settings(
-            GEMINI_BASE_URL=server.base_url, TAGGER="gemini", GEMINI_MEDIA_RESOLUTION="medium"))
+        tagger = GeminiTagger(long_pool, gemini_config(load_settings(
+            GEMINI_BASE_URL=server.base_url, TAGGER="gemini", GEMINI_MEDIA_RESOLUTION="medium")))
         request = request_for(media_dir / "clip.mp4", ["vision"])
         minute = dataclasses.replace(request, media=dataclasses.replace(
             request.media, duration_s=(per_request - PROMPT_TOKENS) / 290))

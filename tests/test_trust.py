@@ -12,6 +12,7 @@ from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool
 from shared.config import load_settings
 from shared.errors import PermanentError
+from shared.services import gemini_config
 from shared.tagging import moments, vocabulary, windows
 from shared.tagging.base import TagRequest
 from shared.tagging.gemini import GeminiTagger
@@ -22,8 +23,8 @@ from tests.test_gemini import KEYS, gemini_services, pool, run_task  # noqa: F40
 
 
 def tagger_for(pool: AccountPool, standin: GeminiStandIn, **settings) -> GeminiTagger:
-    return GeminiTagger(pool, load_settings(GEMINI_BASE_URL=standin.base_url, TAGGER="gemini",
-                                            **settings), sleep=lambda s: None)
+    return GeminiTagger(pool, gemini_config(load_settings(
+        GEMINI_BASE_URL=standin.base_url, TAGGER="gemini", **settings)), sleep=lambda s: None)
 
 
 def request_for(media_dir, vocab=None, dimensions=("vision", "business")) -> TagRequest:
@@ -219,9 +220,9 @@ def test_a_redelivery_asks_only_for_the_missing_windows(sqlite_services, standin
                                                         media_server) -> None:
     """The first delivery gets one part in, then Gemini fails: the part is kept on the row,
     and the next delivery asks for the other part only."""
-    services = gemini_services(sqlite_services, standin)
-    services.settings.GEMINI_WINDOW_S = 1
-    services.settings.GEMINI_DEADLINE_S = 0.5
+    sqlite_services.settings.GEMINI_WINDOW_S = 1
+    sqlite_services.settings.GEMINI_DEADLINE_S = 0.5
+    services = gemini_services(sqlite_services, standin)  # the tagger reads them when built
     standin.fail_after = 1
     reply, task = run_task(services, media_server.url("files/clip.mp4"))
     assert task.status == "pending" and list(task.windows) == ["0"]

@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,11 @@ from google.genai import batches as genai_batches
 
 from shared import redis_keys
 from shared.accounts.pool import AccountPool, Lease, Outcome
-from shared.config import Settings
 from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
 from shared.redact import redact
 from shared.tagging import taxonomy, vocabulary, windows
 from shared.tagging.base import TagRequest
+from shared.tagging.gemini_config import GeminiConfig
 from shared.tagging.health import GeminiHealth, shown
 from shared.tagging.prompting import (
     MAX_KEY_MOMENTS,
@@ -79,26 +79,27 @@ class GeminiTagger:
     provider = "gemini"
     needs_quota = True
 
-    def __init__(self, pool: AccountPool, settings: Settings, client: genai.Client | None = None,
+    def __init__(self, pool: AccountPool, config: GeminiConfig,
+                 client: genai.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  health: GeminiHealth | None = None) -> None:
         self.pool = pool
-        self.settings = settings
-        self.model = settings.GEMINI_MODEL
-        self.taxonomy = taxonomy.cached(settings.TAXONOMY_FILE)
-        self.prompt_version = f"{prompt_version()}-{taxonomy.fingerprint(settings.TAXONOMY_FILE)}"
+        self.config = config
+        self.model = config.model
+        self.taxonomy = taxonomy.cached(config.taxonomy_file)
+        self.prompt_version = f"{prompt_version()}-{taxonomy.fingerprint(config.taxonomy_file)}"
         self.sleep = sleep
         self.health = health or GeminiHealth(pool.redis)
         self._clients: dict[str, genai.Client] = {}
         if client is not None:
-            self._clients[self.settings.gemini_endpoints[0]] = client
+            self._clients[self.config.endpoints[0]] = client
         self._file_clients: dict[tuple[str, str], genai.Client] = {}
         self._clients_lock = threading.Lock()
         self._wire = OnTheWire(pool)
 
     def _new_client(self, api_key: str, endpoint: str) -> genai.Client:
         return genai.Client(api_key=api_key, http_options=types.HttpOptions(
-            base_url=endpoint or None, timeout=int(self.settings.GEMINI_TIMEOUT_S * 1000),
+            base_url=endpoint or None, timeout=int(self.config.timeout_s * 1000),
             client_args={"event_hooks": {"request": [self._wire.on_request]}},
         ))
 
@@ -139,8 +140,8 @@ class GeminiTagger:
 
     def tag(self, request: TagRequest) -> TagResult:
         vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
-        parts = windows.plan(request.media.duration_s, self.settings.GEMINI_WINDOW_S)
-        if len(parts) > 1 and self.settings.TAG_INPUT == "video":
+        parts = windows.plan(request.media.duration_s, self.config.window_s)
+        if len(parts) > 1 and self.config.tag_input == "video":
             return self._tag_in_windows(request, vocab, parts)
         parsed, answer, model, total = self._ask(request, self._plan(request, vocab))
         return self._result(parsed, answer.ratings, request, vocab, model, total)
@@ -179,7 +180,7 @@ class GeminiTagger:
     def _ask(self, request: TagRequest, call: _CallPlan) -> tuple[dict, _Answer, str, Usage]:
         """One answer from Gemini, failing over between keys, endpoints and models:
         (parsed answer, the call that gave it, its model, the usage of every call made)."""
-        deadline = time.monotonic() + self.settings.GEMINI_DEADLINE_S
+        deadline = time.monotonic() + self.config.deadline_s
         total, bad_json, last_error = Usage(), 0, "no attempt"
         for _ in range(MAX_KEY_ATTEMPTS):
             model, endpoint = self._model(), self._endpoint()
@@ -213,7 +214,7 @@ class GeminiTagger:
                     break
                 continue
             self.pool.report(lease.key_id, Outcome.success(), lease.member)
-            spent = priced(answer.usage, model, self.settings)
+            spent = priced(answer.usage, model, self.config.prices)
             self._account_for(lease, spent)
             total = added(total, spent)
             self.health.model_ok(model)
@@ -246,7 +247,7 @@ class GeminiTagger:
               ) -> _CallPlan:
         """What every try of this task (or of one part of it, `clip`) sends: instructions,
         schema, media, limits."""
-        frames_mode = self.settings.TAG_INPUT == "frames" and request.media.has_video
+        frames_mode = self.config.tag_input == "frames" and request.media.has_video
         prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
                              request.media.orientation, frames_mode, vocab)
         if clip is not None:
@@ -255,7 +256,7 @@ class GeminiTagger:
             system_instruction=system_instruction(request.language),
             response_mime_type="application/json",
             response_schema=response_schema(request.dimensions, request.language, vocab),
-            temperature=self.settings.GEMINI_TEMPERATURE,
+            temperature=self.config.temperature,
         )
         if self._thinking_budget() is not None:
             config["thinking_config"] = types.ThinkingConfig(
@@ -267,7 +268,7 @@ class GeminiTagger:
                          prompt=prompt, config=config,
                          tokens=estimate_tokens(request, resolution, frames_mode,
                                                 seconds=clip[1] - clip[0] if clip else None),
-                         max_output_tokens=self.settings.GEMINI_MAX_OUTPUT_TOKENS,
+                         max_output_tokens=self.config.max_output_tokens,
                          language=request.language, clip=clip, uploads=uploads)
 
     def _result(self, parsed: dict, ratings: list[GeminiSafetyRating], request: TagRequest,
@@ -289,10 +290,10 @@ class GeminiTagger:
     def media_resolution(self, request: TagRequest) -> str:
         """GEMINI_MEDIA_RESOLUTION, or with `auto`: low above GEMINI_LOW_RES_ABOVE_S (a long
         video costs a quarter of the tokens; tags need no fine detail), else medium."""
-        chosen = self.settings.GEMINI_MEDIA_RESOLUTION
+        chosen = self.config.media_resolution
         if chosen != "auto":
             return chosen
-        return "low" if request.media.duration_s > self.settings.GEMINI_LOW_RES_ABOVE_S \
+        return "low" if request.media.duration_s > self.config.low_res_above_s \
             else "medium"
 
     def _account_for(self, lease: Lease, spent: Usage) -> None:
@@ -307,16 +308,16 @@ class GeminiTagger:
         """Per call: GEMINI_TIMEOUT_S, plus GEMINI_TIMEOUT_PER_MINUTE_S per minute of
         video and GEMINI_TIMEOUT_PER_MB_S per MB sent — a 10-minute video is not cut by a
         limit sized for 10 seconds."""
-        settings = self.settings
+        config = self.config
         size_mb = request.video_path.stat().st_size / 1024 / 1024
-        seconds = (settings.GEMINI_TIMEOUT_S
-                   + settings.GEMINI_TIMEOUT_PER_MINUTE_S * request.media.duration_s / 60
-                   + settings.GEMINI_TIMEOUT_PER_MB_S * size_mb)
+        seconds = (config.timeout_s
+                   + config.timeout_per_minute_s * request.media.duration_s / 60
+                   + config.timeout_per_mb_s * size_mb)
         return int(seconds * 1000)
 
     def _thinking_budget(self) -> int | None:
         """None (send nothing) for -1 (the model decides) and for models without thinking."""
-        budget = self.settings.GEMINI_THINKING_BUDGET
+        budget = self.config.thinking_budget
         if budget < 0 or self.model.startswith(("gemini-1.", "gemini-2.0")):
             return None
         return budget
@@ -326,7 +327,7 @@ class GeminiTagger:
     def _model(self) -> str:
         """The primary model unless it is backing off, else the first fallback that is not."""
         waits = []
-        for model in [self.model, *self.settings.GEMINI_FALLBACK_MODELS]:
+        for model in [self.model, *self.config.fallback_models]:
             gate = self.health.model_gate(model)
             if gate.open:
                 return model
@@ -336,7 +337,7 @@ class GeminiTagger:
 
     def _endpoint(self) -> str:
         waits = []
-        for endpoint in self.settings.gemini_endpoints:
+        for endpoint in self.config.endpoints:
             gate = self.health.endpoint_gate(endpoint)
             if gate.open:
                 return endpoint
@@ -446,7 +447,7 @@ class GeminiTagger:
         when Gemini blocked it, TransientError when the answer is no usable JSON."""
         vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
         answer = answer_of(response)
-        spent = priced(answer.usage, model, self.settings, batch=True)
+        spent = priced(answer.usage, model, self.config.prices, batch=True)
         try:
             parsed = parse_output(answer.text, request.dimensions)
         except ModelOutputError as error:
@@ -471,7 +472,7 @@ class GeminiTagger:
         """Inline bytes when the request fits INLINE_MAX_MB, else the Files API."""
         mime = MIME_TYPES.get(request.media.container, "video/mp4")
         size = request.video_path.stat().st_size
-        if size * 4 / 3 + 64 * 1024 <= self.settings.INLINE_MAX_MB * 1024 * 1024:
+        if size * 4 / 3 + 64 * 1024 <= self.config.inline_max_mb * 1024 * 1024:
             return [types.Part.from_bytes(data=request.video_path.read_bytes(),
                                           mime_type=mime)], None
         client = self._file_client(lease, endpoint)
@@ -504,7 +505,7 @@ class GeminiTagger:
         return [part.model_copy(update={"video_metadata": clip}) for part in parts], None
 
     def _wait_active(self, client: genai.Client, uploaded: types.File) -> types.File:
-        deadline = time.monotonic() + self.settings.GEMINI_FILE_TIMEOUT_S
+        deadline = time.monotonic() + self.config.file_timeout_s
         current = uploaded
         while current.state != types.FileState.ACTIVE:
             if current.state == types.FileState.FAILED:
@@ -623,11 +624,12 @@ def estimate_tokens(request: TagRequest, resolution: str, frames_mode: bool,
     return PROMPT_TOKENS + picture + sound
 
 
-def priced(usage: Usage, model: str, settings: Settings, *, batch: bool = False) -> Usage:
-    """`usage` with its estimated price (GEMINI_PRICES, USD per million tokens; cached
-    input at its own rate; thinking billed as output); `batch`: a Batch API answer, at the
-    model's `batch` share of those prices (BATCH_PRICE_SHARE when it names none)."""
-    price = settings.GEMINI_PRICES.get(model) or {}
+def priced(usage: Usage, model: str, prices: Mapping[str, Mapping[str, float]], *,
+           batch: bool = False) -> Usage:
+    """`usage` with its estimated price (`prices`: GEMINI_PRICES, USD per million tokens;
+    cached input at its own rate; thinking billed as output); `batch`: a Batch API answer, at
+    the model's `batch` share of those prices (BATCH_PRICE_SHARE when it names none)."""
+    price = prices.get(model) or {}
     fresh = max(0, usage.prompt_tokens - usage.cached_tokens)
     usd = (fresh * price.get("input", 0) + usage.cached_tokens * price.get("cached", 0)
            + (usage.output_tokens + usage.thinking_tokens) * price.get("output", 0)) / 1e6
