@@ -25,7 +25,14 @@ from google.genai import batches as genai_batches
 
 from shared import redis_keys
 from shared.accounts.pool import AccountPool, Lease, Outcome
-from shared.errors import PermanentError, TransientError, WaitForKey, WaitForModel, WaitForRoute
+from shared.errors import (
+    ErrorCode,
+    PermanentError,
+    TransientError,
+    WaitForKey,
+    WaitForModel,
+    WaitForRoute,
+)
 from shared.redact import redact
 from shared.tagging import taxonomy, vocabulary, windows
 from shared.tagging.base import TagRequest
@@ -227,7 +234,7 @@ class GeminiTagger:
                     if call.shortened:
                         raise TransientError(
                             f"gemini answer cut off even with {call.max_output_tokens} output "
-                            "tokens", error_code="invalid_model_output") from None
+                            "tokens", error_code=ErrorCode.INVALID_MODEL_OUTPUT) from None
                     call = call.shortened_plan()
                     log.warning("gemini answer cut off (%s): asked again with %d output "
                                 "tokens and fewer moments", answer.finish_reason or "JSON",
@@ -236,11 +243,11 @@ class GeminiTagger:
                 bad_json += 1
                 if bad_json > JSON_RETRIES:
                     raise TransientError(f"gemini answered invalid JSON twice: {error}",
-                                         error_code="invalid_model_output") from None
+                                         error_code=ErrorCode.INVALID_MODEL_OUTPUT) from None
                 continue
             return parsed, answer, model, total
         raise TransientError(f"gemini unavailable after failing over: {last_error}",
-                             error_code="gemini_unavailable")
+                             error_code=ErrorCode.GEMINI_UNAVAILABLE)
 
     def _plan(self, request: TagRequest, vocab: taxonomy.Taxonomy,
               clip: tuple[float, float] | None = None, uploads: dict | None = None
@@ -412,7 +419,7 @@ class GeminiTagger:
             except errors.APIError as error:
                 raise TransientError(f"could not upload the video to Gemini: HTTP "
                                      f"{error.code} {error.status or ''}".strip(),
-                                     error_code="gemini_unavailable") from None
+                                     error_code=ErrorCode.GEMINI_UNAVAILABLE) from None
         inlined = types.InlinedRequest(
             model=self.model, contents=_contents(call, media_parts),
             config=types.GenerateContentConfig(**call.config,
@@ -452,7 +459,7 @@ class GeminiTagger:
             parsed = parse_output(answer.text, request.dimensions)
         except ModelOutputError as error:
             raise TransientError(f"gemini batch answer unusable: {error}",
-                                 error_code="invalid_model_output") from None
+                                 error_code=ErrorCode.INVALID_MODEL_OUTPUT) from None
         return self._result(parsed, answer.ratings, request, vocab, model, spent)
 
     def batch_client(self, key_id: str, endpoint: str) -> genai.Client:
@@ -461,7 +468,7 @@ class GeminiTagger:
         api_key = self.pool.redis.hget(redis_keys.account_info(key_id), "api_key")
         if not api_key:
             raise TransientError(f"Gemini key {key_id} is no longer in the pool",
-                                 error_code="gemini_key_gone")
+                                 error_code=ErrorCode.GEMINI_KEY_GONE)
         if isinstance(api_key, bytes):
             api_key = api_key.decode()
         return self._file_client(Lease(key_id, api_key, "", ""), endpoint)
@@ -510,10 +517,10 @@ class GeminiTagger:
         while current.state != types.FileState.ACTIVE:
             if current.state == types.FileState.FAILED:
                 raise PermanentError("Gemini could not process the video file",
-                                     error_code="gemini_file_failed")
+                                     error_code=ErrorCode.GEMINI_FILE_FAILED)
             if time.monotonic() > deadline:
                 raise TransientError("Gemini file processing took too long",
-                                     error_code="gemini_file_timeout")
+                                     error_code=ErrorCode.GEMINI_FILE_TIMEOUT)
             self.sleep(FILE_POLL_S)
             current = client.files.get(name=uploaded.name)
         return current
@@ -815,7 +822,7 @@ def classify(error: errors.APIError) -> Outcome:
         if any(d.get("reason") == "API_KEY_INVALID" for d in details):
             return Outcome("disabled", "API_KEY_INVALID")
         raise PermanentError(f"Gemini refused the request: {_reason(error, details)}",
-                             error_code="gemini_bad_request")
+                             error_code=ErrorCode.GEMINI_BAD_REQUEST)
     if error.code in (401, 403):
         return Outcome("disabled", _reason(error, details))
     return Outcome("failure", status)
@@ -854,11 +861,11 @@ def _check_blocked(response: types.GenerateContentResponse,
     if feedback is not None and feedback.block_reason:
         reason = getattr(feedback.block_reason, "name", str(feedback.block_reason))
         raise PermanentError(f"Gemini blocked the prompt ({reason}){named}",
-                             error_code="blocked_by_safety")
+                             error_code=ErrorCode.BLOCKED_BY_SAFETY)
     for candidate in response.candidates or []:
         if candidate.finish_reason in (types.FinishReason.SAFETY,
                                        types.FinishReason.PROHIBITED_CONTENT,
                                        types.FinishReason.BLOCKLIST):
             reason = getattr(candidate.finish_reason, "name", str(candidate.finish_reason))
             raise PermanentError(f"Gemini stopped for safety ({reason}){named}",
-                                 error_code="blocked_by_safety")
+                                 error_code=ErrorCode.BLOCKED_BY_SAFETY)

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shared.errors import ErrorCode
 from shared.redact import redact
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.models import TaskStatus
@@ -101,13 +102,13 @@ class GeminiJobStore:
             timings=timings, message=None, error_code=None, processed_end=now,
             batch_job=None, batch_token=None)
 
-    def fail_task(self, task_id: str, token: str, *, error_code: str, message: str) -> bool:
+    def fail_task(self, task_id: str, token: str, *, error_code: ErrorCode, message: str) -> bool:
         return self._update_waiting(
             task_id, token, status=TaskStatus.FAILED, stage=None, error_code=error_code,
             message=redact(message), processed_end=utcnow(), batch_job=None, batch_token=None)
 
     def fall_back(self, task_id: str, token: str, *, generation: str, message: str,
-                  error_code: str) -> bool:
+                  error_code: ErrorCode) -> bool:
         """Back to pending as an interactive task (its next delivery is `generation`)."""
         now = utcnow()
         return self._update_waiting(

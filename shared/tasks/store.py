@@ -171,7 +171,7 @@ class TaskStore:
         )
 
     def fail(
-        self, task_id: str, attempt: int, *, error_code: str, message: str,
+        self, task_id: str, attempt: int, *, error_code: ErrorCode, message: str,
         timings: dict[str, int] | None = None,
     ) -> bool:
         return self._update_owned(
@@ -180,7 +180,7 @@ class TaskStore:
         )
 
     def release(
-        self, task_id: str, attempt: int, *, error_code: str, message: str,
+        self, task_id: str, attempt: int, *, error_code: ErrorCode, message: str,
         retry_in_s: float = 0, timings: dict[str, int] | None = None,
         refund_attempt: bool = False, waiting_for_key: bool = False, delivery: str | None = None,
     ) -> bool:
@@ -255,7 +255,7 @@ class TaskStore:
             return ReapOutcome.REQUEUED
         return ReapOutcome.FAILED
 
-    def fail_pending(self, task_id: str, *, error_code: str, message: str) -> bool:
+    def fail_pending(self, task_id: str, *, error_code: ErrorCode, message: str) -> bool:
         """Fail a pending task that can no longer be claimed (no attempts left)."""
         now = utcnow()
         update = (
