@@ -1,16 +1,19 @@
-"""Function `api`: the public HTTP API (README, "HTTP API")."""
+"""Function `api`: the public HTTP API (README, "HTTP API").
+
+Every route is declared once, in ENDPOINTS at the end: the router and the OpenAPI document
+are both built from that list."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import flask
 from pydantic import ValidationError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
 
 from functions.http import (
     api_token,
@@ -25,7 +28,9 @@ from functions.http import (
     unavailable_reply,
 )
 from functions.openapi import openapi_document
+from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
+from shared.accounts.pool import KEY_ID_PATTERN
 from shared.app import operations
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
@@ -33,10 +38,14 @@ from shared.app.stats import gemini_status, service_stats
 from shared.config import get_settings
 from shared.errors import SERVICE_RETRY_S, Rejected, ServiceUnavailable
 from shared.logs import log_context, trace_fields
-from shared.search.query import SearchQuery
+from shared.search.query import SearchPage, SearchQuery
 from shared.services import Services, get_services
 from shared.tasks.batch_models import (
+    DATE_REGEX,
     MAX_BATCH_BODY_BYTES,
+    Batch,
+    BatchCreated,
+    BatchPage,
     BatchResultsQuery,
     CreateBatchRequest,
     ExportQuery,
@@ -44,51 +53,19 @@ from shared.tasks.batch_models import (
 )
 from shared.tasks.export import CONTENT_TYPES
 from shared.tasks.models import (
+    TASK_ID_REGEX,
     CreateTaskRequest,
     ListTasksQuery,
     StatsQuery,
     SyncTagRequest,
+    Task,
+    TaskPage,
     TaskStatus,
 )
 from shared.tasks.subtitles import SUBTITLE_TYPES
 
 log = logging.getLogger("vision_to_tag.api")
 
-ROUTES = Map(
-    [
-        Rule("/api/v1/task/create", endpoint="create", methods=["POST"]),
-        Rule("/api/v1/task/get/<task_id>", endpoint="get", methods=["GET"]),
-        Rule("/api/v1/task/<task_id>/retry", endpoint="retry", methods=["POST"]),
-        Rule("/api/v1/task/<task_id>", endpoint="get", methods=["GET"]),
-        Rule("/api/v1/tasks", endpoint="list", methods=["GET"]),
-        Rule("/api/v1/tasks/export", endpoint="export", methods=["GET"]),
-        Rule("/api/v1/task/<task_id>/frames/<index>", endpoint="frame", methods=["GET"]),
-        Rule("/api/v1/task/<task_id>/subtitles.<any(vtt, srt):kind>", endpoint="subtitles",
-             methods=["GET"]),
-        Rule("/api/v1/batches", endpoint="create_batch", methods=["POST"]),
-        Rule("/api/v1/batches", endpoint="list_batches", methods=["GET"]),
-        Rule("/api/v1/batches/<batch_id>", endpoint="get_batch", methods=["GET"]),
-        Rule("/api/v1/batches/<batch_id>/results", endpoint="batch_results", methods=["GET"]),
-        Rule("/api/v1/vision_to_tag/google", endpoint="tag_now", methods=["POST"]),
-        Rule("/api/v1/accounts", endpoint="accounts", methods=["GET"]),
-        Rule("/api/v1/accounts/history", endpoint="pool_history", methods=["GET"]),
-        Rule("/api/v1/accounts/<key_id>/history", endpoint="account_history",
-             methods=["GET"]),
-        Rule("/api/v1/accounts/<key_id>/<any(enable, disable):action>",
-             endpoint="account_status", methods=["POST"]),
-        Rule("/api/v1/search", endpoint="search", methods=["GET"]),
-        Rule("/api/v1/stats", endpoint="stats", methods=["GET"]),
-        Rule("/api/v1/stats/charts", endpoint="charts", methods=["GET"]),
-        Rule("/dashboard", endpoint="dashboard", methods=["GET"]),
-        Rule("/dashboard/<any(app.js, style.css, favicon.svg, gemini_jobs.js):asset>",
-             endpoint="dashboard", methods=["GET"]),
-        Rule("/dashboard/vendor/<any(uplot.min.js, uplot.min.css):vendored>",
-             endpoint="dashboard", methods=["GET"]),
-        Rule("/api/v1/openapi.json", endpoint="openapi", methods=["GET"]),
-        Rule("/healthz", endpoint="healthz", methods=["GET"]),
-    ],
-    strict_slashes=False,
-)
 SYNC_ERROR_STATUS = {
     "url_forbidden": 400, "download_failed": 400, "video_too_large": 413,
     "video_too_long": 413, "unsupported_format": 415, "video_unreadable": 422,
@@ -104,10 +81,6 @@ SYNC_ERROR_STATUS = {
 error_code: never 500 — the service did not crash, the task could not be done."""
 
 
-PUBLIC = {"healthz", "openapi", "dashboard"}
-"""No token needed: probes, the API description, and the dashboard's static files (the
-page itself asks for a token and fetches every number through the token-checked API)."""
-
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
           "favicon.svg": "image/svg+xml", "gemini_jobs.js": "text/javascript",
@@ -120,7 +93,7 @@ pool's charts: no CDN, nothing fetched from elsewhere."""
 def api(request: flask.Request) -> flask.Response:
     """Cloud Functions entry point."""
     try:
-        endpoint, args = ROUTES.bind_to_environ(request.environ).match()
+        endpoint, args = ROUTES.bind_to_environ(request.environ).match()  # an Endpoint
     except MethodNotAllowed as error:
         allowed = ", ".join(sorted(error.valid_methods or []))
         return reply(405, f"method {request.method} not allowed here (allowed: {allowed})",
@@ -129,22 +102,22 @@ def api(request: flask.Request) -> flask.Response:
         if request.path.startswith("/api/v1/task/"):  # an id with slashes in it
             return reply(400, operations.MALFORMED_TASK_ID)
         return reply(404, f"no route {request.path}")
-    if endpoint == "get" and args.get("task_id") == "create":  # GET on the create route
+    if endpoint.handler is get and args.get("task_id") == "create":  # GET on the create route
         return reply(405, f"method {request.method} not allowed here (allowed: POST)",
                      headers={"Allow": "POST"})
     with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
         return _dispatch(request, endpoint, args)
 
 
-def _dispatch(request: flask.Request, endpoint: str, args: dict) -> flask.Response:
+def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.Response:
     try:
-        if endpoint == "healthz":  # a probe answers within HEALTH_TIMEOUT_S, even cold
+        if endpoint.handler is healthz:  # a probe answers within HEALTH_TIMEOUT_S, even cold
             services = operations.ready_services(get_services, get_settings().HEALTH_TIMEOUT_S)
         else:
             services = get_services()
-        if endpoint not in PUBLIC:
+        if not endpoint.public:
             check_token(api_token(request), services.settings.API_TOKENS, "Authorization")
-        return HANDLERS[endpoint](request, services, **args)
+        return endpoint.handler(request, services, **args)
     except Rejected as error:
         return rejection_reply(error)
     except ValidationError as error:
@@ -321,15 +294,147 @@ def healthz(request: flask.Request, services: Services) -> flask.Response:
 
 def openapi(request: flask.Request, services: Services) -> flask.Response:
     settings = services.settings
-    return flask.jsonify(openapi_document(tuple(settings.PLATFORMS), tuple(settings.ENVS)))
+    return flask.jsonify(openapi_document(ENDPOINTS, tuple(settings.PLATFORMS),
+                                          tuple(settings.ENVS)))
 
 
-HANDLERS = {
-    "create": create, "tag_now": tag_now, "get": get, "list": list_, "retry": retry,
-    "accounts": accounts, "account_status": account_status, "search": search,
-    "account_history": account_history, "pool_history": pool_history,
-    "stats": stats, "charts": charts, "frame": frame, "dashboard": dashboard,
-    "healthz": healthz, "openapi": openapi,
-    "create_batch": create_batch, "get_batch": get_batch, "list_batches": list_batches,
-    "batch_results": batch_results, "export": export, "subtitles": subtitles,
-}
+
+
+TASK_ID = {"type": "string", "pattern": TASK_ID_REGEX}
+KEY_ID = {"type": "string", "pattern": KEY_ID_PATTERN.pattern}
+DATE = {"type": "string", "pattern": DATE_REGEX,
+        "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC unless it has an offset)"}
+DOWNLOAD = {"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}}
+"""Schemas the declarations below share: path parameters, export dates, streamed rows."""
+
+GET_TASK = Endpoint(
+    "/api/v1/task/<task_id>", "GET", get, operation_id="getTask",
+    summary="Read a task (status, stage, attempts, error, timings, result)",
+    schemas={"task_id": TASK_ID}, data=Task, answer="the task", errors=(400, 404, 503))
+
+
+def _subtitles(kind: str, media_type: str) -> Endpoint:
+    """One route per format: each is its own operation with its own media type."""
+    return Endpoint(
+        f"/api/v1/task/<task_id>/subtitles.{kind}", "GET", subtitles, defaults={"kind": kind},
+        operation_id=f"taskSubtitles{kind.capitalize()}",
+        summary=f"The task's on-screen text, speech segments and key moments as timed cues "
+                f"({kind.upper()}); 409 while the task has no result",
+        schemas={"task_id": TASK_ID}, answer="subtitles", media={media_type: {"type": "string"}},
+        errors=(400, 404, 409, 503))
+
+
+ENDPOINTS = (
+    Endpoint("/api/v1/task/create", "POST", create, operation_id="createTask",
+             summary="Create a tagging task", body=CreateTaskRequest,
+             headers={"Idempotency-Key": {"type": "string", "minLength": 1,
+                                          "maxLength": operations.MAX_IDEMPOTENCY_KEY}},
+             answer="created; `task_id` is set",
+             links={operation: {"task_id": "$response.body#/task_id"}
+                    for operation in ("getTask", "retryTask")},  # stateful testing follows
+             errors=(400, 409, 413, 415, 503)),
+    replace(GET_TASK, path="/api/v1/task/get/<task_id>", operation_id="getTaskAlias"),
+    Endpoint("/api/v1/task/<task_id>/retry", "POST", retry, operation_id="retryTask",
+             summary="Re-queue a failed task with fresh attempts",
+             schemas={"task_id": TASK_ID}, data=Task, answer="re-queued",
+             errors=(400, 404, 409, 503)),
+    GET_TASK,
+    Endpoint("/api/v1/tasks", "GET", list_, operation_id="listTasks",
+             summary="List tasks, newest first, with cursor pagination",
+             query=ListTasksQuery, data=TaskPage, answer="a page of tasks", errors=(400, 503)),
+    Endpoint("/api/v1/tasks/export", "GET", export, operation_id="exportTasks",
+             summary="Every task the filters match, one row each, streamed as JSON Lines or "
+                     "CSV (UTF-8 BOM, formulas escaped)",
+             query=ExportQuery, schemas={"since": DATE, "until": DATE},
+             answer="one row per task, oldest first", media=DOWNLOAD, errors=(400, 503)),
+    Endpoint("/api/v1/task/<task_id>/frames/<index>", "GET", frame,
+             operation_id="getTaskFrame",
+             summary="One stored key frame of a task (`result.frames[index]`) as JPEG",
+             schemas={"task_id": TASK_ID, "index": {"type": "string",
+                                                    "pattern": "^[0-9]{1,4}$"}},
+             answer="the frame", media={"image/jpeg": {"type": "string", "format": "binary"}},
+             errors=(400, 404, 503)),
+    _subtitles("vtt", "text/vtt"),
+    _subtitles("srt", "application/x-subrip"),
+    Endpoint("/api/v1/batches", "POST", create_batch, operation_id="createBatch",
+             summary="Create up to 1,000 tasks at once: each item is checked on its own (the "
+                     "answer lists per item its task_id or its error)",
+             body=CreateBatchRequest,
+             headers={"Idempotency-Key": {"type": "string",
+                                          "maxLength": operations.MAX_IDEMPOTENCY_KEY}},
+             data=BatchCreated, answer="the batch and every item's outcome",
+             links={"getBatch": {"batch_id": "$response.body#/data/batch/batch_id"}},
+             errors=(400, 409, 413, 415, 503)),
+    Endpoint("/api/v1/batches", "GET", list_batches, operation_id="listBatches",
+             summary="List batches, newest first, with their progress",
+             query=ListBatchesQuery, data=BatchPage, answer="a page of batches",
+             errors=(400, 503)),
+    Endpoint("/api/v1/batches/<batch_id>", "GET", get_batch, operation_id="getBatch",
+             summary="A batch: counts by status, progress, ETA, start and finish times",
+             schemas={"batch_id": TASK_ID}, data=Batch, answer="the batch",
+             errors=(400, 404, 503)),
+    Endpoint("/api/v1/batches/<batch_id>/results", "GET", batch_results,
+             operation_id="batchResults",
+             summary="The batch's tasks, one row each, streamed as JSON Lines or CSV",
+             schemas={"batch_id": TASK_ID}, query=BatchResultsQuery,
+             answer="one row per task, in item order", media=DOWNLOAD, errors=(400, 404, 503)),
+    Endpoint("/api/v1/vision_to_tag/google", "POST", tag_now, operation_id="tagNow",
+             summary="Tag a video synchronously: the whole pipeline inside the request "
+                     "(bounded by SYNC_TIMEOUT_S), recorded as a task; `data.tags` is the flat "
+                     "list, `data.result` the full result",
+             body=SyncTagRequest, answer="tags, result and task",
+             errors=(400, 413, 415, 422, 429, 502, 503, 504)),
+    Endpoint("/api/v1/accounts", "GET", accounts,
+             summary="Key pool usage: per key (masked) status, use today and this minute, "
+                     "cooldown, last error; totals of capacity left",
+             answer="pool stats in `data`", errors=(503,)),
+    Endpoint("/api/v1/accounts/history", "GET", pool_history, operation_id="getPoolHistory",
+             summary="The key pool's totals per quota day and its last hour per minute "
+                     "(requests, 429s, capacity)",
+             query=HistoryQuery, answer="`data.days`, `data.last_hour`", errors=(400, 503)),
+    Endpoint("/api/v1/accounts/<key_id>/history", "GET", account_history,
+             operation_id="getAccountHistory",
+             summary="One key's history per quota day (requests, 429s by kind, errors, "
+                     "tokens, cost, probes) and its latest health probes",
+             schemas={"key_id": KEY_ID}, query=HistoryQuery,
+             answer="`data.days` oldest first, `data.probes` newest first",
+             errors=(400, 404, 503)),
+    Endpoint("/api/v1/accounts/<key_id>/<any(enable, disable):action>", "POST",
+             account_status, operation_id="setAccountStatus",
+             summary="Enable or disable one pool key (`key_id` as /api/v1/accounts shows it)",
+             schemas={"key_id": KEY_ID}, answer="the key's line of /api/v1/accounts",
+             errors=(400, 404, 503)),
+    Endpoint("/api/v1/search", "GET", search, operation_id="search",
+             summary="Find completed tasks by tags (all / any), free text, platform, env, uid "
+                     "and duration; newest first, with top-tag facets",
+             query=SearchQuery, data=SearchPage, answer="matching tasks and facets",
+             errors=(400, 501, 503)),
+    Endpoint("/api/v1/stats", "GET", stats,
+             summary="Tasks by status, queue depth, last hour's completions, failures and "
+                     "per-stage p50/p95, key pool capacity left",
+             query=StatsQuery, answer="stats in `data`", errors=(400, 503)),
+    Endpoint("/api/v1/stats/charts", "GET", charts, operation_id="getStatsCharts",
+             summary="The dashboard's charts over the last 24 h: `throughput` (completed and "
+                     "failed per minute from `start`, oldest first), `stages` (p50/p95 per "
+                     "stage), `top_tags` (the 20 most frequent tags of the newest 2,000 "
+                     "results)",
+             answer="chart data in `data`", errors=(503,)),
+    # public: the page, its files, the API description and the probe; the page itself asks
+    # for a token and fetches every number through the token-checked API
+    Endpoint("/dashboard", "GET", dashboard, public=True,
+             summary="Operator dashboard (HTML; its data comes from the API with a token)",
+             answer="the page", media={}),
+    Endpoint("/dashboard/<any(app.js, style.css, favicon.svg, gemini_jobs.js):asset>", "GET",
+             dashboard, public=True, documented=False),
+    Endpoint("/dashboard/vendor/<any(uplot.min.js, uplot.min.css):vendored>", "GET",
+             dashboard, public=True, documented=False),
+    Endpoint("/api/v1/openapi.json", "GET", openapi, public=True, summary="This document",
+             answer="OpenAPI 3 document", media={}),
+    Endpoint("/healthz", "GET", healthz, public=True,
+             summary="Reachability of database, Redis and storage",
+             answer="all reachable", other_replies={503: "something is down"}),
+)
+"""Every route of the API, in the router's order; the OpenAPI document is built from the
+same list (functions/routes.py says what each field means)."""
+
+ROUTES = route_map(ENDPOINTS)

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from functions.api import ENDPOINTS
 from functions.openapi import openapi_document
 from shared.video.urls import URL_PATTERN, url_problem
 
 
 def document_url_schema(model: str = "CreateTaskRequest", field: str = "url") -> dict:
-    properties = openapi_document(("rpa",), ("develop",))["components"]["schemas"][model]
+    properties = openapi_document(ENDPOINTS, ("rpa",), ("develop",))["components"]["schemas"][model]
     return {key: value for key, value in properties["properties"][field].items()
             if key in ("type", "anyOf", "pattern", "maxLength")}
 
