@@ -25,6 +25,7 @@ from functions.http import (
     reply,
     retry_after,
     single_valued,
+    sync_status,
     unavailable_reply,
 )
 from functions.openapi import openapi_document
@@ -65,21 +66,6 @@ from shared.tasks.models import (
 from shared.tasks.subtitles import SUBTITLE_TYPES
 
 log = logging.getLogger("vision_to_tag.api")
-
-SYNC_ERROR_STATUS = {
-    "url_forbidden": 400, "download_failed": 400, "video_too_large": 413,
-    "video_too_long": 413, "unsupported_format": 415, "video_unreadable": 422,
-    "no_video_stream": 422, "blocked_by_safety": 422, "gemini_file_failed": 422,
-    "no_key_available": 429, "gemini_bad_request": 502, "gemini_unavailable": 503,
-    "gemini_file_timeout": 503, "invalid_model_output": 502, "download_unavailable": 503,
-    "download_timeout": 504, "redis_unavailable": 503, "internal_error": 503,
-    "attempts_exhausted": 503, "worker_lost": 503, "delivery_failed": 503,
-    "lease_lost": 503, "handed_off": 503, "gemini_overloaded": 503,
-    "gemini_region_refused": 503, "request_too_large": 413,
-}
-"""HTTP status of the synchronous API for a task that ended (or waits) with this
-error_code: never 500 — the service did not crash, the task could not be done."""
-
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
@@ -156,7 +142,7 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
                 "task": task.model_dump(mode="json", exclude={"result"})}
         return reply(200, task_id=task.task_id, data=data)
-    status = 504 if outcome.timed_out else SYNC_ERROR_STATUS.get(task.error_code or "", 503)
+    status = 504 if outcome.timed_out else sync_status(task.error_code)
     if outcome.timed_out:
         message = (f"still processing after {services.settings.SYNC_TIMEOUT_S:g} s; "
                    f"poll GET /api/v1/task/{task.task_id}")

@@ -65,6 +65,15 @@ code has one (tests/test_layers.py)."""
 del E
 
 
+def sync_status(error_code: str | None) -> int:
+    """The status for a stored error_code; a code this version does not know (a row
+    written by another version) is 503, like every task that could not be done now."""
+    try:
+        return ERROR_STATUS[ErrorCode(error_code or "")]
+    except ValueError:
+        return 503
+
+
 def rejection_reply(error: Rejected) -> flask.Response:
     """The envelope for a refused request, with the status its kind means."""
     status = error.status if isinstance(error, ApiError) else next(
