@@ -125,14 +125,14 @@ def main() -> int:
         started = time.perf_counter()
         prepared = [create(services, urls[n % VIDEOS], "batch") for n in range(PREPARED)]
         for task_id in prepared:
-            assert handle_delivery(task_id, services).task_status == "waiting_batch"
+            assert handle_delivery(task_id, services.worker).task_status == "waiting_batch"
         prepare_s = (time.perf_counter() - started) / PREPARED
         ids = prepared + [copy_waiting(services, prepared[n % PREPARED], work)
                           for n in range(TASKS - PREPARED)]
         sweeps, started = [], time.perf_counter()
         while True:
             sweep_started = time.perf_counter()
-            counts = collect(services)
+            counts = collect(services.worker)
             sweeps.append((time.perf_counter() - sweep_started, counts))
             done = services.queries.count_by_status().get("completed", 0)
             if done == TASKS or len(sweeps) > 10:
@@ -145,7 +145,7 @@ def main() -> int:
         interactive_ids = [create(services, urls[n % VIDEOS], "interactive")
                            for n in range(INTERACTIVE)]
         for task_id in interactive_ids:
-            assert handle_delivery(task_id, services).task_status == "completed"
+            assert handle_delivery(task_id, services.worker).task_status == "completed"
         interactive = [services.store.get(task_id) for task_id in interactive_ids]
         interactive_cost = statistics.mean(t.result.usage.cost_usd for t in interactive)
         inputs = {"file" if j.input_file else "inline" for j in jobs}

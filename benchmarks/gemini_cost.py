@@ -107,7 +107,7 @@ def run(mode: str, per_dimension: bool, video_url: str, standin: GeminiStandIn,
             {"url": video_url, "platform": "rpa", "dimensions": dims},
             context={"platforms": ["rpa"]})
         task_id = create_task(services, request)[0].task_id
-        handle_delivery(task_id, services)
+        handle_delivery(task_id, services.worker)
         for stage, ms in (services.store.get(task_id).timings or {}).items():
             timings[stage] = timings.get(stage, 0) + ms
     calls = standin.generate_calls()

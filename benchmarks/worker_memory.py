@@ -49,7 +49,7 @@ if sys.argv[2] == "naive":
     import requests
     body = requests.get(sys.argv[1]).content          # the whole video in memory
     open("/dev/null", "wb").write(body)
-reply = handle_delivery(task_id, services)
+reply = handle_delivery(task_id, services.worker)
 task = services.store.get(task_id)
 print(json.dumps({"status": task.status, "size": task.size_bytes, "frames": len(task.result.frames),
                   "self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))

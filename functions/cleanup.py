@@ -22,9 +22,9 @@ from functions.http import (
     unavailable_reply,
 )
 from shared.app.cleanup import clean_videos, default_range
+from shared.app.pool_jobs import keys_job, watch_pool
 from shared.errors import ServiceUnavailable
 from shared.pipeline.batch_collector import collect
-from shared.pipeline.pool_jobs import keys_job, watch_pool
 from shared.pipeline.reaper import reconcile
 from shared.redis_conn import redis_outage
 from shared.services import Services, get_services
@@ -47,12 +47,12 @@ def cleanup(request: flask.Request) -> flask.Response:
             with redis_outage():
                 return reply(200, data={"keys": keys_job(services)})
         if scope == "batches":
-            return reply(200, data={"batches": collect(services)})
+            return reply(200, data={"batches": collect(services.worker)})
         if scope == "all":
             start, end = default_range(date.today(), settings.CACHE_DAYS)
             data["videos"] = clean_videos(services.storage, start, end,
                                           dry_run=dry_run).as_dict()
-        swept = reconcile(services)
+        swept = reconcile(services.worker)
         reindexed, batches = swept.pop("reindexed"), swept.pop("batches_finished")
         data["stuck_tasks"], data["reindexed"] = swept, reindexed
         data["batches_finished"] = batches

@@ -19,11 +19,16 @@ from functions.http import (
 )
 from shared.errors import ServiceUnavailable
 from shared.logs import log_context, trace_fields
-from shared.pipeline.runner import handle_delivery
+from shared.pipeline.runner import Delivery, DeliveryKind, handle_delivery
 from shared.services import get_services
 from shared.tasks.models import TASK_ID_PATTERN
 
 log = logging.getLogger("vision_to_tag.worker")
+
+HTTP_STATUS: dict[DeliveryKind, int] = {
+    DeliveryKind.DONE: 200, DeliveryKind.DROP: 200, DeliveryKind.RETRY_AFTER: 503,
+}
+"""What the queue hears: 2xx drops the delivery, 503 + Retry-After delivers it again."""
 
 
 @nosniff
@@ -57,7 +62,13 @@ def process_task(request: flask.Request) -> flask.Response:
             request.headers.get("X-CloudTasks-TaskRetryCount", "-"),
             request.headers.get("X-CloudTasks-TaskExecutionCount", "-"),
         )
-        result = handle_delivery(task_id, services)
-    return reply(result.status_code, result.message, task_id=task_id,
-                 data={"status": result.task_status},
-                 headers=retry_after(result.retry_after_s))
+        delivery = handle_delivery(task_id, services.worker)
+    return delivery_reply(task_id, delivery)
+
+
+def delivery_reply(task_id: str, delivery: Delivery) -> flask.Response:
+    """The runner's outcome as the envelope the queue reads (docs/architecture.md,
+    "Answers of `process_task`")."""
+    return reply(HTTP_STATUS[delivery.kind], delivery.message, task_id=task_id,
+                 data={"status": delivery.task_status},
+                 headers=retry_after(delivery.retry_after_s))

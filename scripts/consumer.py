@@ -11,10 +11,10 @@ import argparse
 import signal
 import sys
 
+from shared.app.pool_jobs import keys_job, watch_pool
 from shared.config import get_settings
 from shared.logs import setup_logging
 from shared.pipeline.batch_collector import collect, every
-from shared.pipeline.pool_jobs import keys_job, watch_pool
 from shared.pipeline.reaper import reconcile
 from shared.pipeline.runner import end_failed
 from shared.queue.local_consumer import Consumer, ConsumerConfig
@@ -58,16 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def delivery_failed(task_id: str) -> None:
-        end_failed(task_id, services, "delivery_failed",
+        end_failed(task_id, services.worker, "delivery_failed",
                    f"the queue gave up after {args.max_retries} failed deliveries")
 
     batches_due = every(settings.BATCH_POLL_S)
 
     def sweep() -> dict[str, int]:
         """The reconciler, and the Gemini batch collector every BATCH_POLL_S."""
-        counts = reconcile(services)
+        counts = reconcile(services.worker)
         if batches_due():
-            counts.update({f"batch_{name}": n for name, n in collect(services).items()})
+            counts.update({f"batch_{name}": n for name, n in collect(services.worker).items()})
         return counts
 
     consumer = Consumer(

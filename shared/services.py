@@ -2,20 +2,21 @@
 
 Functions call `get_services()` on their first request (clients are reused across
 requests of the same instance); tests build their own `Services` with other backends.
+`Services` (the application's context, `shared/app/context.py`) hands the pipeline its
+`Worker` (`Services.worker`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
 import sqlalchemy as sa
 
 from shared.accounts.pool import AccountPool
+from shared.app.context import Services
 from shared.config import VAR_DIR, Settings, get_settings
 from shared.once import once
-from shared.pipeline.stages import StageTools
 from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import RedisLimits
@@ -31,44 +32,10 @@ from shared.tasks.db import create_db_engine, migrate
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
-from shared.video.fetch import FetchLimits
 from shared.video.safety import UrlPolicy
 
 if TYPE_CHECKING:
     from shared.search.index import TagIndex
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: TaskStore
-    queries: TaskQueries
-    followups: Followups
-    batches: BatchStore
-    redis: redis.Redis
-    queue: TaskQueue
-    storage: Storage
-    tagger: Tagger
-    url_policy: UrlPolicy
-    pool: AccountPool
-    index: TagIndex | None = None
-
-    def stage_tools(self) -> StageTools:
-        """What the pipeline's stages may use (built per job: tests swap a backend)."""
-        settings = self.settings
-        return StageTools(
-            tagger=self.tagger, storage=self.storage, url_policy=self.url_policy,
-            fetch_limits=FetchLimits(
-                max_bytes=settings.max_video_bytes,
-                connect_timeout_s=settings.DOWNLOAD_CONNECT_TIMEOUT_S,
-                read_timeout_s=settings.DOWNLOAD_READ_TIMEOUT_S,
-                total_timeout_s=settings.DOWNLOAD_TOTAL_TIMEOUT_S,
-            ),
-            max_video_seconds=settings.MAX_VIDEO_SECONDS,
-            record_source=self.store.record_source,
-            record_windows=self.store.record_windows,
-            find_result=self.queries.find_result if settings.RESULT_CACHE else None,
-        )
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:

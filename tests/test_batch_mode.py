@@ -17,7 +17,7 @@ from shared.app.operations import create_task
 from shared.app.stats import service_stats
 from shared.pipeline import batch_collector
 from shared.pipeline.batch_collector import collect
-from shared.pipeline.runner import handle_delivery
+from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services, gemini_config, get_services
 from shared.tagging.gemini import GeminiTagger
 from shared.tasks.gemini_jobs import GeminiJobStore
@@ -57,14 +57,14 @@ def prepared(services: Services, url: str, count: int = 1, **fields) -> list[str
             {"url": url, "platform": "rpa", "mode": "batch", **fields},
             context={"platforms": ["rpa"]})
         task_id = create_task(services, request)[0].task_id
-        reply = handle_delivery(task_id, services)
-        assert (reply.status_code, reply.task_status) == (200, "waiting_batch"), reply
+        reply = handle_delivery(task_id, services.worker)
+        assert (reply.kind, reply.task_status) == (DeliveryKind.DONE, "waiting_batch"), reply
         ids.append(task_id)
     return ids
 
 
 def sweep_until_done(services: Services, sweeps: int = 6) -> list[dict[str, int]]:
-    return [collect(services) for _ in range(sweeps)]
+    return [collect(services.worker) for _ in range(sweeps)]
 
 
 def states(services: Services, ids: list[str]) -> list[str]:
@@ -80,16 +80,16 @@ def test_waiting_tasks_are_tagged_in_one_inline_job_at_half_price(
         "waiting_batch", "waiting_batch", "batch", 0)
     assert task.batch_job is None and task.batch_since is not None
     assert standin.generate_calls() == []  # nothing sent interactively
-    again = handle_delivery(ids[0], services)  # a stray delivery changes nothing
-    assert (again.status_code, again.task_status) == (200, "waiting_batch")
+    again = handle_delivery(ids[0], services.worker)  # a stray delivery changes nothing
+    assert (again.kind, again.task_status) == (DeliveryKind.DONE, "waiting_batch")
     assert services.store.get(ids[0]).status == "waiting_batch"
-    first = collect(services)
+    first = collect(services.worker)
     assert first["jobs_created"] == 1 and first["tasks_submitted"] == 3
     job = standin.batch_jobs()[0]
     assert job["displayName"].startswith("vtt-") and not job["file"]
     assert sorted(key for key, _ in job["requests"]) == sorted(ids)
     assert services.store.get(ids[0]).batch_job is not None
-    assert collect(services) == {}  # pending, then running: nothing changes
+    assert collect(services.worker) == {}  # pending, then running: nothing changes
     sweep_until_done(services)
     assert states(services, ids) == ["completed"] * 3
     result = services.store.get(ids[0]).result
@@ -146,7 +146,7 @@ def test_a_job_that_ends_badly_sends_its_tasks_into_the_next_job(
     ids = prepared(services, media_server.url("files/clip.mp4"), 2)
     standin.batch_ends[KEY] = end
     for _ in range(3):
-        collect(services)
+        collect(services.worker)
     jobs = GeminiJobStore(services.store.engine)
     assert [j.state for j in jobs.recent()][-1] == end.removeprefix("BATCH_STATE_").lower()
     assert states(services, ids) == ["waiting_batch"] * 2
@@ -168,10 +168,10 @@ def test_a_crash_after_creating_the_job_does_not_submit_its_tasks_twice(
     with monkeypatch.context() as patched:
         patched.setattr(GeminiJobStore, "submitted", crash)
         with pytest.raises(SystemExit):
-            collect(services)
+            collect(services.worker)
     assert len(standin.batch_jobs()) == 1
     services.redis.delete("gemini_batches:collector_lock")  # the dead sweep's lock
-    counts = collect(services)
+    counts = collect(services.worker)
     assert counts.get("jobs_recovered") == 1 and "jobs_created" not in counts
     sweep_until_done(services)
     assert states(services, ids) == ["completed"] * 2
@@ -182,18 +182,18 @@ def test_a_task_that_fell_back_ignores_its_jobs_late_answer(
         batch_services, standin, media_server) -> None:
     services = batch_services
     ids = prepared(services, media_server.url("files/clip.mp4"), 2)
-    collect(services)  # submitted
+    collect(services.worker)  # submitted
     services.settings.BATCH_MAX_WAIT_S = 0.001
-    counts = collect(services)
+    counts = collect(services.worker)
     assert counts["fell_back"] == 2
     task = services.store.get(ids[0])
     assert (task.status, task.mode, task.error_code) == ("pending", "interactive",
                                                          "batch_wait_exceeded")
     services.settings.BATCH_MAX_WAIT_S = 3600
-    counts = collect(services)  # the job ends: its answers come too late
+    counts = collect(services.worker)  # the job ends: its answers come too late
     assert counts["late_answers_ignored"] == 2
     assert states(services, ids) == ["pending"] * 2
-    reply = handle_delivery(ids[0], services)  # tagged interactively now
+    reply = handle_delivery(ids[0], services.worker)  # tagged interactively now
     assert reply.task_status == "completed" and len(standin.generate_calls()) == 1
     assert services.store.get(ids[0]).result.usage.batch_requests == 0
 
@@ -244,7 +244,7 @@ def test_a_video_too_large_to_go_inline_is_uploaded_and_deleted_once_tagged(
     ids = prepared(services, media_server.url("files/clip.mp4"))
     uploaded = [i for i, f in standin.files.items() if (f["mime"] or "").startswith("video/")]
     assert len(uploaded) == 1 and uploaded[0] not in standin.deleted
-    collect(services)
+    collect(services.worker)
     parts = standin.batch_jobs()[0]["requests"][0][1]["contents"][0]["parts"]
     assert any("fileData" in part or "file_data" in part for part in parts)
     sweep_until_done(services)
@@ -315,7 +315,7 @@ def test_the_deployment_default_mode_applies_when_a_request_names_none(app_env) 
 def test_key_ids_not_keys_reach_the_job_rows(batch_services, media_server) -> None:
     services = batch_services
     prepared(services, media_server.url("files/clip.mp4"), 1)
-    collect(services)
+    collect(services.worker)
     job = GeminiJobStore(services.store.engine).recent()[0]
     assert job.key_id == account_id(KEY) and KEY not in repr(job)
 

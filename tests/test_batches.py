@@ -258,9 +258,9 @@ def test_the_batch_callback_fires_once_when_every_item_finished(
     items = [{**ITEM, "url": media_server.url("files/clip.mp4")},
              {**ITEM, "url": media_server.url("files/notes.txt")}]
     batch_id, task_ids = make_batch(sqlite_services, items, receiver.url)
-    assert handle_delivery(task_ids[0], sqlite_services).task_status == "completed"
+    assert handle_delivery(task_ids[0], sqlite_services.worker).task_status == "completed"
     assert receiver.received == []  # one item still pending
-    assert handle_delivery(task_ids[1], sqlite_services).task_status == "failed"
+    assert handle_delivery(task_ids[1], sqlite_services.worker).task_status == "failed"
     assert len(receiver.received) == 1
     headers, body = receiver.received[0]
     assert headers["X-Batch-Id"] == batch_id
@@ -269,8 +269,8 @@ def test_the_batch_callback_fires_once_when_every_item_finished(
     sent = json.loads(body)["data"]
     assert sent["counts"]["completed"] == 1 and sent["counts"]["failed"] == 1
     assert sent["progress"] == {"finished": 2, "total": 2} and sent["finished_at"]
-    handle_delivery(task_ids[1], sqlite_services)  # a repeated delivery sends nothing more
-    reconcile(sqlite_services)
+    handle_delivery(task_ids[1], sqlite_services.worker)  # a repeated delivery sends nothing more
+    reconcile(sqlite_services.worker)
     assert len(receiver.received) == 1
     stored = sqlite_services.batches.get(batch_id)
     assert (stored.callback_status, stored.callback_attempts) == ("delivered", 1)
@@ -301,9 +301,9 @@ def test_the_reconciler_finishes_a_batch_nobody_finished(services: Services) -> 
     for task_id in task_ids:
         complete(services, task_id)  # the store only: nobody checked the batch
     assert services.batches.get(batch_id).finished_at is None
-    assert reconcile(services)["batches_finished"] == 1
+    assert reconcile(services.worker)["batches_finished"] == 1
     assert services.batches.get(batch_id).finished_at is not None
-    assert reconcile(services)["batches_finished"] == 0
+    assert reconcile(services.worker)["batches_finished"] == 0
 
 
 def test_a_batch_with_nothing_accepted_is_finished_at_once(services: Services) -> None:

@@ -30,7 +30,7 @@ def run(services: Services, url: str, callback_url: str):
         {"url": url, "platform": "rpa", "callback_url": callback_url},
         context={"platforms": ["rpa"]})
     task_id = create_task(services, request)[0].task_id
-    handle_delivery(task_id, services)
+    handle_delivery(task_id, services.worker)
     return services.store.get(task_id)
 
 
@@ -86,7 +86,7 @@ def test_callback_target_is_checked_at_delivery(callback_services, media_server,
     task_id = create_task(callback_services, request)[0].task_id
     port = media_server.httpd.server_address[1]
     callback_services.url_policy = UrlPolicy(allowlist=frozenset({f"127.0.0.1:{port}"}))
-    handle_delivery(task_id, callback_services)
+    handle_delivery(task_id, callback_services.worker)
     task = callback_services.store.get(task_id)
     assert task.status == "completed"
     assert task.callback_status == "failed" and "not resolve to a public" in task.callback_error
@@ -108,7 +108,7 @@ def test_callback_shape_equals_get_task(app_env, media_server, receiver_factory)
         "url": media_server.url("files/clip.mp4"), "platform": "rpa",
         "callback_url": receiver.url}).get_json()["task_id"]
     services = get_services()
-    handle_delivery(task_id, services)
+    handle_delivery(task_id, services.worker)
     got = client.get(f"/api/v1/task/{task_id}").get_json()
     sent = json.loads(receiver.received[0][1])
     for volatile in ("callback_status", "callback_attempts", "callback_error", "updated_at",

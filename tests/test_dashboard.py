@@ -71,7 +71,7 @@ def api_server(app_env, media_server, redis_client):
             {"url": media_server.url(path), "platform": "rpa"}, context={"platforms": ["rpa"]})
         task_id = create_task(services, request)[0].task_id
         if path != "files/portrait.mp4":
-            handle_delivery(task_id, services)
+            handle_delivery(task_id, services.worker)
     with serving() as url:
         yield url
 

@@ -18,7 +18,7 @@ from shared.accounts.pool import AccountPool, account_id
 from shared.app.operations import create_task
 from shared.config import load_settings
 from shared.errors import PermanentError, TransientError
-from shared.pipeline.runner import handle_delivery
+from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services, gemini_config
 from shared.tagging.base import TagRequest
 from shared.tagging.gemini import GeminiTagger
@@ -273,7 +273,7 @@ def run_task(services: Services, url: str, **fields):
     request = CreateTaskRequest.model_validate({"url": url, "platform": "rpa", **fields},
                                                context={"platforms": ["rpa"]})
     task_id = create_task(services, request)[0].task_id
-    return handle_delivery(task_id, services), services.store.get(task_id)
+    return handle_delivery(task_id, services.worker), services.store.get(task_id)
 
 
 def test_all_keys_exhausted_goes_back_pending_with_retry_after(
@@ -283,7 +283,8 @@ def test_all_keys_exhausted_goes_back_pending_with_retry_after(
     services = gemini_services(sqlite_services, standin)
     reply, task = run_task(services, media_server.url("files/clip.mp4"))
     # waiting for a key: the next try is a planned delivery and no attempt is spent
-    assert (reply.status_code, reply.task_status, task.status) == (200, "pending", "pending")
+    assert (reply.kind, reply.task_status, task.status) == (DeliveryKind.DONE, "pending",
+                                                           "pending")
     assert task.error_code == "no_key_available" and 35 <= reply.retry_after_s <= 42
     assert task.attempts == 0 and task.waiting_since is not None
     assert len(standin.generate_calls()) == 3  # each key tried once, then all cooling

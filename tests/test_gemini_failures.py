@@ -16,6 +16,7 @@ from shared import redis_keys
 from shared.accounts.pool import account_id
 from shared.config import load_settings
 from shared.errors import WaitForModel, WaitForRoute
+from shared.pipeline.runner import DeliveryKind
 from shared.services import Services, gemini_config
 from shared.tagging.gemini import GeminiTagger
 from shared.tagging.health import GeminiHealth
@@ -93,7 +94,7 @@ def test_overload_waits_without_spending_attempts(sqlite_services, standins, med
     services.tagger.health.model_ok("gemini-2.5-flash")  # the back-off ran out
     from shared.pipeline.runner import handle_delivery
 
-    done = handle_delivery(task.task_id, services)
+    done = handle_delivery(task.task_id, services.worker)
     assert done.task_status == TaskStatus.COMPLETED
     assert services.store.get(task.task_id).attempts == 1
 
@@ -140,7 +141,7 @@ def test_refused_everywhere_tasks_wait_and_the_status_says_why(
     reply, task = run_task(services, media_server.url("files/clip.mp4"))
     assert (task.status, task.error_code, task.attempts) == (
         "pending", "gemini_region_refused", 0)
-    assert reply.status_code == 200 and reply.retry_after_s >= 0.2
+    assert reply.kind == DeliveryKind.DONE and reply.retry_after_s >= 0.2
     with pytest.raises(WaitForRoute):
         services.tagger.tag(request_for_path(media_server))
     status = services.tagger.health.status(["gemini-2.5-flash"],

@@ -11,7 +11,7 @@ import pytest
 
 from shared import redis_keys
 from shared.app.operations import create_task
-from shared.pipeline.runner import handle_delivery
+from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest
 from shared.video.safety import UrlPolicy
@@ -21,7 +21,7 @@ def run(services: Services, url: str, **fields):
     request = CreateTaskRequest.model_validate(
         {"url": url, "platform": "rpa", **fields}, context={"platforms": ["rpa"]})
     task_id = create_task(services, request)[0].task_id
-    reply = handle_delivery(task_id, services)
+    reply = handle_delivery(task_id, services.worker)
     return reply, services.store.get(task_id)
 
 
@@ -45,8 +45,8 @@ def stored_files(services: Services) -> list[str]:
 ])
 def test_bad_inputs_fail_at_once(sqlite_services: Services, media_server, path, code) -> None:
     reply, task = run(sqlite_services, media_server.url(path))
-    assert (reply.status_code, task.status, task.error_code, task.attempts) == (
-        200, "failed", code, 1), task.message
+    assert (reply.kind, task.status, task.error_code, task.attempts) == (
+        DeliveryKind.DONE, "failed", code, 1), task.message
     assert task.message and task.result is None
     assert not any("frames/" in key for key in stored_files(sqlite_services))
 
@@ -105,7 +105,8 @@ def guarded(sqlite_services: Services, media_server) -> Services:
 def test_redirects_to_forbidden_targets_are_refused(guarded: Services, media_server,
                                                     target: str) -> None:
     reply, task = run(guarded, media_server.url(f"redirect-to/{quote(target, safe='')}"))
-    assert (reply.status_code, task.status, task.error_code) == (200, "failed", "url_forbidden")
+    assert (reply.kind, task.status, task.error_code) == (
+        DeliveryKind.DONE, "failed", "url_forbidden")
 
 
 def test_allowlisted_host_still_works(guarded: Services, media_server) -> None:
@@ -145,7 +146,7 @@ def test_retry_reuses_the_stored_video(sqlite_services: Services, media_server) 
     sqlite_services.tagger = FlakyTagger(sqlite_services.tagger)
     reply, task = run(sqlite_services, media_server.url("files/clip.mp4"))
     assert reply.task_status == "pending" and task.storage_uri and task.video_sha256
-    second = handle_delivery(task.task_id, sqlite_services)
+    second = handle_delivery(task.task_id, sqlite_services.worker)
     done = sqlite_services.store.get(task.task_id)
     assert second.task_status == "completed" and done.video_sha256 == task.video_sha256
     assert media_server.hits["/files/clip.mp4"] == 1

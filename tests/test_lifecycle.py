@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from shared import redis_keys
 from shared.errors import WaitForKey
-from shared.pipeline.runner import handle_delivery
+from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services
 from shared.tasks.schema import video_tasks
 from tests.helpers import reap, wait_for
@@ -22,14 +22,14 @@ def test_delivery_of_a_held_task_is_503_with_the_time_left(services: Services,
                                                            media_server) -> None:
     services.settings.TASK_TIMEOUT_S = 6
     task_id = create(services, media_server.url("slow/2/clip.mp4"))
-    first = threading.Thread(target=handle_delivery, args=(task_id, services))
+    first = threading.Thread(target=handle_delivery, args=(task_id, services.worker))
     first.start()
     wait_for(lambda: services.store.get(task_id).status == "processing")
-    busy = handle_delivery(task_id, services)  # the lock is held
-    assert busy.status_code == 503 and 1 <= busy.retry_after_s <= 6
+    busy = handle_delivery(task_id, services.worker)  # the lock is held
+    assert busy.kind == DeliveryKind.RETRY_AFTER and 1 <= busy.retry_after_s <= 6
     services.redis.delete(redis_keys.task_lock(task_id))  # Redis lost the lock: the lease answers
-    leased = handle_delivery(task_id, services)
-    assert leased.status_code == 503 and 1 <= leased.retry_after_s <= 6
+    leased = handle_delivery(task_id, services.worker)
+    assert leased.kind == DeliveryKind.RETRY_AFTER and 1 <= leased.retry_after_s <= 6
     first.join()
     task = services.store.get(task_id)
     assert task.status == "completed" and task.attempts == 1  # nothing changed meanwhile
@@ -39,7 +39,7 @@ def test_heartbeat_keeps_a_slow_live_worker_from_being_duplicated(
         services: Services, media_server) -> None:
     services.settings.TASK_TIMEOUT_S = 1  # the download alone takes 3 leases
     task_id = create(services, media_server.url("slow/3/clip.mp4"))
-    worker = threading.Thread(target=handle_delivery, args=(task_id, services))
+    worker = threading.Thread(target=handle_delivery, args=(task_id, services.worker))
     worker.start()
     leases = set()
     while worker.is_alive():
@@ -48,7 +48,7 @@ def test_heartbeat_keeps_a_slow_live_worker_from_being_duplicated(
             leases.add(task.lease_until)
             counts = reap(services, 5, grace_s=60)
             assert counts["requeued"] == 0  # never seen as dead
-            assert handle_delivery(task_id, services).status_code == 503
+            assert handle_delivery(task_id, services.worker).kind == DeliveryKind.RETRY_AFTER
         time.sleep(0.25)
     task = services.store.get(task_id)
     assert task.status == "completed" and task.attempts == 1 and len(leases) >= 3
@@ -85,9 +85,9 @@ def test_a_kill_between_lock_and_claim_leaves_a_recoverable_task(
     services.settings.TASK_TIMEOUT_S = 1
     task_id = create(services, media_server.url("files/clip.mp4"))
     services.redis.set(redis_keys.task_lock(task_id), "dead-worker", px=1000)
-    assert handle_delivery(task_id, services).status_code == 503
+    assert handle_delivery(task_id, services.worker).kind == DeliveryKind.RETRY_AFTER
     time.sleep(1.05)
-    assert handle_delivery(task_id, services).task_status == "completed"
+    assert handle_delivery(task_id, services.worker).task_status == "completed"
 
 
 class _NoKeys:
@@ -108,8 +108,8 @@ def test_waiting_for_a_key_spends_no_attempt_then_ends_at_the_limit(
     services.settings.MAX_ATTEMPTS = 2
     task_id = create(services, media_server.url("files/clip.mp4"))
     for _ in range(4):  # more waits than attempts: none is spent
-        reply = handle_delivery(task_id, services)
-        assert (reply.status_code, reply.task_status) == (200, "pending")
+        reply = handle_delivery(task_id, services.worker)
+        assert (reply.kind, reply.task_status) == (DeliveryKind.DONE, "pending")
         assert 0 < reply.retry_after_s <= 0.25  # the pool has no key: its own hint
     task = services.store.get(task_id)
     assert task.attempts == 0 and task.error_code == "no_key_available"
@@ -117,7 +117,7 @@ def test_waiting_for_a_key_spends_no_attempt_then_ends_at_the_limit(
     assert services.redis.zscore(redis_keys.TASK_QUEUE_DELAYED, task_id) is not None
     services.settings.MAX_QUOTA_WAIT_S = 0.5
     time.sleep(0.6)
-    reply = handle_delivery(task_id, services)
+    reply = handle_delivery(task_id, services.worker)
     task = services.store.get(task_id)
     assert (reply.task_status, task.status, task.error_code) == (
         "failed", "failed", "no_key_available")
@@ -127,8 +127,8 @@ def test_waiting_for_a_key_spends_no_attempt_then_ends_at_the_limit(
 def test_planned_retry_answers_200_only_once_the_next_delivery_exists(
         services: Services, media_server) -> None:
     task_id = create(services, media_server.url("status/503"))
-    reply = handle_delivery(task_id, services)
+    reply = handle_delivery(task_id, services.worker)
     task = services.store.get(task_id)
-    assert reply.status_code == 200 and task.status == "pending"
+    assert reply.kind == DeliveryKind.DONE and task.status == "pending"
     assert services.queue.is_live(task_id, task.delivery) is True
     assert task.delivery.startswith("t")

@@ -202,7 +202,7 @@ def test_a_cached_result_keeps_what_the_tagger_measured(sqlite_services, media_s
             {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},
             context={"platforms": ["rpa"]})
         task_id = create_task(sqlite_services, request)[0].task_id
-        handle_delivery(task_id, sqlite_services)
+        handle_delivery(task_id, sqlite_services.worker)
         return sqlite_services.store.get(task_id).result
 
     first, second = run(), run()

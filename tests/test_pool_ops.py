@@ -32,9 +32,9 @@ from shared.accounts.importer import (
 )
 from shared.accounts.pool import AccountPool, Lease, Outcome, account_id
 from shared.accounts.probes import KeyProber, heal_class
+from shared.app.pool_alerts import run_alerts
+from shared.app.pool_jobs import keys_job, watch_pool
 from shared.config import ConfigError
-from shared.pipeline.pool_alerts import run_alerts
-from shared.pipeline.pool_jobs import keys_job, watch_pool
 from shared.queue.local_consumer import Consumer, ConsumerConfig
 from shared.queue.redis_queue import RedisQueue
 from shared.services import build_services

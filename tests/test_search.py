@@ -26,7 +26,7 @@ def completed_task(services: Services, url: str, env: str = "develop", **fields)
     request = CreateTaskRequest.model_validate(
         {"url": url, "platform": "rpa", "env": env, **fields}, context={"platforms": ["rpa"]})
     task_id = create_task(services, request)[0].task_id
-    handle_delivery(task_id, services)
+    handle_delivery(task_id, services.worker)
     return services.store.get(task_id)
 
 

@@ -24,7 +24,7 @@ def test_stats_match_what_happened(app_env, media_server, redis_client) -> None:
            for path in ("files/clip.mp4", "status/404", "files/portrait.mp4")]
     services = get_services()
     for task_id in ids[:2]:
-        handle_delivery(task_id, services)
+        handle_delivery(task_id, services.worker)
     redis_client.lpop("task_queue")
     redis_client.lpop("task_queue")
     data = client.get("/api/v1/stats").get_json()["data"]
@@ -89,7 +89,7 @@ def test_every_stage_leaves_one_line(sqlite_services, media_server, caplog) -> N
         context={"platforms": ["rpa"]})
     task_id = create_task(sqlite_services, request)[0].task_id
     with caplog.at_level(logging.INFO, logger="vision_to_tag.pipeline"):
-        handle_delivery(task_id, sqlite_services)
+        handle_delivery(task_id, sqlite_services.worker)
     stages = [r.stage for r in caplog.records if r.name == "vision_to_tag.pipeline"]
     assert stages == ["downloading", "probing", "extracting_frames", "tagging"]
     assert all(isinstance(r.duration_ms, int) for r in caplog.records

@@ -229,7 +229,7 @@ def test_a_redelivery_asks_only_for_the_missing_windows(sqlite_services, standin
     standin.fail_after = None
     from shared.pipeline.runner import handle_delivery
     services.store.engine.dispose()
-    handle_delivery(task.task_id, services)
+    handle_delivery(task.task_id, services.worker)
     done = services.store.get(task.task_id)
     assert done.status == "completed" and done.windows is None
     offsets = [clip_offsets(c) for c in standin.generate_calls() if standin.answered]

@@ -15,7 +15,7 @@ import redis
 
 from shared import redis_keys
 from shared.app.operations import create_task
-from shared.pipeline.runner import handle_delivery
+from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
 from tests.helpers import call_together, reap, wait_for
@@ -30,8 +30,8 @@ def create(services: Services, url: str, **fields) -> str:
 
 def test_happy_path_records_result_timings_and_storage(services: Services, media_server) -> None:
     task_id = create(services, media_server.url("files/clip.mp4"), dimensions=["vision", "audio"])
-    reply = handle_delivery(task_id, services)
-    assert (reply.status_code, reply.task_status) == (200, "completed")
+    reply = handle_delivery(task_id, services.worker)
+    assert (reply.kind, reply.task_status) == (DeliveryKind.DONE, "completed")
     task = services.store.get(task_id)
     assert task.status == "completed" and task.attempts == 1 and task.stage is None
     assert set(task.timings) == {"downloading", "probing", "extracting_frames", "tagging"}
@@ -48,7 +48,7 @@ def test_happy_path_records_result_timings_and_storage(services: Services, media
 
 def test_english_and_silent_portrait(services: Services, media_server) -> None:
     task_id = create(services, media_server.url("files/portrait.mp4"), language="en")
-    handle_delivery(task_id, services)
+    handle_delivery(task_id, services.worker)
     result = services.store.get(task_id).result
     assert {"portrait", "silent", "SD"} <= set(result.tags) and result.language == "en"
 
@@ -57,7 +57,8 @@ def test_two_workers_same_task_exactly_one_processes(services: Services, media_s
     path = "slow/1/clip.mp4"
     task_id = create(services, media_server.url(path))
     replies = []
-    threads = [threading.Thread(target=lambda: replies.append(handle_delivery(task_id, services)))
+    worker = services.worker
+    threads = [threading.Thread(target=lambda: replies.append(handle_delivery(task_id, worker)))
                for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -71,15 +72,15 @@ def test_two_workers_same_task_exactly_one_processes(services: Services, media_s
 def test_transient_failure_is_retried_then_completes(services: Services, media_server) -> None:
     task_id = create(services, media_server.url("flaky/2/clip.mp4"))
     for attempt in (1, 2):
-        reply = handle_delivery(task_id, services)
+        reply = handle_delivery(task_id, services.worker)
         # the next try is queued as a planned delivery; this one is done
-        assert reply.status_code == 200 and reply.retry_after_s >= 1
+        assert reply.kind == DeliveryKind.DONE and reply.retry_after_s >= 1
         task = services.store.get(task_id)
         assert (task.status, task.attempts, task.error_code) == (
             "pending", attempt, "download_unavailable")
         assert task.next_attempt_at > task.updated_at
         assert services.redis.zscore(redis_keys.TASK_QUEUE_DELAYED, task_id) is not None
-    reply = handle_delivery(task_id, services)
+    reply = handle_delivery(task_id, services.worker)
     assert reply.task_status == "completed"
     assert services.store.get(task_id).error_code is None
 
@@ -91,8 +92,8 @@ def test_transient_failure_is_retried_then_completes(services: Services, media_s
 ])
 def test_permanent_failure_fails_at_once(services: Services, media_server, path, code) -> None:
     task_id = create(services, media_server.url(path))
-    reply = handle_delivery(task_id, services)
-    assert (reply.status_code, reply.task_status) == (200, "failed")
+    reply = handle_delivery(task_id, services.worker)
+    assert (reply.kind, reply.task_status) == (DeliveryKind.DONE, "failed")
     task = services.store.get(task_id)
     assert (task.status, task.error_code, task.attempts) == ("failed", code, 1)
     assert task.message
@@ -101,20 +102,20 @@ def test_permanent_failure_fails_at_once(services: Services, media_server, path,
 def test_streamed_download_stops_at_the_size_limit(services: Services, media_server) -> None:
     services.settings.MAX_VIDEO_MB = 0.01
     task_id = create(services, media_server.url("chunked/clip.mp4"))
-    handle_delivery(task_id, services)
+    handle_delivery(task_id, services.worker)
     assert services.store.get(task_id).error_code == "video_too_large"
 
 
 def test_attempts_run_out_then_failed_and_dead_lettered(services: Services, media_server) -> None:
     services.settings.MAX_ATTEMPTS = 2
     task_id = create(services, media_server.url("status/500"))
-    assert handle_delivery(task_id, services).task_status == "pending"
-    reply = handle_delivery(task_id, services)
-    assert (reply.status_code, reply.task_status) == (200, "failed")
+    assert handle_delivery(task_id, services.worker).task_status == "pending"
+    reply = handle_delivery(task_id, services.worker)
+    assert (reply.kind, reply.task_status) == (DeliveryKind.DONE, "failed")
     task = services.store.get(task_id)
     assert task.status == "failed" and "after 2 attempts" in task.message
     assert services.redis.lrange(redis_keys.TASK_QUEUE_FAILED, 0, -1) == [task_id]
-    assert handle_delivery(task_id, services).message == "task already failed"
+    assert handle_delivery(task_id, services.worker).message == "task already failed"
 
 
 def test_completed_task_redelivered_is_acknowledged_without_work(
@@ -122,14 +123,14 @@ def test_completed_task_redelivered_is_acknowledged_without_work(
 ) -> None:
     path = "files/clip.mp4"
     task_id = create(services, media_server.url(path))
-    handle_delivery(task_id, services)
-    reply = handle_delivery(task_id, services)
-    assert (reply.status_code, reply.message) == (200, "task already completed")
+    handle_delivery(task_id, services.worker)
+    reply = handle_delivery(task_id, services.worker)
+    assert (reply.kind, reply.message) == (DeliveryKind.DONE, "task already completed")
     assert media_server.hits[f"/{path}"] == 1 and services.store.get(task_id).attempts == 1
 
 
 def test_unknown_task_is_dropped(services: Services) -> None:
-    assert handle_delivery(uuid.uuid4().hex, services).status_code == 200
+    assert handle_delivery(uuid.uuid4().hex, services.worker).kind == DeliveryKind.DROP
 
 
 KILLABLE_WORKER = """
@@ -137,7 +138,7 @@ import sys
 from shared.config import load_settings
 from shared.services import build_services
 from shared.pipeline.runner import handle_delivery
-handle_delivery(sys.argv[1], build_services(load_settings()))
+handle_delivery(sys.argv[1], build_services(load_settings()).worker)
 """
 
 
@@ -166,7 +167,7 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
     assert services.redis.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
     task = services.store.get(task_id)
     assert (task.status, task.error_code) == ("pending", "worker_lost")
-    reply = handle_delivery(task_id, services)
+    reply = handle_delivery(task_id, services.worker)
     assert reply.task_status == "completed"
     assert services.store.get(task_id).attempts == 2
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shared.app.context import Services
 from shared.app.stats import percentile
-from shared.services import Services
 from shared.tasks.db import connect, utcnow
 from shared.tasks.models import TaskStatus
 from shared.tasks.schema import video_tasks as t

@@ -7,9 +7,9 @@ import re
 import tempfile
 from pathlib import Path
 
+from shared.app.context import Services
 from shared.app.operations import get_task
 from shared.errors import InvalidInput, NotFound, ServiceUnavailable
-from shared.services import Services
 
 INDEX = re.compile(r"^[0-9]{1,4}$")
 

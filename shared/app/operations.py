@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from shared.accounts import history
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PoolUnavailable
+from shared.app.context import Services
 from shared.cursor import InvalidCursor
 from shared.errors import (
     Conflict,
@@ -28,11 +29,10 @@ from shared.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from shared.pipeline.runner import WorkerReply, handle_delivery
+from shared.pipeline.runner import Delivery, DeliveryKind, handle_delivery
 from shared.queue.base import new_generation
 from shared.redis_conn import redis_outage
 from shared.search.query import SearchPage, SearchQuery
-from shared.services import Services
 from shared.tasks.batch_models import (
     Batch,
     BatchCreated,
@@ -142,24 +142,24 @@ def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
     task, _ = create_task(services, request, enqueue=False)
     handed_off = threading.Event()
 
-    def run() -> WorkerReply:
-        reply = handle_delivery(task.task_id, services, handed_off)
-        if reply.status_code == 503:  # nothing queued it (a backing service was down)
+    def run() -> Delivery:
+        delivery = handle_delivery(task.task_id, services.worker, handed_off)
+        if delivery.kind is DeliveryKind.RETRY_AFTER:  # nothing queued it (a service was down)
             services.queue.enqueue(task.task_id, url=task.url,
-                                   delay_s=reply.retry_after_s or 0,
+                                   delay_s=delivery.retry_after_s or 0,
                                    generation=new_generation("s"))
-        return reply
+        return delivery
 
     future = _sync_pool.submit(run)
     try:
-        reply = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
+        delivery = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
     except FutureTimeout:
         handed_off.set()  # the thread queues the task at its next stage (or the reaper does)
         return SyncOutcome(get_task(services, task.task_id), timed_out=True)
     final = get_task(services, task.task_id)
     if final.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
         return SyncOutcome(final)
-    return SyncOutcome(final, retry_after_s=reply.retry_after_s)
+    return SyncOutcome(final, retry_after_s=delivery.retry_after_s)
 
 
 def check_targets(services: Services, request: CreateTaskRequest) -> None:

@@ -6,8 +6,8 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.app.context import Services
 from shared.redis_conn import redis_outage
-from shared.services import Services
 from shared.tasks.db import utcnow
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import TaskStatus

@@ -44,6 +44,7 @@ from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
 from shared.pipeline.runner import after_failure, index_completed
 from shared.pipeline.stages import fitted, with_frames
+from shared.pipeline.worker import Worker
 from shared.queue.base import new_generation
 from shared.redact import redact
 from shared.redis_conn import redis_outage
@@ -53,8 +54,6 @@ from shared.tasks.gemini_jobs import JOB_CREATING, JOB_SUBMITTED, GeminiJob, Gem
 
 if TYPE_CHECKING:
     from google import genai
-
-    from shared.services import Services
 
 log = logging.getLogger("vision_to_tag.batch")
 
@@ -77,24 +76,24 @@ ends (None: still running)."""
 
 @dataclass
 class Sweep:
-    services: Services
+    worker: Worker
     tagger: GeminiTagger
     jobs: GeminiJobStore
     workdir: Path
     counts: Counter
 
 
-def collect(services: Services) -> dict[str, int]:
+def collect(worker: Worker) -> dict[str, int]:
     """One sweep; {} when the tagger has no Batch API or another sweep is running."""
-    tagger = services.tagger
+    tagger = worker.tagger
     if not isinstance(tagger, GeminiTagger):
         return {}
-    lock = services.redis.lock(redis_keys.BATCH_COLLECTOR_LOCK, timeout=600, blocking=False)
+    lock = worker.redis.lock(redis_keys.BATCH_COLLECTOR_LOCK, timeout=600, blocking=False)
     with redis_outage():
         if not lock.acquire():
             return {}
     workdir = Path(tempfile.mkdtemp(prefix="vtt-batch-"))
-    sweep = Sweep(services, tagger, GeminiJobStore(services.store.engine), workdir, Counter())
+    sweep = Sweep(worker, tagger, GeminiJobStore(worker.store.engine), workdir, Counter())
     try:
         fall_back_overdue(sweep)
         for job in sweep.jobs.in_states((JOB_CREATING,)):
@@ -149,7 +148,7 @@ def _reason(error: BaseException) -> str:
 
 
 def submit_waiting(sweep: Sweep) -> None:
-    limit = sweep.services.settings.BATCH_MAX_TASKS
+    limit = sweep.worker.config.batch_max_tasks
     while True:
         waiting = sweep.jobs.unassigned(limit * 20)
         if not waiting:
@@ -188,10 +187,10 @@ def create_remote(sweep: Sweep, job: GeminiJob) -> None:
     client = _client(sweep, job)
     lines: list[tuple[str, dict]] = []
     for task_id, token in job.items:
-        task = sweep.services.store.get(task_id)
+        task = sweep.worker.store.get(task_id)
         if task is None or task.status != "waiting_batch" or task.batch_token != token:
             continue  # moved on since the job took it (fell back, prepared again)
-        recorded = batch_wait.load(sweep.services.storage, task, sweep.workdir)
+        recorded = batch_wait.load(sweep.worker.storage, task, sweep.workdir)
         if recorded is None:  # its document is gone: the task is tagged interactively
             _fall_back(sweep, task_id, token, None, "batch request document missing")
             continue
@@ -294,12 +293,12 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
     """One task's answer: completed, failed (its item's error, or a blocked answer), or
     back to interactive tagging (an answer that is no usable JSON). Every write is fenced
     on the token: a task that moved on ignores the answer."""
-    services, jobs = sweep.services, sweep.jobs
-    task = services.store.get(task_id)
+    worker, jobs = sweep.worker, sweep.jobs
+    task = worker.store.get(task_id)
     if task is None or task.batch_token != token:
         sweep.counts["late_answers_ignored"] += 1
         return
-    recorded = batch_wait.load(services.storage, task, sweep.workdir)
+    recorded = batch_wait.load(worker.storage, task, sweep.workdir)
     if recorded is None:
         _fall_back(sweep, task_id, token, None, "batch request document missing")
         return
@@ -307,7 +306,7 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
         code, message = item_error(error)
         if jobs.fail_task(task_id, token, error_code=code, message=message):
             sweep.counts["tasks_failed"] += 1
-            after_failure(task_id, services, dead_letter=False)
+            after_failure(task_id, worker, dead_letter=False)
         _delete_upload(sweep, recorded)
         return
     try:
@@ -316,7 +315,7 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
         if jobs.fail_task(task_id, token, error_code=failure.error_code,
                           message=failure.message):
             sweep.counts["tasks_failed"] += 1
-            after_failure(task_id, services, dead_letter=False)
+            after_failure(task_id, worker, dead_letter=False)
         _delete_upload(sweep, recorded)
         return
     except TransientError as failure:
@@ -336,14 +335,14 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
     sweep.counts["tasks_completed"] += 1
     _account_for(sweep, recorded.key_id, result.usage)
     _delete_upload(sweep, recorded)
-    index_completed(task_id, services)
-    notify(task_id, services)
-    notify_batches(task_id, services)
+    index_completed(task_id, worker)
+    notify(task_id, worker)
+    notify_batches(task_id, worker)
 
 
 def _account_for(sweep: Sweep, key_id: str, usage: Usage) -> None:
     """The answer's tokens and cost on its key's day (the pool's per-key spend)."""
-    pool = sweep.services.pool
+    pool = sweep.worker.pool
     try:
         pool.record_usage(Lease(key_id, "", "", pool.quota_day()[0]), usage.prompt_tokens,
                           usage.output_tokens + usage.thinking_tokens, usage.cost_usd)
@@ -367,7 +366,7 @@ def item_error(error: Any) -> tuple[str, str]:
 
 
 def fall_back_overdue(sweep: Sweep) -> None:
-    limit = sweep.services.settings.BATCH_MAX_WAIT_S
+    limit = sweep.worker.config.batch_max_wait_s
     for waiting in sweep.jobs.overdue(limit):
         _fall_back(sweep, waiting.task_id, waiting.token, None,
                    f"no batch answer within BATCH_MAX_WAIT_S={limit:g}: tagged interactively",
@@ -379,19 +378,19 @@ def _fall_back(sweep: Sweep, task_id: str, token: str,
                error_code: str = "batch_fallback") -> None:
     """Pending and interactive: the row first (naming its delivery), then the queue; if
     the queue cannot be written the reconciler finds the named delivery missing."""
-    services = sweep.services
+    worker = sweep.worker
     generation = new_generation("b")
     if not sweep.jobs.fall_back(task_id, token, generation=generation, message=message,
                                 error_code=error_code):
         return
     sweep.counts["fell_back"] += 1
-    task = services.store.get(task_id)
+    task = worker.store.get(task_id)
     if recorded is None and task is not None:
-        recorded = batch_wait.load(services.storage, task, sweep.workdir)
+        recorded = batch_wait.load(worker.storage, task, sweep.workdir)
     if recorded is not None:
         _delete_upload(sweep, recorded)
     try:
-        services.queue.enqueue(task_id, url=task.url if task else "", generation=generation)
+        worker.queue.enqueue(task_id, url=task.url if task else "", generation=generation)
     except ServiceUnavailable:
         log.warning("queue down: the reconciler re-queues the task", extra={"task_id": task_id})
 
@@ -417,4 +416,4 @@ def _delete_file(client: genai.Client, name: str | None) -> None:
 
 
 def _client(sweep: Sweep, job: GeminiJob) -> genai.Client:
-    return sweep.tagger.batch_client(job.key_id, sweep.services.settings.gemini_endpoints[0])
+    return sweep.tagger.batch_client(job.key_id, sweep.worker.config.batch_endpoint)

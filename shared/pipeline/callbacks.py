@@ -20,7 +20,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from shared.errors import ServiceUnavailable
-from shared.services import Services
+from shared.pipeline.worker import Worker
 from shared.tasks.models import Envelope, Task, TaskStatus
 from shared.video.fetch import USER_AGENT, safe_session
 from shared.video.safety import UrlForbidden, UrlPolicy
@@ -94,50 +94,50 @@ def post_signed(url: str, body: bytes, extra_headers: dict[str, str], *, secret:
         return CallbackOutcome("failed", attempts, f"{error} after {attempts} attempts")
 
 
-def _post(services: Services, url: str, body: bytes, ids: dict[str, str]) -> CallbackOutcome:
+def _post(worker: Worker, url: str, body: bytes, ids: dict[str, str]) -> CallbackOutcome:
     """A task's or a batch's callback, under the deployment's secret and limits."""
-    settings = services.settings
-    return post_callback(url, body, ids=ids, secret=settings.CALLBACK_SECRET,
-                         policy=services.url_policy, timeout_s=settings.CALLBACK_TIMEOUT_S,
-                         max_attempts=settings.CALLBACK_MAX_ATTEMPTS)
+    config = worker.config
+    return post_callback(url, body, ids=ids, secret=config.callback_secret,
+                         policy=worker.url_policy, timeout_s=config.callback_timeout_s,
+                         max_attempts=config.callback_max_attempts)
 
 
-def notify(task_id: str, services: Services) -> CallbackOutcome | None:
+def notify(task_id: str, worker: Worker) -> CallbackOutcome | None:
     """Deliver the callback of a task that has ended, and record the outcome."""
-    task = services.store.get(task_id)
+    task = worker.store.get(task_id)
     if (task is None or not task.callback_url
             or task.status not in (TaskStatus.COMPLETED, TaskStatus.FAILED)):
         return None
-    outcome = _post(services, task.callback_url, task_body(task), {"X-Task-Id": task_id})
-    services.followups.record_callback(task_id, status=outcome.status,
-                                       attempts=outcome.attempts, error=outcome.error)
+    outcome = _post(worker, task.callback_url, task_body(task), {"X-Task-Id": task_id})
+    worker.followups.record_callback(task_id, status=outcome.status,
+                                     attempts=outcome.attempts, error=outcome.error)
     log.info("callback %s after %d attempt(s)", outcome.status, outcome.attempts,
              extra={"task_id": task_id})
     return outcome
 
 
-def notify_batches(task_id: str, services: Services) -> None:
+def notify_batches(task_id: str, worker: Worker) -> None:
     """After a task ended: each batch it belongs to that has now finished (exactly one
     caller sees that, BatchStore.finish_for_task) gets its callback — the body of
     GET /api/v1/batches/{id}, signed like a task's, with `X-Batch-Id`."""
     try:
-        finished = services.batches.finish_for_task(task_id)
+        finished = worker.batches.finish_for_task(task_id)
     except ServiceUnavailable:  # the reconciler's sweep finishes the batch later
         log.warning("could not check the task's batch", extra={"task_id": task_id})
         return
     for batch_id in finished:
-        notify_batch(batch_id, services)
+        notify_batch(batch_id, worker)
 
 
-def notify_batch(batch_id: str, services: Services) -> CallbackOutcome | None:
-    batch = services.batches.get(batch_id)
+def notify_batch(batch_id: str, worker: Worker) -> CallbackOutcome | None:
+    batch = worker.batches.get(batch_id)
     if batch is None or not batch.callback_url:
         return None
     envelope = Envelope(code=200, message="success", data=batch.model_dump(mode="json"))
     body = json.dumps(envelope.model_dump(mode="json"), ensure_ascii=False).encode()
-    outcome = _post(services, batch.callback_url, body, {"X-Batch-Id": batch_id})
-    services.batches.record_callback(batch_id, status=outcome.status,
-                                     attempts=outcome.attempts, error=outcome.error)
+    outcome = _post(worker, batch.callback_url, body, {"X-Batch-Id": batch_id})
+    worker.batches.record_callback(batch_id, status=outcome.status,
+                                   attempts=outcome.attempts, error=outcome.error)
     log.info("batch callback %s after %d attempt(s)", outcome.status, outcome.attempts,
              extra={"batch_id": batch_id})
     return outcome

@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from shared.pipeline.callbacks import notify_batch
 from shared.pipeline.runner import after_failure
+from shared.pipeline.worker import Worker
 from shared.queue.base import TaskQueue, new_generation
 from shared.search.index import TagIndex
 from shared.tasks.db import utcnow
@@ -29,29 +29,26 @@ from shared.tasks.models import Task, out_of_attempts
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
 
-if TYPE_CHECKING:
-    from shared.services import Services
-
 log = logging.getLogger("vision_to_tag.reaper")
 
 
-def reconcile(services: Services) -> dict[str, int]:
+def reconcile(worker: Worker) -> dict[str, int]:
     """One sweep as the consumer and the cleanup function run it: stuck tasks (failures
     followed by `after_failure`), then completed tasks the search index missed."""
-    settings = services.settings
-    counts = reap_stuck_tasks(services.store, services.queries, services.queue,
-                              settings.MAX_ATTEMPTS, grace_s=settings.RECONCILE_GRACE_S,
-                              on_failed=lambda task_id: after_failure(task_id, services))
-    return {**counts, "reindexed": retry_indexing(services.followups, services.index),
-            "batches_finished": finish_stale_batches(services)}
+    config = worker.config
+    counts = reap_stuck_tasks(worker.store, worker.queries, worker.queue,
+                              config.max_attempts, grace_s=config.reconcile_grace_s,
+                              on_failed=lambda task_id: after_failure(task_id, worker))
+    return {**counts, "reindexed": retry_indexing(worker.followups, worker.index),
+            "batches_finished": finish_stale_batches(worker)}
 
 
-def finish_stale_batches(services: Services) -> int:
+def finish_stale_batches(worker: Worker) -> int:
     """Batches whose last item ended while the database was out of reach: finished now,
     with their callback (exactly once: the same conditional UPDATE as the worker's)."""
-    finished = services.batches.finish_stale()
+    finished = worker.batches.finish_stale()
     for batch_id in finished:
-        notify_batch(batch_id, services)
+        notify_batch(batch_id, worker)
     return len(finished)
 
 

@@ -1,10 +1,11 @@
 """Process one delivered task: claim, run the pipeline under a heartbeat, record the outcome.
 
-The answer tells the queue what to do: 2xx = this delivery is done (the task completed or
-failed, or its next try is already queued as a new, planned delivery, or the task does not
-exist); 503 + Retry-After = deliver it again later (another live worker holds the task, or
-a backing service is down). A task that is not finished is never acknowledged without a
-successor delivery in the queue and its row saying `pending`.
+The answer (`Delivery`) tells the queue what to do: DONE = this delivery is done (the task
+completed or failed, or its next try is already queued as a new, planned delivery); DROP =
+the task does not exist: acknowledge and drop; RETRY_AFTER = deliver it again later
+(another live worker holds the task, or a backing service is down). A task that is not
+finished is never acknowledged without a successor delivery in the queue and its row
+saying `pending`. `functions/worker.py` turns the answer into HTTP.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from redis.exceptions import LockError, RedisError
@@ -37,8 +39,8 @@ from shared.logs import log_context
 from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
 from shared.pipeline.stages import Job, run_stages
+from shared.pipeline.worker import Worker
 from shared.queue.base import new_generation
-from shared.services import Services
 from shared.tasks.models import TaskStatus, out_of_attempts
 from shared.tasks.store import Claim, TaskStore
 
@@ -51,38 +53,65 @@ MAX_RETRY_AFTER_S = 300
 """...up to this."""
 
 
+class DeliveryKind(StrEnum):
+    """What the queue should do with the delivery it made."""
+
+    DONE = "done"
+    """Finished: the task ended, waits for a batch job, or its next try is already queued."""
+    RETRY_AFTER = "retry_after"
+    """Deliver it again after `retry_after_s` (held by a live worker, or a service down)."""
+    DROP = "drop"
+    """No such task: acknowledged and dropped (no retry could ever fix it)."""
+
 
 @dataclass(frozen=True)
-class WorkerReply:
-    status_code: int
+class Delivery:
+    """The outcome of one delivery; `message` and `task_status` are for the log and the
+    reply's body. `retry_after_s` is when to deliver again (RETRY_AFTER), or when the
+    planned next try is due (DONE after a release)."""
+
+    kind: DeliveryKind
     message: str
     task_status: str | None = None
     retry_after_s: float | None = None
 
 
-def handle_delivery(task_id: str, services: Services,
-                 handed_off: threading.Event | None = None) -> WorkerReply:
+def _done(message: str, task_status: str | None = None,
+          retry_after_s: float | None = None) -> Delivery:
+    return Delivery(DeliveryKind.DONE, message, task_status, retry_after_s)
+
+
+def _again(message: str, retry_after_s: float, task_status: str | None = None) -> Delivery:
+    return Delivery(DeliveryKind.RETRY_AFTER, message, task_status, retry_after_s)
+
+
+def _lease_lost() -> Delivery:
+    return _done("lease lost: another attempt owns the task", TaskStatus.PROCESSING)
+
+
+def handle_delivery(task_id: str, worker: Worker,
+                    handed_off: threading.Event | None = None) -> Delivery:
     """`handed_off` (the synchronous API after its timeout): stop at the next stage and
     leave the task to the queue."""
-    settings = services.settings
+    config = worker.config
     # not thread-local: the heartbeat thread renews the lock this thread took
-    lock = services.redis.lock(
-        redis_keys.task_lock(task_id), timeout=settings.TASK_TIMEOUT_S, blocking=False,
+    lock = worker.redis.lock(
+        redis_keys.task_lock(task_id), timeout=config.lease_s, blocking=False,
         thread_local=False,
     )
     try:
         if not lock.acquire():
-            return _busy(_lock_left_s(services, task_id))
+            return _busy(_lock_left_s(worker, task_id))
     except RedisError:
-        return WorkerReply(503, "redis is unavailable", retry_after_s=SERVICE_RETRY_S)
+        return _again("redis is unavailable", SERVICE_RETRY_S)
     try:
-        claim = services.store.claim(task_id, settings.TASK_TIMEOUT_S, settings.MAX_ATTEMPTS)
+        claim = worker.store.claim(task_id, config.lease_s, config.max_attempts)
         if claim.outcome != "claimed":
-            return _not_claimed(task_id, claim, services)
-        return _run(claim, services, lock, handed_off)
+            return _not_claimed(task_id, claim, worker)
+        return _run(claim, worker, lock, handed_off)
     except ServiceUnavailable as error:
         log.warning("backing service down: %s", error, extra={"task_id": task_id})
-        return WorkerReply(503, str(error), retry_after_s=SERVICE_RETRY_S)
+        return _again(str(error), SERVICE_RETRY_S)
     finally:
         try:
             lock.release()
@@ -90,40 +119,40 @@ def handle_delivery(task_id: str, services: Services,
             pass
 
 
-def _busy(left_s: float) -> WorkerReply:
-    return WorkerReply(503, "task is held by another worker: deliver again when its lease "
-                            "ends", retry_after_s=max(1, math.ceil(left_s)))
+def _busy(left_s: float) -> Delivery:
+    return _again("task is held by another worker: deliver again when its lease ends",
+                  max(1, math.ceil(left_s)))
 
 
-def _lock_left_s(services: Services, task_id: str) -> float:
+def _lock_left_s(worker: Worker, task_id: str) -> float:
     try:
-        return max(0, services.redis.pttl(redis_keys.task_lock(task_id))) / 1000
+        return max(0, worker.redis.pttl(redis_keys.task_lock(task_id))) / 1000
     except RedisError:
         return SERVICE_RETRY_S
 
 
-def _not_claimed(task_id: str, claim: Claim, services: Services) -> WorkerReply:
+def _not_claimed(task_id: str, claim: Claim, worker: Worker) -> Delivery:
     task = claim.task
     if claim.outcome == "missing":
         log.warning("delivery for an unknown task: acknowledged", extra={"task_id": task_id})
-        return WorkerReply(200, "unknown task: dropped")
+        return Delivery(DeliveryKind.DROP, "unknown task: dropped")
     assert task is not None
     if task.status == TaskStatus.PROCESSING:  # leased (or out of attempts) with a live lease
         until = task.lease_until or datetime.now(UTC)
         return _busy((until - datetime.now(UTC)).total_seconds())
     if claim.outcome == "exhausted" and task.status == TaskStatus.PENDING:
-        end_failed(task_id, services, "attempts_exhausted",
+        end_failed(task_id, worker, "attempts_exhausted",
                    f"ran out of attempts ({task.message or 'no error recorded'})")
-        return WorkerReply(200, "task ran out of attempts", TaskStatus.FAILED)
-    return WorkerReply(200, f"task already {task.status}", task.status)
+        return _done("task ran out of attempts", TaskStatus.FAILED)
+    return _done(f"task already {task.status}", task.status)
 
 
-def end_failed(task_id: str, services: Services, error_code: str, message: str,
+def end_failed(task_id: str, worker: Worker, error_code: str, message: str,
                attempt: int | None = None, timings: dict[str, int] | None = None,
                *, dead_letter: bool = True) -> bool:
     """The one way a task ends in failure: the row (owned by `attempt`, or pending), then
     `after_failure`."""
-    store = services.store
+    store = worker.store
     if attempt is None:
         done = store.fail_pending(task_id, error_code=error_code, message=message)
     else:
@@ -132,21 +161,21 @@ def end_failed(task_id: str, services: Services, error_code: str, message: str,
     if done:
         log.info("task failed: %s", message, extra={"task_id": task_id,
                                                      "error_code": error_code})
-        after_failure(task_id, services, dead_letter=dead_letter)
+        after_failure(task_id, worker, dead_letter=dead_letter)
     return done
 
 
-def after_failure(task_id: str, services: Services, *, dead_letter: bool = True) -> None:
+def after_failure(task_id: str, worker: Worker, *, dead_letter: bool = True) -> None:
     """What follows every failure, wherever the row was failed (here, or by the reaper on
     a lost worker): the dead-letter record (retries, deliveries or attempts ran out — not
     for a permanent error) and the completion callback."""
     try:
         if dead_letter:
-            services.queue.dead_letter(task_id)
+            worker.queue.dead_letter(task_id)
     except (RedisError, ServiceUnavailable):
         log.warning("could not record the dead letter", extra={"task_id": task_id})
-    notify(task_id, services)
-    notify_batches(task_id, services)
+    notify(task_id, worker)
+    notify_batches(task_id, worker)
 
 
 class Heartbeat:
@@ -199,17 +228,17 @@ class Heartbeat:
             log.warning("lock renewal failed: redis down", extra={"task_id": self.task_id})
 
 
-def _run(claim: Claim, services: Services, lock: Lock,
-         handed_off: threading.Event | None) -> WorkerReply:
+def _run(claim: Claim, worker: Worker, lock: Lock,
+         handed_off: threading.Event | None) -> Delivery:
     task = claim.task
     assert task is not None
     workdir = Path(tempfile.mkdtemp(prefix=f"vtt-{task.task_id}-"))
-    job = Job(task=task, workdir=workdir, tools=services.stage_tools())
-    heartbeat = Heartbeat(services.store, lock, task.task_id, task.attempts,
-                          services.settings.TASK_TIMEOUT_S)
+    job = Job(task=task, workdir=workdir, tools=worker.tools)
+    heartbeat = Heartbeat(worker.store, lock, task.task_id, task.attempts,
+                          worker.config.lease_s)
     try:
         with log_context(task_id=task.task_id, attempt=task.attempts), heartbeat:
-            return _run_job(job, services, heartbeat, handed_off)
+            return _run_job(job, worker, heartbeat, handed_off)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -220,10 +249,10 @@ class HandedOff(TransientError):
     error_code = "handed_off"
 
 
-def _run_job(job: Job, services: Services, heartbeat: Heartbeat,
-             handed_off: threading.Event | None) -> WorkerReply:
+def _run_job(job: Job, worker: Worker, heartbeat: Heartbeat,
+             handed_off: threading.Event | None) -> Delivery:
     """The stages, then the final write; the outcome decides what the queue hears."""
-    store, task_id, attempt = services.store, job.task.task_id, job.task.attempts
+    store, task_id, attempt = worker.store, job.task.task_id, job.task.attempts
 
     def enter(stage: str) -> None:
         if heartbeat.lost.is_set() or not store.set_stage(task_id, attempt, stage):
@@ -234,11 +263,10 @@ def _run_job(job: Job, services: Services, heartbeat: Heartbeat,
     try:
         run_stages(job, enter)
         if job.batch is not None:  # batch mode: the request waits for a batch job
-            if not batch_wait.park(job, store, services.storage):
-                return WorkerReply(200, "lease lost: another attempt owns the task",
-                                   TaskStatus.PROCESSING)
+            if not batch_wait.park(job, store, worker.storage):
+                return _lease_lost()
             log.info("waiting for a Gemini batch job")
-            return WorkerReply(200, "waiting for a Gemini batch job", TaskStatus.WAITING_BATCH)
+            return _done("waiting for a Gemini batch job", TaskStatus.WAITING_BATCH)
         assert job.result is not None and job.downloaded is not None and job.media is not None
         enter("saving")
         saved = store.complete(
@@ -253,47 +281,47 @@ def _run_job(job: Job, services: Services, heartbeat: Heartbeat,
             },
         )
     except PermanentError as error:
-        end_failed(task_id, services, error.error_code, error.message, attempt, job.timings,
+        end_failed(task_id, worker, error.error_code, error.message, attempt, job.timings,
                    dead_letter=False)
-        return WorkerReply(200, error.message, TaskStatus.FAILED)
+        return _done(error.message, TaskStatus.FAILED)
     except Exception as error:  # transient, or unexpected: retried while attempts last
-        return _transient(job, error, services)
+        return _transient(job, error, worker)
     if not saved:
-        return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
+        return _lease_lost()
     log.info("task completed", extra={"duration_ms": sum(job.timings.values())})
-    index_completed(task_id, services)
-    notify(task_id, services)
-    notify_batches(task_id, services)
-    return WorkerReply(200, "completed", TaskStatus.COMPLETED)
+    index_completed(task_id, worker)
+    notify(task_id, worker)
+    notify_batches(task_id, worker)
+    return _done("completed", TaskStatus.COMPLETED)
 
 
-def index_completed(task_id: str, services: Services) -> bool:
+def index_completed(task_id: str, worker: Worker) -> bool:
     """Put a completed task into the search index. A failure never fails the task: it is
     recorded on the task (`index_error`) and the reaper tries again later."""
-    if services.index is None:
+    if worker.index is None:
         return False
     started = time.perf_counter()
     try:
-        task = services.store.get(task_id)
+        task = worker.store.get(task_id)
         assert task is not None
-        services.index.index_task(task)
+        worker.index.index_task(task)
     except Exception as error:  # noqa: BLE001 - any indexing failure is retried later
-        services.followups.mark_indexed(task_id, error=f"{type(error).__name__}: {error}"[:500])
+        worker.followups.mark_indexed(task_id, error=f"{type(error).__name__}: {error}"[:500])
         log.warning("indexing failed; will retry: %s", type(error).__name__,
                     extra={"task_id": task_id, "stage": "indexing"})
         return False
-    services.followups.mark_indexed(task_id)
+    worker.followups.mark_indexed(task_id)
     log.info("indexed", extra={"task_id": task_id, "stage": "indexing",
                                "duration_ms": int((time.perf_counter() - started) * 1000)})
     return True
 
 
-def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
+def _transient(job: Job, error: Exception, worker: Worker) -> Delivery:
     task_id, attempt = job.task.task_id, job.task.attempts
     if isinstance(error, ServiceUnavailable):  # an outage (refused or timed out) is not
         # the task's fault: the attempt is given back, as a delivery refused at the claim
         log.warning("backing service down mid-task: %s", error, extra={"task_id": task_id})
-        return _plan_retry(job, services, "service_unavailable", str(error), SERVICE_RETRY_S,
+        return _plan_retry(job, worker, "service_unavailable", str(error), SERVICE_RETRY_S,
                            refund_attempt=True)
     if isinstance(error, TaskError):
         code, message = error.error_code, error.message
@@ -301,63 +329,63 @@ def _transient(job: Job, error: Exception, services: Services) -> WorkerReply:
         code, message = "internal_error", f"{type(error).__name__}: {error}"
         log.exception("unexpected error", extra={"task_id": task_id, "attempt": attempt})
     if code == "lease_lost":
-        return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
+        return _lease_lost()
     if isinstance(error, Wait):
-        return _wait(job, error, services)
+        return _wait(job, error, worker)
     if isinstance(error, HandedOff):
-        return _plan_retry(job, services, code, message, 0, refund_attempt=True)
-    if out_of_attempts(attempt, services.settings.MAX_ATTEMPTS):
-        end_failed(task_id, services, code, f"{message} (after {attempt} attempts)", attempt,
+        return _plan_retry(job, worker, code, message, 0, refund_attempt=True)
+    if out_of_attempts(attempt, worker.config.max_attempts):
+        end_failed(task_id, worker, code, f"{message} (after {attempt} attempts)", attempt,
                    job.timings)
-        return WorkerReply(200, message, TaskStatus.FAILED)
+        return _done(message, TaskStatus.FAILED)
     hint = getattr(error, "retry_after_s", None)
-    return _plan_retry(job, services, code, message, hint or exponential_backoff(
+    return _plan_retry(job, worker, code, message, hint or exponential_backoff(
         attempt - 1, FIRST_RETRY_AFTER_S, MAX_RETRY_AFTER_S))
 
 
-def _wait(job: Job, error: Wait, services: Services) -> WorkerReply:
+def _wait(job: Job, error: Wait, worker: Worker) -> Delivery:
     """Waiting (for a key, an overloaded model, a refused region) spends no attempt; it is
     bounded by MAX_QUOTA_WAIT_S from the first wait, then fails with the wait's code. A
     task waiting for a key is timed to a slot the pool promises it alone."""
     task = job.task
     since = task.waiting_since or datetime.now(UTC)
     waited = (datetime.now(UTC) - since).total_seconds()
-    limit = services.settings.MAX_QUOTA_WAIT_S
+    limit = worker.config.max_quota_wait_s
     if waited >= limit:
-        end_failed(task.task_id, services, error.error_code,
+        end_failed(task.task_id, worker, error.error_code,
                    f"{error.message}: waited {waited:.0f} s (MAX_QUOTA_WAIT_S={limit:g})",
                    task.attempts, job.timings)
-        return WorkerReply(200, error.message, TaskStatus.FAILED)
+        return _done(error.message, TaskStatus.FAILED)
     delay = None
     if isinstance(error, WaitForKey):
         try:
-            delay = services.pool.promise_slot()
+            delay = worker.pool.promise_slot()
         except TransientError:
             delay = None
     if delay is None:
         delay = error.retry_after_s or 60.0
-    return _plan_retry(job, services, error.error_code, error.message, delay,
+    return _plan_retry(job, worker, error.error_code, error.message, delay,
                        refund_attempt=True, waiting_for_key=True)
 
 
-def _plan_retry(job: Job, services: Services, code: str, message: str, delay_s: float,
-                *, refund_attempt: bool = False, waiting_for_key: bool = False) -> WorkerReply:
+def _plan_retry(job: Job, worker: Worker, code: str, message: str, delay_s: float,
+                *, refund_attempt: bool = False, waiting_for_key: bool = False) -> Delivery:
     """Row back to pending (naming the delivery that will carry it), then that delivery,
-    due in `delay_s`; this delivery is done. If the queue cannot be written, 503 makes the
-    queue deliver this one again (and the reconciler finds the named delivery missing)."""
-    task_id, store = job.task.task_id, services.store
+    due in `delay_s`; this delivery is done. If the queue cannot be written, RETRY_AFTER
+    makes the queue deliver this one again (and the reconciler finds the named delivery
+    missing)."""
+    task_id, store = job.task.task_id, worker.store
     generation = new_generation("w" if waiting_for_key else "t")
     if not store.release(task_id, job.task.attempts, error_code=code, message=message,
                          retry_in_s=delay_s, timings=job.timings, delivery=generation,
                          refund_attempt=refund_attempt, waiting_for_key=waiting_for_key):
-        return WorkerReply(200, "lease lost: another attempt owns the task", TaskStatus.PROCESSING)
+        return _lease_lost()
     try:
-        services.queue.enqueue(task_id, url=job.task.url, delay_s=delay_s,
-                               generation=generation, planned=waiting_for_key)
+        worker.queue.enqueue(task_id, url=job.task.url, delay_s=delay_s,
+                             generation=generation, planned=waiting_for_key)
     except ServiceUnavailable:
-        return WorkerReply(503, message, TaskStatus.PENDING,
-                           retry_after_s=max(1, math.ceil(delay_s)))
+        return _again(message, max(1, math.ceil(delay_s)), TaskStatus.PENDING)
     log.info("next try in %.3f s: %s", delay_s, message,
              extra={"task_id": task_id, "error_code": code})
-    return WorkerReply(200, f"{message}; next try in {delay_s:.3f} s", TaskStatus.PENDING,
-                       retry_after_s=round(delay_s, 3))
+    return _done(f"{message}; next try in {delay_s:.3f} s", TaskStatus.PENDING,
+                 round(delay_s, 3))

@@ -31,8 +31,8 @@ log = logging.getLogger("vision_to_tag.pipeline")
 
 @dataclass(frozen=True)
 class StageTools:
-    """The collaborators the stages use, and nothing more; the composition root
-    (`Services.stage_tools`) builds them. `record_source` remembers a task's stored video
+    """The collaborators the stages use, and nothing more; the application context
+    (`Services.worker`) builds them. `record_source` remembers a task's stored video
     (`TaskStore.record_source`); `find_result` looks up the result cache
     (`TaskQueries.find_result`), None when the cache is off."""
 

@@ -21,9 +21,9 @@ import time
 from datetime import UTC, datetime
 
 from shared import redis_keys
+from shared.app.context import Services
 from shared.pipeline.callbacks import post_signed
 from shared.redact import redact
-from shared.services import Services
 
 log = logging.getLogger("vision_to_tag.alerts")
 

@@ -12,8 +12,8 @@ from shared import redis_keys
 from shared.accounts import history
 from shared.accounts.checks import KeyChecker
 from shared.accounts.probes import KeyProber
-from shared.pipeline.pool_alerts import run_alerts
-from shared.services import Services
+from shared.app.context import Services
+from shared.app.pool_alerts import run_alerts
 from shared.tagging.health import GeminiHealth
 
 log = logging.getLogger("vision_to_tag.pool_jobs")

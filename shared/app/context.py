@@ -1,0 +1,92 @@
+"""The application's context: every client a use case may need, and the settings.
+
+`shared/services.py` (the composition root) builds one per process; the use cases in
+`shared/app/` take it. The pipeline never sees it: it gets a `Worker`, assembled here
+from the context's current fields (`Services.worker`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis
+
+from shared.accounts.pool import AccountPool
+from shared.config import Settings
+from shared.pipeline.stages import StageTools
+from shared.pipeline.worker import Worker, WorkerConfig
+from shared.queue.base import TaskQueue
+from shared.storage import Storage
+from shared.tagging.base import Tagger
+from shared.tasks.batches import BatchStore
+from shared.tasks.followups import Followups
+from shared.tasks.queries import TaskQueries
+from shared.tasks.store import TaskStore
+from shared.video.fetch import FetchLimits
+from shared.video.safety import UrlPolicy
+
+if TYPE_CHECKING:
+    from shared.search.index import TagIndex
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: TaskStore
+    queries: TaskQueries
+    followups: Followups
+    batches: BatchStore
+    redis: redis.Redis
+    queue: TaskQueue
+    storage: Storage
+    tagger: Tagger
+    url_policy: UrlPolicy
+    pool: AccountPool
+    index: TagIndex | None = None
+
+    @property
+    def worker(self) -> Worker:
+        """The pipeline's view of this context, assembled on each access from the fields
+        and settings as they are now (a few small objects, no I/O). Tests swap a backend
+        (`services.tagger = ...`) or change a setting after building; a worker kept in a
+        field would go on using the old one, so none is kept."""
+        return Worker(
+            store=self.store, queries=self.queries, followups=self.followups,
+            batches=self.batches, redis=self.redis, queue=self.queue, storage=self.storage,
+            tagger=self.tagger, url_policy=self.url_policy, pool=self.pool, index=self.index,
+            tools=self._stage_tools(), config=worker_config(self.settings),
+        )
+
+    def _stage_tools(self) -> StageTools:
+        """What the pipeline's stages may use."""
+        settings = self.settings
+        return StageTools(
+            tagger=self.tagger, storage=self.storage, url_policy=self.url_policy,
+            fetch_limits=FetchLimits(
+                max_bytes=settings.max_video_bytes,
+                connect_timeout_s=settings.DOWNLOAD_CONNECT_TIMEOUT_S,
+                read_timeout_s=settings.DOWNLOAD_READ_TIMEOUT_S,
+                total_timeout_s=settings.DOWNLOAD_TOTAL_TIMEOUT_S,
+            ),
+            max_video_seconds=settings.MAX_VIDEO_SECONDS,
+            record_source=self.store.record_source,
+            record_windows=self.store.record_windows,
+            find_result=self.queries.find_result if settings.RESULT_CACHE else None,
+        )
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    """The settings the pipeline reads, by the pipeline's names."""
+    return WorkerConfig(
+        max_attempts=settings.MAX_ATTEMPTS,
+        lease_s=settings.TASK_TIMEOUT_S,
+        max_quota_wait_s=settings.MAX_QUOTA_WAIT_S,
+        reconcile_grace_s=settings.RECONCILE_GRACE_S,
+        batch_max_wait_s=settings.BATCH_MAX_WAIT_S,
+        batch_max_tasks=settings.BATCH_MAX_TASKS,
+        batch_endpoint=settings.gemini_endpoints[0],
+        callback_secret=settings.CALLBACK_SECRET,
+        callback_timeout_s=settings.CALLBACK_TIMEOUT_S,
+        callback_max_attempts=settings.CALLBACK_MAX_ATTEMPTS,
+    )

@@ -1,0 +1,74 @@
+"""What the pipeline works with: its clients (`Worker`) and its settings (`WorkerConfig`).
+
+The runner, the reaper, the callbacks and the batch collector take a `Worker` instead of
+the application's whole context, so the pipeline never reads `Settings` and never imports
+the composition root; the application context assembles one (`Services.worker`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis
+
+from shared.accounts.pool import AccountPool
+from shared.pipeline.stages import StageTools
+from shared.queue.base import TaskQueue
+from shared.storage import Storage
+from shared.tagging.base import Tagger
+from shared.tasks.batches import BatchStore
+from shared.tasks.followups import Followups
+from shared.tasks.queries import TaskQueries
+from shared.tasks.store import TaskStore
+from shared.video.safety import UrlPolicy
+
+if TYPE_CHECKING:
+    from shared.search.index import TagIndex
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The settings the pipeline reads, and no others."""
+
+    max_attempts: int
+    """Claims a task may have (MAX_ATTEMPTS); then it fails."""
+    lease_s: int
+    """A claim's lease and the Redis lock's lifetime (TASK_TIMEOUT_S), renewed by the heartbeat."""
+    max_quota_wait_s: float
+    """How long a task may wait for a key or a model, from its first wait (MAX_QUOTA_WAIT_S)."""
+    reconcile_grace_s: float
+    """How overdue a pending task's delivery may be before the reaper enqueues it again."""
+    batch_max_wait_s: float
+    """How long a task waits for a Gemini batch answer before it is tagged interactively."""
+    batch_max_tasks: int
+    """Tasks in one Gemini batch job."""
+    batch_endpoint: str
+    """The Gemini endpoint batch jobs are created, polled and cleaned up on ("" = Google's)."""
+    callback_secret: str
+    """HMAC key of the callbacks' `X-Signature` ("" = unsigned)."""
+    callback_timeout_s: float
+    """Time limit of one callback request."""
+    callback_max_attempts: int
+    """Tries of one callback (5xx and timeouts are retried)."""
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Exactly what the pipeline uses: the task records, the queue, the key pool, the
+    stages' tools and the config. Built per use by the application context (cheap, no I/O),
+    so a backend swapped on the context is the one the next delivery sees."""
+
+    store: TaskStore
+    queries: TaskQueries
+    followups: Followups
+    batches: BatchStore
+    redis: redis.Redis
+    queue: TaskQueue
+    storage: Storage
+    tagger: Tagger
+    url_policy: UrlPolicy
+    pool: AccountPool
+    tools: StageTools
+    config: WorkerConfig
+    index: TagIndex | None = None
