@@ -13,6 +13,7 @@ import sys
 
 from shared.app.pool_jobs import keys_job, watch_pool
 from shared.config import get_settings
+from shared.errors import ErrorCode
 from shared.logs import setup_logging
 from shared.pipeline.batch_collector import collect, every
 from shared.pipeline.reaper import reconcile
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def delivery_failed(task_id: str) -> None:
-        end_failed(task_id, services.worker, "delivery_failed",
+        end_failed(task_id, services.worker, ErrorCode.DELIVERY_FAILED,
                    f"the queue gave up after {args.max_retries} failed deliveries")
 
     batches_due = every(settings.BATCH_POLL_S)

@@ -30,7 +30,7 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.pipeline.runner import Delivery, DeliveryKind, handle_delivery
-from shared.queue.base import new_generation
+from shared.queue.base import Redelivery, new_generation
 from shared.redis_conn import redis_outage
 from shared.search.query import SearchPage, SearchQuery
 from shared.tasks.batch_models import (
@@ -147,7 +147,7 @@ def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
         if delivery.kind is DeliveryKind.RETRY_AFTER:  # nothing queued it (a service was down)
             services.queue.enqueue(task.task_id, url=task.url,
                                    delay_s=delivery.retry_after_s or 0,
-                                   generation=new_generation("s"))
+                                   generation=new_generation(Redelivery.SYNC_HANDOFF))
         return delivery
 
     future = _sync_pool.submit(run)
@@ -216,7 +216,7 @@ def retry_task(services: Services, task_id: str) -> Task:
         raise Conflict(f"task_id: task is {task.status}; only failed tasks can be retried")
     if not services.store.reset_failed(task_id):
         raise Conflict("task_id: task changed while retrying; try again")
-    generation = new_generation("r")
+    generation = new_generation(Redelivery.RETRY_ROUTE)
     try:
         services.queue.enqueue(task_id, url=task.url, generation=generation)
     except ServiceUnavailable:

@@ -39,13 +39,13 @@ from redis.exceptions import LockError, RedisError
 
 from shared import redis_keys
 from shared.accounts.pool import Lease
-from shared.errors import PermanentError, ServiceUnavailable, TransientError
+from shared.errors import ErrorCode, PermanentError, ServiceUnavailable, TransientError
 from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
 from shared.pipeline.runner import after_failure, index_completed
 from shared.pipeline.stages import fitted, with_frames
 from shared.pipeline.worker import Worker
-from shared.queue.base import new_generation
+from shared.queue.base import Redelivery, new_generation
 from shared.redact import redact
 from shared.redis_conn import redis_outage
 from shared.tagging.gemini import GeminiTagger, rest_request
@@ -357,8 +357,9 @@ def item_error(error: Any) -> tuple[str, str]:
         else {"message": str(error)})
     code = status.get("code")
     message = redact(str(status.get("message") or "no message"))[:300]
-    error_code = {3: "gemini_bad_request", 400: "gemini_bad_request",
-                  8: "gemini_quota", 429: "gemini_quota"}.get(code, "gemini_batch_item_failed")
+    error_code = {3: ErrorCode.GEMINI_BAD_REQUEST, 400: ErrorCode.GEMINI_BAD_REQUEST,
+                  8: ErrorCode.GEMINI_QUOTA, 429: ErrorCode.GEMINI_QUOTA,
+                  }.get(code, ErrorCode.GEMINI_BATCH_ITEM_FAILED)
     return error_code, f"Gemini batch item failed (code {code}): {message}"
 
 
@@ -370,16 +371,16 @@ def fall_back_overdue(sweep: Sweep) -> None:
     for waiting in sweep.jobs.overdue(limit):
         _fall_back(sweep, waiting.task_id, waiting.token, None,
                    f"no batch answer within BATCH_MAX_WAIT_S={limit:g}: tagged interactively",
-                   error_code="batch_wait_exceeded")
+                   error_code=ErrorCode.BATCH_WAIT_EXCEEDED)
 
 
 def _fall_back(sweep: Sweep, task_id: str, token: str,
                recorded: batch_wait.Recorded | None, message: str,
-               error_code: str = "batch_fallback") -> None:
+               error_code: ErrorCode = ErrorCode.BATCH_FALLBACK) -> None:
     """Pending and interactive: the row first (naming its delivery), then the queue; if
     the queue cannot be written the reconciler finds the named delivery missing."""
     worker = sweep.worker
-    generation = new_generation("b")
+    generation = new_generation(Redelivery.BATCH)
     if not sweep.jobs.fall_back(task_id, token, generation=generation, message=message,
                                 error_code=error_code):
         return

@@ -21,7 +21,7 @@ from datetime import datetime
 from shared.pipeline.callbacks import notify_batch
 from shared.pipeline.runner import after_failure
 from shared.pipeline.worker import Worker
-from shared.queue.base import TaskQueue, new_generation
+from shared.queue.base import Redelivery, TaskQueue, new_generation
 from shared.search.index import TagIndex
 from shared.tasks.db import utcnow
 from shared.tasks.followups import Followups
@@ -60,7 +60,7 @@ def reap_stuck_tasks(store: TaskStore, queries: TaskQueries, queue: TaskQueue,
     letter, completion callback); without it the dead letter is still recorded."""
     counts = {"requeued": 0, "failed": 0, "skipped": 0, "redelivered": 0}
     for task in queries.expired_leases():
-        generation = new_generation("l")
+        generation = new_generation(Redelivery.LEASE_EXPIRED)
         if not out_of_attempts(task.attempts, max_attempts):
             queue.enqueue(task.task_id, url=task.url, generation=generation)
         outcome = store.reap(
@@ -79,7 +79,7 @@ def reap_stuck_tasks(store: TaskStore, queries: TaskQueries, queue: TaskQueue,
         live = queue.is_live(task.task_id, task.delivery or "0")
         if live or (live is None and not _long_overdue(task, now, grace_s)):
             continue
-        generation = new_generation("c")
+        generation = new_generation(Redelivery.RECONCILED)
         queue.enqueue(task.task_id, url=task.url, generation=generation)
         store.mark_enqueued(task.task_id, generation)
         counts["redelivered"] += 1

@@ -28,6 +28,7 @@ from shared import redis_keys
 from shared.backoff import exponential_backoff
 from shared.errors import (
     SERVICE_RETRY_S,
+    ErrorCode,
     PermanentError,
     ServiceUnavailable,
     TaskError,
@@ -40,9 +41,9 @@ from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
 from shared.pipeline.stages import Job, run_stages
 from shared.pipeline.worker import Worker
-from shared.queue.base import new_generation
+from shared.queue.base import Redelivery, new_generation
 from shared.tasks.models import TaskStatus, out_of_attempts
-from shared.tasks.store import Claim, TaskStore
+from shared.tasks.store import Claim, ClaimOutcome, TaskStore
 
 log = logging.getLogger("vision_to_tag.worker")
 
@@ -106,7 +107,7 @@ def handle_delivery(task_id: str, worker: Worker,
         return _again("redis is unavailable", SERVICE_RETRY_S)
     try:
         claim = worker.store.claim(task_id, config.lease_s, config.max_attempts)
-        if claim.outcome != "claimed":
+        if claim.outcome != ClaimOutcome.CLAIMED:
             return _not_claimed(task_id, claim, worker)
         return _run(claim, worker, lock, handed_off)
     except ServiceUnavailable as error:
@@ -133,21 +134,21 @@ def _lock_left_s(worker: Worker, task_id: str) -> float:
 
 def _not_claimed(task_id: str, claim: Claim, worker: Worker) -> Delivery:
     task = claim.task
-    if claim.outcome == "missing":
+    if claim.outcome == ClaimOutcome.MISSING:
         log.warning("delivery for an unknown task: acknowledged", extra={"task_id": task_id})
         return Delivery(DeliveryKind.DROP, "unknown task: dropped")
     assert task is not None
     if task.status == TaskStatus.PROCESSING:  # leased (or out of attempts) with a live lease
         until = task.lease_until or datetime.now(UTC)
         return _busy((until - datetime.now(UTC)).total_seconds())
-    if claim.outcome == "exhausted" and task.status == TaskStatus.PENDING:
-        end_failed(task_id, worker, "attempts_exhausted",
+    if claim.outcome == ClaimOutcome.EXHAUSTED and task.status == TaskStatus.PENDING:
+        end_failed(task_id, worker, ErrorCode.ATTEMPTS_EXHAUSTED,
                    f"ran out of attempts ({task.message or 'no error recorded'})")
         return _done("task ran out of attempts", TaskStatus.FAILED)
     return _done(f"task already {task.status}", task.status)
 
 
-def end_failed(task_id: str, worker: Worker, error_code: str, message: str,
+def end_failed(task_id: str, worker: Worker, error_code: ErrorCode, message: str,
                attempt: int | None = None, timings: dict[str, int] | None = None,
                *, dead_letter: bool = True) -> bool:
     """The one way a task ends in failure: the row (owned by `attempt`, or pending), then
@@ -246,7 +247,7 @@ def _run(claim: Claim, worker: Worker, lock: Lock,
 class HandedOff(TransientError):
     """The synchronous API gave the task to the queue: stop and let it carry on there."""
 
-    error_code = "handed_off"
+    error_code = ErrorCode.HANDED_OFF
 
 
 def _run_job(job: Job, worker: Worker, heartbeat: Heartbeat,
@@ -256,7 +257,7 @@ def _run_job(job: Job, worker: Worker, heartbeat: Heartbeat,
 
     def enter(stage: str) -> None:
         if heartbeat.lost.is_set() or not store.set_stage(task_id, attempt, stage):
-            raise TransientError("lease lost during processing", error_code="lease_lost")
+            raise TransientError("lease lost during processing", error_code=ErrorCode.LEASE_LOST)
         if handed_off is not None and handed_off.is_set() and job.result is None:
             raise HandedOff("handed to the queue after SYNC_TIMEOUT_S")
 
@@ -321,14 +322,14 @@ def _transient(job: Job, error: Exception, worker: Worker) -> Delivery:
     if isinstance(error, ServiceUnavailable):  # an outage (refused or timed out) is not
         # the task's fault: the attempt is given back, as a delivery refused at the claim
         log.warning("backing service down mid-task: %s", error, extra={"task_id": task_id})
-        return _plan_retry(job, worker, "service_unavailable", str(error), SERVICE_RETRY_S,
+        return _plan_retry(job, worker, ErrorCode.SERVICE_UNAVAILABLE, str(error), SERVICE_RETRY_S,
                            refund_attempt=True)
     if isinstance(error, TaskError):
         code, message = error.error_code, error.message
     else:
-        code, message = "internal_error", f"{type(error).__name__}: {error}"
+        code, message = ErrorCode.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
         log.exception("unexpected error", extra={"task_id": task_id, "attempt": attempt})
-    if code == "lease_lost":
+    if code == ErrorCode.LEASE_LOST:
         return _lease_lost()
     if isinstance(error, Wait):
         return _wait(job, error, worker)
@@ -368,14 +369,14 @@ def _wait(job: Job, error: Wait, worker: Worker) -> Delivery:
                        refund_attempt=True, waiting_for_key=True)
 
 
-def _plan_retry(job: Job, worker: Worker, code: str, message: str, delay_s: float,
+def _plan_retry(job: Job, worker: Worker, code: ErrorCode, message: str, delay_s: float,
                 *, refund_attempt: bool = False, waiting_for_key: bool = False) -> Delivery:
     """Row back to pending (naming the delivery that will carry it), then that delivery,
     due in `delay_s`; this delivery is done. If the queue cannot be written, RETRY_AFTER
     makes the queue deliver this one again (and the reconciler finds the named delivery
     missing)."""
     task_id, store = job.task.task_id, worker.store
-    generation = new_generation("w" if waiting_for_key else "t")
+    generation = new_generation(Redelivery.KEY_WAIT if waiting_for_key else Redelivery.TRANSIENT)
     if not store.release(task_id, job.task.attempts, error_code=code, message=message,
                          retry_in_s=delay_s, timings=job.timings, delivery=generation,
                          refund_attempt=refund_attempt, waiting_for_key=waiting_for_key):

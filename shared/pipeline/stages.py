@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import PermanentError
+from shared.errors import ErrorCode, PermanentError
 from shared.storage import Storage, frame_key, video_key
 from shared.tagging import moments, vocabulary
 from shared.tagging.base import Tagger, TagRequest
@@ -118,7 +118,7 @@ def probe_stage(job: Job) -> None:
     if media.duration_s > limit:
         raise PermanentError(
             f"video is {media.duration_s:g} s long, over the limit of {limit:g} s",
-            error_code="video_too_long",
+            error_code=ErrorCode.VIDEO_TOO_LONG,
         )
     job.media = media
     job.dimensions = runnable_dimensions(job.task.dimensions, media)
@@ -130,12 +130,12 @@ def runnable_dimensions(requested: list[str], media: MediaInfo) -> list[str]:
         return list(requested)
     if media.container != "wav":
         raise PermanentError(
-            f"{media.container} file has no video stream", error_code="no_video_stream"
+            f"{media.container} file has no video stream", error_code=ErrorCode.NO_VIDEO_STREAM
         )
     if "audio" not in requested:
         raise PermanentError(
             "audio-only file: only the audio dimension can run and it was not requested",
-            error_code="no_video_stream",
+            error_code=ErrorCode.NO_VIDEO_STREAM,
         )
     return ["audio"]
 

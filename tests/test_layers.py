@@ -1,0 +1,38 @@
+"""The architecture's rules, checked over the code (docs/architecture.md, "Layers")."""
+
+from __future__ import annotations
+
+from functions.http import ERROR_STATUS, sync_status
+from scripts.architecture import climbing, layer_of, module_name, source_files
+from shared.errors import ErrorCode
+
+
+def test_no_import_climbs_back_up_a_layer() -> None:
+    arrows = climbing()
+    assert not arrows, "imports that climb a layer:\n" + "\n".join(map(str, arrows))
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for path in source_files():
+        layer_of(module_name(path))  # raises for a package LAYERS does not name
+
+
+def test_the_rule_finds_a_climbing_import(tmp_path) -> None:
+    (tmp_path / "shared" / "tasks").mkdir(parents=True)
+    (tmp_path / "shared" / "__init__.py").write_text("")
+    (tmp_path / "shared" / "services.py").write_text("")
+    (tmp_path / "shared" / "tasks" / "__init__.py").write_text("")
+    (tmp_path / "shared" / "tasks" / "store.py").write_text("from shared.services import x\n")
+    assert [str(a) for a in climbing(tmp_path)] == [
+        "shared.tasks.store:1 imports shared.services"]
+
+
+def test_every_error_code_has_an_http_status() -> None:
+    assert set(ERROR_STATUS) == set(ErrorCode)
+    assert all(400 <= status < 600 and status != 500 for status in ERROR_STATUS.values())
+
+
+def test_a_code_another_version_wrote_answers_503() -> None:
+    assert sync_status("video_too_long") == 413
+    assert sync_status("some_future_code") == 503
+    assert sync_status(None) == 503
