@@ -192,32 +192,10 @@ class GeminiTagger:
         for _ in range(MAX_KEY_ATTEMPTS):
             model, endpoint = self._model(), self._endpoint()
             lease = self._lease(deadline, call.tokens)
-            try:
-                answer = self._with_key(lease, endpoint, model, request, call)
-            except PermanentError:
-                self.pool.report(lease.key_id, Outcome.success())  # the key is fine
-                raise
-            except _ModelOverloaded as failure:  # the model's condition, not the key's
-                self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
-                backoff = self.health.model_overloaded(model)
-                last_error = f"{model} overloaded ({failure.reason})"
-                log.warning("%s; shared back-off %.0f s", last_error, backoff)
-                continue
-            except _RouteFailed as failure:  # the endpoint's condition, not the key's
-                self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
-                backoff = self.health.endpoint_failed(endpoint, failure.kind)
-                last_error = f"endpoint {shown(endpoint)}: {failure.reason}"
-                log.warning("%s; endpoint backs off %.0f s", last_error, backoff)
-                continue
-            except KeyCoolingDown as failure:  # never sent: refunded, no lesson
-                self.pool.release(lease)
-                last_error = str(failure)
-                continue
-            except _KeyFailed as failure:
-                self.pool.report(lease.key_id, failure.outcome, lease.member)
-                last_error = failure.outcome.reason
-                log.info("gemini key failed over: %s", last_error, extra={"key_id": lease.key_id})
-                if time.monotonic() >= deadline:
+            answer = self._try_key(lease, endpoint, model, request, call)
+            if isinstance(answer, _FailedOver):
+                last_error = answer.reason
+                if answer.key_failed and time.monotonic() >= deadline:
                     break
                 continue
             self.pool.report(lease.key_id, Outcome.success(), lease.member)
@@ -248,6 +226,36 @@ class GeminiTagger:
             return parsed, answer, model, total
         raise TransientError(f"gemini unavailable after failing over: {last_error}",
                              error_code=ErrorCode.GEMINI_UNAVAILABLE)
+
+    def _try_key(self, lease: Lease, endpoint: str, model: str, request: TagRequest,
+                 call: _CallPlan) -> _Answer | _FailedOver:
+        """One call with one key: its answer, or why it failed over, the failure reported
+        to the pool (the key's) or to the shared back-offs (the model's, the endpoint's)."""
+        try:
+            return self._with_key(lease, endpoint, model, request, call)
+        except PermanentError:
+            self.pool.report(lease.key_id, Outcome.success())  # the key is fine
+            raise
+        except _ModelOverloaded as failure:
+            self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
+            backoff = self.health.model_overloaded(model)
+            reason = f"{model} overloaded ({failure.reason})"
+            log.warning("%s; shared back-off %.0f s", reason, backoff)
+            return _FailedOver(reason)
+        except _RouteFailed as failure:
+            self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
+            backoff = self.health.endpoint_failed(endpoint, failure.kind)
+            reason = f"endpoint {shown(endpoint)}: {failure.reason}"
+            log.warning("%s; endpoint backs off %.0f s", reason, backoff)
+            return _FailedOver(reason)
+        except KeyCoolingDown as failure:  # never sent: refunded, no lesson
+            self.pool.release(lease)
+            return _FailedOver(str(failure))
+        except _KeyFailed as failure:
+            self.pool.report(lease.key_id, failure.outcome, lease.member)
+            log.info("gemini key failed over: %s", failure.outcome.reason,
+                     extra={"key_id": lease.key_id})
+            return _FailedOver(failure.outcome.reason, key_failed=True)
 
     def _plan(self, request: TagRequest, vocab: taxonomy.Taxonomy,
               clip: tuple[float, float] | None = None, uploads: dict | None = None
@@ -676,6 +684,15 @@ class _CallPlan:
             max_output_tokens=min(MAX_OUTPUT_TOKENS, 2 * self.max_output_tokens),
             prompt=(self.prompt[0],
                     self.prompt[1] + "\n\n" + template("shorter", self.language)))
+
+
+@dataclass(frozen=True)
+class _FailedOver:
+    """A call that did not answer; `key_failed`: the key's own failure (the others are
+    the model's or the endpoint's, or a key that was never sent)."""
+
+    reason: str
+    key_failed: bool = False
 
 
 @dataclass(frozen=True)
