@@ -12,7 +12,7 @@ import signal
 import sys
 
 from shared.app.pool_jobs import keys_job, watch_pool
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.errors import ErrorCode
 from shared.logs import setup_logging
 from shared.pipeline.batch_collector import collect, every
@@ -26,8 +26,7 @@ WATCH_EVERY_S = 60.0
 """The key pool's capacity history and alerts are looked at once a minute."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    settings = get_settings()
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker-url", default=settings.worker_url)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -41,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(TAGGER=gemini; for comparison in benchmarks)")
     parser.add_argument("--reap-interval", type=float, default=30.0,
                         help="seconds between stuck-task sweeps (0: never)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    parser = build_parser(settings)
     args = parser.parse_args(argv)
     setup_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
