@@ -30,7 +30,7 @@ import redis
 import sqlalchemy as sa
 
 from shared.accounts.importer import AccountEntry, import_accounts
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.config import load_settings
 from shared.pipeline import batch_wait
 from shared.pipeline.batch_collector import collect

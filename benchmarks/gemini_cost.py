@@ -24,7 +24,7 @@ from pathlib import Path
 import redis
 
 from shared.accounts.importer import AccountEntry, import_accounts
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.config import load_settings
 from shared.pipeline.runner import handle_delivery
 from shared.services import build_services, gemini_config

@@ -39,7 +39,7 @@ import json, resource, sys
 from shared.config import load_settings
 from shared.services import build_services
 from shared.tasks.models import CreateTaskRequest
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.pipeline.runner import handle_delivery
 services = build_services(load_settings())
 request = CreateTaskRequest.model_validate({"url": sys.argv[1], "platform": "rpa"},

@@ -32,7 +32,7 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN
-from shared.app import operations
+from shared.app import batches, health, pool, tasks
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
 from shared.app.stats import gemini_status, service_stats
@@ -86,7 +86,7 @@ def api(request: flask.Request) -> flask.Response:
                      headers={"Allow": allowed})
     except NotFound:
         if request.path.startswith("/api/v1/task/"):  # an id with slashes in it
-            return reply(400, operations.MALFORMED_TASK_ID)
+            return reply(400, tasks.MALFORMED_TASK_ID)
         return reply(404, f"no route {request.path}")
     if endpoint.handler is get and args.get("task_id") == "create":  # GET on the create route
         return reply(405, f"method {request.method} not allowed here (allowed: POST)",
@@ -98,7 +98,7 @@ def api(request: flask.Request) -> flask.Response:
 def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.Response:
     try:
         if endpoint.handler is healthz:  # a probe answers within HEALTH_TIMEOUT_S, even cold
-            services = operations.ready_services(get_services, get_settings().HEALTH_TIMEOUT_S)
+            services = health.ready_services(get_services, get_settings().HEALTH_TIMEOUT_S)
         else:
             services = get_services()
         if not endpoint.public:
@@ -126,7 +126,7 @@ def validation_context(services: Services) -> dict[str, Any]:
 def create(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request)
     parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
-    task, created = operations.create_task(services, parsed, request.headers.get("Idempotency-Key"))
+    task, created = tasks.create_task(services, parsed, request.headers.get("Idempotency-Key"))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
                  task_id=task.task_id,
                  data={"status": task.status, "url": task.url,
@@ -136,7 +136,7 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
     parsed = SyncTagRequest.model_validate(json_object(request), context={
         **validation_context(services), "default_mode": "interactive"})
-    outcome = operations.tag_now(services, parsed)
+    outcome = tasks.tag_now(services, parsed)
     task, headers = outcome.task, retry_after(outcome.retry_after_s)
     if not outcome.timed_out and task.status == TaskStatus.COMPLETED and task.result:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
@@ -153,26 +153,26 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
 
 
 def get(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = operations.get_task(services, task_id)
+    task = tasks.get_task(services, task_id)
     return reply(200, task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
     query = ListTasksQuery.model_validate(single_valued(request),
                                           context=validation_context(services))
-    page = operations.list_tasks(services, query)
+    page = tasks.list_tasks(services, query)
     return reply(200, data=page.model_dump(mode="json"))
 
 
 def retry(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = operations.retry_task(services, task_id)
+    task = tasks.retry_task(services, task_id)
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
 def create_batch(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request, MAX_BATCH_BODY_BYTES)
     parsed = CreateBatchRequest.model_validate(body)
-    created, new = operations.create_batch(services, parsed, body,
+    created, new = batches.create_batch(services, parsed, body,
                                            request.headers.get("Idempotency-Key"),
                                            validation_context(services))
     message = "success" if new else "success (existing batch for this Idempotency-Key)"
@@ -180,25 +180,25 @@ def create_batch(request: flask.Request, services: Services) -> flask.Response:
 
 
 def get_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
-    batch = operations.get_batch(services, batch_id)
+    batch = batches.get_batch(services, batch_id)
     return reply(200, data=batch.model_dump(mode="json"))
 
 
 def list_batches(request: flask.Request, services: Services) -> flask.Response:
     query = ListBatchesQuery.model_validate(single_valued(request))
-    return reply(200, data=operations.list_batches(services, query).model_dump(mode="json"))
+    return reply(200, data=batches.list_batches(services, query).model_dump(mode="json"))
 
 
 def batch_results(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
     query = BatchResultsQuery.model_validate(single_valued(request))
-    pieces = operations.batch_results(services, batch_id, query)
+    pieces = batches.batch_results(services, batch_id, query)
     return _download(pieces, query.format, f"batch-{batch_id[:36]}")
 
 
 def export(request: flask.Request, services: Services) -> flask.Response:
     query = ExportQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
-    return _download(operations.export_tasks(services, query), query.format, "tasks")
+    return _download(tasks.export_tasks(services, query), query.format, "tasks")
 
 
 def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
@@ -210,35 +210,35 @@ def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
 
 def subtitles(request: flask.Request, services: Services, task_id: str,
               kind: str) -> flask.Response:
-    text = operations.subtitles(services, task_id, kind)
+    text = tasks.subtitles(services, task_id, kind)
     return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[kind])
 
 
 def accounts(request: flask.Request, services: Services) -> flask.Response:
-    return reply(200, data=operations.pool_stats(services))
+    return reply(200, data=pool.pool_stats(services))
 
 
 def account_status(request: flask.Request, services: Services, key_id: str,
                    action: str) -> flask.Response:
-    account = operations.set_account_enabled(services, key_id, action == "enable")
+    account = pool.set_account_enabled(services, key_id, action == "enable")
     return reply(200, f"key {action}d", data=account)
 
 
 def account_history(request: flask.Request, services: Services, key_id: str
                     ) -> flask.Response:
     query = HistoryQuery.model_validate(single_valued(request))
-    return reply(200, data=operations.account_history(services, key_id, query))
+    return reply(200, data=pool.account_history(services, key_id, query))
 
 
 def pool_history(request: flask.Request, services: Services) -> flask.Response:
     query = HistoryQuery.model_validate(single_valued(request))
-    return reply(200, data=operations.pool_history(services, query))
+    return reply(200, data=pool.pool_history(services, query))
 
 
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
-    return reply(200, data=operations.search(services, query).model_dump(mode="json"))
+    return reply(200, data=tasks.search(services, query).model_dump(mode="json"))
 
 
 def stats(request: flask.Request, services: Services) -> flask.Response:
@@ -269,7 +269,7 @@ def dashboard(request: flask.Request, services: Services,
 
 
 def healthz(request: flask.Request, services: Services) -> flask.Response:
-    checks = operations.health(services)
+    checks = health.health(services)
     healthy = all(value == "ok" for value in checks.values())
     data: dict[str, object] = dict(checks)
     if services.settings.TAGGER == "gemini" and checks["redis"] == "ok":
@@ -314,7 +314,7 @@ ENDPOINTS = (
     Endpoint("/api/v1/task/create", "POST", create, operation_id="createTask",
              summary="Create a tagging task", body=CreateTaskRequest,
              headers={"Idempotency-Key": {"type": "string", "minLength": 1,
-                                          "maxLength": operations.MAX_IDEMPOTENCY_KEY}},
+                                          "maxLength": tasks.MAX_IDEMPOTENCY_KEY}},
              answer="created; `task_id` is set",
              links={operation: {"task_id": "$response.body#/task_id"}
                     for operation in ("getTask", "retryTask")},  # stateful testing follows
@@ -347,7 +347,7 @@ ENDPOINTS = (
                      "answer lists per item its task_id or its error)",
              body=CreateBatchRequest,
              headers={"Idempotency-Key": {"type": "string",
-                                          "maxLength": operations.MAX_IDEMPOTENCY_KEY}},
+                                          "maxLength": tasks.MAX_IDEMPOTENCY_KEY}},
              data=BatchCreated, answer="the batch and every item's outcome",
              links={"getBatch": {"batch_id": "$response.body#/data/batch/batch_id"}},
              errors=(400, 409, 413, 415, 503)),

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from scripts.stack import LocalStack, free_port
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
-from shared.app.operations import create_task
 from shared.app.stats import service_stats
+from shared.app.tasks import create_task
 from shared.pipeline import batch_collector
 from shared.pipeline.batch_collector import collect
 from shared.pipeline.runner import DeliveryKind, handle_delivery

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from shared import redis_keys
-from shared.app.operations import create_batch
+from shared.app.batches import create_batch
 from shared.pipeline.reaper import reconcile
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services, get_services

@@ -10,7 +10,7 @@ import time
 import functions_framework
 import pytest
 
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.pipeline.callbacks import sign, task_body
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services

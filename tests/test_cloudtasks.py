@@ -75,7 +75,7 @@ def test_created_task_is_dispatched_to_the_worker_and_completes(cloud_env, media
 
 def test_duplicate_create_is_harmless(cloud_env, media_server):
     services = get_services()
-    from shared.app.operations import create_task
+    from shared.app.tasks import create_task
     from shared.tasks.models import CreateTaskRequest
 
     request = CreateTaskRequest.model_validate(

@@ -63,7 +63,7 @@ def api_server(app_env, media_server, redis_client):
     redis_client.hset(redis_keys.account_info(account_id(f"AIzaSyDASH{0:020d}")), mapping={
         "learned_limit": 4, "learned_until": int(time.time() * 1000) + 600_000})
     services = get_services()
-    from shared.app.operations import create_task
+    from shared.app.tasks import create_task
     from shared.tasks.models import CreateTaskRequest
 
     for path in ("files/clip.mp4", "status/404", "files/portrait.mp4"):

@@ -15,7 +15,7 @@ import redis
 from shared import redis_keys
 from shared.accounts.importer import AccountEntry, import_accounts
 from shared.accounts.pool import AccountPool, account_id
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.config import load_settings
 from shared.errors import PermanentError, TransientError
 from shared.pipeline.runner import DeliveryKind, handle_delivery

@@ -10,7 +10,7 @@ import functions_framework
 import pytest
 
 from shared import redis_keys
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest

@@ -193,7 +193,7 @@ def test_gemini_mode_loads_none_of_it() -> None:
 
 def test_a_cached_result_keeps_what_the_tagger_measured(sqlite_services, media_server) -> None:
     """The result cache answers the second task; loudness and speech ratio stay."""
-    from shared.app.operations import create_task
+    from shared.app.tasks import create_task
     from shared.pipeline.runner import handle_delivery
     from shared.tasks.models import CreateTaskRequest
 

@@ -12,7 +12,7 @@ import functions_framework
 import pytest
 
 from scripts.stack import ROOT
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.pipeline.reaper import retry_indexing
 from shared.pipeline.runner import handle_delivery
 from shared.search.client import PlainJsonNode, build_search_client

@@ -81,7 +81,7 @@ def test_text_lines_are_single_and_readable() -> None:
 
 
 def test_every_stage_leaves_one_line(sqlite_services, media_server, caplog) -> None:
-    from shared.app.operations import create_task
+    from shared.app.tasks import create_task
     from shared.tasks.models import CreateTaskRequest
 
     request = CreateTaskRequest.model_validate(

@@ -17,7 +17,7 @@ import functions_framework
 import pytest
 import redis
 
-from shared.app import operations
+from shared.app import tasks
 from shared.config import ConfigError, load_settings
 from shared.errors import ServiceUnavailable
 from shared.queue.redis_queue import RedisQueue
@@ -147,7 +147,7 @@ def test_sqlite_busy_is_503_after_its_limit(make_settings, redis_client, tmp_pat
             context={"platforms": ["rpa"], "envs": ["develop", "production"]})
         started = time.monotonic()
         with pytest.raises(ServiceUnavailable, match="database"):
-            operations.create_task(services, request, None)
+            tasks.create_task(services, request, None)
         assert time.monotonic() - started < 3
     finally:
         writer.rollback()
@@ -194,7 +194,7 @@ def test_an_outage_mid_task_gives_the_attempt_back(sqlite_services, media_server
     request = CreateTaskRequest.model_validate(
         {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},
         context={"platforms": ["rpa"], "envs": ["develop", "production"]})
-    task_id = operations.create_task(services, request, None)[0].task_id
+    task_id = tasks.create_task(services, request, None)[0].task_id
     healthy = services.storage
     services.storage = HangingStorage(healthy)
     reply = handle_delivery(task_id, services.worker)

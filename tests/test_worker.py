@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from shared import redis_keys
-from shared.app.operations import create_task
+from shared.app.tasks import create_task
 from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from shared.app.context import Services
-from shared.app.operations import get_task
+from shared.app.tasks import get_task
 from shared.errors import InvalidInput, NotFound, ServiceUnavailable
 
 INDEX = re.compile(r"^[0-9]{1,4}$")

@@ -1,0 +1,244 @@
+"""Task use cases behind the HTTP API: create, tag now, read, list, retry, export,
+subtitles, search. Each handler calls exactly one of these (or one of `batches`,
+`pool`, `health`)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+from shared.app.context import Services
+from shared.cursor import InvalidCursor
+from shared.errors import Conflict, InvalidInput, NotConfigured, NotFound, ServiceUnavailable
+from shared.pipeline.runner import Delivery, DeliveryKind, handle_delivery
+from shared.queue.base import Redelivery, new_generation
+from shared.search.query import SearchPage, SearchQuery
+from shared.tasks.batch_models import ExportQuery
+from shared.tasks.export import EXPORT_COLUMNS, export_stream
+from shared.tasks.models import (
+    CreateTaskRequest,
+    ListTasksQuery,
+    Task,
+    TaskPage,
+    TaskStatus,
+    new_task_id,
+    task_id_forms,
+)
+from shared.tasks.store import DuplicateIdempotencyKey
+from shared.tasks.subtitles import render_subtitles
+from shared.video.safety import UrlForbidden
+
+log = logging.getLogger("vision_to_tag.api")
+
+
+MAX_IDEMPOTENCY_KEY = 128
+
+
+def create_task(
+    services: Services, request: CreateTaskRequest, idempotency_key: str | None = None,
+    *, enqueue: bool = True,
+) -> tuple[Task, bool]:
+    """Insert a pending task and enqueue it: both or neither. Returns (task, created).
+    `enqueue=False` is for the synchronous API, which runs the task itself."""
+    store = services.store
+    check_targets(services, request)
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+        existing = store.get_by_idempotency_key(idempotency_key)
+        if existing:
+            return _same_request(existing, request), False
+    task_id = new_task_id()
+    try:
+        task = store.insert(task_id, task_fields(request, idempotency_key))
+    except DuplicateIdempotencyKey:
+        existing = store.get_by_idempotency_key(idempotency_key or "")
+        if existing is None:
+            raise
+        return _same_request(existing, request), False
+    if not enqueue:
+        return task, True
+    try:
+        services.queue.enqueue(task_id, url=request.url)
+    except ServiceUnavailable:
+        store.delete(task_id)
+        raise
+    log.info("task created", extra={"task_id": task_id})
+    return task, True
+
+
+def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
+                ) -> dict[str, Any]:
+    """The columns a create request sets (single creates and batch items)."""
+    return {
+        "url": request.url,
+        "platform": request.platform,
+        "uid": None if request.uid is None else str(request.uid),
+        "env": request.env,
+        "dimensions": request.dimensions,
+        "language": request.language,
+        "vocabulary": request.vocabulary,
+        "callback_url": request.callback_url,
+        "idempotency_key": idempotency_key,
+        "mode": request.mode,
+    }
+
+
+_sync_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-tag")
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """How a synchronous run ended: the task as stored now; `timed_out` when it was handed
+    to the queue after SYNC_TIMEOUT_S; `retry_after_s` when it waits for its next try."""
+
+    task: Task
+    timed_out: bool = False
+    retry_after_s: float | None = None
+
+
+def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
+    """Run the whole pipeline inside the request, recorded as a task.
+
+    Past SYNC_TIMEOUT_S the task is handed to
+    the queue: the thread stops at its next stage and queues it (Cloud Run throttles the CPU
+    once the response is sent; if the instance goes away, the reaper re-queues the task when
+    its lease ends); the caller is told to poll the task."""
+    if request.mode == "batch":
+        raise InvalidInput("mode: the synchronous route tags interactively; create a task "
+                           "(POST /api/v1/task/create) for batch mode")
+    task, _ = create_task(services, request, enqueue=False)
+    handed_off = threading.Event()
+
+    def run() -> Delivery:
+        delivery = handle_delivery(task.task_id, services.worker, handed_off)
+        if delivery.kind is DeliveryKind.RETRY_AFTER:  # nothing queued it (a service was down)
+            services.queue.enqueue(task.task_id, url=task.url,
+                                   delay_s=delivery.retry_after_s or 0,
+                                   generation=new_generation(Redelivery.SYNC_HANDOFF))
+        return delivery
+
+    future = _sync_pool.submit(run)
+    try:
+        delivery = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
+    except FutureTimeout:
+        handed_off.set()  # the thread queues the task at its next stage (or the reaper does)
+        return SyncOutcome(get_task(services, task.task_id), timed_out=True)
+    final = get_task(services, task.task_id)
+    if final.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+        return SyncOutcome(final)
+    return SyncOutcome(final, retry_after_s=delivery.retry_after_s)
+
+
+def check_targets(services: Services, request: CreateTaskRequest) -> None:
+    """Refuse URLs that point inside our network (a DNS lookup, no download), and batch
+    mode where the tagger has no Batch API."""
+    check_mode(services, request)
+    for field, url in (("url", request.url), ("callback_url", request.callback_url)):
+        if url is not None:
+            check_url(services, field, url)
+
+
+def check_mode(services: Services, request: CreateTaskRequest) -> None:
+    if request.mode == "batch" and services.settings.TAGGER != "gemini":
+        raise InvalidInput(f"mode: batch needs TAGGER=gemini (this deployment runs "
+                           f"TAGGER={services.settings.TAGGER}, which has no Batch API)")
+
+
+def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
+    if (existing.url, existing.platform) != (request.url, request.platform):
+        raise Conflict("Idempotency-Key: already used for a different request")
+    return existing
+
+
+MALFORMED_TASK_ID = "task_id: malformed (expected a UUID: dashed, or 32 hex digits)"
+
+
+def get_task(services: Services, task_id: str) -> Task:
+    """By id in either form and any case (ids are stored as created)."""
+    forms = task_id_forms(task_id)
+    if forms is None:
+        raise InvalidInput(MALFORMED_TASK_ID)
+    task = services.store.find(forms)
+    if task is None:
+        raise NotFound(f"task_id: no task {forms[0]}")
+    return task
+
+
+def list_tasks(services: Services, query: ListTasksQuery) -> TaskPage:
+    try:
+        tasks, next_cursor = services.queries.list(
+            status=query.status, platform=query.platform, uid=query.uid,
+            limit=query.limit, cursor=query.cursor,
+        )
+    except InvalidCursor as error:
+        raise InvalidInput(str(error)) from None
+    return TaskPage(tasks=tasks, next_cursor=next_cursor)
+
+
+def retry_task(services: Services, task_id: str) -> Task:
+    """A failed task goes back to pending with fresh attempts and is re-queued."""
+    task = get_task(services, task_id)
+    task_id = task.task_id  # the stored form
+    if task.status != TaskStatus.FAILED:
+        raise Conflict(f"task_id: task is {task.status}; only failed tasks can be retried")
+    if not services.store.reset_failed(task_id):
+        raise Conflict("task_id: task changed while retrying; try again")
+    generation = new_generation(Redelivery.RETRY_ROUTE)
+    try:
+        services.queue.enqueue(task_id, url=task.url, generation=generation)
+    except ServiceUnavailable:
+        services.store.restore_failed(task)
+        raise
+    services.store.mark_enqueued(task_id, generation)
+    refreshed = services.store.get(task_id)
+    assert refreshed is not None
+    return refreshed
+
+
+def search(services: Services, query: SearchQuery) -> SearchPage:
+    if services.index is None:
+        raise NotConfigured("search: not configured on this service (set ES_URL)")
+    return services.index.search(query)
+
+
+def check_url(services: Services, field: str, url: str) -> None:
+    try:
+        services.url_policy.check_url(url)
+    except UrlForbidden as error:
+        raise InvalidInput(field + error.message.removeprefix("url")) from None
+
+
+def check_idempotency_key(key: str) -> None:
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise InvalidInput(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+
+
+def export_tasks(services: Services, query: ExportQuery) -> Iterator[bytes]:
+    """The export of every task the filters match, oldest first, in chunks."""
+    filters = {"status": query.status, "platform": query.platform, "uid": query.uid,
+               "env": query.env}
+    chunks = services.queries.export_rows(EXPORT_COLUMNS, since=query.since, until=query.until,
+                                          **filters)
+    return export_stream(query.format, first_read(chunks))
+
+
+def first_read(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+    """The first chunk is read now, so a database outage is a 503 before the first byte
+    (later chunks are read while streaming)."""
+    first = next(chunks, None)
+    return iter([]) if first is None else itertools.chain([first], chunks)
+
+
+def subtitles(services: Services, task_id: str, kind: str) -> str:
+    """WebVTT or SRT of a completed task's on-screen text, speech and key moments."""
+    task = get_task(services, task_id)
+    if task.result is None:
+        raise Conflict(f"task_id: task is {task.status} and has no result yet; subtitles "
+                       "come from the result")
+    return render_subtitles(task.result, kind)
