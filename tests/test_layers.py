@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from functions.http import ERROR_STATUS, sync_status
+from functions.worker import HTTP_STATUS
 from scripts.architecture import climbing, layer_of, module_name, source_files
 from shared.errors import ErrorCode
+from shared.pipeline.runner import DeliveryKind
 
 
 def test_no_import_climbs_back_up_a_layer() -> None:
@@ -36,3 +40,13 @@ def test_a_code_another_version_wrote_answers_503() -> None:
     assert sync_status("video_too_long") == 413
     assert sync_status("some_future_code") == 503
     assert sync_status(None) == 503
+
+
+def test_the_readme_explains_every_error_code() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert [code.value for code in ErrorCode if f"`{code.value}`" not in readme] == []
+
+
+def test_every_delivery_outcome_has_an_http_answer() -> None:
+    assert set(HTTP_STATUS) == set(DeliveryKind)
+    assert HTTP_STATUS[DeliveryKind.RETRY_AFTER] == 503  # the only answer that redelivers
