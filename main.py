@@ -12,10 +12,10 @@ from functions.http import framework_error
 from functions.worker import process_task
 from shared.config import get_settings
 from shared.logs import setup_logging
-from shared.tagging.taxonomy import check_setting
+from shared.services import check_vocabulary
 
 _settings = get_settings()
-check_setting(_settings.TAXONOMY_FILE)  # a bad vocabulary stops the process here
+check_vocabulary(_settings)  # a bad vocabulary stops the process here, like before
 setup_logging(_settings.LOG_LEVEL, _settings.LOG_FORMAT)
 
 # the framework's own answers (a path its router refuses, 405, 413, a crash) in the envelope

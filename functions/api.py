@@ -284,8 +284,6 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
                                           tuple(settings.ENVS)))
 
 
-
-
 TASK_ID = {"type": "string", "pattern": TASK_ID_REGEX}
 KEY_ID = {"type": "string", "pattern": KEY_ID_PATTERN.pattern}
 DATE = {"type": "string", "pattern": DATE_REGEX,

@@ -60,12 +60,16 @@ def module_name(path: Path, root: Path = ROOT) -> str:
 
 
 def unit_of(module: str) -> str:
-    """The package a module belongs to: the longest prefix named in LAYERS."""
+    """The package a module belongs to: the longest prefix named in LAYERS. `shared` itself
+    holds only the modules directly in shared/: a new sub-package is in no layer until
+    LAYERS names it."""
     best = ""
     for _, units in LAYERS:
         for unit in units:
             if (module == unit or module.startswith(unit + ".")) and len(unit) > len(best):
                 best = unit
+    if best == "shared" and module.count(".") > 1:
+        return module.rpartition(".")[0]
     return best or module
 
 

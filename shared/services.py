@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from shared.accounts.pool import AccountPool
 from shared.app.context import Services
-from shared.config import VAR_DIR, Settings, get_settings
+from shared.config import VAR_DIR, ConfigError, Settings, get_settings
 from shared.once import once
 from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
-    taxonomy.check_setting(settings.TAXONOMY_FILE)
+    check_vocabulary(settings)
     engine = create_db_engine(settings)
     if run_migrations:
         # the usual limits find a hanging database first; then the migrations get their
@@ -71,6 +71,17 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
             allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),
         ),
     )
+
+
+def check_vocabulary(settings: Settings) -> None:
+    """TAXONOMY_FILE, checked at start-up (here and in main.py): a bad vocabulary stops the
+    process naming the entry, like any other bad setting. Parsed once per process: the
+    tagger takes the same cached copy."""
+    try:
+        taxonomy.cached(settings.TAXONOMY_FILE)
+    except taxonomy.TaxonomyError as error:
+        raise ConfigError(f"invalid configuration: TAXONOMY_FILE="
+                          f"{settings.TAXONOMY_FILE!r}: Value error, {error}") from None
 
 
 def redis_limits(settings: Settings) -> RedisLimits:

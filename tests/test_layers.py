@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pytest
 
 from functions.http import ERROR_STATUS, sync_status
 from functions.worker import HTTP_STATUS
@@ -42,11 +45,24 @@ def test_a_code_another_version_wrote_answers_503() -> None:
     assert sync_status(None) == 503
 
 
-def test_the_readme_explains_every_error_code() -> None:
+def test_the_readme_error_table_names_exactly_the_error_codes() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert [code.value for code in ErrorCode if f"`{code.value}`" not in readme] == []
+    table = readme.split("| `error_code` | kind | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {code for row in table.splitlines()[2:]
+                  for code in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert documented == {code.value for code in ErrorCode}
 
 
 def test_every_delivery_outcome_has_an_http_answer() -> None:
     assert set(HTTP_STATUS) == set(DeliveryKind)
     assert HTTP_STATUS[DeliveryKind.RETRY_AFTER] == 503  # the only answer that redelivers
+
+
+def test_a_new_package_must_be_given_a_layer(tmp_path) -> None:
+    (tmp_path / "shared" / "newthing").mkdir(parents=True)
+    (tmp_path / "shared" / "__init__.py").write_text("")
+    (tmp_path / "shared" / "newthing" / "__init__.py").write_text("")
+    (tmp_path / "shared" / "newthing" / "part.py").write_text("")
+    with pytest.raises(KeyError, match="shared.newthing.part is in no layer"):
+        for path in source_files(tmp_path):
+            layer_of(module_name(path, tmp_path))

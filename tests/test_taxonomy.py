@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import ConfigError, load_settings
+from shared.services import check_vocabulary
 from shared.tagging import taxonomy
 from tests.test_gemini import make_tagger, pool, request_for  # noqa: F401
 
@@ -65,7 +66,7 @@ def test_a_bad_vocabulary_stops_start_up_naming_the_entry(tmp_path: Path, conten
     path = tmp_path / "taxonomy.json"
     path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        taxonomy.check_setting(load_settings(TAXONOMY_FILE=str(path)).TAXONOMY_FILE)
+        check_vocabulary(load_settings(TAXONOMY_FILE=str(path)))
     assert "TAXONOMY_FILE" in str(caught.value) and named in str(caught.value)
 
 
@@ -73,7 +74,7 @@ def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     for path in (tmp_path / "missing.json", tmp_path / "bad.json"):
         with pytest.raises(ConfigError) as caught:
-            taxonomy.check_setting(load_settings(TAXONOMY_FILE=str(path)).TAXONOMY_FILE)
+            check_vocabulary(load_settings(TAXONOMY_FILE=str(path)))
         assert str(path) in str(caught.value)
 
 

@@ -119,8 +119,6 @@ KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 """What `account_id` returns; anything else is not a key id."""
 
 
-
-
 def tokens_of(member: str) -> int:
     """The input tokens a window entry (`ms:request-id:tokens`) stands for."""
     head, _, tail = member.rpartition(":")
@@ -130,7 +128,6 @@ def tokens_of(member: str) -> int:
 def account_id(api_key: str) -> str:
     """The id used in Redis key names: never the key itself."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
-
 
 
 class RequestTooLarge(PermanentError):

@@ -38,7 +38,6 @@ PROBES_KEPT = 100
 """Probe outcomes kept per key (the `probes` list of its history)."""
 
 
-
 def heal_class(reason: str) -> str:
     """never | daily | scheduled: how often a key disabled for `reason` is probed."""
     if reason.strip().lower() == OPERATOR_REASON:

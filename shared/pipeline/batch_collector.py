@@ -51,6 +51,7 @@ from shared.redis_conn import redis_outage
 from shared.tagging.gemini import GeminiTagger, rest_request
 from shared.tagging.result import Usage
 from shared.tasks.gemini_jobs import JOB_CREATING, JOB_SUBMITTED, GeminiJob, GeminiJobStore
+from shared.tasks.models import TaskStatus
 
 if TYPE_CHECKING:
     from google import genai
@@ -188,7 +189,7 @@ def create_remote(sweep: Sweep, job: GeminiJob) -> None:
     lines: list[tuple[str, dict]] = []
     for task_id, token in job.items:
         task = sweep.worker.store.get(task_id)
-        if task is None or task.status != "waiting_batch" or task.batch_token != token:
+        if task is None or task.status != TaskStatus.WAITING_BATCH or task.batch_token != token:
             continue  # moved on since the job took it (fell back, prepared again)
         recorded = batch_wait.load(sweep.worker.storage, task, sweep.workdir)
         if recorded is None:  # its document is gone: the task is tagged interactively
@@ -350,7 +351,7 @@ def _account_for(sweep: Sweep, key_id: str, usage: Usage) -> None:
         log.warning("could not record the batch answer's usage on its key")
 
 
-def item_error(error: Any) -> tuple[str, str]:
+def item_error(error: Any) -> tuple[ErrorCode, str]:
     """A failed item's `google.rpc.Status` as the task's error code and message."""
     status = error if isinstance(error, dict) else (
         error.model_dump(mode="json", exclude_none=True) if hasattr(error, "model_dump")

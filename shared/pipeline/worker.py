@@ -7,7 +7,7 @@ the composition root; the application context assembles one (`Services.worker`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import redis
@@ -45,8 +45,8 @@ class WorkerConfig:
     """Tasks in one Gemini batch job."""
     batch_endpoint: str
     """The Gemini endpoint batch jobs are created, polled and cleaned up on ("" = Google's)."""
-    callback_secret: str
-    """HMAC key of the callbacks' `X-Signature` ("" = unsigned)."""
+    callback_secret: str = field(repr=False)
+    """HMAC key of the callbacks' `X-Signature` ("" = unsigned); kept out of any repr."""
     callback_timeout_s: float
     """Time limit of one callback request."""
     callback_max_attempts: int

@@ -24,9 +24,6 @@ LIVE_STATES = ("queued", "retrying", "delivering")
 """`task_info` states in which a delivery of the task still exists in Redis."""
 
 
-
-
-
 class RedisQueue:
     """`task_queue` / `task_queue_processing` / `task_queue_delayed` / `task_queue_failed`."""
 

@@ -1,4 +1,4 @@
-"""What GET /v1/search takes and answers."""
+"""What GET /api/v1/search takes and answers."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from shared.config import ConfigError
 from shared.tagging.result import SUBCATEGORIES, Tag
 
 DEFAULT_FILE = Path(__file__).resolve().parent / "taxonomy.json"
@@ -145,13 +144,3 @@ def fingerprint(path: str = "") -> str:
     import hashlib
 
     return hashlib.sha256(Path(path or DEFAULT_FILE).read_bytes()).hexdigest()[:6]
-
-
-def check_setting(path: str) -> None:
-    """TAXONOMY_FILE, checked at start-up by the composition root: a bad vocabulary stops
-    the process naming the entry (parsed once per process: the tagger takes the same
-    cached copy)."""
-    try:
-        cached(path)
-    except TaxonomyError as error:
-        raise ConfigError(f"TAXONOMY_FILE: {error}") from None

@@ -1,2 +1,2 @@
-"""The task record: request/result models, the `video_tasks` schema and migrations, the
-store (state machine and queries), and the operations behind the HTTP API."""
+"""The task record, persistence only: request/result models, the `video_tasks` schema and
+migrations, the store (state machine), read-only queries, batches and Gemini batch jobs."""
