@@ -53,9 +53,8 @@ class Services:
         field would go on using the old one, so none is kept."""
         return Worker(
             store=self.store, queries=self.queries, followups=self.followups,
-            batches=self.batches, redis=self.redis, queue=self.queue, storage=self.storage,
-            tagger=self.tagger, url_policy=self.url_policy, pool=self.pool, index=self.index,
-            tools=self._stage_tools(), config=worker_config(self.settings),
+            batches=self.batches, redis=self.redis, queue=self.queue, pool=self.pool,
+            index=self.index, tools=self._stage_tools(), config=worker_config(self.settings),
         )
 
     def _stage_tools(self) -> StageTools:
@@ -85,7 +84,6 @@ def worker_config(settings: Settings) -> WorkerConfig:
         reconcile_grace_s=settings.RECONCILE_GRACE_S,
         batch_max_wait_s=settings.BATCH_MAX_WAIT_S,
         batch_max_tasks=settings.BATCH_MAX_TASKS,
-        batch_endpoint=settings.gemini_endpoints[0],
         callback_secret=settings.CALLBACK_SECRET,
         callback_timeout_s=settings.CALLBACK_TIMEOUT_S,
         callback_max_attempts=settings.CALLBACK_MAX_ATTEMPTS,

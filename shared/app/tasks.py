@@ -36,7 +36,6 @@ from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")
 
-
 MAX_IDEMPOTENCY_KEY = 128
 
 
@@ -105,10 +104,10 @@ class SyncOutcome:
 def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
     """Run the whole pipeline inside the request, recorded as a task.
 
-    Past SYNC_TIMEOUT_S the task is handed to
-    the queue: the thread stops at its next stage and queues it (Cloud Run throttles the CPU
-    once the response is sent; if the instance goes away, the reaper re-queues the task when
-    its lease ends); the caller is told to poll the task."""
+    Past SYNC_TIMEOUT_S the task is handed to the queue: the thread stops at its next stage
+    and queues it (Cloud Run throttles the CPU once the response is sent; if the instance
+    goes away, the reaper re-queues the task when its lease ends); the caller is told to
+    poll the task."""
     if request.mode == "batch":
         raise InvalidInput("mode: the synchronous route tags interactively; create a task "
                            "(POST /api/v1/task/create) for batch mode")

@@ -86,7 +86,7 @@ class Sweep:
 
 def collect(worker: Worker) -> dict[str, int]:
     """One sweep; {} when the tagger has no Batch API or another sweep is running."""
-    tagger = worker.tagger
+    tagger = worker.tools.tagger
     if not isinstance(tagger, GeminiTagger):
         return {}
     lock = worker.redis.lock(redis_keys.BATCH_COLLECTOR_LOCK, timeout=600, blocking=False)
@@ -191,7 +191,7 @@ def create_remote(sweep: Sweep, job: GeminiJob) -> None:
         task = sweep.worker.store.get(task_id)
         if task is None or task.status != TaskStatus.WAITING_BATCH or task.batch_token != token:
             continue  # moved on since the job took it (fell back, prepared again)
-        recorded = batch_wait.load(sweep.worker.storage, task, sweep.workdir)
+        recorded = batch_wait.load(sweep.worker.tools.storage, task, sweep.workdir)
         if recorded is None:  # its document is gone: the task is tagged interactively
             _fall_back(sweep, task_id, token, None, "batch request document missing")
             continue
@@ -299,7 +299,7 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
     if task is None or task.batch_token != token:
         sweep.counts["late_answers_ignored"] += 1
         return
-    recorded = batch_wait.load(worker.storage, task, sweep.workdir)
+    recorded = batch_wait.load(worker.tools.storage, task, sweep.workdir)
     if recorded is None:
         _fall_back(sweep, task_id, token, None, "batch request document missing")
         return
@@ -388,7 +388,7 @@ def _fall_back(sweep: Sweep, task_id: str, token: str,
     sweep.counts["fell_back"] += 1
     task = worker.store.get(task_id)
     if recorded is None and task is not None:
-        recorded = batch_wait.load(worker.storage, task, sweep.workdir)
+        recorded = batch_wait.load(worker.tools.storage, task, sweep.workdir)
     if recorded is not None:
         _delete_upload(sweep, recorded)
     try:
@@ -418,4 +418,4 @@ def _delete_file(client: genai.Client, name: str | None) -> None:
 
 
 def _client(sweep: Sweep, job: GeminiJob) -> genai.Client:
-    return sweep.tagger.batch_client(job.key_id, sweep.worker.config.batch_endpoint)
+    return sweep.tagger.batch_client(job.key_id, sweep.tagger.config.endpoints[0])

@@ -98,7 +98,7 @@ def _post(worker: Worker, url: str, body: bytes, ids: dict[str, str]) -> Callbac
     """A task's or a batch's callback, under the deployment's secret and limits."""
     config = worker.config
     return post_callback(url, body, ids=ids, secret=config.callback_secret,
-                         policy=worker.url_policy, timeout_s=config.callback_timeout_s,
+                         policy=worker.tools.url_policy, timeout_s=config.callback_timeout_s,
                          max_attempts=config.callback_max_attempts)
 
 

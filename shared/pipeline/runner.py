@@ -264,7 +264,7 @@ def _run_job(job: Job, worker: Worker, heartbeat: Heartbeat,
     try:
         run_stages(job, enter)
         if job.batch is not None:  # batch mode: the request waits for a batch job
-            if not batch_wait.park(job, store, worker.storage):
+            if not batch_wait.park(job, store, worker.tools.storage):
                 return _lease_lost()
             log.info("waiting for a Gemini batch job")
             return _done("waiting for a Gemini batch job", TaskStatus.WAITING_BATCH)

@@ -15,13 +15,10 @@ import redis
 from shared.accounts.pool import AccountPool
 from shared.pipeline.stages import StageTools
 from shared.queue.base import TaskQueue
-from shared.storage import Storage
-from shared.tagging.base import Tagger
 from shared.tasks.batches import BatchStore
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
-from shared.video.safety import UrlPolicy
 
 if TYPE_CHECKING:
     from shared.search.index import TagIndex
@@ -43,8 +40,6 @@ class WorkerConfig:
     """How long a task waits for a Gemini batch answer before it is tagged interactively."""
     batch_max_tasks: int
     """Tasks in one Gemini batch job."""
-    batch_endpoint: str
-    """The Gemini endpoint batch jobs are created, polled and cleaned up on ("" = Google's)."""
     callback_secret: str = field(repr=False)
     """HMAC key of the callbacks' `X-Signature` ("" = unsigned); kept out of any repr."""
     callback_timeout_s: float
@@ -56,7 +51,8 @@ class WorkerConfig:
 @dataclass(frozen=True)
 class Worker:
     """Exactly what the pipeline uses: the task records, the queue, the key pool, the
-    stages' tools and the config. Built per use by the application context (cheap, no I/O),
+    stages' tools (their tagger, storage and URL policy serve the batch collector and the
+    callbacks too) and the config. Built per use by the application context (cheap, no I/O),
     so a backend swapped on the context is the one the next delivery sees."""
 
     store: TaskStore
@@ -65,9 +61,6 @@ class Worker:
     batches: BatchStore
     redis: redis.Redis
     queue: TaskQueue
-    storage: Storage
-    tagger: Tagger
-    url_policy: UrlPolicy
     pool: AccountPool
     tools: StageTools
     config: WorkerConfig
