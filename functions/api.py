@@ -62,6 +62,7 @@ from shared.tasks.models import (
     Task,
     TaskPage,
     TaskStatus,
+    task_id_forms,
 )
 from shared.tasks.subtitles import SUBTITLE_TYPES
 
@@ -85,14 +86,30 @@ def api(request: flask.Request) -> flask.Response:
         return reply(405, f"method {request.method} not allowed here (allowed: {allowed})",
                      headers={"Allow": allowed})
     except NotFound:
-        if request.path.startswith("/api/v1/task/"):  # an id with slashes in it
-            return reply(400, tasks.MALFORMED_TASK_ID)
-        return reply(404, f"no route {request.path}")
+        return _no_route(request.path)
     if endpoint.handler is get and args.get("task_id") == "create":  # GET on the create route
         return reply(405, f"method {request.method} not allowed here (allowed: POST)",
                      headers={"Allow": "POST"})
     with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
         return _dispatch(request, endpoint, args)
+
+
+TASK_PREFIX = "/api/v1/task/"
+
+
+def _no_route(path: str) -> flask.Response:
+    """A path no route matches. Under /api/v1/task/ a malformed id is the problem (400,
+    an id with slashes in it included); after a well-formed id it is what follows (404),
+    and a subtitle format that does not exist is named with the ones that do."""
+    if path.startswith(TASK_PREFIX):
+        task_id, _, rest = path.removeprefix(TASK_PREFIX).partition("/")
+        if task_id_forms(task_id) is None:
+            return reply(400, tasks.MALFORMED_TASK_ID)
+        if rest.startswith("subtitles.") and "/" not in rest:
+            formats = " and ".join(f".{kind}" for kind in SUBTITLE_TYPES)
+            return reply(404, f"subtitles: no format .{rest.removeprefix('subtitles.')[:16]} "
+                              f"(subtitles come as {formats})")
+    return reply(404, f"no route {path}")
 
 
 def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.Response:

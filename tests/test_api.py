@@ -103,6 +103,20 @@ def test_unknown_and_malformed_task_ids(client) -> None:
     assert client.post(f"/api/v1/task/{'g' * 32}/retry").status_code == 400
 
 
+def test_an_unknown_subtitle_format_is_404_naming_the_formats(client) -> None:
+    task_id = client.post("/api/v1/task/create", json=VALID).get_json()["task_id"]
+    for form in (task_id, uuid.UUID(task_id).hex.upper()):
+        response = client.get(f"/api/v1/task/{form}/subtitles.txt")
+        said = response.get_json()["message"]
+        assert response.status_code == 404 and said.startswith("subtitles:"), said
+        assert ".txt" in said and ".vtt" in said and ".srt" in said
+    other = client.get(f"/api/v1/task/{task_id}/nothing")
+    assert other.status_code == 404 and other.get_json()["message"].startswith("no route")
+    malformed = client.get("/api/v1/task/nope/subtitles.txt")
+    assert malformed.status_code == 400
+    assert malformed.get_json()["message"].startswith("task_id: malformed")
+
+
 def test_wrong_method_and_unknown_route(client) -> None:
     response = client.delete("/api/v1/task/create")
     assert response.status_code == 405 and "POST" in response.headers["Allow"]
