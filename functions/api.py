@@ -57,6 +57,7 @@ from shared.tasks.models import (
     TASK_ID_REGEX,
     CreateTaskRequest,
     ListTasksQuery,
+    RetryQuery,
     StatsQuery,
     SyncTagRequest,
     Task,
@@ -182,7 +183,8 @@ def list_(request: flask.Request, services: Services) -> flask.Response:
 
 
 def retry(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = tasks.retry_task(services, task_id)
+    query = RetryQuery.model_validate(single_valued(request))
+    task = tasks.retry_task(services, task_id, force=query.force)
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
@@ -306,7 +308,11 @@ KEY_ID = {"type": "string", "pattern": KEY_ID_PATTERN.pattern}
 DATE = {"type": "string", "pattern": DATE_REGEX,
         "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC unless it has an offset)"}
 DOWNLOAD = {"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}}
-"""Schemas the declarations below share: path parameters, export dates, streamed rows."""
+FORCE = {"type": "boolean", "default": False,
+         "description": "retry even a failure that a retry would meet again: "
+                        + ", ".join(tasks.FINAL_FAILURES)}
+"""Schemas the declarations below use: path parameters, export dates, streamed rows, the
+retry's `force` (naming the failures it overrides)."""
 
 GET_TASK = Endpoint(
     "/api/v1/task/<task_id>", "GET", get, operation_id="getTask",
@@ -336,8 +342,12 @@ ENDPOINTS = (
              errors=(400, 409, 413, 415, 503)),
     replace(GET_TASK, path="/api/v1/task/get/<task_id>", operation_id="getTaskAlias"),
     Endpoint("/api/v1/task/<task_id>/retry", "POST", retry, operation_id="retryTask",
-             summary="Re-queue a failed task with fresh attempts",
-             schemas={"task_id": TASK_ID}, data=Task, answer="re-queued",
+             summary="Re-queue a failed task with fresh attempts, its old error cleared; 409 "
+                     "for a failure about the video itself that a retry would meet again "
+                     "(the message names the code and what would change the outcome) "
+                     "unless `force=true`",
+             schemas={"task_id": TASK_ID, "force": FORCE}, query=RetryQuery, data=Task,
+             answer="re-queued",
              errors=(400, 404, 409, 503)),
     GET_TASK,
     Endpoint("/api/v1/tasks", "GET", list_, operation_id="listTasks",
