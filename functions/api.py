@@ -287,6 +287,13 @@ def dashboard(request: flask.Request, services: Services,
     return response
 
 
+def home(request: flask.Request, services: Services) -> flask.Response:
+    """The root is where a browser lands: it is sent on to the dashboard. The target is
+    relative, as the dashboard's own links are, so it also works under a path prefix
+    (`…/api/` on a cloudfunctions.net address)."""
+    return reply(302, "the dashboard is at /dashboard", headers={"Location": "dashboard"})
+
+
 def healthz(request: flask.Request, services: Services) -> flask.Response:
     checks = health.health(services)
     healthy = all(value == "ok" for value in checks.values())
@@ -432,6 +439,8 @@ ENDPOINTS = (
              answer="chart data in `data`", errors=(503,)),
     # public: the page, its files, the API description and the probe; the page itself asks
     # for a token and fetches every number through the token-checked API
+    Endpoint("/", "GET", home, public=True, documented=False,
+             summary="302 to the dashboard"),
     Endpoint("/dashboard", "GET", dashboard, public=True,
              summary="Operator dashboard (HTML; its data comes from the API with a token)",
              answer="the page", media={}),

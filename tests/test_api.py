@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import urljoin
 
 import functions_framework
 import pytest
@@ -115,6 +116,16 @@ def test_an_unknown_subtitle_format_is_404_naming_the_formats(client) -> None:
     malformed = client.get("/api/v1/task/nope/subtitles.txt")
     assert malformed.status_code == 400
     assert malformed.get_json()["message"].startswith("task_id: malformed")
+
+
+def test_the_root_redirects_to_the_dashboard(client) -> None:
+    response = client.get("/")
+    assert response.status_code == 302
+    assert urljoin("http://host/", response.headers["Location"]) == "http://host/dashboard"
+    assert urljoin("http://host/api/", response.headers["Location"]) == (
+        "http://host/api/dashboard")  # under a path prefix too
+    assert response.get_json()["code"] == 302
+    assert client.get("/", follow_redirects=True).mimetype == "text/html"
 
 
 def test_wrong_method_and_unknown_route(client) -> None:
