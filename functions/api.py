@@ -57,11 +57,13 @@ from shared.tasks.models import (
     TASK_ID_REGEX,
     CreateTaskRequest,
     ListTasksQuery,
+    RetryQuery,
     StatsQuery,
     SyncTagRequest,
     Task,
     TaskPage,
     TaskStatus,
+    task_id_forms,
 )
 from shared.tasks.subtitles import SUBTITLE_TYPES
 
@@ -85,14 +87,30 @@ def api(request: flask.Request) -> flask.Response:
         return reply(405, f"method {request.method} not allowed here (allowed: {allowed})",
                      headers={"Allow": allowed})
     except NotFound:
-        if request.path.startswith("/api/v1/task/"):  # an id with slashes in it
-            return reply(400, tasks.MALFORMED_TASK_ID)
-        return reply(404, f"no route {request.path}")
+        return _no_route(request.path)
     if endpoint.handler is get and args.get("task_id") == "create":  # GET on the create route
         return reply(405, f"method {request.method} not allowed here (allowed: POST)",
                      headers={"Allow": "POST"})
     with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
         return _dispatch(request, endpoint, args)
+
+
+TASK_PREFIX = "/api/v1/task/"
+
+
+def _no_route(path: str) -> flask.Response:
+    """A path no route matches. Under /api/v1/task/ a malformed id is the problem (400,
+    an id with slashes in it included); after a well-formed id it is what follows (404),
+    and a subtitle format that does not exist is named with the ones that do."""
+    if path.startswith(TASK_PREFIX):
+        task_id, _, rest = path.removeprefix(TASK_PREFIX).partition("/")
+        if task_id_forms(task_id) is None:
+            return reply(400, tasks.MALFORMED_TASK_ID)
+        if rest.startswith("subtitles.") and "/" not in rest:
+            formats = " and ".join(f".{kind}" for kind in SUBTITLE_TYPES)
+            return reply(404, f"subtitles: no format .{rest.removeprefix('subtitles.')[:16]} "
+                              f"(subtitles come as {formats})")
+    return reply(404, f"no route {path}")
 
 
 def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.Response:
@@ -165,7 +183,8 @@ def list_(request: flask.Request, services: Services) -> flask.Response:
 
 
 def retry(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = tasks.retry_task(services, task_id)
+    query = RetryQuery.model_validate(single_valued(request))
+    task = tasks.retry_task(services, task_id, force=query.force)
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
@@ -268,6 +287,13 @@ def dashboard(request: flask.Request, services: Services,
     return response
 
 
+def home(request: flask.Request, services: Services) -> flask.Response:
+    """The root is where a browser lands: it is sent on to the dashboard. The target is
+    relative, as the dashboard's own links are, so it also works under a path prefix
+    (`…/api/` on a cloudfunctions.net address)."""
+    return reply(302, "the dashboard is at /dashboard", headers={"Location": "dashboard"})
+
+
 def healthz(request: flask.Request, services: Services) -> flask.Response:
     checks = health.health(services)
     healthy = all(value == "ok" for value in checks.values())
@@ -289,7 +315,11 @@ KEY_ID = {"type": "string", "pattern": KEY_ID_PATTERN.pattern}
 DATE = {"type": "string", "pattern": DATE_REGEX,
         "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC unless it has an offset)"}
 DOWNLOAD = {"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}}
-"""Schemas the declarations below share: path parameters, export dates, streamed rows."""
+FORCE = {"type": "boolean", "default": False,
+         "description": "retry even a failure that a retry would meet again: "
+                        + ", ".join(tasks.FINAL_FAILURES)}
+"""Schemas the declarations below use: path parameters, export dates, streamed rows, the
+retry's `force` (naming the failures it overrides)."""
 
 GET_TASK = Endpoint(
     "/api/v1/task/<task_id>", "GET", get, operation_id="getTask",
@@ -319,8 +349,12 @@ ENDPOINTS = (
              errors=(400, 409, 413, 415, 503)),
     replace(GET_TASK, path="/api/v1/task/get/<task_id>", operation_id="getTaskAlias"),
     Endpoint("/api/v1/task/<task_id>/retry", "POST", retry, operation_id="retryTask",
-             summary="Re-queue a failed task with fresh attempts",
-             schemas={"task_id": TASK_ID}, data=Task, answer="re-queued",
+             summary="Re-queue a failed task with fresh attempts, its old error cleared; 409 "
+                     "for a failure about the video itself that a retry would meet again "
+                     "(the message names the code and what would change the outcome) "
+                     "unless `force=true`",
+             schemas={"task_id": TASK_ID, "force": FORCE}, query=RetryQuery, data=Task,
+             answer="re-queued",
              errors=(400, 404, 409, 503)),
     GET_TASK,
     Endpoint("/api/v1/tasks", "GET", list_, operation_id="listTasks",
@@ -405,6 +439,8 @@ ENDPOINTS = (
              answer="chart data in `data`", errors=(503,)),
     # public: the page, its files, the API description and the probe; the page itself asks
     # for a token and fetches every number through the token-checked API
+    Endpoint("/", "GET", home, public=True, documented=False,
+             summary="302 to the dashboard"),
     Endpoint("/dashboard", "GET", dashboard, public=True,
              summary="Operator dashboard (HTML; its data comes from the API with a token)",
              answer="the page", media={}),

@@ -4,7 +4,8 @@ supervised (a child that dies is restarted), with the daily cache cleanup.
     python main.py  (or python scripts/stack.py)  [--api-port 8080] [--worker-port 8081]
 
 Used by the demo, the end-to-end tests and the benchmarks; SIGTERM or Ctrl-C stops
-everything cleanly.
+everything cleanly. Each child's output goes to `var/logs/NAME.log` through this process,
+which rotates the file by size (LOG_FILE_MAX_MB, LOG_FILE_BACKUPS).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import requests
@@ -28,11 +30,24 @@ import requests
 from scripts.instance import AlreadyRunning, InstanceLock, check_ports_free
 from shared.backoff import exponential_backoff
 from shared.config import VAR_DIR, get_settings
+from shared.logs import LOG_FILE_BACKUPS, LOG_FILE_MAX_MB, RotatingFile
 from shared.redis_conn import embedded_running, stop_embedded_server
 from shared.services import Services, get_services
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+LOG_DRAIN_S = 5.0
+"""How long a stop waits for a child's last lines to reach its log file."""
+
+
+def copy_lines(stream: BinaryIO, out: RotatingFile, max_line: int = 64 * 1024) -> None:
+    """A child's output into its log file, line by line, until the child closes it (a
+    line longer than `max_line` is written in pieces)."""
+    with stream:
+        for line in iter(lambda: stream.readline(max_line), b""):
+            out.write(line)
 
 
 def free_port() -> int:
@@ -45,14 +60,20 @@ class LocalStack:
     """The three local processes, started with `env` on top of this process's environment."""
 
     def __init__(self, env: dict[str, str] | None = None, api_port: int = 0,
-                 worker_port: int = 0, log_dir: Path | None = None) -> None:
+                 worker_port: int = 0, log_dir: Path | None = None,
+                 log_max_mb: float = LOG_FILE_MAX_MB,
+                 log_backups: int = LOG_FILE_BACKUPS) -> None:
         self.api_port = api_port or free_port()
         self.worker_port = worker_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.worker_url = f"http://127.0.0.1:{self.worker_port}/"
         self.env = {**os.environ, **(env or {}), "WORKER_URL": self.worker_url}
         self.log_dir = log_dir or VAR_DIR / "logs"
+        self.log_max_bytes = int(log_max_mb * 1024 * 1024)
+        self.log_backups = log_backups
         self.processes: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, RotatingFile] = {}
+        self.copiers: dict[str, threading.Thread] = {}
 
     def start(self, *, consumer_args: list[str] | None = None, timeout_s: float = 30,
               consumer: bool = True) -> None:
@@ -73,12 +94,26 @@ class LocalStack:
             self._spawn("consumer")
 
     def _spawn(self, name: str) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")
+        if name not in self.logs:  # a restarted child goes on in the same file
+            self.logs[name] = RotatingFile(self.log_dir / f"{name}.log", self.log_max_bytes,
+                                           self.log_backups)
         # each child leads its own process group, so a kill reaches its workers too
-        self.processes[name] = subprocess.Popen(
-            self.commands[name], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+        process = subprocess.Popen(
+            self.commands[name], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
+        assert process.stdout is not None
+        copier = threading.Thread(target=copy_lines, args=(process.stdout, self.logs[name]),
+                                  name=f"log-{name}", daemon=True)
+        copier.start()
+        self.processes[name], self.copiers[name] = process, copier
+
+    def _drain(self, name: str) -> None:
+        """Wait until a child's last lines are in its log (a grandchild that kept the pipe
+        open is not waited for beyond LOG_DRAIN_S)."""
+        copier = self.copiers.pop(name, None)
+        if copier is not None:
+            copier.join(LOG_DRAIN_S)
 
     def kill(self, name: str) -> None:
         """SIGKILL a child's whole process group (what a crash or an OOM kill does)."""
@@ -88,6 +123,7 @@ class LocalStack:
         except ProcessLookupError:
             pass
         process.wait()
+        self._drain(name)
 
     def restart(self, name: str, timeout_s: float = 30) -> None:
         """Start a killed child again (and wait until it answers, for the functions)."""
@@ -127,7 +163,12 @@ class LocalStack:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+        for name in list(self.copiers):
+            self._drain(name)
+        for log_file in self.logs.values():
+            log_file.close()
         self.processes.clear()
+        self.logs.clear()
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -261,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     started_redis = not settings.REDIS_URL and not embedded_running(embedded_dir)
     try:
         services = get_services()  # migrate the database and start embedded Redis once
-        stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port)
+        stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port,
+                           log_max_mb=settings.LOG_FILE_MAX_MB,
+                           log_backups=settings.LOG_FILE_BACKUPS)
         stack.start()
         print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}",
               flush=True)

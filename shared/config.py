@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.logs import LOG_FILE_BACKUPS, LOG_FILE_MAX_MB
+
 ROOT = Path(__file__).resolve().parent.parent
 """Repository root: embedded defaults (SQLite file, Redis socket, videos) live under `var/`."""
 
@@ -126,6 +128,8 @@ class Settings(BaseSettings):
     ENVS: CommaList = ["develop", "production"]
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
+    LOG_FILE_MAX_MB: float = Field(default=LOG_FILE_MAX_MB, gt=0)
+    LOG_FILE_BACKUPS: int = Field(default=LOG_FILE_BACKUPS, ge=0, le=100)
     DB_POOL_SIZE: int = Field(default=5, ge=1, le=100)
     # time limits on every dependency call: a call past its limit is an outage (503)
     DB_CONNECT_TIMEOUT_S: float = Field(default=3, gt=0, le=60)

@@ -1,4 +1,5 @@
-"""Logging: readable single lines, or one JSON object per line for Cloud Logging.
+"""Logging: readable single lines, or one JSON object per line for Cloud Logging; the
+local stack's log files (`var/logs/*.log`), rotated by size.
 
 Context travels with the request or task: `with log_context(task_id=…)` adds its fields
 to every line logged inside, and a request's `X-Cloud-Trace-Context` becomes Cloud
@@ -15,9 +16,12 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
 
 from shared.redact import redact
 
@@ -87,3 +91,60 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+LOG_FILE_MAX_MB = 10.0
+"""Size at which a local stack's log file is rotated (LOG_FILE_MAX_MB): big enough for
+days of an idle stack, small enough to open in an editor."""
+
+LOG_FILE_BACKUPS = 3
+"""Rotated files kept per log (LOG_FILE_BACKUPS): `api.log.1` (newest) … `api.log.3`;
+with the live file at most four times LOG_FILE_MAX_MB per process."""
+
+
+class RotatingFile:
+    """An append-only log file rotated by size: a write that would take it past
+    `max_bytes` first moves it to `NAME.1` (older copies move up one, the one past
+    `backups` is dropped; with none kept it is simply started over) and opens a new
+    `NAME`. Callers write whole lines, so a line never straddles two files; one longer
+    than `max_bytes` gets a file of its own. Unbuffered (the file shows each line at once)
+    and thread-safe."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self._lock = threading.Lock()
+        self._file = self._open()
+
+    def _open(self) -> BinaryIO:
+        return open(self.path, "ab", buffering=0)
+
+    def write(self, data: bytes) -> None:
+        """Append `data`; after `close` it is dropped (a late line of a child whose stop
+        was not waited for)."""
+        with self._lock:
+            if self._file.closed:
+                return
+            size = os.fstat(self._file.fileno()).st_size
+            if size and size + len(data) > self.max_bytes:
+                self._rotate()
+            self._file.write(data)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.backup(index)
+            if older.exists():
+                older.replace(self.backup(index + 1))
+        if self.backups:
+            self.path.replace(self.backup(1))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._file = self._open()
+
+    def backup(self, index: int) -> Path:
+        """`NAME.index`: 1 is the newest rotated copy."""
+        return self.path.with_name(f"{self.path.name}.{index}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from urllib.parse import urljoin
 
 import functions_framework
 import pytest
@@ -103,6 +104,30 @@ def test_unknown_and_malformed_task_ids(client) -> None:
     assert client.post(f"/api/v1/task/{'g' * 32}/retry").status_code == 400
 
 
+def test_an_unknown_subtitle_format_is_404_naming_the_formats(client) -> None:
+    task_id = client.post("/api/v1/task/create", json=VALID).get_json()["task_id"]
+    for form in (task_id, uuid.UUID(task_id).hex.upper()):
+        response = client.get(f"/api/v1/task/{form}/subtitles.txt")
+        said = response.get_json()["message"]
+        assert response.status_code == 404 and said.startswith("subtitles:"), said
+        assert ".txt" in said and ".vtt" in said and ".srt" in said
+    other = client.get(f"/api/v1/task/{task_id}/nothing")
+    assert other.status_code == 404 and other.get_json()["message"].startswith("no route")
+    malformed = client.get("/api/v1/task/nope/subtitles.txt")
+    assert malformed.status_code == 400
+    assert malformed.get_json()["message"].startswith("task_id: malformed")
+
+
+def test_the_root_redirects_to_the_dashboard(client) -> None:
+    response = client.get("/")
+    assert response.status_code == 302
+    assert urljoin("http://host/", response.headers["Location"]) == "http://host/dashboard"
+    assert urljoin("http://host/api/", response.headers["Location"]) == (
+        "http://host/api/dashboard")  # under a path prefix too
+    assert response.get_json()["code"] == 302
+    assert client.get("/", follow_redirects=True).mimetype == "text/html"
+
+
 def test_wrong_method_and_unknown_route(client) -> None:
     response = client.delete("/api/v1/task/create")
     assert response.status_code == 405 and "POST" in response.headers["Allow"]
@@ -160,19 +185,81 @@ def test_bad_list_queries(client, query: str, field: str) -> None:
     assert response.status_code == 400 and response.get_json()["message"].startswith(field)
 
 
-def test_retry_requeues_only_failed_tasks(client, redis_client: redis.Redis) -> None:
+def failed_task(client, redis_client: redis.Redis, error_code: str, message: str) -> str:
+    """A created task failed on its first attempt, with the queue emptied."""
     task_id = client.post("/api/v1/task/create", json=VALID).get_json()["task_id"]
-    assert client.post(f"/api/v1/task/{task_id}/retry").status_code == 409
     store = get_services().store
     store.claim(task_id, 60, 5)
-    store.fail(task_id, 1, error_code="download_failed", message="HTTP 404")
+    store.fail(task_id, 1, error_code=error_code, message=message)
     redis_client.delete(redis_keys.TASK_QUEUE)
+    return task_id
+
+
+def test_retry_requeues_only_failed_tasks(client, redis_client: redis.Redis) -> None:
+    pending = client.post("/api/v1/task/create", json=VALID).get_json()["task_id"]
+    assert client.post(f"/api/v1/task/{pending}/retry").status_code == 409
+    task_id = failed_task(client, redis_client, "attempts_exhausted", "ran out of attempts")
     response = client.post(f"/api/v1/task/{task_id}/retry")
     assert response.status_code == 200
-    assert response.get_json()["data"]["status"] == "pending"
-    assert response.get_json()["data"]["attempts"] == 0
+    data = response.get_json()["data"]
+    assert (data["status"], data["attempts"]) == ("pending", 0)
+    assert (data["error_code"], data["message"]) == (None, None)  # the old error is gone
     assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
     assert client.post(f"/api/v1/task/{uuid.uuid4().hex}/retry").status_code == 404
+
+
+@pytest.mark.parametrize(("error_code", "message", "change"), [
+    ("video_too_long", "video is 900 s long, over the limit of 600 s", "MAX_VIDEO_SECONDS"),
+    ("video_too_large", "video is over the limit of 52428800 bytes", "MAX_VIDEO_MB"),
+    ("unsupported_format", "file looks like mp4 but ffmpeg reads it as nothing", "mp4, mov"),
+    ("download_failed", "download failed: HTTP 404", "the URL works again"),
+])
+def test_a_retry_that_would_fail_the_same_way_is_409_unless_forced(
+        client, redis_client: redis.Redis, error_code: str, message: str, change: str) -> None:
+    task_id = failed_task(client, redis_client, error_code, message)
+    refused = client.post(f"/api/v1/task/{task_id}/retry")
+    said = refused.get_json()["message"]
+    assert refused.status_code == 409 and said.startswith("task_id:"), said
+    assert error_code in said and message in said and change in said and "force=true" in said
+    task = client.get(f"/api/v1/task/{task_id}").get_json()["data"]
+    assert (task["status"], task["error_code"]) == ("failed", error_code)  # nothing changed
+    assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
+    forced = client.post(f"/api/v1/task/{task_id}/retry?force=true")
+    assert forced.status_code == 200, forced.get_json()
+    data = forced.get_json()["data"]
+    assert (data["status"], data["error_code"], data["message"]) == ("pending", None, None)
+    assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
+
+
+@pytest.mark.parametrize("query", ["force=yes", "force=1", "force=", "colour=red",
+                                   "force=true&force=true"])
+def test_bad_retry_queries_are_400(client, redis_client: redis.Redis, query: str) -> None:
+    task_id = failed_task(client, redis_client, "video_too_long", "too long")
+    response = client.post(f"/api/v1/task/{task_id}/retry?{query}")
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["message"].startswith(query.split("=")[0])
+    assert client.post(f"/api/v1/task/{task_id}/retry?force=false").status_code == 409
+
+
+def test_a_retry_the_queue_refuses_keeps_the_failure(services, monkeypatch) -> None:
+    from shared.app.tasks import retry_task, task_fields
+    from shared.errors import ServiceUnavailable
+    from shared.tasks.models import CreateTaskRequest
+
+    request = CreateTaskRequest.model_validate(VALID, context={"platforms": ["rpa"]})
+    task_id = services.store.insert(str(uuid.uuid4()), task_fields(request)).task_id
+    services.store.claim(task_id, 60, 5)
+    services.store.fail(task_id, 1, error_code="attempts_exhausted", message="out of tries")
+
+    def down(*args, **kwargs):
+        raise ServiceUnavailable("redis")
+
+    monkeypatch.setattr(services.queue, "enqueue", down)
+    with pytest.raises(ServiceUnavailable):
+        retry_task(services, task_id)
+    task = services.store.get(task_id)
+    assert (task.status, task.attempts) == ("failed", 1)
+    assert (task.error_code, task.message) == ("attempts_exhausted", "out of tries")
 
 
 def test_redis_down_during_create_leaves_nothing(app_env) -> None:
@@ -201,6 +288,9 @@ def test_healthz_and_openapi(client) -> None:
     assert doc["openapi"].startswith("3.")
     assert {"/api/v1/task/create", "/api/v1/task/{task_id}", "/api/v1/tasks",
             "/api/v1/task/{task_id}/retry", "/healthz"} <= set(doc["paths"])
+    retry = doc["paths"]["/api/v1/task/{task_id}/retry"]["post"]
+    force = next(p["schema"] for p in retry["parameters"] if p["name"] == "force")
+    assert force["type"] == "boolean" and "video_too_long" in force["description"]
     create_schema = doc["components"]["schemas"]["CreateTaskRequest"]
     assert set(create_schema["required"]) == {"url", "platform"}
     assert "TagResult" in doc["components"]["schemas"]

@@ -296,6 +296,41 @@ def test_finishing_is_exactly_once_under_concurrency(services: Services) -> None
     assert services.batches.get(batch_id).finished_at is not None
 
 
+def test_a_finished_batch_says_finished(client) -> None:
+    data = post_batch(client, [ITEM, ITEM]).get_json()["data"]
+    batch_id, task_ids = data["batch"]["batch_id"], [i["task_id"] for i in data["items"]]
+    services = get_services()
+    complete(services, task_ids[0])
+    assert services.batches.finish_for_task(task_ids[0]) == []
+    assert client.get(f"/api/v1/batches/{batch_id}").get_json()["data"]["state"] == "open"
+    fail(services, task_ids[1])
+    assert services.batches.finish_for_task(task_ids[1]) == [batch_id]
+    shown = client.get(f"/api/v1/batches/{batch_id}").get_json()["data"]
+    assert shown["state"] == "finished" and shown["finished_at"]
+    assert services.batches.row(batch_id)["state"] == "finished"
+    listed = client.get("/api/v1/batches").get_json()["data"]["batches"]
+    assert [b["state"] for b in listed] == ["finished"]
+    states = client.get("/api/v1/openapi.json").get_json()[
+        "components"]["schemas"]["Batch"]["properties"]["state"]
+    assert states["enum"] == ["creating", "open", "finished"] and "finished" in (
+        states["description"])
+
+
+def test_a_batch_finished_before_the_state_was_written_says_finished(
+        services: Services) -> None:
+    import sqlalchemy as sa
+
+    from shared.tasks.schema import batches
+
+    batch_id, task_ids = make_batch(services, [ITEM])
+    complete(services, task_ids[0])
+    with services.store.engine.begin() as conn:  # as an older version finished it
+        conn.execute(sa.update(batches).where(batches.c.batch_id == batch_id)
+                     .values(finished_at=sa.func.now()))
+    assert services.batches.row(batch_id)["state"] == "open"
+    assert services.batches.get(batch_id).state == "finished"
+
+
 def test_the_reconciler_finishes_a_batch_nobody_finished(services: Services) -> None:
     batch_id, task_ids = make_batch(services, [ITEM] * 2)
     for task_id in task_ids:
@@ -303,6 +338,7 @@ def test_the_reconciler_finishes_a_batch_nobody_finished(services: Services) -> 
     assert services.batches.get(batch_id).finished_at is None
     assert reconcile(services.worker)["batches_finished"] == 1
     assert services.batches.get(batch_id).finished_at is not None
+    assert services.batches.get(batch_id).state == "finished"
     assert reconcile(services.worker)["batches_finished"] == 0
 
 
@@ -310,13 +346,15 @@ def test_a_batch_with_nothing_accepted_is_finished_at_once(services: Services) -
     batch_id, task_ids = make_batch(services, [{"nope": 1}])
     batch = services.batches.get(batch_id)
     assert task_ids == [] and batch.finished_at is not None and batch.progress.total == 0
+    assert batch.state == "finished"
 
 
 # --- exports ----------------------------------------------------------------------------
 
 
 def test_batch_results_as_csv_and_jsonl(client) -> None:
-    items = [ITEM, {"bad": 1}, {**ITEM, "url": "https://cdn.example.com/2.mp4"}]
+    items = [ITEM, {"bad": 1}, {**ITEM, "url": "https://cdn.example.com/2.mp4", "uid": "=u7",
+                                "platform": "miaobi"}]
     data = post_batch(client, items).get_json()["data"]
     batch_id = data["batch"]["batch_id"]
     services = get_services()
@@ -337,11 +375,19 @@ def test_batch_results_as_csv_and_jsonl(client) -> None:
     assert first[10] == "限时优惠 summary" and float(first[11]) == 6.0
     assert float(first[12]) == pytest.approx(0.0012)
     assert (third[3], third[4]) == ("failed", "video_unreadable")
+    assert rows[0][-4:] == ["message", "uid", "platform", "created_at"]
+    assert first[-4:-1] == ["", "", "rpa"] and first[-1].endswith("Z")
+    assert third[-4:-1] == ["broken", "'=u7", "miaobi"]  # uid escaped like any cell
     lines = client.get(f"/api/v1/batches/{batch_id}/results?format=jsonl").get_data()
     records = [json.loads(line) for line in lines.decode().splitlines()]
     assert [r["index"] for r in records] == [0, 2]
     assert records[0]["dimensions"] == {"vision": ["女性"], "content": ["+x"]}
     assert records[0]["tags"][0] == "女性" and records[1]["status"] == "failed"
+    assert (records[1]["message"], records[1]["uid"], records[1]["platform"]) == (
+        "broken", "=u7", "miaobi")
+    assert records[0]["message"] is None and records[0]["uid"] is None
+    task = client.get(f"/api/v1/task/{records[1]['task_id']}").get_json()["data"]
+    assert records[1]["created_at"] == task["created_at"]  # the API's own spelling
     default = client.get(f"/api/v1/batches/{batch_id}/results")
     assert default.mimetype == "application/x-ndjson"
 
@@ -382,7 +428,14 @@ def test_task_export_with_filters(client) -> None:
     assert exported("since=2000-01-01T00:00:00Z&until=2999-01-01") == made
     assert exported("since=2999-01-01T00:00:00%2B08:00") == []
     csv_rows = client.get("/api/v1/tasks/export?format=csv&uid=b").get_data().decode("utf-8-sig")
-    assert [row[0] for row in csv.reader(io.StringIO(csv_rows))] == ["task_id", made[1]]
+    header, row = csv.reader(io.StringIO(csv_rows))
+    assert (header[0], row[0]) == ("task_id", made[1])
+    shown = dict(zip(header, row, strict=True))
+    assert (shown["uid"], shown["platform"], shown["message"]) == ("b", "miaobi", "")
+    record = json.loads(client.get("/api/v1/tasks/export?uid=b").get_data())
+    assert (record["uid"], record["platform"]) == ("b", "miaobi")
+    assert record["created_at"] == client.get(f"/api/v1/task/{made[1]}").get_json()[
+        "data"]["created_at"]
 
 
 @pytest.mark.parametrize(("query", "field"), [

@@ -44,7 +44,7 @@ def test_tasks_created_before_the_change_keep_their_hex_id(client) -> None:
         conn.execute(sa.insert(video_tasks).values(
             task_id=old_id, url=VALID["url"], platform="rpa", env="develop",
             dimensions=["vision"], language="zh", status="failed", attempts=5,
-            error_code="download_failed", created_at=now, updated_at=now))
+            error_code="attempts_exhausted", created_at=now, updated_at=now))
     dashed = str(uuid.UUID(old_id))
     assert client.get(f"/api/v1/task/{dashed}").get_json()["data"]["task_id"] == old_id
     retried = client.post(f"/api/v1/task/{dashed.upper()}/retry").get_json()

@@ -40,6 +40,41 @@ def test_bad_cleanup_time_stops_start_up(value: str) -> None:
     assert "CLEANUP_AT" in str(caught.value)
 
 
+def test_a_log_past_its_size_is_rotated_keeping_a_few_backups(tmp_path) -> None:
+    from shared.logs import RotatingFile
+
+    log = RotatingFile(tmp_path / "api.log", max_bytes=100, backups=2)
+    lines = [f"line {n:02d} {'x' * 20}\n".encode() for n in range(20)]  # 29 bytes each
+    for line in lines:
+        log.write(line)
+    log.close()
+    log.write(b"after close\n")  # a late line of a child nobody waited for: dropped
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["api.log", "api.log.1", "api.log.2"]  # the oldest went
+    kept = [(tmp_path / name).read_bytes() for name in ("api.log.2", "api.log.1", "api.log")]
+    assert all(0 < len(text) <= 100 for text in kept)
+    assert b"".join(kept) == b"".join(lines[-len(b"".join(kept).splitlines()):])  # whole
+    assert kept[-1].endswith(lines[-1])
+
+
+def test_the_stack_writes_each_childs_output_to_a_rotated_log(tmp_path) -> None:
+    from scripts.stack import LocalStack
+
+    stack = LocalStack(log_dir=tmp_path, log_max_mb=1 / 1024, log_backups=3)  # 1 KB
+    stack.commands = {"chatty": [sys.executable, "-c",
+                                 "for n in range(300): print(f'line {n:03d}', 'x' * 40)"]}
+    stack.restart("chatty")
+    assert stack.processes["chatty"].wait(10) == 0
+    stack.stop()
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["chatty.log", "chatty.log.1", "chatty.log.2", "chatty.log.3"]
+    sizes = [(tmp_path / name).stat().st_size for name in names]
+    assert all(size <= 1024 for size in sizes), sizes
+    text = b"".join((tmp_path / name).read_bytes() for name in reversed(names)).decode()
+    numbers = [int(line.split()[1]) for line in text.splitlines()]
+    assert numbers == list(range(numbers[0], 300)) and numbers[0] > 0  # in order, the tail
+
+
 def _pids(output: Path, name: str) -> list[int]:
     return [int(pid) for pid in re.findall(rf"{name} started \(pid (\d+)\)",
                                            output.read_text())]

@@ -94,3 +94,25 @@ def test_every_stage_leaves_one_line(sqlite_services, media_server, caplog) -> N
     assert stages == ["downloading", "probing", "extracting_frames", "tagging"]
     assert all(isinstance(r.duration_ms, int) for r in caplog.records
                if r.name == "vision_to_tag.pipeline")
+
+
+def test_a_failed_task_is_logged_at_warning(sqlite_services, media_server, caplog) -> None:
+    from shared.app.tasks import create_task
+    from shared.pipeline.reaper import reap_stuck_tasks
+    from shared.tasks.models import CreateTaskRequest
+
+    request = CreateTaskRequest.model_validate(
+        {"url": media_server.url("files/notes.txt"), "platform": "rpa"},
+        context={"platforms": ["rpa"]})
+    task_id = create_task(sqlite_services, request)[0].task_id
+    lost_id = create_task(sqlite_services, request)[0].task_id
+    sqlite_services.store.claim(lost_id, lease_s=-1, max_attempts=1)  # its worker died
+    with caplog.at_level(logging.WARNING):
+        assert handle_delivery(task_id, sqlite_services.worker).task_status == "failed"
+        assert reap_stuck_tasks(sqlite_services.store, sqlite_services.queries,
+                                sqlite_services.queue, max_attempts=1)["failed"] == 1
+    failures = {r.task_id: r for r in caplog.records if r.getMessage().startswith("task failed")}
+    assert set(failures) == {task_id, lost_id}
+    assert all(r.levelno == logging.WARNING for r in failures.values())
+    assert failures[task_id].error_code == "unsupported_format"
+    assert failures[lost_id].error_code == "attempts_exhausted"

@@ -154,6 +154,12 @@ def test_reset_failed_only_touches_failed_tasks(store: TaskStore) -> None:
     assert not store.reset_failed(task_id)
     store.claim(task_id, 60, 5)
     store.fail(task_id, 1, error_code="video_unreadable", message="bad")
+    failed = store.get(task_id)
     assert store.reset_failed(task_id)
     task = store.get(task_id)
     assert (task.status, task.attempts) == ("pending", 0)
+    assert (task.error_code, task.message) == (None, None)
+    store.restore_failed(failed)  # the re-queue could not be written
+    task = store.get(task_id)
+    assert (task.status, task.attempts, task.error_code, task.message) == (
+        "failed", 1, "video_unreadable", "bad")

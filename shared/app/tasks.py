@@ -15,7 +15,14 @@ from typing import Any
 
 from shared.app.context import Services
 from shared.cursor import InvalidCursor
-from shared.errors import Conflict, InvalidInput, NotConfigured, NotFound, ServiceUnavailable
+from shared.errors import (
+    Conflict,
+    ErrorCode,
+    InvalidInput,
+    NotConfigured,
+    NotFound,
+    ServiceUnavailable,
+)
 from shared.pipeline.runner import Delivery, DeliveryKind, handle_delivery
 from shared.queue.base import Redelivery, new_generation
 from shared.search.query import SearchPage, SearchQuery
@@ -180,12 +187,33 @@ def list_tasks(services: Services, query: ListTasksQuery) -> TaskPage:
     return TaskPage(tasks=tasks, next_cursor=next_cursor)
 
 
-def retry_task(services: Services, task_id: str) -> Task:
-    """A failed task goes back to pending with fresh attempts and is re-queued."""
+FINAL_FAILURES: dict[ErrorCode, str] = {
+    ErrorCode.VIDEO_TOO_LONG: "MAX_VIDEO_SECONDS is raised above the video's length",
+    ErrorCode.VIDEO_TOO_LARGE: "MAX_VIDEO_MB is raised above the video's size",
+    ErrorCode.UNSUPPORTED_FORMAT: "the video is offered as mp4, mov, avi, 3gp, flv, webm or "
+                                  "wav (create a task for that file)",
+    ErrorCode.VIDEO_UNREADABLE: "a copy that decodes is offered (create a task for it)",
+    ErrorCode.NO_VIDEO_STREAM: "a file with a picture is offered, or an audio-only one is "
+                               "tagged with dimensions [\"audio\"] (create a task for it)",
+    ErrorCode.URL_FORBIDDEN: "the host is allowed (PRIVATE_URL_ALLOWLIST) or a public URL is "
+                             "used (create a task for it)",
+    ErrorCode.DOWNLOAD_FAILED: "the URL works again (its host answered 4xx or does not exist) "
+                               "or a fixed URL is used (create a task for it)",
+}
+"""Failures about the video itself that a retry meets again (the same URL, the same stored
+bytes, the same limits), each with what would change the outcome; a retry of one is
+refused unless forced (docs/decisions.md, issue 33)."""
+
+
+def retry_task(services: Services, task_id: str, *, force: bool = False) -> Task:
+    """A failed task goes back to pending with fresh attempts, its old error cleared, and
+    is re-queued. A failure in FINAL_FAILURES is Conflict unless `force`: re-running it
+    would only fail the same way."""
     task = get_task(services, task_id)
     task_id = task.task_id  # the stored form
     if task.status != TaskStatus.FAILED:
         raise Conflict(f"task_id: task is {task.status}; only failed tasks can be retried")
+    check_retry_helps(task, force)
     if not services.store.reset_failed(task_id):
         raise Conflict("task_id: task changed while retrying; try again")
     generation = new_generation(Redelivery.RETRY_ROUTE)
@@ -198,6 +226,18 @@ def retry_task(services: Services, task_id: str) -> Task:
     refreshed = services.store.get(task_id)
     assert refreshed is not None
     return refreshed
+
+
+def check_retry_helps(task: Task, force: bool) -> None:
+    """Conflict for a failure a retry would meet again (FINAL_FAILURES), naming the code
+    and what would change the outcome; `force` skips the check. Every retry route (one
+    task, or a batch's failed tasks) asks this."""
+    if force or task.error_code not in FINAL_FAILURES:
+        return
+    change = FINAL_FAILURES[ErrorCode(task.error_code)]
+    raise Conflict(f"task_id: task failed with {task.error_code} ({(task.message or '')[:200]})"
+                   f"; a retry would fail the same way unless {change}; to retry anyway, "
+                   "add ?force=true")
 
 
 def search(services: Services, query: SearchQuery) -> SearchPage:

@@ -42,7 +42,7 @@ from shared.accounts.pool import Lease
 from shared.errors import ErrorCode, PermanentError, ServiceUnavailable, TransientError
 from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
-from shared.pipeline.runner import after_failure, index_completed
+from shared.pipeline.runner import after_failure, index_completed, log_failure
 from shared.pipeline.stages import fitted, with_frames
 from shared.pipeline.worker import Worker
 from shared.queue.base import Redelivery, new_generation
@@ -307,6 +307,7 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
         code, message = item_error(error)
         if jobs.fail_task(task_id, token, error_code=code, message=message):
             sweep.counts["tasks_failed"] += 1
+            log_failure(task_id, code, message)
             after_failure(task_id, worker, dead_letter=False)
         _delete_upload(sweep, recorded)
         return
@@ -316,6 +317,7 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
         if jobs.fail_task(task_id, token, error_code=failure.error_code,
                           message=failure.message):
             sweep.counts["tasks_failed"] += 1
+            log_failure(task_id, failure.error_code, failure.message)
             after_failure(task_id, worker, dead_letter=False)
         _delete_upload(sweep, recorded)
         return

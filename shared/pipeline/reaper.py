@@ -18,8 +18,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from shared.errors import ErrorCode
 from shared.pipeline.callbacks import notify_batch
-from shared.pipeline.runner import after_failure
+from shared.pipeline.runner import after_failure, log_failure
 from shared.pipeline.worker import Worker
 from shared.queue.base import Redelivery, TaskQueue, new_generation
 from shared.search.index import TagIndex
@@ -63,11 +64,11 @@ def reap_stuck_tasks(store: TaskStore, queries: TaskQueries, queue: TaskQueue,
         generation = new_generation(Redelivery.LEASE_EXPIRED)
         if not out_of_attempts(task.attempts, max_attempts):
             queue.enqueue(task.task_id, url=task.url, generation=generation)
-        outcome = store.reap(
-            task, max_attempts=max_attempts, generation=generation,
-            message=f"worker lost during stage {task.stage or 'start'} (lease expired)",
-        )
+        message = f"worker lost during stage {task.stage or 'start'} (lease expired)"
+        outcome = store.reap(task, max_attempts=max_attempts, generation=generation,
+                             message=message)
         if outcome == "failed":
+            log_failure(task.task_id, ErrorCode.ATTEMPTS_EXHAUSTED, message)
             if on_failed is not None:
                 on_failed(task.task_id)
             else:

@@ -160,10 +160,16 @@ def end_failed(task_id: str, worker: Worker, error_code: ErrorCode, message: str
         done = store.fail(task_id, attempt, error_code=error_code, message=message,
                           timings=timings)
     if done:
-        log.info("task failed: %s", message, extra={"task_id": task_id,
-                                                     "error_code": error_code})
+        log_failure(task_id, error_code, message)
         after_failure(task_id, worker, dead_letter=dead_letter)
     return done
+
+
+def log_failure(task_id: str, error_code: str, message: str) -> None:
+    """A task's failure, at WARNING wherever the row was failed (here, the reaper, the
+    batch collector): a filter at WARNING sees every failed task."""
+    log.warning("task failed: %s", message, extra={"task_id": task_id,
+                                                    "error_code": error_code})
 
 
 def after_failure(task_id: str, worker: Worker, *, dead_letter: bool = True) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -91,12 +91,20 @@ class Progress(BaseModel):
     total: int
 
 
+BatchState = Literal["creating", "open", "finished"]
+"""A batch's life: creating → open → finished (one with nothing accepted is finished at
+once)."""
+
+
 class Batch(BaseModel):
     """A batch as the API shows it (`data` of GET /api/v1/batches/{id})."""
 
     batch_id: str
     name: str
-    state: str = Field(description="creating (items being written) or open")
+    state: BatchState = Field(
+        description="creating: its items are being written and queued; open: its tasks "
+        "are queued and some have not finished; finished: every item has finished "
+        "(completed or failed; at once when none was accepted), `finished_at` says when")
     total: int
     accepted: int
     rejected: int

@@ -3,10 +3,10 @@ transaction per chunk), reading it with its items' progress, and finishing it ex
 once.
 
 A batch is written `creating`, then its chunks (each: the tasks and their items, one
-transaction), then — after its tasks are queued — `open`. `finished_at` is set by one
-conditional UPDATE that also checks that no item is unfinished: however many workers end
-the last items at the same moment, exactly one sees its UPDATE change the row and sends
-the batch callback.
+transaction), then — after its tasks are queued — `open`. It becomes `finished` (with
+`finished_at`) by one conditional UPDATE that also checks that no item is unfinished:
+however many workers end the last items at the same moment, exactly one sees its UPDATE
+change the row and sends the batch callback.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class BatchStore:
         values: dict[str, Any] = {"state": "open", "accepted": accepted, "rejected": rejected,
                                   "updated_at": now}
         if accepted == 0:
-            values["finished_at"] = now
+            values.update(state="finished", finished_at=now)
         with begin(self.engine) as conn:
             conn.execute(sa.update(b).where(b.c.batch_id == batch_id).values(**values))
 
@@ -120,7 +120,7 @@ class BatchStore:
         update = (sa.update(b)
                   .where(b.c.batch_id == batch_id, b.c.state == "open",
                          b.c.finished_at.is_(None), ~sa.exists(self._unfinished(batch_id)))
-                  .values(finished_at=now, updated_at=now))
+                  .values(state="finished", finished_at=now, updated_at=now))
         with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1
 
@@ -227,7 +227,7 @@ class BatchStore:
             by_status = {status: counts[row["batch_id"]].get(status, 0) for status in TaskStatus}
             finished = sum(by_status[status] for status in FINISHED)
             shown.append(Batch(
-                batch_id=row["batch_id"], name=row["name"], state=row["state"],
+                batch_id=row["batch_id"], name=row["name"], state=shown_state(row),
                 total=row["total"], accepted=row["accepted"], rejected=row["rejected"],
                 counts=by_status, progress=Progress(finished=finished, total=row["accepted"]),
                 created_at=row["created_at"], started_at=started.get(row["batch_id"]),
@@ -237,3 +237,9 @@ class BatchStore:
                 callback_error=redact(row["callback_error"]) if row["callback_error"] else None,
             ))
         return shown
+
+
+def shown_state(row: dict[str, Any]) -> str:
+    """`finished` once `finished_at` is set: batches finished before the state was written
+    (issue 33) still say `open` in their row."""
+    return "finished" if row["finished_at"] is not None else row["state"]

@@ -292,6 +292,9 @@ QueryInt = Annotated[int, _written_as(INTEGER_TEXT, "an integer")]
 QueryFloat = Annotated[float, _written_as(NUMBER_TEXT, "a number"),
                        Field(allow_inf_nan=False)]
 """A number query parameter as JSON spells a number (no `inf`, `nan`, `1_0`)."""
+QueryBool = Annotated[bool, _written_as(re.compile("true|false"), "true or false")]
+"""A boolean query parameter spelt `true` or `false`, as the document's `boolean` is
+(pydantic alone would also take `1`, `yes`, `on`)."""
 
 
 class ListTasksQuery(BaseModel):
@@ -310,6 +313,16 @@ class ListTasksQuery(BaseModel):
     @classmethod
     def _known_platform(cls, value: str | None, info: ValidationInfo) -> str | None:
         return check_platform(value, info)
+
+
+class RetryQuery(BaseModel):
+    """Query string of POST /api/v1/task/{id}/retry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: QueryBool = Field(
+        default=False, description="retry even a failure about the video itself that a "
+        "retry would meet again")
 
 
 class StatsQuery(BaseModel):

@@ -94,8 +94,9 @@ batches = sa.Table(
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_unicode_ci",
 )
-"""A batch of items created in one call (`state`: creating → open; `finished_at` is set
-once, by the one conditional UPDATE that sees every item finished)."""
+"""A batch of items created in one call (`state`: creating → open → finished; `finished`
+and `finished_at` are set once, by the one conditional UPDATE that sees every item
+finished)."""
 
 batch_items = sa.Table(
     "batch_items",

@@ -268,13 +268,14 @@ class TaskStore:
             return conn.execute(update).rowcount == 1
 
     def reset_failed(self, task_id: str) -> bool:
-        """A failed task back to pending with fresh attempts (the retry route)."""
+        """A failed task back to pending with fresh attempts (the retry route); the old
+        error goes, so a pending task does not show why its previous run failed."""
         update = (
             sa.update(t)
             .where(t.c.task_id == task_id, t.c.status == TaskStatus.FAILED)
             .values(status=TaskStatus.PENDING, attempts=0, stage=None, lease_until=None,
                     next_attempt_at=utcnow(), waiting_since=None, batch_since=None,
-                    updated_at=utcnow())
+                    error_code=None, message=None, updated_at=utcnow())
         )
         with begin(self.engine) as conn:
             return conn.execute(update).rowcount == 1
@@ -284,7 +285,8 @@ class TaskStore:
         update = (
             sa.update(t)
             .where(t.c.task_id == task.task_id, t.c.status == TaskStatus.PENDING)
-            .values(status=TaskStatus.FAILED, attempts=task.attempts, updated_at=utcnow())
+            .values(status=TaskStatus.FAILED, attempts=task.attempts,
+                    error_code=task.error_code, message=task.message, updated_at=utcnow())
         )
         with begin(self.engine) as conn:
             conn.execute(update)
