@@ -4,11 +4,12 @@
                                       [--check [--keep-invalid]]
     python scripts/import_accounts.py --enable KEY_ID | --disable KEY_ID
 
-The file is a JSON list of {api_key, daily_limit, minute_limit, username, password, phone,
-email}. `--check` asks Gemini about each key first (one free `models.get`) and imports
-the valid ones (`--keep-invalid`: all, the others disabled with the reason).
+The file is a JSON list of {api_key} objects, optionally with daily_limit (default 250),
+minute_limit (default 10), tpm_limit, username, password, phone, email; any other field
+refuses the file. `--check` asks Gemini about each key first (one free `models.get`) and
+imports the valid ones (`--keep-invalid`: all, the others disabled with the reason).
 Exit codes: 0 done, 2 bad arguments or file (or a malformed key id), 3 another
-import is running, 4 no such key.
+import is running, 4 no such key, 5 `--check` passed no key (nothing was written).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from shared.accounts.checks import KeyChecker
+from shared.accounts.checks import UNREACHABLE, KeyCheck, KeyChecker
 from shared.accounts.importer import (
     ImportRefused,
     check_keys,
@@ -75,16 +76,33 @@ def main(argv: list[str] | None = None) -> int:
                              settings.POOL_PROBE_TIMEOUT_S)
         checks = check_keys(entries, checker)
     client = redis_client()
+    # no key passed: write nothing (with --replace the import would empty the pool)
+    nothing_passed = checks is not None and not args.keep_invalid and not any(
+        check.usable for check in checks.values())
     try:
-        rows = import_accounts(client, entries, replace=args.replace, dry_run=args.dry_run,
-                               checks=checks, keep_invalid=args.keep_invalid)
+        rows = import_accounts(client, entries, replace=args.replace and not nothing_passed,
+                               dry_run=args.dry_run or nothing_passed, checks=checks,
+                               keep_invalid=args.keep_invalid)
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 3
     print(format_table(rows))
+    if nothing_passed:
+        print(f"import refused: {none_passed(list((checks or {}).values()))}; nothing was written",
+              file=sys.stderr)
+        return 5
     if args.dry_run:
         print("dry run: nothing was written")
     return 0
+
+
+def none_passed(checks: list[KeyCheck]) -> str:
+    """Why --check left no key: every key unreachable points at the way to Gemini, not at
+    the keys."""
+    if all(check.verdict == UNREACHABLE for check in checks):
+        return ("Gemini could not be reached for any key (GEMINI_BASE_URL, the network, "
+                "POOL_PROBE_TIMEOUT_S?)")
+    return "no key passed the check"
 
 
 def set_enabled(key_id: str, enabled: bool) -> int:

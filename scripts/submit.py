@@ -4,13 +4,16 @@
     vtt-submit urls.txt --no-wait
 
 Reads a CSV (a `url` column; optional columns with the other item fields: platform, uid,
-dimensions, language, env, callback_url), a text file (one URL a line) or JSON Lines (one
-item object a line) — UTF-8 with or without a BOM, Windows or Unix line ends, blank lines
-skipped. Sends it in batches of up to 1,000 items, each with an Idempotency-Key made from
-its lines (content and line number), so running the same command again — `--resume` says
-so explicitly — creates nothing twice: the API answers the batches it made the first time.
-Then it waits with a progress bar (created / completed / failed, ETA) and writes one
-result row per line (JSONL, or CSV with a BOM when `--out` ends in .csv).
+dimensions, language, env, callback_url; a `dimensions` cell lists names with `,` or `|`,
+as exports write lists), a text file (one URL a line) or JSON Lines (one item object a
+line) — UTF-8 with or without a BOM, Windows or Unix line ends, blank lines skipped. Sends
+it in batches of up to 1,000 items, each with an Idempotency-Key made from its lines
+(content and line number), so running the same command again — `--resume` says so
+explicitly — creates nothing twice: the API answers the batches it made the first time.
+Then it waits with a progress bar (created / completed / failed / refused, ETA from the
+batches' own progress) and writes one result row per line (JSONL, or CSV with a BOM when
+`--out` ends in .csv); a refused line's row has status `rejected`, error_code
+`invalid_item` and the API's reason in `message`.
 
 Exit codes: 0 every item completed, 3 some were refused or failed, 2 bad input (the file
 or an argument), 1 the API could not be reached or refused the call.
@@ -35,10 +38,18 @@ import requests
 from tqdm import tqdm
 
 from shared.tasks.batch_models import MAX_BATCH_ITEMS
-from shared.tasks.export import BOM, CSV_FIELDS, csv_row
+from shared.tasks.export import BOM, CSV_FIELDS, csv_cell, csv_row
 
 ITEM_FIELDS = ("url", "platform", "uid", "dimensions", "language", "env", "callback_url")
+LIST_SEPARATORS = ("|", ",")
+"""Between names in a CSV `dimensions` cell: `|` is how exports write lists."""
+REFUSED_CODE = "invalid_item"
+"""`error_code` of a line the API refused (its reason goes in `message`)."""
+RESULT_FIELDS = [*CSV_FIELDS[:CSV_FIELDS.index("error_code") + 1], "message",
+                 *CSV_FIELDS[CSV_FIELDS.index("error_code") + 1:]]
 REQUEST_TIMEOUT_S = 60
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+"""tqdm's own remaining time left out: it would count refused lines as instant progress."""
 RETRIES = 5
 
 
@@ -102,9 +113,17 @@ def _csv_lines(path: Path, text: str) -> list[Line]:
                 if name is not None and isinstance(value, str) and value.strip()}
         if None in row:
             raise BadInput(f"{path}:{reader.line_num}: more cells than columns")
+        if "dimensions" in item:
+            item["dimensions"] = _comma_list(item["dimensions"])
         if item:
             lines.append(Line(reader.line_num, item))
     return lines
+
+
+def _comma_list(cell: str) -> str:
+    """`vision|audio` as the API's `vision,audio` (a comma cell stays as it was, so the
+    Idempotency-Key of a file sent before is the same)."""
+    return LIST_SEPARATORS[1].join(name.strip() for name in cell.split(LIST_SEPARATORS[0]))
 
 
 def _jsonl_lines(path: Path, text: str) -> list[Line]:
@@ -200,23 +219,53 @@ def chunks(lines: list[Line], size: int) -> list[list[Line]]:
     return [lines[start:start + size] for start in range(0, len(lines), size)]
 
 
+@dataclass
+class Pace:
+    """How fast this run sees the batches finish: their `progress.finished` between the
+    first poll and now, on this machine's clock (no server clock to be skewed against)."""
+
+    started_s: float
+    finished_at_start: int
+
+    def eta_s(self, now_s: float, finished: int, total: int) -> float | None:
+        """Seconds left at the pace so far; None until something finished while watched."""
+        done = finished - self.finished_at_start
+        if finished >= total:
+            return 0.0
+        if done <= 0:
+            return None
+        return (total - finished) * (now_s - self.started_s) / done
+
+
+def count_refused(sent: list[Sent]) -> int:
+    return sum(1 for batch in sent for outcome in batch.outcomes if not outcome.get("task_id"))
+
+
 def wait(api: Api, sent: list[Sent], total: int, poll_s: float) -> None:
-    """Poll every batch until all are finished, with one progress bar over all lines."""
-    created = sum(1 for batch in sent for outcome in batch.outcomes if outcome.get("task_id"))
-    refused = total - created
+    """Poll every batch until all are finished, with one progress bar over all lines. The
+    ETA is this run's own: the API's `eta_s` guesses from the whole queue and the service's
+    recent rate, which for a short job can be minutes off."""
+    refused = count_refused(sent)
+    created = total - refused
+    pace: Pace | None = None
     with tqdm(total=total, unit="video", desc="tagging", file=sys.stderr,
-              dynamic_ncols=True) as bar:
+              dynamic_ncols=True, bar_format=BAR_FORMAT) as bar:
         bar.update(refused)
         while True:
             states = [api.batch(batch.batch_id) for batch in sent if batch.batch_id]
             completed = sum(state["counts"]["completed"] for state in states)
             failed = sum(state["counts"]["failed"] for state in states)
+            finished = sum(state["progress"]["finished"] for state in states)
+            accepted = sum(state["progress"]["total"] for state in states)
+            now = time.monotonic()
+            pace = pace or Pace(now, finished)
+            eta = pace.eta_s(now, finished, accepted)
             bar.update(refused + completed + failed - bar.n)
-            etas = [state.get("eta_s") for state in states if state.get("eta_s") is not None]
-            bar.set_postfix(created=created, completed=completed, failed=failed + refused,
-                            eta_s=f"{max(etas):.0f}" if etas else "-", refresh=True)
-            if all(state["progress"]["finished"] >= state["progress"]["total"]
-                   for state in states):
+            bar.set_postfix({"created": created, "completed": completed, "failed": failed,
+                             "refused": refused,
+                             "eta": "-" if eta is None else tqdm.format_interval(eta)},
+                            refresh=True)
+            if finished >= accepted:
                 return
             time.sleep(poll_s)
 
@@ -231,22 +280,35 @@ def result_rows(api: Api, sent: list[Sent]) -> list[dict[str, Any]]:
             if record is None:
                 error = outcome.get("error") or {}
                 record = {"task_id": None, "url": str(line.item.get("url", "")),
-                          "status": "rejected",
-                          "error_code": f"{error.get('field')}: {error.get('reason')}",
+                          "status": "rejected", "error_code": REFUSED_CODE,
+                          "message": f"{error.get('field')}: {error.get('reason')}",
                           "tags": [], "dimensions": {}, "summary": "", "duration_s": None,
                           "cost_usd": None}
             record.pop("index", None)
-            rows.append({"line": line.number, **record})
+            rows.append({"line": line.number, **_with_message(record)})
     return rows
+
+
+def _with_message(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with `message` right after `error_code` (None for a task's row)."""
+    shown = {}
+    for name, value in record.items():
+        shown[name] = value
+        if name == "error_code":
+            shown["message"] = record.get("message")
+    return shown
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     if path.suffix.lower() == ".csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["line", *CSV_FIELDS])
+        writer.writerow(["line", *RESULT_FIELDS])
+        at = CSV_FIELDS.index("error_code") + 1
         for row in rows:
-            writer.writerow([row["line"], *csv_row(row)])
+            cells = csv_row(row)
+            cells.insert(at, csv_cell(row["message"] or ""))
+            writer.writerow([row["line"], *cells])
         path.write_text(BOM + out.getvalue(), encoding="utf-8", newline="")
         return
     with path.open("w", encoding="utf-8") as handle:
@@ -267,23 +329,29 @@ def run(args: argparse.Namespace) -> int:
         answer = api.create(f"{name} ({number})" if len(lines) > args.batch_size else name,
                             part, idempotency_key(name, part, args.callback_url))
         sent.append(Sent(part, answer["batch"]["batch_id"], answer["items"]))
-    created = sum(1 for batch in sent for outcome in batch.outcomes if outcome.get("task_id"))
-    print(f"{created} of {len(lines)} created in {len(sent)} batch(es): "
-          + ", ".join(batch.batch_id for batch in sent), file=sys.stderr)
+    refused = count_refused(sent)
+    print(f"{len(lines) - refused} of {len(lines)} created ({refused} refused) in "
+          f"{len(sent)} batch(es): " + ", ".join(batch.batch_id for batch in sent),
+          file=sys.stderr)
     if args.no_wait:
-        return 0 if created == len(lines) else 3
+        return 0 if not refused else 3
     wait(api, sent, len(lines), args.poll_s)
     rows = result_rows(api, sent)
     out = Path(args.out) if args.out else path.with_name(path.stem + ".results.jsonl")
     write_rows(out, rows)
-    ok = sum(1 for row in rows if row["status"] == "completed")
-    print(f"{ok} of {len(rows)} completed; results in {out}", file=sys.stderr)
-    return 0 if ok == len(rows) else 3
+    by_status = {status: sum(1 for row in rows if row["status"] == status)
+                 for status in ("completed", "failed", "rejected")}
+    print(f"{by_status['completed']} of {len(rows)} completed, {by_status['failed']} failed, "
+          f"{by_status['rejected']} refused; results in {out}", file=sys.stderr)
+    return 0 if by_status["completed"] == len(rows) else 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vtt-submit", description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", help="CSV (a url column), a text file of URLs, or JSON Lines")
+    parser.add_argument("file", help="CSV (a url column; optional platform, uid, dimensions, "
+                        "language, env, callback_url columns; a dimensions cell may list "
+                        "names with , or | as in vision|audio), a text file of URLs, or "
+                        "JSON Lines")
     parser.add_argument("--api", default=os.environ.get("VTT_API", "http://127.0.0.1:8080"),
                         help="the API's base URL (VTT_API; default http://127.0.0.1:8080)")
     parser.add_argument("--token", default=os.environ.get("VTT_TOKEN"),

@@ -56,12 +56,14 @@ def test_stack_tags_videos_and_retries_transient_failures(
 
 
 def test_readme_demo_command_tags_the_sample_video() -> None:
-    """The README's first command (after install): embedded defaults end to end."""
-    run = subprocess.run([sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=180,
+    """The README's first command (after install): embedded defaults end to end; with
+    --json the whole task on stdout, the headline on stderr."""
+    run = subprocess.run([sys.executable, "scripts/demo.py", "--json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=180,
                          env={"PATH": str(ROOT / ".venv" / "bin") + ":/usr/bin:/bin",
-                              "HOME": str(ROOT / "var")})
+                              "HOME": str(ROOT / "var"), "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0, run.stderr[-2000:]
+    assert ": completed in " in run.stderr and "\ntop tags: " in run.stderr
     task = json.loads(run.stdout)
     assert task["status"] == "completed" and task["result"]["provider"] == "local"
     assert task["result"]["technical"]["orientation"] == "portrait"

@@ -14,9 +14,16 @@ import redis
 
 from scripts.stack import ROOT
 from shared import redis_keys
-from shared.accounts.importer import ImportRefused, import_accounts, load_accounts
+from shared.accounts.importer import (
+    DEFAULT_DAILY_LIMIT,
+    DEFAULT_MINUTE_LIMIT,
+    ImportRefused,
+    import_accounts,
+    load_accounts,
+)
 from shared.accounts.pool import AccountPool, Lease, NoKeyAvailable, Outcome, account_id
 from tests.conftest import REDIS_URL
+from tests.gemini_standin import GeminiStandIn
 
 
 def account(n: int, **changes) -> dict:
@@ -31,10 +38,11 @@ def write(tmp_path: Path, data, name: str = "accounts.json") -> Path:
     return path
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "REDIS_URL": REDIS_URL}
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """The script on this checkout's code (PYTHONPATH: not an installed copy's)."""
+    env = {**os.environ, "REDIS_URL": REDIS_URL, "PYTHONPATH": str(ROOT), **env}
     return subprocess.run([sys.executable, "scripts/import_accounts.py", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -42,8 +50,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     ({"api_key": "x"}, "must be a JSON list"),
     ([], "the list is empty"),
     ([account(1), "text"], "entry 2 (line 11): must be an object"),
-    ([account(1), {k: v for k, v in account(2).items() if k != "email"}],
-     "entry 2 (line 11): email: is required"),
+    ([account(1), {k: v for k, v in account(2).items() if k != "api_key"}],
+     "entry 2 (line 11): api_key: is required"),
+    ([account(1, apikey="AIzaSyIMPORT-hunter2")], "unknown field apikey (did you mean api_key?)"),
+    ([account(2, minute_limt=50)], "unknown field minute_limt (did you mean minute_limit?)"),
+    ([account(1, colour="red")], "unknown field colour (known: api_key, daily_limit, "),
     ([account(1, daily_limit=0)], "daily_limit: must be a positive integer (got 0)"),
     ([account(1, minute_limit=-1)], "minute_limit: must be a positive integer (got -1)"),
     ([account(1, daily_limit="ten")], "daily_limit: must be a positive integer (got 'ten')"),
@@ -61,6 +72,56 @@ def test_bad_files_are_refused_whole(tmp_path: Path, redis_client: redis.Redis, 
     run = run_cli("--file", str(path))
     assert run.returncode == 2 and message in run.stderr
     assert redis_client.dbsize() == 0
+
+
+def test_a_file_of_bare_keys_is_imported_with_the_default_limits(
+        tmp_path: Path, redis_client: redis.Redis) -> None:
+    path = write(tmp_path, [{"api_key": account(1)["api_key"]},
+                            {"api_key": account(2)["api_key"], "minute_limit": 30}])
+    run = run_cli("--file", str(path))
+    assert run.returncode == 0, run.stderr
+    assert "2 added" in run.stdout
+    first = redis_client.hgetall(redis_keys.account_info(account_id(account(1)["api_key"])))
+    second = redis_client.hgetall(redis_keys.account_info(account_id(account(2)["api_key"])))
+    assert (first["quota_daily"], first["minute_limit"]) == (str(DEFAULT_DAILY_LIMIT),
+                                                             str(DEFAULT_MINUTE_LIMIT))
+    assert second["minute_limit"] == "30" and first["status"] == "active"
+    assert not {"username", "phone", "email", "password"} & set(first)
+
+
+def test_an_unknown_field_is_named_with_what_was_meant_not_dropped(
+        tmp_path: Path, redis_client: redis.Redis) -> None:
+    """`minute_limt` once gave the key the default limit without a word."""
+    path = write(tmp_path, [{"api_key": account(1)["api_key"], "minute_limt": 50},
+                            {"apikey": account(2)["api_key"]}])
+    with pytest.raises(ImportRefused) as caught:
+        load_accounts(path)
+    assert str(caught.value).splitlines()[1:] == [
+        "  entry 1 (line 2): unknown field minute_limt (did you mean minute_limit?)",
+        "  entry 2 (line 6): unknown field apikey (did you mean api_key?)"]
+    assert account(2)["api_key"] not in str(caught.value)
+    run = run_cli("--file", str(path))
+    assert run.returncode == 2 and "did you mean minute_limit?" in run.stderr
+    assert redis_client.dbsize() == 0
+
+
+def test_check_with_every_key_unreachable_writes_nothing_and_exits_5(
+        tmp_path: Path, redis_client: redis.Redis) -> None:
+    import_accounts(redis_client, load_accounts_list([account(9)]))
+    standin = GeminiStandIn(slow_s=2.0).start()
+    try:
+        standin.behaviours.update({account(n)["api_key"]: "slow" for n in (1, 2)})
+        run = run_cli("--file", str(write(tmp_path, [account(1), account(2)])), "--check",
+                      "--replace", GEMINI_BASE_URL=standin.base_url,
+                      GEMINI_MODEL="gemini-2.5-flash", POOL_PROBE_TIMEOUT_S="0.5")
+    finally:
+        standin.stop()
+    assert run.returncode == 5, run.stdout + run.stderr
+    assert "0 added, 0 updated, 0 removed, 2 skipped" in run.stdout
+    assert "Gemini could not be reached for any key" in run.stderr
+    assert "nothing was written" in run.stderr
+    assert redis_client.smembers(redis_keys.ACCOUNT_IDS) == {
+        account_id(account(9)["api_key"])}  # --replace did not empty the pool
 
 
 def test_missing_and_oversized_files(tmp_path: Path) -> None:

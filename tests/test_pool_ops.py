@@ -72,7 +72,8 @@ def standin():
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "scripts/import_accounts.py", *args], cwd=ROOT,
-                          env={**os.environ, "REDIS_URL": REDIS_URL, **env},
+                          env={**os.environ, "REDIS_URL": REDIS_URL, "PYTHONPATH": str(ROOT),
+                               **env},
                           capture_output=True, text=True, timeout=120)
 
 
@@ -82,7 +83,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
 def test_every_error_of_a_file_is_reported_at_once_with_its_line(
         tmp_path: Path, redis_client: redis.Redis) -> None:
     bad = [account("a", daily_limit=0), account("b"),
-           {k: v for k, v in account("c").items() if k != "email"}, "text",
+           {k: v for k, v in account("c").items() if k != "api_key"}, "text",
            account("e", minute_limit="five", username="")]
     path = tmp_path / "accounts.json"
     path.write_text(json.dumps(bad, indent=2))
@@ -90,14 +91,14 @@ def test_every_error_of_a_file_is_reported_at_once_with_its_line(
         load_accounts(path)
     message = str(caught.value)
     for expected in ("5 problems", "entry 1 (line 2): daily_limit: must be a positive integer",
-                     "entry 3 (line 20): email: is required",
+                     "entry 3 (line 20): api_key: is required",
                      "entry 4 (line 28): must be an object",
                      "entry 5 (line 29): minute_limit: must be a positive integer",
                      "entry 5 (line 29): username: "):
         assert expected in message, expected
     assert "entry 2" not in message and "hunter2" not in message
     run = run_cli("--file", str(path))
-    assert run.returncode == 2 and "entry 3 (line 20): email: is required" in run.stderr
+    assert run.returncode == 2 and "entry 3 (line 20): api_key: is required" in run.stderr
     assert "entry 1 (line 2)" in run.stderr and redis_client.dbsize() == 0
 
 

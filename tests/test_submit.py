@@ -5,15 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import functions_framework
 import pytest
 from werkzeug.serving import make_server
 
 from scripts.stack import free_port
-from scripts.submit import main, read_lines
+from scripts.submit import Api, Pace, main, read_lines
 from shared import redis_keys
 from shared.services import get_services
 from tests.test_batches import complete, fail
@@ -89,18 +92,79 @@ def test_everything_completed_is_exit_0_with_jsonl(api_url, tmp_path: Path) -> N
     assert rows[0]["url"] == "https://cdn.example.com/a.mp4" and task_count() == 2
 
 
-def test_refused_lines_are_exit_3_and_listed(api_url, tmp_path: Path) -> None:
+def test_refused_lines_are_exit_3_listed_and_counted_apart(api_url, tmp_path: Path,
+                                                          capsys) -> None:
     source = tmp_path / "items.jsonl"
     source.write_text('{"url": "https://cdn.example.com/a.mp4"}\n\n'
                       '{"url": "https://cdn.example.com/b.mp4", "platform": "nope"}\n')
     assert submit(api_url, str(source), "--no-wait") == 3
+    assert "1 of 2 created (1 refused)" in capsys.readouterr().err
     services = get_services()
     complete(services, services.queries.list(limit=10)[0][0].task_id)
     out = tmp_path / "r.jsonl"
     assert submit(api_url, str(source), "--out", str(out)) == 3
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[1]["line"] == 3 and rows[1]["status"] == "rejected"
-    assert rows[1]["error_code"].startswith("platform: unknown platform")
+    assert rows[1]["error_code"] == "invalid_item"
+    assert rows[1]["message"].startswith("platform: unknown platform 'nope'")
+    assert rows[0]["error_code"] is None and rows[0]["message"] is None
+    assert list(rows[0])[4:6] == ["error_code", "message"]
+    err = capsys.readouterr().err
+    assert "failed=0" in err and "refused=1" in err
+    assert "1 of 2 completed, 0 failed, 1 refused" in err
+    as_csv = tmp_path / "r.csv"
+    assert submit(api_url, str(source), "--out", str(as_csv)) == 3
+    table = list(csv.DictReader(io.StringIO(as_csv.read_text(encoding="utf-8-sig"))))
+    assert (table[1]["error_code"], table[1]["message"][:9]) == ("invalid_item", "platform:")
+    assert table[0]["message"] == ""
+
+
+def test_a_pipe_list_of_dimensions_in_a_csv_cell_is_read(api_url, tmp_path: Path) -> None:
+    """Exports join lists with `|`; a file made from one must go back in as it is."""
+    source = tmp_path / "dims.csv"
+    source.write_text("url,dimensions\n"
+                      "https://cdn.example.com/1.mp4,vision|audio\n"
+                      "https://cdn.example.com/2.mp4,content | business\n"
+                      "https://cdn.example.com/3.mp4,\"vision,audio\"\n")
+    assert [line.item["dimensions"] for line in read_lines(source, "csv")] == [
+        "vision,audio", "content,business", "vision,audio"]
+    assert submit(api_url, str(source), "--no-wait") == 0
+    by_url = {task.url: task.dimensions for task in get_services().queries.list(limit=10)[0]}
+    assert by_url == {"https://cdn.example.com/1.mp4": ["vision", "audio"],
+                      "https://cdn.example.com/2.mp4": ["content", "business"],
+                      "https://cdn.example.com/3.mp4": ["vision", "audio"]}
+
+
+def test_the_eta_is_the_batchs_own_pace_not_the_apis_queue_guess(api_url, tmp_path: Path,
+                                                                 capsys, monkeypatch) -> None:
+    """The API's `eta_s` (here 640, a guess from the whole queue) is not what is shown."""
+    source = tmp_path / "urls.txt"
+    source.write_text("https://cdn.example.com/a.mp4\nhttps://cdn.example.com/b.mp4\n")
+    assert submit(api_url, str(source), "--no-wait") == 0
+    services = get_services()
+    waiting = [task.task_id for task in services.queries.list(limit=10)[0]]
+    real_batch = Api.batch
+
+    def guessed(self, batch_id: str) -> dict:
+        return {**real_batch(self, batch_id), "eta_s": 640.0}
+
+    def one_more_done(_seconds: float) -> None:
+        complete(services, waiting.pop())
+
+    monkeypatch.setattr(Api, "batch", guessed)
+    monkeypatch.setattr("scripts.submit.time", SimpleNamespace(
+        sleep=one_more_done, monotonic=time.monotonic))
+    assert submit(api_url, str(source)) == 0
+    err = capsys.readouterr().err
+    shown = re.findall(r"eta=([^,\]]+)", err)
+    assert shown[0] == "-" and set(shown[1:]) == {"00:00"}  # unknown until one finished
+
+
+def test_the_pace_of_a_batch() -> None:
+    pace = Pace(started_s=100.0, finished_at_start=10)
+    assert pace.eta_s(105.0, 10, 30) is None
+    assert pace.eta_s(110.0, 15, 30) == 30.0
+    assert pace.eta_s(120.0, 30, 30) == 0.0
 
 
 @pytest.mark.parametrize(("name", "content", "message"), [

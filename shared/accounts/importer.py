@@ -1,16 +1,18 @@
 """Import Gemini accounts from a JSON file into the pool, all or nothing.
 
 The whole file is validated first; bad entries refuse the file with one message naming
-every problem (entry, line, field). A key listed twice is imported once, with a warning.
-The swap happens in one MULTI/EXEC while the import lock is held (acquisitions wait for
-it). Today's usage and each key's state (status, cooldown) stay for keys that remain;
-`replace` removes keys not in the file. The password is validated as present and then
-dropped: it never reaches Redis or output.
+every problem (entry, line, field). Only `api_key` is required; a field the format does not
+know refuses the file (a typo would otherwise drop a limit silently). A key listed twice
+is imported once, with a warning. The swap happens in one MULTI/EXEC while the import lock
+is held (acquisitions wait for it). Today's usage and each key's state (status, cooldown)
+stay for keys that remain; `replace` removes keys not in the file. A password is
+validated and then dropped: it never reaches Redis or output.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +32,12 @@ MAX_FILE_BYTES = 1024 * 1024
 
 IMPORT_LOCK_TTL_S = 60
 
+DEFAULT_DAILY_LIMIT = 250
+DEFAULT_MINUTE_LIMIT = 10
+"""A key whose entry names no limits gets Gemini's free tier for gemini-2.5-flash (250 a
+day, 10 a minute; infra's POOL_MINUTE_LIMIT default): too low wastes a paid key's capacity
+until its limits are written in the file, too high would run it into 429s."""
+
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 Text = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 
@@ -39,17 +47,20 @@ class ImportRefused(Exception):
 
 
 class AccountEntry(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """One key of the file. Its fields are the fields the format knows (a new one is one
+    line here); any other refuses the file, naming the closest known one."""
+
+    model_config = ConfigDict(extra="forbid")
 
     api_key: Annotated[StrictStr, Field(min_length=8, max_length=256)]
-    daily_limit: PositiveInt
-    minute_limit: PositiveInt
+    daily_limit: PositiveInt = DEFAULT_DAILY_LIMIT
+    minute_limit: PositiveInt = DEFAULT_MINUTE_LIMIT
     tpm_limit: PositiveInt | None = None
     """Input tokens per minute Gemini allows the key (optional: files without it work)."""
-    username: Text
-    password: Text
-    phone: Annotated[StrictStr, Field(max_length=64)]
-    email: Annotated[StrictStr, Field(max_length=256)]
+    username: Text | None = None
+    password: Text | None = None
+    phone: Annotated[StrictStr, Field(max_length=64)] | None = None
+    email: Annotated[StrictStr, Field(max_length=256)] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,11 +123,19 @@ def load_accounts(path: Path, warnings: list[str] | None = None) -> list[Account
 
 
 def _describe(error: ValidationError) -> list[str]:
-    """Every field's problem; never a secret's value."""
+    """Every field's problem; never a secret's value (nor an unknown field's: `api key`
+    may hold the key)."""
+    items = error.errors()
+    unknown = [str(item["loc"][0]) for item in items if item["type"] == "extra_forbidden"]
+    meant = {_closest(name) for name in unknown}
     described = []
-    for item in error.errors():
+    for item in items:
         field = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "missing":
+        if item["type"] == "extra_forbidden":
+            described.append(_unknown(field))
+        elif item["type"] == "missing" and field in meant:
+            continue  # said by the unknown field that was meant to be it
+        elif item["type"] == "missing":
             described.append(f"{field}: is required")
         elif field in ("daily_limit", "minute_limit", "tpm_limit"):
             described.append(f"{field}: must be a positive integer (got {item.get('input')!r})")
@@ -125,6 +144,19 @@ def _describe(error: ValidationError) -> list[str]:
         else:
             described.append(f"{field}: {item['msg'].lower()} (got {item.get('input')!r})")
     return described
+
+
+def _closest(name: str) -> str | None:
+    found = difflib.get_close_matches(name.lower(), list(AccountEntry.model_fields), n=1)
+    return found[0] if found else None
+
+
+def _unknown(name: str) -> str:
+    shown = name if name.isprintable() and len(name) <= 64 else repr(name[:64])
+    meant = _closest(name)
+    if meant:
+        return f"unknown field {shown} (did you mean {meant}?)"
+    return f"unknown field {shown} (known: {', '.join(AccountEntry.model_fields)})"
 
 
 def _entry_lines(text: str) -> list[int]:
@@ -144,7 +176,7 @@ def _entry_lines(text: str) -> list[int]:
 def plan(client: redis.Redis, entries: list[AccountEntry], replace: bool) -> list[ImportRow]:
     existing = client.smembers(redis_keys.ACCOUNT_IDS)
     rows = [
-        ImportRow(account_id(e.api_key), mask(e.api_key), e.username, e.daily_limit,
+        ImportRow(account_id(e.api_key), mask(e.api_key), e.username or "", e.daily_limit,
                   e.minute_limit, "updated" if account_id(e.api_key) in existing else "added")
         for e in entries
     ]
@@ -173,8 +205,8 @@ def import_accounts(client: redis.Redis, entries: list[AccountEntry], *, replace
                             "try again when it has finished")
     try:
         rows = plan(client, entries, replace)
-        rows += [ImportRow(account_id(e.api_key), mask(e.api_key), e.username, e.daily_limit,
-                           e.minute_limit, "skipped") for e in skipped]
+        rows += [ImportRow(account_id(e.api_key), mask(e.api_key), e.username or "",
+                           e.daily_limit, e.minute_limit, "skipped") for e in skipped]
         rows = [_with_check(row, checks, entries + skipped) for row in rows]
         if dry_run:
             return rows
@@ -197,15 +229,14 @@ def _write_entry(pipe: redis.client.Pipeline, entry: AccountEntry,
     minute limit is free again at once if the new one allows)."""
     key_id = account_id(entry.api_key)
     info = redis_keys.account_info(key_id)
-    pipe.hset(info, mapping={
-        "api_key": entry.api_key, "quota_daily": entry.daily_limit,
-        "minute_limit": entry.minute_limit, "username": entry.username,
-        "phone": entry.phone, "email": entry.email,
-    })
-    if entry.tpm_limit:
-        pipe.hset(info, "tpm_limit", entry.tpm_limit)
-    else:
-        pipe.hdel(info, "tpm_limit")
+    pipe.hset(info, mapping={"api_key": entry.api_key, "quota_daily": entry.daily_limit,
+                             "minute_limit": entry.minute_limit})
+    for field in ("tpm_limit", "username", "phone", "email"):  # the file says what the key has
+        value = getattr(entry, field)
+        if value:
+            pipe.hset(info, field, value)
+        else:
+            pipe.hdel(info, field)
     for field, default in (("status", "active"), ("cooldown_until", 0),
                            ("consecutive_failures", 0), ("disabled_reason", ""),
                            ("last_error", "")):
