@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from scripts.instance import AlreadyRunning, InstanceLock, check_ports_free
+from shared.app.pool import setup_warnings
 from shared.backoff import exponential_backoff
 from shared.config import VAR_DIR, get_settings
 from shared.redis_conn import embedded_running, stop_embedded_server
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     started_redis = not settings.REDIS_URL and not embedded_running(embedded_dir)
     try:
         services = get_services()  # migrate the database and start embedded Redis once
+        for warning in setup_warnings(services):  # say it before the stack goes quiet
+            log(f"warning: {warning.message} Run: {warning.command}")
         stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port)
         stack.start()
         print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}",
