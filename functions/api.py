@@ -6,6 +6,7 @@ are both built from that list."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -61,6 +62,7 @@ from shared.tasks.models import (
     StatsQuery,
     SyncTagRequest,
     Task,
+    TaskCreated,
     TaskPage,
     TaskStatus,
     task_id_forms,
@@ -119,6 +121,7 @@ def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.R
             services = health.ready_services(get_services, get_settings().HEALTH_TIMEOUT_S)
         else:
             services = get_services()
+            log_setup_warnings(services)
         if not endpoint.public:
             check_token(api_token(request), services.settings.API_TOKENS, "Authorization")
         return endpoint.handler(request, services, **args)
@@ -134,6 +137,22 @@ def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.R
         return reply(500, "internal error")
 
 
+_warned_for: list[Services] = []
+_warned_lock = threading.Lock()
+
+
+def log_setup_warnings(services: Services) -> None:
+    """Once per build of the services (a Cloud Functions instance builds them on its first
+    request): log what keeps this deployment from tagging, where operators read logs. The
+    services warned about stay referenced, so a later build is never mistaken for it."""
+    with _warned_lock:
+        if _warned_for and _warned_for[0] is services:
+            return
+        _warned_for[:] = [services]
+    for warning in pool.setup_warnings(services):
+        log.warning("%s Run: %s", warning.message, warning.command)
+
+
 def validation_context(services: Services) -> dict[str, Any]:
     """What the request models check against: this deployment's platforms and envs, and
     the mode a request that names none gets (DEFAULT_MODE)."""
@@ -145,10 +164,10 @@ def create(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request)
     parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
     task, created = tasks.create_task(services, parsed, request.headers.get("Idempotency-Key"))
+    data = TaskCreated(status=task.status, url=task.url, task_url=f"/api/v1/task/{task.task_id}",
+                       warnings=pool.setup_warnings(services))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
-                 task_id=task.task_id,
-                 data={"status": task.status, "url": task.url,
-                       "task_url": f"/api/v1/task/{task.task_id}"})
+                 task_id=task.task_id, data=data.model_dump(mode="json"))
 
 
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
@@ -343,7 +362,8 @@ ENDPOINTS = (
              summary="Create a tagging task", body=CreateTaskRequest,
              headers={"Idempotency-Key": {"type": "string", "minLength": 1,
                                           "maxLength": tasks.MAX_IDEMPOTENCY_KEY}},
-             answer="created; `task_id` is set",
+             data=TaskCreated,
+             answer="created; `task_id` is set; `data.warnings` says why it may wait",
              links={operation: {"task_id": "$response.body#/task_id"}
                     for operation in ("getTask", "retryTask")},  # stateful testing follows
              errors=(400, 409, 413, 415, 503)),

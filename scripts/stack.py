@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from scripts.instance import AlreadyRunning, InstanceLock, check_ports_free
+from shared.app.pool import setup_warnings
 from shared.backoff import exponential_backoff
 from shared.config import VAR_DIR, get_settings
 from shared.logs import LOG_FILE_BACKUPS, LOG_FILE_MAX_MB, RotatingFile
@@ -302,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     started_redis = not settings.REDIS_URL and not embedded_running(embedded_dir)
     try:
         services = get_services()  # migrate the database and start embedded Redis once
+        for warning in setup_warnings(services):  # say it before the stack goes quiet
+            log(f"warning: {warning.message} Run: {warning.command}")
         stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port,
                            log_max_mb=settings.LOG_FILE_MAX_MB,
                            log_backups=settings.LOG_FILE_BACKUPS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from urllib.parse import urljoin
 
@@ -33,7 +34,8 @@ def test_create_then_get_both_paths(client, redis_client: redis.Redis) -> None:
     assert response.status_code == 200 == body["code"] and body["message"] == "success"
     task_id = body["task_id"]
     assert body["data"] == {"status": "pending", "url": VALID["url"],
-                            "task_url": f"/api/v1/task/{task_id}"}  # where to poll it
+                            "task_url": f"/api/v1/task/{task_id}",  # where to poll it
+                            "warnings": []}
     assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
     for path in (f"/api/v1/task/{task_id}", f"/api/v1/task/get/{task_id}"):
         data = client.get(path).get_json()["data"]
@@ -294,3 +296,44 @@ def test_healthz_and_openapi(client) -> None:
     create_schema = doc["components"]["schemas"]["CreateTaskRequest"]
     assert set(create_schema["required"]) == {"url", "platform"}
     assert "TagResult" in doc["components"]["schemas"]
+
+
+def test_gemini_with_no_key_warns_in_the_create_reply_and_once_in_the_log(
+        client, app_env, redis_client: redis.Redis, caplog) -> None:
+    """TAGGER=gemini and an empty pool: the task is accepted (it waits for a key) and the
+    reply says so with the command that imports keys; the api logs it once per build of
+    its services; with a key in the pool, no warning."""
+    from shared.accounts.importer import AccountEntry, import_accounts
+
+    app_env(TAGGER="gemini", GEMINI_BASE_URL="http://127.0.0.1:9")
+    with caplog.at_level(logging.WARNING, logger="vision_to_tag.api"):
+        first = client.post("/api/v1/task/create", json=VALID).get_json()
+        second = client.post("/api/v1/task/create", json=VALID).get_json()
+    assert first["code"] == 200 and first["data"]["status"] == "pending"
+    [warning] = first["data"]["warnings"]
+    assert warning["code"] == "no_keys"
+    assert warning["command"] == "python scripts/import_accounts.py --file google_accounts.json"
+    assert "no_key_available" in warning["message"] and "24 h" in warning["message"]
+    assert second["data"]["warnings"] == [warning]
+    logged = [r.getMessage() for r in caplog.records if "holds no key" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].endswith(f"Run: {warning['command']}")
+
+    import_accounts(redis_client, [AccountEntry(
+        api_key="AIzaSyWARN" + "0" * 29, daily_limit=10, minute_limit=2, username="u",
+        password="pw", phone="", email="")])
+    assert client.post("/api/v1/task/create", json=VALID).get_json()["data"]["warnings"] == []
+    stats = client.get("/api/v1/stats").get_json()["data"]
+    assert stats["warnings"] == []
+
+
+def test_a_warning_never_fails_the_create_reply(client, app_env, monkeypatch) -> None:
+    """Redis refusing the pool's count: the task is still created, without a warning."""
+    app_env(TAGGER="gemini", GEMINI_BASE_URL="http://127.0.0.1:9")
+    pool = get_services().pool
+
+    def down() -> int:
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(pool, "key_count", down)
+    body = client.post("/api/v1/task/create", json=VALID).get_json()
+    assert body["code"] == 200 and body["data"]["warnings"] == []

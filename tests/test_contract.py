@@ -61,6 +61,31 @@ def test_the_document_links_create_to_the_task_routes(client) -> None:
     assert create["env"]["enum"] == ["develop", "production"]
 
 
+def test_the_create_reply_is_documented_with_its_warnings(client, app_env) -> None:
+    """`data` of a create reply is `TaskCreated`, its `warnings` a list of `ServiceWarning`;
+    a reply that carries a warning (TAGGER=gemini, no key) matches the document."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    reply = document["paths"]["/api/v1/task/create"]["post"]["responses"]["200"]
+    schema = reply["content"]["application/json"]["schema"]
+    assert {"type": "object", "properties": {
+        "data": {"$ref": "#/components/schemas/TaskCreated"}}} in schema["allOf"]
+    schemas = document["components"]["schemas"]
+    assert set(schemas["TaskCreated"]["properties"]) == {"status", "url", "task_url",
+                                                          "warnings"}
+    assert schemas["TaskCreated"]["properties"]["warnings"]["items"] == {
+        "$ref": "#/components/schemas/ServiceWarning"}
+    assert set(schemas["ServiceWarning"]["required"]) == {"code", "message"}
+
+    app_env(TAGGER="gemini", GEMINI_BASE_URL="http://127.0.0.1:9")
+    body = client.post("/api/v1/task/create", json={
+        "url": "https://cdn.example.com/v.mp4", "platform": "rpa"}).get_json()
+    [warning] = body["data"]["warnings"]
+    assert warning["code"] == "no_keys"
+    assert set(body["data"]) == set(schemas["TaskCreated"]["properties"])
+    assert set(schemas["ServiceWarning"]["required"]) <= set(warning) == set(
+        schemas["ServiceWarning"]["properties"])
+
+
 @pytest.mark.slow
 def test_schemathesis_finds_nothing(mysql_db_url, redis_client, search_server,
                                     tmp_path) -> None:

@@ -23,6 +23,8 @@ from shared.services import get_services
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+GEMINI = {"TAGGER": "gemini", "GEMINI_BASE_URL": "http://127.0.0.1:9"}
+"""The Gemini tagger, nothing listening: the dashboard shows its key pool sections."""
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -173,11 +175,12 @@ def test_dashboard_shows_batches_with_progress_and_their_export(api_server, app_
         browser.close()
 
 
-def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
+def test_dashboard_charts_the_pool_history(api_server, app_env, redis_client) -> None:
     """The pool's last 30 days and last hour drawn by the vendored uPlot, nothing fetched
     from elsewhere; the hovered values are the API's."""
     from playwright.sync_api import expect, sync_playwright
 
+    app_env(**GEMINI)
     from shared import redis_keys
     from shared.accounts.history import quota_days
     from shared.accounts.pool import Outcome, account_id
@@ -248,8 +251,10 @@ def test_dashboard_charts_the_pool_history(api_server, redis_client) -> None:
 # --- every view at phone and desktop width, and the bad inputs ------------------------
 
 ARTIFACTS = ROOT / "test-artifacts"
-VIEWS = ("queue", "task-counts", "charts", "pool", "pool-history", "latest", "batches-card")
-"""The dashboard's sections, one screenshot each."""
+VIEWS = ("queue", "task-counts", "charts", "pool", "latest", "batches-card")
+"""The dashboard's sections, one screenshot each (with the offline tagger: the pool's
+charts and the Gemini batch jobs take no room then)."""
+GEMINI_ONLY = ("#pool-history", "#gemini-jobs-card", "#pool-usage", "#keys")
 AUTH = {"Authorization": "Bearer dash-token"}
 
 
@@ -282,9 +287,11 @@ def api_get(path: str, headers: dict | None = None):
         path, headers=headers or {})
 
 
-def clone_completed(count: int, tags: list[str] | None = None) -> list[str]:
+def clone_completed(count: int, tags: list[str] | None = None,
+                    timings: dict[str, int] | None = None) -> list[str]:
     """`count` copies of the completed task's row (its real result), finished over the
-    last 23 h; with `tags`, the copies' flat tags are those."""
+    last 23 h; with `tags`, the copies' flat tags are those; with `timings`, their stage
+    timings."""
     from shared.tasks.db import utcnow
     from shared.tasks.schema import video_tasks as t
 
@@ -295,6 +302,8 @@ def clone_completed(count: int, tags: list[str] | None = None) -> list[str]:
     row.pop("id")
     if tags is not None:
         row["tags"] = {**row["tags"], "tags": tags}
+    if timings is not None:
+        row["timings"] = timings
     now = utcnow()
     rows = [{**row, "task_id": str(uuid.uuid4()), "idempotency_key": None,
              "processed_end": now - timedelta(seconds=(n * 8) % 82_800)}
@@ -308,8 +317,9 @@ def clone_completed(count: int, tags: list[str] | None = None) -> list[str]:
 @pytest.mark.parametrize("width", [390, 1440])
 def test_every_view_at_phone_and_desktop_width(api_server, app_env, media_server,
                                                width: int) -> None:
-    """No token configured: no token box; tagger named; error code, URL, key actions,
-    five charts, a task's timeline and frames; no console error; nothing sideways."""
+    """No token configured: no token box; tagger named; error code, URL, three charts,
+    a task's timeline and frames; the Gemini-only sections take no room with the offline
+    tagger; no console error; nothing sideways."""
     from playwright.sync_api import expect
 
     app_env(API_TOKENS="")
@@ -328,9 +338,17 @@ def test_every_view_at_phone_and_desktop_width(api_server, app_env, media_server
         expect(row.locator("td").nth(3)).to_have_text(failed["stage"] or "")
         expect(row.locator("td.url")).to_have_attribute("title", failed["url"])
         expect(row.locator("td.url")).to_have_text(failed["url"].split("//", 1)[1])
-        expect(page.locator("#keys tbody button")).to_have_text(["disable", "disable"])
-        for chart in ("throughput", "stages", "tags", "days", "hour"):
+        for chart in ("throughput", "stages", "tags"):
             expect(page.locator(f"#chart-{chart} canvas")).to_have_count(1)
+        for hidden in GEMINI_ONLY:  # not drawn, not asked for, no room taken
+            expect(page.locator(hidden)).to_be_hidden()
+            assert page.locator(hidden).bounding_box() is None
+        expect(page.locator("#pool-offline")).to_be_visible()
+        for chart in ("days", "hour"):
+            expect(page.locator(f"#chart-{chart} canvas")).to_have_count(0)
+        pool, queue = (page.locator(f"#{card}").bounding_box() for card in ("pool", "queue"))
+        if width >= 1440:  # the pool's note fills the first row's hole, not a row of its own
+            assert pool["y"] == queue["y"] and pool["width"] < width / 2
         expect(page.locator("#chart-tags .u-legend .u-label")).to_have_text(["tag", "tasks"])
         assert page.evaluate("""fetch('dashboard/favicon.svg').then(
             (r) => `${r.status} ${r.headers.get('content-type')}`)""").startswith(
@@ -356,9 +374,10 @@ def test_every_view_at_phone_and_desktop_width(api_server, app_env, media_server
         assert (ARTIFACTS / f"dashboard-{view}-{width}.png").stat().st_size > 2_000
 
 
-def test_key_buttons_ask_first_and_send_the_token(api_server) -> None:
+def test_key_buttons_ask_first_and_send_the_token(api_server, app_env) -> None:
     from playwright.sync_api import expect
 
+    app_env(**GEMINI)
     with dashboard_page(api_server, 1440) as (page, problems):
         page.fill("#token", "dash-token")
         page.click("#save-token")
@@ -528,3 +547,335 @@ def test_chart_data_and_the_tagger_in_stats(api_server) -> None:
     tagger = api_get("/api/v1/stats", AUTH).get_json()["data"]["tagger"]
     assert tagger == {"name": "local", "model": "local-visual-v1", "fallback_models": [],
                       "needs_keys": False}
+
+
+# --- issue 33: labels, narrow tables, the task detail, search, batches, URLs, no key ----
+
+LABEL_BOXES = """(id) => {
+    // where uPlot drew each tick label, in CSS px of the chart's canvas: the layout rules
+    // of uPlot 1.6.32 (vendored): a left axis ends its labels at _pos - tick - gap, a
+    // right one starts them there, a bottom one centres them on the tick
+    const u = charts[id];
+    const ratio = window.devicePixelRatio || 1;
+    const probe = document.createElement('canvas').getContext('2d');
+    const boxes = [];
+    u.axes.forEach((axis, index) => {
+        if (!axis.show || !axis._values) return;
+        probe.font = axis.font[0];
+        const vertical = axis.side % 2 === 1;
+        const lineHeight = axis.font[1] / ratio;
+        axis._values.forEach((value, k) => {
+            if (value === null || value === undefined || value === '') return;
+            const lines = String(value).split('\\n');
+            const w = Math.max(...lines.map((l) => probe.measureText(l).width)) / ratio;
+            const at = u.valToPos(axis._splits[k], axis.scale)
+                + (vertical ? u.bbox.top : u.bbox.left) / ratio;
+            const offset = axis.ticks.size + axis.gap;
+            let box;
+            if (vertical) {
+                const edge = axis.side === 3 ? axis._pos - offset : axis._pos + offset;
+                box = axis.side === 3 ? {left: edge - w, right: edge}
+                                      : {left: edge, right: edge + w};
+                box.top = at - lineHeight / 2;
+                box.bottom = at + lineHeight / 2;
+            } else {
+                box = {left: at - w / 2, right: at + w / 2, top: axis._pos + offset};
+                box.bottom = box.top + lineHeight * lines.length;
+            }
+            boxes.push({axis: index, text: String(value), ...box});
+        });
+    });
+    return {width: u.width, height: u.height, boxes};
+}"""
+
+
+def assert_labels_inside(page, chart: str) -> dict:
+    """Every tick label of the chart lies inside its canvas (none cut at an edge), and the
+    labels of one axis do not overlap."""
+    drawn = page.evaluate(LABEL_BOXES, chart)
+    assert drawn["boxes"], chart
+    for box in drawn["boxes"]:
+        assert box["left"] >= -0.5 and box["right"] <= drawn["width"] + 0.5, (chart, box)
+        assert box["top"] >= -0.5 and box["bottom"] <= drawn["height"] + 0.5, (chart, box)
+    for axis in {box["axis"] for box in drawn["boxes"]}:
+        mine = [box for box in drawn["boxes"] if box["axis"] == axis]
+        for a, b in zip(mine, mine[1:], strict=False):
+            apart = (min(a["right"], b["right"]) <= max(a["left"], b["left"]) + 0.5
+                     or min(a["bottom"], b["bottom"]) <= max(a["top"], b["top"]) + 0.5)
+            assert apart, (chart, a, b)
+    return drawn
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_chart_labels_fit_with_units_at_phone_and_desktop_width(api_server, app_env,
+                                                                width: int) -> None:
+    """A 10,000 ms stage is labelled whole and with its unit; stage names are written out;
+    twenty tags (one of them 100 characters) stay readable at 390 px."""
+    from playwright.sync_api import expect
+
+    app_env(API_TOKENS="")
+    slow = {"downloading": 900, "probing": 40, "extracting_frames": 10_400, "tagging": 2_300}
+    long_tag = "超长标签long" * 12 + "尾巴尾巴"
+    for n in range(20):
+        clone_completed(20 - n, tags=[long_tag if n == 3 else f"标签{n:02d}号"], timings=slow)
+    top = api_get("/api/v1/stats/charts").get_json()["data"]["top_tags"]
+    assert len(top) == 20 and long_tag in {t["tag"] for t in top}
+    with dashboard_page(api_server, width, height=1000) as (page, problems):
+        expect(page.locator("#chart-tags canvas")).to_have_count(1, timeout=15_000)
+        for chart in ("chart-throughput", "chart-stages", "chart-tags"):
+            assert_labels_inside(page, chart)
+        stages = page.evaluate("charts['chart-stages'].axes.map((a) => a._values)")
+        assert "extracting_frames" in stages[0]  # written out, not "extracting_…"
+        assert all(v == "0" or v.endswith((" s", " ms")) for v in stages[1])  # a unit each
+        assert any(float(v.split()[0]) >= 10 for v in stages[1] if v.endswith(" s")), stages
+        tags = page.evaluate("charts['chart-tags'].axes[0]._values")
+        assert len(tags) == 20 and all(tags)
+        assert any(t.endswith("…") and long_tag.startswith(t[:-1]) for t in tags)
+        # the whole name is one hover away: the legend shows it
+        page.locator("#chart-tags").scroll_into_view_if_needed()
+        over = page.locator("#chart-tags .u-over").bounding_box()
+        index = next(i for i, t in enumerate(top) if t["tag"] == long_tag)
+        page.mouse.move(over["x"] + over["width"] / 2,
+                        over["y"] + over["height"] * (index + 0.5) / len(top))
+        expect(page.locator("#chart-tags .u-legend .u-series").first.locator(".u-value")
+               ).to_have_text(long_tag)
+        page.locator("#charts").screenshot(path=str(ARTIFACTS / f"dashboard-labels-{width}.png"))
+        fits(page, width)
+        assert problems == []
+
+
+def visible_within(page, locator, width: int) -> None:
+    """On screen horizontally: shown, and inside the viewport's width."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible()
+    box = locator.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, box
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_tables_show_their_key_columns_without_a_sideways_scroll(
+        api_server, app_env, width: int) -> None:
+    """Latest tasks (status, stage, error), key pool (status, last error) and batches
+    (completed, failed) on screen at 390 px; a batch without failures is not drawn in the
+    warning colour, one with a failure shows it in red."""
+    from playwright.sync_api import expect
+
+    from tests.test_batches import complete, fail
+
+    app_env(API_TOKENS="", **GEMINI)
+    services = get_services()
+    pool = services.pool
+    disabled = sorted(a["key_id"] for a in pool.stats()["accounts"])[0]
+    pool.set_enabled(disabled, False)
+    client = functions_framework.create_app("api", "main.py").test_client()
+    batch_ids = []
+    for name, fails in (("全部成功", 0), ("one failed", 1)):
+        items = [{"url": f"https://cdn.example.com/{fails}/{n}.mp4", "platform": "rpa"}
+                 for n in range(3)]
+        data = client.post("/api/v1/batches", json={"name": name, "items": items}
+                           ).get_json()["data"]
+        batch_ids.append(data["batch"]["batch_id"])
+        for n, item in enumerate(data["items"]):
+            (fail if n < fails else complete)(services, item["task_id"])
+    tasks = api_get("/api/v1/tasks?limit=15").get_json()["data"]["tasks"]
+    failed = next(t for t in tasks if t["status"] == "failed" and t["stage"])
+    with dashboard_page(api_server, width) as (page, problems):
+        expect(page.locator("#batches tbody tr")).to_have_count(2)
+        for table in ("#tasks", "#keys", "#batches"):
+            wrapper = page.locator(f"{table}").locator("xpath=..")
+            assert wrapper.evaluate("(e) => e.scrollWidth <= e.clientWidth"), table
+        row = page.locator(f"#tasks tbody tr[data-task-id='{failed['task_id']}']")
+        for index, text in ((2, "failed"), (3, failed["stage"]), (4, failed["error_code"])):
+            visible_within(page, row.locator("td").nth(index), width)
+            expect(row.locator("td").nth(index)).to_have_text(text)
+        key = page.locator(f"#keys tbody tr[data-key-id='{disabled}']")
+        visible_within(page, key.locator("td").nth(1), width)
+        visible_within(page, key.locator("td").nth(5), width)
+        expect(key.locator("td").nth(5)).to_have_text("disabled by an operator")
+        for batch_id, fails in zip(batch_ids, (0, 1), strict=True):
+            batch = page.locator(f"#batches tbody tr[data-batch-id='{batch_id}']")
+            for index in (2, 3):
+                visible_within(page, batch.locator("td").nth(index), width)
+            expect(batch.locator("td").nth(3)).to_have_text(str(fails))
+            colours = batch.evaluate("""(row) => [...row.querySelectorAll('*')].map((e) => {
+                const style = getComputedStyle(e);
+                return [style.color, style.backgroundColor]; }).flat()""")
+            assert "rgb(217, 130, 43)" not in colours  # the warning colour (#d9822b)
+            red = batch.locator(".bar span.failed")
+            if fails:
+                expect(red).to_have_count(1)
+                assert red.evaluate("(e) => getComputedStyle(e).backgroundColor") == \
+                    "rgb(179, 38, 30)"
+                expect(batch.locator("td").nth(3)).to_have_class("status-failed")
+            else:
+                expect(red).to_have_count(0)
+                expect(batch.locator("td").nth(3)).not_to_have_class("status-failed")
+                expect(batch.locator(".bar")).to_have_class("bar batch done")
+        for view in ("latest", "pool", "batches-card", "pool-history"):
+            page.locator(f"#{view}").screenshot(
+                path=str(ARTIFACTS / f"dashboard-tables-{view}-{width}.png"))
+        fits(page, width)
+        assert problems == []
+
+
+DETAIL_IN_VIEW = """() => {
+    const box = document.getElementById('task-detail').getBoundingClientRect();
+    return box.top >= 0 && box.top < innerHeight - 40; }"""
+"""The task detail's top is on screen (smooth scrolling: polled until it is)."""
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_the_task_detail_at_phone_and_desktop_width(api_server, app_env, media_server,
+                                                     width: int) -> None:
+    """Opening a task brings its detail on screen; a failed task shows no empty headings
+    and a Retry button that re-queues it; a URL keeps its query string."""
+    from playwright.sync_api import expect
+
+    from shared.app.tasks import create_task
+    from shared.tasks.models import CreateTaskRequest
+
+    app_env(API_TOKENS="")
+    signed = media_server.url("files/clip.mp4") + "?sig=a%2Fb&expires=1700000000&v=2"
+    request = CreateTaskRequest.model_validate({"url": signed, "platform": "rpa"},
+                                               context={"platforms": ["rpa"]})
+    signed_id = create_task(get_services(), request)[0].task_id
+    tasks = api_get("/api/v1/tasks?limit=15").get_json()["data"]["tasks"]
+    failed = next(t for t in tasks if t["status"] == "failed")
+    with dashboard_page(api_server, width, height=800) as (page, problems):
+        page.evaluate("window.scrollTo(0, 0)")
+        row = page.locator(f"#tasks tbody tr[data-task-id='{failed['task_id']}']")
+        row.click()
+        expect(page.locator("#detail-id")).to_have_text(failed["task_id"])
+        page.wait_for_function(DETAIL_IN_VIEW)
+        for heading in page.locator("#task-detail h4").all():
+            expect(heading).to_be_hidden()  # no "Key moments" / "Key frames" over nothing
+        expect(page.locator("#detail-moments-box")).to_be_hidden()
+        expect(page.locator("#detail-frames-box")).to_be_hidden()
+        expect(page.locator("#retry")).to_be_visible()
+        expect(page.locator("#retry-force")).to_be_hidden()
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-detail-failed-{width}.png"))
+        page.click("#retry")
+        expect(page.locator("#retry-status")).to_have_text("re-queued")
+        expect(page.locator("#retry")).to_be_hidden()
+        expect(page.locator("#detail-summary")).to_contain_text("no result: pending")
+        assert api_get(f"/api/v1/task/{failed['task_id']}").get_json()["data"][
+            "status"] == "pending"
+        expect(row.locator("td").nth(2)).to_have_text("pending")  # the list was refreshed
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-detail-retried-{width}.png"))
+
+        query = signed.split("?", 1)[1]
+        cell = page.locator(f"#tasks tbody tr[data-task-id='{signed_id}'] td.url")
+        expect(cell).to_contain_text(f"?{query}")
+        visible_within(page, cell.locator("span"), width)
+        assert cell.locator("span").evaluate(
+            "(e) => e.scrollHeight <= e.clientHeight + 1")  # not clipped by the 3-line clamp
+        page.evaluate("window.scrollTo(0, 0)")
+        cell.click()
+        expect(page.locator("#detail-url")).to_have_text(signed)
+        expect(page.locator("#detail-url")).to_have_attribute("href", signed)
+        page.wait_for_function(DETAIL_IN_VIEW)
+        completed = next(t for t in tasks if t["status"] == "completed")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.click(f"#tasks tbody tr[data-task-id='{completed['task_id']}']")
+        expect(page.locator("#detail-frames-box h4")).to_be_visible()
+        expect(page.locator("#detail-moments-box h4")).to_be_visible()
+        expect(page.locator("#detail-retry")).to_be_hidden()
+        page.locator("#latest").screenshot(path=str(ARTIFACTS / f"dashboard-detail-{width}.png"))
+        fits(page, width)
+        assert problems == []
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_a_refused_retry_says_why_and_offers_retry_anyway(api_server, app_env,
+                                                          width: int) -> None:
+    """The retry API refuses a task that failed for a reason about the video (409, the
+    usual envelope) unless `?force=true`: the button shows the message and offers to
+    insist. The 409 is played by the browser here; the forced call reaches the API."""
+    from playwright.sync_api import expect
+
+    app_env(API_TOKENS="")
+    tasks = api_get("/api/v1/tasks?limit=15").get_json()["data"]["tasks"]
+    failed = next(t for t in tasks if t["status"] == "failed")
+    refusal = ("task_id: the task failed with video_too_long, which a retry does not "
+               "mend; retry with ?force=true to try anyway")
+    sent: list[str] = []
+    with dashboard_page(api_server, width) as (page, problems):
+        page.on("request", lambda r: sent.append(r.url) if "/retry" in r.url else None)
+        page.route(lambda url: url.endswith("/retry"), lambda route: route.fulfill(
+            status=409, content_type="application/json",
+            json={"code": 409, "message": refusal, "task_id": None, "data": {}}))
+        page.click(f"#tasks tbody tr[data-task-id='{failed['task_id']}']")
+        page.click("#retry")
+        expect(page.locator("#retry-status")).to_have_text(refusal)
+        expect(page.locator("#retry-force")).to_be_visible()
+        expect(page.locator("#retry-force")).to_have_text("Retry anyway")
+        assert api_get(f"/api/v1/task/{failed['task_id']}").get_json()["data"][
+            "status"] == "failed"
+        page.locator("#task-detail").screenshot(
+            path=str(ARTIFACTS / f"dashboard-retry-refused-{width}.png"))
+        page.click("#retry-force")
+        expect(page.locator("#retry-status")).to_have_text("re-queued (forced)")
+        assert [url.rsplit("/", 1)[1] for url in sent] == ["retry", "retry?force=true"]
+        assert api_get(f"/api/v1/task/{failed['task_id']}").get_json()["data"][
+            "status"] == "pending"
+        assert [p for p in problems if "409" not in p] == []
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_a_search_with_no_hit_says_so(api_server, app_env, search_server, width: int) -> None:
+    from playwright.sync_api import expect
+
+    app_env(API_TOKENS="", ES_URL=search_server, ES_COMPAT_HEADERS="false",
+            ES_INDEX_PREFIX=f"vtt-{uuid.uuid4().hex[:8]}")
+    services = get_services()
+    tasks = api_get("/api/v1/tasks?limit=15").get_json()["data"]["tasks"]
+    completed = next(t for t in tasks if t["status"] == "completed")
+    services.index.index_task(services.store.get(completed["task_id"]))
+    services.index.refresh()
+    with dashboard_page(api_server, width) as (page, problems):
+        expect(page.locator("#search")).to_be_visible()
+        page.fill("#search-q", "没有这个标签")
+        page.click("#search-form button")
+        expect(page.locator("#search-empty")).to_have_text(
+            "no completed task matches “没有这个标签”")
+        expect(page.locator("#search-results li")).to_have_count(0)
+        page.locator("#search").screenshot(
+            path=str(ARTIFACTS / f"dashboard-search-none-{width}.png"))
+        page.fill("#search-q", completed["result"]["tags"][0])
+        page.click("#search-form button")
+        expect(page.locator("#search-results li")).to_have_count(1)
+        expect(page.locator("#search-empty")).to_be_hidden()
+        page.locator("#search-results li").click()  # its detail comes into view
+        expect(page.locator("#detail-id")).to_have_text(completed["task_id"])
+        page.wait_for_function(DETAIL_IN_VIEW)
+        fits(page, width)
+        assert problems == []
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_gemini_without_a_key_says_so_with_the_command(bare_server, app_env, redis_client,
+                                                       width: int) -> None:
+    """TAGGER=gemini and an empty pool: a banner with the import command; gone once a key
+    is in the pool (the next refresh)."""
+    from playwright.sync_api import expect
+
+    app_env(**GEMINI)
+    readme = (ROOT / "README.md").read_text()
+    with dashboard_page(bare_server, width) as (page, problems):
+        warning = page.locator("#warnings p[data-code='no_keys']")
+        expect(warning).to_be_visible()
+        expect(warning).to_contain_text("TAGGER=gemini but the key pool holds no key")
+        expect(warning).to_contain_text("no_key_available")
+        command = warning.locator("code")
+        expect(command).to_have_text("python scripts/import_accounts.py --file "
+                                     "google_accounts.json")
+        assert command.inner_text() in readme  # the README's own command
+        visible_within(page, warning, width)
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-no-keys-{width}.png"))
+        import_accounts(redis_client, [AccountEntry(
+            api_key="AIzaSyNOW" + "0" * 30, daily_limit=10, minute_limit=2, username="u",
+            password="pw", phone="", email="")])
+        expect(page.locator("#warnings")).to_be_hidden(timeout=10_000)
+        fits(page, width)
+        assert problems == []

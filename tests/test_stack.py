@@ -125,7 +125,35 @@ def test_python_main_runs_supervises_cleans_and_stops(redis_client, mysql_db_url
             stack.kill()
     text = output.read_text()
     assert "worker exited with code -9" in text and "stack stopped" in text
+    assert "stack: warning:" not in text  # the offline tagger needs no key
     for child in ("api", "worker", "consumer"):
         for pid in _pids(output, child):
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)  # every child is gone
+
+
+@pytest.mark.slow
+def test_gemini_with_no_key_says_so_at_start_up(redis_client, mysql_db_url, tmp_path) -> None:
+    """TAGGER=gemini and an empty pool: one line says that every task will wait and how to
+    import the keys, instead of a stack that starts silently and never tags."""
+    env = {**os.environ, "DATABASE_URL": mysql_db_url, "REDIS_URL": REDIS_URL,
+           "STORAGE_DIR": str(tmp_path / "storage"), "API_TOKENS": "", "TAGGER": "gemini",
+           "GEMINI_BASE_URL": "http://127.0.0.1:9"}
+    output = tmp_path / "stack.out"
+    with open(output, "wb") as out:
+        stack = subprocess.Popen([sys.executable, "main.py", "--api-port", str(free_port()),
+                                  "--worker-port", str(free_port())], cwd=ROOT, env=env,
+                                 stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _pids(output, "consumer"), timeout_s=60)
+        stack.send_signal(signal.SIGTERM)
+        assert stack.wait(30) == 0
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    lines = [line for line in output.read_text().splitlines() if "stack: warning:" in line]
+    assert len(lines) == 1, output.read_text()
+    assert "TAGGER=gemini but the key pool holds no key" in lines[0]
+    assert lines[0].endswith("Run: python scripts/import_accounts.py --file google_accounts.json")
+    assert "python scripts/import_accounts.py --file google_accounts.json" in (
+        ROOT / "README.md").read_text()

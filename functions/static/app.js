@@ -35,11 +35,40 @@ function clearData() {
   for (const id of Object.keys(charts)) { charts[id].destroy(); delete charts[id]; }
   $("task-detail").hidden = true;
   $("tagger").textContent = "";
+  showWarnings([]);
 }
 
 function banner(message) {
   $("banner").hidden = !message;
   $("banner").textContent = message || "";
+}
+
+function showWarnings(warnings) {
+  // what keeps the deployment from tagging although it runs (no Gemini key): the API says
+  // it and the command that fixes it; kept apart from the error banner, which refreshes clear
+  const box = $("warnings");
+  box.replaceChildren();
+  for (const warning of warnings || []) {
+    const line = document.createElement("p");
+    line.dataset.code = warning.code;
+    line.append(`${warning.message} `);
+    if (warning.command) {
+      const command = document.createElement("code");
+      command.textContent = warning.command;
+      line.append("Run: ", command);
+    }
+    box.append(line);
+  }
+  box.hidden = !box.childElementCount;
+}
+
+function labelCells(table) {
+  // each cell carries its column's name: on a phone the rows are shown as cards, each
+  // value under its name (style.css), so no column hides behind a sideways scroll
+  const names = [...table.tHead.rows[0].cells].map((th) => th.textContent);
+  for (const row of table.tBodies[0].rows) {
+    for (const [index, td] of [...row.cells].entries()) td.dataset.label = names[index] ?? "";
+  }
 }
 
 function cell(row, value, className) {
@@ -84,6 +113,7 @@ function showStats(stats) {
   }
   $("search").hidden = !stats.search_enabled;
   showTagger(stats.tagger);
+  showWarnings(stats.warnings);
 }
 
 function showTagger(tagger) {
@@ -93,8 +123,12 @@ function showTagger(tagger) {
   $("pool-capacity").hidden = !tagger.needs_keys;
   $("pool-offline").hidden = tagger.needs_keys;
   $("pool-offline").textContent = tagger.needs_keys ? "" :
-    `The offline tagger (${tagger.model}) runs and needs no keys; the pool below is unused while TAGGER=${tagger.name}.`;
+    `The offline tagger (${tagger.model}) runs and needs no keys; the key pool is unused while TAGGER=${tagger.name}.`;
+  // the Gemini-only sections (keys, pool charts, batch jobs) take no room (style.css)
+  document.body.classList.toggle("offline", !tagger.needs_keys);
 }
+
+function offline() { return document.body.classList.contains("offline"); }
 
 function showKeys(pool) {
   const body = $("keys").tBodies[0];
@@ -124,10 +158,11 @@ function showKeys(pool) {
       minute.append(learned);
     }
     cell(tr, key.cooldown_left_s ? `${key.cooldown_left_s} s` : "");
-    cell(tr, key.problem || key.disabled_reason || key.last_error || "");
+    cell(tr, key.problem || key.disabled_reason || key.last_error || "", "wide");
     cell(tr, keyButton(key));
     body.append(tr);
   }
+  labelCells($("keys"));
 }
 
 function keyButton(key) {
@@ -150,12 +185,13 @@ async function setKey(key, action) {
 }
 
 function shortUrl(url) {
-  // host and the end of the path: enough to tell two videos apart; the full URL on hover
+  // host, the end of the path and the whole query string (signed or parameterised URLs
+  // differ only there); the full URL on hover and in the task's detail
   try {
     const parsed = new URL(url);
     const path = parsed.pathname.length > 24 ? `…${parsed.pathname.slice(-23)}` : parsed.pathname;
-    return parsed.host + path;
-  } catch (e) { return url.length > 40 ? `${url.slice(0, 39)}…` : url; }
+    return parsed.host + path + parsed.search + parsed.hash;
+  } catch (e) { return url; }
 }
 
 function totalMs(task) {
@@ -169,7 +205,9 @@ function showTasks(page) {
     const tr = document.createElement("tr");
     tr.dataset.taskId = task.task_id;
     cell(tr, task.task_id.slice(0, 12)).title = task.task_id;
-    cell(tr, shortUrl(task.url), "url").title = task.url;
+    const url = document.createElement("span");
+    url.textContent = shortUrl(task.url);
+    cell(tr, url, "url wide").title = task.url;
     cell(tr, task.status, `status-${task.status}`);
     cell(tr, task.stage || "");
     cell(tr, task.error_code || "", "error-code").title = task.message || "";
@@ -178,6 +216,7 @@ function showTasks(page) {
     tr.addEventListener("click", () => showTask(task.task_id));
     body.append(tr);
   }
+  labelCells($("tasks"));
   $("tasks-empty").hidden = page.tasks.length > 0;
 }
 
@@ -211,6 +250,31 @@ function exportLink(batch, format) {
   return link;
 }
 
+function batchBar(batch) {
+  // completed in the progress colour, failed in red; never the warning colour a key's
+  // spent quota gets: a batch that finished without a failure is good news
+  const { completed, failed } = batch.counts;
+  const total = batch.progress.total;
+  const share = (n) => `${total ? Math.min(100, (100 * n) / total) : 0}%`;
+  const wrap = document.createElement("div");
+  const allDone = total > 0 && batch.progress.finished >= total;
+  wrap.className = "bar batch" + (allDone && !failed ? " done" : "");
+  const done = document.createElement("span");
+  done.style.width = share(completed);
+  wrap.append(done);
+  if (failed) {
+    const bad = document.createElement("span");
+    bad.className = "failed";
+    bad.style.left = share(completed);
+    bad.style.width = share(failed);
+    wrap.append(bad);
+  }
+  const label = document.createElement("em");
+  label.textContent = `${batch.progress.finished} / ${total}`;
+  wrap.append(label);
+  return wrap;
+}
+
 function showBatches(page) {
   const body = $("batches").tBodies[0];
   body.replaceChildren();
@@ -218,7 +282,7 @@ function showBatches(page) {
     const tr = document.createElement("tr");
     tr.dataset.batchId = batch.batch_id;
     cell(tr, batch.name).title = batch.batch_id;
-    cell(tr, bar(batch.progress.finished, batch.progress.total));
+    cell(tr, batchBar(batch));
     cell(tr, batch.counts.completed, "status-completed");
     cell(tr, batch.counts.failed, batch.counts.failed ? "status-failed" : "");
     cell(tr, batch.rejected);
@@ -229,21 +293,65 @@ function showBatches(page) {
     cell(tr, links);
     body.append(tr);
   }
+  labelCells($("batches"));
+  $("batches-empty").hidden = page.batches.length > 0;
 }
 
-async function showTask(taskId) {
+let shownTask = null;  // the id the task detail shows
+
+async function showTask(taskId, { scroll = true, note = "" } = {}) {
   try {
     const task = await api(`api/v1/task/${encodeURIComponent(taskId)}`);
+    shownTask = taskId;
     $("detail-id").textContent = taskId;
     $("detail-url").textContent = task.url;
     $("detail-url").href = task.url;
     $("detail-summary").textContent = task.result ? task.result.summary :
       `no result: ${task.status}${task.error_code ? ` · ${task.error_code}` : ""}${task.message ? ` · ${task.message}` : ""}`;
+    showRetry(task, note);
     showTags(task.result ? task.result.tags : []);
+    // no headings over nothing: a task without a result has no moments or frames
+    $("detail-moments-box").hidden = !task.result;
     showMoments(task.result);
-    showFrames(taskId, task.result ? task.result.frames : []);
+    const frames = task.result ? task.result.frames : [];
+    $("detail-frames-box").hidden = !frames.length;
+    showFrames(taskId, frames);
     $("task-detail").hidden = false;
+    // the detail sits under the list (or far above the search box): bring it to the reader
+    if (scroll) $("task-detail").scrollIntoView({ block: "start", behavior: scrollBehavior() });
   } catch (error) { failed(error); }
+}
+
+function scrollBehavior() {
+  return window.matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth";
+}
+
+function showRetry(task, note) {
+  $("detail-retry").hidden = task.status !== "failed" && !note;
+  $("retry").hidden = task.status !== "failed";
+  $("retry").disabled = $("retry-force").disabled = false;
+  $("retry-force").hidden = true;
+  $("retry-status").textContent = note;
+}
+
+async function retryTask(force) {
+  const taskId = shownTask;
+  $("retry").disabled = $("retry-force").disabled = true;
+  $("retry-status").textContent = force ? "retrying anyway…" : "retrying…";
+  try {
+    await api(`api/v1/task/${encodeURIComponent(taskId)}/retry${force ? "?force=true" : ""}`, "POST");
+    if (shownTask !== taskId) return;
+    await showTask(taskId, { scroll: false, note: force ? "re-queued (forced)" : "re-queued" });
+    refresh();
+  } catch (error) {
+    if (shownTask !== taskId) return;
+    if (error.status === 401 || error.status === 403) { failed(error); return; }
+    // 409: the API refuses a task that failed for a reason about the video itself (too
+    // long, unsupported format): its message says why, and the operator may still insist
+    $("retry-status").textContent = error.message;
+    $("retry-force").hidden = force || error.status !== 409;
+    $("retry").disabled = $("retry-force").disabled = false;
+  }
 }
 
 function showTags(tags) {
@@ -341,6 +449,48 @@ const charts = {};
 
 function chartWidth(id) { return Math.max(240, $(id).clientWidth || 800); }
 
+const measure = document.createElement("canvas").getContext("2d");
+
+function textWidth(axis, value) {
+  // CSS pixels of a tick label in the axis font (uPlot keeps it scaled to the canvas);
+  // a separate canvas: uPlot caches the font it set on its own
+  measure.font = axis.font[0];
+  const lines = String(value).split("\n");
+  return Math.max(...lines.map((line) => measure.measureText(line).width)) /
+    (window.devicePixelRatio || 1);
+}
+
+function axisSize(u, values, axisIndex, cycle) {
+  // a vertical axis as wide as its widest label (uPlot's fixed 50 px cut "10,000" to "0,000").
+  // uPlot asks again while sizes change (the new plot height may bring other ticks): from
+  // the second round on the size only grows, so it settles
+  const axis = u.axes[axisIndex];
+  const widest = Math.max(0, ...(values || []).map((value) => textWidth(axis, value)));
+  const size = Math.ceil(axis.ticks.size + axis.gap + widest + 4);
+  return cycle > 1 ? Math.max(size, axis._size || 0) : size;
+}
+
+// tick steps for things counted whole (tasks, requests): no "0.25 tasks"
+const COUNTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5,
+  5e5, 1e6];
+
+function fitText(axis, text, maxPx) {
+  // the label cut with "…" to fit maxPx; the full one is in the legend on hover
+  if (textWidth(axis, text) <= maxPx) return text;
+  let cut = [...text];
+  while (cut.length > 1 && textWidth(axis, `${cut.join("")}…`) > maxPx) cut.pop();
+  return `${cut.join("")}…`;
+}
+
+const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 });
+
+function ms(value) {
+  // a duration tick with its unit: "500 ms", "12 s"
+  if (value === null || value === undefined) return "–";
+  if (value === 0) return "0";
+  return Math.abs(value) < 1000 ? `${value} ms` : `${+(value / 1000).toFixed(1)} s`;
+}
+
 function dropChart(id) {
   if (charts[id]) { charts[id].destroy(); delete charts[id]; }
 }
@@ -352,6 +502,7 @@ function drawChart(id, options, data) {
 }
 
 function showPoolHistory(history) {
+  if (offline()) { dropChart("chart-days"); dropChart("chart-hour"); return; }  // hidden
   const days = history.days;
   const dayX = days.map((d) => Date.parse(`${d.day}T12:00:00Z`) / 1000);
   drawChart("chart-days", {
@@ -363,8 +514,9 @@ function showPoolHistory(history) {
       { label: "cost USD", scale: "usd", stroke: "#d9822b", width: 2, dash: [6, 4],
         value: (u, v) => v === null ? "–" : `$${v.toFixed(4)}` },
     ],
-    axes: [{}, { scale: "n", label: "requests" },
-           { scale: "tok", side: 1, label: "tokens", grid: { show: false } }],
+    axes: [{}, { scale: "n", label: "requests", size: axisSize, incrs: COUNTS },
+           { scale: "tok", side: 1, label: "tokens", grid: { show: false }, size: axisSize,
+             values: (u, splits) => splits.map((v) => compact.format(v)) }],
   }, [dayX, days.map((d) => d.requests), days.map((d) => d.input_tokens + d.output_tokens),
       days.map((d) => d.cost_usd)]);
   const minutes = history.last_hour;
@@ -378,7 +530,7 @@ function showPoolHistory(history) {
       { label: "capacity", stroke: "#1d2330", width: 2, dash: [4, 3], spanGaps: true,
         paths: uPlot.paths.stepped({ align: 1 }) },
     ],
-    axes: [{}, { label: "requests / minute" }],
+    axes: [{}, { label: "requests / minute", size: axisSize, incrs: COUNTS }],
   }, [minutes.map((m) => Date.parse(m.minute) / 1000), minutes.map((m) => m.requests),
       minutes.map((m) => m["429s"]), minutes.map((m) => m.capacity)]);
 }
@@ -393,39 +545,48 @@ function showThroughput(throughput) {
       { label: "completed", stroke: "#1e7f3d", fill: "#1e7f3d33", width: 1 },
       { label: "failed", stroke: "#b3261e", fill: "#b3261e33", width: 1 },
     ],
-    axes: [{}, { label: "tasks / minute" }],
+    axes: [{}, { label: "tasks / minute", size: axisSize, incrs: COUNTS }],
   }, [x, throughput.completed, throughput.failed]);
 }
 
-function categoryChart(id, what, labels, series, data) {
-  // bars over named categories (uPlot has numbers on x: the names come from the index)
+function categoryChart(id, what, labels, series, data, { rowPx = 24, valueAxis = {} } = {}) {
+  // horizontal bars over named categories, one row each, the names written out on the
+  // left (uPlot has numbers on x: the names come from the index). Upright names read at
+  // any width; at 390 px twenty slanted ones piled up.
   dropChart(id);
   if (typeof uPlot === "undefined" || !labels.length) return;
+  const width = chartWidth(id);
   const name = (i) => labels[Math.round(i)] ?? "";
-  const short = (i) => { const n = name(i); return n.length > 12 ? `${n.slice(0, 11)}…` : n; };
+  const room = Math.min(240, Math.round(width * 0.4) - 20);  // the names' width, at most
   charts[id] = new uPlot({
-    width: chartWidth(id), height: 260,
-    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
+    width, height: labels.length * rowPx + 90,  // + the value axis and its name
+    scales: { x: { time: false, ori: 1, dir: -1, range: [-0.5, labels.length - 0.5] },
+              y: { ori: 0, range: (u, min, max) => [0, max > 0 ? max * 1.08 : 1] } },
     series: [{ label: what, value: (u, v) => v === null ? "–" : name(v) }, ...series],
-    axes: [{ splits: () => labels.map((_, i) => i), values: (u, splits) => splits.map(short),
-             rotate: -45, size: 80 }, {}],
+    axes: [
+      { side: 3, splits: () => labels.map((_, i) => i), size: axisSize, grid: { show: false },
+        values: (u, splits) => splits.map((i) => fitText(u.axes[0], name(i), room)) },
+      { side: 2, space: 70, ...valueAxis },
+    ],
   }, [labels.map((_, i) => i), ...data], $(id));
 }
 
 function showStageLatency(stages) {
   const names = Object.keys(stages);
   $("stages-empty").hidden = names.length > 0;
+  const value = (u, v) => v === null ? "–" : `${v.toLocaleString("en")} ms`;
   categoryChart("chart-stages", "stage", names, [
-    { label: "p95 ms", stroke: "#d9822b", fill: "#d9822b66", paths: uPlotBars(0.7) },
-    { label: "p50 ms", stroke: "#3d7bfd", fill: "#3d7bfdaa", paths: uPlotBars(0.4) },
-  ], [names.map((n) => stages[n].p95_ms), names.map((n) => stages[n].p50_ms)]);
+    { label: "p95", stroke: "#d9822b", fill: "#d9822b66", paths: uPlotBars(0.7), value },
+    { label: "p50", stroke: "#3d7bfd", fill: "#3d7bfdaa", paths: uPlotBars(0.4), value },
+  ], [names.map((n) => stages[n].p95_ms), names.map((n) => stages[n].p50_ms)],
+  { rowPx: 32, valueAxis: { label: "duration", values: (u, splits) => splits.map(ms) } });
 }
 
 function showTopTags(tags) {
   $("tags-empty").hidden = tags.length > 0;
   categoryChart("chart-tags", "tag", tags.map((t) => t.tag), [
     { label: "tasks", stroke: "#3d7bfd", fill: "#3d7bfd88", paths: uPlotBars(0.7) },
-  ], [tags.map((t) => t.count)]);
+  ], [tags.map((t) => t.count)], { valueAxis: { label: "tasks", incrs: COUNTS } });
 }
 
 function uPlotBars(size) {
@@ -467,15 +628,21 @@ async function refresh() {
 async function search(event) {
   event.preventDefault();
   const list = $("search-results");
+  const query = $("search-q").value;
   list.replaceChildren();
+  $("search-empty").hidden = true;
   try {
-    const page = await api(`api/v1/search?q=${encodeURIComponent($("search-q").value)}&limit=20`);
+    const page = await api(`api/v1/search?q=${encodeURIComponent(query)}&limit=20`);
     for (const hit of page.hits) {
       const li = document.createElement("li");
       li.textContent = `${hit.task_id.slice(0, 12)} · ${hit.tags.join(", ")}`;
       li.addEventListener("click", () => showTask(hit.task_id));
       list.append(li);
     }
+    // an empty list looks like a search that did not run: say there was no hit
+    $("search-empty").textContent = query.trim() ?
+      `no completed task matches “${query.trim()}”` : "no completed task to show";
+    $("search-empty").hidden = page.hits.length > 0;
   } catch (error) { failed(error); }
 }
 
@@ -487,6 +654,8 @@ document.addEventListener("DOMContentLoaded", () => {
     refresh();
   });
   $("search-form").addEventListener("submit", search);
+  $("retry").addEventListener("click", () => retryTask(false));
+  $("retry-force").addEventListener("click", () => retryTask(true));
   refresh();
   setInterval(refresh, REFRESH_MS);
 });

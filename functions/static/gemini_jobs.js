@@ -1,9 +1,10 @@
 // Gemini batch jobs (issue 27): a self-contained section of the dashboard, refreshed on
 // each refresh of the page from /api/v1/stats with app.js's token-checked `api`
-// (textContent only).
+// (textContent only); hidden, and not asked for, with the offline tagger.
 "use strict";
 
 async function refreshGeminiJobs() {
+  if (offline()) return;  // the offline tagger has no Batch API: the section is hidden
   let stats;
   try { stats = await api("api/v1/stats"); } catch (error) { return; }  // app.js reports it
   const jobs = stats.gemini_batches || { jobs: {}, recent: [] };
@@ -21,6 +22,7 @@ async function refreshGeminiJobs() {
       if (cls) cell.className = cls;
     }
   }
+  labelCells($("gemini-jobs"));
 }
 
 // refreshed with the rest of the page (app.js says when), so a token just entered counts

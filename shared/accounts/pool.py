@@ -406,6 +406,12 @@ class AccountPool:
 
     # --- stats -----------------------------------------------------------------------
 
+    def key_count(self) -> int:
+        """How many keys the pool holds, whatever their state (one SCARD: cheap enough for
+        every create request)."""
+        return int(self.redis.scard(redis_keys.ACCOUNT_IDS))
+
+
     def stats(self) -> dict[str, object]:
         """Per key (masked) and totals; no secret in the answer."""
         day, _ = self.quota_day()

@@ -1,7 +1,9 @@
 """Key pool use cases of the API: the pool's state, a key enabled or disabled, the
-history of a key and of the pool."""
+history of a key and of the pool, and the warning that there is no key at all."""
 
 from __future__ import annotations
+
+import redis
 
 from shared.accounts import history
 from shared.accounts.history import HistoryQuery
@@ -9,6 +11,10 @@ from shared.accounts.pool import KEY_ID_PATTERN, PoolUnavailable
 from shared.app.context import Services
 from shared.errors import InvalidInput, NotFound
 from shared.redis_conn import redis_outage
+from shared.tasks.models import ServiceWarning
+
+IMPORT_KEYS = "python scripts/import_accounts.py --file google_accounts.json"
+"""The command that fills the pool (README, "Gemini key pool")."""
 
 
 def pool_stats(services: Services) -> dict[str, object]:
@@ -46,3 +52,27 @@ def pool_history(services: Services, query: HistoryQuery) -> dict[str, object]:
     """The pool's totals per quota day and its last hour per minute against capacity."""
     with redis_outage(PoolUnavailable):
         return history.pool_history(services.pool, query.days)
+
+
+def setup_warnings(services: Services) -> list[ServiceWarning]:
+    """What keeps a running deployment from tagging: TAGGER=gemini with no key in the pool
+    makes every task wait `no_key_available` for up to MAX_QUOTA_WAIT_S, and nothing else
+    says so. Said at start-up, on the dashboard and in each create reply.
+
+    Never raises: a warning must not fail the reply it rides on (Redis down is said by the
+    503s and /healthz)."""
+    settings = services.settings
+    if settings.TAGGER != "gemini":
+        return []
+    try:
+        if services.pool.key_count():
+            return []
+    except (redis.RedisError, OSError):
+        return []
+    wait_h = settings.MAX_QUOTA_WAIT_S / 3600
+    return [ServiceWarning(
+        code="no_keys",
+        message=f"TAGGER=gemini but the key pool holds no key: every task waits "
+                f"(no_key_available) for up to {wait_h:g} h (MAX_QUOTA_WAIT_S), then fails. "
+                f"Import the Gemini keys into this deployment's Redis to start tagging.",
+        command=IMPORT_KEYS)]

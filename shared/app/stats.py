@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.app.context import Services
+from shared.app.pool import setup_warnings
 from shared.redis_conn import redis_outage
 from shared.tasks.db import utcnow
 from shared.tasks.gemini_jobs import GeminiJobStore
@@ -53,6 +54,7 @@ def service_stats(services: Services) -> dict[str, Any]:
         "usage": {"last_hour": usage_totals(queries.usage_since(utcnow() - WINDOW)),
                   "today": usage_totals(queries.usage_since(start_of_day()))},
         "gemini_batches": batch_jobs(services),
+        "warnings": [warning.model_dump() for warning in setup_warnings(services)],
     }
 
 

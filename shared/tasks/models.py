@@ -274,6 +274,26 @@ class TaskPage(BaseModel):
     next_cursor: str | None = None
 
 
+class ServiceWarning(BaseModel):
+    """Something that keeps this deployment from doing its work although it runs and took
+    the request (a Gemini tagger with no key: tasks wait instead of failing)."""
+
+    code: str = Field(description="what it is, stable: `no_keys`")
+    message: str = Field(description="what it means for the caller's tasks, said plainly")
+    command: str | None = Field(default=None, description="what an operator runs to fix it")
+
+
+class TaskCreated(BaseModel):
+    """`data` of POST /api/v1/task/create."""
+
+    status: Status
+    url: str
+    task_url: str = Field(description="where to poll the task")
+    warnings: list[ServiceWarning] = Field(
+        default_factory=list, description="why the task may not be processed soon although it "
+        "was accepted (empty when nothing is wrong)")
+
+
 INTEGER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
