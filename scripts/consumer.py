@@ -8,8 +8,10 @@ Stops cleanly on SIGTERM/SIGINT: no new deliveries, in-flight ones finish.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
+import threading
 
 from shared.app.pool_jobs import keys_job, watch_pool
 from shared.config import Settings, get_settings
@@ -20,7 +22,9 @@ from shared.pipeline.reaper import reconcile
 from shared.pipeline.runner import end_failed
 from shared.queue.local_consumer import Consumer, ConsumerConfig
 from shared.queue.redis_queue import RedisQueue
-from shared.services import get_services
+from shared.services import wait_for_services
+
+log = logging.getLogger("vision_to_tag.consumer")
 
 WATCH_EVERY_S = 60.0
 """The key pool's capacity history and alerts are looked at once a minute."""
@@ -49,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
-    services = get_services()
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    services = wait_for_services(stopping, log.warning)
+    if services is None:
+        return 0
     if not isinstance(services.queue, RedisQueue):
         parser.error("the consumer only serves QUEUE=redis")
     config = ConsumerConfig(
@@ -87,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())
-    consumer.run()
+    if not stopping.is_set():
+        consumer.run()
     return 0
 
 

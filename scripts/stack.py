@@ -32,8 +32,8 @@ from shared.app.pool import setup_warnings
 from shared.backoff import exponential_backoff
 from shared.config import VAR_DIR, get_settings
 from shared.logs import LOG_FILE_BACKUPS, LOG_FILE_MAX_MB, RotatingFile
-from shared.redis_conn import embedded_running, stop_embedded_server
-from shared.services import Services, get_services
+from shared.redis_conn import embedded_running, restart_if_down, stop_embedded_server
+from shared.services import Services, wait_for_services
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -75,9 +75,14 @@ class LocalStack:
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, RotatingFile] = {}
         self.copiers: dict[str, threading.Thread] = {}
+        self.stopping = threading.Event()
 
     def start(self, *, consumer_args: list[str] | None = None, timeout_s: float = 30,
-              consumer: bool = True) -> None:
+              consumer: bool = True, stopping: threading.Event | None = None) -> bool:
+        """Start the children and wait until the functions answer; False when `stopping`
+        was set meanwhile (the caller stops what was started)."""
+        if stopping is not None:
+            self.stopping = stopping
         self.log_dir.mkdir(parents=True, exist_ok=True)
         functions_framework = str(BIN / "functions-framework")
         self.commands = {
@@ -91,8 +96,11 @@ class LocalStack:
         self._spawn("worker")
         self._wait_http(f"{self.api_url}/healthz", timeout_s)
         self._wait_http(self.worker_url, timeout_s)
+        if self.stopping.is_set():
+            return False
         if consumer:
             self._spawn("consumer")
+        return True
 
     def _spawn(self, name: str) -> None:
         if name not in self.logs:  # a restarted child goes on in the same file
@@ -136,7 +144,7 @@ class LocalStack:
 
     def _wait_http(self, url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopping.is_set():
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
@@ -144,8 +152,9 @@ class LocalStack:
                 requests.get(url, timeout=2)
                 return
             except requests.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
+                self.stopping.wait(0.2)
+        if not self.stopping.is_set():
+            raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
 
     def stop(self, timeout_s: float = 15) -> None:
         """The consumer first (it finishes its deliveries, so the worker finishes the tasks
@@ -205,14 +214,17 @@ class Supervisor:
                  clock: Callable[[], datetime] | None = None,
                  cleanup: Callable[[], int] | None = None,
                  count_in_flight: Callable[[], int | None] = lambda: None,
-                 stop_grace_s: float = STOP_GRACE_S) -> None:
+                 stop_grace_s: float = STOP_GRACE_S,
+                 stopping: threading.Event | None = None,
+                 keep_redis: Callable[[], bool] | None = None) -> None:
         self.stack = stack
+        self.keep_redis = keep_redis
         self.count_in_flight = count_in_flight
         self.stop_grace_s = stop_grace_s
         self.cleanup_at, self.zone = cleanup_at, zone
         self.clock = clock or (lambda: datetime.now(zone))
         self.cleanup = cleanup or run_cleanup
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()
         self.deaths: dict[str, int] = {}
         self.started_at: dict[str, float] = {}
 
@@ -225,6 +237,7 @@ class Supervisor:
         while not self.stopping.wait(0.5):
             for name in list(self.stack.commands):
                 self._watch(name)
+            self._watch_redis()
             if self.clock() >= next_cleanup:
                 threading.Thread(target=self._cleanup, daemon=True).start()
                 next_cleanup = next_daily(self.clock(), self.cleanup_at)
@@ -267,6 +280,16 @@ class Supervisor:
         self.started_at[name] = time.monotonic()
         log(f"{name} started (pid {self.stack.processes[name].pid})")
 
+    def _watch_redis(self) -> None:
+        """The embedded Redis is a child too: started again on its files if it died."""
+        if self.keep_redis is None:
+            return
+        try:
+            if self.keep_redis():
+                log("embedded redis had stopped; started it again on its saved files")
+        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+            log(f"embedded redis is down and did not start: {error}; trying again")
+
     def _cleanup(self) -> None:
         log("cache cleanup starting")
         code = self.cleanup()
@@ -301,22 +324,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     embedded_dir = VAR_DIR / "redis"
     started_redis = not settings.REDIS_URL and not embedded_running(embedded_dir)
+    # from here on a stop at any moment stops everything started so far
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    stack: LocalStack | None = None
     try:
-        services = get_services()  # migrate the database and start embedded Redis once
+        services = wait_for_services(stopping, log)  # migrate, start embedded Redis once
+        if services is None:
+            return 0
         for warning in setup_warnings(services):  # say it before the stack goes quiet
             log(f"warning: {warning.message} Run: {warning.command}")
         stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port,
                            log_max_mb=settings.LOG_FILE_MAX_MB,
                            log_backups=settings.LOG_FILE_BACKUPS)
-        stack.start()
+        if not stack.start(stopping=stopping):
+            return 0
         print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}",
               flush=True)
-        supervisor = Supervisor(stack, settings.cleanup_time, ZoneInfo(settings.CLEANUP_TZ),
-                                count_in_flight=lambda: _in_flight(services))
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: supervisor.stop())
-        supervisor.run()
+        Supervisor(stack, settings.cleanup_time, ZoneInfo(settings.CLEANUP_TZ),
+                   count_in_flight=lambda: _in_flight(services), stopping=stopping,
+                   keep_redis=None if settings.REDIS_URL
+                   else lambda: restart_if_down(embedded_dir)).run()
     finally:
+        if stack is not None:
+            stack.stop(STOP_GRACE_S)  # nothing left once the supervisor stopped it
         if started_redis and stop_embedded_server(embedded_dir):
             log("embedded redis stopped")
         instance.release()

