@@ -61,6 +61,14 @@ def test_the_document_links_create_to_the_task_routes(client) -> None:
     assert create["env"]["enum"] == ["develop", "production"]
 
 
+def test_the_document_says_what_a_tag_read_on_screen_is(client) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    tag = document["components"]["schemas"]["Tag"]["properties"]
+    assert tag["read"]["type"] == "boolean" and tag["read"]["default"] is False
+    assert {"type": "string"} in tag["lang"]["anyOf"] and tag["lang"]["default"] is None
+    assert tag["read"]["description"] and tag["lang"]["description"]
+
+
 @pytest.mark.slow
 def test_schemathesis_finds_nothing(mysql_db_url, redis_client, search_server,
                                     tmp_path) -> None:
