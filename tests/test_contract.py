@@ -85,6 +85,13 @@ def test_the_create_reply_is_documented_with_its_warnings(client, app_env) -> No
     assert set(schemas["ServiceWarning"]["required"]) <= set(warning) == set(
         schemas["ServiceWarning"]["properties"])
 
+def test_the_document_says_what_a_tag_read_on_screen_is(client) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    tag = document["components"]["schemas"]["Tag"]["properties"]
+    assert tag["read"]["type"] == "boolean" and tag["read"]["default"] is False
+    assert {"type": "string"} in tag["lang"]["anyOf"] and tag["lang"]["default"] is None
+    assert tag["read"]["description"] and tag["lang"]["description"]
+
 
 @pytest.mark.slow
 def test_schemathesis_finds_nothing(mysql_db_url, redis_client, search_server,

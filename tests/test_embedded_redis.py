@@ -96,7 +96,8 @@ def test_an_unreadable_file_is_moved_aside_and_the_server_starts(folder: Path, b
     assert "could not read" in message and "moved aside" in message
     assert "reconciler re-queues" in message
     for name in bad:
-        aside = [path.name for path in folder.iterdir() if path.name.startswith(f"{name}.unreadable-")]
+        aside = [path.name for path in folder.iterdir()
+                 if path.name.startswith(f"{name}.unreadable-")]
         assert len(aside) == 1, aside
         assert aside[0] in message
     if RDB_FILE in bad:  # nothing readable left: empty, and said so

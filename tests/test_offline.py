@@ -3,6 +3,7 @@ its keywords and marketing cues, speech — no key, no network, models from the 
 
 from __future__ import annotations
 
+import re
 import sys
 import unicodedata
 from pathlib import Path
@@ -183,7 +184,8 @@ def test_gemini_mode_loads_none_of_it() -> None:
 
     code = ("import sys; import main; from shared.tagging.gemini import GeminiTagger; "
             "heavy = [m for m in ('rapidocr_onnxruntime', 'onnxruntime', 'cv2', 'jieba', "
-            "'webrtcvad', 'numpy', 'shared.tagging.offline') if m in sys.modules]; "
+            "'webrtcvad', 'numpy', 'shared.tagging.offline', 'shared.tagging.ocr') "
+            "if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"TAGGER": "gemini", "PATH": "/usr/bin:/bin"},
@@ -230,15 +232,91 @@ def test_a_caption_read_twice_slightly_differently_is_one_line() -> None:
     assert _same_line([TextSpan("AB", 0.9, 0, 0)], "AC") is None  # too short to guess
 
 
-def test_english_tags_quote_the_chinese_words_read_on_screen(tmp_path: Path) -> None:
+QUOTES = "“”‘’\"「」『』"
+
+
+def chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_words_read_in_another_language_are_marked_not_quoted(tmp_path: Path) -> None:
     clip = caption_clip(tmp_path / "en.mp4", [
         {"text": "年货节 Lucky deals", "size": 44, "colour": "white", "x": "(w-tw)/2",
          "y": "(h-th)/2", "start": 0, "end": 6}], size="640x360")
-    result, _ = tag(clip, tmp_path, ["content"], language="en")
-    theme = {t.tag: t.free for t in result.dimensions["content"]["theme"]}
-    assert "lucky" in theme and not theme["lucky"]
-    chinese = [tag for tag in theme if any("\u4e00" <= ch <= "\u9fff" for ch in tag)]
-    assert chinese and all(tag.startswith("“") and theme[tag] for tag in chinese)
+    english, _ = tag(clip, tmp_path, ["content"], language="en")
+    theme = {t.tag: t for t in english.dimensions["content"]["theme"]}
+    assert "lucky" in theme and theme["lucky"].read and theme["lucky"].lang is None
+    foreign = [t for t in theme.values() if chinese(t.tag)]
+    assert foreign and all(t.read and t.lang == "zh" and not t.free for t in foreign)
+    assert not any(set(t.tag) & set(QUOTES) for t in theme.values())
+    [line] = english.dimensions["content"]["on_screen_text"]
+    assert line.read and line.lang is None  # both languages: neither is foreign to it
+    assert english.model_dump(mode="json")["dimensions"]["content"]["theme"][0].keys() == {
+        "tag", "confidence", "free", "read", "lang"}
+    chinese_result, _ = tag(clip, tmp_path, ["content"])
+    theme = {t.tag: t for t in chinese_result.dimensions["content"]["theme"]}
+    assert theme["lucky"].lang == "en"
+    native = [t for t in theme.values() if chinese(t.tag)]
+    assert native and all(t.read and t.lang is None for t in native)
+    narrative = chinese_result.dimensions["content"]["narrative"]
+    assert narrative and not any(t.read or t.lang for t in narrative)
+
+
+PROMOTION = "50% OFF - BUY NOW - FREE SHIPPING"
+
+
+def test_english_on_screen_text_keeps_its_word_spaces_and_cues(tmp_path: Path) -> None:
+    clip = caption_clip(tmp_path / "promo-en.mp4", [
+        {"text": PROMOTION, "size": 32, "start": 0, "end": 6}])
+    result, _ = tag(clip, tmp_path, ["content", "business"], language="en")
+    assert [t.tag for t in result.dimensions["content"]["on_screen_text"]] == [PROMOTION]
+    marketing = {t.tag for t in result.dimensions["business"]["marketing"]}
+    assert {"promotion", "call to action", "free shipping"} <= marketing
+    theme = [t.tag for t in result.dimensions["content"]["theme"]]
+    assert "shipping" in theme and all(re.fullmatch("[a-z]+", word) for word in theme), theme
+    assert "mentions promotion, free shipping, call to action" in result.summary
+
+
+@pytest.mark.parametrize("text", [PROMOTION, "50%OFF-BUYNOW-FREESHIPPING",
+                                  "50 % off, buy-now, free  shipping"])
+def test_cues_are_found_with_or_without_the_spaces(text: str) -> None:
+    from shared.tagging.offline import marketing_cues
+
+    assert [tag for _, tag in marketing_cues([text], "en")] == [
+        "promotion", "free shipping", "call to action"]
+
+
+def test_a_cue_is_not_made_of_two_lines() -> None:
+    from shared.tagging.offline import marketing_cues
+
+    assert marketing_cues(["BUY", "NOW"], "en") == []
+
+
+@pytest.mark.parametrize(("line", "read"), [
+    ([("A", 0), ("", 0.05), ("B", 0)], "A B"),  # a word gap the recogniser ranked below blank
+    ([("A", 0), ("", 0.001), ("B", 0)], "AB"),  # two letters of one word
+    ([("W", 0), ("", 0.004), ("-", 0), ("", 0.004), ("F", 0)], "W - F"),  # a spaced dash
+    ([("T", 0), ("", 0.0005), ("-", 0), ("", 0.0005), ("S", 0)], "T-S"),  # a hyphen
+    ([("限", 0), ("", 0.3), ("时", 0)], "限时"),  # Chinese is written without spaces
+    ([("时", 0), ("", 0.3), ("A", 0)], "时A"),  # and so is its boundary with Latin
+    ([("A", 0), ("", 0.9), ("B", 0)], "A B"),  # a space the recogniser wrote is kept
+    ([("A", 0), ("", 0.05), ("", 0.05), ("B", 0)], "A B"),  # one space for a wide gap
+])
+def test_the_recogniser_writes_the_word_spaces_it_sees(line: list[tuple[str, float]],
+                                                       read: str) -> None:
+    """The loaded engine's decoder on (character, space probability) columns: the
+    character (or blank, for "") takes the rest of each column's probability."""
+    import numpy as np
+
+    from shared.tagging.ocr import engine
+
+    spaces = engine().text_rec.postprocess_op
+    probs = np.zeros((1, len(line), len(spaces.decode.character)), dtype=np.float32)
+    for column, (char, space) in enumerate(line):
+        probs[0, column, spaces.space] = space
+        probs[0, column, spaces.decode.dict.get(char, 0)] += 1 - space
+    [(text, confidence)] = spaces(probs)
+    assert text == read and confidence > 0.5
 
 
 def test_a_caption_moment_ends_when_the_caption_leaves(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from shared.search.index import TagIndex
 from shared.search.query import SearchQuery
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
+from tests.media import caption_clip
 
 
 def completed_task(services: Services, url: str, env: str = "develop", **fields):
@@ -71,6 +72,19 @@ def test_completed_tasks_are_indexed_and_found(indexed: Services, media_server) 
     first = index.search(SearchQuery(limit=1))
     second = index.search(SearchQuery(limit=1, cursor=first.next_cursor))
     assert first.hits[0].task_id == portrait.task_id and second.hits[0].task_id == clip.task_id
+
+
+def test_english_words_read_on_screen_are_found(indexed: Services, media_server,
+                                                 media_dir) -> None:
+    """Issue 33: `50%OFF-BUYNOW-FREESHIPPING` was one token, so `shipping` found nothing."""
+    caption_clip(media_dir / "promo-en.mp4", [
+        {"text": "50% OFF - BUY NOW - FREE SHIPPING", "size": 32, "start": 0, "end": 2}],
+        seconds=2)
+    task = completed_task(indexed, media_server.url("files/promo-en.mp4"), language="en")
+    indexed.index.refresh()
+    for words in ("shipping", "buy now", "free shipping"):
+        assert [h.task_id for h in indexed.index.search(SearchQuery(q=words)).hits] == [
+            task.task_id], words
 
 
 @pytest.mark.parametrize(("text", "matches"), [

@@ -51,6 +51,18 @@ def test_english_results_use_the_english_vocabulary() -> None:
     assert [(t.tag, t.confidence) for t in tags] == [("woman", 0.7)]
 
 
+def test_a_tag_through_a_vocabulary_keeps_what_it_says_about_itself() -> None:
+    """A keyword read on screen in another language stays marked so when the caller's
+    vocabulary names its field (what the offline tagger does with it)."""
+    from shared.tagging import vocabulary
+    from shared.tagging.result import Tag
+
+    read = Tag(tag="年货节", confidence=0.8, read=True, lang="zh")
+    given = vocabulary.parse({"content.theme": ["年货节", "春节"]})
+    [kept] = vocabulary.apply({"content": {"theme": [read]}}, given, "en")["content"]["theme"]
+    assert (kept.tag, kept.free, kept.read, kept.lang) == ("年货节", False, True, "zh")
+
+
 @pytest.mark.parametrize(("content", "named"), [
     ({"visuals": {"scene": {"zh": {"室内": []}}}}, "unknown dimension 'visuals'"),
     ({"vision": {"scenery": {"zh": {"室内": []}}}}, "vision.scenery: unknown field"),

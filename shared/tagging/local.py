@@ -82,7 +82,9 @@ class LocalTagger:
     provider = "local"
     needs_quota = False
     model = "local-visual-v1"
-    prompt_version = ""
+    prompt_version = "read-2"
+    """Part of the result-cache key: a result read with older rules (words run together,
+    quoted Chinese keywords) is not served again."""
 
     def check_quota(self) -> None:
         """The local tagger has no quota."""
@@ -211,9 +213,9 @@ def understand_text(request: TagRequest, words: dict[str, str]) -> Understood:
     texts = [span.text for span in spans]
     cues = offline.marketing_cues(texts, request.language)
     tags = {
-        ("content", "on_screen_text"): [Tag(tag=span.text, confidence=round(span.confidence, 2))
-                                        for span in spans],
-        ("content", "theme"): [_theme(word, weight, request.language)
+        ("content", "on_screen_text"): [_read(span.text, round(span.confidence, 2),
+                                              request.language) for span in spans],
+        ("content", "theme"): [_read(word, weight, request.language)
                                for word, weight in offline.keywords(texts)],
         ("business", "marketing"): [Tag(tag=tag, confidence=0.9) for _, tag in cues],
     }
@@ -224,14 +226,15 @@ def understand_text(request: TagRequest, words: dict[str, str]) -> Understood:
     return Understood(tags, moments, texts, [tag for _, tag in cues])
 
 
-def _theme(word: str, weight: float, language: str) -> Tag:
-    """A keyword of the on-screen text; in English tags, a Chinese word is quoted text
-    (what the video says), marked free — not passed off as an English tag."""
+def _read(text: str, confidence: float, language: str) -> Tag:
+    """Text read on screen (a line or one of its keywords), as written: never translated,
+    and marked with its own language where that is not the result's (a Chinese keyword
+    in an English result) rather than passed off as a tag in the result's language."""
     from shared.tagging import offline
 
-    if language == "en" and offline.CJK.search(word):
-        return Tag(tag=f"“{word}”", confidence=weight, free=True)
-    return Tag(tag=word, confidence=weight)
+    written = offline.written_in(text)
+    return Tag(tag=text, confidence=confidence, read=True,
+               lang=written if written != language else None)
 
 
 def hear(request: TagRequest, words: dict[str, str]) -> Heard:

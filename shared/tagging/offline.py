@@ -1,9 +1,8 @@
 """What the offline tagger understands without any API key, with models that ship inside
 their wheels (nothing is downloaded at run time):
 
-- on-screen text: RapidOCR (PP-OCRv4 Chinese + English ONNX models in
-  `rapidocr-onnxruntime`) on the key frames, merged across frames with the time it was on
-  screen;
+- on-screen text: RapidOCR (`ocr.py`) on the key frames, merged across frames with the
+  time it was on screen;
 - what the text is about: jieba keywords (its dictionary ships in the package) for
   Chinese, a stop-word filter for English; prices, discounts and calls to action;
 - speech: WebRTC voice activity (`webrtcvad-wheels`, no model file) on 16 kHz mono PCM
@@ -26,9 +25,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from shared.once import once
-
-log = logging.getLogger("vision_to_tag.offline")
+from shared.tagging import ocr
 
 MIN_TEXT_CONFIDENCE = 0.75
 """OCR lines below this are dropped: noise and textures read as garbage otherwise."""
@@ -68,27 +65,9 @@ class SpeechReport:
 # --- on-screen text ------------------------------------------------------------------------
 
 
-@once
-def _ocr_engine():
-    """The OCR engine, loaded once per process (not once per concurrent first task:
-    each copy is hundreds of MB); None where it is not installed (the Cloud
-    Functions image installs requirements.txt only: production tags with Gemini)."""
-    try:
-        from rapidocr_onnxruntime import RapidOCR
-    except ImportError:
-        log.warning("rapidocr-onnxruntime is not installed: no on-screen text "
-                    "(pip install --no-deps -r requirements-offline.txt)")
-        return None
-    # key frames are at most 768 px on their long side: detect at that size instead of
-    # upscaling their short side to 736 (same text read, half the time, 40% less memory);
-    # captions are upright, so no 180° direction classifier
-    return RapidOCR(det_limit_type="max", det_limit_side_len=768, use_cls=False,
-                    intra_op_num_threads=2)
-
-
 def normalise(text: str) -> str:
-    """NFKC (full-width ￥ and digits become ¥ and ASCII), trimmed."""
-    return unicodedata.normalize("NFKC", text).strip()
+    """NFKC (full-width ￥ and digits become ¥ and ASCII), one space between words."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def _key(text: str) -> str:
@@ -115,7 +94,7 @@ def read_text(frames: Sequence[tuple[float, Path]],
     read slightly differently) is one span from the first frame it is on until the next
     key frame without it (the end of the video after the last frame); noise and lines
     below MIN_TEXT_CONFIDENCE are dropped."""
-    engine = _ocr_engine()
+    engine = ocr.engine()
     if engine is None:
         return []
     frames = sorted(frames)
@@ -159,18 +138,44 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 EN_STOP = frozenset("""a an and are as at be but by for from has have in into is it its of on or
 our so than that the their them then there these this to up was we were what when which
 who will with you your now off get all new more just only""".split())
+LATIN = re.compile(r"[A-Za-z]")
+
+
+def written_in(text: str) -> str | None:
+    """The language of text read on screen, for tags to say when it is not the result's:
+    `zh` for Chinese characters without Latin letters, `en` for Latin letters without
+    Chinese characters; None for a mix, or for neither (`¥99`)."""
+    chinese, latin = bool(CJK.search(text)), bool(LATIN.search(text))
+    if chinese == latin:
+        return None
+    return "zh" if chinese else "en"
+
+
+ENGLISH_WORD = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
+"""A word, hyphenated or with an apostrophe inside; a dash at its edge is not part of it
+(`OFF- BUY`: `off`, `buy`)."""
+
+
+def _phrases(*texts: str) -> str:
+    """Each phrase as a pattern that matches it with or without the spaces (or dashes)
+    between its words: captions are written both ways (`FREESHIPPING`) and a recogniser
+    may not see every word gap."""
+    return "|".join("[ -]*".join(map(re.escape, text.split())) for text in texts)
+
 
 MARKETING = [
     ("price", re.compile(r"[¥$€£]\s*\d|\d+(\.\d+)?\s*(元|块|rmb|usd)|价格|售价|price", re.I),
      {"zh": "价格", "en": "price"}),
     ("discount", re.compile(r"\d+(\.\d+)?\s*折|优惠|特价|折扣|满减|立减|秒杀|\d+\s*%\s*off|sale|"
                             r"discount|deal", re.I), {"zh": "促销优惠", "en": "promotion"}),
-    ("shipping", re.compile(r"包邮|免运费|free\s+shipping", re.I),
+    ("shipping", re.compile("包邮|免运费|" + _phrases("free shipping"), re.I),
      {"zh": "包邮", "en": "free shipping"}),
-    ("urgency", re.compile(r"限时|限量|仅限|今日|最后|limited|today only|last chance", re.I),
+    ("urgency", re.compile("限时|限量|仅限|今日|最后|limited|"
+                           + _phrases("today only", "last chance"), re.I),
      {"zh": "限时", "en": "limited time"}),
-    ("call_to_action", re.compile(r"下单|购买|抢购|关注|点击|点赞|私信|buy now|order now|shop now|"
-                                  r"follow|subscribe|click|link in bio", re.I),
+    ("call_to_action", re.compile("下单|购买|抢购|关注|点击|点赞|私信|follow|subscribe|click|"
+                                  + _phrases("buy now", "order now", "shop now", "link in bio"),
+                                  re.I),
      {"zh": "行动号召", "en": "call to action"}),
 ]
 """Marketing cues: (name, pattern, tag per language)."""
@@ -195,9 +200,9 @@ def keywords(texts: Sequence[str], limit: int = 8) -> list[tuple[str, float]]:
         for word, weight in jieba.analyse.extract_tags(joined, topK=limit, withWeight=True):
             if CJK.search(word) and len(word) >= 2:
                 found[word] = weight
-    for word in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", joined):
+    for word in ENGLISH_WORD.findall(joined):
         lower = word.lower()
-        if lower not in EN_STOP:
+        if len(lower) >= 3 and lower not in EN_STOP:
             found[lower] = found.get(lower, 0.0) + 1.0
     if not found:
         return []

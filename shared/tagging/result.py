@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from shared.video.probe import MediaInfo
@@ -23,10 +23,18 @@ SUBCATEGORIES: dict[str, tuple[str, ...]] = {
 
 
 class Tag(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     tag: str = Field(min_length=1)
     confidence: float
     free: bool = False
     """True for a tag outside the controlled vocabulary of its field (kept as said)."""
+    read: bool = False
+    """True for text read in the video (on-screen text and its keywords), kept as written
+    rather than described or translated."""
+    lang: str | None = None
+    """The language `tag` is written in where that is not the result's `language` (text
+    read on screen, e.g. `zh` in an English result); null otherwise."""
 
     @field_validator("confidence")
     @classmethod

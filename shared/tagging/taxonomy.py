@@ -66,7 +66,7 @@ class Taxonomy:
             if canonical is None and entry.closed:
                 continue
             name = canonical or tag.tag
-            candidate = Tag(tag=name, confidence=tag.confidence, free=canonical is None)
+            candidate = tag.model_copy(update={"tag": name, "free": canonical is None})
             if name not in best or best[name].confidence < candidate.confidence:
                 best[name] = candidate
         return sorted(best.values(), key=lambda tag: -tag.confidence)
