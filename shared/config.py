@@ -100,8 +100,8 @@ class Settings(BaseSettings):
     SYNC_TIMEOUT_S: float = Field(default=120, gt=0)
     TAG_INPUT: Literal["video", "frames"] = "video"
     INLINE_MAX_MB: float = Field(default=18, gt=0)
-    MAX_VIDEO_MB: float = Field(default=50, gt=0)
-    MAX_VIDEO_SECONDS: float = Field(default=600, gt=0)
+    MAX_VIDEO_MB: float = Field(default=2048, gt=0)
+    MAX_VIDEO_SECONDS: float = Field(default=4 * 3600, gt=0)
     TASK_TIMEOUT_S: int = Field(default=90, ge=1, le=1800)
     DISPATCH_DEADLINE_S: int = Field(default=900, ge=15, le=1800)
     MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)

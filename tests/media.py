@@ -29,13 +29,18 @@ def make_bad_media(folder: Path) -> None:
     (folder / "truncated.mp4").write_bytes(clip[: len(clip) // 5])
     ffmpeg("-display_rotation", "90", "-i", str(folder / "clip.mp4"), "-c", "copy",
            str(folder / "phone.mp4"))
-    with open(folder / "big.mp4", "wb") as handle:  # 51 MB: over the default 50 MB limit
+    with open(folder / "big.mp4", "wb") as handle:  # 51 MB: over a 50 MB MAX_VIDEO_MB
         handle.write(clip[:64])
         for _ in range(51):
             handle.write(os.urandom(1024 * 1024))
     ffmpeg("-f", "lavfi", "-i", "color=c=blue:size=32x32:rate=1:duration=610",
            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
            str(folder / "long.mp4"))
+    for name, seconds in (("four_hours.mp4", 4 * 3600), ("four_hours_and_a_second.mp4",
+                                                         4 * 3600 + 1)):
+        ffmpeg("-f", "lavfi", "-i", f"color=c=blue:size=16x16:rate=1:duration={seconds}",
+               "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+               str(folder / name))
 
 
 CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"

@@ -18,7 +18,7 @@ def test_embedded_defaults(monkeypatch) -> None:
     assert settings.DATABASE_URL.startswith("sqlite:///") and settings.REDIS_URL == ""
     assert (settings.STORAGE, settings.TAGGER, settings.QUEUE) == ("local", "local", "redis")
     assert settings.PLATFORMS == ["rpa", "miaobi"] and settings.API_TOKENS == []
-    assert settings.MAX_VIDEO_MB == 50 and settings.MAX_ATTEMPTS == 5 and settings.CACHE_DAYS == 7
+    assert settings.MAX_VIDEO_MB == 2048 and settings.MAX_ATTEMPTS == 5 and settings.CACHE_DAYS == 7
 
 
 def test_comma_lists(monkeypatch) -> None:

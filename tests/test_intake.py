@@ -44,6 +44,8 @@ def stored_files(services: Services) -> list[str]:
     ("status/404", "download_failed"),
 ])
 def test_bad_inputs_fail_at_once(sqlite_services: Services, media_server, path, code) -> None:
+    sqlite_services.settings.MAX_VIDEO_MB = 50  # small limits: small test files pass them
+    sqlite_services.settings.MAX_VIDEO_SECONDS = 600
     reply, task = run(sqlite_services, media_server.url(path))
     assert (reply.kind, task.status, task.error_code, task.attempts) == (
         DeliveryKind.DONE, "failed", code, 1), task.message
@@ -249,3 +251,16 @@ def test_a_dns_outage_at_create_is_accepted_and_left_to_the_download() -> None:
     with pytest.raises(HostNotFound) as caught:
         UrlPolicy(resolver=missing).check_url("https://gone.example.org/v.mp4")
     assert caught.value.error_code == "download_failed"
+
+
+def test_by_default_four_hours_are_accepted_and_a_second_more_is_refused(
+        sqlite_services: Services, media_server) -> None:
+    """The defaults reach the peers (4 h, 2 GB) without setting anything; the refusal
+    names the setting that would change it."""
+    assert sqlite_services.settings.MAX_VIDEO_SECONDS == 4 * 3600
+    assert sqlite_services.settings.MAX_VIDEO_MB == 2048
+    _, over = run(sqlite_services, media_server.url("files/four_hours_and_a_second.mp4"))
+    assert over.error_code == "video_too_long" and "MAX_VIDEO_SECONDS" in over.message
+    _, four_hours = run(sqlite_services, media_server.url("files/four_hours.mp4"))
+    assert four_hours.status == "completed", four_hours.message
+    assert four_hours.result.technical.duration_s == 4 * 3600

@@ -195,6 +195,32 @@ def test_windows_cover_the_video_in_equal_parts() -> None:
     assert windows.plan(0, 1200) == [(0.0, 0.0)]
 
 
+def _part(*spans: tuple[float, float]) -> dict:
+    return {"dimensions": {}, "summary": "", "safety": None, "usage": {},
+            "key_moments": [{"start_s": a, "end_s": b, "tags": [f"m{a:g}"], "description": ""}
+                            for a, b in spans]}
+
+
+def test_a_part_answered_on_its_own_clock_is_moved_onto_the_video() -> None:
+    """Part 2 (12:30–25:00) answers 00:01–00:03: the part's own clock, moved by 12:30;
+    a moment inside the part stays; one that fits neither reading is dropped; both are
+    said in `warnings`. The first part's clock is the video's: nothing moves there."""
+    parts = [(0.0, 750.0), (750.0, 1500.0)]
+    merged = windows.merge([_part((1, 3)), _part((1, 3), (800, 810), (1400, 2000))], parts)
+    assert [(m.start_s, m.end_s) for m in merged["key_moments"]] == [
+        (1, 3), (751, 753), (800, 810)]
+    assert merged["warnings"] == [
+        "part 12:30–25:00: 1 key moment(s) answered on the part's own clock, moved by 12:30",
+        "part 12:30–25:00: 1 key moment(s) outside the part dropped"]
+
+
+def test_a_part_whose_moments_all_lie_inside_it_keeps_them_and_says_nothing() -> None:
+    merged = windows.merge([_part((10, 20)), _part((760, 770), (1499.5, 1500.5))],
+                           [(0.0, 750.0), (750.0, 1500.0)])
+    assert [m.start_s for m in merged["key_moments"]] == [10, 760, 1499.5]
+    assert merged["warnings"] == []
+
+
 def clip_offsets(call) -> list[tuple[str, str]]:
     """videoMetadata offsets sent (the SDK writes the inner fields snake_case, which
     Gemini's JSON parser takes as it takes camelCase)."""

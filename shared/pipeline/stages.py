@@ -117,7 +117,8 @@ def probe_stage(job: Job) -> None:
     limit = job.tools.max_video_seconds
     if media.duration_s > limit:
         raise PermanentError(
-            f"video is {media.duration_s:g} s long, over the limit of {limit:g} s",
+            f"video is {media.duration_s:g} s long, over the limit of {limit:g} s "
+            f"(MAX_VIDEO_SECONDS)",
             error_code=ErrorCode.VIDEO_TOO_LONG,
         )
     job.media = media

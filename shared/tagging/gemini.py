@@ -299,7 +299,7 @@ class GeminiTagger:
             safety=safety, technical=technical_of(request.media), language=request.language,
             provider=self.provider, model=model,
             prompt_version=self.prompt_version + vocabulary.fingerprint(request.vocabulary),
-            usage=total,
+            usage=total, warnings=parsed.get("warnings", []),
         )
 
     def media_resolution(self, request: TagRequest) -> str:

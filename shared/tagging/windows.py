@@ -47,8 +47,11 @@ def merge(parts: list[dict[str, Any]], windows: list[tuple[float, float]]) -> di
                     tag = Tag.model_validate(tag)
                     if tag.tag not in best or best[tag.tag].confidence < tag.confidence:
                         best[tag.tag] = tag
-    moments = sorted((KeyMoment.model_validate(m) for part in parts
-                      for m in part["key_moments"]), key=lambda m: (m.start_s, m.end_s))
+    placed = [in_window([KeyMoment.model_validate(m) for m in part["key_moments"]], window)
+              for part, window in zip(parts, windows, strict=True)]
+    moments = sorted((m for kept, _, _ in placed for m in kept),
+                     key=lambda m: (m.start_s, m.end_s))
+    warnings = _placement_warnings(placed, windows)
     summary = " ".join(f"[{mmss(window[0])}–{mmss(window[1])}] {part['summary']}"
                        for part, window in zip(parts, windows, strict=True) if part["summary"])
     return {
@@ -58,7 +61,52 @@ def merge(parts: list[dict[str, Any]], windows: list[tuple[float, float]]) -> di
         "key_moments": moments, "summary": summary, "safety": _worst(parts),
         "usage": functools.reduce(added, (Usage.model_validate(p["usage"]) for p in parts),
                                   Usage()),
+        "warnings": warnings,
     }
+
+
+EDGE_S = 1.0
+"""A part's moment may start or end this far outside the part (a scene that runs on)."""
+
+
+def in_window(moments: list[KeyMoment], window: tuple[float, float]
+              ) -> tuple[list[KeyMoment], int, int]:
+    """(the part's moments on the whole video's clock, how many were shifted, how many
+    dropped). The model is told the part's times but sometimes answers on the part's own
+    clock (00:01 for a moment of the part 12:30–25:00): a moment that lies inside the part
+    is kept; one that lies inside it only when read from the part's start is shifted by
+    that start; one that fits neither reading is dropped."""
+    start, end = window
+    length = end - start
+
+    def inside(m: KeyMoment, offset: float) -> bool:
+        return (start - EDGE_S <= m.start_s + offset <= end + EDGE_S
+                and m.end_s + offset <= end + EDGE_S)
+
+    kept, shifted, dropped = [], 0, 0
+    for moment in moments:
+        if inside(moment, 0.0):
+            kept.append(moment)
+        elif start > 0 and moment.start_s <= length + EDGE_S and inside(moment, start):
+            kept.append(moment.model_copy(update={"start_s": round(moment.start_s + start, 2),
+                                                  "end_s": round(moment.end_s + start, 2)}))
+            shifted += 1
+        else:
+            dropped += 1
+    return kept, shifted, dropped
+
+
+def _placement_warnings(placed: list[tuple[list[KeyMoment], int, int]],
+                        windows: list[tuple[float, float]]) -> list[str]:
+    warnings = []
+    for (_, shifted, dropped), (start, end) in zip(placed, windows, strict=True):
+        span = f"{mmss(start)}–{mmss(end)}"
+        if shifted:
+            warnings.append(f"part {span}: {shifted} key moment(s) answered on the part's "
+                            f"own clock, moved by {mmss(start)}")
+        if dropped:
+            warnings.append(f"part {span}: {dropped} key moment(s) outside the part dropped")
+    return warnings
 
 
 def _worst(parts: list[dict[str, Any]]) -> Safety | None:

@@ -201,7 +201,8 @@ def _stream(response: requests.Response, dest: Path, limits: FetchLimits) -> Dow
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limits.max_bytes:
         raise PermanentError(
-            f"video is {int(declared)} bytes, over the limit of {limits.max_bytes}",
+            f"video is {int(declared)} bytes, over the limit of {limits.max_bytes} "
+            f"(MAX_VIDEO_MB)",
             error_code=ErrorCode.VIDEO_TOO_LARGE,
         )
     digest = hashlib.sha256()
@@ -211,7 +212,7 @@ def _stream(response: requests.Response, dest: Path, limits: FetchLimits) -> Dow
             size += len(chunk)
             if size > limits.max_bytes:
                 raise PermanentError(
-                    f"video is over the limit of {limits.max_bytes} bytes",
+                    f"video is over the limit of {limits.max_bytes} bytes (MAX_VIDEO_MB)",
                     error_code=ErrorCode.VIDEO_TOO_LARGE,
                 )
             digest.update(chunk)
