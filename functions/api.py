@@ -74,9 +74,13 @@ log = logging.getLogger("vision_to_tag.api")
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"dashboard.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
           "favicon.svg": "image/svg+xml", "gemini_jobs.js": "text/javascript",
-          "vendor/uplot.min.js": "text/javascript", "vendor/uplot.min.css": "text/css"}
-"""The dashboard's files; vendor/ holds uPlot 1.6.32 (MIT, vendor/uplot.LICENSE) for the
-pool's charts: no CDN, nothing fetched from elsewhere."""
+          "vendor/uplot.min.js": "text/javascript", "vendor/uplot.min.css": "text/css",
+          "docs.html": "text/html", "docs.js": "text/javascript",
+          "vendor/swaggerui.bundle.js": "text/javascript",
+          "vendor/swaggerui.css": "text/css"}
+"""The dashboard's and the API docs page's files; vendor/ holds uPlot 1.6.32 (MIT,
+vendor/uplot.LICENSE) for the pool's charts and Swagger UI 5.36.0 (Apache-2.0,
+vendor/swaggerui.LICENSE) for /docs: no CDN, nothing fetched from elsewhere."""
 
 
 @nosniff
@@ -467,6 +471,12 @@ ENDPOINTS = (
     Endpoint("/dashboard/<any(app.js, style.css, favicon.svg, gemini_jobs.js):asset>", "GET",
              dashboard, public=True, documented=False),
     Endpoint("/dashboard/vendor/<any(uplot.min.js, uplot.min.css):vendored>", "GET",
+             dashboard, public=True, documented=False),
+    Endpoint("/docs", "GET", dashboard, public=True, defaults={"asset": "docs.html"},
+             summary="API docs page: this document rendered (Swagger UI, vendored)",
+             answer="the page", media={}),
+    Endpoint("/docs/<any(docs.js):asset>", "GET", dashboard, public=True, documented=False),
+    Endpoint("/docs/vendor/<any(swaggerui.bundle.js, swaggerui.css):vendored>", "GET",
              dashboard, public=True, documented=False),
     Endpoint("/api/v1/openapi.json", "GET", openapi, public=True, summary="This document",
              answer="OpenAPI 3 document", media={}),

@@ -6,6 +6,7 @@ import functools
 import hmac
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,10 @@ def unavailable_reply(error: ServiceUnavailable, *, retry_after_s: float = SERVI
     return reply(503, message or str(error), headers=retry_after(retry_after_s))
 
 
+FIELD_FIRST = re.compile(r"^(?P<field>[A-Za-z_][\w.\[\]-]{0,99}): ")
+"""An error message about one field starts with its name (`url: …`, `items[3].url: …`)."""
+
+
 def reply(
     code: int, message: str = "success", *, task_id: str | None = None,
     data: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
@@ -94,6 +99,8 @@ def reply(
     """The original envelope; the HTTP status always equals `code`. The message is
     redacted: it can carry an upstream service's words."""
     body = {"code": code, "message": redact(message), "task_id": task_id, "data": data or {}}
+    if code >= 400 and (named := FIELD_FIRST.match(message)):
+        body["field"] = named["field"]
     response = flask.Response(
         json.dumps(body, ensure_ascii=False, default=str),
         status=code, mimetype="application/json",

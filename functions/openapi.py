@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from functions.routes import Endpoint, Schema, openapi_path, path_variables
-from shared.tasks.models import Envelope
+from shared.tasks.models import Envelope, ErrorEnvelope
 
 REF = "#/components/schemas/{model}"
 AUTH = [{"bearer": []}, {"apiKey": []}]
@@ -49,8 +49,9 @@ def _schemas(endpoints: Iterable[Endpoint], platforms: tuple[str, ...],
     models = [(model, mode) for endpoint in endpoints
               for model, mode in ((endpoint.body, "validation"), (endpoint.data, "serialization"))
               if model is not None]
-    _, schemas = models_json_schema(list(dict.fromkeys([*models, (Envelope, "serialization")])),
-                                    ref_template=REF)
+    _, schemas = models_json_schema(
+        list(dict.fromkeys([*models, (Envelope, "serialization"),
+                            (ErrorEnvelope, "serialization")])), ref_template=REF)
     return _with_choices(schemas["$defs"], platforms, envs)
 
 
@@ -69,9 +70,8 @@ def _with_choices(defs: dict[str, Any], platforms: tuple[str, ...],
 
 def _operation(endpoint: Endpoint, platforms: tuple[str, ...],
                envs: tuple[str, ...]) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": endpoint.summary}
-    if endpoint.operation_id:
-        operation["operationId"] = endpoint.operation_id
+    operation: dict[str, Any] = {"summary": endpoint.summary, "tags": [group_of(endpoint.path)],
+                                 "operationId": endpoint.operation_id or _derived_id(endpoint)}
     parameters = _parameters(endpoint, platforms, envs)
     if parameters or endpoint.query:
         operation["parameters"] = parameters
@@ -85,8 +85,7 @@ def _operation(endpoint: Endpoint, platforms: tuple[str, ...],
         "200": _success(endpoint),
         **{str(status): _envelope(None, description)
            for status, description in endpoint.other_replies.items()},
-        **{str(status): _envelope(None, "error: `message` names the field and the reason")
-           for status in errors},
+        **{str(status): _error(status) for status in errors},
     }
     return operation
 
@@ -145,3 +144,35 @@ def _envelope(data: type[BaseModel] | None, description: str) -> dict[str, Any]:
         schema["allOf"].append({"type": "object", "properties": {
             "data": {"$ref": REF.format(model=data.__name__)}}})
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+GROUPS = (("/api/v1/task", "tasks"), ("/api/v1/batches", "batches"),
+          ("/api/v1/uploads", "uploads"), ("/api/v1/search", "search"),
+          ("/api/v1/accounts", "keys"), ("/api/v1/teams", "teams"))
+"""Each operation's `tags` group, by its path's start (`/api/v1/task` covers `/tasks`);
+everything else (stats, charts, health, pages, this document) is `operations`."""
+
+
+def group_of(path: str) -> str:
+    return next((group for start, group in GROUPS if path.startswith(start)), "operations")
+
+
+def _derived_id(endpoint: Endpoint) -> str:
+    """An operationId for a declaration without one: method + path words, camelCase."""
+    words = [w for w in openapi_path(endpoint.path).replace("{", "").replace("}", "")
+             .replace(".", "/").replace("_", "/").split("/") if w and w not in ("api", "v1")]
+    return endpoint.method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+ERROR_TEXT = {400: "a field's value cannot be used", 401: "no token", 403: "token refused",
+              404: "no such thing", 409: "its state does not allow it",
+              413: "too large", 415: "not JSON", 429: "too many: see Retry-After",
+              503: "a backing service is down: see Retry-After"}
+
+
+def _error(status: int) -> dict[str, Any]:
+    """Every error reply: `ErrorEnvelope` (`message` and, when it is about one, `field`)."""
+    return {"description": f"error: {ERROR_TEXT.get(status, 'refused')}; `message` names "
+                           f"the field and the reason",
+            "content": {"application/json": {"schema": {
+                "$ref": REF.format(model="ErrorEnvelope")}}}}

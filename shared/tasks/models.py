@@ -358,3 +358,11 @@ class Envelope(BaseModel):
     message: str
     task_id: str | None = None
     data: dict[str, Any] = {}
+
+
+class ErrorEnvelope(Envelope):
+    """Every 4xx/5xx reply: the envelope, `message` saying what is wrong (`field: reason`
+    when one field is), and that field on its own."""
+
+    field: str | None = None
+    """The request field, query parameter, path variable or header the message is about."""
