@@ -52,7 +52,26 @@ def _schemas(endpoints: Iterable[Endpoint], platforms: tuple[str, ...],
     _, schemas = models_json_schema(
         list(dict.fromkeys([*models, (Envelope, "serialization"),
                             (ErrorEnvelope, "serialization")])), ref_template=REF)
-    return _with_choices(schemas["$defs"], platforms, envs)
+    defs = schemas["$defs"]
+    for endpoint in endpoints:
+        if endpoint.data is not None:
+            defs[_reply_name(endpoint.data)] = _typed_envelope(defs["Envelope"], endpoint.data)
+    return _with_choices(defs, platforms, envs)
+
+
+def _reply_name(data: type[BaseModel]) -> str:
+    return f"{data.__name__}Reply"
+
+
+def _typed_envelope(envelope: dict[str, Any], data: type[BaseModel]) -> dict[str, Any]:
+    """The envelope with `data` as its model, spelled out (not `allOf` over the generic
+    envelope, whose `data` is any object: client generators keep the first and lose the
+    model)."""
+    return {**envelope, "title": _reply_name(data),
+            "description": f"The envelope; `data` is a {data.__name__}.",
+            "properties": {**envelope["properties"],
+                           "data": {"$ref": REF.format(model=data.__name__)}},
+            "required": sorted({*envelope.get("required", []), "data"})}
 
 
 def _with_choices(defs: dict[str, Any], platforms: tuple[str, ...],
@@ -139,11 +158,9 @@ def _success(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def _envelope(data: type[BaseModel] | None, description: str) -> dict[str, Any]:
-    schema: dict[str, Any] = {"allOf": [{"$ref": REF.format(model="Envelope")}]}
-    if data:
-        schema["allOf"].append({"type": "object", "properties": {
-            "data": {"$ref": REF.format(model=data.__name__)}}})
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+    model = _reply_name(data) if data else "Envelope"
+    return {"description": description, "content": {"application/json": {"schema": {
+        "$ref": REF.format(model=model)}}}}
 
 
 GROUPS = (("/api/v1/task", "tasks"), ("/api/v1/batches", "batches"),

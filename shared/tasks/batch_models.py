@@ -53,7 +53,9 @@ class CreateBatchRequest(BaseModel):
     items: list[Any] = Field(
         description=f"1 to {MAX_BATCH_ITEMS} items, each with the fields of a task create "
         "(url, platform, uid, dimensions, language, env, vocabulary, callback_url, mode)",
-        json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_ITEMS},
+        json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_ITEMS,
+                           # each item is a task create (validated one by one, not here)
+                           "items": {"$ref": "#/components/schemas/CreateTaskRequest"}},
     )
     callback_url: StrictStr | None = Field(
         default=None, description="POSTed the batch once every item has finished")
