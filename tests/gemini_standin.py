@@ -157,6 +157,8 @@ class GeminiStandIn:
     project_accepted: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     """(project, model) → when its calls were accepted (what the window counts)."""
     model_accepted: dict[str, list[float]] = field(default_factory=dict)
+    accepted_calls: list[tuple[str, str, float]] = field(default_factory=list)
+    """(project, model, time) of every call the rate limit accepted."""
     window_s: float = 60.0
     whole_second_delays: bool = False
     """Per-minute 429s give `retryDelay` in whole seconds (rounded up), as Gemini does;
@@ -306,6 +308,7 @@ class GeminiStandIn:
             self.project_accepted[bucket] = [*recent, now]
             self.accepted.setdefault(key, []).append(now)
             self.model_accepted.setdefault(model, []).append(now)
+            self.accepted_calls.append((bucket[0], model, now))
         return None
 
     def generate(self, handler, key: str | None, behaviour: str, body: dict) -> None:

@@ -77,6 +77,22 @@ def key_history(pool: AccountPool, key_id: str, days: int) -> dict[str, object] 
             "probes": probes}
 
 
+def project_history(pool: AccountPool, project: str, days: int) -> dict[str, object] | None:
+    """A project's days (oldest first): the sums over its keys; None for an unknown one."""
+    ids = sorted(pool.redis.smembers(redis_keys.ACCOUNT_IDS))
+    pipe = pool.redis.pipeline(transaction=False)
+    for key_id in ids:
+        pipe.hget(redis_keys.account_info(key_id), "project")
+    keys = [key_id for key_id, found in zip(ids, pipe.execute(), strict=True)
+            if found == project]
+    if not keys:
+        return None
+    wanted = quota_days(pool, days)
+    counts = _counts(pool, keys, wanted)
+    return {"project": project, "keys": keys,
+            "days": [_row(day, counts[day]) for day in wanted]}
+
+
 def pool_history(pool: AccountPool, days: int) -> dict[str, object]:
     """The pool's totals per day and its last hour, minute by minute, against capacity."""
     wanted = quota_days(pool, days)

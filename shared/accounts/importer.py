@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from shared import redis_keys
 from shared.accounts.checks import KeyCheck, KeyChecker
-from shared.accounts.pool import DEFAULT_MODEL, account_id
+from shared.accounts.pool import DEFAULT_MODEL, PROJECT_PATTERN, account_id
 from shared.redact import mask_key as mask
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -48,7 +48,7 @@ PROJECT_MAX_LENGTH = 64
 """Google Cloud project ids are at most 30 characters, numbers 12 digits; room for either."""
 
 ProjectName = Annotated[StrictStr, Field(min_length=1, max_length=PROJECT_MAX_LENGTH,
-                                         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+                                         pattern=PROJECT_PATTERN.pattern)]
 """Part of Redis key names (redis_keys.quota_base): no `:`, no spaces."""
 
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=64,

@@ -123,6 +123,10 @@ KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 """What `account_id` returns; anything else is not a key id."""
 
 
+PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""What a key's `project` may be: part of Redis key names (redis_keys.quota_base)."""
+
+
 def tokens_of(member: str) -> int:
     """The input tokens a window entry (`ms:request-id:tokens`) stands for."""
     head, _, tail = member.rpartition(":")
