@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+import functions_framework
 import pytest
 import redis
 
@@ -220,3 +221,23 @@ def test_a_per_project_429_from_gemini_goes_to_the_next_project(
     called = [c.api_key for c in standin.generate_calls()]
     assert called[-1] == key(2) and len([k for k in called if k != key(2)]) <= 1
     assert json.dumps(pool.stats()).count("AIzaSyPROJECT") == 0
+
+
+def test_accounts_and_history_routes_answer_per_project(app_env,
+                                                        redis_client: redis.Redis) -> None:
+    import_accounts(redis_client, [entry(0, "shared-proj"), entry(1, "shared-proj"),
+                                   entry(2)])
+    pool = AccountPool(redis_client)
+    for _ in range(2):
+        lease = pool.acquire()
+        pool.report(lease.key_id, Outcome.success(), lease.member, lease=lease)
+    client = functions_framework.create_app("api", "main.py").test_client()
+    data = client.get("/api/v1/accounts").get_json()["data"]
+    shared = next(p for p in data["projects"] if p["project"] == "shared-proj")
+    assert len(shared["keys"]) == 2 and shared["models"][MAIN]["minute_limit"] == 3
+    assert data["totals"]["projects"] == 2
+    history = client.get("/api/v1/accounts/projects/shared-proj/history?days=2").get_json()
+    assert history["data"]["keys"] == shared["keys"]
+    assert history["data"]["days"][-1]["requests"] >= 1
+    assert client.get("/api/v1/accounts/projects/nope/history").status_code == 404
+    assert client.get("/api/v1/accounts/projects/a%20b/history").status_code == 400
