@@ -14,6 +14,14 @@ beside it. Three runs, the pool told:
 - higher: limit + 2 (the pool must learn the real limit from Gemini's 429s);
 - lower: limit - 2 (the pool's own limit is the ceiling).
 
+Issue 37 adds two cases where the stand-in counts per Google Cloud project and model, as
+Gemini does:
+
+- projects: 4 keys in 2 projects (3 share one), each imported with its project and
+  minute_limit = the project's limit: the capacity is 2 × limit, not 4 × limit;
+- fallback: the same keys, the main model overloaded (503) for the first 2 windows and
+  `FALLBACK_MODEL` answering meanwhile with its own, lower limit (`limits` in the file).
+
 Per run: calls accepted per minute (from the first call) against the limit that binds
 (the real one, or the pool's when it is lower), the 429s — each with how long before
 the key's window freed it arrived — and calls that reached a key inside a cooldown
@@ -39,11 +47,18 @@ import requests
 from scripts.sample_video import make_video
 from scripts.stack import LocalStack
 from shared.accounts.importer import AccountEntry, import_accounts
+from shared.tagging.health import MODEL_BACKOFF_S
 from tests.gemini_standin import GeminiStandIn
 from tests.helpers import MediaServer
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 KEYS = [f"AIzaSyBENCH{n:029d}" for n in range(3)]
+PROJECT_KEYS = {f"AIzaSyBENCH{n:029d}": project
+                for n, project in enumerate(["shared", "shared", "shared", "alone"])}
+"""The issue-37 case: 3 keys of one project, 1 of another."""
+MAIN_MODEL, FALLBACK_MODEL = "gemini-2.5-flash", "gemini-2.0-flash"
+FALLBACK_SHARE = 0.5
+"""The fallback model's limit, as a share of the main model's (its own, lower quota)."""
 ANSWER_GRACE_S = 0.5
 """A call arriving this soon after a 429 was sent left before the pool could know of it."""
 
@@ -58,25 +73,38 @@ def run(name: str, *, limit: int, pool_limit: int, window: float, clips: list[Pa
         media: MediaServer, folder: Path) -> dict[str, object]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     client.flushdb()
-    import_accounts(client, [AccountEntry(api_key=key, daily_limit=100_000,
-                                          minute_limit=pool_limit, username=f"u{n}",
-                                          password="pw", phone="", email="")
-                             for n, key in enumerate(KEYS)])
-    standin = GeminiStandIn(rate_limit=limit, window_s=window,
-                            whole_second_delays=True).start()
+    projects = name in ("projects", "fallback")
+    keys = list(PROJECT_KEYS) if projects else KEYS
+    fallback = max(1, int(limit * FALLBACK_SHARE))
+    import_accounts(client, [AccountEntry(
+        api_key=key, daily_limit=100_000, minute_limit=pool_limit, username=f"u{n}",
+        password="pw", phone="", email="", project=PROJECT_KEYS[key] if projects else None,
+        limits={FALLBACK_MODEL: {"minute_limit": fallback}} if name == "fallback" else None)
+        for n, key in enumerate(keys)])
+    standin = GeminiStandIn(rate_limit=limit, window_s=window, whole_second_delays=True,
+                            projects=PROJECT_KEYS if projects else {},
+                            model_rate_limits={FALLBACK_MODEL: fallback},
+                            overloaded_models=(MAIN_MODEL,)).start()
+    if name == "fallback":
+        standin.overloaded_until = time.monotonic() + 2 * window
     env = {"DATABASE_URL": f"sqlite:///{folder / (name + '.db')}", "REDIS_URL": REDIS_URL,
            "STORAGE_DIR": str(folder / name), "ALLOW_PRIVATE_URLS": "true", "API_TOKENS": "",
            "TAGGER": "gemini", "GEMINI_BASE_URL": standin.base_url, "RESULT_CACHE": "false",
-           "GEMINI_RATE_WINDOW_S": str(window), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+           "GEMINI_RATE_WINDOW_S": str(window), "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
+           "GEMINI_MODEL": MAIN_MODEL,
+           "GEMINI_FALLBACK_MODELS": FALLBACK_MODEL if name == "fallback" else ""}
     stack = LocalStack(env, log_dir=folder / f"logs-{name}")
-    stack.start(consumer_args=["--concurrency", str(2 * len(KEYS))])
-    binding = 3 * min(limit, pool_limit)
+    stack.start(consumer_args=["--concurrency", str(2 * len(keys) if not projects else 6)])
+    owners = len(set(PROJECT_KEYS.values())) if projects else len(keys)
+    binding = owners * min(limit, pool_limit)
     try:
         session = requests.Session()
         ids = [session.post(f"{stack.api_url}/api/v1/task/create", timeout=10, json={
             "url": media.url(f"files/{clip.name}"), "platform": "rpa"}).json()["task_id"]
             for clip in clips]
-        deadline = time.monotonic() + window * (len(ids) / binding + 4)
+        # the fallback case waits for the main model's shared back-off to end too
+        deadline = time.monotonic() + window * (len(ids) / binding + 4) + (
+            MODEL_BACKOFF_S[1] if name == "fallback" else 0)
         while time.monotonic() < deadline:
             counts = session.get(f"{stack.api_url}/api/v1/stats", timeout=10).json()[
                 "data"]["tasks"]
@@ -87,11 +115,42 @@ def run(name: str, *, limit: int, pool_limit: int, window: float, clips: list[Pa
     finally:
         stack.stop()
         standin.stop()
-    return measure(counts, standin, window, binding, len(ids), pool)
+    result = measure(counts, standin, window, binding, len(ids), pool, keys)
+    if projects:
+        result |= per_project(standin, window, keys)
+    return result
+
+
+def per_project(standin: GeminiStandIn, window: float, keys: list[str]) -> dict[str, object]:
+    """429s per project, calls per key of the shared project, and each model's calls per
+    window against its limit (the figures issue 37 asks for)."""
+    refused: dict[str, int] = {}
+    for key, times in standin.refused.items():
+        refused[standin.project_of(key)] = refused.get(standin.project_of(key), 0) + len(times)
+    start = min(t for times in standin.accepted.values() for t in times)
+    models = {}
+    for model, times in standin.model_accepted.items():
+        counts = [0] * (int((max(times) - start) // window) + 1)
+        for t in times:
+            counts[int((t - start) // window)] += 1
+        models[model] = counts
+    return {"429s_per_project": refused,
+            "calls_per_key": {key[-2:]: len(standin.accepted.get(key, [])) for key in keys},
+            "calls_per_model_window": models,
+            "max_per_project_model_in_any_window": max_in_window(standin, window)}
+
+
+def max_in_window(standin: GeminiStandIn, window: float) -> dict[str, int]:
+    """The most calls any sliding window held per (project, model): never above its limit."""
+    calls: dict[str, list[float]] = {}
+    for project, model, t in standin.accepted_calls:
+        calls.setdefault(f"{project}/{model}", []).append(t)
+    return {owner: max(sum(1 for u in times if t <= u < t + window) for t in times)
+            for owner, times in calls.items()}
 
 
 def measure(counts: dict, standin: GeminiStandIn, window: float, binding: int, total: int,
-            pool: dict) -> dict[str, object]:
+            pool: dict, keys: list[str]) -> dict[str, object]:
     accepted = sorted(t for times in standin.accepted.values() for t in times)
     start = accepted[0]
     per_minute = [0] * (int((accepted[-1] - start) // window) + 1)
@@ -110,7 +169,7 @@ def measure(counts: dict, standin: GeminiStandIn, window: float, binding: int, t
             inside_cooldown += sum(1 for c in calls if t + ANSWER_GRACE_S < c < frees - 0.001)
     timeline = {key[-2:]: {"accepted": [round(t - start, 1) for t in standin.accepted.get(key, [])],
                            "refused": [round(t - start, 1) for t in standin.refused.get(key, [])]}
-                for key in KEYS}
+                for key in keys}
     return {
         "timeline": timeline,
         "completed": counts.get("completed", 0), "failed": counts.get("failed", 0),
@@ -120,6 +179,9 @@ def measure(counts: dict, standin: GeminiStandIn, window: float, binding: int, t
         "429s": len(early_ms), "429_ms_before_window_freed": sorted(early_ms),
         "calls_inside_announced_cooldown": inside_cooldown,
         "effective_limits": [a["effective_minute_limit"] for a in pool["accounts"]],
+        "project_limits": {p["project"] or p["keys"][0]: {
+            m: u["effective_minute_limit"] for m, u in p["models"].items()}
+            for p in pool.get("projects", [])},
         "limit_changes": sum(len(a.get("limit_changes", [])) for a in pool["accounts"]),
         "send_margin_ms": pool.get("send_margin_ms"),
     }
@@ -134,7 +196,8 @@ def main() -> int:
     parser.add_argument("--no-burn", action="store_true", help="no CPU-burning process")
     parser.add_argument("--keep", type=Path, help="keep the logs and databases here")
     args = parser.parse_args()
-    pool_limits = {"equal": args.limit, "higher": args.limit + 2, "lower": args.limit - 2}
+    pool_limits = {"equal": args.limit, "higher": args.limit + 2, "lower": args.limit - 2,
+                   "projects": args.limit, "fallback": args.limit}
     burner = None
     if not args.no_burn:
         burner = multiprocessing.Process(target=burn, daemon=True)

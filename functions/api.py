@@ -32,7 +32,7 @@ from functions.http import (
 from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
-from shared.accounts.pool import KEY_ID_PATTERN
+from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
 from shared.app import batches, health, pool, tasks
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
@@ -272,6 +272,12 @@ def account_history(request: flask.Request, services: Services, key_id: str
     return reply(200, data=pool.account_history(services, key_id, query))
 
 
+def project_history(request: flask.Request, services: Services, project: str
+                    ) -> flask.Response:
+    query = HistoryQuery.model_validate(single_valued(request))
+    return reply(200, data=pool.project_history(services, project, query))
+
+
 def pool_history(request: flask.Request, services: Services) -> flask.Response:
     query = HistoryQuery.model_validate(single_valued(request))
     return reply(200, data=pool.pool_history(services, query))
@@ -335,6 +341,7 @@ def openapi(request: flask.Request, services: Services) -> flask.Response:
 
 TASK_ID = {"type": "string", "pattern": TASK_ID_REGEX}
 KEY_ID = {"type": "string", "pattern": KEY_ID_PATTERN.pattern}
+PROJECT = {"type": "string", "pattern": PROJECT_PATTERN.pattern, "maxLength": 64}
 DATE = {"type": "string", "pattern": DATE_REGEX,
         "description": "YYYY-MM-DD or an ISO 8601 date-time (UTC unless it has an offset)"}
 DOWNLOAD = {"application/x-ndjson": {"type": "string"}, "text/csv": {"type": "string"}}
@@ -427,13 +434,20 @@ ENDPOINTS = (
              body=SyncTagRequest, answer="tags, result and task",
              errors=(400, 413, 415, 422, 429, 502, 503, 504)),
     Endpoint("/api/v1/accounts", "GET", accounts,
-             summary="Key pool usage: per key (masked) status, use today and this minute, "
-                     "cooldown, last error; totals of capacity left",
+             summary="Key pool usage: per key (masked) status, project, use today and this "
+                     "minute, cooldown, last error; per project its use against its limits "
+                     "per model; totals of capacity left",
              answer="pool stats in `data`", errors=(503,)),
     Endpoint("/api/v1/accounts/history", "GET", pool_history, operation_id="getPoolHistory",
              summary="The key pool's totals per quota day and its last hour per minute "
                      "(requests, 429s, capacity)",
              query=HistoryQuery, answer="`data.days`, `data.last_hour`", errors=(400, 503)),
+    Endpoint("/api/v1/accounts/projects/<project>/history", "GET", project_history,
+             operation_id="getProjectHistory",
+             summary="One Google Cloud project's history per quota day, summed over its "
+                     "keys (requests, 429s by kind, errors, tokens, cost, probes)",
+             schemas={"project": PROJECT}, query=HistoryQuery,
+             answer="`data.keys`, `data.days` oldest first", errors=(400, 404, 503)),
     Endpoint("/api/v1/accounts/<key_id>/history", "GET", account_history,
              operation_id="getAccountHistory",
              summary="One key's history per quota day (requests, 429s by kind, errors, "

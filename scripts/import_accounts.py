@@ -5,9 +5,11 @@
     python scripts/import_accounts.py --enable KEY_ID | --disable KEY_ID
 
 The file is a JSON list of {api_key} objects, optionally with daily_limit (default 250),
-minute_limit (default 10), tpm_limit, username, password, phone, email; any other field
-refuses the file. `--check` asks Gemini about each key first (one free `models.get`) and
-imports the valid ones (`--keep-invalid`: all, the others disabled with the reason).
+minute_limit (default 10), tpm_limit, username, password, phone, email, project (the key's
+Google Cloud project: its keys share the project's quotas) and limits (per other model:
+{"gemini-2.0-flash": {"minute_limit": 15}}); any other field refuses the file. `--check`
+asks Gemini about each key first (one free `models.get`) and imports the valid ones
+(`--keep-invalid`: all, the others disabled with the reason).
 Exit codes: 0 done, 2 bad arguments or file (or a malformed key id), 3 another
 import is running, 4 no such key, 5 `--check` passed no key (nothing was written).
 """
@@ -61,14 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_invalid and not args.check:
         parser.error("--keep-invalid needs --check")
     warnings: list[str] = []
+    settings = get_settings()
     try:
-        entries = load_accounts(args.file, warnings)
+        entries = load_accounts(args.file, warnings,
+                                [settings.GEMINI_MODEL, *settings.GEMINI_FALLBACK_MODELS])
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 2
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    settings = get_settings()
     checks = None
     if args.check:
         endpoints = settings.gemini_endpoints
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = import_accounts(client, entries, replace=args.replace and not nothing_passed,
                                dry_run=args.dry_run or nothing_passed, checks=checks,
-                               keep_invalid=args.keep_invalid)
+                               keep_invalid=args.keep_invalid,
+                               main_model=settings.GEMINI_MODEL)
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 3
@@ -111,7 +115,7 @@ def set_enabled(key_id: str, enabled: bool) -> int:
         print(f"{key_id[:40]!r}: malformed key id (16 lowercase hex characters)",
               file=sys.stderr)
         return 2
-    pool = AccountPool(redis_client())
+    pool = AccountPool(redis_client(), model=get_settings().GEMINI_MODEL)
     if not pool.set_enabled(key_id, enabled):
         print(f"{key_id}: no such key in the pool", file=sys.stderr)
         return 4

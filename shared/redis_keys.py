@@ -38,13 +38,27 @@ ACCOUNT_IMPORT_LOCK = "google_accounts:import_lock"
 """Held (SET NX EX) while an import swaps accounts in; acquisitions wait meanwhile."""
 
 ACCOUNT_READY = "google_accounts:ready"
-"""ZSet id → epoch ms from which the key may take a request again. Keys free now score
-≤ now, ordered by last use (least recently used first: round robin); a saturated or
-cooling key scores the moment it frees. A hint kept by the scripts: every candidate is
-re-checked against its counters before it is handed out."""
+"""ZSet id → epoch µs from which the key may take a request of the main model again. Keys
+free now score ≤ now, ordered by last use (least recently used first: round robin); a
+saturated or cooling key scores the moment it frees. A hint kept by the scripts: every
+candidate is re-checked against its counters before it is handed out."""
 
 ACCOUNT_READY_DAY = "google_accounts:ready_day"
 """The quota day the ready scores were computed for; a new day re-checks every key."""
+
+ACCOUNT_MODELS = "google_accounts:models"
+"""Set of the other models (fallbacks) the pool has handed keys out for: each has its own
+ready set, which a key coming back (enabled, re-imported) is put back into."""
+
+
+def account_ready(model: str, main_model: str) -> str:
+    """The ready set of `model`: ACCOUNT_READY for the main model (whose saturation says
+    nothing about another model's quota), `google_accounts:ready:{model}` for the others."""
+    return ACCOUNT_READY if model == main_model else f"{ACCOUNT_READY}:{model}"
+
+
+def account_ready_day(model: str, main_model: str) -> str:
+    return ACCOUNT_READY_DAY if model == main_model else f"{ACCOUNT_READY_DAY}:{model}"
 
 ACCOUNT_WAIT_REASON = "google_accounts:wait_reason"
 """Hash id → why the key is parked (cooling down, daily quota used, minute limit)."""
@@ -98,6 +112,44 @@ def account_window(account_id: str) -> str:
 def account_limit_changes(account_id: str) -> str:
     """List of JSON `{at, from, to, why}`, newest first: how the learned limit moved."""
     return f"{ACCOUNT_PREFIX}{account_id}:limit_changes"
+
+
+# --- quota owners: a Google Cloud project and a model (issue 37) ----------------------
+
+PROJECT_PREFIX = "google_project:"
+"""Gemini counts every window per project and model. A key imported with a `project` shares
+the project's `google_project:{project}` names; a key without one is its own project, whose
+names are the key's own (`google_account:{id}`). Under that base the main model's quota is
+`:info|daily|minute_window|limit_changes` (limits, learned limits, a cooldown Gemini
+announced for the whole project), another model's `:m:{model}:info|daily|…`. Project names
+are letters, digits, `.`, `_` and `-` (never a secret, and never a `:`)."""
+
+MODEL_INFIX = ":m:"
+
+
+def quota_base(account_id: str, project: str, model: str, main_model: str) -> str:
+    """The prefix of one quota owner's names (the same rule as `quota_base` in limits.lua)."""
+    base = f"{PROJECT_PREFIX}{project}" if project else f"{ACCOUNT_PREFIX}{account_id}"
+    return base if model == main_model else f"{base}{MODEL_INFIX}{model}"
+
+
+def quota_info(base: str) -> str:
+    """Hash: minute_limit, quota_daily, tpm_limit (the smallest any key of the project has
+    written), learned_limit/learned_until/probe_at/probe_member, cooldown_until and
+    announced_until of a per-project 429."""
+    return f"{base}:info"
+
+
+def quota_daily(base: str) -> str:
+    return f"{base}:daily"
+
+
+def quota_window(base: str) -> str:
+    return f"{base}:minute_window"
+
+
+def quota_limit_changes(base: str) -> str:
+    return f"{base}:limit_changes"
 
 
 def account_probes(account_id: str) -> str:

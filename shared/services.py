@@ -57,7 +57,8 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
             migrations.dispose()
     client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis", redis_limits(settings))
     pool = AccountPool(client, settings.QUOTA_TZ,
-                       window_ms=int(settings.GEMINI_RATE_WINDOW_S * 1000))
+                       window_ms=int(settings.GEMINI_RATE_WINDOW_S * 1000),
+                       model=settings.GEMINI_MODEL)
     return Services(
         settings=settings,
         store=TaskStore(engine),

@@ -35,6 +35,9 @@ ERRORS = {
         {"@type": QUOTA, "violations": [{"quotaId":
                                          "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},
         {"@type": RETRY, "retryDelay": "0s"}])),
+    "minute_key": (429, error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted.", [
+        {"@type": QUOTA, "violations": [{"quotaId": "GenerateRequestsPerMinutePerUser"}]},
+        {"@type": RETRY, "retryDelay": "41s"}])),
     "bare429": (429, error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted.")),
     "invalid": (400, error_body(400, "INVALID_ARGUMENT", "API key not valid.", [
         {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
@@ -112,9 +115,10 @@ class Recorded:
 @dataclass
 class GeminiStandIn:
     behaviours: dict[str, str] = field(default_factory=dict)
-    """api key → ok | minute | day | bare429 | invalid | badrequest | forbidden | 500 | 503
-    | slow | badjson | badjson_once | truncated | truncated_once | safety | blocked
-    | file_failed | suspended | suspended_info | badrequest_quoting | region; models.get
+    """api key → ok | minute | minute_key (a 429 about the key, not its project) | day
+    | bare429 | invalid | badrequest | forbidden | 500 | 503 | slow | badjson | badjson_once
+    | truncated | truncated_once | safety | blocked | file_failed | suspended
+    | suspended_info | badrequest_quoting | region; models.get
     (the free key check) answers the same errors, and `slow` sleeps `slow_s` before
     answering it too"""
     processing_polls: int = 1
@@ -136,14 +140,25 @@ class GeminiStandIn:
     """Fixed answers for some schema paths (e.g. {"vision.characters": [...]})."""
     _prefixes: set = field(default_factory=set)
     tpm_limit: int = 0
-    """Per key: input tokens accepted per `window_s` (0 = no limit); above it the real 429
-    with a tokens-per-minute quota id."""
+    """Per project and model: input tokens accepted per `window_s` (0 = no limit); above it
+    the real 429 with a tokens-per-minute quota id."""
     token_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     token_429s: int = 0
     token_accepted_at: list[float] = field(default_factory=list)
     rate_limit: int = 0
-    """Per key: generate calls accepted per `window_s` (0 = no limit); above it the real
-    per-minute 429 body, with RetryInfo until the oldest call leaves the window."""
+    """Per project and model, as Gemini counts: generate calls accepted per `window_s` (0 =
+    no limit); above it the real per-minute 429 body (QuotaFailure
+    GenerateRequestsPerMinutePerProjectPerModel), with RetryInfo until the oldest call of
+    the project's window leaves it."""
+    model_rate_limits: dict[str, int] = field(default_factory=dict)
+    """model → its own `rate_limit` (others: `rate_limit`)."""
+    projects: dict[str, str] = field(default_factory=dict)
+    """api key → its Google Cloud project; a key not listed is a project of its own."""
+    project_accepted: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    """(project, model) → when its calls were accepted (what the window counts)."""
+    model_accepted: dict[str, list[float]] = field(default_factory=dict)
+    accepted_calls: list[tuple[str, str, float]] = field(default_factory=list)
+    """(project, model, time) of every call the rate limit accepted."""
     window_s: float = 60.0
     whole_second_delays: bool = False
     """Per-minute 429s give `retryDelay` in whole seconds (rounded up), as Gemini does;
@@ -257,31 +272,43 @@ class GeminiStandIn:
                             "outputTokenLimit": 65536,
                             "supportedGenerationMethods": ["generateContent"]})
 
-    def over_tokens(self, key: str, tokens: int) -> float | None:
-        """Seconds until `tokens` more fit the key's token window, when they do not now."""
+    def project_of(self, key: str) -> str:
+        return self.projects.get(key, f"key:{key}")
+
+    def over_tokens(self, key: str, tokens: int, model: str = "") -> float | None:
+        """Seconds until `tokens` more fit the project's token window for the model, when
+        they do not now."""
         if not self.tpm_limit:
             return None
+        bucket = f"{self.project_of(key)}/{model}"
         with self._rate_lock:
             now = time.monotonic()
-            recent = [(t, n) for t, n in self.token_log.get(key, []) if t > now - self.window_s]
+            recent = [(t, n) for t, n in self.token_log.get(bucket, [])
+                      if t > now - self.window_s]
             if sum(n for _, n in recent) + tokens > self.tpm_limit:
                 self.token_429s += 1
                 return recent[0][0] + self.window_s - now if recent else self.window_s
-            self.token_log[key] = [*recent, (now, tokens)]
+            self.token_log[bucket] = [*recent, (now, tokens)]
             self.token_accepted_at.append(now)
         return None
 
-    def over_rate(self, key: str) -> float | None:
-        """Seconds until the key may call again, when the call now would exceed the limit."""
-        if not self.rate_limit:
+    def over_rate(self, key: str, model: str = "") -> float | None:
+        """Seconds until the key's project may call the model again, when the call now
+        would exceed the limit."""
+        limit = self.model_rate_limits.get(model, self.rate_limit)
+        if not limit:
             return None
+        bucket = (self.project_of(key), model)
         with self._rate_lock:
             now = time.monotonic()
-            recent = [t for t in self.accepted.get(key, []) if t > now - self.window_s]
-            if len(recent) >= self.rate_limit:
+            recent = [t for t in self.project_accepted.get(bucket, []) if t > now - self.window_s]
+            if len(recent) >= limit:
                 self.refused.setdefault(key, []).append(now)
                 return recent[0] + self.window_s - now
+            self.project_accepted[bucket] = [*recent, now]
             self.accepted.setdefault(key, []).append(now)
+            self.model_accepted.setdefault(model, []).append(now)
+            self.accepted_calls.append((bucket[0], model, now))
         return None
 
     def generate(self, handler, key: str | None, behaviour: str, body: dict) -> None:
@@ -293,14 +320,14 @@ class GeminiStandIn:
             return handler._send(503, error_body(
                 503, "UNAVAILABLE", "The model is overloaded. Please try again later."))
         usage = self.usage(body)
-        wait = self.over_tokens(key or "", usage["promptTokenCount"])
+        wait = self.over_tokens(key or "", usage["promptTokenCount"], model)
         if wait is not None:
             return handler._send(429, error_body(429, "RESOURCE_EXHAUSTED",
                                                  "Resource has been exhausted.", [
                 {"@type": QUOTA, "violations": [{"quotaId":
                  "GenerateContentInputTokensPerModelPerMinute-PaidTier"}]},
                 {"@type": RETRY, "retryDelay": f"{max(0.0, wait):.3f}s"}]))
-        wait = self.over_rate(key or "")
+        wait = self.over_rate(key or "", model)
         if wait is not None:
             code, error = ERRORS["minute"]
             error = json.loads(json.dumps(error))

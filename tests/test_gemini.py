@@ -132,7 +132,8 @@ def test_a_boundary_429_fails_over_without_a_lesson(pool, standin, media_dir) ->
     standin.rate_limit, standin.whole_second_delays = 1, True
     request = request_for(media_dir / "clip.mp4", ["vision"])
     for key in KEYS:  # each key's window at Gemini frees 1.5 s from now ("2s")
-        standin.accepted[key] = [time.monotonic() - standin.window_s + 1.5]
+        standin.project_accepted[(standin.project_of(key), "gemini-2.5-flash")] = [
+            time.monotonic() - standin.window_s + 1.5]
     tagger = GeminiTagger(pool, gemini_config(load_settings(GEMINI_BASE_URL=standin.base_url,
                                                             TAGGER="gemini")))
     started = time.monotonic()

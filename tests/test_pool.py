@@ -192,7 +192,7 @@ def test_stats_mask_keys_and_add_up(any_redis: redis.Redis) -> None:
     for _ in range(3):
         pool.acquire()
     stats = pool.stats()
-    assert stats["totals"] == {"keys": 2, "active": 2, "capacity_left_today": 97,
+    assert stats["totals"] == {"keys": 2, "active": 2, "projects": 2, "capacity_left_today": 97,
                                "capacity_left_this_minute": 17}
     assert {a["key"] for a in stats["accounts"]} == {"AIza…0000", "AIza…0001"}
     assert entries[0].api_key not in repr(stats)

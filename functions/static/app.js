@@ -165,6 +165,37 @@ function showKeys(pool) {
   labelCells($("keys"));
 }
 
+function showProjects(pool) {
+  // every key of a project shares its quotas, one per model: the limits that bind
+  const body = $("projects").tBodies[0];
+  body.replaceChildren();
+  for (const project of pool.projects || []) {
+    for (const [model, use] of Object.entries(project.models)) {
+      const tr = document.createElement("tr");
+      cell(tr, project.project ?? "(key alone)");
+      cell(tr, String(project.keys.length));
+      cell(tr, model);
+      cell(tr, bar(use.used_today, use.daily_limit));
+      const minute = cell(tr, bar(use.used_this_minute, use.effective_minute_limit));
+      if (use.tpm_limit) {
+        const tokens = document.createElement("small");
+        tokens.className = "learned";
+        tokens.textContent = `tokens ${use.tokens_this_minute} / ${use.tpm_limit}`;
+        minute.append(tokens);
+      }
+      if (use.effective_minute_limit < use.minute_limit) {
+        const learned = document.createElement("small");
+        learned.className = "learned";
+        learned.textContent = `learned ${use.effective_minute_limit} (configured ${use.minute_limit})`;
+        minute.append(learned);
+      }
+      cell(tr, use.cooldown_left_s ? `${use.cooldown_left_s} s` : "");
+      body.append(tr);
+    }
+  }
+  labelCells($("projects"));
+}
+
 function keyButton(key) {
   const action = key.status === "disabled" ? "enable" : "disable";
   const button = document.createElement("button");
@@ -617,7 +648,7 @@ async function refresh() {
       api("api/v1/stats"), api("api/v1/accounts"), api("api/v1/tasks?limit=15"),
       api("api/v1/batches?limit=10"), api("api/v1/accounts/history?days=30")]);
     banner(geminiTrouble(stats.gemini)); $("auth-status").textContent = "";
-    showStats(stats); showKeys(pool); showTasks(page); showBatches(batches);
+    showStats(stats); showProjects(pool); showKeys(pool); showTasks(page); showBatches(batches);
     showPoolHistory(history);
     if (refreshes++ % CHARTS_EVERY === 0 || !charts["chart-throughput"]) await refreshCharts();
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;

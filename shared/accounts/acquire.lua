@@ -10,7 +10,12 @@
 -- tokens of its window plus this request's fit. Returns {'toolarge'} when the request is
 -- larger than every usable key's whole tokens-per-minute limit.
 -- KEYS[6] zset of promised slots (member -> ms): a grant uses up the one now due
--- Returns {'ok', id, api_key, member, bad...} | {'wait', wait_ms, reason, bad...}
+-- ARGV[11] the model asked for, ARGV[12] the main model, ARGV[13] per-project key prefix,
+-- KEYS[8] set of the other models: windows, daily counts and limits are the quota
+-- owner's (the key's project and the model, limits.lua `quota_base`), KEYS[3]/KEYS[4]
+-- are the model's ready set and its day; status, failures and a key's own cooldown stay
+-- with the key.
+-- Returns {'ok', id, api_key, member, owner, bad...} | {'wait', wait_ms, reason, bad...}
 --       | {'importing'} | {'empty', bad...}; `bad` lists "id:reason" of skipped keys.
 --
 -- Candidates are the keys whose ready score is <= now, least recently used first (that
@@ -30,6 +35,8 @@ local window_ms = tonumber(ARGV[6])
 local prefix = ARGV[8]
 local tokens = tonumber(ARGV[10] or '0') or 0
 local ready = KEYS[3]
+local model = ARGV[11]
+if model ~= ARGV[12] then redis.call('SADD', KEYS[8], model) end
 
 -- KEYS[7] resync marker, ARGV[7] its lifetime: once per lifetime every known key is
 -- looked at again (a status set to active by hand comes back)
@@ -48,32 +55,36 @@ if ARGV[5] == '1' and redis.call('GET', KEYS[4]) ~= day then
   redis.call('SET', KEYS[4], day)
 end
 
--- state of one key: 'free' | 'later', at, reason | 'drop' | 'bad'
+-- state of one key for this model: 'free', … | 'later', at, reason | 'drop' | 'bad'
 local function inspect(id)
-  local base = prefix .. id
-  local f = redis.call('HMGET', base .. ':info', 'status', 'quota_daily', 'minute_limit',
-                       'cooldown_until', 'api_key', 'consecutive_failures',
-                       'learned_limit', 'learned_until', 'tpm_limit', 'probe_at')
-  if not f[1] then return 'drop' end
-  local quota, limit = tonumber(f[2]), tonumber(f[3])
-  local cooldown, failures = tonumber(f[4] or '0'), tonumber(f[6] or '0')
-  local used = tonumber(redis.call('HGET', base .. ':daily', day) or '0')
-  if not f[5] or not quota or not limit or quota < 1 or limit < 1 or not cooldown
+  local k = redis.call('HMGET', prefix .. id .. ':info', 'status', 'cooldown_until', 'api_key',
+                       'consecutive_failures', 'project')
+  if not k[1] then return 'drop' end
+  local owner = quota_base(prefix, ARGV[13], id, k[5], model, ARGV[12])
+  local lim = quota_limits(owner, quota_base(prefix, ARGV[13], id, k[5], ARGV[12], ARGV[12]))
+  local q = redis.call('HMGET', owner .. ':info', 'cooldown_until', 'learned_limit',
+                       'learned_until', 'probe_at')
+  local quota, limit = tonumber(lim[2]), tonumber(lim[1])
+  local cooldown, failures = tonumber(k[2] or '0'), tonumber(k[4] or '0')
+  local used = tonumber(redis.call('HGET', owner .. ':daily', day) or '0')
+  if not k[3] or not quota or not limit or quota < 1 or limit < 1 or not cooldown
      or not failures or not used then
     return 'bad'
   end
-  if f[1] ~= 'active' then return 'drop' end
-  limit = effective_limit(f[3], f[7], f[8], f[10], now)
+  if k[1] ~= 'active' then return 'drop' end
+  limit = effective_limit(lim[1], q[2], q[3], q[4], now)
+  -- the key's own cooldown, or one Gemini announced for its whole project
+  cooldown = math.max(cooldown, tonumber(q[1] or '0') or 0)
   if cooldown > now then return 'later', cooldown, 'cooling down' end
   if used >= quota then return 'later', next_day, 'daily quota used' end
-  local window = base .. ':minute_window'
+  local window = owner .. ':minute_window'
   redis.call('ZREMRANGEBYSCORE', window, '-inf', now - window_ms)
   local count = redis.call('ZCARD', window)
   if count >= limit then
     local oldest = redis.call('ZRANGE', window, 0, 0, 'WITHSCORES')
     return 'later', tonumber(oldest[2]) + window_ms, 'minute limit reached'
   end
-  local tpm = tonumber(f[9] or '')
+  local tpm = tonumber(lim[3] or '')
   if tpm and tokens > 0 then
     if tokens > tpm then return 'toolarge' end
     local entries = redis.call('ZRANGE', window, 0, -1, 'WITHSCORES')
@@ -89,7 +100,7 @@ local function inspect(id)
       end
     end
   end
-  return 'free', f, used, count, limit, quota, failures
+  return 'free', {k[3], q[2], q[3]}, used, count, limit, quota, failures, owner
 end
 
 local bad = {}
@@ -103,7 +114,7 @@ while true do
   local batch = redis.call('ZRANGEBYSCORE', ready, '-inf', now_us, 'LIMIT', skipped, 16)
   if #batch == 0 then break end
   for _, id in ipairs(batch) do
-    local state, a, b, c, limit, quota, failures = inspect(id)
+    local state, a, b, c, limit, quota, failures, owner = inspect(id)
     if state ~= 'drop' and state ~= 'bad' then usable = usable + 1 end
     if state == 'toolarge' then
       skipped, too_large = skipped + 1, too_large + 1
@@ -111,21 +122,21 @@ while true do
     if state == 'free' then
       local base = prefix .. id
       local member = now .. ':' .. ARGV[3] .. ':' .. tokens
-      redis.call('ZADD', base .. ':minute_window', now, member)
-      redis.call('PEXPIRE', base .. ':minute_window', 2 * window_ms)
-      redis.call('HINCRBY', base .. ':daily', day, 1)
-      redis.call('EXPIRE', base .. ':daily', ARGV[9])
-      local learned = tonumber(a[7] or '')
-      if learned and c >= learned and (tonumber(a[8] or '0') or 0) > now then
+      redis.call('ZADD', owner .. ':minute_window', now, member)
+      redis.call('PEXPIRE', owner .. ':minute_window', 2 * window_ms)
+      redis.call('HINCRBY', owner .. ':daily', day, 1)
+      redis.call('EXPIRE', owner .. ':daily', ARGV[9])
+      local learned = tonumber(a[2] or '')
+      if learned and c >= learned and (tonumber(a[3] or '0') or 0) > now then
         -- the one request over a learned limit: report.lua raises the limit if it passes
-        redis.call('HSET', base .. ':info', 'probe_member', member, 'probe_at', now + window_ms)
+        redis.call('HSET', owner .. ':info', 'probe_member', member, 'probe_at', now + window_ms)
       end
       local next_free, why = 0, nil  -- ms; 0 = still free: to the back of the round robin
       local function park(at, reason)
         if at > next_free then next_free, why = at, reason end
       end
       if c + 1 >= limit then
-        local oldest = redis.call('ZRANGE', base .. ':minute_window', 0, 0, 'WITHSCORES')
+        local oldest = redis.call('ZRANGE', owner .. ':minute_window', 0, 0, 'WITHSCORES')
         park(tonumber(oldest[2]) + window_ms, 'minute limit reached')
       end
       if b + 1 >= quota then park(next_day, 'daily quota used') end
@@ -140,7 +151,7 @@ while true do
       if promised[2] and tonumber(promised[2]) <= now + 1000 then
         redis.call('ZREM', KEYS[6], promised[1])
       end
-      return with_bad({'ok', id, a[5], member})
+      return with_bad({'ok', id, a[1], member, owner})
     elseif state == 'later' then
       -- strictly after now, so the loop moves on even if the clocks disagree
       redis.call('ZADD', ready, math.max(a * 1000, now_us + 1), id)

@@ -77,6 +77,22 @@ def key_history(pool: AccountPool, key_id: str, days: int) -> dict[str, object] 
             "probes": probes}
 
 
+def project_history(pool: AccountPool, project: str, days: int) -> dict[str, object] | None:
+    """A project's days (oldest first): the sums over its keys; None for an unknown one."""
+    ids = sorted(pool.redis.smembers(redis_keys.ACCOUNT_IDS))
+    pipe = pool.redis.pipeline(transaction=False)
+    for key_id in ids:
+        pipe.hget(redis_keys.account_info(key_id), "project")
+    keys = [key_id for key_id, found in zip(ids, pipe.execute(), strict=True)
+            if found == project]
+    if not keys:
+        return None
+    wanted = quota_days(pool, days)
+    counts = _counts(pool, keys, wanted)
+    return {"project": project, "keys": keys,
+            "days": [_row(day, counts[day]) for day in wanted]}
+
+
 def pool_history(pool: AccountPool, days: int) -> dict[str, object]:
     """The pool's totals per day and its last hour, minute by minute, against capacity."""
     wanted = quota_days(pool, days)
@@ -87,19 +103,26 @@ def pool_history(pool: AccountPool, days: int) -> dict[str, object]:
 
 
 def usable_capacity(stats: dict) -> dict[str, int]:
-    """Requests the pool can serve: per minute (the limits of the keys usable now) and
-    left today, against what all its keys together could (the alert fractions)."""
-    minute = today = all_minute = all_today = usable = 0
-    for entry in stats["accounts"]:
-        all_minute += int(entry.get("minute_limit") or 0)
-        all_today += int(entry.get("quota_daily") or 0)
-        if entry["status"] != "active" or entry.get("problem"):
+    """Requests the pool can serve with its main model: per minute (the limits of the
+    projects with a key usable now — every key of a project shares its quota) and left
+    today, against what all its projects together could (the alert fractions)."""
+    minute = today = all_minute = all_today = 0
+    model = stats.get("model")
+    for project in stats.get("projects", []):
+        use = project["models"][model] if model in project["models"] else next(
+            iter(project["models"].values()))
+        all_minute += int(use.get("minute_limit") or 0)
+        all_today += int(use.get("daily_limit") or 0)
+        if not project["usable_keys"] or use.get("problem"):
             continue
-        left_today = max(0, entry["quota_daily"] - entry["used_today"])
+        left_today = max(0, use["daily_limit"] - use["used_today"])
         today += left_today
-        if left_today and entry["cooldown_left_s"] == 0:
-            minute += entry["effective_minute_limit"]
-            usable += 1
+        if left_today and use["cooldown_left_s"] == 0:
+            minute += use["effective_minute_limit"]
+    usable = sum(1 for entry in stats["accounts"]
+                 if entry["status"] == "active" and not entry.get("problem")
+                 and entry["cooldown_left_s"] == 0
+                 and entry["used_today"] < entry["quota_daily"])
     return {"minute": minute, "today": today, "all_minute": all_minute,
             "all_today": all_today, "usable_keys": usable}
 

@@ -97,6 +97,10 @@ LIMIT_CHANGES_KEPT = 20
 RESYNC_MS = 60_000
 """How often every known key is looked at again, whatever the ready set says."""
 
+DEFAULT_MODEL = "gemini-2.5-flash"
+"""The main model when the caller names none (GEMINI_MODEL's default): its quota owner's
+names are the ones keys had before quotas were per model (redis_keys.quota_base)."""
+
 PROMISE_GRACE_MS = 2_000
 """A promised slot whose moment has passed still counts this long (its task is on the
 way), so the next waiter is not promised the same slot."""
@@ -117,6 +121,10 @@ def with_limits(script: str) -> str:
 
 KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 """What `account_id` returns; anything else is not a key id."""
+
+
+PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""What a key's `project` may be: part of Redis key names (redis_keys.quota_base)."""
 
 
 def tokens_of(member: str) -> int:
@@ -159,9 +167,14 @@ class Lease:
     api_key: str
     member: str
     day: str
+    quota: str = ""
+    """The base of the quota owner (project, model) the request counts in; the lease keeps
+    it so a key moved to another project meanwhile is settled where it was counted."""
+    model: str = ""
 
     def __repr__(self) -> str:  # never print the key
-        return f"Lease(key_id={self.key_id!r}, member={self.member!r}, day={self.day!r})"
+        return (f"Lease(key_id={self.key_id!r}, member={self.member!r}, day={self.day!r}, "
+                f"quota={self.quota!r})")
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,9 @@ class Outcome:
     reason: str = ""
     retry_delay_s: float | None = None
     """Gemini's RetryInfo `retryDelay`; None when the answer carried none."""
+    scope: str = "key"
+    """Whose quota a 429 is about: `project` (QuotaFailure names a per-project or per-model
+    quota: every key of the project waits) or `key` (the key alone)."""
 
     @classmethod
     def success(cls) -> Outcome:
@@ -194,8 +210,10 @@ class AccountPool:
         clock: Callable[[], datetime] | None = None,
         window_ms: int = WINDOW_MS,
         resync_ms: int = RESYNC_MS,
+        model: str = DEFAULT_MODEL,
     ) -> None:
         self.redis = client
+        self.model = model
         self.base_window_ms = window_ms
         self.resync_ms = resync_ms
         self.tz = ZoneInfo(quota_tz)
@@ -252,20 +270,25 @@ class AccountPool:
 
     # --- the three calls a request makes -----------------------------------------------
 
-    def acquire(self, tokens: int = 0, _rebuilt: bool = False) -> Lease | NoKeyAvailable:
+    def acquire(self, tokens: int = 0, model: str | None = None,
+                _rebuilt: bool = False) -> Lease | NoKeyAvailable:
         """A key for one request of about `tokens` input tokens (0: not counted against
-        tokens-per-minute limits)."""
+        tokens-per-minute limits) to `model` (None: the main model), counted in the quota
+        of the key's project and that model."""
+        model = model or self.model
         day, next_day_ms = self.quota_day()
         new_day = day != self._last_day
         with _pool_outage():
             answer = self._acquire(
                 keys=[redis_keys.ACCOUNT_IDS, redis_keys.ACCOUNT_IMPORT_LOCK,
-                      redis_keys.ACCOUNT_READY, redis_keys.ACCOUNT_READY_DAY,
+                      redis_keys.account_ready(model, self.model),
+                      redis_keys.account_ready_day(model, self.model),
                       redis_keys.ACCOUNT_WAIT_REASON, redis_keys.ACCOUNT_PROMISED,
-                      redis_keys.ACCOUNT_RESYNC],
+                      redis_keys.ACCOUNT_RESYNC, redis_keys.ACCOUNT_MODELS],
                 args=[day, next_day_ms, uuid.uuid4().hex, HALF_OPEN_TRIAL_MS,
                       "1" if new_day else "0", self.window_ms, self.resync_ms,
-                      redis_keys.ACCOUNT_PREFIX, redis_keys.DAILY_TTL_S, max(0, int(tokens))],
+                      redis_keys.ACCOUNT_PREFIX, redis_keys.DAILY_TTL_S, max(0, int(tokens)),
+                      model, self.model, redis_keys.PROJECT_PREFIX],
             )
         self._last_day = day
         answer = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
@@ -273,7 +296,7 @@ class AccountPool:
         if verdict == "retry":  # the ready set was rebuilt: one more look, not more
             if _rebuilt:
                 return NoKeyAvailable(60.0, "no usable key in the pool")
-            return self.acquire(tokens, _rebuilt=True)
+            return self.acquire(tokens, model, _rebuilt=True)
         if verdict == "toolarge":
             raise RequestTooLarge(
                 f"the request (about {tokens} input tokens) is larger than every key's "
@@ -282,15 +305,23 @@ class AccountPool:
         if verdict == "importing":
             return NoKeyAvailable(IMPORT_WAIT_S, "accounts are being imported")
         if verdict == "ok":
-            self._warn_bad(answer[4:])
-            return Lease(key_id=answer[1], api_key=answer[2], member=answer[3], day=day)
+            self._warn_bad(answer[5:])
+            return Lease(key_id=answer[1], api_key=answer[2], member=answer[3], day=day,
+                         quota=answer[4], model=model)
         if verdict == "wait":
             self._warn_bad(answer[3:])
             return NoKeyAvailable(int(answer[1]) / 1000, answer[2])
         self._warn_bad(answer[1:])
         return NoKeyAvailable(60.0, "no usable key in the pool")
 
-    def promise_slot(self) -> float | None:
+    def quota_of(self, key_id: str, model: str | None = None) -> str:
+        """The base of the quota owner a request of `key_id` to `model` counts in now."""
+        project = self.redis.hget(redis_keys.account_info(key_id), "project") or ""
+        if isinstance(project, bytes):
+            project = project.decode()
+        return redis_keys.quota_base(key_id, project, model or self.model, self.model)
+
+    def promise_slot(self, model: str | None = None) -> float | None:
         """Seconds until the pool's next unpromised request slot, now promised to the
         caller (None: no key can take a request at all). Waiting tasks each get their own
         slot instead of all being told the same earliest moment."""
@@ -298,7 +329,9 @@ class AccountPool:
         with _pool_outage():
             wait_ms = self._slot(keys=[redis_keys.ACCOUNT_IDS, redis_keys.ACCOUNT_PROMISED],
                                  args=[day, next_day_ms, self.window_ms, uuid.uuid4().hex,
-                                       PROMISE_GRACE_MS, redis_keys.ACCOUNT_PREFIX])
+                                       PROMISE_GRACE_MS, redis_keys.ACCOUNT_PREFIX,
+                                       redis_keys.PROJECT_PREFIX, model or self.model,
+                                       self.model])
         return None if int(wait_ms) < 0 else int(wait_ms) / 1000
 
     def next_free_in(self) -> float | None:
@@ -319,12 +352,15 @@ class AccountPool:
     def stamp_sent(self, lease: Lease) -> bool:
         """Move the lease's window entry to now, when the request really goes on the wire:
         Gemini counts arrivals, so a slot granted early frees a window after sending.
-        False: Gemini announced a cooldown for the key since the lease was granted — the
-        request must not be sent (release the lease and take another key)."""
+        False: Gemini announced a cooldown for the key (or its project) since the lease was
+        granted — the request must not be sent (release the lease and take another key)."""
+        quota = self._quota(lease)
         with _pool_outage():
-            answer = self._stamp(keys=[redis_keys.account_window(lease.key_id),
-                                       redis_keys.ACCOUNT_READY,
-                                       redis_keys.account_info(lease.key_id)],
+            answer = self._stamp(keys=[redis_keys.quota_window(quota),
+                                       redis_keys.account_ready(self._model(lease), self.model),
+                                       redis_keys.quota_info(quota),
+                                       redis_keys.account_info(lease.key_id),
+                                       redis_keys.quota_info(main_quota(quota))],
                                  args=[lease.member, self.window_ms, lease.key_id])
         return int(answer) != 2
 
@@ -332,8 +368,14 @@ class AccountPool:
         """Correct the lease's window entry with the input tokens Gemini really counted
         (`usageMetadata.promptTokenCount`), so the token window is what Gemini sees."""
         with _pool_outage():
-            self._retoken(keys=[redis_keys.account_window(lease.key_id)],
+            self._retoken(keys=[redis_keys.quota_window(self._quota(lease))],
                           args=[lease.member, max(0, int(tokens))])
+
+    def _quota(self, lease: Lease) -> str:
+        return lease.quota or self.quota_of(lease.key_id, lease.model or None)
+
+    def _model(self, lease: Lease) -> str:
+        return lease.model or self.model
 
     def record_usage(self, lease: Lease, input_tokens: int, output_tokens: int,
                      cost_usd: float) -> None:
@@ -349,35 +391,43 @@ class AccountPool:
 
     def release(self, lease: Lease) -> None:
         """Refund a request that was never sent (it does not count against the quotas)."""
+        quota = self._quota(lease)
         seconds, micros = self.redis.time()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(redis_keys.account_window(lease.key_id), lease.member)
-        pipe.hincrby(redis_keys.account_daily(lease.key_id), lease.day, -1)
-        pipe.zadd(redis_keys.ACCOUNT_READY, {lease.key_id: seconds * 1_000_000 + micros}, lt=True)
+        pipe.zrem(redis_keys.quota_window(quota), lease.member)
+        pipe.hincrby(redis_keys.quota_daily(quota), lease.day, -1)
+        pipe.zadd(redis_keys.account_ready(self._model(lease), self.model),
+                  {lease.key_id: seconds * 1_000_000 + micros}, lt=True)
         pipe.execute()
 
-    def report(self, key_id: str, outcome: Outcome, member: str = "") -> None:
+    def report(self, key_id: str, outcome: Outcome, member: str = "",
+               lease: Lease | None = None) -> None:
         """`member`: the lease's window entry — taken out again when Gemini refused the
         request with a per-minute 429 (a refused request does not count), and how a probe
-        over a learned limit is recognised when it succeeds."""
+        over a learned limit is recognised when it succeeds. With `lease`, the outcome is
+        settled in the quota the request was counted in (else the key's current one for
+        the main model)."""
         day, next_day_ms = self.quota_day()
+        quota = self._quota(lease) if lease else self.quota_of(key_id)
+        model = self._model(lease) if lease else self.model
         delay_ms = -1 if outcome.retry_delay_s is None else int(outcome.retry_delay_s * 1000)
         if outcome.kind == "minute" and 0 <= delay_ms <= BOUNDARY_SLACK_MS:
             late = self.send_margin_ms() - MIN_SEND_MARGIN_MS + RACE_STEP_MS
             self.record_send_latency(late / 1000)
         with _pool_outage():
             self._report(
-                keys=[redis_keys.account_info(key_id), redis_keys.account_window(key_id),
-                      redis_keys.ACCOUNT_READY, redis_keys.ACCOUNT_WAIT_REASON,
-                      redis_keys.account_limit_changes(key_id),
+                keys=[redis_keys.account_info(key_id), redis_keys.quota_window(quota),
+                      redis_keys.account_ready(model, self.model),
+                      redis_keys.ACCOUNT_WAIT_REASON, redis_keys.quota_limit_changes(quota),
                       # history (issue 25): the key's day and the pool's minute
                       redis_keys.account_usage(key_id),
-                      redis_keys.pool_minute(int(time.time() // 60))],
+                      redis_keys.pool_minute(int(time.time() // 60)),
+                      redis_keys.quota_info(quota), redis_keys.quota_info(main_quota(quota))],
                 args=[outcome.kind, delay_ms, next_day_ms, redact(outcome.reason)[:500],
                       FAILURE_BACKOFF_MS, MAX_FAILURE_BACKOFF_MS, key_id, self.window_ms,
                       LEARNED_LIMIT_MS, member, BOUNDARY_SLACK_MS, PROBE_QUIET_MS,
-                      BOUNDARY_COOL_MS, LIMIT_CHANGES_KEPT,
-                      day, redis_keys.HISTORY_TTL_S, redis_keys.POOL_MINUTE_TTL_S],
+                      BOUNDARY_COOL_MS, LIMIT_CHANGES_KEPT, day, redis_keys.HISTORY_TTL_S,
+                      redis_keys.POOL_MINUTE_TTL_S, outcome.scope],
             )
 
     # --- administration --------------------------------------------------------------
@@ -389,20 +439,34 @@ class AccountPool:
         with _pool_outage():
             if not self.redis.exists(info):
                 return False
+            ready_sets = self.ready_sets()
             pipe = self.redis.pipeline(transaction=True)
             if enabled:
                 pipe.hset(info, mapping={"status": "active", "consecutive_failures": 0,
                                          "cooldown_until": 0, "announced_until": 0,
                                          "disabled_reason": ""})
-                pipe.zadd(redis_keys.ACCOUNT_READY, {key_id: 0})
+                for name in ready_sets:
+                    pipe.zadd(name, {key_id: 0})
             else:
                 pipe.hset(info, mapping={"status": "disabled",
                                          "disabled_reason": "disabled by an operator"})
-                pipe.zrem(redis_keys.ACCOUNT_READY, key_id)
+                for name in ready_sets:
+                    pipe.zrem(name, key_id)
             pipe.execute()
         log.info("account %s %s by an operator", key_id, "enabled" if enabled else "disabled",
                  extra={"key_id": key_id})
         return True
+
+    def models(self) -> list[str]:
+        """The main model first, then every other model keys were handed out or imported
+        for (each has its own quotas)."""
+        others = {m.decode() if isinstance(m, bytes) else m
+                  for m in self.redis.smembers(redis_keys.ACCOUNT_MODELS)}
+        return [self.model, *sorted(others - {self.model})]
+
+    def ready_sets(self) -> list[str]:
+        """Every model's ready set (a key coming back goes into each)."""
+        return [redis_keys.account_ready(m, self.model) for m in self.models()]
 
     # --- stats -----------------------------------------------------------------------
 
@@ -411,9 +475,9 @@ class AccountPool:
         every create request)."""
         return int(self.redis.scard(redis_keys.ACCOUNT_IDS))
 
-
     def stats(self) -> dict[str, object]:
-        """Per key (masked) and totals; no secret in the answer."""
+        """Per key (masked), per project and model, and totals; no secret in the answer.
+        A key's use and limits are its project's for the main model (what binds it)."""
         day, _ = self.quota_day()
         seconds, micros = self.redis.time()
         now_ms = seconds * 1000 + micros // 1000
@@ -421,41 +485,126 @@ class AccountPool:
         pipe = self.redis.pipeline(transaction=False)
         for key_id in ids:
             pipe.hgetall(redis_keys.account_info(key_id))
-            pipe.hget(redis_keys.account_daily(key_id), day)
-            pipe.zrangebyscore(redis_keys.account_window(key_id), now_ms - self.window_ms, "+inf")
             pipe.hmget(redis_keys.account_usage(key_id), f"{day}:input", f"{day}:output",
                        f"{day}:cost_micro")
-            pipe.lrange(redis_keys.account_limit_changes(key_id), 0, LIMIT_CHANGES_KEPT - 1)
         rows = pipe.execute()
-        accounts, left_today, left_minute = [], 0, 0
+        infos = {key_id: rows[2 * index] for index, key_id in enumerate(ids)}
+        owners = self._owners(infos, day, now_ms)
+        accounts = []
         for index, key_id in enumerate(ids):
-            info, used, members, spent, changes = rows[5 * index: 5 * index + 5]
-            entry = account_stats(key_id, info, used, len(members), now_ms)
-            entry["limit_changes"] = [json.loads(change) for change in changes]
-            entry["tokens_this_minute"] = sum(tokens_of(member) for member in members)
+            info, spent = infos[key_id], rows[2 * index + 1]
+            main = owners[(info.get("project", ""), key_id, self.model)]
+            entry = account_stats(key_id, {**info, **main["info"],
+                                           "cooldown_until": max_ms(info, main["info"])},
+                                  main["used"], len(main["members"]), now_ms)
+            entry["project"] = info.get("project") or None
+            entry["limit_changes"] = main["changes"]
+            entry["tokens_this_minute"] = sum(tokens_of(member) for member in main["members"])
             entry["today"] = {"input_tokens": int(spent[0] or 0),
                               "output_tokens": int(spent[1] or 0),
                               "cost_usd": int(spent[2] or 0) / 1_000_000}
             accounts.append(entry)
-            if entry["status"] == "active" and not entry.get("problem"):
-                left_today += max(0, entry["quota_daily"] - entry["used_today"])
-                if entry["cooldown_left_s"] == 0:
-                    left_minute += max(0, entry["effective_minute_limit"]
-                                       - entry["used_this_minute"])
+        projects = project_stats(accounts, owners, self.models(), now_ms)
+        left_today = left_minute = 0
+        for project in projects:
+            use = project["models"][self.model]
+            if project["usable_keys"] and not use.get("problem"):
+                left_today += max(0, use["daily_limit"] - use["used_today"])
+                if use["cooldown_left_s"] == 0:
+                    left_minute += max(0, use["effective_minute_limit"]
+                                       - use["used_this_minute"])
         return {
             "quota_day": day,
             "send_margin_ms": self.send_margin_ms(),
+            "model": self.model,
             "accounts": accounts,
+            "projects": projects,
             "totals": {"keys": len(ids),
                        "active": sum(1 for a in accounts if a["status"] == "active"),
+                       "projects": len(projects),
                        "capacity_left_today": left_today,
                        "capacity_left_this_minute": min(left_minute, left_today)},
         }
+
+    def _owners(self, infos: dict[str, dict], day: str,
+                now_ms: int) -> dict[tuple[str, str, str], dict]:
+        """(project, key id, model) → the quota owner's info, use today, window entries and
+        limit changes (read once per owner however many keys share it)."""
+        bases: dict[tuple[str, str, str], str] = {}
+        for key_id, info in infos.items():
+            for model in self.models():
+                project = info.get("project", "")
+                bases[(project, key_id, model)] = redis_keys.quota_base(
+                    key_id, project, model, self.model)
+        unique = sorted(set(bases.values()))
+        pipe = self.redis.pipeline(transaction=False)
+        for base in unique:
+            pipe.hgetall(redis_keys.quota_info(base))
+            pipe.hget(redis_keys.quota_daily(base), day)
+            pipe.zrangebyscore(redis_keys.quota_window(base), now_ms - self.window_ms, "+inf")
+            pipe.lrange(redis_keys.quota_limit_changes(base), 0, LIMIT_CHANGES_KEPT - 1)
+        rows = pipe.execute()
+        read = {base: {"base": base, "info": rows[4 * i], "used": rows[4 * i + 1],
+                       "members": rows[4 * i + 2],
+                       "changes": [json.loads(c) for c in rows[4 * i + 3]]}
+                for i, base in enumerate(unique)}
+        for base, found in read.items():
+            if "minute_limit" not in found["info"]:  # limits default to the main model's
+                limits = read[main_quota(base)]["info"]
+                found["info"] = {**found["info"], **{f: limits[f] for f in OWNER_LIMITS
+                                                     if f in limits}}
+        return {owner: read[base] for owner, base in bases.items()}
 
     def _warn_bad(self, bad: list[str]) -> None:
         for item in bad:
             key_id, _, reason = item.partition(":")
             log.warning("skipped account %s: %s", key_id, reason, extra={"key_id": key_id})
+
+
+OWNER_LIMITS = ("minute_limit", "quota_daily", "tpm_limit")
+"""The limits a quota owner's info hash holds (the smallest its project's keys wrote)."""
+
+def max_ms(*infos: dict) -> int:
+    """The latest `cooldown_until` of several hashes (a key's own, its project's)."""
+    return max(int(info.get("cooldown_until") or 0) for info in infos)
+
+
+def project_stats(accounts: list[dict], owners: dict[tuple[str, str, str], dict],
+                  models: list[str], now_ms: int) -> list[dict[str, object]]:
+    """The keys grouped by project (a key without one alone), each project's use against
+    its limits per model."""
+    groups: dict[str, dict[str, object]] = {}
+    for entry in accounts:
+        project = entry["project"] or ""
+        group = groups.setdefault(project or entry["key_id"], {
+            "project": entry["project"], "keys": [], "usable_keys": 0, "models": {}})
+        group["keys"].append(entry["key_id"])
+        if entry["status"] == "active" and not entry.get("problem"):
+            group["usable_keys"] += 1
+        for model in models:
+            found = owners[(project, entry["key_id"], model)]
+            if model not in group["models"]:
+                group["models"][model] = quota_use(found, now_ms)
+    return [groups[name] for name in sorted(groups)]
+
+
+def quota_use(owner: dict, now_ms: int) -> dict[str, object]:
+    """One quota owner's use against its limits (the numbers `account_stats` shows)."""
+    info = owner["info"]
+    use = account_stats("", info, owner["used"], len(owner["members"]), now_ms)
+    shown = {name: use[name] for name in (
+        "minute_limit", "effective_minute_limit", "used_this_minute", "quota_daily",
+        "used_today", "tpm_limit", "cooldown_left_s", "learned_limit_left_s",
+        "next_probe_in_s", "problem") if name in use}
+    shown["daily_limit"] = shown.pop("quota_daily")
+    shown["tokens_this_minute"] = sum(tokens_of(member) for member in owner["members"])
+    shown["limit_changes"] = owner["changes"]
+    return shown
+
+
+def main_quota(quota: str) -> str:
+    """The base of the main model's owner of the same project (limits default to its)."""
+    return quota.split(redis_keys.MODEL_INFIX, 1)[0]
 
 
 def account_stats(key_id: str, info: dict, used: str | None, minute: int,

@@ -12,6 +12,11 @@
 -- History (optional, issue 25): KEYS[6] the key's usage hash (`{day}:{counter}`),
 -- KEYS[7] the pool's per-minute hash of this minute, ARGV[15] quota day,
 -- ARGV[16] usage hash TTL (s), ARGV[17] per-minute hash TTL (s)
+-- Quota owner (issue 37): KEYS[2] and KEYS[5] are the window and limit changes of the
+-- request's project and model, KEYS[8] its info hash (limits, learned limits, a cooldown
+-- for the whole project), KEYS[9] the main model's (limits default to its). For a key
+-- without a project and the main model, KEYS[8] is KEYS[1]. ARGV[18] the 429's scope:
+-- `project` cools (and teaches) the owner, every key of the project; `key` the key alone.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 'missing'
 end
@@ -30,11 +35,14 @@ if KEYS[6] then
   if counter then redis.call('HINCRBY', KEYS[7], counter, 1) end
   redis.call('EXPIRE', KEYS[7], tonumber(ARGV[17]))
 end
-local function push_cooldown(until_ms, announced)
-  local current = tonumber(redis.call('HGET', KEYS[1], 'cooldown_until') or '0') or 0
-  if until_ms > current then redis.call('HSET', KEYS[1], 'cooldown_until', until_ms) end
+local owner = KEYS[8]
+local whole_project = ARGV[18] == 'project' or owner == KEYS[1]
+local function push_cooldown(until_ms, announced, target)
+  target = target or KEYS[1]
+  local current = tonumber(redis.call('HGET', target, 'cooldown_until') or '0') or 0
+  if until_ms > current then redis.call('HSET', target, 'cooldown_until', until_ms) end
   -- a wait Gemini announced: requests granted before it but not yet sent hold back too
-  if announced then redis.call('HSET', KEYS[1], 'announced_until', until_ms) end
+  if announced then redis.call('HSET', target, 'announced_until', until_ms) end
   redis.call('ZADD', KEYS[3], 'GT', until_ms * 1000, id)
   redis.call('HSET', KEYS[4], id, 'cooling down')
 end
@@ -44,13 +52,15 @@ local function moved(from, to, why)
   redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[14]) - 1)
   redis.call('PEXPIRE', KEYS[5], 7 * 86400000)
 end
-local f = redis.call('HMGET', KEYS[1], 'minute_limit', 'learned_limit', 'learned_until',
+local f = redis.call('HMGET', owner, 'minute_limit', 'learned_limit', 'learned_until',
                      'probe_member')
-local limit = tonumber(f[1] or '') or 0
+local limit = tonumber(f[1] or redis.call('HGET', KEYS[9], 'minute_limit') or '') or 0
 local learned = tonumber(f[2] or '')
 if learned and (tonumber(f[3] or '0') or 0) <= now then learned = nil end
 local was_probe = ARGV[10] ~= '' and f[4] == ARGV[10]
-if was_probe then redis.call('HDEL', KEYS[1], 'probe_member') end
+if was_probe then redis.call('HDEL', owner, 'probe_member') end
+-- where a 429's wait goes: the owner (every key of the project) or the key alone
+local target = whole_project and owner or KEYS[1]
 if kind == 'success' then
   local failures = tonumber(redis.call('HGET', KEYS[1], 'consecutive_failures') or '0') or 0
   redis.call('HSET', KEYS[1], 'consecutive_failures', 0)
@@ -61,9 +71,9 @@ if kind == 'success' then
   if was_probe and learned then
     -- Gemini took one request more than the learned limit: the limit is at least that
     if learned + 1 >= limit then
-      redis.call('HDEL', KEYS[1], 'learned_limit', 'learned_until', 'probe_at')
+      redis.call('HDEL', owner, 'learned_limit', 'learned_until', 'probe_at')
     else
-      redis.call('HSET', KEYS[1], 'learned_limit', learned + 1,
+      redis.call('HSET', owner, 'learned_limit', learned + 1,
                  'learned_until', now + tonumber(ARGV[9]), 'probe_at', now + tonumber(ARGV[8]))
     end
     moved(learned, math.min(learned + 1, limit), 'probe accepted')
@@ -81,32 +91,32 @@ if kind == 'minute' then
     -- Gemini's window stays full well past any edge race while the pool thought there
     -- was room: the real limit is at most what the window holds now (other refusals
     -- still on their way leave as they report); held for a while, probed after a quiet
-    if held >= 1 and held < current then
-      redis.call('HSET', KEYS[1], 'learned_limit', held)
+    if whole_project and held >= 1 and held < current then
+      redis.call('HSET', owner, 'learned_limit', held)
       moved(current, held, 'per-minute 429 with ' .. math.ceil(delay / 1000) .. ' s to wait')
       learned = held
     end
-    if learned then  -- a new lesson, or a refused probe: hold it, probe after a quiet time
-      redis.call('HSET', KEYS[1], 'learned_until', now + tonumber(ARGV[9]),
+    if learned and whole_project then  -- a new lesson, or a refused probe: hold it, probe later
+      redis.call('HSET', owner, 'learned_until', now + tonumber(ARGV[9]),
                  'probe_at', now + tonumber(ARGV[12]))
     end
-    push_cooldown(now + delay, true)
+    push_cooldown(now + delay, true, target)
   elseif delay >= 0 then
     -- a race at the window's edge (Gemini counts arrivals a little later than the pool
     -- stamps them): no lesson, the key waits out Gemini's own delay
-    push_cooldown(now + math.max(delay, tonumber(ARGV[13])), true)
+    push_cooldown(now + math.max(delay, tonumber(ARGV[13])), true, target)
   else
     -- no RetryInfo: no lesson either; the key waits until the pool's own window frees
     local oldest = redis.call('ZRANGEBYSCORE', KEYS[2], now - window_ms, '+inf',
                               'WITHSCORES', 'LIMIT', 0, 1)
     local until_ms = oldest[2] and (tonumber(oldest[2]) + window_ms) or now
-    push_cooldown(math.max(until_ms, now + tonumber(ARGV[13])))
+    push_cooldown(math.max(until_ms, now + tonumber(ARGV[13])), false, target)
   end
 elseif kind == 'tokens' then
   -- over the tokens-per-minute limit: wait as asked; the request count taught nothing
-  push_cooldown(now + math.max(1000, tonumber(ARGV[2])), true)
+  push_cooldown(now + math.max(1000, tonumber(ARGV[2])), true, target)
 elseif kind == 'day' then
-  push_cooldown(tonumber(ARGV[3]), true)
+  push_cooldown(tonumber(ARGV[3]), true, target)
 elseif kind == 'disabled' then
   redis.call('HSET', KEYS[1], 'status', 'disabled', 'disabled_reason', ARGV[4])
   redis.call('ZREM', KEYS[3], id)

@@ -201,12 +201,12 @@ def _throughput_per_s(services: Services) -> float | None:
     if services.settings.TAGGER == "gemini":
         try:
             with redis_outage():
-                accounts = services.pool.stats()["accounts"]
+                stats = services.pool.stats()
         except ServiceUnavailable:
             return None
-        per_minute = sum(int(account.get("effective_minute_limit") or 0)
-                         for account in accounts
-                         if account.get("status") == "active" and not account.get("problem"))
+        model = stats["model"]
+        per_minute = sum(int(project["models"][model].get("effective_minute_limit") or 0)
+                         for project in stats["projects"] if project["usable_keys"])
         return per_minute / 60 or None
     window_s = 600
     done = services.queries.finished_since(utcnow() - timedelta(seconds=window_s))

@@ -7,7 +7,7 @@ import redis
 
 from shared.accounts import history
 from shared.accounts.history import HistoryQuery
-from shared.accounts.pool import KEY_ID_PATTERN, PoolUnavailable
+from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN, PoolUnavailable
 from shared.app.context import Services
 from shared.errors import InvalidInput, NotFound
 from shared.redis_conn import redis_outage
@@ -45,6 +45,19 @@ def account_history(services: Services, key_id: str, query: HistoryQuery) -> dic
         found = history.key_history(services.pool, key_id, query.days)
     if found is None:
         raise NotFound(f"key_id: no key {key_id} in the pool")
+    return found
+
+
+def project_history(services: Services, project: str,
+                    query: HistoryQuery) -> dict[str, object]:
+    """One Google Cloud project's last `days` quota days, summed over its keys."""
+    if not PROJECT_PATTERN.match(project) or len(project) > 64:
+        raise InvalidInput("project: malformed (letters, digits, '.', '_' and '-', at most "
+                           "64: the project /api/v1/accounts shows)")
+    with redis_outage(PoolUnavailable):
+        found = history.project_history(services.pool, project, query.days)
+    if found is None:
+        raise NotFound(f"project: no key of project {project} in the pool")
     return found
 
 

@@ -191,14 +191,14 @@ class GeminiTagger:
         total, bad_json, last_error = Usage(), 0, "no attempt"
         for _ in range(MAX_KEY_ATTEMPTS):
             model, endpoint = self._model(), self._endpoint()
-            lease = self._lease(deadline, call.tokens)
+            lease = self._lease(deadline, call.tokens, model)
             answer = self._try_key(lease, endpoint, model, request, call)
             if isinstance(answer, _FailedOver):
                 last_error = answer.reason
                 if answer.key_failed and time.monotonic() >= deadline:
                     break
                 continue
-            self.pool.report(lease.key_id, Outcome.success(), lease.member)
+            self.pool.report(lease.key_id, Outcome.success(), lease.member, lease=lease)
             spent = priced(answer.usage, model, self.config.prices)
             self._account_for(lease, spent)
             total = added(total, spent)
@@ -234,16 +234,16 @@ class GeminiTagger:
         try:
             return self._with_key(lease, endpoint, model, request, call)
         except PermanentError:
-            self.pool.report(lease.key_id, Outcome.success())  # the key is fine
+            self.pool.report(lease.key_id, Outcome.success(), lease=lease)  # the key is fine
             raise
         except _ModelOverloaded as failure:
-            self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
+            self.pool.report(lease.key_id, Outcome("neutral", failure.reason), lease=lease)
             backoff = self.health.model_overloaded(model)
             reason = f"{model} overloaded ({failure.reason})"
             log.warning("%s; shared back-off %.0f s", reason, backoff)
             return _FailedOver(reason)
         except _RouteFailed as failure:
-            self.pool.report(lease.key_id, Outcome("neutral", failure.reason))
+            self.pool.report(lease.key_id, Outcome("neutral", failure.reason), lease=lease)
             backoff = self.health.endpoint_failed(endpoint, failure.kind)
             reason = f"endpoint {shown(endpoint)}: {failure.reason}"
             log.warning("%s; endpoint backs off %.0f s", reason, backoff)
@@ -252,7 +252,7 @@ class GeminiTagger:
             self.pool.release(lease)
             return _FailedOver(str(failure))
         except _KeyFailed as failure:
-            self.pool.report(lease.key_id, failure.outcome, lease.member)
+            self.pool.report(lease.key_id, failure.outcome, lease.member, lease=lease)
             log.info("gemini key failed over: %s", failure.outcome.reason,
                      extra={"key_id": lease.key_id})
             return _FailedOver(failure.outcome.reason, key_failed=True)
@@ -362,9 +362,10 @@ class GeminiTagger:
 
     # --- keys --------------------------------------------------------------------------
 
-    def _lease(self, deadline: float, tokens: int = 0) -> Lease:
+    def _lease(self, deadline: float, tokens: int = 0, model: str | None = None) -> Lease:
+        """A key for `model`: counted in that model's quota of the key's project."""
         while True:
-            lease = self.pool.acquire(tokens)
+            lease = self.pool.acquire(tokens, model)
             if isinstance(lease, Lease):
                 return lease
             wait = lease.retry_after_s
@@ -818,6 +819,15 @@ def _retry_delay_s(details: list[dict]) -> float | None:
     return None
 
 
+def quota_scope(quota_ids: list[str]) -> str:
+    """`project` when the QuotaFailure names a per-project quota (or a per-model one:
+    Gemini's model quotas, tokens per minute included, are the project's), else `key`: a
+    quota about the key itself, or a 429 that named none."""
+    if any("PerProject" in q or "PerModel" in q for q in quota_ids):
+        return "project"
+    return "key"
+
+
 def classify(error: errors.APIError) -> Outcome:
     """What an error says about the key (Google's documented error bodies)."""
     details = _details(error)
@@ -826,14 +836,15 @@ def classify(error: errors.APIError) -> Outcome:
         quota_ids = [v.get("quotaId", "") for d in details
                      if d.get("@type", "").endswith("QuotaFailure")
                      for v in d.get("violations", []) if isinstance(v, dict)]
+        scope = quota_scope(quota_ids)
         if any("PerDay" in q for q in quota_ids):
-            return Outcome("day", f"{status}: daily quota exhausted")
+            return Outcome("day", f"{status}: daily quota exhausted", scope=scope)
         if any("Token" in q for q in quota_ids):  # tokens per minute: no request-count lesson
             return Outcome("tokens", f"{status}: per-minute input tokens",
-                           retry_delay_s=_retry_delay_s(details))
+                           retry_delay_s=_retry_delay_s(details), scope=scope)
         if quota_ids or _retry_delay_s(details) is not None:
             return Outcome("minute", f"{status}: per-minute quota",
-                           retry_delay_s=_retry_delay_s(details))
+                           retry_delay_s=_retry_delay_s(details), scope=scope)
         return Outcome("failure", f"{status}: Gemini out of capacity")
     if error.code == 400:
         if any(d.get("reason") == "API_KEY_INVALID" for d in details):
