@@ -447,8 +447,11 @@ ENDPOINTS = (
              errors=(400, 404, 503)),
     Endpoint("/api/v1/search", "GET", search, operation_id="search",
              summary="Find completed tasks by tags (all / any), free text, platform, env, uid "
-                     "and duration; newest first, with top-tag facets",
-             query=SearchQuery, data=SearchPage, answer="matching tasks and facets",
+                     "and duration; newest first, with top-tag facets — or, with "
+                     "`kind=moments`, the passages (summary, key moments, on-screen text, "
+                     "transcript segments) that best match `q`, each with its task and times",
+             query=SearchQuery, data=SearchPage,
+             answer="matching tasks and facets, or moments",
              errors=(400, 501, 503)),
     Endpoint("/api/v1/stats", "GET", stats,
              summary="Tasks by status, queue depth, last hour's completions, failures and "
