@@ -67,7 +67,7 @@ from shared.tasks.models import (
     TaskStatus,
     task_id_forms,
 )
-from shared.tasks.subtitles import SUBTITLE_TYPES
+from shared.tasks.subtitles import SUBTITLE_TYPES, SubtitlesQuery
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -251,9 +251,10 @@ def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
 
 
 def subtitles(request: flask.Request, services: Services, task_id: str,
-              kind: str) -> flask.Response:
-    text = tasks.subtitles(services, task_id, kind)
-    return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[kind])
+              fmt: str) -> flask.Response:
+    query = SubtitlesQuery.model_validate(single_valued(request))
+    text = tasks.subtitles(services, task_id, fmt, query)
+    return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[fmt])
 
 
 def accounts(request: flask.Request, services: Services) -> flask.Response:
@@ -357,15 +358,17 @@ GET_TASK = Endpoint(
     schemas={"task_id": TASK_ID}, data=Task, answer="the task", errors=(400, 404, 503))
 
 
-def _subtitles(kind: str, media_type: str) -> Endpoint:
+def _subtitles(fmt: str, media_type: str) -> Endpoint:
     """One route per format: each is its own operation with its own media type."""
     return Endpoint(
-        f"/api/v1/task/<task_id>/subtitles.{kind}", "GET", subtitles, defaults={"kind": kind},
-        operation_id=f"taskSubtitles{kind.capitalize()}",
-        summary=f"The task's on-screen text, speech segments and key moments as timed cues "
-                f"({kind.upper()}); 409 while the task has no result",
-        schemas={"task_id": TASK_ID}, answer="subtitles", media={media_type: {"type": "string"}},
-        errors=(400, 404, 409, 503))
+        f"/api/v1/task/<task_id>/subtitles.{fmt}", "GET", subtitles, defaults={"fmt": fmt},
+        operation_id=f"taskSubtitles{fmt.capitalize()}",
+        summary=f"The task's transcript (cues of at most 2 lines of 42 characters, at least "
+                f"1 s each), its translation, on-screen text or key moments as timed cues "
+                f"({fmt.upper()}, `kind`); 409 while the task has no result, 404 for "
+                f"`kind=translation` without one",
+        schemas={"task_id": TASK_ID}, query=SubtitlesQuery, answer="subtitles",
+        media={media_type: {"type": "string"}}, errors=(400, 404, 409, 503))
 
 
 ENDPOINTS = (
@@ -462,8 +465,11 @@ ENDPOINTS = (
              errors=(400, 404, 503)),
     Endpoint("/api/v1/search", "GET", search, operation_id="search",
              summary="Find completed tasks by tags (all / any), free text, platform, env, uid "
-                     "and duration; newest first, with top-tag facets",
-             query=SearchQuery, data=SearchPage, answer="matching tasks and facets",
+                     "and duration; newest first, with top-tag facets — or, with "
+                     "`kind=moments`, the passages (summary, key moments, on-screen text, "
+                     "transcript segments) that best match `q`, each with its task and times",
+             query=SearchQuery, data=SearchPage,
+             answer="matching tasks and facets, or moments",
              errors=(400, 501, 503)),
     Endpoint("/api/v1/stats", "GET", stats,
              summary="Tasks by status, queue depth, last hour's completions, failures and "

@@ -78,6 +78,49 @@ def quoting_error(behaviour: str, key: str) -> tuple[int, dict]:
                            details)
 
 
+SPEAKERS = ("A", "B")
+SENTENCES = ("大家好，欢迎来到今天的节目", "今天我们来聊一聊这款新产品的三个亮点",
+             "第一是续航，充满电可以用两天", "记得点赞关注，我们下期再见")
+TRANSLATIONS = ("Hello everyone, welcome to today's show",
+                "Today let's talk about three highlights of this new product",
+                "First, battery life: a full charge lasts two days",
+                "Remember to like and follow, see you next time")
+SEGMENT_S = 3.0
+"""The stand-in's speech: a sentence every SEGMENT_S, two voices taking turns."""
+
+
+def speech(start_s: float, end_s: float, translated: bool) -> list[dict]:
+    """Transcript segments over [start_s, end_s) as Gemini writes them (MM:SS.s)."""
+    segments, at, index = [], start_s, 0
+    while at + 0.5 < end_s:
+        until = min(at + SEGMENT_S - 0.2, end_s)
+        item = {"start": clock(at + 0.1), "end": clock(until),
+                "speaker": SPEAKERS[index % 2], "text": SENTENCES[index % len(SENTENCES)]}
+        if translated:
+            item["translation"] = TRANSLATIONS[index % len(TRANSLATIONS)]
+        segments.append(item)
+        at, index = at + SEGMENT_S, index + 1
+    return segments
+
+
+def clock(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
+
+
+def spoken_span(body: dict) -> tuple[float, float]:
+    """The seconds the request is about: its clip (videoMetadata), else the whole video
+    (the length its facts say, MM:SS)."""
+    parts = [p for c in body.get("contents", []) for p in c.get("parts", [])]
+    clip = next((p.get("videoMetadata") or p.get("video_metadata") for p in parts
+                 if p.get("videoMetadata") or p.get("video_metadata")), None)
+    if clip:
+        return tuple(float(str(clip.get(f"{edge}Offset") or clip.get(f"{edge}_offset"))
+                           .rstrip("s")) for edge in ("start", "end"))  # type: ignore
+    facts = parts[-1].get("text", "") if parts else ""
+    found = re.search(r"(\d+):(\d\d)", facts)
+    return 0.0, (int(found.group(1)) * 60 + int(found.group(2))) if found else 10.0
+
+
 def fill(schema: dict[str, Any], path: str = "", answers: dict | None = None) -> Any:
     """A plausible answer for a Gemini response schema (upper-case OpenAPI subset);
     `answers` gives the answer for some paths (e.g. "vision.characters")."""
@@ -95,6 +138,8 @@ def fill(schema: dict[str, Any], path: str = "", answers: dict | None = None) ->
         if "tag" in props:
             return [{"tag": f"{path}-标签", "confidence": 0.9},
                     {"tag": f"{path}-次要", "confidence": 1.7}]
+        if "text" in props:
+            return [{"start": "00:00.5", "end": "00:02.5", "speaker": "A", "text": "大家好"}]
         if "start" in props:
             return [{"start": "00:01", "end": "00:02", "description": "开场", "tags": ["开场"]}]
         return [f"{path}-项"]
@@ -117,8 +162,9 @@ class GeminiStandIn:
     behaviours: dict[str, str] = field(default_factory=dict)
     """api key → ok | minute | minute_key (a 429 about the key, not its project) | day
     | bare429 | invalid | badrequest | forbidden | 500 | 503 | slow | badjson | badjson_once
-    | truncated | truncated_once | safety | blocked | file_failed | suspended
-    | suspended_info | badrequest_quoting | region; models.get
+    | truncated | truncated_once | transcript_cut | transcript_cut_once (cut off inside the
+    transcript; `_once`: while maxOutputTokens is at most `cut_at`) | safety | blocked
+    | file_failed | suspended | suspended_info | badrequest_quoting | region; models.get
     (the free key check) answers the same errors, and `slow` sleeps `slow_s` before
     answering it too"""
     processing_polls: int = 1
@@ -359,9 +405,14 @@ class GeminiStandIn:
                                        "description": f"片段 {start:g}",
                                        "tags": [f"片段{start:g}"]}]
             answers["summary"] = f"从 {start:g} 秒开始的一段"
+        if "transcript" in schema.get("properties", {}):
+            self.speak(answers, body, schema)
         text = json.dumps(fill(schema, answers=answers), ensure_ascii=False)
         self.answered.append(time.monotonic())
         finish = "STOP"
+        if behaviour == "transcript_cut" or (behaviour == "transcript_cut_once"
+                                             and config.get("maxOutputTokens", 0) <= self.cut_at):
+            text, finish = cut_in_transcript(text), "MAX_TOKENS"
         if behaviour == "badjson" or (behaviour == "badjson_once"
                                       and not self._seen_badjson(key)):
             text = "{not json"
@@ -376,6 +427,13 @@ class GeminiStandIn:
             "usageMetadata": usage,
             "modelVersion": "gemini-2.5-flash", "responseId": uuid.uuid4().hex,
         })
+
+    def speak(self, answers: dict, body: dict, schema: dict) -> None:
+        """The transcript of the seconds asked about (unless a test fixed it)."""
+        start, end = spoken_span(body)
+        translated = "translation" in schema["properties"]["transcript"]["items"]["properties"]
+        answers.setdefault("transcript", speech(start, end, translated))
+        answers.setdefault("spoken_language", "zh")
 
     def usage(self, body: dict) -> dict:
         """usageMetadata from what was received: text at 4 characters a token, inline media
@@ -544,6 +602,12 @@ class GeminiStandIn:
 
     def generate_calls(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(":generateContent")]
+
+
+def cut_in_transcript(text: str) -> str:
+    """The answer cut off half-way through its transcript, inside a segment."""
+    at = text.find('"transcript"')
+    return text[:at + (len(text) - at) // 2 + 3]
 
 
 class _Capture:

@@ -51,7 +51,7 @@ FILTERS = [
     ("/api/v1/search", "max_duration", "1_0"),
     ("/api/v1/search", "max_duration", "-1"),
     ("/api/v1/search", "limit", "0"),
-    ("/api/v1/search", "q", "q" * 201),
+    ("/api/v1/search", "q", "q" * 501),
 ]
 
 

@@ -58,7 +58,11 @@ def test_one_call_for_the_requested_dimensions(pool, standin, media_dir, dimensi
     calls = standin.generate_calls()
     assert len(calls) == 1
     schema = calls[0].body["generationConfig"]["responseSchema"]
-    assert set(schema["properties"]) == {*dimensions, "key_moments", "summary", "safety"}
+    speech = {"spoken_language", "transcript"} if "audio" in dimensions else set()
+    assert set(schema["properties"]) == {*dimensions, "key_moments", "summary", "safety",
+                                         *speech}
+    ordering = schema["property_ordering"]  # the SDK writes it snake_case
+    assert ordering[len(ordering) - len(speech):] == sorted(speech)
     assert "inlineData" in calls[0].body["contents"][0]["parts"][1]  # after the instructions
     assert set(result.dimensions) == set(dimensions)
     first = dimensions[0]

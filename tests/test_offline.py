@@ -156,6 +156,24 @@ def test_a_wav_gets_the_audio_dimension_only(tmp_path: Path) -> None:
     assert "人声" in [t.tag for t in result.dimensions["audio"]["speech"]]
     assert result.technical.speech_ratio > 0.5 and result.technical.loudness_db < 0
     assert result.key_moments and result.key_moments[0].description == "人声"
+    assert result.key_moments[0].source == "speech"
+    assert result.transcript == [] and result.spoken_language is None
+    assert [w.split(":")[0] for w in result.warnings] == [
+        f"speech heard ({len(result.key_moments)} segment(s)) but not transcribed"]
+
+
+def test_the_offline_tagger_says_it_cannot_translate(tmp_path: Path) -> None:
+    """Issue 38: no speech recognition offline; a translation asked for is said ignored."""
+    import dataclasses
+
+    wav = sound_clip(tmp_path / "voice.wav", "speech", "Hello and welcome", "en")
+    media = probe(wav)
+    result = LocalTagger().tag(dataclasses.replace(
+        TagRequest(wav, media, ["audio"], "en"), translate_to="zh"))
+    assert "人声" not in result.tags and "voice" in result.tags
+    assert any(w.startswith("speech heard") for w in result.warnings)
+    assert any(w.startswith("translate_to ignored") for w in result.warnings)
+    assert result.prompt_version.endswith("-trzh")
 
 
 def test_a_one_frame_video(tmp_path: Path) -> None:

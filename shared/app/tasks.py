@@ -38,7 +38,7 @@ from shared.tasks.models import (
     task_id_forms,
 )
 from shared.tasks.store import DuplicateIdempotencyKey
-from shared.tasks.subtitles import render_subtitles
+from shared.tasks.subtitles import SubtitlesQuery, render_subtitles
 from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")
@@ -92,6 +92,7 @@ def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
         "callback_url": request.callback_url,
         "idempotency_key": idempotency_key,
         "mode": request.mode,
+        "translate_to": request.translate_to,
     }
 
 
@@ -274,10 +275,14 @@ def first_read(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str
     return iter([]) if first is None else itertools.chain([first], chunks)
 
 
-def subtitles(services: Services, task_id: str, kind: str) -> str:
-    """WebVTT or SRT of a completed task's on-screen text, speech and key moments."""
+def subtitles(services: Services, task_id: str, fmt: str, query: SubtitlesQuery) -> str:
+    """WebVTT or SRT of a completed task: its transcript, its translation, its on-screen
+    text or its key moments (`query.kind`)."""
     task = get_task(services, task_id)
     if task.result is None:
         raise Conflict(f"task_id: task is {task.status} and has no result yet; subtitles "
                        "come from the result")
-    return render_subtitles(task.result, kind)
+    if query.kind == "translation" and not task.result.translated_to:
+        raise NotFound("kind: this result has no translation (create the task with "
+                       "`translate_to` and the audio dimension)")
+    return render_subtitles(task.result, fmt, query.kind)

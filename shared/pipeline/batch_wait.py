@@ -74,7 +74,8 @@ class Recorded:
         """The TagRequest finishing needs (no video file: the answer is in hand)."""
         return TagRequest(video_path=Path(), media=self.media, dimensions=self.dimensions,
                           language=task.language, cuts=self.cuts,
-                          scene_changes=self.scene_changes, vocabulary=task.vocabulary)
+                          scene_changes=self.scene_changes, vocabulary=task.vocabulary,
+                          translate_to=task.translate_to)
 
 
 def load(storage: Storage, task: Task, workdir: Path) -> Recorded | None:

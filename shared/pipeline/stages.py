@@ -16,8 +16,8 @@ from typing import Any
 
 from shared.errors import ErrorCode, PermanentError
 from shared.storage import Storage, frame_key, video_key
-from shared.tagging import moments, vocabulary
-from shared.tagging.base import Tagger, TagRequest
+from shared.tagging import moments, transcript
+from shared.tagging.base import Tagger, TagRequest, fingerprint
 from shared.tagging.result import FrameRef, TagResult, Usage, technical_of
 from shared.tasks.models import Task
 from shared.video.fetch import Downloaded, FetchLimits, download
@@ -173,6 +173,7 @@ def tag_stage(job: Job) -> None:
             scene_changes=job.frames.scene_changes if job.frames else None,
             cuts=cuts,
             vocabulary=job.task.vocabulary,
+            translate_to=job.task.translate_to,
             windows_done=job.task.windows,
             on_window=_window_keeper(job),
         )
@@ -188,7 +189,8 @@ def fitted(result: TagResult, duration_s: float, cuts: tuple[float, ...]) -> Tag
     """A tagger's answer with its key moments fitted to the video (an interactive answer
     and a batch job's alike)."""
     result.key_moments, warnings = moments.fit(result.key_moments, duration_s, cuts)
-    result.warnings = [*result.warnings, *warnings]
+    result.transcript, heard = transcript.fit(result.transcript, duration_s)
+    result.warnings = [*result.warnings, *warnings, *heard]
     return result
 
 
@@ -214,7 +216,8 @@ def cached_result(job: Job) -> TagResult | None:
     stored = find_result(
         job.downloaded.sha256, dimensions=job.dimensions, language=job.task.language,
         provider=tagger.provider, model=tagger.model,
-        prompt_version=tagger.prompt_version + vocabulary.fingerprint(job.task.vocabulary),
+        prompt_version=tagger.prompt_version + fingerprint(
+            job.task.vocabulary, job.task.translate_to, job.dimensions, job.media.has_audio),
     )
     if stored is None:
         return None

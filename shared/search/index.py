@@ -1,10 +1,11 @@
 """TagIndex: completed tasks in Elasticsearch (or OpenSearch), searchable by tag and text.
 
 One index per environment, `{ES_INDEX_PREFIX}-{env}`, created with its mapping on first
-use. Chinese text uses the built-in `cjk` analyzer (overlapping bigrams): no plugin to
-install, any two-character word matches, but a single character does not and word
-boundaries are not known (see docs/decisions.md). Exact tags are `keyword`s, so filters
-and facets use them as they are.
+use, and beside it `{ES_INDEX_PREFIX}-passages-{env}`: each task's timed passages
+(`passages.py`), which `kind=moments` ranks. Chinese text uses the built-in `cjk`
+analyzer (overlapping bigrams): no plugin to install, any two-character word matches,
+but a single character does not and word boundaries are not known (see
+docs/decisions.md). Exact tags are `keyword`s, so filters and facets use them as they are.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from elasticsearch import exceptions as es_errors
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.errors import InvalidInput, ServiceUnavailable
-from shared.search.query import SearchHit, SearchPage, SearchQuery
+from shared.search import passages
+from shared.search.query import SearchHit, SearchMoment, SearchPage, SearchQuery
 from shared.tasks.models import DEFAULT_ENVS, Task
 
 log = logging.getLogger("vision_to_tag.search")
@@ -77,15 +79,20 @@ class TagIndex:
     def index_name(self, env: str) -> str:
         return f"{self.prefix}-{env}"
 
-    def ensure_index(self, env: str) -> str:
+    def passage_index(self, env: str) -> str:
+        return f"{self.prefix}-passages-{env}"
+
+    def ensure_index(self, env: str, *, of_passages: bool = False) -> str:
         """Create the index with its mapping unless it exists (idempotent)."""
-        name = self.index_name(env)
+        name = self.passage_index(env) if of_passages else self.index_name(env)
         if name in self._ready:
             return name
         with _unavailable_as_503():
             if not self.client.indices.exists(index=name):
                 try:
-                    self.client.indices.create(index=name, mappings=MAPPING)
+                    self.client.indices.create(
+                        index=name, mappings=passages.PASSAGE_MAPPING if of_passages
+                        else MAPPING)
                 except es_errors.BadRequestError as error:
                     if "already_exists" not in str(error):
                         raise
@@ -93,14 +100,24 @@ class TagIndex:
         return name
 
     def index_task(self, task: Task) -> None:
+        """The task's document, then its passages (the old ones of a rerun removed)."""
         index = self.ensure_index(task.env)
         with _unavailable_as_503():
             self.client.index(index=index, id=task.task_id, document=document(task))
+        self._replace_passages([task])
 
     def bulk_index(self, tasks: Iterable[Task], *, chunk_size: int = 500) -> list[str]:
-        """Index many tasks; returns the ids that made it."""
+        """Index many tasks and their passages; returns the ids that made it (a task
+        whose passages failed is not among them: it is indexed again later)."""
+        tasks = [task for task in tasks if task.result]
         actions = [{"_index": self.ensure_index(task.env), "_id": task.task_id,
-                    "_source": document(task)} for task in tasks if task.result]
+                    "_source": document(task)} for task in tasks]
+        done = set(self._bulk(actions, chunk_size))
+        failed = self._replace_passages([t for t in tasks if t.task_id in done], chunk_size)
+        return [task.task_id for task in tasks if task.task_id in done - failed]
+
+    def _bulk(self, actions: list[dict[str, Any]], chunk_size: int = 500) -> list[str]:
+        """The ids of the documents indexed."""
         done: list[str] = []
         with _unavailable_as_503():
             for ok, item in helpers.parallel_bulk(self.client, actions, chunk_size=chunk_size,
@@ -110,24 +127,35 @@ class TagIndex:
                     done.append(item["index"]["_id"])
         return done
 
+    def _replace_passages(self, tasks: list[Task], chunk_size: int = 500) -> set[str]:
+        """Every task's passages as its result has them now; the ids of the tasks some
+        of whose passages did not make it."""
+        by_env: dict[str, list[Task]] = {}
+        for task in tasks:
+            by_env.setdefault(task.env, []).append(task)
+        failed: set[str] = set()
+        for env, group in by_env.items():
+            index = self.ensure_index(env, of_passages=True)
+            with _unavailable_as_503():
+                self.client.delete_by_query(
+                    index=index, refresh=False, conflicts="proceed",
+                    query={"terms": {"task_id": [task.task_id for task in group]}})
+            docs = [doc for task in group for doc in passages.passages(task)]
+            indexed = set(self._bulk([{"_index": index, "_id": doc["passage_id"],
+                                       "_source": doc} for doc in docs], chunk_size))
+            failed |= {doc["task_id"] for doc in docs if doc["passage_id"] not in indexed}
+        return failed
+
     def refresh(self) -> None:
         with _unavailable_as_503():
             self.client.indices.refresh(index=f"{self.prefix}-*")
 
     def search(self, query: SearchQuery) -> SearchPage:
+        if query.kind == "moments":
+            return self.moments(query)
         envs = [query.env] if query.env else list(self.envs)
         indices = ",".join(self.index_name(env) for env in envs)
-        filters: list[dict[str, Any]] = [{"term": {"tags": tag}} for tag in query.tags]
-        if query.any_tags:
-            filters.append({"terms": {"tags": query.any_tags}})
-        for field in ("platform", "uid"):
-            value = getattr(query, field)
-            if value:
-                filters.append({"term": {field: value}})
-        if query.min_duration is not None or query.max_duration is not None:
-            bounds = {"gte": query.min_duration, "lte": query.max_duration}
-            filters.append({"range": {"duration_s": {k: v for k, v in bounds.items()
-                                                      if v is not None}}})
+        filters = _filters(query)
         must = []
         if query.q:  # multi_match parses no query syntax: quotes, *, ( are plain text
             must.append({"multi_match": {"query": query.q, "operator": "and",
@@ -157,6 +185,40 @@ class TagIndex:
             facets={bucket["key"]: bucket["doc_count"] for bucket in buckets},
             next_cursor=next_cursor,
         )
+
+
+    def moments(self, query: SearchQuery) -> SearchPage:
+        """The passages that best match `query.q` (BM25), under the task filters."""
+        envs = [query.env] if query.env else list(self.envs)
+        indices = ",".join(self.passage_index(env) for env in envs)
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": _filters(query), "must": [passages.match(query.q)]}},
+            "size": query.limit, "track_total_hits": True,
+            "_source": ["task_id", "start_s", "end_s", "text", "kind"],
+        }
+        with _unavailable_as_503():
+            answer = self.client.search(index=indices, ignore_unavailable=True,
+                                        allow_no_indices=True, **body)
+        found = [SearchMoment(**passages.moment_of(hit)) for hit in answer["hits"]["hits"]]
+        return SearchPage(total=answer["hits"]["total"]["value"], hits=[], facets={},
+                          moments=found)
+
+
+def _filters(query: SearchQuery) -> list[dict[str, Any]]:
+    """The task filters (tags, platform, uid, duration): a task and its passages carry
+    the same fields, so one set of filters serves both searches."""
+    filters: list[dict[str, Any]] = [{"term": {"tags": tag}} for tag in query.tags]
+    if query.any_tags:
+        filters.append({"terms": {"tags": query.any_tags}})
+    for field in ("platform", "uid"):
+        value = getattr(query, field)
+        if value:
+            filters.append({"term": {field: value}})
+    if query.min_duration is not None or query.max_duration is not None:
+        bounds = {"gte": query.min_duration, "lte": query.max_duration}
+        filters.append({"range": {"duration_s": {k: v for k, v in bounds.items()
+                                                  if v is not None}}})
+    return filters
 
 
 class _unavailable_as_503:

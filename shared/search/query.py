@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,10 @@ CommaList = Annotated[list[str], WithJsonSchema({"type": "string"})]
 what is sent (an array there would read `tags=5` as a wrong type)."""
 
 
+MAX_Q = 500
+"""Characters of `q`: a sentence or two of what was said."""
+
+
 class SearchQuery(BaseModel):
     """Query string of GET /api/v1/search."""
 
@@ -34,7 +38,13 @@ class SearchQuery(BaseModel):
                             description="all must match (comma-separated)")
     any_tags: CommaList = Field(default="", validate_default=True,
                                 description="at least one must match (comma-separated)")
-    q: str | None = Field(default=None, max_length=200, description="free text, tags+summary")
+    kind: Literal["tasks", "moments"] = Field(
+        default="tasks", description="`tasks`: matching tasks, newest first, with facets; "
+        "`moments`: the passages (summary, key moments, on-screen text, transcript "
+        "segments) that best match `q` (BM25), each with its task and times")
+    q: str | None = Field(default=None, validate_default=True, min_length=1, max_length=MAX_Q,
+                          description="free text: with `kind=tasks` over tags and summary, "
+                          "with `kind=moments` over every passage (needed there)")
     platform: str | None = Field(default=None, description="one of PLATFORMS")
     env: str | None = Field(default=None, description="one of ENVS (default: all)")
     uid: str | None = Field(default=None, max_length=64)
@@ -54,6 +64,24 @@ class SearchQuery(BaseModel):
         if value is not None and value not in envs_of(info):
             allowed = ", ".join(envs_of(info))
             raise ValueError(f"unknown env {value[:64]!r} (allowed: {allowed})")
+        return value
+
+    @field_validator("q")
+    @classmethod
+    def _words(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Something to search for: a query of only spaces and punctuation matches no
+        word, so it is refused rather than answered with nothing."""
+        if value is None and info.data.get("kind") == "moments":
+            raise ValueError("is required with kind=moments (the words to find)")
+        if value is not None and not any(char.isalnum() for char in value):
+            raise ValueError("has no letters or digits to search for")
+        return value
+
+    @field_validator("cursor")
+    @classmethod
+    def _paged(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("kind") == "moments":
+            raise ValueError("moments are not paged (ask for the best `limit`, up to 100)")
         return value
 
     @field_validator("tags", "any_tags", mode="before")
@@ -76,8 +104,25 @@ class SearchHit(BaseModel):
     created_at: str | None = None
 
 
+class SearchMoment(BaseModel):
+    """A passage that matched, where it is in its video."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    task_id: str
+    start_s: float
+    end_s: float
+    text: str
+    kind: Literal["summary", "moment", "text", "transcript"]
+    """Which part of the result it comes from."""
+    score: float
+    """BM25 relevance (higher is better; comparable within one answer only)."""
+
+
 class SearchPage(BaseModel):
     total: int
     hits: list[SearchHit]
     facets: dict[str, int]
     next_cursor: str | None = None
+    moments: list[SearchMoment] = []
+    """`kind=moments`: the best passages, best first (`hits` and `facets` then empty)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.tagging import transcript, vocabulary
 from shared.tagging.result import TagResult
 from shared.video.frames import Frame
 from shared.video.probe import MediaInfo
@@ -28,6 +29,22 @@ class TagRequest:
     """A long video's parts already answered (by an earlier delivery), by part index."""
     on_window: Callable[[dict[str, Any]], object] | None = None
     """Called with every part answered so far, as soon as one more is in (kept on the row)."""
+    translate_to: str | None = None
+    """The language the transcript's segments are also given in (`TRANSLATIONS`)."""
+
+
+def request_fingerprint(request: TagRequest) -> str:
+    """What a request adds to a tagger's prompt version (the result-cache key)."""
+    return fingerprint(request.vocabulary, request.translate_to, request.dimensions,
+                       request.media.has_audio)
+
+
+def fingerprint(vocab: dict[str, Any] | None, translate_to: str | None,
+                dimensions: list[str], has_audio: bool) -> str:
+    """The caller's own vocabulary, and the transcript's translation where there is one
+    to translate: another question, so never a cached answer to the plain one."""
+    translated = translate_to if transcript.wanted(dimensions, has_audio) else None
+    return vocabulary.fingerprint(vocab) + transcript.fingerprint(translated)
 
 
 class Tagger(Protocol):

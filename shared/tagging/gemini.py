@@ -34,8 +34,8 @@ from shared.errors import (
     WaitForRoute,
 )
 from shared.redact import redact
-from shared.tagging import taxonomy, vocabulary, windows
-from shared.tagging.base import TagRequest
+from shared.tagging import taxonomy, transcript, vocabulary, windows
+from shared.tagging.base import TagRequest, request_fingerprint
 from shared.tagging.gemini_config import GeminiConfig
 from shared.tagging.health import GeminiHealth, shown
 from shared.tagging.prompting import (
@@ -173,6 +173,9 @@ class GeminiTagger:
                                    for d, fields in parsed["dimensions"].items()},
                     "key_moments": [m.model_dump() for m in parsed["key_moments"]],
                     "summary": parsed["summary"], "safety": safety.model_dump(),
+                    "transcript": [s.model_dump() for s in parsed["transcript"]],
+                    "spoken_language": parsed["spoken_language"],
+                    "warnings": parsed["warnings"],
                     "usage": usage.model_dump(), "model": model, "window": list(window)}
                 if request.on_window is not None:
                     request.on_window(done)
@@ -205,7 +208,8 @@ class GeminiTagger:
             self.health.model_ok(model)
             self.health.endpoint_ok(endpoint)
             try:
-                parsed = parse_output(answer.text, request.dimensions)
+                parsed = parse_output(answer.text, request.dimensions, cut_transcript=(
+                    call.shortened and call.transcribe and answer.truncated))
             except ModelOutputError as error:
                 last_error = str(error)
                 if error.truncated or answer.truncated:
@@ -263,14 +267,18 @@ class GeminiTagger:
         """What every try of this task (or of one part of it, `clip`) sends: instructions,
         schema, media, limits."""
         frames_mode = self.config.tag_input == "frames" and request.media.has_video
+        transcribe = transcript.wanted(request.dimensions, request.media.has_audio)
+        speech = {"transcribe": transcribe,
+                  "translate_to": request.translate_to if transcribe else None}
         prompt = user_prompt(request.dimensions, request.language, request.media.duration_s,
-                             request.media.orientation, frames_mode, vocab)
+                             request.media.orientation, frames_mode, vocab, **speech)
         if clip is not None:
             prompt = (prompt[0], prompt[1] + "\n" + windows.facts(clip, request.language))
         config = dict(
             system_instruction=system_instruction(request.language),
             response_mime_type="application/json",
-            response_schema=response_schema(request.dimensions, request.language, vocab),
+            response_schema=response_schema(request.dimensions, request.language, vocab,
+                                            **speech),
             temperature=self.config.temperature,
         )
         if self._thinking_budget() is not None:
@@ -283,8 +291,19 @@ class GeminiTagger:
                          prompt=prompt, config=config,
                          tokens=estimate_tokens(request, resolution, frames_mode,
                                                 seconds=clip[1] - clip[0] if clip else None),
-                         max_output_tokens=self.config.max_output_tokens,
-                         language=request.language, clip=clip, uploads=uploads)
+                         max_output_tokens=self._output_budget(request, clip, transcribe),
+                         language=request.language, clip=clip, uploads=uploads,
+                         transcribe=transcribe)
+
+    def _output_budget(self, request: TagRequest, clip: tuple[float, float] | None,
+                       transcribe: bool) -> int:
+        """GEMINI_MAX_OUTPUT_TOKENS, plus the transcript's share for the seconds heard."""
+        base = self.config.max_output_tokens
+        if not transcribe:
+            return base
+        seconds = clip[1] - clip[0] if clip else request.media.duration_s
+        return transcript.output_budget(base, seconds, request.translate_to,
+                                        MAX_OUTPUT_TOKENS)
 
     def _result(self, parsed: dict, ratings: list[GeminiSafetyRating], request: TagRequest,
                 vocab: taxonomy.Taxonomy, model: str, total: Usage) -> TagResult:
@@ -298,8 +317,9 @@ class GeminiTagger:
             key_moments=parsed["key_moments"][:MAX_KEY_MOMENTS], summary=parsed["summary"],
             safety=safety, technical=technical_of(request.media), language=request.language,
             provider=self.provider, model=model,
-            prompt_version=self.prompt_version + vocabulary.fingerprint(request.vocabulary),
-            usage=total, warnings=parsed.get("warnings", []),
+            prompt_version=self.prompt_version + request_fingerprint(request),
+            usage=total, warnings=list(parsed.get("warnings") or []),
+            **speech_of(parsed, request),
         )
 
     def media_resolution(self, request: TagRequest) -> str:
@@ -464,8 +484,9 @@ class GeminiTagger:
         vocab = vocabulary.overlay(self.taxonomy, request.vocabulary)
         answer = answer_of(response)
         spent = priced(answer.usage, model, self.config.prices, batch=True)
-        try:
-            parsed = parse_output(answer.text, request.dimensions)
+        try:  # no retry with a larger budget here: a cut-off transcript keeps what it has
+            parsed = parse_output(answer.text, request.dimensions,
+                                  cut_transcript=answer.truncated)
         except ModelOutputError as error:
             raise TransientError(f"gemini batch answer unusable: {error}",
                                  error_code=ErrorCode.INVALID_MODEL_OUTPUT) from None
@@ -554,6 +575,17 @@ class GeminiTagger:
                                   request.video_path.with_name("audio_track.mp3"))
             parts.append(types.Part.from_bytes(data=audio.read_bytes(), mime_type="audio/mp3"))
         return parts
+
+
+def speech_of(parsed: dict, request: TagRequest) -> dict[str, Any]:
+    """The result's transcript fields from a parsed (or merged) answer; a translation
+    that only repeats its segment's text is dropped."""
+    segments = [s if s.translation != s.text else s.model_copy(update={"translation": None})
+                for s in parsed.get("transcript") or []]
+    translated = any(s.translation for s in segments)
+    return {"transcript": segments,
+            "spoken_language": parsed.get("spoken_language") if segments else None,
+            "translated_to": request.translate_to if translated else None}
 
 
 def _contents(call: _CallPlan, media_parts: list) -> list[types.Content]:
@@ -678,6 +710,8 @@ class _CallPlan:
     per key (a file belongs to the key's project); deleted when the last part is in."""
     shortened: bool = False
     """Asked again after an answer was cut off: more output tokens, fewer moments."""
+    transcribe: bool = False
+    """The answer carries a transcript (cut at a whole segment if cut off again)."""
 
     def shortened_plan(self) -> _CallPlan:
         return dataclasses.replace(

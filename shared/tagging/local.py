@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.tagging import vocabulary
-from shared.tagging.base import TagRequest
+from shared.tagging.base import TagRequest, request_fingerprint
 from shared.tagging.result import (
     SUBCATEGORIES,
     KeyMoment,
@@ -82,9 +82,9 @@ class LocalTagger:
     provider = "local"
     needs_quota = False
     model = "local-visual-v1"
-    prompt_version = "read-2"
+    prompt_version = "read-3"
     """Part of the result-cache key: a result read with older rules (words run together,
-    quoted Chinese keywords) is not served again."""
+    quoted Chinese keywords, moments without their `source`) is not served again."""
 
     def check_quota(self) -> None:
         """The local tagger has no quota."""
@@ -124,8 +124,8 @@ class LocalTagger:
             language=request.language,
             provider=self.provider,
             model=self.model,
-            prompt_version=self.prompt_version + vocabulary.fingerprint(request.vocabulary),
-            usage=Usage(),
+            prompt_version=self.prompt_version + request_fingerprint(request),
+            usage=Usage(), warnings=_untranscribed(heard, request.translate_to),
         )
 
     def _measured(self, request: TagRequest, words: dict[str, str],
@@ -221,7 +221,7 @@ def understand_text(request: TagRequest, words: dict[str, str]) -> Understood:
     }
     moments = [KeyMoment(start_s=span.start_s, end_s=span.end_s,
                          description=words["text_moment"].format(text=span.text),
-                         tags=[span.text])
+                         tags=[span.text], source="text")
                for span in sorted(spans, key=lambda s: -s.confidence)[:MAX_TEXT_MOMENTS]]
     return Understood(tags, moments, texts, [tag for _, tag in cues])
 
@@ -253,9 +253,24 @@ def hear(request: TagRequest, words: dict[str, str]) -> Heard:
     else:
         tags = [Tag(tag=words["no_speech"], confidence=round(1 - report.speech_ratio, 2))]
     moments = [KeyMoment(start_s=start, end_s=end, description=words["speech_moment"],
-                         tags=[words["voice"]])
+                         tags=[words["voice"]], source="speech")
                for start, end in report.segments[:MAX_SPEECH_MOMENTS]]
     return Heard(report, tags, moments, voiceover=report.speech_ratio >= 0.5)
+
+
+UNTRANSCRIBED = ("speech heard ({segments} segment(s)) but not transcribed: the offline "
+                 "tagger has no speech recognition (TAGGER=gemini writes the transcript)")
+UNTRANSLATED = "translate_to ignored: the offline tagger writes no transcript to translate"
+
+
+def _untranscribed(heard: Heard | None, translate_to: str | None) -> list[str]:
+    """What the offline tagger cannot give where Gemini would: the words said."""
+    warnings = []
+    if heard is not None and heard.report.segments:
+        warnings.append(UNTRANSCRIBED.format(segments=len(heard.report.segments)))
+    if translate_to:
+        warnings.append(UNTRANSLATED)
+    return warnings
 
 
 def _summary_tail(words: dict[str, str], heard: Heard | None,

@@ -15,6 +15,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from shared.tagging import transcript
 from shared.tagging.result import (
     SAFETY_CATEGORIES,
     SUBCATEGORIES,
@@ -29,6 +30,8 @@ from shared.tagging.taxonomy import Taxonomy
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 MAX_KEY_MOMENTS = 8
 MAX_TAGS_PER_LIST = 20
+LANGUAGE_NAMES = {"zh": {"zh": "中文", "en": "英文"}, "en": {"zh": "Chinese", "en": "English"}}
+"""`translate_to` as the prompt names it, by prompt language."""
 ORIENTATION_WORDS = {
     "zh": {"portrait": "竖屏", "landscape": "横屏", "square": "方形画面", None: "画面未知"},
     "en": {"portrait": "portrait", "landscape": "landscape", "square": "square",
@@ -72,10 +75,12 @@ def vocabulary(dimensions: list[str], language: str, taxonomy: Taxonomy | None) 
 
 def user_prompt(dimensions: list[str], language: str, duration_s: float,
                 orientation: str | None, frames_mode: bool,
-                taxonomy: Taxonomy | None = None) -> tuple[str, str]:
-    """(instructions, facts). The instructions depend only on the dimensions and the
-    language, so they go before the video and are byte-identical across tasks (Gemini's
-    implicit cache reuses a common prefix); the facts about this video go after it."""
+                taxonomy: Taxonomy | None = None, *, transcribe: bool = False,
+                translate_to: str | None = None) -> tuple[str, str]:
+    """(instructions, facts). The instructions depend only on the dimensions, the
+    language and whether speech is transcribed (and translated), so they go before the
+    video and are byte-identical across such tasks (Gemini's implicit cache reuses a
+    common prefix); the facts about this video go after it."""
     blocks = "\n\n".join(template(dim, language) for dim in dimensions)
     instructions = template("request", language).format(
         blocks=blocks,
@@ -84,6 +89,11 @@ def user_prompt(dimensions: list[str], language: str, duration_s: float,
     words = vocabulary(dimensions, language, taxonomy)
     if words:
         instructions += "\n\n" + words
+    if transcribe:
+        instructions += "\n\n" + template("transcript", language)
+        if translate_to:
+            instructions += "\n" + template("translate", language).format(
+                target=LANGUAGE_NAMES[language][translate_to])
     facts = template("facts", language).format(
         duration=mmss(duration_s),
         orientation=ORIENTATION_WORDS[language].get(orientation, orientation),
@@ -102,9 +112,12 @@ TAG_LIST = {
 
 
 def response_schema(dimensions: list[str], language: str = "zh",
-                    taxonomy: Taxonomy | None = None) -> dict[str, Any]:
+                    taxonomy: Taxonomy | None = None, *, transcribe: bool = False,
+                    translate_to: str | None = None) -> dict[str, Any]:
     """Only the requested dimensions: Gemini rejects very large schemas. A closed field of
-    the vocabulary takes only its canonical tags (an enum)."""
+    the vocabulary takes only its canonical tags (an enum). With `transcribe`, the
+    transcript comes last (`propertyOrdering`), so an answer cut off at the output limit
+    loses only its last segments (`transcript.salvage`)."""
 
     def tag_list(dim: str, sub: str) -> dict[str, Any]:
         allowed = taxonomy.enum(dim, sub, language) if taxonomy else None
@@ -140,8 +153,12 @@ def response_schema(dimensions: list[str], language: str = "zh",
             "required": ["level"]} for category in SAFETY_CATEGORIES},
         "required": list(SAFETY_CATEGORIES),
     }
-    return {"type": "OBJECT", "properties": properties,
-            "required": [*dimensions, "key_moments", "summary", "safety"]}
+    required = [*dimensions, "key_moments", "summary", "safety"]
+    if transcribe:
+        properties.update(transcript.schema(translate_to))
+        required += list(transcript.TRANSCRIPT_KEYS)
+    return {"type": "OBJECT", "properties": properties, "required": required,
+            "propertyOrdering": list(properties)}
 
 
 SAFETY_LEVELS = ("none", "low", "medium", "high")
@@ -156,16 +173,33 @@ class ModelOutputError(ValueError):
         self.truncated = truncated
 
 
-def parse_output(text: str, dimensions: list[str]) -> dict[str, Any]:
+def parse_output(text: str, dimensions: list[str], *, cut_transcript: bool = False
+                 ) -> dict[str, Any]:
     """Normalise the model's JSON: clamp confidences, drop empty and duplicate tags, key
-    moments in seconds (fitted to the video later: `moments.fit`), the flat `tags` list by
-    confidence, the model's safety judgement."""
+    moments and transcript segments in seconds (fitted to the video later: `moments.fit`,
+    `transcript.fit`), the flat `tags` list by confidence, the model's safety judgement.
+    `cut_transcript`: the answer was cut off at the output limit (and is not asked
+    again): cut inside its transcript, it keeps the whole segments (with a warning in
+    `warnings`) instead of failing."""
     body = _strip_fences(text or "")
+    warnings: list[str] = []
     try:
         data = json.loads(body)
     except json.JSONDecodeError as error:
-        raise ModelOutputError(f"model output is not JSON: {error}",
-                               truncated=error.pos >= len(body.rstrip()) - 1) from None
+        truncated = error.pos >= len(body.rstrip()) - 1
+        saved = transcript.salvage(body) if cut_transcript else None
+        if saved is None:
+            raise ModelOutputError(f"model output is not JSON: {error}",
+                                   truncated=truncated) from None
+        data, kept = saved
+        warnings.append(f"transcript cut off at the output limit: kept its first {kept} "
+                        "whole segment(s)")
+    parsed = _normalised(data, dimensions)
+    parsed["warnings"] = warnings
+    return parsed
+
+
+def _normalised(data: Any, dimensions: list[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelOutputError("model output is not a JSON object")
     result_dims = {dim: {sub: _tags(_get(data, dim, sub)) for sub in SUBCATEGORIES[dim]}
@@ -173,9 +207,12 @@ def parse_output(text: str, dimensions: list[str]) -> dict[str, Any]:
     moments = [m for m in (_moment(raw) for raw in _list(data.get("key_moments")))
                if m is not None]
     summary = data.get("summary") if isinstance(data.get("summary"), str) else ""
+    segments = transcript.parse(data.get("transcript"), seconds_of)
     return {"dimensions": result_dims, "tags": flatten_tags(result_dims),
             "key_moments": moments, "summary": summary.strip(),
-            "safety": _safety(data.get("safety"))}
+            "safety": _safety(data.get("safety")), "transcript": segments,
+            "spoken_language": transcript.language_of(data.get("spoken_language"))
+            if segments else None}
 
 
 def _safety(raw: Any) -> Safety | None:

@@ -42,11 +42,38 @@ class Tag(BaseModel):
         return min(1.0, max(0.0, value))
 
 
+MomentSource = Literal["moment", "text", "speech"]
+
+
 class KeyMoment(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     start_s: float = Field(ge=0)
     end_s: float = Field(ge=0)
     description: str = ""
     tags: list[str] = []
+    source: MomentSource = "moment"
+    """`text`: a line read on screen; `speech`: a stretch of voice (offline tagger);
+    `moment`: what the tagger marked as a moment. Subtitles' `?kind=text` shows `text`."""
+
+
+TRANSLATIONS = ("zh", "en")
+"""The languages a transcript can be translated into (`translate_to`)."""
+
+
+class TranscriptSegment(BaseModel):
+    """One stretch of speech: what one speaker said, in the language spoken."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    text: str
+    speaker: str = ""
+    """A label the model keeps for one voice through the video (`A`, `B` …, or a role)."""
+    translation: str | None = None
+    """`text` in the request's `translate_to`; null when not asked for, or when the
+    speech is already in that language."""
 
 
 class Technical(BaseModel):
@@ -141,6 +168,12 @@ class TagResult(BaseModel):
     safety: Safety | None = None
     warnings: list[str] = []
     """What was fixed or dropped on the way (e.g. key moments outside the video)."""
+    transcript: list[TranscriptSegment] = []
+    """What was said, in time order (`audio` requested and speech heard; Gemini only)."""
+    spoken_language: str | None = None
+    """The main language of the speech (ISO 639-1, e.g. `zh`, `en`); null without speech."""
+    translated_to: str | None = None
+    """The request's `translate_to` when the segments carry a `translation`."""
 
 
 def flatten_tags(dimensions: dict[str, dict[str, list[Tag]]]) -> list[str]:

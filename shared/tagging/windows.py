@@ -12,6 +12,7 @@ import functools
 import math
 from typing import Any
 
+from shared.tagging import transcript
 from shared.tagging.prompting import mmss, template
 from shared.tagging.result import KeyMoment, Safety, SafetyJudgement, Tag, Usage, added
 
@@ -36,8 +37,9 @@ def facts(window: tuple[float, float], language: str) -> str:
 
 def merge(parts: list[dict[str, Any]], windows: list[tuple[float, float]]) -> dict[str, Any]:
     """One answer from the parts' answers (each as `parse_output` gives it, plus `usage`):
-    every tag at its best confidence, moments in order, one summary with each part's time
-    range, the highest safety level per category, usage summed."""
+    every tag at its best confidence, moments and transcript segments in order, one
+    summary with each part's time range, the highest safety level per category, the
+    parts' warnings, usage summed."""
     dimensions: dict[str, dict[str, dict[str, Tag]]] = {}
     for part in parts:
         for dim, fields in part["dimensions"].items():
@@ -54,14 +56,16 @@ def merge(parts: list[dict[str, Any]], windows: list[tuple[float, float]]) -> di
     warnings = _placement_warnings(placed, windows)
     summary = " ".join(f"[{mmss(window[0])}–{mmss(window[1])}] {part['summary']}"
                        for part, window in zip(parts, windows, strict=True) if part["summary"])
+    segments, spoken = transcript.merged(parts)
     return {
+        "transcript": segments, "spoken_language": spoken,
+        "warnings": [*(w for part in parts for w in part.get("warnings") or []), *warnings],
         "dimensions": {dim: {field: sorted(tags.values(), key=lambda t: -t.confidence)
                              for field, tags in fields.items()}
                        for dim, fields in dimensions.items()},
         "key_moments": moments, "summary": summary, "safety": _worst(parts),
         "usage": functools.reduce(added, (Usage.model_validate(p["usage"]) for p in parts),
                                   Usage()),
-        "warnings": warnings,
     }
 
 

@@ -52,7 +52,8 @@ class CreateBatchRequest(BaseModel):
     name: StrictStr = Field(min_length=1, max_length=200, description="shown in listings")
     items: list[Any] = Field(
         description=f"1 to {MAX_BATCH_ITEMS} items, each with the fields of a task create "
-        "(url, platform, uid, dimensions, language, env, vocabulary, callback_url, mode)",
+        "(url, platform, uid, dimensions, language, env, vocabulary, callback_url, mode, "
+        "translate_to)",
         json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_ITEMS,
                            # each item is a task create (validated one by one, not here)
                            "items": {"$ref": "#/components/schemas/CreateTaskRequest"}},

@@ -21,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from shared.tagging import vocabulary
-from shared.tagging.result import ALL_DIMENSIONS, TagResult
+from shared.tagging import transcript, vocabulary
+from shared.tagging.result import ALL_DIMENSIONS, TRANSLATIONS, TagResult
 from shared.video.urls import MAX_URL_LENGTH, URL_PATTERN, check_http_url
 
 TASK_ID_REGEX = (r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -123,6 +123,10 @@ class CreateTaskRequest(BaseModel):
         default="interactive",
         description="`batch`: tagged through Gemini's Batch API at half price, answered "
         "within 24 h (usually much sooner); default: the deployment's DEFAULT_MODE")
+    translate_to: StrictStr | None = Field(
+        default=None, json_schema_extra={"enum": [*TRANSLATIONS, None]},
+        description="each transcript segment also gets a `translation` into this language "
+        "(needs the audio dimension; the transcript itself stays in the language spoken)")
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +149,17 @@ class CreateTaskRequest(BaseModel):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
+
+    @field_validator("translate_to")
+    @classmethod
+    def _translation(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A supported language, for a request whose transcript exists (audio)."""
+        transcript.check_translation(value)
+        dimensions = info.data.get("dimensions")
+        if value and isinstance(dimensions, list) and "audio" not in dimensions:
+            raise ValueError("translates the transcript, which comes with the audio "
+                             "dimension (add \"audio\" to dimensions)")
+        return value
 
     @field_validator("platform")
     @classmethod
@@ -219,6 +234,7 @@ class Task(BaseModel):
     dimensions: list[str]
     language: str
     vocabulary: dict[str, Any] | None = None
+    translate_to: str | None = None
     windows: dict[str, Any] | None = Field(default=None, exclude=True)
     """A long video's parts already answered (kept until the task completes)."""
     mode: Literal["interactive", "batch"] = "interactive"

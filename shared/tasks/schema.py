@@ -62,6 +62,7 @@ video_tasks = sa.Table(
     sa.Column("batch_key", sa.String(32)),
     sa.Column("batch_model", sa.String(64)),
     sa.Column("batch_since", Timestamp),
+    sa.Column("translate_to", sa.String(8)),
     sa.Index("ix_video_tasks_status_created_at", "status", "created_at"),
     sa.Index("ix_video_tasks_uid", "uid"),
     sa.Index("ix_video_tasks_video_sha256", "video_sha256"),
