@@ -387,9 +387,11 @@ def test_the_local_stack_tags_batch_tasks_through_its_consumer(
 
 @pytest.mark.slow
 def test_the_dashboard_lists_gemini_jobs_and_their_state(api_server, app_env) -> None:  # noqa: F811
-    """The self-contained dashboard section, in headless chromium (tests/test_dashboard.py)."""
+    """The self-contained dashboard section, in headless chromium (tests/test_dashboard.py);
+    shown with the Gemini tagger (the offline tagger's dashboard leaves it out)."""
     from playwright.sync_api import expect, sync_playwright
 
+    app_env(TAGGER="gemini", GEMINI_BASE_URL="http://127.0.0.1:9")
     services = get_services()
     jobs = GeminiJobStore(services.store.engine)
     with services.store.engine.begin() as conn:
