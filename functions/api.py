@@ -67,6 +67,7 @@ from shared.tasks.models import (
     TaskStatus,
     task_id_forms,
 )
+from shared.tasks.store import UnreadableRow
 from shared.tasks.subtitles import SUBTITLE_TYPES, SubtitlesQuery
 
 log = logging.getLogger("vision_to_tag.api")
@@ -136,6 +137,11 @@ def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.R
     except ServiceUnavailable as error:
         log.warning("%s", error)
         return unavailable_reply(error, message=f"{error}; nothing was changed, try again")
+    except UnreadableRow as error:  # the server's fault, not the caller's
+        log.error("%s on %s %s", error, request.method, request.path,
+                  extra={"task_id": error.task_id})
+        return reply(500, f"internal error: the stored task {error.task_id} cannot be read "
+                          "(logged for the operators)")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return reply(500, "internal error")

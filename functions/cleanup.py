@@ -54,6 +54,7 @@ def cleanup(request: flask.Request) -> flask.Response:
                                           dry_run=dry_run).as_dict()
         swept = reconcile(services.worker)
         reindexed, batches = swept.pop("reindexed"), swept.pop("batches_finished")
+        data["rollups_recounted"] = swept.pop("rollups_recounted")
         data["stuck_tasks"], data["reindexed"] = swept, reindexed
         data["batches_finished"] = batches
         data["keys"] = _pool_job(keys_job if scope == "all" else watch_pool, services)

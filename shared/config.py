@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
     MAX_QUOTA_WAIT_S: float = Field(default=86400, gt=0)
     RECONCILE_GRACE_S: float = Field(default=60, gt=0)
+    ROLLUP_RECOUNT_S: float = Field(default=900, ge=0)
     CACHE_DAYS: int = Field(default=7, ge=1)
     CLEANUP_AT: str = "03:00"
     CLEANUP_TZ: str = "Asia/Shanghai"

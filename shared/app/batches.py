@@ -209,8 +209,8 @@ def _throughput_per_s(services: Services) -> float | None:
                          for project in stats["projects"] if project["usable_keys"])
         return per_minute / 60 or None
     window_s = 600
-    done = services.queries.finished_since(utcnow() - timedelta(seconds=window_s))
-    return len(done) / window_s or None
+    done = services.queries.finished_totals(utcnow() - timedelta(seconds=window_s))
+    return sum(totals["tasks"] for totals in done.values()) / window_s or None
 
 
 def list_batches(services: Services, query: ListBatchesQuery) -> BatchPage:

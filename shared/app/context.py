@@ -87,4 +87,5 @@ def worker_config(settings: Settings) -> WorkerConfig:
         callback_secret=settings.CALLBACK_SECRET,
         callback_timeout_s=settings.CALLBACK_TIMEOUT_S,
         callback_max_attempts=settings.CALLBACK_MAX_ATTEMPTS,
+        rollup_recount_s=settings.ROLLUP_RECOUNT_S,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,50 +11,47 @@ from shared.redis_conn import redis_outage
 from shared.tasks.db import utcnow
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import TaskStatus
+from shared.tasks.rollups import latency_summary
+from shared.tasks.schema import USAGE_COLUMNS
 
-WINDOW = timedelta(hours=1)
-
-
-def percentile(sorted_values: list[int], fraction: float) -> int:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return sorted_values[rank - 1]
+LAST_HOUR_MINUTES = 60
+"""`last_hour` is this minute and the 59 before it (the rollups count whole minutes)."""
 
 
 def service_stats(services: Services) -> dict[str, Any]:
+    """Tasks by status, the last hour's completions, failures and stage latency, usage:
+    all read from the rollups (a few small indexed reads, whatever the history)."""
     queries = services.queries
-    finished = queries.finished_since(utcnow() - WINDOW)
-    by_stage: dict[str, list[int]] = {}
-    for _, timings in finished:
-        for stage, ms in timings.items():
-            if isinstance(ms, int | float):
-                by_stage.setdefault(stage, []).append(int(ms))
-    stages = {
-        stage: {"count": len(values), "p50_ms": percentile(sorted(values), 0.5),
-                "p95_ms": percentile(sorted(values), 0.95)}
-        for stage, values in by_stage.items()
-    }
+    now = utcnow()
+    hour_start = now - timedelta(minutes=LAST_HOUR_MINUTES - 1)
+    last_hour = queries.finished_totals(hour_start)
+    stages = {stage: latency_summary(histogram)
+              for stage, histogram in queries.stage_latency(hour_start, 60).items()}
+    counts = queries.status_counts()
     with redis_outage():
         depth = services.queue.depth()
         pool = services.pool.stats()["totals"]
     return {
-        "tasks": {status: queries.count_by_status().get(status, 0)
-                  for status in TaskStatus},
+        "tasks": {status: counts.get(status, 0) for status in TaskStatus},
         "queue": None if depth is None else {"pending": depth.pending, "delayed": depth.delayed,
                                              "in_flight": depth.in_flight,
                                              "failed": depth.failed},
-        "last_hour": {"completed": sum(1 for s, _ in finished if s == TaskStatus.COMPLETED),
-                      "failed": sum(1 for s, _ in finished if s == TaskStatus.FAILED),
+        "last_hour": {"completed": _tasks(last_hour, TaskStatus.COMPLETED),
+                      "failed": _tasks(last_hour, TaskStatus.FAILED),
                       "stages": stages},
         "pool": pool,
         "search_enabled": services.index is not None,
         "gemini": gemini_status(services),
         "tagger": tagger_info(services),
-        "usage": {"last_hour": usage_totals(queries.usage_since(utcnow() - WINDOW)),
-                  "today": usage_totals(queries.usage_since(start_of_day()))},
+        "usage": {"last_hour": usage_totals(last_hour),
+                  "today": usage_totals(queries.finished_totals(start_of_day()))},
         "gemini_batches": batch_jobs(services),
         "warnings": [warning.model_dump() for warning in setup_warnings(services)],
     }
+
+
+def _tasks(totals: dict[str, dict[str, int]], status: str) -> int:
+    return totals.get(status, {}).get("tasks", 0)
 
 
 def batch_jobs(services: Services) -> dict[str, Any]:
@@ -64,16 +60,14 @@ def batch_jobs(services: Services) -> dict[str, Any]:
     return {"jobs": jobs.counts(), "recent": [job.as_dict() for job in jobs.recent(10)]}
 
 
-USAGE_FIELDS = ("requests", "prompt_tokens", "cached_tokens", "output_tokens",
-                "thinking_tokens", "cost_usd", "batch_requests")
-
-
-def usage_totals(usages: list[dict[str, Any]]) -> dict[str, float]:
-    """Gemini requests, tokens and estimated cost summed over results (cache hits: 0)."""
-    totals = {name: sum(float(usage.get(name) or 0) for usage in usages)
-              for name in USAGE_FIELDS}
-    return {name: round(value, 6) if name == "cost_usd" else int(value)
-            for name, value in totals.items()}
+def usage_totals(totals: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Gemini requests, tokens and estimated cost of the completed tasks' results (cache
+    hits: 0), from the rollup's usage columns."""
+    completed = totals.get(TaskStatus.COMPLETED, {})
+    usage: dict[str, float] = {column.removeprefix("usage_"): completed.get(column, 0)
+                               for column in USAGE_COLUMNS[:-1]}
+    usage["cost_usd"] = round(completed.get("usage_cost_micro_usd", 0) / 1_000_000, 6)
+    return usage
 
 
 def start_of_day() -> datetime:

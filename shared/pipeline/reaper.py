@@ -35,13 +35,19 @@ log = logging.getLogger("vision_to_tag.reaper")
 
 def reconcile(worker: Worker) -> dict[str, int]:
     """One sweep as the consumer and the cleanup function run it: stuck tasks (failures
-    followed by `after_failure`), then completed tasks the search index missed."""
+    followed by `after_failure`), then completed tasks the search index missed, then —
+    every ROLLUP_RECOUNT_S — the exact recount of the stats' rollups."""
     config = worker.config
     counts = reap_stuck_tasks(worker.store, worker.queries, worker.queue,
                               config.max_attempts, grace_s=config.reconcile_grace_s,
                               on_failed=lambda task_id: after_failure(task_id, worker))
+    recounted = worker.store.recount_rollups(config.rollup_recount_s)
+    if recounted and recounted["repaired"]:
+        log.warning("rollups drifted from the task rows: %d figures repaired",
+                    recounted["repaired"])
     return {**counts, "reindexed": retry_indexing(worker.followups, worker.index),
-            "batches_finished": finish_stale_batches(worker)}
+            "batches_finished": finish_stale_batches(worker),
+            "rollups_recounted": int(recounted is not None)}
 
 
 def finish_stale_batches(worker: Worker) -> int:

@@ -46,6 +46,8 @@ class WorkerConfig:
     """Time limit of one callback request."""
     callback_max_attempts: int
     """Tries of one callback (5xx and timeouts are retried)."""
+    rollup_recount_s: float
+    """Seconds between the sweeps' exact recounts of the stats' rollups (ROLLUP_RECOUNT_S)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.cursor import decode_cursor, encode_cursor
 from shared.redact import redact
+from shared.tasks import rollups
 from shared.tasks.batch_models import Batch, ItemError, ItemOutcome, Progress
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.export import EXPORT_CHUNK
@@ -66,6 +67,7 @@ class BatchStore:
         with begin(self.engine) as conn:
             if tasks:
                 conn.execute(sa.insert(t), tasks)
+                rollups.created(conn, len(tasks))
             conn.execute(sa.insert(bi), [{**item, "batch_id": batch_id} for item in items])
 
     def open(self, batch_id: str, *, accepted: int, rejected: int) -> None:
@@ -86,7 +88,11 @@ class BatchStore:
         with begin(self.engine) as conn:
             task_ids = [row[0] for row in conn.execute(mine)]
             for start in range(0, len(task_ids), 500):
-                conn.execute(sa.delete(t).where(t.c.task_id.in_(task_ids[start:start + 500])))
+                some = t.c.task_id.in_(task_ids[start:start + 500])
+                rows = conn.execute(sa.select(*rollups.SHARE_COLUMNS).where(some)
+                                    .with_for_update()).mappings().all()
+                conn.execute(sa.delete(t).where(some))
+                rollups.removed(conn, rows)
             conn.execute(sa.delete(bi).where(bi.c.batch_id == batch_id))
             conn.execute(sa.delete(b).where(b.c.batch_id == batch_id))
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from shared.errors import ErrorCode
 from shared.redact import redact
+from shared.tasks import rollups
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.models import TaskStatus
 from shared.tasks.schema import gemini_jobs as j
@@ -98,31 +99,38 @@ class GeminiJobStore:
                     timings: dict[str, int]) -> bool:
         now = utcnow()
         return self._update_waiting(
-            task_id, token, status=TaskStatus.COMPLETED, stage=None, tags=result,
-            timings=timings, message=None, error_code=None, processed_end=now,
-            batch_job=None, batch_token=None)
+            task_id, token, rollups.completed_share(result, timings, now),
+            status=TaskStatus.COMPLETED, stage=None, tags=result, timings=timings,
+            message=None, error_code=None, processed_end=now, batch_job=None,
+            batch_token=None, **rollups.usage_values(result))
 
     def fail_task(self, task_id: str, token: str, *, error_code: ErrorCode, message: str) -> bool:
         return self._update_waiting(
-            task_id, token, status=TaskStatus.FAILED, stage=None, error_code=error_code,
-            message=redact(message), processed_end=utcnow(), batch_job=None, batch_token=None)
+            task_id, token, TaskStatus.FAILED, status=TaskStatus.FAILED, stage=None,
+            error_code=error_code, message=redact(message), processed_end=utcnow(),
+            batch_job=None, batch_token=None)
 
     def fall_back(self, task_id: str, token: str, *, generation: str, message: str,
                   error_code: ErrorCode) -> bool:
         """Back to pending as an interactive task (its next delivery is `generation`)."""
         now = utcnow()
         return self._update_waiting(
-            task_id, token, status=TaskStatus.PENDING, stage=None, mode="interactive",
-            next_attempt_at=now, delivery=generation, message=redact(message),
-            error_code=error_code, batch_job=None, batch_token=None)
+            task_id, token, TaskStatus.PENDING, status=TaskStatus.PENDING, stage=None,
+            mode="interactive", next_attempt_at=now, delivery=generation,
+            message=redact(message), error_code=error_code, batch_job=None, batch_token=None)
 
-    def _update_waiting(self, task_id: str, token: str, **values: Any) -> bool:
+    def _update_waiting(self, task_id: str, token: str, moved_to: rollups.Share | str,
+                        **values: Any) -> bool:
+        """The end of a wait, fenced on its token, with the task's rollups."""
         update = (sa.update(t)
                   .where(t.c.task_id == task_id, t.c.status == TaskStatus.WAITING_BATCH,
                          t.c.batch_token == token)
                   .values(**values, updated_at=utcnow()))
         with begin(self.engine) as conn:
-            return conn.execute(update).rowcount == 1
+            if conn.execute(update).rowcount != 1:
+                return False
+            rollups.moved(conn, task_id, TaskStatus.WAITING_BATCH, moved_to)
+        return True
 
     # --- jobs ------------------------------------------------------------------------
 

@@ -283,10 +283,29 @@ class Task(BaseModel):
         return value
 
 
+class UnreadableTask(BaseModel):
+    """A listed row this version cannot read as a task (written by another version, or
+    changed by hand): listed with what can be shown, never hidden; reading it alone
+    answers 500, and the server logs it with its id."""
+
+    task_id: str
+    unreadable: Literal[True] = True
+    status: str
+    url: str
+    platform: str
+    created_at: datetime
+    problem: str = Field(description="the first field the row got wrong, and why")
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 class TaskPage(BaseModel):
     """`data` of GET /api/v1/tasks: newest first; pass `next_cursor` back for more."""
 
-    tasks: list[Task]
+    tasks: list[Task | UnreadableTask]
     next_cursor: str | None = None
 
 

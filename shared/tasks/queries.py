@@ -1,20 +1,26 @@
-"""TaskQueries: reads over many tasks — listings, the result cache, what the stats and the
-reconciler look at. Nothing here changes a task (that is `TaskStore`)."""
+"""TaskQueries: reads over many tasks — listings, the result cache, the rollups the stats
+and the dashboard read, what the reconciler looks at. Nothing here changes a task (that is
+`TaskStore`). Every read is served by an index or a rollup (issue 34): none grows with the
+table's history (tests/test_read_plans.py reads MariaDB's plans)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from shared.cursor import decode_cursor, encode_cursor
+from shared.tasks import rollups
 from shared.tasks.db import connect, utcnow
 from shared.tasks.export import EXPORT_CHUNK
-from shared.tasks.models import Task, TaskStatus
+from shared.tasks.models import Task, TaskStatus, UnreadableTask
 from shared.tasks.schema import video_tasks as t
-from shared.tasks.store import to_task
+from shared.tasks.store import UnreadableRow, to_task
+
+log = logging.getLogger("vision_to_tag.tasks")
 
 
 class TaskQueries:
@@ -31,8 +37,9 @@ class TaskQueries:
         uid: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
-    ) -> tuple[list[Task], str | None]:
-        """Newest first; returns the page and the cursor of the next one (None at the end)."""
+    ) -> tuple[list[Task | UnreadableTask], str | None]:
+        """Newest first; returns the page and the cursor of the next one (None at the end).
+        A row this version cannot read is listed as unreadable (and logged), never hidden."""
         query = sa.select(t).order_by(t.c.id.desc()).limit(limit + 1)
         if status:
             query = query.where(t.c.status == status)
@@ -45,7 +52,7 @@ class TaskQueries:
         with connect(self.engine) as conn:
             rows = conn.execute(query).mappings().all()
         next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
-        return [to_task(row) for row in rows[:limit]], next_cursor
+        return [listed(row) for row in rows[:limit]], next_cursor
 
     def find_result(self, video_sha256: str, *, dimensions: list[str], language: str,
                     provider: str, model: str, prompt_version: str) -> dict[str, Any] | None:
@@ -67,25 +74,31 @@ class TaskQueries:
                     return tags
         return None
 
-    def finished_since(self, since: datetime, limit: int = 5000) -> list[tuple[str, dict]]:
-        """(status, timings) of tasks that ended since `since`, newest first."""
-        query = (sa.select(t.c.status, t.c.timings)
-                 .where(t.c.status.in_((TaskStatus.COMPLETED, TaskStatus.FAILED)),
-                        t.c.processed_end >= since)
-                 .order_by(t.c.processed_end.desc()).limit(limit))
+    def status_counts(self) -> dict[str, int]:
+        """Tasks by status, from the rollup (`count_by_status` counts the rows)."""
         with connect(self.engine) as conn:
-            return [(status, timings or {}) for status, timings in conn.execute(query)]
+            return rollups.status_counts(conn)
 
-    def usage_since(self, since: datetime, limit: int = 20_000) -> list[dict[str, Any]]:
-        """`usage` of the results of tasks completed since `since` (token and cost sums)."""
-        query = (sa.select(t.c.tags)
-                 .where(t.c.status == TaskStatus.COMPLETED, t.c.processed_end >= since)
-                 .order_by(t.c.processed_end.desc()).limit(limit))
+    def finished_totals(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Tasks finished since the minute of `since` by status, with their usage."""
         with connect(self.engine) as conn:
-            return [tags.get("usage") or {} for (tags,) in conn.execute(query)
-                    if isinstance(tags, dict)]
+            return rollups.finished_totals(conn, since)
+
+    def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        with connect(self.engine) as conn:
+            return rollups.per_minute(conn, since)
+
+    def stage_latency(self, since: datetime, period_s: int) -> dict[str, dict[int, int]]:
+        """Latency histograms by stage of the tasks finished since `since`'s period."""
+        with connect(self.engine) as conn:
+            return rollups.stage_histograms(conn, period_s, since)
+
+    def top_tags(self, since: datetime, limit: int) -> list[tuple[str, int]]:
+        with connect(self.engine) as conn:
+            return rollups.top_tags(conn, since, limit)
 
     def count_by_status(self) -> dict[str, int]:
+        """Tasks by status, counted over the rows (tests and tools; a full scan)."""
         with connect(self.engine) as conn:
             rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status))
             return {status: count for status, count in rows}
@@ -98,17 +111,18 @@ class TaskQueries:
             .limit(limit)
         )
         with connect(self.engine) as conn:
-            return [to_task(row) for row in conn.execute(query).mappings()]
+            return readable(conn.execute(query).mappings())
 
     def overdue_pending(self, grace_s: float, now: datetime | None = None,
                         limit: int = 200) -> list[Task]:
         """Pending tasks whose delivery should have arrived more than `grace_s` ago."""
         cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
-        due = sa.func.coalesce(t.c.next_attempt_at, t.c.updated_at)
-        query = (sa.select(t).where(t.c.status == TaskStatus.PENDING, due < cutoff)
+        due = sa.or_(t.c.next_attempt_at < cutoff,
+                     sa.and_(t.c.next_attempt_at.is_(None), t.c.updated_at < cutoff))
+        query = (sa.select(t).where(t.c.status == TaskStatus.PENDING, due)
                  .order_by(t.c.id).limit(limit))
         with connect(self.engine) as conn:
-            return [to_task(row) for row in conn.execute(query).mappings()]
+            return readable(conn.execute(query).mappings())
 
     def iter_completed(self, *, env: str | None = None, since: datetime | None = None,
                        batch: int = 500) -> Iterator[list[Task]]:
@@ -141,23 +155,56 @@ class TaskQueries:
                     env: str | None = None, since: datetime | None = None,
                     until: datetime | None = None, chunk: int = EXPORT_CHUNK
                     ) -> Iterator[list[dict[str, Any]]]:
-        """Tasks matching the filters in id order, `chunk` at a time (keyset pagination:
-        one short query per chunk, nothing held open while the caller writes)."""
-        query = sa.select(*columns)
+        """Tasks matching the filters, oldest first (created_at, then id), `chunk` at a
+        time: keyset pagination on an index that starts at `since` (one short query per
+        chunk, nothing held open while the caller writes)."""
+        query = sa.select(*columns, t.c.created_at.label("_created_at"), t.c.id.label("_id"))
         for column, value in ((t.c.status, status), (t.c.platform, platform),
                               (t.c.uid, uid), (t.c.env, env)):
             if value is not None:
                 query = query.where(column == value)
-        if since is not None:
-            query = query.where(t.c.created_at >= since)
         if until is not None:
             query = query.where(t.c.created_at < until)
-        last_id = 0
+        after: tuple[datetime, int] | None = None
         while True:
-            page = query.where(t.c.id > last_id).order_by(t.c.id).limit(chunk)
+            page = query.where(*_after(after, since))
             with connect(self.engine) as conn:
-                rows = [dict(row) for row in conn.execute(page).mappings()]
+                rows = [dict(row) for row in conn.execute(
+                    page.order_by(t.c.created_at, t.c.id).limit(chunk)).mappings()]
             if not rows:
                 return
-            last_id = rows[-1]["id"]
-            yield rows
+            after = (rows[-1]["_created_at"], rows[-1]["_id"])
+            yield [{k: v for k, v in row.items() if k not in ("_created_at", "_id")}
+                   for row in rows]
+
+
+def _after(after: tuple[datetime, int] | None, since: datetime | None) -> list[Any]:
+    """Rows past the last one read (created_at, id), from `since` on."""
+    if after is None:
+        return [] if since is None else [t.c.created_at >= since]
+    created_at, last_id = after
+    return [t.c.created_at >= created_at,
+            sa.or_(t.c.created_at > created_at, t.c.id > last_id)]
+
+
+def readable(rows: Iterable[Any]) -> list[Task]:
+    """The tasks of these rows; a row this version cannot read is logged and left out
+    (the reconciler's scans: one such row must not stop the sweep)."""
+    tasks = []
+    for row in rows:
+        try:
+            tasks.append(to_task(row))
+        except UnreadableRow as error:
+            log.error("%s; skipped", error, extra={"task_id": error.task_id})
+    return tasks
+
+
+def listed(row: Any) -> Task | UnreadableTask:
+    """A listed row: the task, or what can be shown of a row this version cannot read."""
+    try:
+        return to_task(row)
+    except UnreadableRow as error:
+        log.error("%s", error, extra={"task_id": error.task_id})
+        return UnreadableTask(task_id=error.task_id, status=str(row["status"]),
+                              url=str(row["url"]), platform=str(row["platform"]),
+                              created_at=row["created_at"], problem=error.problem)

@@ -17,6 +17,28 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 """Naive UTC timestamps with microseconds on MySQL too."""
 
+USAGE_COLUMNS = ("usage_requests", "usage_prompt_tokens", "usage_cached_tokens",
+                 "usage_output_tokens", "usage_thinking_tokens", "usage_batch_requests",
+                 "usage_cost_micro_usd")
+"""A completed task's `result.usage` as columns (migration 0008), so the rollups' recount
+sums them in SQL instead of parsing every result; the cost in millionths of a dollar
+(exact sums; results round it to 6 decimals)."""
+
+READ_INDEXES: dict[str, tuple[str, ...]] = {
+    "ix_video_tasks_status_id": ("status", "id"),
+    "ix_video_tasks_platform_id": ("platform", "id"),
+    "ix_video_tasks_created_at": ("created_at",),
+    "ix_video_tasks_platform_created_at": ("platform", "created_at"),
+    "ix_video_tasks_uid_created_at": ("uid", "created_at"),
+    "ix_video_tasks_env_created_at": ("env", "created_at"),
+    "ix_video_tasks_status_lease_until": ("status", "lease_until"),
+    "ix_video_tasks_status_processed_end": ("status", "processed_end"),
+}
+"""Migration 0008 (issue 34): an index for every filter of the list (newest first: by
+id) and of the export (oldest first: by created_at, id), for the reconciler's expired
+leases and for the rollups' recount of finished tasks (tests/test_read_plans.py reads
+the plans)."""
+
 video_tasks = sa.Table(
     "video_tasks",
     metadata,
@@ -63,11 +85,13 @@ video_tasks = sa.Table(
     sa.Column("batch_model", sa.String(64)),
     sa.Column("batch_since", Timestamp),
     sa.Column("translate_to", sa.String(8)),
+    *(sa.Column(name, sa.BigInteger) for name in USAGE_COLUMNS),
     sa.Index("ix_video_tasks_status_created_at", "status", "created_at"),
     sa.Index("ix_video_tasks_uid", "uid"),
     sa.Index("ix_video_tasks_video_sha256", "video_sha256"),
     sa.Index("ix_video_tasks_status_indexed_at", "status", "indexed_at"),
     sa.Index("ix_video_tasks_status_next_attempt_at", "status", "next_attempt_at"),
+    *(sa.Index(name, *columns) for name, columns in READ_INDEXES.items()),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_unicode_ci",
 )
@@ -139,3 +163,69 @@ gemini_jobs = sa.Table(
 `name` Gemini's (`batches/…`, set once created); `items` the [task_id, token] pairs it
 carries; `state`: creating → submitted → ended (`succeeded` | `failed` | `cancelled` |
 `expired`)."""
+
+TagText = sa.String(200).with_variant(mysql.VARCHAR(200, collation="utf8mb4_bin"), "mysql")
+"""A tag as the rollups key it: compared byte for byte (`Cat` and `cat` are two tags, as
+in the results), at most 200 characters (longer ones are cut)."""
+
+task_counts = sa.Table(
+    "task_counts",
+    metadata,
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tasks", sa.BigInteger, nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""Tasks by status (issue 34), moved in the transaction of every change of status; the
+sum over `shard` is the count (concurrent creates add to different rows)."""
+
+task_minutes = sa.Table(
+    "task_minutes",
+    metadata,
+    sa.Column("minute", Timestamp, primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("tasks", sa.BigInteger, nullable=False),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in USAGE_COLUMNS),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""Finished tasks (completed, failed) by the minute of their `processed_end`, with the
+usage of the completed ones: throughput, last hour, today."""
+
+stage_rollups = sa.Table(
+    "stage_rollups",
+    metadata,
+    sa.Column("period_s", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("start", Timestamp, primary_key=True),
+    sa.Column("stage", sa.String(32), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tasks", sa.BigInteger, nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""Stage latency of finished tasks as histograms: per minute (`period_s` 60: the last
+hour) and per hour (3600: the 24 h chart); `bucket` is the latency's bucket
+(`rollups.bucket_of`)."""
+
+tag_hours = sa.Table(
+    "tag_hours",
+    metadata,
+    sa.Column("hour", Timestamp, primary_key=True),
+    sa.Column("tag", TagText, primary_key=True),
+    sa.Column("tasks", sa.BigInteger, nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""How many tasks completed in each hour carried each flat tag: the top tags chart."""
+
+rollup_runs = sa.Table(
+    "rollup_runs",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("done_at", Timestamp),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""When the periodic jobs over the rollups last ran (`recount`); `done_at` null: due now
+(after the migration, or when an operator asks for a rebuild)."""

@@ -7,6 +7,10 @@ State changes are conditional updates, so two workers can never both own a task:
 `attempts`; the final writes check that the row is still processing with the same
 `attempts` (a fencing token), so a worker whose lease was taken over cannot overwrite
 the newer attempt.
+
+Every change of status moves the task's share of the rollups in the same transaction
+(`rollups.py`, issue 34), so the counts and figures the stats read never drift from the
+rows.
 """
 
 from __future__ import annotations
@@ -17,17 +21,30 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from shared.errors import ErrorCode
 from shared.redact import redact
+from shared.tasks import rollups
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.models import Task, TaskStatus, out_of_attempts
+from shared.tasks.rollups import SHARE_COLUMNS, Share, completed_share, share_of
 from shared.tasks.schema import video_tasks as t
 
 
 class DuplicateIdempotencyKey(Exception):
     """Another task was created with the same Idempotency-Key."""
+
+
+class UnreadableRow(Exception):
+    """A stored row this version cannot read as a Task (written by another version, or
+    changed by hand): the server's fault, never the caller's (500, logged with its id)."""
+
+    def __init__(self, task_id: str, problem: str) -> None:
+        super().__init__(f"task {task_id}: stored row cannot be read ({problem})")
+        self.task_id = task_id
+        self.problem = problem
 
 
 class ClaimOutcome(StrEnum):
@@ -95,6 +112,7 @@ class TaskStore:
         try:
             with begin(self.engine) as conn:
                 conn.execute(sa.insert(t), values)
+                rollups.shift(conn, None, Share(TaskStatus.PENDING))
         except IntegrityError as error:
             if fields.get("idempotency_key"):
                 raise DuplicateIdempotencyKey(fields["idempotency_key"]) from error
@@ -103,18 +121,18 @@ class TaskStore:
 
     def delete(self, task_id: str) -> None:
         with begin(self.engine) as conn:
-            conn.execute(sa.delete(t).where(t.c.task_id == task_id))
+            row = conn.execute(sa.select(*SHARE_COLUMNS).where(t.c.task_id == task_id)
+                               .with_for_update()).mappings().first()
+            if row is not None:
+                conn.execute(sa.delete(t).where(t.c.task_id == task_id))
+                rollups.shift(conn, share_of(row), None)
 
     def claim(self, task_id: str, lease_s: float, max_attempts: int) -> Claim:
         """Take ownership: pending, or processing with an expired lease, and attempts left."""
         now = utcnow()
-        claimable = sa.or_(
-            t.c.status == TaskStatus.PENDING,
-            sa.and_(t.c.status == TaskStatus.PROCESSING, t.c.lease_until < now),
-        )
         update = (
             sa.update(t)
-            .where(t.c.task_id == task_id, claimable, ~out_of_attempts(t.c.attempts, max_attempts))
+            .where(t.c.task_id == task_id, ~out_of_attempts(t.c.attempts, max_attempts))
             .values(
                 status=TaskStatus.PROCESSING,
                 stage=None,
@@ -127,7 +145,12 @@ class TaskStore:
             )
         )
         with begin(self.engine) as conn:
-            claimed = conn.execute(update).rowcount == 1
+            claimed = conn.execute(update.where(t.c.status == TaskStatus.PENDING)).rowcount == 1
+            if claimed:
+                rollups.moved(conn, task_id, TaskStatus.PENDING, TaskStatus.PROCESSING)
+            else:  # a lease that ran out: taken over, the status stays
+                claimed = conn.execute(update.where(t.c.status == TaskStatus.PROCESSING,
+                                                    t.c.lease_until < now)).rowcount == 1
         task = self.get(task_id)
         if task is None:
             return Claim(ClaimOutcome.MISSING)
@@ -167,7 +190,8 @@ class TaskStore:
         return self._update_owned(
             task_id, attempt, status=TaskStatus.COMPLETED, stage=None, tags=result, timings=timings,
             message=None, error_code=None, lease_until=None, processed_end=now,
-            waiting_since=None, windows=None, **video,
+            waiting_since=None, windows=None, **rollups.usage_values(result), **video,
+            moved_to=completed_share(result, timings, now),
         )
 
     def fail(
@@ -177,6 +201,7 @@ class TaskStore:
         return self._update_owned(
             task_id, attempt, status=TaskStatus.FAILED, error_code=error_code, message=message,
             timings=timings, lease_until=None, processed_end=utcnow(), waiting_since=None,
+            moved_to=TaskStatus.FAILED,
         )
 
     def release(
@@ -200,7 +225,7 @@ class TaskStore:
             values["attempts"] = t.c.attempts - 1
         values["waiting_since"] = (sa.func.coalesce(t.c.waiting_since, now)
                                    if waiting_for_key else None)
-        return self._update_owned(task_id, attempt, **values)
+        return self._update_owned(task_id, attempt, **values, moved_to=TaskStatus.PENDING)
 
     def wait_batch(self, task_id: str, attempt: int, *, token: str, key_id: str, model: str,
                    timings: dict[str, int], video: dict[str, Any]) -> bool:
@@ -213,7 +238,7 @@ class TaskStore:
             attempts=t.c.attempts - 1, batch_token=token, batch_key=key_id, batch_model=model,
             batch_job=None, batch_since=sa.func.coalesce(t.c.batch_since, now),
             lease_until=None, next_attempt_at=None, waiting_since=None, timings=timings,
-            message=None, error_code=None, **video)
+            message=None, error_code=None, **video, moved_to=TaskStatus.WAITING_BATCH)
 
     def mark_enqueued(self, task_id: str, generation: str, delay_s: float = 0) -> bool:
         """Record the delivery that now carries a pending task (the reconciler checks it)."""
@@ -251,6 +276,7 @@ class TaskStore:
         with begin(self.engine) as conn:
             if conn.execute(update).rowcount != 1:
                 return ReapOutcome.SKIPPED
+            rollups.moved(conn, task.task_id, TaskStatus.PROCESSING, values["status"])
         if values["status"] == TaskStatus.PENDING:
             return ReapOutcome.REQUEUED
         return ReapOutcome.FAILED
@@ -265,7 +291,10 @@ class TaskStore:
                     processed_end=now, updated_at=now, waiting_since=None)
         )
         with begin(self.engine) as conn:
-            return conn.execute(update).rowcount == 1
+            if conn.execute(update).rowcount != 1:
+                return False
+            rollups.moved(conn, task_id, TaskStatus.PENDING, TaskStatus.FAILED)
+        return True
 
     def reset_failed(self, task_id: str) -> bool:
         """A failed task back to pending with fresh attempts (the retry route); the old
@@ -277,8 +306,15 @@ class TaskStore:
                     next_attempt_at=utcnow(), waiting_since=None, batch_since=None,
                     error_code=None, message=None, updated_at=utcnow())
         )
+        failed = (sa.select(*SHARE_COLUMNS)
+                  .where(t.c.task_id == task_id, t.c.status == TaskStatus.FAILED)
+                  .with_for_update())
         with begin(self.engine) as conn:
-            return conn.execute(update).rowcount == 1
+            row = conn.execute(failed).mappings().first()
+            if row is None or conn.execute(update).rowcount != 1:
+                return False
+            rollups.shift(conn, share_of(row), Share(TaskStatus.PENDING))
+        return True
 
     def restore_failed(self, task: Task) -> None:
         """Undo `reset_failed` when the re-queue could not be written."""
@@ -289,11 +325,29 @@ class TaskStore:
                     error_code=task.error_code, message=task.message, updated_at=utcnow())
         )
         with begin(self.engine) as conn:
-            conn.execute(update)
+            if conn.execute(update).rowcount == 1:
+                rollups.moved(conn, task.task_id, TaskStatus.PENDING, TaskStatus.FAILED)
+
+    def recount_rollups(self, every_s: float = 0) -> dict[str, int] | None:
+        """The rollups' exact recount and pruning (`rollups.py`), when `every_s` passed
+        since the last one; None when not due or another process runs it. Returns how
+        many figures it repaired and how many old rollup rows it deleted."""
+        now = utcnow()
+        with begin(self.engine) as conn:
+            due, full = rollups.claim_recount(conn, now, every_s)
+            if not due:
+                return None
+            repaired = rollups.recount(conn, now, tags=full)
+        with begin(self.engine) as conn:
+            pruned = rollups.prune(conn, now)
+        return {"repaired": repaired.size(), "pruned": pruned, "full": int(full)}
 
     # --- helpers -------------------------------------------------------------
 
-    def _update_owned(self, task_id: str, attempt: int, **values: Any) -> bool:
+    def _update_owned(self, task_id: str, attempt: int, *, moved_to: Share | str | None = None,
+                      **values: Any) -> bool:
+        """A write of the attempt that owns the task; `moved_to`: the status (or the
+        share) it leaves the task in, when it ends the processing."""
         _redact_values(values)
         update = (
             sa.update(t)
@@ -302,7 +356,11 @@ class TaskStore:
             .values(**values, updated_at=utcnow())
         )
         with begin(self.engine) as conn:
-            return conn.execute(update).rowcount == 1
+            if conn.execute(update).rowcount != 1:
+                return False
+            if moved_to is not None:
+                rollups.moved(conn, task_id, TaskStatus.PROCESSING, moved_to)
+        return True
 
 
 def pending_row(task_id: str, fields: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -331,9 +389,20 @@ def _redact_values(values: dict[str, Any]) -> None:
 
 
 def to_task(row: Any) -> Task:
+    """The task a stored row holds; UnreadableRow when it does not fit the model."""
     data = dict(row)
     data["result"] = data.pop("tags")
     for name in UPSTREAM_TEXT:  # rows written before redaction existed
         if data.get(name):
             data[name] = redact(data[name])
-    return Task.model_validate(data)
+    try:
+        return Task.model_validate(data)
+    except ValidationError as error:
+        raise UnreadableRow(str(data.get("task_id")), describe_problem(error)) from None
+
+
+def describe_problem(error: ValidationError) -> str:
+    """The first thing a row got wrong, as `field: reason` (no stored value quoted)."""
+    first = error.errors(include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "row"
+    return f"{where}: {first['msg']}"
