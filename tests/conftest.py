@@ -52,7 +52,8 @@ def mysql_db_url(mysql_url: str) -> Iterator[str]:
     yield mysql_url
     engine = sa.create_engine(mysql_url)
     with engine.begin() as conn:
-        for table in ("video_tasks", "batches", "batch_items", "gemini_jobs"):
+        for table in ("video_tasks", "batches", "batch_items", "gemini_jobs", "task_counts",
+                      "task_minutes", "stage_rollups", "tag_hours", "rollup_runs"):
             if sa.inspect(conn).has_table(table):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
     engine.dispose()

@@ -21,13 +21,11 @@ LAST_HOUR_MINUTES = 60
 def service_stats(services: Services) -> dict[str, Any]:
     """Tasks by status, the last hour's completions, failures and stage latency, usage:
     all read from the rollups (a few small indexed reads, whatever the history)."""
-    queries = services.queries
-    now = utcnow()
-    hour_start = now - timedelta(minutes=LAST_HOUR_MINUTES - 1)
-    last_hour = queries.finished_totals(hour_start)
+    figures = services.queries.stats_figures(
+        utcnow() - timedelta(minutes=LAST_HOUR_MINUTES - 1), start_of_day())
+    counts, last_hour = figures["counts"], figures["last_hour"]
     stages = {stage: latency_summary(histogram)
-              for stage, histogram in queries.stage_latency(hour_start, 60).items()}
-    counts = queries.status_counts()
+              for stage, histogram in figures["stages"].items()}
     with redis_outage():
         depth = services.queue.depth()
         pool = services.pool.stats()["totals"]
@@ -44,7 +42,7 @@ def service_stats(services: Services) -> dict[str, Any]:
         "gemini": gemini_status(services),
         "tagger": tagger_info(services),
         "usage": {"last_hour": usage_totals(last_hour),
-                  "today": usage_totals(queries.finished_totals(start_of_day()))},
+                  "today": usage_totals(figures["today"])},
         "gemini_batches": batch_jobs(services),
         "warnings": [warning.model_dump() for warning in setup_warnings(services)],
     }

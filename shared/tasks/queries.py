@@ -74,6 +74,26 @@ class TaskQueries:
                     return tags
         return None
 
+    def stats_figures(self, last_hour_from: datetime, today_from: datetime) -> dict[str, Any]:
+        """What GET /api/v1/stats reads of the tasks, from the rollups in one connection:
+        `counts` by status, finished tasks and their usage since `last_hour_from` and
+        `today_from` (by status), and the stage latency histograms of the last hour."""
+        with connect(self.engine) as conn:
+            return {"counts": rollups.status_counts(conn),
+                    "last_hour": rollups.finished_totals(conn, last_hour_from),
+                    "today": rollups.finished_totals(conn, today_from),
+                    "stages": rollups.stage_histograms(conn, 60, last_hour_from)}
+
+    def chart_figures(self, minutes_from: datetime, slots: int, hours_from: datetime,
+                      top: int) -> dict[str, Any]:
+        """What the 24 h charts read, from the rollups in one connection: finished tasks
+        per minute by status (`slots` minutes), the stage latency histograms and the `top`
+        tags of the hours from `hours_from`'s."""
+        with connect(self.engine) as conn:
+            return {"per_minute": rollups.per_minute(conn, minutes_from, slots),
+                    "stages": rollups.stage_histograms(conn, 3600, hours_from),
+                    "top_tags": rollups.top_tags(conn, hours_from, top)}
+
     def status_counts(self) -> dict[str, int]:
         """Tasks by status, from the rollup (`count_by_status` counts the rows)."""
         with connect(self.engine) as conn:
@@ -83,15 +103,6 @@ class TaskQueries:
         """Tasks finished since the minute of `since` by status, with their usage."""
         with connect(self.engine) as conn:
             return rollups.finished_totals(conn, since)
-
-    def finished_per_minute(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        with connect(self.engine) as conn:
-            return rollups.per_minute(conn, since)
-
-    def stage_latency(self, since: datetime, period_s: int) -> dict[str, dict[int, int]]:
-        """Latency histograms by stage of the tasks finished since `since`'s period."""
-        with connect(self.engine) as conn:
-            return rollups.stage_histograms(conn, period_s, since)
 
     def top_tags(self, since: datetime, limit: int) -> list[tuple[str, int]]:
         with connect(self.engine) as conn:

@@ -307,11 +307,34 @@ def finished_totals(conn: sa.Connection, since: datetime) -> dict[str, dict[str,
             for row in conn.execute(query)}
 
 
-def per_minute(conn: sa.Connection, since: datetime) -> list[tuple[datetime, str, int]]:
-    """(minute, status, tasks) of the finished tasks since the minute of `since`."""
-    query = (sa.select(task_minutes.c.minute, task_minutes.c.status, task_minutes.c.tasks)
-             .where(task_minutes.c.minute >= floor_to(since, 60)))
-    return [(minute, status, int(n)) for minute, status, n in conn.execute(query)]
+def per_minute(conn: sa.Connection, start: datetime, slots: int) -> dict[str, list[int]]:
+    """Finished tasks per minute by status: `slots` minutes from the minute of `start`,
+    oldest first. One row per status comes back (`offset:tasks` pairs joined by the
+    database): the chart's 1,440 minutes are one string, not 2,880 rows."""
+    first = floor_to(start, 60)
+    offset = _minutes_between(conn, first, task_minutes.c.minute)
+    pairs = sa.func.group_concat(sa.cast(offset, sa.String) + ":"
+                                 + sa.cast(task_minutes.c.tasks, sa.String))
+    query = (sa.select(task_minutes.c.status, pairs)
+             .where(task_minutes.c.minute >= first,
+                    task_minutes.c.minute < first + timedelta(minutes=slots))
+             .group_by(task_minutes.c.status))
+    series: dict[str, list[int]] = {}
+    for status, joined in conn.execute(query):
+        counts = series.setdefault(status, [0] * slots)
+        for pair in (joined or "").split(","):
+            slot, tasks = (int(part) for part in pair.split(":"))
+            if 0 <= slot < slots:
+                counts[slot] += tasks
+    return series
+
+
+def _minutes_between(conn: sa.Connection, first: datetime, column: Any) -> Any:
+    """Whole minutes from `first` to `column` (a minute), in SQL."""
+    if conn.dialect.name == "mysql":
+        return sa.func.timestampdiff(sa.text("MINUTE"), first, column)
+    return (sa.cast(sa.func.strftime("%s", column), sa.Integer)
+            - sa.cast(sa.func.strftime("%s", first), sa.Integer)) // 60
 
 
 def stage_histograms(conn: sa.Connection, period_s: int, since: datetime
