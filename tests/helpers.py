@@ -293,3 +293,51 @@ class TcpForward:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+
+
+class MariaDBServer:
+    """A private mariadbd on 127.0.0.1 with its own data folder, that a test can SIGKILL
+    and start again on the same data (InnoDB's crash recovery), to see what a database
+    crash does to the service. Grants are skipped: root, no password."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port = port
+        self.folder = folder
+        self.admin_url = f"mysql+pymysql://root@127.0.0.1:{port}/"
+        self.process: subprocess.Popen | None = None
+
+    def url(self, database: str) -> str:
+        return f"{self.admin_url}{database}?charset=utf8mb4"
+
+    def start(self) -> MariaDBServer:
+        data = self.folder / "data"
+        if not data.exists():
+            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}",
+                            "--skip-test-db", "--auth-root-authentication-method=normal"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["mariadbd", "--no-defaults", "--user=root", f"--datadir={data}",
+             f"--port={self.port}", "--bind-address=127.0.0.1",
+             f"--socket={self.folder / 'mariadb.sock'}", "--skip-grant-tables",
+             "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=1",
+             f"--log-error={self.folder / 'error.log'}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, timeout_s=60, interval_s=0.1)
+        return self
+
+    def _answers(self) -> bool:
+        import pymysql
+
+        try:
+            pymysql.connect(host="127.0.0.1", port=self.port, user="root",
+                            connect_timeout=1).close()
+            return True
+        except pymysql.MySQLError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, what a crash or an OOM kill does."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
