@@ -69,6 +69,9 @@ class LocalStack:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.worker_url = f"http://127.0.0.1:{self.worker_port}/"
         self.env = {**os.environ, **(env or {}), "WORKER_URL": self.worker_url}
+        # the children import this checkout's code, whatever else is installed
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), *filter(None, [self.env.get("PYTHONPATH")])])
         self.log_dir = log_dir or VAR_DIR / "logs"
         self.log_max_bytes = int(log_max_mb * 1024 * 1024)
         self.log_backups = log_backups

@@ -18,7 +18,6 @@ import requests
 import sqlalchemy as sa
 
 from scripts.stack import LocalStack, free_port
-from shared.config import ROOT
 from shared.tasks.db import utcnow
 from tests.helpers import MariaDBServer, wait_for
 from tests.test_faults import (  # noqa: F401 - private_redis is a fixture
@@ -108,7 +107,7 @@ def test_stats_equal_an_exact_recount_after_crashes(private_mariadb, private_red
     standin.slow_s = 0.8
     database_url = private_mariadb.url("vtt")
     env = stack_env(database_url, private_redis.url, tmp_path, MAX_ATTEMPTS="10",
-                    PYTHONPATH=str(ROOT), **gemini_env(standin))  # this checkout's code
+                    **gemini_env(standin))
     stack = LocalStack(env, log_dir=tmp_path / "logs")
     stack.start(consumer_args=FAST_CONSUMER)
     try:
