@@ -21,7 +21,7 @@ from shared.tasks.db import create_db_engine, migrate, utcnow
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.queries import TaskQueries
 from shared.tasks.rollups import floor_to
-from shared.tasks.schema import stage_rollups, tag_hours, task_minutes
+from shared.tasks.schema import rollup_runs, stage_rollups, tag_hours, task_minutes
 from shared.tasks.schema import video_tasks as t
 from shared.tasks.store import TaskStore, pending_row
 
@@ -61,7 +61,7 @@ def drift(engine: sa.Engine) -> rollups.Deltas:
     """What an exact recount would add to the rollups now (rolled back)."""
     with engine.connect() as conn:
         transaction = conn.begin()
-        difference = rollups.recount(conn, utcnow(), tags=True)
+        difference = rollups.recount(conn, utcnow(), full=True)
         transaction.rollback()
     return difference
 
@@ -196,7 +196,7 @@ def test_the_recount_repairs_rows_changed_behind_the_stores_back(store: TaskStor
     assert drift(store.engine).size() > 0
     assert queries.status_counts() == {"completed": 1, "pending": 1}
     outcome = store.recount_rollups()
-    assert outcome["repaired"] > 0 and outcome["full"] == 1  # after the migration: tags too
+    assert outcome["repaired"] > 0 and outcome["full"] == 1  # after the migration: in full
     assert_exact(store, queries)
     assert queries.status_counts() == {"completed": 2, "failed": 1}
     assert store.recount_rollups(900) is None  # done a moment ago
@@ -204,11 +204,19 @@ def test_the_recount_repairs_rows_changed_behind_the_stores_back(store: TaskStor
 
 
 def test_the_recount_runs_once_per_interval(store: TaskStore) -> None:
+    """In full after the migration, then every `every_s`; in full again once a day or
+    when asked."""
     assert store.recount_rollups(900)["full"] == 1
     assert store.recount_rollups(900) is None
+    assert store.recount_rollups(0)["full"] == 0
     with store.engine.begin() as conn:
         rollups.mark_stale(conn)
     assert store.recount_rollups(900)["full"] == 1
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(rollup_runs).where(rollup_runs.c.name == rollups.REBUILD)
+                     .values(done_at=utcnow() - timedelta(days=1, seconds=1)))
+    assert store.recount_rollups(900)["full"] == 1
+    assert store.recount_rollups(0)["full"] == 0
 
 
 def test_shares_older_than_the_windows_are_not_kept(store: TaskStore,

@@ -21,6 +21,7 @@ transitions wait for each other, never deadlock.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import Counter
@@ -49,6 +50,9 @@ COUNT_SHARDS = 8
 """Rows per status in `task_counts`: concurrent creates mostly add to different rows."""
 KEEP = timedelta(days=2)
 """How long `task_minutes` and `tag_hours` rows are kept: today and the 24 h charts."""
+READ_SPAN = timedelta(hours=25)
+"""The longest span a read sums (today since midnight, the 24 h charts): what a recount
+compares of the minutes, the hourly latency and the tags."""
 STAGE_PERIODS = {60: timedelta(hours=2), 3600: timedelta(hours=26)}
 """Stage histograms: period (s) → how long its rows are kept (the last hour, the 24 h
 chart; each with a margin)."""
@@ -60,7 +64,10 @@ MAX_STAGE = 32
 UPSERT_CHUNK = 500
 """Rows per upsert statement (SQLite's limit on bound parameters)."""
 RECOUNT = "recount"
-"""The `rollup_runs` row of the periodic recount."""
+"""The `rollup_runs` row of the periodic recount: counts, usage, the last hours' latency."""
+REBUILD = "rebuild"
+"""The `rollup_runs` row of the daily full recount (the 24 h latency and the tags too)."""
+REBUILD_EVERY_S = 86_400
 
 EPOCH = datetime(1970, 1, 1)
 ZERO_USAGE = (0,) * len(USAGE_COLUMNS)
@@ -161,6 +168,11 @@ def completed_share(result: Mapping[str, Any], timings: Mapping[str, Any] | None
                  tags=flat_tags(result))
 
 
+def kept_from(now: datetime) -> dict[int, datetime]:
+    """Stage histograms: period → its first start still kept."""
+    return {period_s: floor_to(now - keep, period_s) for period_s, keep in STAGE_PERIODS.items()}
+
+
 @dataclass
 class Deltas:
     """What to add to each rollup row (negative: take out)."""
@@ -178,18 +190,19 @@ class Deltas:
         if minute >= floor_to(now - KEEP, 60):
             usage = share.usage if share.status == TaskStatus.COMPLETED else ZERO_USAGE
             self.add_minute(minute, share.status, [sign, *(sign * v for v in usage)])
-        self.add_stages(share.ended, share.timings, sign, now)
+        self.add_stages(share.ended, share.timings, sign, kept_from(now))
         hour = floor_to(share.ended, 3600)
         if share.status == TaskStatus.COMPLETED and hour >= floor_to(now - KEEP, 3600):
             for tag in share.tags:
                 self.tags[(hour, tag)] += sign
 
     def add_stages(self, ended: datetime, timings: Mapping[str, Any] | None, sign: int,
-                   now: datetime) -> None:
-        """A finished task's stage timings into the histograms of each period."""
-        for period_s, keep in STAGE_PERIODS.items():
+                   firsts: Mapping[int, datetime]) -> None:
+        """A finished task's stage timings into the histogram of each period (period →
+        the first period start kept)."""
+        for period_s, first in firsts.items():
             start = floor_to(ended, period_s)
-            if start < floor_to(now - keep, period_s):
+            if start < first:
                 continue
             for stage, ms in (timings or {}).items():
                 if isinstance(ms, int | float) and not isinstance(ms, bool):
@@ -373,20 +386,23 @@ class Windows:
     """None: the tag rollup is left as it is."""
 
     @classmethod
-    def at(cls, now: datetime, *, tags: bool) -> Windows:
-        return cls(minutes=floor_to(now - KEEP, 60),
-                   stages={p: floor_to(now - keep, p) for p, keep in STAGE_PERIODS.items()},
-                   tags=floor_to(now - KEEP, 3600) if tags else None)
+    def at(cls, now: datetime, *, full: bool) -> Windows:
+        """The counts, the minutes (usage) and the last hours' latency; `full`: the 24 h
+        latency and the tags as well (they read a day of timings and results)."""
+        spans = {60: STAGE_PERIODS[60], 3600: READ_SPAN} if full else {60: STAGE_PERIODS[60]}
+        return cls(minutes=floor_to(now - READ_SPAN, 60),
+                   stages={p: floor_to(now - span, p) for p, span in spans.items()},
+                   tags=floor_to(now - READ_SPAN, 3600) if full else None)
 
 
-def recount(conn: sa.Connection, now: datetime, *, tags: bool = False) -> Deltas:
+def recount(conn: sa.Connection, now: datetime, *, full: bool = False) -> Deltas:
     """Repair the rollups from the task rows in this transaction; returns what was
     added. The rollups and the rows are read from one snapshot (MariaDB: the
     transaction's first read; SQLite: the caller holds the write lock), and the
     difference is added, never written over: changes committed meanwhile stay."""
-    windows = Windows.at(now, tags=tags)
+    windows = Windows.at(now, full=full)
     stored = _stored(conn, windows)
-    exact = _exact(conn, windows, now)
+    exact = _exact(conn, windows)
     difference = exact.minus(stored)
     _drop_zeros(difference)
     write(conn, difference)
@@ -417,24 +433,33 @@ def _stored(conn: sa.Connection, windows: Windows) -> Deltas:
     return stored
 
 
-def _exact(conn: sa.Connection, windows: Windows, now: datetime) -> Deltas:
+def _exact(conn: sa.Connection, windows: Windows) -> Deltas:
     exact = Deltas()
     for status, n in conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)):
         exact.counts[status] += int(n)
     _exact_minutes(conn, windows.minutes, exact)
-    since = min(windows.stages.values())
     query = (sa.select(t.c.processed_end, t.c.timings)
-             .where(t.c.status.in_(FINISHED), t.c.processed_end >= since))
+             .where(t.c.status.in_(FINISHED),
+                    t.c.processed_end >= min(windows.stages.values())))
     for ended, timings in conn.execute(query):
         if isinstance(timings, Mapping):
-            exact.add_stages(ended, timings, 1, now)
+            exact.add_stages(ended, timings, 1, windows.stages)
     if windows.tags is not None:
-        query = (sa.select(t.c.processed_end, t.c.tags)
-                 .where(t.c.status == TaskStatus.COMPLETED, t.c.processed_end >= windows.tags))
-        for ended, result in conn.execute(query):
+        flat = sa.func.json_extract(t.c.tags, "$.tags")
+        query = (sa.select(t.c.processed_end, flat)
+                 .where(t.c.status == TaskStatus.COMPLETED, t.c.processed_end >= windows.tags,
+                        sa.func.json_valid(t.c.tags) == 1))
+        for ended, tags in conn.execute(query):
             hour = floor_to(ended, 3600)
-            exact.tags.update((hour, tag) for tag in flat_tags(result))
+            exact.tags.update((hour, tag) for tag in flat_tags({"tags": _json(tags)}))
     return exact
+
+
+def _json(text: Any) -> Any:
+    try:
+        return json.loads(text) if isinstance(text, str | bytes) else None
+    except ValueError:
+        return None
 
 
 def _exact_minutes(conn: sa.Connection, since: datetime, exact: Deltas) -> None:
@@ -474,28 +499,37 @@ def prune(conn: sa.Connection, now: datetime) -> int:
     return deleted
 
 
-def claim_recount(conn: sa.Connection, now: datetime, every_s: float
-                  ) -> tuple[bool, bool]:
-    """(due, full): whether this transaction runs the recount now — its conditional
-    UPDATE of `rollup_runs` also holds off any other recounter (and, on SQLite, every
-    writer) until it commits — and whether the tags are rebuilt too (a rebuild asked
-    for: `done_at` null)."""
+def last_run(conn: sa.Connection, name: str) -> tuple[bool, datetime | None]:
+    """(known, done_at) of job `name` (RECOUNT, REBUILD); done_at None: due now."""
     r = rollup_runs
-    seen = conn.execute(sa.select(r.c.done_at).where(r.c.name == RECOUNT)).first()
-    if seen is None:
-        conn.execute(sa.insert(r).values(name=RECOUNT, done_at=None))
-        seen = (None,)
-    last = seen[0]
+    seen = conn.execute(sa.select(r.c.done_at).where(r.c.name == name)).first()
+    return (seen is not None, seen[0] if seen else None)
+
+
+def claim_run(conn: sa.Connection, name: str, now: datetime, every_s: float) -> bool:
+    """Whether this transaction runs job `name` now: its last run is `every_s` old or
+    was never done. The conditional UPDATE of `rollup_runs` that says so also holds off
+    any other process (and, on SQLite, every writer) until commit."""
+    r = rollup_runs
+    known, last = last_run(conn, name)
+    if not known:
+        conn.execute(sa.insert(r).values(name=name, done_at=None))
     if last is not None and (now - last).total_seconds() < every_s:
-        return False, False
+        return False
     claimed = conn.execute(sa.update(r).where(
-        r.c.name == RECOUNT, r.c.done_at.is_not_distinct_from(last)).values(done_at=now))
-    return claimed.rowcount == 1, last is None
+        r.c.name == name, r.c.done_at.is_not_distinct_from(last)).values(done_at=now))
+    return claimed.rowcount == 1
+
+
+def rebuild_due(conn: sa.Connection, now: datetime) -> bool:
+    """Whether the daily full recount is due (or was asked for)."""
+    _, last = last_run(conn, REBUILD)
+    return last is None or (now - last).total_seconds() >= REBUILD_EVERY_S
 
 
 def mark_stale(conn: sa.Connection) -> None:
-    """Ask for a full rebuild (tags included) at the next sweep."""
-    conn.execute(sa.update(rollup_runs).where(rollup_runs.c.name == RECOUNT)
+    """Ask for a full rebuild (the 24 h latency and the tags too) at the next sweep."""
+    conn.execute(sa.update(rollup_runs).where(rollup_runs.c.name.in_((RECOUNT, REBUILD)))
                  .values(done_at=None))
 
 

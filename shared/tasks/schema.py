@@ -32,12 +32,12 @@ READ_INDEXES: dict[str, tuple[str, ...]] = {
     "ix_video_tasks_uid_created_at": ("uid", "created_at"),
     "ix_video_tasks_env_created_at": ("env", "created_at"),
     "ix_video_tasks_status_lease_until": ("status", "lease_until"),
-    "ix_video_tasks_status_processed_end": ("status", "processed_end"),
+    "ix_video_tasks_status_processed_end": ("status", "processed_end", *USAGE_COLUMNS),
 }
 """Migration 0008 (issue 34): an index for every filter of the list (newest first: by
 id) and of the export (oldest first: by created_at, id), for the reconciler's expired
-leases and for the rollups' recount of finished tasks (tests/test_read_plans.py reads
-the plans)."""
+leases, and for the rollups' recount of finished tasks (covering: their usage is summed
+from the index alone). tests/test_read_plans.py reads the plans."""
 
 video_tasks = sa.Table(
     "video_tasks",

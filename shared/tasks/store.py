@@ -330,14 +330,16 @@ class TaskStore:
 
     def recount_rollups(self, every_s: float = 0) -> dict[str, int] | None:
         """The rollups' exact recount and pruning (`rollups.py`), when `every_s` passed
-        since the last one; None when not due or another process runs it. Returns how
-        many figures it repaired and how many old rollup rows it deleted."""
+        since the last one — in full (the 24 h latency and the tags too) once a day or
+        when asked (`rollups.mark_stale`); None when not due or another process runs it.
+        Returns how many figures it repaired and how many old rollup rows it deleted."""
         now = utcnow()
         with begin(self.engine) as conn:
-            due, full = rollups.claim_recount(conn, now, every_s)
-            if not due:
+            full = rollups.rebuild_due(conn, now)
+            if not rollups.claim_run(conn, rollups.RECOUNT, now, 0 if full else every_s):
                 return None
-            repaired = rollups.recount(conn, now, tags=full)
+            full = full and rollups.claim_run(conn, rollups.REBUILD, now, 0)
+            repaired = rollups.recount(conn, now, full=full)
         with begin(self.engine) as conn:
             pruned = rollups.prune(conn, now)
         return {"repaired": repaired.size(), "pruned": pruned, "full": int(full)}

@@ -5,8 +5,8 @@ the dashboard read (`task_counts`, `task_minutes`, `stage_rollups`, `tag_hours`,
 
 The counts by status are filled here, exactly (one GROUP BY); the usage columns of the
 tasks completed in the rollups' window (BACKFILL_DAYS) are read from their results in
-chunks of BACKFILL_CHUNK rows; the windowed rollups are left to the first recount, which
-`rollup_runs` marks as due now.
+chunks of BACKFILL_CHUNK rows; the windowed rollups are left to the first (full) recount,
+which `rollup_runs` marks as due now.
 
 Revision ID: 0008
 Revises: 0007
@@ -41,7 +41,7 @@ INDEXES = {
     "ix_video_tasks_uid_created_at": ["uid", "created_at"],
     "ix_video_tasks_env_created_at": ["env", "created_at"],
     "ix_video_tasks_status_lease_until": ["status", "lease_until"],
-    "ix_video_tasks_status_processed_end": ["status", "processed_end"],
+    "ix_video_tasks_status_processed_end": ["status", "processed_end", *USAGE, COST_COLUMN],
 }
 
 BACKFILL_DAYS = 2
@@ -61,7 +61,8 @@ def upgrade() -> None:
     bind.execute(sa.text(
         "INSERT INTO task_counts (status, shard, tasks) "
         "SELECT status, 0, COUNT(*) FROM video_tasks GROUP BY status"))
-    bind.execute(sa.text("INSERT INTO rollup_runs (name, done_at) VALUES ('recount', NULL)"))
+    bind.execute(sa.text("INSERT INTO rollup_runs (name, done_at) "
+                         "VALUES ('recount', NULL), ('rebuild', NULL)"))
     _backfill_usage(bind)
 
 
