@@ -4,6 +4,7 @@ function (functions-framework's test client, in this process), plus a create, th
 reconciler's sweep, the rollups' recount and the cleanup job.
 
     python -m benchmarks.scale [--sizes 3000,100000,1000000] [--calls 15]
+    python -m benchmarks.scale --migration-at 100000
 
 The rows are the issue's mix: 90 % completed with a real-sized result (about 3 KB of
 JSON, 20–30 tags from the taxonomy and a long tail of free tags), 4 % failed, 3 %
@@ -408,11 +409,32 @@ def report(results: dict[int, dict[str, dict[str, float]]]) -> None:
         print(f"| {name} | " + " | ".join(cells) + f" | {growth:.2f}× |")
 
 
+def time_migration(size: int) -> None:
+    """Migration 0008 on a table of `size` rows of the mix built at 0007 (the usage
+    backfill, the indexes, the counts)."""
+    from shared.config import load_settings
+    from shared.tasks.db import create_db_engine, migrate
+
+    with database() as url:
+        engine = create_db_engine(load_settings(DATABASE_URL=url), read_timeout_s=3600)
+        migrate(engine, "0007")
+        print(f"{size:,} rows at 0007 in {fill(engine, size):.0f} s", flush=True)
+        started = time.perf_counter()
+        migrate(engine)
+        print(f"migration 0008: {time.perf_counter() - started:.1f} s")
+        engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="3000,100000,1000000")
     parser.add_argument("--calls", type=int, default=15)
+    parser.add_argument("--migration-at", type=int, default=0,
+                        help="only time migration 0008 on a table of this many rows")
     args = parser.parse_args()
+    if args.migration_at:
+        time_migration(args.migration_at)
+        return 0
     import tempfile
 
     results = {}

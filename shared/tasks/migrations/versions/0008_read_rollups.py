@@ -54,8 +54,7 @@ def upgrade() -> None:
     with op.batch_alter_table("video_tasks") as batch:
         for name in (*USAGE, COST_COLUMN):
             batch.add_column(sa.Column(name, sa.BigInteger))
-    for name, columns in INDEXES.items():
-        op.create_index(name, "video_tasks", columns)
+    _create_indexes()
     _create_rollup_tables()
     bind = op.get_bind()
     bind.execute(sa.text(
@@ -64,6 +63,18 @@ def upgrade() -> None:
     bind.execute(sa.text("INSERT INTO rollup_runs (name, done_at) "
                          "VALUES ('recount', NULL), ('rebuild', NULL)"))
     _backfill_usage(bind)
+
+
+def _create_indexes() -> None:
+    """On MariaDB in one online ALTER (one pass over the table, writes go on meanwhile);
+    one by one on SQLite."""
+    if op.get_bind().dialect.name != "mysql":
+        for name, columns in INDEXES.items():
+            op.create_index(name, "video_tasks", columns)
+        return
+    added = ", ".join(f"ADD INDEX {name} ({', '.join(columns)})"
+                      for name, columns in INDEXES.items())
+    op.execute(f"ALTER TABLE video_tasks {added}, ALGORITHM=INPLACE, LOCK=NONE")
 
 
 def _create_rollup_tables() -> None:
