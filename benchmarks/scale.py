@@ -414,18 +414,18 @@ def report(results: dict[int, dict[str, dict[str, float]]]) -> None:
 
 
 def time_migration(size: int) -> None:
-    """Migration 0008 on a table of `size` rows of the mix built at 0007 (the usage
+    """Migration 0009 on a table of `size` rows of the mix built at 0008 (the usage
     backfill, the indexes, the counts)."""
     from shared.config import load_settings
     from shared.tasks.db import create_db_engine, migrate
 
     with database() as url:
         engine = create_db_engine(load_settings(DATABASE_URL=url), read_timeout_s=3600)
-        migrate(engine, "0007")
-        print(f"{size:,} rows at 0007 in {fill(engine, size):.0f} s", flush=True)
+        migrate(engine, "0008")
+        print(f"{size:,} rows at 0008 in {fill(engine, size):.0f} s", flush=True)
         started = time.perf_counter()
         migrate(engine)
-        print(f"migration 0008: {time.perf_counter() - started:.1f} s")
+        print(f"migration 0009: {time.perf_counter() - started:.1f} s")
         engine.dispose()
 
 
@@ -434,7 +434,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="3000,100000,1000000")
     parser.add_argument("--calls", type=int, default=15)
     parser.add_argument("--migration-at", type=int, default=0,
-                        help="only time migration 0008 on a table of this many rows")
+                        help="only time migration 0009 on a table of this many rows")
     args = parser.parse_args()
     if args.migration_at:
         time_migration(args.migration_at)

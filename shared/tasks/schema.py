@@ -20,7 +20,7 @@ Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 USAGE_COLUMNS = ("usage_requests", "usage_prompt_tokens", "usage_cached_tokens",
                  "usage_output_tokens", "usage_thinking_tokens", "usage_batch_requests",
                  "usage_cost_micro_usd")
-"""A completed task's `result.usage` as columns (migration 0008), so the rollups' recount
+"""A completed task's `result.usage` as columns (migration 0009), so the rollups' recount
 sums them in SQL instead of parsing every result; the cost in millionths of a dollar
 (exact sums; results round it to 6 decimals)."""
 
@@ -34,7 +34,7 @@ READ_INDEXES: dict[str, tuple[str, ...]] = {
     "ix_video_tasks_status_lease_until": ("status", "lease_until"),
     "ix_video_tasks_status_processed_end": ("status", "processed_end", *USAGE_COLUMNS),
 }
-"""Migration 0008 (issue 34): an index for every filter of the list (newest first: by
+"""Migration 0009 (issue 34): an index for every filter of the list (newest first: by
 id) and of the export (oldest first: by created_at, id), for the reconciler's expired
 leases, and for the rollups' recount of finished tasks (covering: their usage is summed
 from the index alone). tests/test_read_plans.py reads the plans."""

@@ -8,8 +8,8 @@ tasks completed in the rollups' window (BACKFILL_DAYS) are read from their resul
 chunks of BACKFILL_CHUNK rows; the windowed rollups are left to the first (full) recount,
 which `rollup_runs` marks as due now.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from datetime import UTC, datetime, timedelta
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
