@@ -267,3 +267,20 @@ def test_a_teams_key_is_masked_wherever_text_is_redacted(store: KeyStore) -> Non
     key_id, secret = KEY_FORM.match(key)["id"], KEY_FORM.match(key)["secret"]
     shown = redact(f"GET /api/v1/tasks?api_key={key} and {key} alone")
     assert secret not in shown and f"vtt_{key_id}_…" in shown
+
+
+def test_an_api_without_the_pepper_refuses_team_keys(app_env, store: KeyStore) -> None:
+    key = store.create("news", parse_scopes("read"))
+    app_env(API_KEY_PEPPER="")
+    client = functions_framework.create_app("api", "main.py").test_client()
+    answer = client.get("/api/v1/tasks", headers=bearer(key))
+    assert answer.status_code == 501 and "API_KEY_PEPPER" in answer.get_json()["message"]
+    assert client.get("/api/v1/tasks").status_code == 401  # never an open door
+
+
+def test_redis_down_fails_closed(app_env) -> None:
+    app_env(REDIS_URL="redis://127.0.0.1:1/0", API_KEY_PEPPER=PEPPER)
+    client = functions_framework.create_app("api", "main.py").test_client()
+    answer = client.get("/api/v1/tasks", headers=bearer("vtt_000000000000_" + "c" * 43))
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert "c" * 43 not in answer.get_data(as_text=True)
