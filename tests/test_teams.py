@@ -284,3 +284,18 @@ def test_redis_down_fails_closed(app_env) -> None:
     answer = client.get("/api/v1/tasks", headers=bearer("vtt_000000000000_" + "c" * 43))
     assert answer.status_code == 503 and answer.headers["Retry-After"]
     assert "c" * 43 not in answer.get_data(as_text=True)
+
+
+def test_the_caller_is_attached_to_the_request(teams_app, store: KeyStore) -> None:
+    import flask
+
+    from functions.api import GET_TASK, _authenticate
+    from functions.http import caller_of
+    from shared.services import get_services
+
+    key = store.create("news", parse_scopes("read"))
+    with flask.Flask(__name__).test_request_context("/", headers=bearer(key)):
+        _authenticate(flask.request, get_services(), GET_TASK)
+        caller = caller_of(flask.request)
+    assert (caller.team, caller.scopes, caller.key_id) == (
+        "news", {Scope.READ}, KEY_FORM.match(key)["id"])

@@ -199,14 +199,22 @@ class KeyStore:
             record = self.redis.hgetall(redis_keys.api_key(key_id))
         if "hash" not in record:
             raise NotFound(f"key_id: no key {key_id[:16]}")
-        return KeyRecord(key_id, record["team"], tuple(record["scopes"].split(",")),
-                         record.get("name", ""), record["created_at"],
-                         record.get("last_used_at", ""), record.get("revoked_at", ""))
+        return _shown(key_id, record)
 
     def list(self, team: str | None = None) -> list[KeyRecord]:
-        """Every key (of `team`), oldest first."""
+        """Every key (of `team`), oldest first; an id whose record is gone is skipped."""
         with redis_outage():
             ids = sorted(self.redis.smembers(redis_keys.API_KEY_IDS))
-        records = [self.get(key_id) for key_id in ids]
-        return sorted((r for r in records if team is None or r.team == team),
-                      key=lambda r: (r.created_at, r.key_id))
+            pipe = self.redis.pipeline()
+            for key_id in ids:
+                pipe.hgetall(redis_keys.api_key(key_id))
+            records = pipe.execute()
+        shown = [_shown(key_id, record) for key_id, record in zip(ids, records, strict=True)
+                 if "hash" in record and (team is None or record.get("team") == team)]
+        return sorted(shown, key=lambda r: (r.created_at, r.key_id))
+
+
+def _shown(key_id: str, record: dict[str, str]) -> KeyRecord:
+    return KeyRecord(key_id, record.get("team", ""), tuple(record.get("scopes", "").split(",")),
+                     record.get("name", ""), record.get("created_at", ""),
+                     record.get("last_used_at", ""), record.get("revoked_at", ""))
