@@ -17,11 +17,13 @@ from pydantic import ValidationError
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from functions.http import (
+    CALLER,
     api_token,
-    check_token,
+    client_address,
     describe_validation,
     json_object,
     nosniff,
+    refuse_key_in_query,
     rejection_reply,
     reply,
     retry_after,
@@ -33,7 +35,8 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
-from shared.app import batches, health, pool, tasks
+from shared.app import access, batches, health, pool, tasks
+from shared.app.access import Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
 from shared.app.stats import gemini_status, service_stats
@@ -127,8 +130,9 @@ def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.R
         else:
             services = get_services()
             log_setup_warnings(services)
+        refuse_key_in_query(request)
         if not endpoint.public:
-            check_token(api_token(request), services.settings.API_TOKENS, "Authorization")
+            _authenticate(request, services, endpoint)
         return endpoint.handler(request, services, **args)
     except Rejected as error:
         return rejection_reply(error)
@@ -145,6 +149,14 @@ def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.R
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return reply(500, "internal error")
+
+
+def _authenticate(request: flask.Request, services: Services, endpoint: Endpoint) -> None:
+    """The caller (team, scopes) attached to the request, or the refusal (401, 403, 429)."""
+    address = client_address(request, services.settings.TRUSTED_PROXY_HOPS)
+    caller = access.authenticate(services, api_token(request), address)
+    access.authorize(caller, endpoint.scope or Scope.ADMIN)
+    request.environ[CALLER] = caller
 
 
 _warned_for: list[Services] = []
@@ -361,7 +373,8 @@ retry's `force` (naming the failures it overrides)."""
 GET_TASK = Endpoint(
     "/api/v1/task/<task_id>", "GET", get, operation_id="getTask",
     summary="Read a task (status, stage, attempts, error, timings, result)",
-    schemas={"task_id": TASK_ID}, data=Task, answer="the task", errors=(400, 404, 503))
+    schemas={"task_id": TASK_ID}, data=Task, answer="the task", errors=(400, 404, 503),
+    scope=Scope.READ)
 
 
 def _subtitles(fmt: str, media_type: str) -> Endpoint:
@@ -374,7 +387,7 @@ def _subtitles(fmt: str, media_type: str) -> Endpoint:
                 f"({fmt.upper()}, `kind`); 409 while the task has no result, 404 for "
                 f"`kind=translation` without one",
         schemas={"task_id": TASK_ID}, query=SubtitlesQuery, answer="subtitles",
-        media={media_type: {"type": "string"}}, errors=(400, 404, 409, 503))
+        media={media_type: {"type": "string"}}, errors=(400, 404, 409, 503), scope=Scope.READ)
 
 
 ENDPOINTS = (
@@ -386,7 +399,7 @@ ENDPOINTS = (
              answer="created; `task_id` is set; `data.warnings` says why it may wait",
              links={operation: {"task_id": "$response.body#/task_id"}
                     for operation in ("getTask", "retryTask")},  # stateful testing follows
-             errors=(400, 409, 413, 415, 503)),
+             errors=(400, 409, 413, 415, 503), scope=Scope.SUBMIT),
     replace(GET_TASK, path="/api/v1/task/get/<task_id>", operation_id="getTaskAlias"),
     Endpoint("/api/v1/task/<task_id>/retry", "POST", retry, operation_id="retryTask",
              summary="Re-queue a failed task with fresh attempts, its old error cleared; 409 "
@@ -395,23 +408,25 @@ ENDPOINTS = (
                      "unless `force=true`",
              schemas={"task_id": TASK_ID, "force": FORCE}, query=RetryQuery, data=Task,
              answer="re-queued",
-             errors=(400, 404, 409, 503)),
+             errors=(400, 404, 409, 503), scope=Scope.SUBMIT),
     GET_TASK,
     Endpoint("/api/v1/tasks", "GET", list_, operation_id="listTasks",
              summary="List tasks, newest first, with cursor pagination",
-             query=ListTasksQuery, data=TaskPage, answer="a page of tasks", errors=(400, 503)),
+             query=ListTasksQuery, data=TaskPage, answer="a page of tasks", errors=(400, 503),
+             scope=Scope.READ),
     Endpoint("/api/v1/tasks/export", "GET", export, operation_id="exportTasks",
              summary="Every task the filters match, one row each, streamed as JSON Lines or "
                      "CSV (UTF-8 BOM, formulas escaped)",
              query=ExportQuery, schemas={"since": DATE, "until": DATE},
-             answer="one row per task, oldest first", media=DOWNLOAD, errors=(400, 503)),
+             answer="one row per task, oldest first", media=DOWNLOAD, errors=(400, 503),
+             scope=Scope.READ),
     Endpoint("/api/v1/task/<task_id>/frames/<index>", "GET", frame,
              operation_id="getTaskFrame",
              summary="One stored key frame of a task (`result.frames[index]`) as JPEG",
              schemas={"task_id": TASK_ID, "index": {"type": "string",
                                                     "pattern": "^[0-9]{1,4}$"}},
              answer="the frame", media={"image/jpeg": {"type": "string", "format": "binary"}},
-             errors=(400, 404, 503)),
+             errors=(400, 404, 503), scope=Scope.READ),
     _subtitles("vtt", "text/vtt"),
     _subtitles("srt", "application/x-subrip"),
     Endpoint("/api/v1/batches", "POST", create_batch, operation_id="createBatch",
@@ -422,53 +437,56 @@ ENDPOINTS = (
                                           "maxLength": tasks.MAX_IDEMPOTENCY_KEY}},
              data=BatchCreated, answer="the batch and every item's outcome",
              links={"getBatch": {"batch_id": "$response.body#/data/batch/batch_id"}},
-             errors=(400, 409, 413, 415, 503)),
+             errors=(400, 409, 413, 415, 503), scope=Scope.SUBMIT),
     Endpoint("/api/v1/batches", "GET", list_batches, operation_id="listBatches",
              summary="List batches, newest first, with their progress",
              query=ListBatchesQuery, data=BatchPage, answer="a page of batches",
-             errors=(400, 503)),
+             errors=(400, 503), scope=Scope.READ),
     Endpoint("/api/v1/batches/<batch_id>", "GET", get_batch, operation_id="getBatch",
              summary="A batch: counts by status, progress, ETA, start and finish times",
              schemas={"batch_id": TASK_ID}, data=Batch, answer="the batch",
-             errors=(400, 404, 503)),
+             errors=(400, 404, 503), scope=Scope.READ),
     Endpoint("/api/v1/batches/<batch_id>/results", "GET", batch_results,
              operation_id="batchResults",
              summary="The batch's tasks, one row each, streamed as JSON Lines or CSV",
              schemas={"batch_id": TASK_ID}, query=BatchResultsQuery,
-             answer="one row per task, in item order", media=DOWNLOAD, errors=(400, 404, 503)),
+             answer="one row per task, in item order", media=DOWNLOAD, errors=(400, 404, 503),
+             scope=Scope.READ),
     Endpoint("/api/v1/vision_to_tag/google", "POST", tag_now, operation_id="tagNow",
              summary="Tag a video synchronously: the whole pipeline inside the request "
                      "(bounded by SYNC_TIMEOUT_S), recorded as a task; `data.tags` is the flat "
                      "list, `data.result` the full result",
              body=SyncTagRequest, answer="tags, result and task",
-             errors=(400, 413, 415, 422, 429, 502, 503, 504)),
+             errors=(400, 413, 415, 422, 429, 502, 503, 504), scope=Scope.SUBMIT),
     Endpoint("/api/v1/accounts", "GET", accounts,
              summary="Key pool usage: per key (masked) status, project, use today and this "
                      "minute, cooldown, last error; per project its use against its limits "
                      "per model; totals of capacity left",
-             answer="pool stats in `data`", errors=(503,)),
+             answer="pool stats in `data`", errors=(503,), scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/history", "GET", pool_history, operation_id="getPoolHistory",
              summary="The key pool's totals per quota day and its last hour per minute "
                      "(requests, 429s, capacity)",
-             query=HistoryQuery, answer="`data.days`, `data.last_hour`", errors=(400, 503)),
+             query=HistoryQuery, answer="`data.days`, `data.last_hour`", errors=(400, 503),
+             scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/projects/<project>/history", "GET", project_history,
              operation_id="getProjectHistory",
              summary="One Google Cloud project's history per quota day, summed over its "
                      "keys (requests, 429s by kind, errors, tokens, cost, probes)",
              schemas={"project": PROJECT}, query=HistoryQuery,
-             answer="`data.keys`, `data.days` oldest first", errors=(400, 404, 503)),
+             answer="`data.keys`, `data.days` oldest first", errors=(400, 404, 503),
+             scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/<key_id>/history", "GET", account_history,
              operation_id="getAccountHistory",
              summary="One key's history per quota day (requests, 429s by kind, errors, "
                      "tokens, cost, probes) and its latest health probes",
              schemas={"key_id": KEY_ID}, query=HistoryQuery,
              answer="`data.days` oldest first, `data.probes` newest first",
-             errors=(400, 404, 503)),
+             errors=(400, 404, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/<key_id>/<any(enable, disable):action>", "POST",
              account_status, operation_id="setAccountStatus",
              summary="Enable or disable one pool key (`key_id` as /api/v1/accounts shows it)",
              schemas={"key_id": KEY_ID}, answer="the key's line of /api/v1/accounts",
-             errors=(400, 404, 503)),
+             errors=(400, 404, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/search", "GET", search, operation_id="search",
              summary="Find completed tasks by tags (all / any), free text, platform, env, uid "
                      "and duration; newest first, with top-tag facets — or, with "
@@ -476,17 +494,17 @@ ENDPOINTS = (
                      "transcript segments) that best match `q`, each with its task and times",
              query=SearchQuery, data=SearchPage,
              answer="matching tasks and facets, or moments",
-             errors=(400, 501, 503)),
+             errors=(400, 501, 503), scope=Scope.READ),
     Endpoint("/api/v1/stats", "GET", stats,
              summary="Tasks by status, queue depth, last hour's completions, failures and "
                      "per-stage p50/p95, key pool capacity left",
-             query=StatsQuery, answer="stats in `data`", errors=(400, 503)),
+             query=StatsQuery, answer="stats in `data`", errors=(400, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/stats/charts", "GET", charts, operation_id="getStatsCharts",
              summary="The dashboard's charts over the last 24 h: `throughput` (completed and "
                      "failed per minute from `start`, oldest first), `stages` (p50/p95 per "
                      "stage), `top_tags` (the 20 most frequent tags of the newest 2,000 "
                      "results)",
-             answer="chart data in `data`", errors=(503,)),
+             answer="chart data in `data`", errors=(503,), scope=Scope.ADMIN),
     # public: the page, its files, the API description and the probe; the page itself asks
     # for a token and fetches every number through the token-checked API
     Endpoint("/", "GET", home, public=True, documented=False,

@@ -17,13 +17,17 @@ from shared.errors import (
     SERVICE_RETRY_S,
     Conflict,
     ErrorCode,
+    Forbidden,
     InvalidInput,
     NotConfigured,
     NotFound,
     Rejected,
     ServiceUnavailable,
+    TooManyAttempts,
+    Unauthenticated,
 )
 from shared.redact import redact
+from shared.teams.keys import Caller
 from shared.validation import validation_problem
 
 MAX_BODY_BYTES = 64 * 1024
@@ -38,7 +42,8 @@ class ApiError(Rejected):
 
 
 REJECTION_STATUS: dict[type[Rejected], int] = {
-    InvalidInput: 400, NotFound: 404, Conflict: 409, NotConfigured: 501,
+    InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+    TooManyAttempts: 429, NotConfigured: 501,
 }
 """The HTTP status of each kind of refusal from shared/."""
 
@@ -79,7 +84,8 @@ def rejection_reply(error: Rejected) -> flask.Response:
     """The envelope for a refused request, with the status its kind means."""
     status = error.status if isinstance(error, ApiError) else next(
         code for kind, code in REJECTION_STATUS.items() if isinstance(error, kind))
-    return reply(status, error.message)
+    wait_s = error.retry_after_s if isinstance(error, TooManyAttempts) else None
+    return reply(status, error.message, headers=retry_after(wait_s))
 
 
 def unavailable_reply(error: ServiceUnavailable, *, retry_after_s: float = SERVICE_RETRY_S,
@@ -198,6 +204,41 @@ def api_token(request: flask.Request) -> str | None:
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     return request.headers.get("X-API-Key") or None
+
+
+KEY_PARAMETERS = ("api_key", "apikey", "token", "access_token", "key")
+"""Query parameters a client might put a key in. A URL is written to access logs, proxies'
+logs and browser histories, so a key there is refused, never read."""
+
+
+def refuse_key_in_query(request: flask.Request) -> None:
+    """400 naming the parameter when the query string carries something like a key; the
+    value is neither read into the answer nor logged."""
+    for name in KEY_PARAMETERS:
+        if name in request.args:
+            raise ApiError(400, f"{name}: API keys are not accepted in the query string (it "
+                                "is logged along the way); send it as `Authorization: Bearer "
+                                "…` or `X-API-Key`, and revoke a key that was sent in a URL")
+
+
+def client_address(request: flask.Request, trusted_hops: int) -> str:
+    """The caller's address: the peer's, or with `trusted_hops` proxies in front (Cloud
+    Run's front end is one) the entry the nearest of them appended to X-Forwarded-For. The
+    entries before it are whatever the client wrote, so they are not believed."""
+    forwarded = [part.strip() for part in
+                 request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+    if trusted_hops and len(forwarded) >= trusted_hops:
+        return forwarded[-trusted_hops]
+    return request.remote_addr or "unknown"
+
+
+CALLER = "vision_to_tag.caller"
+"""Where the authenticated caller is kept in the request's WSGI environ."""
+
+
+def caller_of(request: flask.Request) -> Caller:
+    """The `Caller` authentication attached to this request (team and scopes)."""
+    return request.environ[CALLER]
 
 
 def check_worker_token(request: flask.Request, expected: str) -> None:

@@ -18,12 +18,16 @@ AUTH = [{"bearer": []}, {"apiKey": []}]
 INFO = {"title": "vision-to-tag", "version": "1",
         "description": "Structured tags for videos. Every reply is the envelope "
                        "`{code, message, task_id, data}`; HTTP status = `code`."}
+KEYS = ("A team's key `vtt_<id>_<secret>` (`vtt-keys create`) or an API_TOKENS admin token; "
+        "each operation's `x-scope` names the scope it needs (`admin` has them all). Never "
+        "in the query string (400).")
 SECURITY_SCHEMES = {
-    "bearer": {"type": "http", "scheme": "bearer"},
-    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "bearer": {"type": "http", "scheme": "bearer", "description": KEYS},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": KEYS},
 }
-TOKEN_ERRORS = (401, 403)
-"""What the token check answers on every endpoint that is not public."""
+TOKEN_ERRORS = (401, 403, 429)
+"""What the key check answers on every endpoint that is not public: no, unknown or revoked
+key; a key without the scope; too many wrong keys from the address."""
 
 
 @lru_cache(maxsize=4)
@@ -96,6 +100,8 @@ def _operation(endpoint: Endpoint, platforms: tuple[str, ...],
         operation["parameters"] = parameters
     if not endpoint.public:
         operation["security"] = AUTH
+        operation["x-scope"] = str(endpoint.scope)
+        operation["description"] = f"Needs a key with the `{endpoint.scope}` scope."
     if endpoint.body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model=endpoint.body.__name__)}}}}
@@ -181,7 +187,8 @@ def _derived_id(endpoint: Endpoint) -> str:
     return endpoint.method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
 
 
-ERROR_TEXT = {400: "a field's value cannot be used", 401: "no token", 403: "token refused",
+ERROR_TEXT = {400: "a field's value cannot be used", 401: "no key, or an unknown or revoked one",
+              403: "the key lacks the scope (`x-scope`)",
               404: "no such thing", 409: "its state does not allow it",
               413: "too large", 415: "not JSON", 429: "too many: see Retry-After",
               503: "a backing service is down: see Retry-After"}

@@ -13,6 +13,8 @@ import flask
 from pydantic import BaseModel
 from werkzeug.routing import Map, Rule
 
+from shared.teams.keys import Scope
+
 Handler = Callable[..., flask.Response]
 """`handler(request, services, **path_variables)`: parse, authorize, call, shape the reply."""
 
@@ -57,6 +59,9 @@ class Endpoint:
     """Envelope replies that are no error (healthz's 503: a state), status -> description."""
     public: bool = False
     """No token needed."""
+    scope: Scope | None = None
+    """The scope a key needs to call it (issue 36); every endpoint that is not public
+    names one (tests/test_teams.py)."""
     documented: bool = True
     """In the OpenAPI document (the dashboard's static files are not)."""
     defaults: Mapping[str, str] = field(default_factory=dict)

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("search", ("shared.search",)),
     ("task records", ("shared.tasks",)),
     ("understanding", ("shared.tagging",)),
-    ("resources", ("shared.accounts", "shared.video", "shared.storage")),
+    ("resources", ("shared.accounts", "shared.teams", "shared.video", "shared.storage")),
     ("basics", ("shared",)),
 ]
 """Top to bottom. A module belongs to the longest package prefix named here."""

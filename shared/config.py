@@ -52,6 +52,18 @@ LOCAL_WORKER_URL = "http://127.0.0.1:8081/"
 """The worker's address when WORKER_URL is unset (the local stack)."""
 
 
+AUTH_FAILURE_WINDOW_S = 60
+"""Wrong API keys are counted per client address in a fixed window from the first one:
+short, so a mistyped key costs a minute at most."""
+
+AUTH_FAILURE_LIMIT = 20
+"""Wrong keys an address may send in a window before its keys are refused (429): far more
+than a person retrying, far too few to guess a key."""
+
+MIN_PEPPER_CHARS = 32
+"""API_KEY_PEPPER is a secret the key hashes are keyed with: long and random."""
+
+
 class ConfigError(SystemExit):
     """Raised with a one-line message naming the variable that is wrong."""
 
@@ -121,6 +133,10 @@ class Settings(BaseSettings):
     CALLBACK_TIMEOUT_S: float = Field(default=10, gt=0, le=60)
     CALLBACK_MAX_ATTEMPTS: int = Field(default=4, ge=1, le=10)
     API_TOKENS: CommaList = []
+    API_KEY_PEPPER: str = ""
+    AUTH_FAILURE_LIMIT: int = Field(default=AUTH_FAILURE_LIMIT, ge=1, le=100_000)
+    AUTH_FAILURE_WINDOW_S: int = Field(default=AUTH_FAILURE_WINDOW_S, ge=1, le=86400)
+    TRUSTED_PROXY_HOPS: int = Field(default=0, ge=0, le=10)
     WORKER_TOKEN: str = ""
     ALLOW_PRIVATE_URLS: bool = False
     PRIVATE_URL_ALLOWLIST: CommaList = []
@@ -190,6 +206,14 @@ class Settings(BaseSettings):
             if not ENV_NAME.match(name):
                 raise ValueError(f"env {name!r}: 1-16 of a-z, 0-9, _ and -, starting with a "
                                  "letter or digit (it names a search index)")
+        return value
+
+    @field_validator("API_KEY_PEPPER")
+    @classmethod
+    def _long_pepper(cls, value: str) -> str:
+        if value and len(value) < MIN_PEPPER_CHARS:
+            raise ValueError(f"at least {MIN_PEPPER_CHARS} characters (e.g. "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
         return value
 
     @field_validator("DATABASE_URL")
@@ -323,7 +347,7 @@ def describe_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-SECRET_PARTS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
+SECRET_PARTS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "PEPPER")
 """A variable whose name holds one of these is a secret: its value is never shown."""
 
 

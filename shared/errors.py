@@ -159,3 +159,19 @@ class Conflict(Rejected):
 
 class NotConfigured(Rejected):
     """The operation needs a component this deployment has not configured."""
+
+
+class Unauthenticated(Rejected):
+    """No key came, or the key presented is unknown or revoked: who is calling is not known."""
+
+
+class Forbidden(Rejected):
+    """The caller is known but its key lacks the scope the operation needs."""
+
+
+class TooManyAttempts(Rejected):
+    """Too many wrong keys from one address lately: it waits `retry_after_s` seconds."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

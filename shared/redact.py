@@ -15,6 +15,7 @@ _GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
 """Google API keys: `AIza` + 35 characters (matched from 20, to catch cut-off ones too)."""
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(vtt_[0-9a-f]{12}_)[A-Za-z0-9_-]+"), r"\1…"),
     (re.compile(r"(?i)(api_key:)[^\s'\",;)]+"), r"\1…"),
     (re.compile(r"(?i)([?&](?:key|api_key|apikey|access_token|token)=)[^&\s'\"]+"), r"\1…"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]+=*"), r"\1…"),

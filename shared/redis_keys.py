@@ -202,3 +202,24 @@ def gemini_endpoint_probe(endpoint_id: str) -> str:
 
 BATCH_COLLECTOR_LOCK = "gemini_batches:collector_lock"
 """Held while one sweep of the Gemini batch collector runs (issue 27)."""
+
+
+# --- API keys of teams (issue 36); ids are the public part of a key, never its secret --
+
+API_KEY_IDS = "api_keys:ids"
+"""Set of the ids of every scoped API key ever created, revoked ones included: once one
+exists the API needs a key, and revoking the last one does not open it again."""
+
+API_TEAMS = "api_teams"
+"""Set of the team names that have (or had) a key."""
+
+
+def api_key(key_id: str) -> str:
+    """Hash of one scoped API key: team, scopes, name, HMAC of its secret, created_at,
+    last_used_at, revoked_at. Never the secret."""
+    return f"api_key:{key_id}"
+
+
+def auth_failures(address: str) -> str:
+    """Counter of wrong keys from one client address in the current window (TTL)."""
+    return f"api_auth_failures:{address}"

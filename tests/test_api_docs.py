@@ -71,7 +71,7 @@ def test_an_error_about_one_field_names_it(client) -> None:
 def test_an_error_about_no_field_has_none(client, app_env) -> None:
     app_env(API_TOKENS="t")
     body = client.get("/api/v1/tasks", headers={"Authorization": "Bearer wrong"}).get_json()
-    assert body["code"] == 403 and body["field"] == "Authorization"
+    assert body["code"] == 401 and body["field"] == "Authorization"
     assert "field" not in client.get("/api/v1/tasks", headers={
         "Authorization": "Bearer t"}).get_json()  # a success has no field
 

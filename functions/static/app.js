@@ -636,7 +636,9 @@ function failed(error) {
   if (error.status === 401 || error.status === 403) {
     clearData();
     $("login").hidden = false;
-    $("auth-status").textContent = error.status === 401 ? "a token is required" : "token rejected";
+    // 401: no key or a wrong/revoked one; 403: a team's key without the admin scope
+    $("auth-status").textContent = error.status === 403 ? "this key lacks the admin scope"
+      : token() ? "token rejected" : "a token is required";
   } else {
     banner(error.status === 503 ? `A backing service is down: ${error.message}` : error.message);
   }
