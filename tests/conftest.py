@@ -48,15 +48,22 @@ def db_url(request, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def mysql_db_url(mysql_url: str) -> Iterator[str]:
-    """MariaDB only (the production database), emptied after the test."""
-    yield mysql_url
+    """MariaDB only (the production database), emptied before and after the test."""
     engine = sa.create_engine(mysql_url)
+    empty_tables(engine)
+    yield mysql_url
+    empty_tables(engine)
+    engine.dispose()
+
+
+def empty_tables(engine: sa.Engine) -> None:
+    """Every task row and what is derived from it (the rollups too: rows deleted behind
+    the store's back would leave them counting tasks that are gone)."""
     with engine.begin() as conn:
         for table in ("video_tasks", "batches", "batch_items", "gemini_jobs", "task_counts",
                       "task_minutes", "stage_rollups", "tag_hours", "rollup_runs"):
             if sa.inspect(conn).has_table(table):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
-    engine.dispose()
 
 
 @pytest.fixture

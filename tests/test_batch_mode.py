@@ -20,6 +20,7 @@ from shared.pipeline.batch_collector import collect
 from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services, gemini_config, get_services
 from shared.tagging.gemini import GeminiTagger
+from shared.tasks import rollups
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import CreateTaskRequest
 from shared.tasks.schema import video_tasks
@@ -395,9 +396,11 @@ def test_the_dashboard_lists_gemini_jobs_and_their_state(api_server, app_env) ->
     services = get_services()
     jobs = GeminiJobStore(services.store.engine)
     with services.store.engine.begin() as conn:
-        row = conn.execute(sa.select(video_tasks.c.task_id).limit(1)).first()
+        row = conn.execute(sa.select(video_tasks.c.task_id, video_tasks.c.status)
+                           .where(video_tasks.c.status == "pending").limit(1)).first()
         conn.execute(sa.update(video_tasks).where(video_tasks.c.task_id == row.task_id).values(
             status="waiting_batch", batch_token="t" * 32, batch_key="k", batch_model="m"))
+        rollups.moved(conn, row.task_id, row.status, "waiting_batch")  # as the store does
     job = jobs.create("a" * 32, "k", "gemini-2.5-flash", jobs.unassigned(10))
     jobs.submitted(job.job_id, "batches/xyz")
     jobs.end(job.job_id, "expired")

@@ -20,6 +20,7 @@ from shared.tasks.export import EXPORT_COLUMNS
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
+from tests.conftest import empty_tables
 
 ROWS = 6_000
 
@@ -29,15 +30,13 @@ def engine(mysql_url: str) -> Iterator[sa.Engine]:
     """One connection (StaticPool), so its session counters count every read."""
     filled = create_db_engine(load_settings(DATABASE_URL=mysql_url), read_timeout_s=120)
     migrate(filled)
-    with filled.begin() as conn:
-        conn.execute(sa.text("DELETE FROM video_tasks"))
+    empty_tables(filled)
     fill(filled, ROWS)
     TaskStore(filled).recount_rollups()
     filled.dispose()
     engine = sa.create_engine(mysql_url, poolclass=sa.pool.StaticPool)
     yield engine
-    with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM video_tasks"))
+    empty_tables(engine)
     engine.dispose()
 
 

@@ -55,8 +55,12 @@ class CreateBatchRequest(BaseModel):
         "(url, platform, uid, dimensions, language, env, vocabulary, callback_url, mode, "
         "translate_to)",
         json_schema_extra={"minItems": 1, "maxItems": MAX_BATCH_ITEMS,
-                           # each item is a task create (validated one by one, not here)
-                           "items": {"$ref": "#/components/schemas/CreateTaskRequest"}},
+                           # each item is a task create, validated one by one: an item
+                           # that is not one is accepted here and refused in its slot
+                           "items": {"anyOf": [
+                               {"$ref": "#/components/schemas/CreateTaskRequest"},
+                               {"description": "anything else: refused in its slot of "
+                                               "the answer (`error`), the others run"}]}},
     )
     callback_url: StrictStr | None = Field(
         default=None, description="POSTed the batch once every item has finished")
