@@ -35,7 +35,7 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
-from shared.app import access, batches, health, pool, tasks
+from shared.app import access, batches, health, pool, replies, tasks
 from shared.app.access import Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
@@ -456,36 +456,38 @@ ENDPOINTS = (
              summary="Tag a video synchronously: the whole pipeline inside the request "
                      "(bounded by SYNC_TIMEOUT_S), recorded as a task; `data.tags` is the flat "
                      "list, `data.result` the full result",
-             body=SyncTagRequest, answer="tags, result and task",
+             body=SyncTagRequest, data=replies.TagNow, answer="tags, result and task",
              errors=(400, 413, 415, 422, 429, 502, 503, 504), scope=Scope.SUBMIT),
     Endpoint("/api/v1/accounts", "GET", accounts,
              summary="Key pool usage: per key (masked) status, project, use today and this "
                      "minute, cooldown, last error; per project its use against its limits "
                      "per model; totals of capacity left",
-             answer="pool stats in `data`", errors=(503,), scope=Scope.ADMIN),
+             data=replies.PoolStats, answer="pool stats", errors=(503,), scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/history", "GET", pool_history, operation_id="getPoolHistory",
              summary="The key pool's totals per quota day and its last hour per minute "
                      "(requests, 429s, capacity)",
-             query=HistoryQuery, answer="`data.days`, `data.last_hour`", errors=(400, 503),
+             query=HistoryQuery, data=replies.PoolHistory, answer="`data.days`, `data.last_hour`",
+             errors=(400, 503),
              scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/projects/<project>/history", "GET", project_history,
              operation_id="getProjectHistory",
              summary="One Google Cloud project's history per quota day, summed over its "
                      "keys (requests, 429s by kind, errors, tokens, cost, probes)",
-             schemas={"project": PROJECT}, query=HistoryQuery,
+             schemas={"project": PROJECT}, query=HistoryQuery, data=replies.ProjectHistory,
              answer="`data.keys`, `data.days` oldest first", errors=(400, 404, 503),
              scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/<key_id>/history", "GET", account_history,
              operation_id="getAccountHistory",
              summary="One key's history per quota day (requests, 429s by kind, errors, "
                      "tokens, cost, probes) and its latest health probes",
-             schemas={"key_id": KEY_ID}, query=HistoryQuery,
+             schemas={"key_id": KEY_ID}, query=HistoryQuery, data=replies.KeyHistory,
              answer="`data.days` oldest first, `data.probes` newest first",
              errors=(400, 404, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/<key_id>/<any(enable, disable):action>", "POST",
              account_status, operation_id="setAccountStatus",
              summary="Enable or disable one pool key (`key_id` as /api/v1/accounts shows it)",
-             schemas={"key_id": KEY_ID}, answer="the key's line of /api/v1/accounts",
+             schemas={"key_id": KEY_ID}, data=replies.KeyLine,
+             answer="the key's line of /api/v1/accounts",
              errors=(400, 404, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/search", "GET", search, operation_id="search",
              summary="Find completed tasks by tags (all / any), free text, platform, env, uid "
@@ -498,13 +500,14 @@ ENDPOINTS = (
     Endpoint("/api/v1/stats", "GET", stats,
              summary="Tasks by status, queue depth, last hour's completions, failures and "
                      "per-stage p50/p95, key pool capacity left",
-             query=StatsQuery, answer="stats in `data`", errors=(400, 503), scope=Scope.ADMIN),
+             query=StatsQuery, data=replies.Stats, answer="stats", errors=(400, 503),
+             scope=Scope.ADMIN),
     Endpoint("/api/v1/stats/charts", "GET", charts, operation_id="getStatsCharts",
              summary="The dashboard's charts over the last 24 h: `throughput` (completed and "
                      "failed per minute from `start`, oldest first), `stages` (p50/p95 per "
                      "stage), `top_tags` (the 20 most frequent tags of the newest 2,000 "
                      "results)",
-             answer="chart data in `data`", errors=(503,), scope=Scope.ADMIN),
+             data=replies.Charts, answer="chart data", errors=(503,), scope=Scope.ADMIN),
     # public: the page, its files, the API description and the probe; the page itself asks
     # for a token and fetches every number through the token-checked API
     Endpoint("/", "GET", home, public=True, documented=False,
@@ -526,7 +529,7 @@ ENDPOINTS = (
              answer="OpenAPI 3 document", media={}),
     Endpoint("/healthz", "GET", healthz, public=True,
              summary="Reachability of database, Redis and storage",
-             answer="all reachable", other_replies={503: "something is down"}),
+             data=replies.Health, answer="all reachable", other_replies={503: "something is down"}),
 )
 """Every route of the API, in the router's order; the OpenAPI document is built from the
 same list (functions/routes.py says what each field means)."""
