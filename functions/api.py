@@ -36,7 +36,7 @@ from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
 from shared.app import access, batches, health, pool, replies, tasks
-from shared.app.access import Scope
+from shared.app.access import Caller, Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
 from shared.app.stats import gemini_status, service_stats
@@ -182,10 +182,21 @@ def validation_context(services: Services) -> dict[str, Any]:
             "default_mode": services.settings.DEFAULT_MODE}
 
 
+def caller(request: flask.Request) -> Caller:
+    """Who the request comes from (set once the key was checked)."""
+    return request.environ[CALLER]
+
+
+def seen(request: flask.Request) -> str | None:
+    """The team whose records the caller may read; None: all (an admin key)."""
+    return access.visible_team(caller(request))
+
+
 def create(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request)
     parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
-    task, created = tasks.create_task(services, parsed, request.headers.get("Idempotency-Key"))
+    task, created = tasks.create_task(services, parsed, request.headers.get("Idempotency-Key"),
+                                      team=caller(request).team)
     data = TaskCreated(status=task.status, url=task.url, task_url=f"/api/v1/task/{task.task_id}",
                        warnings=pool.setup_warnings(services))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
@@ -195,7 +206,7 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
     parsed = SyncTagRequest.model_validate(json_object(request), context={
         **validation_context(services), "default_mode": "interactive"})
-    outcome = tasks.tag_now(services, parsed)
+    outcome = tasks.tag_now(services, parsed, caller(request).team)
     task, headers = outcome.task, retry_after(outcome.retry_after_s)
     if not outcome.timed_out and task.status == TaskStatus.COMPLETED and task.result:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
@@ -212,20 +223,20 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
 
 
 def get(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = tasks.get_task(services, task_id)
+    task = tasks.get_task(services, task_id, seen(request))
     return reply(200, task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
     query = ListTasksQuery.model_validate(single_valued(request),
                                           context=validation_context(services))
-    page = tasks.list_tasks(services, query)
+    page = tasks.list_tasks(services, query, seen(request))
     return reply(200, data=page.model_dump(mode="json"))
 
 
 def retry(request: flask.Request, services: Services, task_id: str) -> flask.Response:
     query = RetryQuery.model_validate(single_valued(request))
-    task = tasks.retry_task(services, task_id, force=query.force)
+    task = tasks.retry_task(services, task_id, force=query.force, team=seen(request))
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
@@ -234,31 +245,32 @@ def create_batch(request: flask.Request, services: Services) -> flask.Response:
     parsed = CreateBatchRequest.model_validate(body)
     created, new = batches.create_batch(services, parsed, body,
                                            request.headers.get("Idempotency-Key"),
-                                           validation_context(services))
+                                           validation_context(services), caller(request).team)
     message = "success" if new else "success (existing batch for this Idempotency-Key)"
     return reply(200, message, data=created.model_dump(mode="json"))
 
 
 def get_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
-    batch = batches.get_batch(services, batch_id)
+    batch = batches.get_batch(services, batch_id, seen(request))
     return reply(200, data=batch.model_dump(mode="json"))
 
 
 def list_batches(request: flask.Request, services: Services) -> flask.Response:
     query = ListBatchesQuery.model_validate(single_valued(request))
-    return reply(200, data=batches.list_batches(services, query).model_dump(mode="json"))
+    return reply(200, data=batches.list_batches(services, query, seen(request)).model_dump(
+        mode="json"))
 
 
 def batch_results(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
     query = BatchResultsQuery.model_validate(single_valued(request))
-    pieces = batches.batch_results(services, batch_id, query)
+    pieces = batches.batch_results(services, batch_id, query, seen(request))
     return _download(pieces, query.format, f"batch-{batch_id[:36]}")
 
 
 def export(request: flask.Request, services: Services) -> flask.Response:
     query = ExportQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
-    return _download(tasks.export_tasks(services, query), query.format, "tasks")
+    return _download(tasks.export_tasks(services, query, seen(request)), query.format, "tasks")
 
 
 def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
@@ -271,7 +283,7 @@ def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
 def subtitles(request: flask.Request, services: Services, task_id: str,
               fmt: str) -> flask.Response:
     query = SubtitlesQuery.model_validate(single_valued(request))
-    text = tasks.subtitles(services, task_id, fmt, query)
+    text = tasks.subtitles(services, task_id, fmt, query, seen(request))
     return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[fmt])
 
 
@@ -305,7 +317,7 @@ def pool_history(request: flask.Request, services: Services) -> flask.Response:
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
-    return reply(200, data=tasks.search(services, query).model_dump(mode="json"))
+    return reply(200, data=tasks.search(services, query, seen(request)).model_dump(mode="json"))
 
 
 def stats(request: flask.Request, services: Services) -> flask.Response:
@@ -319,7 +331,8 @@ def charts(request: flask.Request, services: Services) -> flask.Response:
 
 def frame(request: flask.Request, services: Services, task_id: str,
           index: str) -> flask.Response:
-    response = flask.Response(frame_bytes(services, task_id, index), mimetype="image/jpeg")
+    response = flask.Response(frame_bytes(services, task_id, index, seen(request)),
+                              mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 

@@ -34,7 +34,8 @@ class StageTools:
     """The collaborators the stages use, and nothing more; the application context
     (`Services.worker`) builds them. `record_source` remembers a task's stored video
     (`TaskStore.record_source`); `find_result` looks up the result cache
-    (`TaskQueries.find_result`), None when the cache is off."""
+    (`TaskQueries.find_result`), None when the cache is off; within the task's team
+    unless `share_results`."""
 
     tagger: Tagger
     storage: Storage
@@ -44,6 +45,7 @@ class StageTools:
     record_source: Callable[..., bool]
     find_result: Callable[..., dict | None] | None
     record_windows: Callable[..., bool] | None = None
+    share_results: bool = False
 
 
 @dataclass
@@ -214,7 +216,8 @@ def cached_result(job: Job) -> TagResult | None:
     if find_result is None or job.downloaded is None:
         return None
     stored = find_result(
-        job.downloaded.sha256, dimensions=job.dimensions, language=job.task.language,
+        job.downloaded.sha256, team=None if job.tools.share_results else job.task.team,
+        dimensions=job.dimensions, language=job.task.language,
         provider=tagger.provider, model=tagger.model,
         prompt_version=tagger.prompt_version + fingerprint(
             job.task.vocabulary, job.task.translate_to, job.dimensions, job.media.has_audio),

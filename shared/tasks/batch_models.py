@@ -107,6 +107,7 @@ class Batch(BaseModel):
     """A batch as the API shows it (`data` of GET /api/v1/batches/{id})."""
 
     batch_id: str
+    team: str = Field(default="default", description="the team whose key created it")
     name: str
     state: BatchState = Field(
         description="creating: its items are being written and queued; open: its tasks "
