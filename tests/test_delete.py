@@ -207,3 +207,49 @@ def test_deleting_needs_the_admin_scope(app_env, redis_client: redis.Redis) -> N
     assert refused.status_code == 403 and "`admin`" in refused.get_json()["message"]
     assert client.delete(f"/api/v1/task/{task_id}",
                          headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+
+
+def new_batch(client, urls: list[str]) -> tuple[str, list[str]]:
+    answer = client.post("/api/v1/batches", json={
+        "name": "b", "items": [{"url": url, "platform": "rpa"} for url in urls]}).get_json()
+    return (answer["data"]["batch"]["batch_id"],
+            [item["task_id"] for item in answer["data"]["items"]])
+
+
+def test_deleting_a_batch(client, redis_client: redis.Redis) -> None:
+    services = get_services()
+    urls = [f"https://cdn.example.com/{n}.mp4" for n in range(3)]
+    alone, alone_tasks = new_batch(client, urls)
+    answer = client.delete(f"/api/v1/batches/{alone}")
+    assert answer.status_code == 200
+    assert answer.get_json()["data"] == {"tasks_deleted": 0, "tasks_kept": 0}
+    assert client.get(f"/api/v1/batches/{alone}").status_code == 404
+    assert all(services.store.get(task_id) for task_id in alone_tasks)  # the tasks stay
+
+    whole, tasks = new_batch(client, urls)
+    services.store.claim(tasks[1], 60, 5)
+    refused = client.delete(f"/api/v1/batches/{whole}?tasks=true")
+    assert refused.status_code == 409 and "1 of the batch's tasks" in refused.get_json()["message"]
+    assert all(services.store.get(task_id) for task_id in tasks)  # nothing was deleted
+    services.store.release(tasks[1], 1, error_code="worker_lost", message="gone")
+    answer = client.delete(f"/api/v1/batches/{whole}?tasks=true")
+    assert answer.get_json()["data"] == {"tasks_deleted": 3, "tasks_kept": 0}
+    assert client.get(f"/api/v1/batches/{whole}").status_code == 404
+    assert not any(services.store.get(task_id) for task_id in tasks)
+    assert not any(redis_traces(redis_client, task_id) for task_id in tasks)
+    assert client.delete(f"/api/v1/batches/{whole}?tasks=true").status_code == 404
+    assert drift(services.store.engine).size() == 0
+    with services.store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM batch_items WHERE batch_id IN "
+                                    "(:a, :b)"), {"a": alone, "b": whole}).scalar() == 0
+
+
+@pytest.mark.parametrize(("path", "status", "said"), [
+    ("/api/v1/batches/nope", 400, "batch_id: malformed"),
+    (f"/api/v1/batches/{uuid.uuid4()}", 404, "batch_id: no batch"),
+    (f"/api/v1/batches/{uuid.uuid4()}?tasks=maybe", 400, "tasks:"),
+    (f"/api/v1/batches/{uuid.uuid4()}?color=red", 400, "color:"),
+])
+def test_bad_batch_deletes(client, path: str, status: int, said: str) -> None:
+    answer = client.delete(path)
+    assert answer.status_code == status and answer.get_json()["message"].startswith(said)
