@@ -1,0 +1,178 @@
+"""Retention under load (issue 34): 100,000 expired finished tasks deleted by the
+retention job while creates keep coming — no create may wait more than 100 ms for it.
+
+    python -m benchmarks.retention [--expired 100000] [--recent 10000] [--baseline-s 30]
+
+On MariaDB (BENCH_MYSQL_DB, dropped at the end) and Redis (BENCH_REDIS_URL, flushed):
+the table is filled with `--expired` finished tasks of benchmarks/scale.py's mix (real
+sized results, about 3 KB each) created 40–50 days ago, plus `--recent` tasks of the
+mix from the last days; the rollups are recounted. Then POST /api/v1/task/create is
+called one after the other through the real api function (functions-framework's test
+client, in this process) for `--baseline-s` seconds without the job (the baseline),
+and again while the retention job (TASK_RETENTION_DAYS=30, archive on, RETENTION_CHUNK
+500) runs in a process of its own until every expired task is gone. Printed: create
+latency p50 / p95 / max and creates over 100 ms, both phases, their ratio, and the
+job's own figures (tasks deleted per second, its archive's size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+
+from benchmarks.scale import INSERT_CHUNK, Mix, database, environment, utcnow
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+RETENTION_DAYS = 30
+LIMIT_MS = 100.0
+FINISHED = ("completed", "failed")
+
+
+def fill(engine: sa.Engine, expired: int, recent: int) -> None:
+    """`expired` finished tasks created 40–50 days ago (unfinished draws of the mix are
+    skipped there) and `recent` tasks of the whole mix from the last 3 days."""
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("video_tasks")}
+    mix, now = Mix(34), utcnow()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        made = 0
+        while made < expired:
+            row = mix.row(now - timedelta(days=50 - 10 * made / expired), now, columns)
+            if row["status"] in FINISHED:
+                made += 1
+                yield row
+        for n in range(recent):
+            yield mix.row(now - timedelta(days=3 * (1 - n / recent)), now, columns)
+
+    drawn = rows()
+    while chunk := list(itertools.islice(drawn, INSERT_CHUNK)):
+        names = sorted({name for row in chunk for name in row})
+        table = sa.table("video_tasks", *(sa.column(name) for name in names))
+        with engine.begin() as conn:
+            conn.execute(sa.insert(table), [{name: row.get(name) for name in names}
+                                            for row in chunk])
+    with engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE TABLE video_tasks"))
+
+
+def creates(client: Any, *, seconds: float | None = None,
+            until: subprocess.Popen | None = None) -> list[float]:
+    """Create latencies (ms), one create after the other, for `seconds` or until the
+    process ends."""
+    body = {"url": "https://93.184.215.14/video.mp4", "platform": "rpa", "uid": 7}
+    latencies: list[float] = []
+    deadline = time.monotonic() + (seconds or math.inf)
+    while time.monotonic() < deadline and (until is None or until.poll() is None):
+        started = time.perf_counter()
+        response = client.post("/api/v1/task/create", json=body)
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"create: {response.status_code} {response.get_json()}")
+    return latencies
+
+
+def summary(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+
+    def rank(fraction: float) -> float:
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+    return {"creates": len(ordered), "p50": rank(0.5), "p95": rank(0.95), "p99": rank(0.99),
+            "max": ordered[-1], "over_100ms": sum(1 for v in ordered if v > LIMIT_MS)}
+
+
+def job() -> None:
+    """The retention job in its own process (the cleanup function's call), to the end."""
+    from shared.app.retention import run_retention
+    from shared.services import get_services
+
+    started = time.perf_counter()
+    report = run_retention(get_services(), budget_s=3600)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report), flush=True)
+
+
+def run(expired: int, recent: int, baseline_s: float) -> dict[str, Any]:
+    import functions_framework
+
+    from shared.config import ROOT, load_settings
+    from shared.services import get_services
+    from shared.tasks.db import create_db_engine, migrate
+
+    figures: dict[str, Any] = {}
+    with database() as url, tempfile.TemporaryDirectory() as storage:
+        environment(url, storage)
+        os.environ.update({"REDIS_URL": REDIS_URL, "TASK_RETENTION_DAYS": str(RETENTION_DAYS),
+                           "ARCHIVE_BEFORE_DELETE": "true", "RETENTION_CHUNK": "500"})
+        engine = create_db_engine(load_settings(DATABASE_URL=url), read_timeout_s=600)
+        migrate(engine)
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        started = time.perf_counter()
+        fill(engine, expired, recent)
+        print(f"filled {expired:,} + {recent:,} rows in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        get_services().store.recount_rollups()
+        api = functions_framework.create_app("api", str(ROOT / "main.py")).test_client()
+        creates(api, seconds=2)  # warm-up
+        figures["baseline"] = summary(creates(api, seconds=baseline_s))
+        print(f"baseline: {figures['baseline']}", flush=True)
+        process = subprocess.Popen([sys.executable, "-c",
+                                    "from benchmarks.retention import job; job()"],
+                                   cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+        figures["during"] = summary(creates(api, until=process))
+        out, _ = process.communicate(timeout=3600)
+        figures["job"] = json.loads(out.strip().splitlines()[-1])
+        figures["archive_bytes"] = sum(path.stat().st_size
+                                       for path in Path(storage, "archive").rglob("*.gz"))
+        with engine.connect() as conn:
+            figures["left"] = conn.execute(sa.text(
+                "SELECT COUNT(*) FROM video_tasks WHERE status IN ('completed','failed') "
+                "AND created_at < :cut"), {"cut": utcnow() - timedelta(days=30)}).scalar()
+        engine.dispose()
+        get_services().store.engine.dispose()
+    return figures
+
+
+def report(figures: dict[str, Any]) -> None:
+    base, during, job_ = figures["baseline"], figures["during"], figures["job"]
+    print("\n| create latency (ms) | creates | p50 | p95 | p99 | max | over 100 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, row in (("baseline (no job)", base), ("while the job runs", during)):
+        print(f"| {name} | {row['creates']} | {row['p50']:.1f} | {row['p95']:.1f} | "
+              f"{row['p99']:.1f} | {row['max']:.1f} | {row['over_100ms']} |")
+    print(f"| ratio during / baseline | | {during['p50'] / base['p50']:.2f}× | "
+          f"{during['p95'] / base['p95']:.2f}× | {during['p99'] / base['p99']:.2f}× | "
+          f"{during['max'] / base['max']:.2f}× | |")
+    rate = job_["deleted"] / job_["seconds"] if job_["seconds"] else math.nan
+    print(f"\njob: {job_['deleted']:,} deleted ({job_['archived']:,} archived) in "
+          f"{job_['chunks']} chunks, {job_['seconds']} s ({rate:,.0f} tasks/s); archive "
+          f"{figures['archive_bytes'] / 1e6:.1f} MB; expired left: {figures['left']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--expired", type=int, default=100_000)
+    parser.add_argument("--recent", type=int, default=10_000)
+    parser.add_argument("--baseline-s", type=float, default=30)
+    args = parser.parse_args()
+    report(run(args.expired, args.recent, args.baseline_s))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
