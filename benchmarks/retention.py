@@ -34,7 +34,10 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
+from benchmarks import scale
 from benchmarks.scale import INSERT_CHUNK, Mix, database, environment, utcnow
+
+scale.BENCH_DB = os.environ.get("BENCH_MYSQL_DB", "vtt_retention_bench")
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 RETENTION_DAYS = 30
@@ -85,6 +88,46 @@ def creates(client: Any, *, seconds: float | None = None,
     return latencies
 
 
+def lock_waits(engine: sa.Engine, since: dict[str, int] | None = None) -> dict[str, int]:
+    """The server's row lock waits (count, total ms) — since `since` when given. Server
+    wide: other databases on the server add to them, so they bound this run's."""
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                                         "('Innodb_row_lock_waits', 'Innodb_row_lock_time')")
+                                 ).all())
+    now = {"waits": int(rows["Innodb_row_lock_waits"]),
+           "ms": int(rows["Innodb_row_lock_time"])}
+    return {name: value - (since or {}).get(name, 0) for name, value in now.items()}
+
+
+WAITS = """
+SELECT r.trx_id, p.db, r.trx_query, TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)),
+       b.trx_query
+FROM information_schema.INNODB_LOCK_WAITS w
+JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id
+JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id
+LEFT JOIN information_schema.PROCESSLIST p ON p.id = r.trx_mysql_thread_id"""
+
+
+def watch_waits() -> None:
+    """In a process of its own until stdin closes: every 10 ms, the row lock waits in
+    progress on this benchmark's database; prints each wait's longest observed time."""
+    import select
+
+    engine = sa.create_engine(os.environ["DATABASE_URL"])
+    seen: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        while not select.select([sys.stdin], [], [], 0.01)[0]:
+            for trx, db, query, waited_us, blocker in conn.execute(sa.text(WAITS)):
+                if db != scale.BENCH_DB:
+                    continue
+                entry = seen.setdefault(str(trx), {"query": (query or "")[:60],
+                                                   "blocker": (blocker or "")[:60]})
+                entry["ms"] = max(entry.get("ms", 0), (waited_us or 0) / 1000)
+            conn.rollback()
+    print(json.dumps(list(seen.values())), flush=True)
+
+
 def summary(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
 
@@ -96,13 +139,27 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 
 def job() -> None:
-    """The retention job in its own process (the cleanup function's call), to the end."""
+    """The retention job in its own process (the cleanup function's call), to the end;
+    each chunk's delete transaction (the only time it holds row locks) is timed."""
     from shared.app.retention import run_retention
     from shared.services import get_services
+    from shared.tasks.removal import TaskRemoval
 
+    held: list[float] = []
+    delete = TaskRemoval.delete
+
+    def timed_delete(self: TaskRemoval, *args: Any, **kwargs: Any) -> list[str]:
+        started = time.perf_counter()
+        try:
+            return delete(self, *args, **kwargs)
+        finally:
+            held.append((time.perf_counter() - started) * 1000)
+
+    TaskRemoval.delete = timed_delete  # type: ignore[method-assign]
     started = time.perf_counter()
     report = run_retention(get_services(), budget_s=3600)
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report["delete_tx"] = summary(held) if held else None
     print(json.dumps(report), flush=True)
 
 
@@ -128,14 +185,27 @@ def run(expired: int, recent: int, baseline_s: float) -> dict[str, Any]:
         get_services().store.recount_rollups()
         api = functions_framework.create_app("api", str(ROOT / "main.py")).test_client()
         creates(api, seconds=2)  # warm-up
+        waits = lock_waits(engine)
         figures["baseline"] = summary(creates(api, seconds=baseline_s))
+        figures["baseline"]["lock_waits"] = lock_waits(engine, since=waits)
         print(f"baseline: {figures['baseline']}", flush=True)
+        waits = lock_waits(engine)
+        watcher = subprocess.Popen([sys.executable, "-c", "from benchmarks.retention import "
+                                    "watch_waits; watch_waits()"], cwd=ROOT,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
         process = subprocess.Popen([sys.executable, "-c",
                                     "from benchmarks.retention import job; job()"],
                                    cwd=ROOT, stdout=subprocess.PIPE, text=True,
                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
         figures["during"] = summary(creates(api, until=process))
+        figures["during"]["lock_waits"] = lock_waits(engine, since=waits)
         out, _ = process.communicate(timeout=3600)
+        seen, _ = watcher.communicate("stop\n", timeout=60)
+        figures["waits_seen"] = json.loads(seen.strip().splitlines()[-1])
+        waits = lock_waits(engine)
+        figures["after"] = summary(creates(api, seconds=baseline_s))
+        figures["after"]["lock_waits"] = lock_waits(engine, since=waits)
         figures["job"] = json.loads(out.strip().splitlines()[-1])
         figures["archive_bytes"] = sum(path.stat().st_size
                                        for path in Path(storage, "archive").rglob("*.gz"))
@@ -150,15 +220,29 @@ def run(expired: int, recent: int, baseline_s: float) -> dict[str, Any]:
 
 def report(figures: dict[str, Any]) -> None:
     base, during, job_ = figures["baseline"], figures["during"], figures["job"]
-    print("\n| create latency (ms) | creates | p50 | p95 | p99 | max | over 100 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, row in (("baseline (no job)", base), ("while the job runs", during)):
+    print("\n| create latency (ms) | creates | p50 | p95 | p99 | max | over 100 ms | "
+          "row lock waits (server) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, row in (("baseline (no job)", base), ("while the job runs", during),
+                      ("after the job (no job)", figures["after"])):
+        waits = row["lock_waits"]
         print(f"| {name} | {row['creates']} | {row['p50']:.1f} | {row['p95']:.1f} | "
-              f"{row['p99']:.1f} | {row['max']:.1f} | {row['over_100ms']} |")
+              f"{row['p99']:.1f} | {row['max']:.1f} | {row['over_100ms']} | "
+              f"{waits['waits']} ({waits['ms']} ms) |")
     print(f"| ratio during / baseline | | {during['p50'] / base['p50']:.2f}× | "
           f"{during['p95'] / base['p95']:.2f}× | {during['p99'] / base['p99']:.2f}× | "
-          f"{during['max'] / base['max']:.2f}× | |")
+          f"{during['max'] / base['max']:.2f}× | | |")
     rate = job_["deleted"] / job_["seconds"] if job_["seconds"] else math.nan
+    seen = figures["waits_seen"]
+    longest = max((wait["ms"] for wait in seen), default=0.0)
+    print(f"\nrow lock waits on this database while the job ran (sampled every 10 ms): "
+          f"{len(seen)}, longest {longest:.0f} ms")
+    for wait in sorted(seen, key=lambda wait: -wait["ms"])[:5]:
+        print(f"  {wait['ms']:.0f} ms: {wait['query']!r} behind {wait['blocker']!r}")
+    tx = job_.get("delete_tx") or {}
+    if tx:
+        print(f"\neach chunk's delete transaction (row locks held), ms: p50 {tx['p50']:.1f}, "
+              f"p95 {tx['p95']:.1f}, max {tx['max']:.1f} over {tx['creates']} chunks")
     print(f"\njob: {job_['deleted']:,} deleted ({job_['archived']:,} archived) in "
           f"{job_['chunks']} chunks, {job_['seconds']} s ({rate:,.0f} tasks/s); archive "
           f"{figures['archive_bytes'] / 1e6:.1f} MB; expired left: {figures['left']}")

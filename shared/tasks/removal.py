@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared.tasks import rollups
-from shared.tasks.db import begin, connect, utcnow
+from shared.tasks.db import begin, begin_without_gaps, connect, utcnow
 from shared.tasks.models import TaskStatus
 from shared.tasks.schema import batch_items as bi
 from shared.tasks.schema import batches as b
@@ -53,14 +53,16 @@ class TaskRemoval:
     def delete(self, task_ids: Iterable[str], *, only: tuple[str, ...] | None = None
                ) -> list[str]:
         """Delete these tasks unless busy (or, with `only`, unless in one of those
-        statuses), in one transaction with their rollups; returns the ids deleted."""
+        statuses), in one transaction with their rollups; returns the ids deleted. The
+        rows are locked by id and re-checked; no gap is locked, so creates (new ids
+        landing next to a deleted one in the task_id index) never wait for it."""
         ids = list(dict.fromkeys(task_ids))
         if not ids:
             return []
         allowed = t.c.status.in_(only) if only else t.c.status.not_in(BUSY)
         query = (sa.select(*rollups.SHARE_COLUMNS, t.c.tags)
                  .where(t.c.task_id.in_(ids), allowed).order_by(t.c.task_id).with_for_update())
-        with begin(self.engine) as conn:
+        with begin_without_gaps(self.engine) as conn:
             rows = conn.execute(query).mappings().all()
             if not rows:
                 return []
