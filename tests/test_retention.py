@@ -178,3 +178,22 @@ def test_the_cleanup_function_runs_it_and_the_stats_show_the_oldest(app_env) -> 
     assert retention == {"days": 30, "archive": True,
                          "oldest_task_at": created.isoformat() + "Z"}
     assert cleanup.get("/?scope=nothing").status_code == 400
+
+
+@pytest.mark.parametrize("days", ["0", "-7"])
+def test_the_job_refuses_to_start_with_no_days(tmp_path: Path, days: str) -> None:
+    """Start-up stops with one line naming the setting: nothing is deleted."""
+    import os
+    import subprocess
+    import sys
+
+    from scripts.stack import ROOT
+
+    env = {**os.environ, "TASK_RETENTION_DAYS": days, "STORAGE_DIR": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}", "VAR_DIR": str(tmp_path),
+           "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "scripts/retention.py"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert f"TASK_RETENTION_DAYS='{days}'" in run.stderr
+    assert not (tmp_path / "tasks.db").exists()
