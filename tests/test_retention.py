@@ -197,3 +197,22 @@ def test_the_job_refuses_to_start_with_no_days(tmp_path: Path, days: str) -> Non
     assert run.returncode != 0
     assert f"TASK_RETENTION_DAYS='{days}'" in run.stderr
     assert not (tmp_path / "tasks.db").exists()
+
+
+def test_retention_on_each_storage(sqlite_services: Services, storage: Storage,
+                                   tmp_path: Path) -> None:
+    """Local folder and GCS: the expired task's objects and archive; a kept task of the
+    same day keeps its objects (the day is listed once, filtered by task)."""
+    services = sqlite_services
+    services.storage = storage
+    services.settings.TASK_RETENTION_DAYS = 30
+    old, kept = task(services, "completed", 40), task(services, "pending", 40)
+    created = TaskRemoval(services.store.engine).purge_rows([kept])[0]["created_at"]
+    source = tmp_path / "frame.jpg"
+    source.write_bytes(b"jpeg")
+    storage.put_file(video_key(created, kept, "mp4"), source)
+    assert run_retention(services)["deleted"] == 1
+    left = [obj.key for obj in storage.list("videos/")]
+    assert left == [video_key(created, kept, "mp4")]
+    rows = archived(storage, archive_key(created.date()), tmp_path)
+    assert [row["task_id"] for row in rows] == [old]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import date, timedelta
 from typing import Any
 
 from shared.app.context import Services
@@ -69,27 +70,47 @@ def purge_outside(services: Services, rows: Iterable[dict[str, Any]]) -> None:
     if not rows:
         return
     ids = [row["task_id"] for row in rows]
-    for row in rows:
-        remove_objects(services, row)
+    remove_objects(services, rows)
     if services.index is not None:
         services.index.remove(ids)
     services.queue.forget(ids)
 
 
-def remove_objects(services: Services, row: dict[str, Any]) -> int:
-    """The task's own objects (its prefix); a stored video outside it only when no other
-    task names it. Returns how many were deleted."""
-    storage = services.storage
-    prefix = video_prefix(row["created_at"], row["task_id"])
-    keys = [obj.key for obj in storage.list(prefix)]
-    uri = row.get("storage_uri")
-    key = storage.key_of(uri) if uri else None
-    if key and not key.startswith(prefix) and not removal(services).shares_uri(
-            uri, row["task_id"]):
-        keys.append(key)
+def remove_objects(services: Services, rows: list[dict[str, Any]]) -> int:
+    """The tasks' own objects (their prefixes); a stored video outside them only when no
+    other task names it. Returns how many were deleted.
+
+    A task created before the video cache window (CACHE_DAYS) normally has nothing left:
+    the daily cleanup deleted its day. Those are looked for with one listing of their
+    day (empty, one request) instead of one per task — what keeps the retention job's
+    chunks to a few storage requests on GCS."""
+    storage, keys = services.storage, []
+    cached_from = date.today() - timedelta(days=services.settings.CACHE_DAYS + 1)
+    old_days: dict[date, set[str]] = {}
+    for row in rows:
+        day = row["created_at"].date()
+        if day < cached_from:
+            old_days.setdefault(day, set()).add(row["task_id"])
+        else:
+            keys += [obj.key for obj in storage.list(video_prefix(row["created_at"],
+                                                                  row["task_id"]))]
+        keys += _outside_key(services, row)
+    for day, ids in old_days.items():
+        keys += [obj.key for obj in storage.list(f"videos/{day:%Y/%m/%d}/")
+                 if obj.key.split("/")[4:5] and obj.key.split("/")[4] in ids]
     for key in keys:
         storage.delete(key)
     return len(keys)
+
+
+def _outside_key(services: Services, row: dict[str, Any]) -> list[str]:
+    """The stored video's key when it lies outside the task's prefix and no other task
+    names it (none does today: every key is the task's own)."""
+    uri = row.get("storage_uri")
+    key = services.storage.key_of(uri) if uri else None
+    if not key or key.startswith(video_prefix(row["created_at"], row["task_id"])):
+        return []
+    return [] if removal(services).shares_uri(uri, row["task_id"]) else [key]
 
 
 def delete_batch(services: Services, raw_id: str, *, with_tasks: bool) -> dict[str, int]:
