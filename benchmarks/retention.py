@@ -2,6 +2,7 @@
 retention job while creates keep coming — no create may wait more than 100 ms for it.
 
     python -m benchmarks.retention [--expired 100000] [--recent 10000] [--baseline-s 30]
+    python -m benchmarks.retention --gap-locks   # the delete at REPEATABLE READ, to compare
 
 On MariaDB (BENCH_MYSQL_DB, dropped at the end) and Redis (BENCH_REDIS_URL, flushed):
 the table is filled with `--expired` finished tasks of benchmarks/scale.py's mix (real
@@ -10,9 +11,12 @@ mix from the last days; the rollups are recounted. Then POST /api/v1/task/create
 called one after the other through the real api function (functions-framework's test
 client, in this process) for `--baseline-s` seconds without the job (the baseline),
 and again while the retention job (TASK_RETENTION_DAYS=30, archive on, RETENTION_CHUNK
-500) runs in a process of its own until every expired task is gone. Printed: create
-latency p50 / p95 / max and creates over 100 ms, both phases, their ratio, and the
-job's own figures (tasks deleted per second, its archive's size).
+500) runs in a process of its own until every expired task is gone, and again for
+`--baseline-s` after it. Printed: create latency p50 / p95 / p99 / max and creates over
+100 ms in each phase, the ratio job / baseline, the server's row lock waits in each phase
+(Innodb_row_lock_waits: server wide, so an upper bound), the lock waits seen on this
+database while the job ran (sampled every 10 ms, with the statements), each chunk's
+delete transaction time, and the job's own figures (tasks/s, archive size).
 """
 
 from __future__ import annotations
@@ -156,6 +160,10 @@ def job() -> None:
             held.append((time.perf_counter() - started) * 1000)
 
     TaskRemoval.delete = timed_delete  # type: ignore[method-assign]
+    if os.environ.get("BENCH_GAP_LOCKS"):  # the delete as first written: REPEATABLE READ
+        from shared.tasks import db, removal
+
+        removal.begin_without_gaps = db.begin
     started = time.perf_counter()
     report = run_retention(get_services(), budget_s=3600)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -163,7 +171,8 @@ def job() -> None:
     print(json.dumps(report), flush=True)
 
 
-def run(expired: int, recent: int, baseline_s: float) -> dict[str, Any]:
+def run(expired: int, recent: int, baseline_s: float, gap_locks: bool = False
+        ) -> dict[str, Any]:
     import functions_framework
 
     from shared.config import ROOT, load_settings
@@ -197,7 +206,8 @@ def run(expired: int, recent: int, baseline_s: float) -> dict[str, Any]:
         process = subprocess.Popen([sys.executable, "-c",
                                     "from benchmarks.retention import job; job()"],
                                    cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                   env={**os.environ, "PYTHONPATH": str(ROOT),
+                                        "BENCH_GAP_LOCKS": "1" if gap_locks else ""})
         figures["during"] = summary(creates(api, until=process))
         figures["during"]["lock_waits"] = lock_waits(engine, since=waits)
         out, _ = process.communicate(timeout=3600)
@@ -253,8 +263,10 @@ def main() -> int:
     parser.add_argument("--expired", type=int, default=100_000)
     parser.add_argument("--recent", type=int, default=10_000)
     parser.add_argument("--baseline-s", type=float, default=30)
+    parser.add_argument("--gap-locks", action="store_true",
+                        help="delete at REPEATABLE READ, as first written (for comparison)")
     args = parser.parse_args()
-    report(run(args.expired, args.recent, args.baseline_s))
+    report(run(args.expired, args.recent, args.baseline_s, args.gap_locks))
     return 0
 
 
