@@ -302,8 +302,8 @@ class Supervisor:
 def run_cleanup() -> int:
     """The daily cache cleanup, as `scripts/clean_videos.py`, then the retention job
     (`scripts/retention.py`): the same code as the function's daily run."""
-    codes = [subprocess.run([sys.executable, script], cwd=ROOT, check=False).returncode
-             for script in ("scripts/clean_videos.py", "scripts/retention.py")]
+    codes = [subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=False).returncode
+             for module in ("scripts.clean_videos", "scripts.retention")]
     return max(codes)
 
 
