@@ -72,11 +72,17 @@ def cleanup(request: flask.Request) -> flask.Response:
 
 
 def _retention(services: Services, dry_run: bool) -> dict:
-    """The retention job; a dry run deletes nothing, so it is not run."""
+    """The retention job; a dry run deletes nothing, so it is not run. Its failure (the
+    search cluster or storage down) never costs the daily run its other parts: what it
+    did not delete is deleted by the next run."""
     if dry_run:
         return {"enabled": services.settings.TASK_RETENTION_DAYS is not None,
                 "skipped": "dry_run"}
-    return run_retention(services)
+    try:
+        return run_retention(services)
+    except Exception as error:  # noqa: BLE001 - logged and answered
+        log.warning("retention job failed: %s: %s", type(error).__name__, error)
+        return {"enabled": True, "error": type(error).__name__}
 
 
 def _pool_job(job: Callable[[Services], dict], services: Services) -> dict:

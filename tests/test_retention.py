@@ -216,3 +216,20 @@ def test_retention_on_each_storage(sqlite_services: Services, storage: Storage,
     assert left == [video_key(created, kept, "mp4")]
     rows = archived(storage, archive_key(created.date()), tmp_path)
     assert [row["task_id"] for row in rows] == [old]
+
+
+def test_a_failing_retention_leaves_the_daily_run_its_other_parts(app_env) -> None:
+    """The search cluster down: nothing is deleted (the rows wait for the next run), the
+    reconciler and the video cleanup still answer."""
+    from scripts.stack import free_port
+
+    app_env(TASK_RETENTION_DAYS=30, ES_URL=f"http://127.0.0.1:{free_port()}")
+    services = get_services()
+    old = task(services, "completed", 45)
+    cleanup = functions_framework.create_app("cleanup", "main.py").test_client()
+    answer = cleanup.get("/")
+    data = answer.get_json()["data"]
+    assert answer.status_code == 200
+    assert data["retention"] == {"enabled": True, "error": "ServiceUnavailable"}
+    assert "stuck_tasks" in data and "videos" in data
+    assert existing(services, [old]) == {old}
