@@ -35,7 +35,7 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
-from shared.app import access, batches, health, pool, replies, tasks
+from shared.app import access, batches, deletion, health, pool, replies, tasks
 from shared.app.access import Caller, Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
@@ -50,9 +50,11 @@ from shared.tasks.batch_models import (
     MAX_BATCH_BODY_BYTES,
     Batch,
     BatchCreated,
+    BatchDeleted,
     BatchPage,
     BatchResultsQuery,
     CreateBatchRequest,
+    DeleteBatchQuery,
     ExportQuery,
     ListBatchesQuery,
 )
@@ -98,7 +100,7 @@ def api(request: flask.Request) -> flask.Response:
                      headers={"Allow": allowed})
     except NotFound:
         return _no_route(request.path)
-    if endpoint.handler is get and args.get("task_id") == "create":  # GET on the create route
+    if endpoint.handler in (get, delete) and args.get("task_id") == "create":  # the create route
         return reply(405, f"method {request.method} not allowed here (allowed: POST)",
                      headers={"Allow": "POST"})
     with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
@@ -225,6 +227,17 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
 def get(request: flask.Request, services: Services, task_id: str) -> flask.Response:
     task = tasks.get_task(services, task_id, seen(request))
     return reply(200, task_id=task.task_id, data=task.model_dump(mode="json"))
+
+
+def delete(request: flask.Request, services: Services, task_id: str) -> flask.Response:
+    deleted = deletion.delete_task(services, task_id)
+    return reply(200, "deleted", task_id=deleted)
+
+
+def delete_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
+    query = DeleteBatchQuery.model_validate(single_valued(request))
+    done = deletion.delete_batch(services, batch_id, with_tasks=query.tasks)
+    return reply(200, "deleted", data=BatchDeleted(**done).model_dump(mode="json"))
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
@@ -423,6 +436,13 @@ ENDPOINTS = (
              answer="re-queued",
              errors=(400, 404, 409, 503), scope=Scope.SUBMIT),
     GET_TASK,
+    Endpoint("/api/v1/task/<task_id>", "DELETE", delete, operation_id="deleteTask",
+             summary="Delete a task and everything it left: its stored video and frames, its "
+                     "search document, its queue entries and its result-cache entry (another "
+                     "task with the same video keeps its own); 404 once deleted, 409 while it "
+                     "is being processed",
+             schemas={"task_id": TASK_ID}, answer="deleted; `task_id` is set",
+             errors=(400, 404, 409, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/tasks", "GET", list_, operation_id="listTasks",
              summary="List tasks, newest first, with cursor pagination",
              query=ListTasksQuery, data=TaskPage, answer="a page of tasks", errors=(400, 503),
@@ -459,6 +479,11 @@ ENDPOINTS = (
              summary="A batch: counts by status, progress, ETA, start and finish times",
              schemas={"batch_id": TASK_ID}, data=Batch, answer="the batch",
              errors=(400, 404, 503), scope=Scope.READ),
+    Endpoint("/api/v1/batches/<batch_id>", "DELETE", delete_batch, operation_id="deleteBatch",
+             summary="Delete a batch and its items; with `tasks=true` its tasks too, as "
+                     "DELETE /api/v1/task/{task_id} does (409 while any is being processed)",
+             schemas={"batch_id": TASK_ID}, query=DeleteBatchQuery, data=BatchDeleted,
+             answer="deleted", errors=(400, 404, 409, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/batches/<batch_id>/results", "GET", batch_results,
              operation_id="batchResults",
              summary="The batch's tasks, one row each, streamed as JSON Lines or CSV",

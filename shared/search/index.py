@@ -151,6 +151,17 @@ class TagIndex:
             failed |= {doc["task_id"] for doc in docs if doc["passage_id"] not in indexed}
         return failed
 
+    def remove(self, task_ids: list[str]) -> None:
+        """Delete these tasks' documents and passages from every index of this prefix
+        (deleted tasks, issue 34); ids not indexed are fine."""
+        if not task_ids:
+            return
+        with _unavailable_as_503():
+            self.client.delete_by_query(
+                index=f"{self.prefix}-*", query={"terms": {"task_id": task_ids}},
+                conflicts="proceed", refresh=True, ignore_unavailable=True,
+                allow_no_indices=True)
+
     def refresh(self) -> None:
         with _unavailable_as_503():
             self.client.indices.refresh(index=f"{self.prefix}-*")
