@@ -231,7 +231,7 @@ def get(request: flask.Request, services: Services, task_id: str) -> flask.Respo
 
 def delete(request: flask.Request, services: Services, task_id: str) -> flask.Response:
     deleted = deletion.delete_task(services, task_id)
-    return reply(200, "deleted", task_id=deleted)
+    return reply(200, "deleted", task_id=deleted, data={"task_id": deleted})
 
 
 def delete_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
@@ -441,7 +441,8 @@ ENDPOINTS = (
                      "search document, its queue entries and its result-cache entry (another "
                      "task with the same video keeps its own); 404 once deleted, 409 while it "
                      "is being processed",
-             schemas={"task_id": TASK_ID}, answer="deleted; `task_id` is set",
+             schemas={"task_id": TASK_ID}, data=replies.TaskDeleted,
+             answer="deleted; `task_id` is set",
              errors=(400, 404, 409, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/tasks", "GET", list_, operation_id="listTasks",
              summary="List tasks, newest first, with cursor pagination",

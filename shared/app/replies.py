@@ -190,3 +190,9 @@ class TagNow(_Open):
     tags: list[str]
     result: TagResult
     task: Task
+
+
+class TaskDeleted(_Open):
+    """DELETE /api/v1/task/{task_id}: the id, in its stored form."""
+
+    task_id: str
