@@ -35,7 +35,7 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
-from shared.app import access, batches, deletion, health, pool, replies, tasks
+from shared.app import access, batches, deletion, health, pool, replies, tasks, usage
 from shared.app.access import Caller, Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
@@ -327,6 +327,12 @@ def pool_history(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=pool.pool_history(services, query))
 
 
+def team_usage(request: flask.Request, services: Services, team: str) -> flask.Response:
+    query = usage.UsageQuery.model_validate(single_valued(request))
+    answer = usage.team_usage(services, team, query, seen(request))
+    return reply(200, data=answer.model_dump(mode="json"))
+
+
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
@@ -528,6 +534,14 @@ ENDPOINTS = (
              schemas={"key_id": KEY_ID}, data=replies.KeyLine,
              answer="the key's line of /api/v1/accounts",
              errors=(400, 404, 503), scope=Scope.ADMIN),
+    Endpoint("/api/v1/teams/<team>/usage", "GET", team_usage, operation_id="getTeamUsage",
+             summary="A team's usage per UTC day: tasks completed, Gemini requests, tokens "
+                     "and cost (a ledger: deleting tasks keeps what they cost); a team's key "
+                     "reads its own team's, an admin key any team's",
+             schemas={"team": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$",
+                               "maxLength": 32}},
+             query=usage.UsageQuery, data=usage.TeamUsage, answer="the days, oldest first",
+             errors=(400, 404, 503), scope=Scope.READ),
     Endpoint("/api/v1/search", "GET", search, operation_id="search",
              summary="Find completed tasks by tags (all / any), free text, platform, env, uid "
                      "and duration; newest first, with top-tag facets — or, with "

@@ -147,3 +147,29 @@ def test_search_finds_only_the_teams_own(api, app_env, keys, media_server,
     assert everything["total"] == 3
     default_team = services.index.search(SearchQuery(), "default")
     assert [hit.task_id for hit in default_team.hits] == [legacy.task_id]
+
+
+def test_usage_per_team_is_a_ledger_of_completions(api, keys, media_server) -> None:
+    news = created(api, keys["news"], media_server.url("files/clip.mp4"))
+    run(news)
+    answer = api.get("/api/v1/teams/news/usage?days=2", headers=keys["news"])
+    assert answer.status_code == 200, answer.get_json()
+    usage = answer.get_json()["data"]
+    assert [day["tasks"] for day in usage["days"]] == [0, 1] and usage["total"]["tasks"] == 1
+    assert api.get("/api/v1/teams/news/usage", headers=keys["sport"]).status_code == 404
+    assert api.get("/api/v1/teams/sport/usage?days=1", headers=keys["sport"]).get_json()[
+        "data"]["total"]["tasks"] == 0
+    assert api.get("/api/v1/teams/news/usage", headers=keys["admin"]).status_code == 200
+    assert api.delete(f"/api/v1/task/{news}", headers=keys["admin"]).status_code == 200
+    kept = api.get("/api/v1/teams/news/usage?days=1", headers=keys["news"]).get_json()
+    assert kept["data"]["total"]["tasks"] == 1  # deleting a task keeps what it cost
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("/api/v1/teams/News/usage", "team"), ("/api/v1/teams/" + "n" * 33 + "/usage", "team"),
+    ("/api/v1/teams/news/usage?days=0", "days"), ("/api/v1/teams/news/usage?days=401", "days"),
+    ("/api/v1/teams/news/usage?day=3", "day")])
+def test_usage_refuses_bad_input(api, keys, path: str, field: str) -> None:
+    answer = api.get(path, headers=keys["admin"])
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["field"] == field

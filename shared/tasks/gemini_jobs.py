@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from shared.errors import ErrorCode
 from shared.redact import redact
-from shared.tasks import rollups
+from shared.tasks import rollups, team_usage
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.models import TaskStatus
 from shared.tasks.schema import gemini_jobs as j
@@ -130,6 +130,8 @@ class GeminiJobStore:
             if conn.execute(update).rowcount != 1:
                 return False
             rollups.moved(conn, task_id, TaskStatus.WAITING_BATCH, moved_to)
+            if isinstance(moved_to, rollups.Share) and moved_to.status == TaskStatus.COMPLETED:
+                team_usage.record(conn, task_id, moved_to)
         return True
 
     # --- jobs ------------------------------------------------------------------------

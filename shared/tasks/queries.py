@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared.cursor import decode_cursor, encode_cursor
-from shared.tasks import rollups
+from shared.tasks import rollups, team_usage
 from shared.tasks.db import connect, utcnow
 from shared.tasks.export import EXPORT_CHUNK
 from shared.tasks.models import Task, TaskStatus, UnreadableTask
@@ -109,6 +109,11 @@ class TaskQueries:
         """Tasks finished since the minute of `since` by status, with their usage."""
         with connect(self.engine) as conn:
             return rollups.finished_totals(conn, since)
+
+    def team_days(self, team: str, days: int) -> list[dict[str, Any]]:
+        """The team's usage for its last `days` UTC days, today last."""
+        with connect(self.engine) as conn:
+            return team_usage.days(conn, team, utcnow().date(), days)
 
     def top_tags(self, since: datetime, limit: int) -> list[tuple[str, int]]:
         with connect(self.engine) as conn:

@@ -264,22 +264,22 @@ def write(conn: sa.Connection, deltas: Deltas) -> None:
     """Add the deltas to the rollup tables: one statement per table, rows in key order,
     tables in a fixed order (no deadlock between concurrent writers)."""
     shard = random.randrange(COUNT_SHARDS)
-    _upsert(conn, task_counts, ("status", "shard"),
+    upsert(conn, task_counts, ("status", "shard"),
             [{"status": status, "shard": shard, "tasks": n}
              for status, n in deltas.counts.items() if n])
-    _upsert(conn, task_minutes, ("minute", "status"),
+    upsert(conn, task_minutes, ("minute", "status"),
             [{"minute": minute, "status": status, "tasks": values[0],
               **dict(zip(USAGE_COLUMNS, values[1:], strict=True))}
              for (minute, status), values in deltas.minutes.items() if any(values)])
-    _upsert(conn, stage_rollups, ("period_s", "start", "stage", "bucket"),
+    upsert(conn, stage_rollups, ("period_s", "start", "stage", "bucket"),
             [{"period_s": p, "start": s, "stage": stage, "bucket": b, "tasks": n}
              for (p, s, stage, b), n in deltas.stages.items() if n])
-    _upsert(conn, tag_hours, ("hour", "tag"),
+    upsert(conn, tag_hours, ("hour", "tag"),
             [{"hour": hour, "tag": tag, "tasks": n} for (hour, tag), n in deltas.tags.items()
              if n])
 
 
-def _upsert(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...],
+def upsert(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...],
             rows: list[dict[str, Any]]) -> None:
     """Add each row's numbers to the stored row with its key (inserted when none)."""
     if not rows:

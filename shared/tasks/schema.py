@@ -199,6 +199,20 @@ task_minutes = sa.Table(
 """Finished tasks (completed, failed) by the minute of their `processed_end`, with the
 usage of the completed ones: throughput, last hour, today."""
 
+team_days = sa.Table(
+    "team_days",
+    metadata,
+    sa.Column("team", sa.String(32), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("tasks", sa.BigInteger, nullable=False),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in USAGE_COLUMNS),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""A ledger of what each team's completed tasks used, by the UTC day they completed
+(migration 0010, issue 36): added to in the completion's transaction, never taken from
+(deleting a task does not give back what it cost)."""
+
 stage_rollups = sa.Table(
     "stage_rollups",
     metadata,

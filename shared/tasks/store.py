@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.errors import ErrorCode
 from shared.redact import redact
-from shared.tasks import rollups
+from shared.tasks import rollups, team_usage
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.models import Task, TaskStatus, out_of_attempts
 from shared.tasks.rollups import SHARE_COLUMNS, Share, completed_share, share_of
@@ -362,6 +362,8 @@ class TaskStore:
                 return False
             if moved_to is not None:
                 rollups.moved(conn, task_id, TaskStatus.PROCESSING, moved_to)
+                if isinstance(moved_to, Share) and moved_to.status == TaskStatus.COMPLETED:
+                    team_usage.record(conn, task_id, moved_to)
         return True
 
 
