@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
+
+UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+"""A resumable upload's chunk (a multiple of 256 KiB): what one video costs in memory."""
+
+READ_CHUNK_BYTES = 8 * 1024 * 1024
+"""A stored video read back in place (the Gemini upload): one chunk in memory at a time."""
+
+MEDIA_URL_TTL = timedelta(hours=6)
+"""How long a signed URL ffmpeg reads a stored video from stays valid (one attempt)."""
 
 
 def video_prefix(created_at: datetime, task_id: str) -> str:
@@ -39,8 +48,23 @@ class Storage(Protocol):
     def put_file(self, key: str, path: Path, content_type: str = "") -> str:
         """Store the file under `key`; return its URI."""
 
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str = "") -> str:
+        """Store the chunks under `key` as they come, one chunk in memory at a time; when
+        the iterable raises, nothing is stored (the error goes on). Return the URI."""
+
     def get_file(self, key: str, dest: Path) -> None:
         """Copy the object to `dest`; FileNotFoundError when it is missing."""
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable reader of the object that fetches it chunk by chunk;
+        FileNotFoundError when it is missing."""
+
+    def media_url(self, key: str) -> str:
+        """Where ffmpeg reads the object in place: a local path, or a signed URL it can
+        send range requests to (a moov atom at the end needs seeking)."""
+
+    def size_of(self, key: str) -> int | None:
+        """The object's size in bytes, None when it is missing."""
 
     def exists(self, key: str) -> bool: ...
 
@@ -76,8 +100,32 @@ class LocalStorage:
         partial.replace(target)
         return target.as_uri()
 
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str = "") -> str:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with open(partial, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(target)
+        return target.as_uri()
+
     def get_file(self, key: str, dest: Path) -> None:
         shutil.copyfile(self._path(key), dest)
+
+    def open_read(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def media_url(self, key: str) -> str:
+        return str(self._path(key))
+
+    def size_of(self, key: str) -> int | None:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -135,6 +183,35 @@ class GcsStorage:
                                   timeout=self.timeout_s, retry=self.retry)
         return f"gs://{self.bucket.name}/{key}"
 
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str = "") -> str:
+        """A resumable upload in UPLOAD_CHUNK_BYTES chunks; an error cancels the session,
+        so no object (and no half of one) is left."""
+        blob = self.bucket.blob(key)
+        with blob.open("wb", chunk_size=UPLOAD_CHUNK_BYTES, ignore_flush=True,
+                       content_type=content_type or None, timeout=self.timeout_s,
+                       retry=self.retry) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+        return f"gs://{self.bucket.name}/{key}"
+
+    def open_read(self, key: str) -> BinaryIO:
+        from google.api_core.exceptions import NotFound
+
+        blob = self.bucket.blob(key)
+        try:
+            blob.reload(timeout=self.timeout_s, retry=self.retry)
+        except NotFound:
+            raise FileNotFoundError(key) from None
+        return blob.open("rb", chunk_size=READ_CHUNK_BYTES, timeout=self.timeout_s,
+                         retry=self.retry)
+
+    def media_url(self, key: str) -> str:
+        return signed_url(self.client, self.bucket.blob(key), "GET")
+
+    def size_of(self, key: str) -> int | None:
+        blob = self.bucket.get_blob(key, timeout=self.timeout_s, retry=self.retry)
+        return int(blob.size or 0) if blob is not None else None
+
     def get_file(self, key: str, dest: Path) -> None:
         from google.api_core.exceptions import NotFound
 
@@ -168,3 +245,29 @@ class GcsStorage:
     def ping(self) -> None:
         next(iter(self.client.list_blobs(self.bucket, max_results=1, timeout=self.timeout_s,
                                          retry=self.retry)), None)
+
+
+def signed_url(client, blob, method: str, *, ttl: timedelta = MEDIA_URL_TTL,
+               headers: dict[str, str] | None = None) -> str:
+    """A V4 signed URL for `blob`. Against the emulator (STORAGE_EMULATOR_HOST) the plain
+    object URL, which it serves without a signature. Credentials without a private key
+    (Cloud Functions' metadata server) sign through IAM signBlob with their own token."""
+    from urllib.parse import quote
+
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        base = emulator.rstrip("/")
+        if method == "GET":
+            return f"{base}/{blob.bucket.name}/{quote(blob.name, safe='/')}"
+        return f"{base}/upload/storage/v1/b/{blob.bucket.name}/o?uploadType=resumable" \
+               f"&name={quote(blob.name, safe='')}"
+    credentials = client._credentials
+    extra: dict = {}
+    if not hasattr(credentials, "sign_bytes") or not getattr(credentials, "signer", None):
+        import google.auth.transport.requests
+
+        credentials.refresh(google.auth.transport.requests.Request())
+        extra = {"service_account_email": credentials.service_account_email,
+                 "access_token": credentials.token}
+    return blob.generate_signed_url(version="v4", expiration=ttl, method=method,
+                                    headers=headers, credentials=credentials, **extra)

@@ -20,10 +20,11 @@ from shared.tagging import moments, transcript
 from shared.tagging.base import Tagger, TagRequest, fingerprint
 from shared.tagging.result import FrameRef, TagResult, Usage, technical_of
 from shared.tasks.models import Task
-from shared.video.fetch import Downloaded, FetchLimits, download
+from shared.video.fetch import FetchLimits, streaming
 from shared.video.frames import FrameSet, extract_frames
 from shared.video.probe import MediaInfo, probe, sniff_container
 from shared.video.safety import UrlPolicy
+from shared.video.source import VideoSource
 
 HASH_CHUNK = 1024 * 1024
 log = logging.getLogger("vision_to_tag.pipeline")
@@ -53,7 +54,9 @@ class Job:
     task: Task
     workdir: Path
     tools: StageTools
-    downloaded: Downloaded | None = None
+    downloaded: StoredVideo | None = None
+    source: VideoSource | None = None
+    """The stored video, read in place (a signed URL or a local path)."""
     storage_uri: str | None = None
     media: MediaInfo | None = None
     dimensions: list[str] = field(default_factory=list)
@@ -74,46 +77,72 @@ def quota_stage(job: Job) -> None:
 
 
 def download_stage(job: Job) -> None:
-    """The video in the work folder and in storage; a retry reuses the stored copy."""
+    """The video streamed into storage (hashed on the way, never in the work folder or
+    in memory: issue 35), then read in place by every later stage; a retry reuses the
+    stored copy."""
     if _reuse_stored_video(job):
         return
-    tools = job.tools
-    job.downloaded = download(job.task.url, job.workdir / "source", tools.fetch_limits,
-                              tools.url_policy)
-    with open(job.downloaded.path, "rb") as handle:
-        ext = sniff_container(handle.read(64)) or "bin"
-    key = video_key(job.task.created_at, job.task.task_id, ext)
-    job.storage_uri = tools.storage.put_file(key, job.downloaded.path,
-                                             job.downloaded.content_type)
-    tools.record_source(
-        job.task.task_id, job.task.attempts, storage_uri=job.storage_uri,
-        video_sha256=job.downloaded.sha256, size_bytes=job.downloaded.size_bytes,
-    )
+    tools, task = job.tools, job.task
+    with streaming(task.url, tools.fetch_limits, tools.url_policy) as incoming:
+        ext = sniff_container(incoming.head()[:64]) or "bin"
+        key = video_key(task.created_at, task.task_id, ext)
+        uri = tools.storage.put_stream(key, incoming.chunks(), incoming.content_type)
+    stored(job, key, uri, StoredVideo(incoming.sha256, incoming.size_bytes,
+                                      incoming.content_type))
 
 
-def _reuse_stored_video(job: Job) -> bool:
-    storage, uri = job.tools.storage, job.task.storage_uri
-    key = storage.key_of(uri) if uri else None
-    if not key or not storage.exists(key):
-        return False
-    path = job.workdir / "source"
-    try:
-        storage.get_file(key, path)
-    except FileNotFoundError:
-        return False
+@dataclass(frozen=True)
+class StoredVideo:
+    """What is known of the attempt's video once it is stored."""
+
+    sha256: str
+    size_bytes: int
+    content_type: str = ""
+
+
+def stored(job: Job, key: str, uri: str, video: StoredVideo, *, record: bool = True) -> None:
+    """The stored video becomes the job's source, read in place from now on."""
+    storage = job.tools.storage
+    job.downloaded, job.storage_uri = video, uri
+    job.source = VideoSource(storage.media_url(key), video.size_bytes,
+                             lambda: storage.open_read(key))
+    if record:
+        job.tools.record_source(
+            job.task.task_id, job.task.attempts, storage_uri=uri,
+            video_sha256=video.sha256, size_bytes=video.size_bytes,
+        )
+
+
+def hashed(storage: Storage, key: str) -> StoredVideo:
+    """sha256 and size of a stored object, read chunk by chunk."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
+    with storage.open_read(key) as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
             size += len(chunk)
-    job.downloaded = Downloaded(path, size, digest.hexdigest(), "")
-    job.storage_uri = uri
+    return StoredVideo(digest.hexdigest(), size)
+
+
+def _reuse_stored_video(job: Job) -> bool:
+    storage, task = job.tools.storage, job.task
+    key = storage.key_of(task.storage_uri) if task.storage_uri else None
+    size = storage.size_of(key) if key else None
+    if key is None or size is None or task.storage_uri is None:
+        return False
+    if task.video_sha256 and task.size_bytes == size:
+        video = StoredVideo(task.video_sha256, size)
+    else:
+        try:
+            video = hashed(storage, key)
+        except FileNotFoundError:
+            return False
+    stored(job, key, task.storage_uri, video, record=False)
     return True
 
 
 def probe_stage(job: Job) -> None:
-    assert job.downloaded is not None
-    media = probe(job.downloaded.path)
+    assert job.source is not None
+    media = probe(job.source)
     limit = job.tools.max_video_seconds
     if media.duration_s > limit:
         raise PermanentError(
@@ -143,10 +172,10 @@ def runnable_dimensions(requested: list[str], media: MediaInfo) -> list[str]:
 
 def frames_stage(job: Job) -> None:
     """Key frames next to the video in storage (none for an audio-only file)."""
-    assert job.downloaded is not None and job.media is not None
+    assert job.source is not None and job.media is not None
     if not job.media.has_video:
         return
-    job.frames = extract_frames(job.downloaded.path, job.workdir / "frames",
+    job.frames = extract_frames(job.source.location, job.workdir / "frames",
                                 job.media.duration_s)
     storage, task = job.tools.storage, job.task
     job.frame_refs = [
@@ -160,12 +189,13 @@ def frames_stage(job: Job) -> None:
 def tag_stage(job: Job) -> None:
     """The cached result when this exact question was answered before, else the tagger
     (batch mode: the request recorded for a batch job instead, issue 27)."""
-    assert job.downloaded is not None and job.media is not None
+    assert job.source is not None and job.media is not None
     result = cached_result(job)
     if result is None:
         cuts = job.frames.cuts if job.frames else ()
         request = TagRequest(
-            video_path=job.downloaded.path,
+            video_path=job.source,
+            workdir=job.workdir,
             media=job.media,
             dimensions=job.dimensions,
             language=job.task.language,
