@@ -34,6 +34,11 @@ def video_key(created_at: datetime, task_id: str, ext: str) -> str:
     return f"{video_prefix(created_at, task_id)}source.{ext}"
 
 
+def upload_key(upload_id: str) -> str:
+    """Where an upload's file lands (POST /api/v1/uploads); a task reads it in place."""
+    return f"uploads/{upload_id}/source"
+
+
 def frame_key(created_at: datetime, task_id: str, index: int) -> str:
     return f"{video_prefix(created_at, task_id)}frames/{index:03d}.jpg"
 
@@ -70,6 +75,9 @@ class Storage(Protocol):
 
     def key_of(self, uri: str) -> str | None:
         """The key of a URI this storage returned, or None when it is not one of ours."""
+
+    def uri_of(self, key: str) -> str:
+        """The URI of the object at `key` (what `put_file` returns)."""
 
     def list(self, prefix: str) -> Iterator[StoredObject]: ...
 
@@ -129,6 +137,9 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def uri_of(self, key: str) -> str:
+        return self._path(key).as_uri()
 
     def key_of(self, uri: str) -> str | None:
         prefix = self.root.as_uri() + "/"
@@ -225,6 +236,9 @@ class GcsStorage:
     def exists(self, key: str) -> bool:
         return self.bucket.blob(key).exists(timeout=self.timeout_s, retry=self.retry)
 
+    def uri_of(self, key: str) -> str:
+        return f"gs://{self.bucket.name}/{key}"
+
     def key_of(self, uri: str) -> str | None:
         prefix = f"gs://{self.bucket.name}/"
         return uri[len(prefix):] if uri.startswith(prefix) else None
@@ -271,3 +285,56 @@ def signed_url(client, blob, method: str, *, ttl: timedelta = MEDIA_URL_TTL,
                  "access_token": credentials.token}
     return blob.generate_signed_url(version="v4", expiration=ttl, method=method,
                                     headers=headers, credentials=credentials, **extra)
+
+
+class InputBuckets:
+    """Objects of the buckets a task may name as `gs://bucket/object` (INPUT_BUCKETS),
+    read with the service's own credentials; the client is made on first use, so a
+    deployment without input buckets never needs one."""
+
+    def __init__(self, names: Iterable[str], client=None, *, timeout_s: float = 30,
+                 retry_deadline_s: float = 60) -> None:
+        self.names = frozenset(names)
+        self._client = client
+        self.timeout_s = timeout_s
+        self.retry_deadline_s = retry_deadline_s
+
+    def allows(self, bucket: str) -> bool:
+        return bucket in self.names
+
+    @property
+    def client(self):
+        if self._client is None:
+            from google.cloud import storage
+
+            self._client = storage.Client()
+        return self._client
+
+    def _retry(self):
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)
+
+    def size_of(self, bucket: str, name: str) -> int | None:
+        """The object's size, None when it does not exist; PermissionError when the
+        service's credentials may not read it."""
+        from google.api_core.exceptions import Forbidden
+
+        try:
+            blob = self.client.bucket(bucket).get_blob(name, timeout=self.timeout_s,
+                                                       retry=self._retry())
+        except Forbidden:
+            raise PermissionError(f"gs://{bucket}") from None
+        return int(blob.size or 0) if blob is not None else None
+
+    def open_read(self, bucket: str, name: str) -> BinaryIO:
+        """A reader fetching the object chunk by chunk; FileNotFoundError when missing."""
+        from google.api_core.exceptions import NotFound
+
+        blob = self.client.bucket(bucket).blob(name)
+        try:
+            blob.reload(timeout=self.timeout_s, retry=self._retry())
+        except NotFound:
+            raise FileNotFoundError(name) from None
+        return blob.open("rb", chunk_size=READ_CHUNK_BYTES, timeout=self.timeout_s,
+                         retry=self._retry())

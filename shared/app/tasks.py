@@ -40,6 +40,7 @@ from shared.tasks.models import (
 from shared.tasks.store import DuplicateIdempotencyKey
 from shared.tasks.subtitles import SubtitlesQuery, render_subtitles
 from shared.video.safety import UrlForbidden
+from shared.video.urls import split_gs, upload_id_of
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -146,9 +147,32 @@ def check_targets(services: Services, request: CreateTaskRequest) -> None:
     """Refuse URLs that point inside our network (a DNS lookup, no download), and batch
     mode where the tagger has no Batch API."""
     check_mode(services, request)
-    for field, url in (("url", request.url), ("callback_url", request.callback_url)):
-        if url is not None:
-            check_url(services, field, url)
+    if (gs := split_gs(request.url)) is not None:
+        check_bucket_object(services, *gs)
+    elif upload_id_of(request.url) is None:
+        check_url(services, "url", request.url)
+    if request.callback_url is not None:
+        check_url(services, "callback_url", request.callback_url)
+
+
+def check_bucket_object(services: Services, bucket: str, name: str) -> None:
+    """A `gs://` video: a bucket of INPUT_BUCKETS, an object that exists and fits
+    MAX_VIDEO_MB (one metadata read, time-limited; the worker reads it)."""
+    if not services.inputs.allows(bucket):
+        raise InvalidInput(f"url: bucket {bucket!r} is not one of INPUT_BUCKETS (the buckets "
+                           f"this service may read)")
+    try:
+        size = services.inputs.size_of(bucket, name)
+    except PermissionError:
+        raise InvalidInput(f"url: this service's credentials may not read gs://{bucket}"
+                           ) from None
+    except Exception as error:  # an outage of GCS, not a bad request
+        raise ServiceUnavailable("storage", type(error).__name__) from None
+    if size is None:
+        raise InvalidInput(f"url: gs://{bucket}/{name[:200]} does not exist")
+    if size > services.settings.max_video_bytes:
+        raise InvalidInput(f"url: the object is {size} bytes, over the limit of "
+                           f"{services.settings.max_video_bytes} (MAX_VIDEO_MB)")
 
 
 def check_mode(services: Services, request: CreateTaskRequest) -> None:

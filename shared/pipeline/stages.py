@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from shared.errors import ErrorCode, PermanentError
-from shared.storage import Storage, frame_key, video_key
+from shared.storage import InputBuckets, Storage, frame_key, upload_key, video_key
 from shared.tagging import moments, transcript
 from shared.tagging.base import Tagger, TagRequest, fingerprint
 from shared.tagging.result import FrameRef, TagResult, Usage, technical_of
@@ -25,6 +25,7 @@ from shared.video.frames import FrameSet, extract_frames
 from shared.video.probe import MediaInfo, probe, sniff_container
 from shared.video.safety import UrlPolicy
 from shared.video.source import VideoSource
+from shared.video.urls import split_gs, upload_id_of
 
 HASH_CHUNK = 1024 * 1024
 log = logging.getLogger("vision_to_tag.pipeline")
@@ -45,6 +46,8 @@ class StageTools:
     record_source: Callable[..., bool]
     find_result: Callable[..., dict | None] | None
     record_windows: Callable[..., bool] | None = None
+    inputs: InputBuckets | None = None
+    """The buckets `gs://` URLs may name (INPUT_BUCKETS)."""
 
 
 @dataclass
@@ -83,6 +86,12 @@ def download_stage(job: Job) -> None:
     if _reuse_stored_video(job):
         return
     tools, task = job.tools, job.task
+    if (gs := split_gs(task.url)) is not None:
+        _from_bucket(job, *gs)
+        return
+    if (upload_id := upload_id_of(task.url)) is not None:
+        _from_upload(job, upload_id)
+        return
     with streaming(task.url, tools.fetch_limits, tools.url_policy) as incoming:
         ext = sniff_container(incoming.head()[:64]) or "bin"
         key = video_key(task.created_at, task.task_id, ext)
@@ -111,6 +120,75 @@ def stored(job: Job, key: str, uri: str, video: StoredVideo, *, record: bool = T
             job.task.task_id, job.task.attempts, storage_uri=uri,
             video_sha256=video.sha256, size_bytes=video.size_bytes,
         )
+
+
+def _from_bucket(job: Job, bucket: str, name: str) -> None:
+    """`gs://bucket/object` of an input bucket, read with the service's credentials:
+    the service's own bucket is read in place (nothing copied), another one is streamed
+    into storage like a download."""
+    tools, url = job.tools, job.task.url
+    inputs = tools.inputs
+    if inputs is None or not inputs.allows(bucket):
+        raise PermanentError(f"gs://{bucket}: not one of INPUT_BUCKETS",
+                             error_code=ErrorCode.DOWNLOAD_FAILED)
+    own_key = tools.storage.key_of(url)
+    if own_key is not None:
+        _check_size(tools.storage.size_of(own_key), url, tools.fetch_limits.max_bytes)
+        stored(job, own_key, url, hashed(tools.storage, own_key))
+        return
+    try:
+        size = inputs.size_of(bucket, name)
+    except PermissionError:
+        raise PermanentError(f"gs://{bucket}: the service's credentials may not read it",
+                             error_code=ErrorCode.DOWNLOAD_FAILED) from None
+    _check_size(size, url, tools.fetch_limits.max_bytes)
+    try:
+        reader = inputs.open_read(bucket, name)
+    except FileNotFoundError:
+        _check_size(None, url, 0)
+        raise
+    with reader:
+        _copy_in(job, reader)
+
+
+def _from_upload(job: Job, upload_id: str) -> None:
+    """A finished upload (POST /api/v1/uploads): already in storage, read in place."""
+    storage = job.tools.storage
+    key = upload_key(upload_id)
+    size = storage.size_of(key)
+    if size is None:
+        raise PermanentError(f"upload {upload_id}: its file is gone (UPLOAD_TTL_S)",
+                             error_code=ErrorCode.DOWNLOAD_FAILED)
+    _check_size(size, job.task.url, job.tools.fetch_limits.max_bytes)
+    stored(job, key, storage.uri_of(key), hashed(storage, key))
+
+
+def _check_size(size: int | None, url: str, max_bytes: int) -> None:
+    if size is None:
+        raise PermanentError(f"{url[:200]}: no such object", error_code=ErrorCode.DOWNLOAD_FAILED)
+    if size > max_bytes:
+        raise PermanentError(f"video is {size} bytes, over the limit of {max_bytes} "
+                             f"(MAX_VIDEO_MB)", error_code=ErrorCode.VIDEO_TOO_LARGE)
+    if size == 0:
+        raise PermanentError("the object is empty", error_code=ErrorCode.VIDEO_UNREADABLE)
+
+
+def _copy_in(job: Job, reader: BinaryIO) -> None:
+    """Stream a reader into the task's storage key, hashing on the way."""
+    digest, counted = hashlib.sha256(), [0]
+    head = reader.read(64)
+    key = video_key(job.task.created_at, job.task.task_id, sniff_container(head) or "bin")
+
+    def chunks() -> Iterator[bytes]:
+        chunk = head
+        while chunk:
+            digest.update(chunk)
+            counted[0] += len(chunk)
+            yield chunk
+            chunk = reader.read(HASH_CHUNK)
+
+    uri = job.tools.storage.put_stream(key, chunks())
+    stored(job, key, uri, StoredVideo(digest.hexdigest(), counted[0]))
 
 
 def hashed(storage: Storage, key: str) -> StoredVideo:
