@@ -6,6 +6,7 @@ are both built from that list."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,7 +19,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from functions.http import (
     CALLER,
+    ApiError,
     api_token,
+    caller_of,
     client_address,
     describe_validation,
     json_object,
@@ -35,7 +38,7 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
-from shared.app import access, batches, health, pool, tasks
+from shared.app import access, batches, health, pool, tasks, uploads
 from shared.app.access import Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
@@ -106,6 +109,7 @@ def api(request: flask.Request) -> flask.Response:
 
 
 TASK_PREFIX = "/api/v1/task/"
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _no_route(path: str) -> flask.Response:
@@ -237,6 +241,22 @@ def create_batch(request: flask.Request, services: Services) -> flask.Response:
                                            validation_context(services))
     message = "success" if new else "success (existing batch for this Idempotency-Key)"
     return reply(200, message, data=created.model_dump(mode="json"))
+
+
+def create_upload(request: flask.Request, services: Services) -> flask.Response:
+    parsed = uploads.CreateUploadRequest.model_validate(json_object(request))
+    created = uploads.create_upload(services, parsed, caller_of(request).team,
+                                    request.host_url.rstrip("/"))
+    return reply(200, data=created.model_dump(mode="json"))
+
+
+def put_upload(request: flask.Request, services: Services, upload_id: str) -> flask.Response:
+    if not UPLOAD_ID.fullmatch(upload_id):
+        raise ApiError(400, "upload_id: malformed (32 hex digits, as POST /api/v1/uploads "
+                            "gave it)")
+    stored = uploads.receive(services, upload_id, request.stream, request.content_length)
+    return reply(200, data={"upload_id": upload_id, "size_bytes": stored,
+                            "url": f"upload:{upload_id}"})
 
 
 def get_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
@@ -438,6 +458,20 @@ ENDPOINTS = (
              data=BatchCreated, answer="the batch and every item's outcome",
              links={"getBatch": {"batch_id": "$response.body#/data/batch/batch_id"}},
              errors=(400, 409, 413, 415, 503), scope=Scope.SUBMIT),
+    Endpoint("/api/v1/uploads", "POST", create_upload, operation_id="createUpload",
+             summary="Start an upload of a local file: PUT its bytes to `upload_url`, then "
+                     "create a task (or a batch item) with `url: \"upload:<upload_id>\"` "
+                     "before `expires_at` (UPLOAD_TTL_S)",
+             body=uploads.CreateUploadRequest, data=uploads.UploadCreated,
+             answer="where to send the file", errors=(400, 413, 415, 503),
+             scope=Scope.SUBMIT),
+    Endpoint("/api/v1/uploads/<upload_id>", "PUT", put_upload, operation_id="putUpload",
+             summary="The file's bytes, exactly `size_bytes` of them (local storage; on GCS "
+                     "`upload_url` is a storage URL instead); 409 once finished",
+             schemas={"upload_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+             raw_body={"application/octet-stream": {"type": "string", "format": "binary"}},
+             answer="stored; use `url` in a create", errors=(400, 404, 409, 413, 503),
+             scope=Scope.SUBMIT),
     Endpoint("/api/v1/batches", "GET", list_batches, operation_id="listBatches",
              summary="List batches, newest first, with their progress",
              query=ListBatchesQuery, data=BatchPage, answer="a page of batches",

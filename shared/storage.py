@@ -34,9 +34,10 @@ def video_key(created_at: datetime, task_id: str, ext: str) -> str:
     return f"{video_prefix(created_at, task_id)}source.{ext}"
 
 
-def upload_key(upload_id: str) -> str:
-    """Where an upload's file lands (POST /api/v1/uploads); a task reads it in place."""
-    return f"uploads/{upload_id}/source"
+def upload_key(created_at: datetime, upload_id: str) -> str:
+    """Where an upload's file lands (POST /api/v1/uploads); a task reads it in place. Under
+    the day's videos/ prefix: once used, the daily clean-up removes it with the others."""
+    return f"videos/{created_at:%Y/%m/%d}/uploads/{upload_id}/source"
 
 
 def frame_key(created_at: datetime, task_id: str, index: int) -> str:
@@ -70,6 +71,10 @@ class Storage(Protocol):
 
     def size_of(self, key: str) -> int | None:
         """The object's size in bytes, None when it is missing."""
+
+    def upload_session(self, key: str, size_bytes: int, content_type: str) -> str | None:
+        """A URL a client PUTs the object's bytes to directly (a GCS resumable session for
+        exactly `size_bytes`), or None when the API receives them itself (local folder)."""
 
     def exists(self, key: str) -> bool: ...
 
@@ -134,6 +139,9 @@ class LocalStorage:
     def size_of(self, key: str) -> int | None:
         path = self._path(key)
         return path.stat().st_size if path.is_file() else None
+
+    def upload_session(self, key: str, size_bytes: int, content_type: str) -> str | None:
+        return None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -222,6 +230,13 @@ class GcsStorage:
     def size_of(self, key: str) -> int | None:
         blob = self.bucket.get_blob(key, timeout=self.timeout_s, retry=self.retry)
         return int(blob.size or 0) if blob is not None else None
+
+    def upload_session(self, key: str, size_bytes: int, content_type: str) -> str | None:
+        """A resumable session started here with this service's credentials: the URL is
+        the client's authority to upload this one object of exactly `size_bytes` (GCS
+        refuses more or fewer) for a week; the API key never goes to Google."""
+        return self.bucket.blob(key).create_resumable_upload_session(
+            content_type=content_type, size=size_bytes, timeout=self.timeout_s)
 
     def get_file(self, key: str, dest: Path) -> None:
         from google.api_core.exceptions import NotFound

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.app import uploads
 from shared.app.context import Services
 from shared.app.tasks import (
     check_idempotency_key,
@@ -40,6 +41,7 @@ from shared.tasks.export import EXPORT_COLUMNS, export_stream
 from shared.tasks.models import new_task_id, task_id_forms
 from shared.tasks.store import pending_row
 from shared.validation import validation_problem
+from shared.video.urls import upload_id_of
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -114,12 +116,34 @@ def _write_items(services: Services, batch_id: str, raw_items: list[Any],
                               "error_reason": outcome.error.reason[:512]})
                 continue
             outcome.task_id = new_task_id()
-            rows.append(pending_row(outcome.task_id, task_fields(item), now))
+            fields = task_fields(item)
+            refused = _take_upload(services, outcome, item, fields)
+            if refused is not None:
+                items.append(refused)
+                continue
+            rows.append(pending_row(outcome.task_id, fields, now))
             items.append({"item_index": index, "task_id": outcome.task_id, "error_field": None,
                           "error_reason": None})
             queued.append((outcome.task_id, item.url))
         services.batches.add_chunk(batch_id, rows, items)
     return outcomes, queued
+
+
+def _take_upload(services: Services, outcome: ItemOutcome, item: BatchItem,
+                 fields: dict[str, Any]) -> dict[str, Any] | None:
+    """An `upload:` item takes its upload for its task (issue 35); an upload another
+    task took already refuses the item in its slot (the row it would have had)."""
+    upload_id = upload_id_of(item.url)
+    if upload_id is None or outcome.task_id is None:
+        return None
+    try:
+        fields["storage_uri"] = uploads.claim(services, upload_id, outcome.task_id)
+    except (InvalidInput, Conflict) as error:
+        field, _, reason = error.message.partition(": ")
+        outcome.task_id, outcome.error = None, ItemError(field=field, reason=reason)
+        return {"item_index": outcome.index, "task_id": None, "error_field": field[:64],
+                "error_reason": reason[:512]}
+    return None
 
 
 def _batch_item(services: Services, index: int, raw: Any, context: dict[str, Any]

@@ -13,6 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from shared.app import uploads
 from shared.app.context import Services
 from shared.cursor import InvalidCursor
 from shared.errors import (
@@ -61,22 +62,36 @@ def create_task(
         if existing:
             return _same_request(existing, request), False
     task_id = new_task_id()
+    fields = task_fields(request, idempotency_key)
+    upload_id = upload_id_of(request.url)
+    if upload_id is not None:  # the upload's file is the task's video from the start
+        fields["storage_uri"] = uploads.claim(services, upload_id, task_id)
     try:
-        task = store.insert(task_id, task_fields(request, idempotency_key))
+        task = store.insert(task_id, fields)
     except DuplicateIdempotencyKey:
+        _give_back(services, upload_id, task_id)
         existing = store.get_by_idempotency_key(idempotency_key or "")
         if existing is None:
             raise
         return _same_request(existing, request), False
+    except BaseException:
+        _give_back(services, upload_id, task_id)
+        raise
     if not enqueue:
         return task, True
     try:
         services.queue.enqueue(task_id, url=request.url)
     except ServiceUnavailable:
         store.delete(task_id)
+        _give_back(services, upload_id, task_id)
         raise
     log.info("task created", extra={"task_id": task_id})
     return task, True
+
+
+def _give_back(services: Services, upload_id: str | None, task_id: str) -> None:
+    if upload_id is not None:
+        uploads.release(services, upload_id, task_id)
 
 
 def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
@@ -149,7 +164,9 @@ def check_targets(services: Services, request: CreateTaskRequest) -> None:
     check_mode(services, request)
     if (gs := split_gs(request.url)) is not None:
         check_bucket_object(services, *gs)
-    elif upload_id_of(request.url) is None:
+    elif (upload_id := upload_id_of(request.url)) is not None:
+        uploads.check_usable(services, upload_id)
+    else:
         check_url(services, "url", request.url)
     if request.callback_url is not None:
         check_url(services, "callback_url", request.callback_url)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from shared.errors import ErrorCode, PermanentError
-from shared.storage import InputBuckets, Storage, frame_key, upload_key, video_key
+from shared.storage import InputBuckets, Storage, frame_key, video_key
 from shared.tagging import moments, transcript
 from shared.tagging.base import Tagger, TagRequest, fingerprint
 from shared.tagging.result import FrameRef, TagResult, Usage, technical_of
@@ -152,15 +152,10 @@ def _from_bucket(job: Job, bucket: str, name: str) -> None:
 
 
 def _from_upload(job: Job, upload_id: str) -> None:
-    """A finished upload (POST /api/v1/uploads): already in storage, read in place."""
-    storage = job.tools.storage
-    key = upload_key(upload_id)
-    size = storage.size_of(key)
-    if size is None:
-        raise PermanentError(f"upload {upload_id}: its file is gone (UPLOAD_TTL_S)",
-                             error_code=ErrorCode.DOWNLOAD_FAILED)
-    _check_size(size, job.task.url, job.tools.fetch_limits.max_bytes)
-    stored(job, key, storage.uri_of(key), hashed(storage, key))
+    """A task made from an upload has its file as `storage_uri` from its creation (read
+    in place by `_reuse_stored_video`): here that file is gone."""
+    raise PermanentError(f"upload {upload_id}: its file is gone (removed by the clean-up)",
+                         error_code=ErrorCode.DOWNLOAD_FAILED)
 
 
 def _check_size(size: int | None, url: str, max_bytes: int) -> None:
