@@ -197,3 +197,48 @@ def test_on_gcs_the_file_goes_to_a_resumable_session(app_env, gcs_emulator, medi
     finally:
         for obj in list(services.storage.list("")):
             services.storage.delete(obj.key)
+
+
+@pytest.fixture
+def api_url(app_env):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from scripts.stack import free_port
+
+    app_env(API_TOKENS="submit-token")
+    port = free_port()
+    httpd = make_server("127.0.0.1", port, functions_framework.create_app("api", "main.py"),
+                        threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}"
+    httpd.shutdown()
+
+
+def test_vtt_submit_uploads_local_files(api_url, media_dir, tmp_path, capsys) -> None:
+    """A line with a local path (relative to the list's folder) is uploaded with the
+    same token, streamed, and created as `upload:<id>`; URL lines go as they are."""
+    from scripts.submit import main
+
+    (tmp_path / "clip.mp4").write_bytes((media_dir / "clip.mp4").read_bytes())
+    source = tmp_path / "videos.txt"
+    source.write_text(f"clip.mp4\n{media_dir / 'portrait.mp4'}\nhttps://cdn.example.com/1.mp4\n")
+    code = main([str(source), "--api", api_url, "--token", "submit-token", "--no-wait"])
+    assert code == 0, capsys.readouterr().err
+    tasks, _ = get_services().queries.list(limit=10)
+    urls = sorted(task.url for task in tasks)
+    assert urls[0] == "https://cdn.example.com/1.mp4"
+    assert [u.split(":")[0] for u in urls[1:]] == ["upload", "upload"]
+    assert all(t.storage_uri for t in tasks if t.url.startswith("upload:"))
+    assert "clip.mp4" in capsys.readouterr().err  # the progress bar names the file
+
+
+def test_vtt_submit_refuses_a_missing_local_file(api_url, tmp_path, capsys) -> None:
+    from scripts.submit import main
+
+    source = tmp_path / "videos.txt"
+    source.write_text("nothere.mp4\n")
+    assert main([str(source), "--api", api_url, "--token", "submit-token",
+                 "--no-wait"]) == 2
+    assert "line 1: nothere.mp4: no such file" in capsys.readouterr().err

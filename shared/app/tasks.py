@@ -109,6 +109,7 @@ def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
         "idempotency_key": idempotency_key,
         "mode": request.mode,
         "translate_to": request.translate_to,
+        "storage_uri": None,  # an upload's file (issue 35), set when one is taken
     }
 
 
