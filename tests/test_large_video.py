@@ -175,3 +175,27 @@ def test_the_gemini_upload_reads_the_stored_object_in_chunks(
     uploaded = [f for f in standin.files.values() if f["bytes"]]
     assert [bytes(f["data"]) for f in uploaded] == [data]
     assert reads and all(0 < size <= 8 * 1024 * 1024 for size in reads)
+
+
+def test_signed_urls_are_v4_signed_outside_the_emulator(monkeypatch) -> None:
+    """The production branch of `signed_url`: a service account's key signs locally (on
+    Cloud Functions the metadata credentials sign through IAM, not testable here)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.cloud import storage as gcs
+    from google.oauth2 import service_account
+
+    from shared.storage import signed_url
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    credentials = service_account.Credentials.from_service_account_info({
+        "type": "service_account", "client_email": "vtt@example.iam.gserviceaccount.com",
+        "private_key": pem, "token_uri": "https://oauth2.googleapis.com/token",
+        "project_id": "p"})
+    client = gcs.Client(project="p", credentials=credentials)
+    url = signed_url(client, client.bucket("b").blob("videos/x/source.mp4"), "GET")
+    assert url.startswith("https://storage.googleapis.com/b/videos/x/source.mp4?")
+    assert "X-Goog-Algorithm=GOOG4-RSA-SHA256" in url and "X-Goog-Signature=" in url
