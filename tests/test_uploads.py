@@ -242,3 +242,31 @@ def test_vtt_submit_refuses_a_missing_local_file(api_url, tmp_path, capsys) -> N
     assert main([str(source), "--api", api_url, "--token", "submit-token",
                  "--no-wait"]) == 2
     assert "line 1: nothere.mp4: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("route", ["create", "batch"])
+def test_a_create_the_queue_refuses_gives_the_upload_back(api, media_dir, monkeypatch,
+                                                          route: str) -> None:
+    """503 leaves nothing: no task, and the upload free for the create that follows."""
+    from shared.errors import ServiceUnavailable
+
+    video = (media_dir / "clip.mp4").read_bytes()
+    data = start(api, len(video))
+    put(api, data, video)
+    queue = get_services().queue
+
+    def down(*args, **kwargs):
+        raise ServiceUnavailable("redis")
+
+    item = {"url": f"upload:{data['upload_id']}", "platform": "rpa"}
+    with monkeypatch.context() as patched:
+        patched.setattr(queue, "enqueue", down)
+        patched.setattr(queue, "enqueue_many", down)
+        if route == "create":
+            refused = create(api, item["url"])
+        else:
+            refused = api.post("/api/v1/batches", json={"name": "b", "items": [item]})
+        assert refused.status_code == 503
+    assert sum(get_services().queries.count_by_status().values()) == 0
+    again = create(api, item["url"])
+    assert again.status_code == 200, again.get_json()

@@ -80,12 +80,14 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
         if replayed is None:
             raise
         return replayed, False
+    taken: list[tuple[str, str]] = []
     try:
-        outcomes, queued = _write_items(services, batch_id, request.items, context)
+        outcomes, queued = _write_items(services, batch_id, request.items, context, taken)
         if queued:
             services.queue.enqueue_many(queued)
     except ServiceUnavailable:
         _discard(services, batch_id)
+        _give_back(services, taken)
         raise
     accepted = len(queued)
     services.batches.open(batch_id, accepted=accepted, rejected=len(outcomes) - accepted)
@@ -98,9 +100,11 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
 
 
 def _write_items(services: Services, batch_id: str, raw_items: list[Any],
-                 context: dict[str, Any]) -> tuple[list[ItemOutcome], list[tuple[str, str]]]:
+                 context: dict[str, Any], taken: list[tuple[str, str]]
+                 ) -> tuple[list[ItemOutcome], list[tuple[str, str]]]:
     """Each item checked and written with its task, BATCH_CHUNK per transaction; returns
-    every item's outcome and the (task_id, url) of the accepted ones, still to be queued."""
+    every item's outcome and the (task_id, url) of the accepted ones, still to be queued;
+    the uploads items took go in `taken` (issue 35)."""
     outcomes: list[ItemOutcome] = []
     queued: list[tuple[str, str]] = []
     for start in range(0, len(raw_items), BATCH_CHUNK):
@@ -117,7 +121,7 @@ def _write_items(services: Services, batch_id: str, raw_items: list[Any],
                 continue
             outcome.task_id = new_task_id()
             fields = task_fields(item)
-            refused = _take_upload(services, outcome, item, fields)
+            refused = _take_upload(services, outcome, item, fields, taken)
             if refused is not None:
                 items.append(refused)
                 continue
@@ -130,7 +134,8 @@ def _write_items(services: Services, batch_id: str, raw_items: list[Any],
 
 
 def _take_upload(services: Services, outcome: ItemOutcome, item: BatchItem,
-                 fields: dict[str, Any]) -> dict[str, Any] | None:
+                 fields: dict[str, Any], taken: list[tuple[str, str]]
+                 ) -> dict[str, Any] | None:
     """An `upload:` item takes its upload for its task (issue 35); an upload another
     task took already refuses the item in its slot (the row it would have had)."""
     upload_id = upload_id_of(item.url)
@@ -143,7 +148,17 @@ def _take_upload(services: Services, outcome: ItemOutcome, item: BatchItem,
         outcome.task_id, outcome.error = None, ItemError(field=field, reason=reason)
         return {"item_index": outcome.index, "task_id": None, "error_field": field[:64],
                 "error_reason": reason[:512]}
+    taken.append((upload_id, outcome.task_id))
     return None
+
+
+def _give_back(services: Services, taken: list[tuple[str, str]]) -> None:
+    """The uploads a batch that was not created had taken (its queue write failed)."""
+    for upload_id, task_id in taken:
+        try:
+            uploads.release(services, upload_id, task_id)
+        except ServiceUnavailable:  # the upload then waits for its TTL like an unused one
+            log.error("could not give back upload %s", upload_id)
 
 
 def _batch_item(services: Services, index: int, raw: Any, context: dict[str, Any]
