@@ -6,6 +6,7 @@ are both built from that list."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,7 +19,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from functions.http import (
     CALLER,
+    ApiError,
     api_token,
+    caller_of,
     client_address,
     describe_validation,
     json_object,
@@ -35,8 +38,8 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
-from shared.app import access, batches, deletion, health, pool, replies, tasks, usage
-from shared.app.access import Caller, Scope
+from shared.app import access, batches, deletion, health, pool, replies, tasks, uploads, usage
+from shared.app.access import Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
 from shared.app.stats import gemini_status, service_stats
@@ -108,6 +111,7 @@ def api(request: flask.Request) -> flask.Response:
 
 
 TASK_PREFIX = "/api/v1/task/"
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _no_route(path: str) -> flask.Response:
@@ -184,21 +188,16 @@ def validation_context(services: Services) -> dict[str, Any]:
             "default_mode": services.settings.DEFAULT_MODE}
 
 
-def caller(request: flask.Request) -> Caller:
-    """Who the request comes from (set once the key was checked)."""
-    return request.environ[CALLER]
-
-
 def seen(request: flask.Request) -> str | None:
     """The team whose records the caller may read; None: all (an admin key)."""
-    return access.visible_team(caller(request))
+    return access.visible_team(caller_of(request))
 
 
 def create(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request)
     parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
     task, created = tasks.create_task(services, parsed, request.headers.get("Idempotency-Key"),
-                                      team=caller(request).team)
+                                      team=caller_of(request).team)
     data = TaskCreated(status=task.status, url=task.url, task_url=f"/api/v1/task/{task.task_id}",
                        warnings=pool.setup_warnings(services))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
@@ -208,7 +207,7 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
     parsed = SyncTagRequest.model_validate(json_object(request), context={
         **validation_context(services), "default_mode": "interactive"})
-    outcome = tasks.tag_now(services, parsed, caller(request).team)
+    outcome = tasks.tag_now(services, parsed, caller_of(request).team)
     task, headers = outcome.task, retry_after(outcome.retry_after_s)
     if not outcome.timed_out and task.status == TaskStatus.COMPLETED and task.result:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
@@ -258,9 +257,26 @@ def create_batch(request: flask.Request, services: Services) -> flask.Response:
     parsed = CreateBatchRequest.model_validate(body)
     created, new = batches.create_batch(services, parsed, body,
                                            request.headers.get("Idempotency-Key"),
-                                           validation_context(services), caller(request).team)
+                                           validation_context(services), caller_of(request).team)
     message = "success" if new else "success (existing batch for this Idempotency-Key)"
     return reply(200, message, data=created.model_dump(mode="json"))
+
+
+def create_upload(request: flask.Request, services: Services) -> flask.Response:
+    parsed = uploads.CreateUploadRequest.model_validate(json_object(request))
+    created = uploads.create_upload(services, parsed, caller_of(request).team,
+                                    request.host_url.rstrip("/"))
+    return reply(200, data=created.model_dump(mode="json"))
+
+
+def put_upload(request: flask.Request, services: Services, upload_id: str) -> flask.Response:
+    if not UPLOAD_ID.fullmatch(upload_id):
+        raise ApiError(400, "upload_id: malformed (32 hex digits, as POST /api/v1/uploads "
+                            "gave it)")
+    stored = uploads.receive(services, upload_id, request.stream, request.content_length,
+                             seen(request))
+    return reply(200, data=uploads.UploadStored(
+        upload_id=upload_id, size_bytes=stored, url=f"upload:{upload_id}").model_dump())
 
 
 def get_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
@@ -478,6 +494,21 @@ ENDPOINTS = (
              data=BatchCreated, answer="the batch and every item's outcome",
              links={"getBatch": {"batch_id": "$response.body#/data/batch/batch_id"}},
              errors=(400, 409, 413, 415, 503), scope=Scope.SUBMIT),
+    Endpoint("/api/v1/uploads", "POST", create_upload, operation_id="createUpload",
+             summary="Start an upload of a local file: PUT its bytes to `upload_url`, then "
+                     "create a task (or a batch item) with `url: \"upload:<upload_id>\"` "
+                     "before `expires_at` (UPLOAD_TTL_S)",
+             body=uploads.CreateUploadRequest, data=uploads.UploadCreated,
+             answer="where to send the file", errors=(400, 413, 415, 503),
+             scope=Scope.SUBMIT),
+    Endpoint("/api/v1/uploads/<upload_id>", "PUT", put_upload, operation_id="putUpload",
+             summary="The file's bytes, exactly `size_bytes` of them (local storage; on GCS "
+                     "`upload_url` is a storage URL instead); 409 once finished",
+             schemas={"upload_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+             raw_body={"application/octet-stream": {"type": "string", "format": "binary"}},
+             data=uploads.UploadStored, answer="stored; use `url` in a create",
+             errors=(400, 404, 409, 413, 503),
+             scope=Scope.SUBMIT),
     Endpoint("/api/v1/batches", "GET", list_batches, operation_id="listBatches",
              summary="List batches, newest first, with their progress",
              query=ListBatchesQuery, data=BatchPage, answer="a page of batches",

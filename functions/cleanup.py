@@ -1,6 +1,7 @@
 """Function `cleanup`: Cloud Scheduler calls it daily to delete cached videos older than
 CACHE_DAYS, every minute with `?scope=tasks` to reconcile tasks with the queue
-(expired leases, pending rows without a delivery), retry failed search indexing and watch
+(expired leases, pending rows without a delivery), remove uploads no task took within
+UPLOAD_TTL_S (issue 35), retry failed search indexing and watch
 the key pool (capacity history, alerts), every 15 minutes with `?scope=keys` to probe
 the disabled keys that can heal, and with `?scope=batches` to run the Gemini batch
 collector (issue 27). The daily run also deletes the finished tasks older than
@@ -26,6 +27,7 @@ from functions.http import (
 from shared.app.cleanup import clean_videos, default_range
 from shared.app.pool_jobs import keys_job, watch_pool
 from shared.app.retention import run_retention
+from shared.app.uploads import clean_uploads
 from shared.errors import ServiceUnavailable
 from shared.pipeline.batch_collector import collect
 from shared.pipeline.reaper import reconcile
@@ -58,6 +60,8 @@ def cleanup(request: flask.Request) -> flask.Response:
             data["videos"] = clean_videos(services.storage, start, end,
                                           dry_run=dry_run).as_dict()
             data["retention"] = _retention(services, dry_run)
+        with redis_outage():
+            data["uploads"] = clean_uploads(services, dry_run=dry_run)
         swept = reconcile(services.worker)
         reindexed, batches = swept.pop("reindexed"), swept.pop("batches_finished")
         data["rollups_recounted"] = swept.pop("rollups_recounted")

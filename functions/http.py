@@ -23,6 +23,7 @@ from shared.errors import (
     NotFound,
     Rejected,
     ServiceUnavailable,
+    TooLarge,
     TooManyAttempts,
     Unauthenticated,
 )
@@ -43,7 +44,7 @@ class ApiError(Rejected):
 
 REJECTION_STATUS: dict[type[Rejected], int] = {
     InvalidInput: 400, Unauthenticated: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-    TooManyAttempts: 429, NotConfigured: 501,
+    TooLarge: 413, TooManyAttempts: 429, NotConfigured: 501,
 }
 """The HTTP status of each kind of refusal from shared/."""
 

@@ -105,6 +105,9 @@ def _operation(endpoint: Endpoint, platforms: tuple[str, ...],
     if endpoint.body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model=endpoint.body.__name__)}}}}
+    elif endpoint.raw_body:
+        operation["requestBody"] = {"required": True, "content": {
+            media: {"schema": schema} for media, schema in endpoint.raw_body.items()}}
     errors = sorted({*endpoint.errors, *(() if endpoint.public else TOKEN_ERRORS)})
     operation["responses"] = {
         "200": _success(endpoint),

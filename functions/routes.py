@@ -37,6 +37,9 @@ class Endpoint:
     operation_id: str | None = None
     body: type[BaseModel] | None = None
     """The JSON request body's model (the body is required)."""
+    raw_body: Mapping[str, Schema] | None = None
+    """A body that is not JSON (an upload's bytes): media type -> schema; the handler
+    reads `request.stream` itself."""
     query: type[BaseModel] | None = None
     """The query string's model: each field is an optional query parameter."""
     schemas: Mapping[str, Schema] = field(default_factory=dict)

@@ -15,6 +15,11 @@ batches' own progress) and writes one result row per line (JSONL, or CSV with a 
 `--out` ends in .csv); a refused line's row has status `rejected`, error_code
 `invalid_item` and the API's reason in `message`.
 
+A line whose `url` is a local file path (no scheme; relative to the input file's folder
+or absolute) is uploaded first (POST /api/v1/uploads, the file streamed to its
+`upload_url` with a progress bar) and sent as `upload:<upload_id>`; a run sends its files
+again, so `--resume` only spares the URL lines.
+
 Exit codes: 0 every item completed, 3 some were refused or failed, 2 bad input (the file
 or an argument), 1 the API could not be reached or refused the call.
 """
@@ -27,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -51,6 +57,13 @@ REQUEST_TIMEOUT_S = 60
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 """tqdm's own remaining time left out: it would count refused lines as instant progress."""
 RETRIES = 5
+UPLOAD_TIMEOUT_S = (10, 300)
+"""Connect, then each read while a file goes up (a whole upload may take longer)."""
+UPLOAD_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+                ".avi": "video/x-msvideo", ".flv": "video/x-flv", ".3gp": "video/3gpp",
+                ".wav": "audio/wav"}
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+"""A URL's scheme (`https:`, `gs:`, `upload:`); one letter and a colon is a Windows drive."""
 
 
 class BadInput(Exception):
@@ -191,6 +204,28 @@ class Api:
             return response
         raise ApiFailed(f"{path}: still unavailable after {RETRIES} tries")
 
+    def upload(self, path: Path, show: bool) -> str:
+        """The file sent to the API's uploads (issue 35), streamed; returns its `upload:`
+        URL. The API key goes only to the API's own route, never to a storage URL."""
+        size = path.stat().st_size
+        started = self.call("POST", "/api/v1/uploads", json={
+            "size_bytes": size, "content_type": UPLOAD_TYPES.get(path.suffix.lower(),
+                                                                 "video/mp4")}).json()["data"]
+        sender = self.http if started["needs_api_key"] else requests
+        headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+        with open(path, "rb") as handle, tqdm.wrapattr(
+                handle, "read", total=size, desc=path.name, unit="B", unit_scale=True,
+                disable=not show, file=sys.stderr) as reader:
+            try:
+                response = sender.put(started["upload_url"], data=reader, headers=headers,
+                                      timeout=UPLOAD_TIMEOUT_S)
+            except requests.RequestException as error:
+                raise ApiFailed(f"upload of {path.name}: {type(error).__name__}") from None
+        if response.status_code >= 400:
+            raise ApiFailed(f"upload of {path.name}: HTTP {response.status_code}: "
+                            f"{_message(response)}")
+        return f"upload:{started['upload_id']}"
+
     def create(self, name: str, lines: list[Line], key: str) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "items": [line.item for line in lines]}
         if self.callback_url:
@@ -316,6 +351,25 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def local_file(url: str, folder: Path) -> Path | None:
+    """The file a scheme-less `url` names (relative to the input's folder), else None."""
+    if not url or SCHEME.match(url):
+        return None
+    return (folder / Path(url).expanduser()).resolve()
+
+
+def upload_files(api: Api, lines: list[Line], folder: Path, *, show: bool) -> None:
+    """Each line naming a local file gets it uploaded and its url becomes `upload:<id>`."""
+    for line in lines:
+        path = local_file(str(line.item.get("url", "")), folder)
+        if path is None:
+            continue
+        if not path.is_file():
+            raise BadInput(f"line {line.number}: {line.item['url']}: no such file (a local "
+                           f"path is uploaded; a URL needs its scheme)")
+        line.item["url"] = api.upload(path, show)
+
+
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     lines = read_lines(path, kind_of(path, args.format))
@@ -324,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
             line.item["platform"] = args.platform
     name = args.name or path.name
     api = Api(args.api, args.token, args.callback_url)
+    upload_files(api, lines, path.parent, show=not args.no_progress)
     sent = []
     for number, part in enumerate(chunks(lines, args.batch_size), 1):
         answer = api.create(f"{name} ({number})" if len(lines) > args.batch_size else name,
@@ -368,6 +423,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="results file, .jsonl or .csv (default "
                                       "FILE.results.jsonl next to the input)")
     parser.add_argument("--no-wait", action="store_true", help="return once created")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar while local files are uploaded")
     parser.add_argument("--resume", action="store_true",
                         help="pick up an earlier run: nothing is created twice (the same as "
                              "running the command again)")

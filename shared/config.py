@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     REDIS_HEALTH_CHECK_INTERVAL_S: float = Field(default=30, gt=0)
     GCS_TIMEOUT_S: float = Field(default=30, gt=0, le=600)
     GCS_RETRY_DEADLINE_S: float = Field(default=60, gt=0, le=3600)
+    INPUT_BUCKETS: CommaList = []
+    """Buckets whose objects a task may name as `gs://bucket/object` (read with the
+    service's own credentials; issue 35). Empty: no gs:// URL is taken."""
+    UPLOAD_TTL_S: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    """How long an upload (POST /api/v1/uploads) may wait to be finished and used by a
+    create; the cleanup job removes it after that."""
     ES_TIMEOUT_S: float = Field(default=10, gt=0, le=300)
     CLOUD_TASKS_TIMEOUT_S: float = Field(default=5, gt=0, le=60)
     HEALTH_TIMEOUT_S: float = Field(default=2, gt=0, le=30)
@@ -180,7 +186,7 @@ class Settings(BaseSettings):
     POOL_ALERT_REPEAT_S: float = Field(default=3600, ge=60)
 
     @field_validator("API_TOKENS", "PLATFORMS", "PRIVATE_URL_ALLOWLIST", "ENVS",
-                     "GEMINI_FALLBACK_MODELS", mode="before")
+                     "GEMINI_FALLBACK_MODELS", "INPUT_BUCKETS", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -157,6 +157,10 @@ class Conflict(Rejected):
     """The thing exists but its state does not allow the operation."""
 
 
+class TooLarge(Rejected):
+    """What was sent (or announced) is over a size limit."""
+
+
 class NotConfigured(Rejected):
     """The operation needs a component this deployment has not configured."""
 

@@ -226,3 +226,16 @@ def api_key(key_id: str) -> str:
 def auth_failures(address: str) -> str:
     """Counter of wrong keys from one client address in the current window (TTL)."""
     return f"api_auth_failures:{address}"
+
+
+# --- uploads (issue 35) -------------------------------------------------------------------
+
+def upload(upload_id: str) -> str:
+    """Hash of one upload: its storage key, announced size and type, team, expires_at,
+    `receiving` (a PUT under way), `used_by` (the task that took it, or `(expired)`)."""
+    return f"upload:{upload_id}"
+
+
+UPLOADS_EXPIRING = "uploads:expiring"
+"""ZSet upload id -> expires_at (epoch s) of the uploads no task has used yet: what the
+clean-up removes."""

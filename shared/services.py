@@ -25,7 +25,7 @@ from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import RedisLimits, redis_outage
 from shared.redis_conn import connect as connect_redis
-from shared.storage import GcsStorage, LocalStorage, Storage
+from shared.storage import GcsStorage, InputBuckets, LocalStorage, Storage
 from shared.tagging import taxonomy
 from shared.tagging.base import Tagger
 from shared.tagging.gemini_config import GeminiConfig
@@ -68,6 +68,8 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
         redis=client,
         queue=build_queue(settings, client),
         storage=build_storage(settings),
+        inputs=InputBuckets(settings.INPUT_BUCKETS, timeout_s=settings.GCS_TIMEOUT_S,
+                            retry_deadline_s=settings.GCS_RETRY_DEADLINE_S),
         tagger=build_tagger(settings, pool),
         pool=pool,
         index=build_index(settings),

@@ -31,6 +31,7 @@ class MediaServer:
     /redirect-to/URL...    redirects to the (percent-encoded) URL after the prefix
     /drip/NAME             sends the file one byte a second (no read timeout ever fires)
     /as/TYPE/NAME          the file with Content-Type TYPE (percent-encoded)
+    /cut/NAME              the file's full Content-Length, half its bytes, then a hang-up
     """
 
     def __init__(self, folder: Path) -> None:
@@ -92,6 +93,14 @@ class MediaServer:
                     self.close_connection = True
                 elif kind == "as":
                     self._file(parts[2], content_type=unquote(parts[1]))
+                elif kind == "cut":
+                    data = (server.folder / parts[1]).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
                 elif kind == "lying-length":
                     self.send_response(200)
                     self.send_header("Content-Length", str(10 * 1024**3))

@@ -173,3 +173,17 @@ def test_usage_refuses_bad_input(api, keys, path: str, field: str) -> None:
     answer = api.get(path, headers=keys["admin"])
     assert answer.status_code == 400, answer.get_json()
     assert answer.get_json()["field"] == field
+
+
+def test_another_teams_upload_does_not_exist_for_it(api, keys, media_dir) -> None:
+    video = (media_dir / "clip.mp4").read_bytes()
+    started = api.post("/api/v1/uploads", json={"size_bytes": len(video)}, headers=keys["news"])
+    upload_id = started.get_json()["data"]["upload_id"]
+    path = f"/api/v1/uploads/{upload_id}"
+    put = {"data": video, "content_type": "application/octet-stream"}
+    assert api.put(path, headers=keys["sport"], **put).status_code == 404
+    assert api.put(path, headers=keys["news"], **put).status_code == 200
+    taken = api.post("/api/v1/task/create", headers=keys["sport"],
+                     json={"url": f"upload:{upload_id}", "platform": "rpa"})
+    assert taken.status_code == 400 and "does not exist" in taken.get_json()["message"]
+    assert created(api, keys["news"], f"upload:{upload_id}")

@@ -59,7 +59,7 @@ def test_every_endpoint_that_needs_a_key_names_its_scope() -> None:
     admin = {e.path for e in ENDPOINTS if e.scope == Scope.ADMIN and e.method != "DELETE"}
     assert all(path.startswith(("/api/v1/accounts", "/api/v1/stats")) for path in admin)
     assert {e.handler.__name__ for e in ENDPOINTS if e.scope == Scope.SUBMIT} >= {
-        "create", "retry", "create_batch", "tag_now"}  # uploads join when they are merged
+        "create", "retry", "create_batch", "tag_now", "create_upload", "put_upload"}
 
 
 def test_the_document_says_each_operations_scope(teams_app) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from functions.api import ENDPOINTS
 from functions.openapi import openapi_document
-from shared.video.urls import URL_PATTERN, url_problem
+from shared.video.urls import URL_PATTERN, VIDEO_URL_PATTERN, url_problem, video_url_problem
 
 
 def document_url_schema(model: str = "CreateTaskRequest", field: str = "url") -> dict:
@@ -81,7 +81,8 @@ def test_callback_url_has_the_same_form() -> None:
     schema = document_url_schema(field="callback_url")
     assert schema["pattern"] == URL_PATTERN
     sync = document_url_schema("SyncTagRequest")
-    assert sync["pattern"] == URL_PATTERN and sync["maxLength"] == 2048
+    assert sync["pattern"] == VIDEO_URL_PATTERN and sync["maxLength"] == 2048
+    assert document_url_schema()["pattern"] == VIDEO_URL_PATTERN  # a video: also gs://, upload:
 
 
 @settings(max_examples=300, derandomize=True, deadline=None,
@@ -107,3 +108,26 @@ def test_server_and_document_agree_on_near_misses(url: str) -> None:
     assert (problem is None) == DOCUMENT.is_valid(url), (url, problem)
     if problem is not None:
         assert problem != "is not a valid URL", (url, problem)  # every refusal explained
+
+
+@settings(max_examples=200, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.from_regex(VIDEO_URL_PATTERN, fullmatch=True))
+def test_every_video_url_the_document_generates_is_accepted(url: str) -> None:
+    assert video_url_problem(url) is None, url
+
+
+NEAR_VIDEO_URLS = st.builds(
+    lambda scheme, bucket, rest: f"{scheme}{bucket}{rest}",
+    st.sampled_from(["gs://", "GS://", "gs:/", "upload:", "Upload:"]),
+    st.text(alphabet="aZ09-._/ é", min_size=0, max_size=40),
+    st.sampled_from(["", "/", "/v.mp4", "/a b", "\n"]),
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(NEAR_VIDEO_URLS)
+def test_server_and_document_agree_on_near_video_urls(url: str) -> None:
+    """issue 35: a bucket's object or an upload, decided by the one pattern."""
+    problem = video_url_problem(url)
+    assert (problem is None) == DOCUMENT.is_valid(url), (url, problem)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.app import uploads
 from shared.app.context import Services
 from shared.app.tasks import (
     check_idempotency_key,
@@ -41,6 +42,7 @@ from shared.tasks.models import new_task_id, task_id_forms
 from shared.tasks.store import pending_row
 from shared.teams.keys import DEFAULT_TEAM
 from shared.validation import validation_problem
+from shared.video.urls import upload_id_of
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -80,12 +82,15 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
         if replayed is None:
             raise
         return replayed, False
+    taken: list[tuple[str, str]] = []
     try:
-        outcomes, queued = _write_items(services, batch_id, request.items, context, team)
+        outcomes, queued = _write_items(services, batch_id, request.items, context, team,
+                                        taken)
         if queued:
             services.queue.enqueue_many(queued)
     except ServiceUnavailable:
         _discard(services, batch_id)
+        _give_back(services, taken)
         raise
     accepted = len(queued)
     services.batches.open(batch_id, accepted=accepted, rejected=len(outcomes) - accepted)
@@ -98,10 +103,11 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
 
 
 def _write_items(services: Services, batch_id: str, raw_items: list[Any],
-                 context: dict[str, Any], team: str
+                 context: dict[str, Any], team: str, taken: list[tuple[str, str]]
                  ) -> tuple[list[ItemOutcome], list[tuple[str, str]]]:
     """Each item checked and written with its task, BATCH_CHUNK per transaction; returns
-    every item's outcome and the (task_id, url) of the accepted ones, still to be queued."""
+    every item's outcome and the (task_id, url) of the accepted ones, still to be queued;
+    the uploads items took go in `taken` (issue 35)."""
     outcomes: list[ItemOutcome] = []
     queued: list[tuple[str, str]] = []
     for start in range(0, len(raw_items), BATCH_CHUNK):
@@ -117,12 +123,46 @@ def _write_items(services: Services, batch_id: str, raw_items: list[Any],
                               "error_reason": outcome.error.reason[:512]})
                 continue
             outcome.task_id = new_task_id()
-            rows.append(pending_row(outcome.task_id, task_fields(item, team=team), now))
+            fields = task_fields(item, team=team)
+            refused = _take_upload(services, outcome, item, fields, taken)
+            if refused is not None:
+                items.append(refused)
+                continue
+            rows.append(pending_row(outcome.task_id, fields, now))
             items.append({"item_index": index, "task_id": outcome.task_id, "error_field": None,
                           "error_reason": None})
             queued.append((outcome.task_id, item.url))
         services.batches.add_chunk(batch_id, rows, items)
     return outcomes, queued
+
+
+def _take_upload(services: Services, outcome: ItemOutcome, item: BatchItem,
+                 fields: dict[str, Any], taken: list[tuple[str, str]]
+                 ) -> dict[str, Any] | None:
+    """An `upload:` item takes its upload for its task (issue 35); an upload another
+    task took already refuses the item in its slot (the row it would have had)."""
+    upload_id = upload_id_of(item.url)
+    if upload_id is None or outcome.task_id is None:
+        return None
+    try:
+        fields["storage_uri"] = uploads.claim(services, upload_id, outcome.task_id,
+                                              fields["team"])
+    except (InvalidInput, Conflict) as error:
+        field, _, reason = error.message.partition(": ")
+        outcome.task_id, outcome.error = None, ItemError(field=field, reason=reason)
+        return {"item_index": outcome.index, "task_id": None, "error_field": field[:64],
+                "error_reason": reason[:512]}
+    taken.append((upload_id, outcome.task_id))
+    return None
+
+
+def _give_back(services: Services, taken: list[tuple[str, str]]) -> None:
+    """The uploads a batch that was not created had taken (its queue write failed)."""
+    for upload_id, task_id in taken:
+        try:
+            uploads.release(services, upload_id, task_id)
+        except ServiceUnavailable:  # the upload then waits for its TTL like an unused one
+            log.error("could not give back upload %s", upload_id)
 
 
 def _batch_item(services: Services, index: int, raw: Any, context: dict[str, Any]

@@ -7,7 +7,7 @@ from the context's current fields (`Services.worker`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import redis
@@ -17,7 +17,7 @@ from shared.config import Settings
 from shared.pipeline.stages import StageTools
 from shared.pipeline.worker import Worker, WorkerConfig
 from shared.queue.base import TaskQueue
-from shared.storage import Storage
+from shared.storage import InputBuckets, Storage
 from shared.tagging.base import Tagger
 from shared.tasks.batches import BatchStore
 from shared.tasks.followups import Followups
@@ -44,6 +44,8 @@ class Services:
     url_policy: UrlPolicy
     pool: AccountPool
     index: TagIndex | None = None
+    inputs: InputBuckets = field(default_factory=lambda: InputBuckets(()))
+    """The buckets a task's `gs://` URL may name (INPUT_BUCKETS)."""
 
     @property
     def worker(self) -> Worker:
@@ -73,6 +75,7 @@ class Services:
             record_windows=self.store.record_windows,
             find_result=self.queries.find_result if settings.RESULT_CACHE else None,
             share_results=settings.SHARE_RESULT_CACHE,
+            inputs=self.inputs,
         )
 
 

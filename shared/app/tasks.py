@@ -13,6 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from shared.app import uploads
 from shared.app.context import Services
 from shared.cursor import InvalidCursor
 from shared.errors import (
@@ -41,6 +42,7 @@ from shared.tasks.store import DuplicateIdempotencyKey
 from shared.tasks.subtitles import SubtitlesQuery, render_subtitles
 from shared.teams.keys import DEFAULT_TEAM
 from shared.video.safety import UrlForbidden
+from shared.video.urls import split_gs, upload_id_of
 
 log = logging.getLogger("vision_to_tag.api")
 
@@ -61,22 +63,36 @@ def create_task(
         if existing:
             return _same_request(existing, request, team), False
     task_id = new_task_id()
+    fields = task_fields(request, idempotency_key, team)
+    upload_id = upload_id_of(request.url)
+    if upload_id is not None:  # the upload's file is the task's video from the start
+        fields["storage_uri"] = uploads.claim(services, upload_id, task_id, team)
     try:
-        task = store.insert(task_id, task_fields(request, idempotency_key, team))
+        task = store.insert(task_id, fields)
     except DuplicateIdempotencyKey:
+        _give_back(services, upload_id, task_id)
         existing = store.get_by_idempotency_key(idempotency_key or "")
         if existing is None:
             raise
         return _same_request(existing, request, team), False
+    except BaseException:
+        _give_back(services, upload_id, task_id)
+        raise
     if not enqueue:
         return task, True
     try:
         services.queue.enqueue(task_id, url=request.url)
     except ServiceUnavailable:
         store.delete(task_id)
+        _give_back(services, upload_id, task_id)
         raise
     log.info("task created", extra={"task_id": task_id})
     return task, True
+
+
+def _give_back(services: Services, upload_id: str | None, task_id: str) -> None:
+    if upload_id is not None:
+        uploads.release(services, upload_id, task_id)
 
 
 def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None,
@@ -95,6 +111,7 @@ def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None,
         "idempotency_key": idempotency_key,
         "mode": request.mode,
         "translate_to": request.translate_to,
+        "storage_uri": None,  # an upload's file (issue 35), set when one is taken
     }
 
 
@@ -149,9 +166,34 @@ def check_targets(services: Services, request: CreateTaskRequest) -> None:
     """Refuse URLs that point inside our network (a DNS lookup, no download), and batch
     mode where the tagger has no Batch API."""
     check_mode(services, request)
-    for field, url in (("url", request.url), ("callback_url", request.callback_url)):
-        if url is not None:
-            check_url(services, field, url)
+    if (gs := split_gs(request.url)) is not None:
+        check_bucket_object(services, *gs)
+    elif (upload_id := upload_id_of(request.url)) is not None:
+        uploads.check_usable(services, upload_id)
+    else:
+        check_url(services, "url", request.url)
+    if request.callback_url is not None:
+        check_url(services, "callback_url", request.callback_url)
+
+
+def check_bucket_object(services: Services, bucket: str, name: str) -> None:
+    """A `gs://` video: a bucket of INPUT_BUCKETS, an object that exists and fits
+    MAX_VIDEO_MB (one metadata read, time-limited; the worker reads it)."""
+    if not services.inputs.allows(bucket):
+        raise InvalidInput(f"url: bucket {bucket!r} is not one of INPUT_BUCKETS (the buckets "
+                           f"this service may read)")
+    try:
+        size = services.inputs.size_of(bucket, name)
+    except PermissionError:
+        raise InvalidInput(f"url: this service's credentials may not read gs://{bucket}"
+                           ) from None
+    except Exception as error:  # an outage of GCS, not a bad request
+        raise ServiceUnavailable("storage", type(error).__name__) from None
+    if size is None:
+        raise InvalidInput(f"url: gs://{bucket}/{name[:200]} does not exist")
+    if size > services.settings.max_video_bytes:
+        raise InvalidInput(f"url: the object is {size} bytes, over the limit of "
+                           f"{services.settings.max_video_bytes} (MAX_VIDEO_MB)")
 
 
 def check_mode(services: Services, request: CreateTaskRequest) -> None:

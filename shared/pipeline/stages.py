@@ -9,21 +9,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from shared.errors import ErrorCode, PermanentError
-from shared.storage import Storage, frame_key, video_key
+from shared.storage import InputBuckets, Storage, frame_key, video_key
 from shared.tagging import moments, transcript
 from shared.tagging.base import Tagger, TagRequest, fingerprint
 from shared.tagging.result import FrameRef, TagResult, Usage, technical_of
 from shared.tasks.models import Task
-from shared.video.fetch import Downloaded, FetchLimits, download
+from shared.video.fetch import FetchLimits, streaming
 from shared.video.frames import FrameSet, extract_frames
 from shared.video.probe import MediaInfo, probe, sniff_container
 from shared.video.safety import UrlPolicy
+from shared.video.source import VideoSource
+from shared.video.urls import split_gs, upload_id_of
 
 HASH_CHUNK = 1024 * 1024
 log = logging.getLogger("vision_to_tag.pipeline")
@@ -46,6 +48,8 @@ class StageTools:
     find_result: Callable[..., dict | None] | None
     record_windows: Callable[..., bool] | None = None
     share_results: bool = False
+    inputs: InputBuckets | None = None
+    """The buckets `gs://` URLs may name (INPUT_BUCKETS)."""
 
 
 @dataclass
@@ -55,7 +59,9 @@ class Job:
     task: Task
     workdir: Path
     tools: StageTools
-    downloaded: Downloaded | None = None
+    downloaded: StoredVideo | None = None
+    source: VideoSource | None = None
+    """The stored video, read in place (a signed URL or a local path)."""
     storage_uri: str | None = None
     media: MediaInfo | None = None
     dimensions: list[str] = field(default_factory=list)
@@ -76,46 +82,142 @@ def quota_stage(job: Job) -> None:
 
 
 def download_stage(job: Job) -> None:
-    """The video in the work folder and in storage; a retry reuses the stored copy."""
+    """The video streamed into storage (hashed on the way, never in the work folder or
+    in memory: issue 35), then read in place by every later stage; a retry reuses the
+    stored copy."""
     if _reuse_stored_video(job):
         return
-    tools = job.tools
-    job.downloaded = download(job.task.url, job.workdir / "source", tools.fetch_limits,
-                              tools.url_policy)
-    with open(job.downloaded.path, "rb") as handle:
-        ext = sniff_container(handle.read(64)) or "bin"
-    key = video_key(job.task.created_at, job.task.task_id, ext)
-    job.storage_uri = tools.storage.put_file(key, job.downloaded.path,
-                                             job.downloaded.content_type)
-    tools.record_source(
-        job.task.task_id, job.task.attempts, storage_uri=job.storage_uri,
-        video_sha256=job.downloaded.sha256, size_bytes=job.downloaded.size_bytes,
-    )
+    tools, task = job.tools, job.task
+    if (gs := split_gs(task.url)) is not None:
+        _from_bucket(job, *gs)
+        return
+    if (upload_id := upload_id_of(task.url)) is not None:
+        _from_upload(job, upload_id)
+        return
+    with streaming(task.url, tools.fetch_limits, tools.url_policy) as incoming:
+        ext = sniff_container(incoming.head()[:64]) or "bin"
+        key = video_key(task.created_at, task.task_id, ext)
+        uri = tools.storage.put_stream(key, incoming.chunks(), incoming.content_type)
+    stored(job, key, uri, StoredVideo(incoming.sha256, incoming.size_bytes,
+                                      incoming.content_type))
 
 
-def _reuse_stored_video(job: Job) -> bool:
-    storage, uri = job.tools.storage, job.task.storage_uri
-    key = storage.key_of(uri) if uri else None
-    if not key or not storage.exists(key):
-        return False
-    path = job.workdir / "source"
+@dataclass(frozen=True)
+class StoredVideo:
+    """What is known of the attempt's video once it is stored."""
+
+    sha256: str
+    size_bytes: int
+    content_type: str = ""
+
+
+def stored(job: Job, key: str, uri: str, video: StoredVideo, *, record: bool = True) -> None:
+    """The stored video becomes the job's source, read in place from now on."""
+    storage = job.tools.storage
+    job.downloaded, job.storage_uri = video, uri
+    job.source = VideoSource(storage.media_url(key), video.size_bytes,
+                             lambda: storage.open_read(key))
+    if record:
+        job.tools.record_source(
+            job.task.task_id, job.task.attempts, storage_uri=uri,
+            video_sha256=video.sha256, size_bytes=video.size_bytes,
+        )
+
+
+def _from_bucket(job: Job, bucket: str, name: str) -> None:
+    """`gs://bucket/object` of an input bucket, read with the service's credentials:
+    the service's own bucket is read in place (nothing copied), another one is streamed
+    into storage like a download."""
+    tools, url = job.tools, job.task.url
+    inputs = tools.inputs
+    if inputs is None or not inputs.allows(bucket):
+        raise PermanentError(f"gs://{bucket}: not one of INPUT_BUCKETS",
+                             error_code=ErrorCode.DOWNLOAD_FAILED)
+    own_key = tools.storage.key_of(url)
+    if own_key is not None:
+        _check_size(tools.storage.size_of(own_key), url, tools.fetch_limits.max_bytes)
+        stored(job, own_key, url, hashed(tools.storage, own_key))
+        return
     try:
-        storage.get_file(key, path)
+        size = inputs.size_of(bucket, name)
+    except PermissionError:
+        raise PermanentError(f"gs://{bucket}: the service's credentials may not read it",
+                             error_code=ErrorCode.DOWNLOAD_FAILED) from None
+    _check_size(size, url, tools.fetch_limits.max_bytes)
+    try:
+        reader = inputs.open_read(bucket, name)
     except FileNotFoundError:
-        return False
+        _check_size(None, url, 0)
+        raise
+    with reader:
+        _copy_in(job, reader)
+
+
+def _from_upload(job: Job, upload_id: str) -> None:
+    """A task made from an upload has its file as `storage_uri` from its creation (read
+    in place by `_reuse_stored_video`): here that file is gone."""
+    raise PermanentError(f"upload {upload_id}: its file is gone (removed by the clean-up)",
+                         error_code=ErrorCode.DOWNLOAD_FAILED)
+
+
+def _check_size(size: int | None, url: str, max_bytes: int) -> None:
+    if size is None:
+        raise PermanentError(f"{url[:200]}: no such object", error_code=ErrorCode.DOWNLOAD_FAILED)
+    if size > max_bytes:
+        raise PermanentError(f"video is {size} bytes, over the limit of {max_bytes} "
+                             f"(MAX_VIDEO_MB)", error_code=ErrorCode.VIDEO_TOO_LARGE)
+    if size == 0:
+        raise PermanentError("the object is empty", error_code=ErrorCode.VIDEO_UNREADABLE)
+
+
+def _copy_in(job: Job, reader: BinaryIO) -> None:
+    """Stream a reader into the task's storage key, hashing on the way."""
+    digest, counted = hashlib.sha256(), [0]
+    head = reader.read(64)
+    key = video_key(job.task.created_at, job.task.task_id, sniff_container(head) or "bin")
+
+    def chunks() -> Iterator[bytes]:
+        chunk = head
+        while chunk:
+            digest.update(chunk)
+            counted[0] += len(chunk)
+            yield chunk
+            chunk = reader.read(HASH_CHUNK)
+
+    uri = job.tools.storage.put_stream(key, chunks())
+    stored(job, key, uri, StoredVideo(digest.hexdigest(), counted[0]))
+
+
+def hashed(storage: Storage, key: str) -> StoredVideo:
+    """sha256 and size of a stored object, read chunk by chunk."""
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
+    with storage.open_read(key) as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
             size += len(chunk)
-    job.downloaded = Downloaded(path, size, digest.hexdigest(), "")
-    job.storage_uri = uri
+    return StoredVideo(digest.hexdigest(), size)
+
+
+def _reuse_stored_video(job: Job) -> bool:
+    storage, task = job.tools.storage, job.task
+    key = storage.key_of(task.storage_uri) if task.storage_uri else None
+    size = storage.size_of(key) if key else None
+    if key is None or size is None or task.storage_uri is None:
+        return False
+    if task.video_sha256 and task.size_bytes == size:
+        video = StoredVideo(task.video_sha256, size)
+    else:
+        try:
+            video = hashed(storage, key)
+        except FileNotFoundError:
+            return False
+    stored(job, key, task.storage_uri, video, record=False)
     return True
 
 
 def probe_stage(job: Job) -> None:
-    assert job.downloaded is not None
-    media = probe(job.downloaded.path)
+    assert job.source is not None
+    media = probe(job.source)
     limit = job.tools.max_video_seconds
     if media.duration_s > limit:
         raise PermanentError(
@@ -145,10 +247,10 @@ def runnable_dimensions(requested: list[str], media: MediaInfo) -> list[str]:
 
 def frames_stage(job: Job) -> None:
     """Key frames next to the video in storage (none for an audio-only file)."""
-    assert job.downloaded is not None and job.media is not None
+    assert job.source is not None and job.media is not None
     if not job.media.has_video:
         return
-    job.frames = extract_frames(job.downloaded.path, job.workdir / "frames",
+    job.frames = extract_frames(job.source.location, job.workdir / "frames",
                                 job.media.duration_s)
     storage, task = job.tools.storage, job.task
     job.frame_refs = [
@@ -162,12 +264,13 @@ def frames_stage(job: Job) -> None:
 def tag_stage(job: Job) -> None:
     """The cached result when this exact question was answered before, else the tagger
     (batch mode: the request recorded for a batch job instead, issue 27)."""
-    assert job.downloaded is not None and job.media is not None
+    assert job.source is not None and job.media is not None
     result = cached_result(job)
     if result is None:
         cuts = job.frames.cuts if job.frames else ()
         request = TagRequest(
-            video_path=job.downloaded.path,
+            video_path=job.source,
+            workdir=job.workdir,
             media=job.media,
             dimensions=job.dimensions,
             language=job.task.language,

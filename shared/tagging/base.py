@@ -11,11 +11,13 @@ from shared.tagging import transcript, vocabulary
 from shared.tagging.result import TagResult
 from shared.video.frames import Frame
 from shared.video.probe import MediaInfo
+from shared.video.source import VideoSource, source_of
 
 
 @dataclass(frozen=True)
 class TagRequest:
-    video_path: Path
+    video_path: Path | VideoSource
+    """The video: a stored one read in place (`VideoSource`), or a local file."""
     media: MediaInfo
     dimensions: list[str]
     language: str
@@ -31,6 +33,12 @@ class TagRequest:
     """Called with every part answered so far, as soon as one more is in (kept on the row)."""
     translate_to: str | None = None
     """The language the transcript's segments are also given in (`TRANSLATIONS`)."""
+    workdir: Path | None = None
+    """The attempt's temporary folder (small files only: the audio track)."""
+
+    @property
+    def source(self) -> VideoSource:
+        return source_of(self.video_path)
 
 
 def request_fingerprint(request: TagRequest) -> str:

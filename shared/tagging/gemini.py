@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -344,7 +345,7 @@ class GeminiTagger:
         video and GEMINI_TIMEOUT_PER_MB_S per MB sent — a 10-minute video is not cut by a
         limit sized for 10 seconds."""
         config = self.config
-        size_mb = request.video_path.stat().st_size / 1024 / 1024
+        size_mb = request.source.size_bytes / 1024 / 1024
         seconds = (config.timeout_s
                    + config.timeout_per_minute_s * request.media.duration_s / 60
                    + config.timeout_per_mb_s * size_mb)
@@ -508,13 +509,14 @@ class GeminiTagger:
     def _video_parts(self, request: TagRequest, lease: Lease, endpoint: str):
         """Inline bytes when the request fits INLINE_MAX_MB, else the Files API."""
         mime = MIME_TYPES.get(request.media.container, "video/mp4")
-        size = request.video_path.stat().st_size
-        if size * 4 / 3 + 64 * 1024 <= self.config.inline_max_mb * 1024 * 1024:
-            return [types.Part.from_bytes(data=request.video_path.read_bytes(),
-                                          mime_type=mime)], None
+        source = request.source
+        if source.size_bytes * 4 / 3 + 64 * 1024 <= self.config.inline_max_mb * 1024 * 1024:
+            with source.open() as handle:  # bounded by INLINE_MAX_MB
+                return [types.Part.from_bytes(data=handle.read(), mime_type=mime)], None
         client = self._file_client(lease, endpoint)
-        uploaded = client.files.upload(file=str(request.video_path),
-                                       config=types.UploadFileConfig(mime_type=mime))
+        with source.open() as handle:  # the SDK sends it in 8 MB chunks: read in place
+            uploaded = client.files.upload(file=handle,
+                                           config=types.UploadFileConfig(mime_type=mime))
         try:
             active = self._wait_active(client, uploaded)
         except BaseException:
@@ -571,9 +573,10 @@ class GeminiTagger:
             parts.append(types.Part.from_bytes(data=Path(frame.path).read_bytes(),
                                                mime_type="image/jpeg"))
         if request.media.has_audio:
-            audio = extract_audio(request.video_path,
-                                  request.video_path.with_name("audio_track.mp3"))
-            parts.append(types.Part.from_bytes(data=audio.read_bytes(), mime_type="audio/mp3"))
+            with tempfile.TemporaryDirectory(prefix="vtt-audio-", dir=request.workdir) as folder:
+                audio = extract_audio(request.source.location, Path(folder) / "audio_track.mp3")
+                parts.append(types.Part.from_bytes(data=audio.read_bytes(),
+                                                   mime_type="audio/mp3"))
         return parts
 
 

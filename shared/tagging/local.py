@@ -242,7 +242,7 @@ def hear(request: TagRequest, words: dict[str, str]) -> Heard:
     segments as key moments."""
     from shared.tagging import offline
 
-    report = offline.listen(request.video_path, request.media.duration_s)
+    report = offline.listen(request.source.location, request.media.duration_s)
     if not report.has_sound:
         tags = [Tag(tag=words["silence"], confidence=1.0)]
     elif report.speech_ratio >= 0.5:

@@ -214,7 +214,7 @@ def keywords(texts: Sequence[str], limit: int = 8) -> list[tuple[str, float]]:
 # --- speech and loudness -------------------------------------------------------------------
 
 
-def listen(media_path: Path, duration_s: float) -> SpeechReport:
+def listen(media_path: Path | str, duration_s: float) -> SpeechReport:
     """Voice activity over the whole track, and its loudness."""
     pcm = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i",

@@ -23,7 +23,13 @@ from pydantic import (
 
 from shared.tagging import transcript, vocabulary
 from shared.tagging.result import ALL_DIMENSIONS, TRANSLATIONS, TagResult
-from shared.video.urls import MAX_URL_LENGTH, URL_PATTERN, check_http_url
+from shared.video.urls import (
+    MAX_URL_LENGTH,
+    URL_PATTERN,
+    VIDEO_URL_PATTERN,
+    check_http_url,
+    check_video_url,
+)
 
 TASK_ID_REGEX = (r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                  r"[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$")
@@ -85,6 +91,8 @@ def check_platform(value: str | None, info: ValidationInfo) -> str | None:
 
 URL_SCHEMA = {"maxLength": MAX_URL_LENGTH, "pattern": URL_PATTERN}
 """The URL form in the document: the very pattern `check_http_url` decides with."""
+VIDEO_URL_SCHEMA = {"maxLength": MAX_URL_LENGTH, "pattern": VIDEO_URL_PATTERN}
+"""A video's `url`: also `gs://bucket/object` and `upload:<upload_id>` (issue 35)."""
 
 
 class CreateTaskRequest(BaseModel):
@@ -94,8 +102,10 @@ class CreateTaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: StrictStr = Field(description="http(s) URL of the video (the form: README, "
-                           "\"Video intake\")", json_schema_extra=URL_SCHEMA)
+    url: StrictStr = Field(description="the video: an http(s) URL (the form: README, "
+                           "\"Video intake\"), `gs://bucket/object` of a bucket in "
+                           "INPUT_BUCKETS, or `upload:<upload_id>` (POST /api/v1/uploads)",
+                           json_schema_extra=VIDEO_URL_SCHEMA)
     platform: StrictStr = Field(description="calling platform, one of PLATFORMS")
     uid: StrictInt | Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)] \
         | None = Field(default=None, description="caller's user id")
@@ -145,7 +155,12 @@ class CreateTaskRequest(BaseModel):
             raise ValueError(f"unknown env {value[:64]!r} (allowed: {', '.join(allowed)})")
         return value
 
-    @field_validator("url", "callback_url")
+    @field_validator("url")
+    @classmethod
+    def _video_url(cls, value: str) -> str:
+        return check_video_url(value)
+
+    @field_validator("callback_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)

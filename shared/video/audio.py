@@ -12,7 +12,8 @@ from shared.video.probe import ffmpeg_exe
 AUDIO_TIMEOUT_S = 300
 
 
-def extract_audio(video: Path, dest: Path) -> Path:
+def extract_audio(video: Path | str, dest: Path) -> Path:
+    """`video`: a path or a URL ffmpeg reads in place."""
     run = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-i", str(video), "-vn", "-sn", "-dn",
          "-ac", "1", "-ar", "16000", "-c:a", "libmp3lame", "-b:a", "32k", "-f", "mp3", str(dest)],

@@ -1,9 +1,10 @@
-"""Download a video to a local file, safely.
+"""Download a video, streamed, safely.
 
 - only http/https, no credentials in the URL, at most `MAX_REDIRECTS` hops, each hop
   checked; every connection goes to an address the `UrlPolicy` allowed (DNS rebinding);
 - `Content-Length` over the limit is refused before reading; without one, streaming
-  stops at the limit; the file is hashed (sha256) while it streams, never held in memory;
+  stops at the limit; the body is hashed (sha256) while it streams, never held in memory
+  (`streaming` hands it over chunk by chunk: the worker writes it straight to storage);
 - connect and read timeouts per socket operation, and a total deadline enforced by a
   watchdog that shuts the socket (a server dripping a byte a second cannot hold us);
 - HTTP 4xx is permanent (the URL is wrong or gone); 5xx, 408, 429 and network errors
@@ -151,30 +152,100 @@ class SafeSession:
         return self.watchdog.fired
 
 
+class Incoming:
+    """A download as it arrives: `chunks()` yields the body once, hashing and counting on
+    the way and stopping at the size limit; `sha256` and `size_bytes` are final after.
+    A network failure while reading is a TransientError (the attempt is retried)."""
+
+    def __init__(self, response: requests.Response, limits: FetchLimits,
+                 safe: SafeSession) -> None:
+        self.content_type = response.headers.get("Content-Type", "")
+        self._response, self._limits, self._safe = response, limits, safe
+        self._digest = hashlib.sha256()
+        self.size_bytes = 0
+        self._body = response.iter_content(CHUNK_BYTES)
+        self._first = b""
+
+    def head(self) -> bytes:
+        """The first chunk (to sniff the container before choosing where to store)."""
+        if not self._first:
+            with _translated(self._safe, self._limits):
+                self._first = next(self._body, b"")
+        return self._first
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def chunks(self) -> Iterator[bytes]:
+        first = self.head()
+        if first:
+            yield self._counted(first)
+        while True:
+            with _translated(self._safe, self._limits):
+                chunk = next(self._body, None)
+            if chunk is None:
+                break
+            yield self._counted(chunk)
+        if self.size_bytes == 0:
+            raise PermanentError("the URL answered an empty body",
+                                 error_code=ErrorCode.VIDEO_UNREADABLE)
+
+    def _counted(self, chunk: bytes) -> bytes:
+        self.size_bytes += len(chunk)
+        if self.size_bytes > self._limits.max_bytes:
+            raise PermanentError(
+                f"video is over the limit of {self._limits.max_bytes} bytes (MAX_VIDEO_MB)",
+                error_code=ErrorCode.VIDEO_TOO_LARGE,
+            )
+        self._digest.update(chunk)
+        return chunk
+
+
+@contextlib.contextmanager
+def _translated(safe: SafeSession, limits: FetchLimits) -> Iterator[None]:
+    """A requests failure as the task error it means (the URL's text never in it)."""
+    try:
+        yield
+    except requests.RequestException as error:
+        if safe.timed_out:
+            raise TransientError(
+                f"download took over {limits.total_timeout_s:g} s",
+                error_code=ErrorCode.DOWNLOAD_TIMEOUT,
+            ) from error
+        raise TransientError(
+            f"download failed: {_describe(error)}", error_code=ErrorCode.DOWNLOAD_UNAVAILABLE
+        ) from error
+
+
+@contextlib.contextmanager
+def streaming(url: str, limits: FetchLimits, policy: UrlPolicy) -> Iterator[Incoming]:
+    """Open `url` (redirects checked hop by hop, status and declared size checked) and
+    hand its body over as it arrives: nothing is written here (issue 35: the worker
+    streams it straight into storage)."""
+    with safe_session(policy, limits.total_timeout_s) as safe:
+        with _translated(safe, limits):
+            response = _follow(safe.http, url, limits, policy)
+        with response:
+            yield Incoming(response, limits, safe)
+
+
 def download(url: str, dest: Path, limits: FetchLimits, policy: UrlPolicy) -> Downloaded:
     """Stream `url` into `dest` (removed again on any failure)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with safe_session(policy, limits.total_timeout_s) as safe:
-        try:
-            return _follow_and_stream(safe.http, url, dest, limits, policy)
-        except requests.RequestException as error:
-            dest.unlink(missing_ok=True)
-            if safe.timed_out:
-                raise TransientError(
-                    f"download took over {limits.total_timeout_s:g} s",
-                    error_code=ErrorCode.DOWNLOAD_TIMEOUT,
-                ) from error
-            raise TransientError(
-                f"download failed: {_describe(error)}", error_code=ErrorCode.DOWNLOAD_UNAVAILABLE
-            ) from error
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
+    try:
+        with streaming(url, limits, policy) as incoming, open(dest, "wb") as out:
+            for chunk in incoming.chunks():
+                out.write(chunk)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return Downloaded(dest, incoming.size_bytes, incoming.sha256, incoming.content_type)
 
 
-def _follow_and_stream(
-    session: requests.Session, url: str, dest: Path, limits: FetchLimits, policy: UrlPolicy
-) -> Downloaded:
+def _follow(session: requests.Session, url: str, limits: FetchLimits,
+            policy: UrlPolicy) -> requests.Response:
+    """The final response (open, body unread), its status and declared size checked."""
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         _check_hop(current, policy)
@@ -183,12 +254,17 @@ def _follow_and_stream(
             timeout=(limits.connect_timeout_s, limits.read_timeout_s),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         )
-        with response:
-            if response.status_code in REDIRECT_CODES and response.headers.get("Location"):
-                current = urljoin(current, response.headers["Location"])
-                continue
+        if response.status_code in REDIRECT_CODES and response.headers.get("Location"):
+            response.close()
+            current = urljoin(current, response.headers["Location"])
+            continue
+        try:
             _check_status(response)
-            return _stream(response, dest, limits)
+            _check_declared(response, limits)
+        except BaseException:
+            response.close()
+            raise
+        return response
     raise PermanentError(f"download failed: more than {MAX_REDIRECTS} redirects",
                          error_code=ErrorCode.DOWNLOAD_FAILED)
 
@@ -197,7 +273,7 @@ def _check_hop(url: str, policy: UrlPolicy) -> None:
     policy.check_url(url, resolve=False, what="url: redirect target")
 
 
-def _stream(response: requests.Response, dest: Path, limits: FetchLimits) -> Downloaded:
+def _check_declared(response: requests.Response, limits: FetchLimits) -> None:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limits.max_bytes:
         raise PermanentError(
@@ -205,22 +281,6 @@ def _stream(response: requests.Response, dest: Path, limits: FetchLimits) -> Dow
             f"(MAX_VIDEO_MB)",
             error_code=ErrorCode.VIDEO_TOO_LARGE,
         )
-    digest = hashlib.sha256()
-    size = 0
-    with open(dest, "wb") as out:
-        for chunk in response.iter_content(CHUNK_BYTES):
-            size += len(chunk)
-            if size > limits.max_bytes:
-                raise PermanentError(
-                    f"video is over the limit of {limits.max_bytes} bytes (MAX_VIDEO_MB)",
-                    error_code=ErrorCode.VIDEO_TOO_LARGE,
-                )
-            digest.update(chunk)
-            out.write(chunk)
-    if size == 0:
-        raise PermanentError("the URL answered an empty body",
-                             error_code=ErrorCode.VIDEO_UNREADABLE)
-    return Downloaded(dest, size, digest.hexdigest(), response.headers.get("Content-Type", ""))
 
 
 def _check_status(response: requests.Response) -> None:

@@ -70,9 +70,10 @@ def target_count(duration_s: float, cap: int = MAX_FRAMES) -> int:
     return max(1, min(cap, math.ceil(duration_s / TARGET_SPACING_S)))
 
 
-def extract_frames(video: Path, out_dir: Path, duration_s: float,
+def extract_frames(video: Path | str, out_dir: Path, duration_s: float,
                    cap: int = MAX_FRAMES) -> FrameSet:
-    """Pick up to `cap` frames; JPEGs land in `out_dir` as 001.jpg, 002.jpg … in time order."""
+    """Pick up to `cap` frames; JPEGs land in `out_dir` as 001.jpg, 002.jpg … in time order.
+    `video`: a path or a URL ffmpeg reads in place (a stored video's signed URL)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = target_count(duration_s, cap)
     candidates = _keyframe_candidates(video, out_dir / "kf", duration_s, wanted)
@@ -122,7 +123,7 @@ def choose(candidates: list[Frame], wanted: int, duration_s: float) -> list[Fram
     return list(chosen.values())
 
 
-def _keyframe_candidates(video: Path, folder: Path, duration_s: float,
+def _keyframe_candidates(video: Path | str, folder: Path, duration_s: float,
                          wanted: int) -> list[Frame]:
     folder.mkdir(parents=True, exist_ok=True)
     min_gap = duration_s / (wanted * 4)
@@ -138,7 +139,7 @@ def _keyframe_candidates(video: Path, folder: Path, duration_s: float,
     return [Frame(max(0.0, t), path, score) for (t, score), path in zip(found, files, strict=True)]
 
 
-def _decode_all(video: Path, folder: Path, duration_s: float, wanted: int) -> list[Frame]:
+def _decode_all(video: Path | str, folder: Path, duration_s: float, wanted: int) -> list[Frame]:
     folder.mkdir(parents=True, exist_ok=True)
     rate = wanted / max(duration_s, 0.001)
     stderr = _run([

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from shared.errors import ErrorCode, PermanentError
+from shared.video.source import VideoSource, source_of
 
 PROBE_TIMEOUT_S = 60
 """ffmpeg reads a header and one frame; a minute means the file is pathological."""
@@ -91,10 +92,11 @@ FFMPEG_DEMUXERS = {
 """What ffmpeg must name in `Input #0, <demuxer>` to confirm the sniffed container."""
 
 
-def probe(path: Path) -> MediaInfo:
-    """Read the file's streams; PermanentError when it is not a usable video."""
-    with open(path, "rb") as handle:
-        head = handle.read(512)
+def probe(video: Path | VideoSource) -> MediaInfo:
+    """Read the file's streams; PermanentError when it is not a usable video. A stored
+    video is read in place (a signed URL: ffmpeg seeks with range requests)."""
+    source = source_of(video)
+    head = source.read_head(512)
     container = sniff_container(head[:64])
     if container is None and looks_like_html(head):
         raise PermanentError(
@@ -109,7 +111,7 @@ def probe(path: Path) -> MediaInfo:
         )
     try:
         run = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", source.location,
              "-map", "0:v:0?", "-frames:v", "1", "-f", "null", "-"],
             capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_S,
         )

@@ -54,7 +54,18 @@ use it), Rust's and Python's regex engines read the same way: explicit classes, 
 `\\d`/`\\s`/`\\w`, no look-around, `$` at the very end (the server matches the whole
 string, as a JSON Schema validator's `$` does)."""
 
+BUCKET = r"[a-z0-9](?:[a-z0-9_.-]{1,61})[a-z0-9]"
+"""A GCS bucket name (3–63 lower-case letters, digits, `-`, `_`, `.`)."""
+UPLOAD_ID = r"[0-9a-f]{32}"
+"""An upload's id, as POST /api/v1/uploads gives it."""
+VIDEO_URL_PATTERN = (rf"^(?:{SCHEME}://{HOST}(?::{PORT})?{REST}"
+                     rf"|gs://{BUCKET}/[{URL_CHAR}]+|upload:{UPLOAD_ID})$")
+"""A video's `url` (issue 35): an http(s) URL, an object of an input bucket
+(`gs://bucket/object`, INPUT_BUCKETS) or a finished upload (`upload:<upload_id>`)."""
+
 _URL = re.compile(URL_PATTERN)
+_VIDEO_URL = re.compile(VIDEO_URL_PATTERN)
+_GS = re.compile(rf"gs://({BUCKET})/(.+)", re.DOTALL)
 _HOST_NAME = re.compile(HOST_NAME)
 _IPV6 = re.compile(IPV6)
 _LABEL = re.compile(LABEL)
@@ -70,6 +81,46 @@ def url_problem(value: str) -> str | None:
     if _URL.fullmatch(value):
         return None
     return _explain(value)
+
+
+def video_url_problem(value: str) -> str | None:
+    """`url_problem` for a video's `url`, which may also name a bucket's object or an
+    upload. The decision is VIDEO_URL_PATTERN."""
+    if len(value) > MAX_URL_LENGTH:
+        return f"must be at most {MAX_URL_LENGTH} characters"
+    if _VIDEO_URL.fullmatch(value):
+        return None
+    if value.startswith("gs://"):
+        bucket = value[5:].split("/", 1)[0]
+        if not re.fullmatch(BUCKET, bucket):
+            return f"bucket {bucket[:64]!r} is not a valid GCS bucket name"
+        return "must be gs://bucket/object with an object name (no whitespace or controls)"
+    if value.startswith("upload:"):
+        return "upload id must be the 32 hex digits POST /api/v1/uploads gave"
+    problem = _explain(value)
+    if problem == "must be an http or https URL":
+        return "must be an http or https URL, gs://bucket/object or upload:<upload_id>"
+    return problem
+
+
+def split_gs(value: str) -> tuple[str, str] | None:
+    """(bucket, object name) of a `gs://` URL, None for any other URL."""
+    match = _GS.fullmatch(value)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def upload_id_of(value: str) -> str | None:
+    """The upload id of an `upload:` URL, None for any other URL."""
+    rest = value.removeprefix("upload:")
+    return rest if rest != value and re.fullmatch(UPLOAD_ID, rest) else None
+
+
+def check_video_url(value: str) -> str:
+    """`video_url_problem` as a pydantic validator."""
+    problem = video_url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def check_http_url(value: str) -> str:
