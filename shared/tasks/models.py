@@ -94,7 +94,7 @@ class CreateTaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: StrictStr = Field(description="http(s) URL of the video (the form: README, "
+    url: StrictStr = Field(description="http(s) URL of the video (the form: docs/api.md, "
                            "\"Video intake\")", json_schema_extra=URL_SCHEMA)
     platform: StrictStr = Field(description="calling platform, one of PLATFORMS")
     uid: StrictInt | Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)] \
