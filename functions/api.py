@@ -1,4 +1,4 @@
-"""Function `api`: the public HTTP API (README, "HTTP API").
+"""Function `api`: the public HTTP API (README, "HTTP API"; details: docs/api.md).
 
 Every route is declared once, in ENDPOINTS at the end: the router and the OpenAPI document
 are both built from that list."""

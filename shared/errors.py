@@ -13,9 +13,10 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
-    """Every `error_code` a task can fail or wait with (README, "Error codes"): stored on
-    the row, sent in callbacks, answered by the API. `functions/http.py` gives each one
-    its HTTP status for the synchronous API (shared/ knows no HTTP)."""
+    """Every `error_code` a task can fail or wait with (docs/api.md, "Task lifecycle and
+    error codes"): stored on the row, sent in callbacks, answered by the API.
+    `functions/http.py` gives each one its HTTP status for the synchronous API (shared/
+    knows no HTTP)."""
 
     # the video
     URL_FORBIDDEN = "url_forbidden"

@@ -1,9 +1,12 @@
 """The README's runnable blocks (fenced ```sh readme-test) work as written, from a copy
-of the checkout — what a newcomer pastes is what this test runs."""
+of the checkout — what a newcomer pastes is what this test runs. The README stays a few
+screens long, its sample result uses the real field names, and every relative link in it
+and in docs/ reaches a file and heading that exist (issue 39)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -16,6 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"^```sh readme-test\n(.*?)^```", re.M | re.S)
+FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+# [text](target): the text may hold `code` and brackets of its own, never a line break
+LINK = re.compile(r"\[(?:[^\]\n]|\][^(\n])*?\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.M)
 
 
 def readme_blocks() -> list[str]:
@@ -74,3 +81,95 @@ def stop_group(pgid: int) -> None:
             os.killpg(pgid, 0)
             time.sleep(0.2)
         os.killpg(pgid, signal.SIGKILL)
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The ids GitHub gives a file's headings: lower case, punctuation other than `-` and
+    `_` dropped, spaces as `-`, a repeated one suffixed -1, -2 …; code blocks hold none."""
+    anchors: set[str] = set()
+    for heading in HEADING.findall(FENCE.sub("", markdown)):
+        text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link's text only
+        slug = re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+        anchor, count = slug, 0
+        while anchor in anchors:
+            count += 1
+            anchor = f"{slug}-{count}"
+        anchors.add(anchor)
+    return anchors
+
+
+def relative_links(document: Path) -> list[str]:
+    text = FENCE.sub("", document.read_text(encoding="utf-8"))
+    return [target for target in LINK.findall(text)
+            if not re.match(r"[a-z][a-z0-9+.-]*:", target)]  # http:, https:, mailto: …
+
+
+def broken(document: Path, target: str) -> str | None:
+    """Why a relative link from `document` leads nowhere, or None when it arrives."""
+    path_part, _, anchor = target.partition("#")
+    destination = (document.parent / path_part).resolve() if path_part else document
+    if not destination.exists():
+        return f"{target}: no file {path_part}"
+    if anchor and (destination.suffix != ".md"
+                   or anchor not in github_anchors(destination.read_text(encoding="utf-8"))):
+        return f"{target}: no heading #{anchor} in {destination.name}"
+    return None
+
+
+def test_the_anchor_rule_is_github_s() -> None:
+    assert github_anchors("## Operating it: stats, dashboard, logs\n## Set-up (two commands)\n"
+                          "### `GET /docs` page\n## Notes\n## Notes\n```sh\n# not one\n```") \
+        == {"operating-it-stats-dashboard-logs", "set-up-two-commands", "get-docs-page",
+            "notes", "notes-1"}
+
+
+def test_a_broken_link_is_caught(tmp_path: Path) -> None:
+    """The check can fail: a missing file and a missing heading are both named."""
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n[a](gone.md) [b](page.md#nowhere) [c](#title)\n")
+    assert broken(page, "page.md#title") is None and broken(page, "#title") is None
+    assert "no file" in (broken(page, "gone.md") or "")
+    assert "no heading #nowhere" in (broken(page, "page.md#nowhere") or "")
+
+
+def test_every_relative_link_in_the_readme_and_docs_arrives() -> None:
+    problems = [f"{document.relative_to(ROOT)}: {why}" for document in documents()
+                for target in relative_links(document)
+                if (why := broken(document, target))]
+    assert problems == []
+
+
+def test_the_readme_fits_on_a_few_screens_and_links_every_doc() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 300
+    linked = {target.partition("#")[0] for target in relative_links(ROOT / "README.md")}
+    assert {f"docs/{doc.name}" for doc in (ROOT / "docs").glob("*.md")} <= linked
+    assert "[`/docs`](http://localhost:8080/docs)" in readme  # the API docs page (GET /docs)
+
+
+def test_the_two_set_up_commands_come_first() -> None:
+    """CI and newcomers rely on them: the first two code blocks, exactly these."""
+    blocks = re.findall(r"^```(\S*)\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
+    commands = [body.strip() for lang, body in blocks if lang == "sh"][:2]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+
+
+def test_the_sample_result_uses_the_real_field_names() -> None:
+    """The README's trimmed sample may leave fields out but never invents one."""
+    from shared.tagging.result import KeyMoment, Tag, TagResult, Technical
+    from shared.tasks.models import Task
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    task = json.loads(re.search(r"^```json\n(.*?)^```", readme, re.M | re.S).group(1))
+    assert task["status"] == "completed" and set(task) <= set(Task.model_fields)
+    result = task["result"]
+    assert set(result) <= set(TagResult.model_fields)
+    assert set(result["technical"]) <= set(Technical.model_fields)
+    assert all(set(moment) <= set(KeyMoment.model_fields) for moment in result["key_moments"])
+    tags = [tag for fields in result["dimensions"].values() for field in fields.values()
+            for tag in field]
+    assert tags and all(Tag.model_validate(tag).tag == tag["tag"] for tag in tags)

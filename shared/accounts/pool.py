@@ -1,4 +1,4 @@
-"""AccountPool: which Gemini API key a request uses (README, "Gemini key pool").
+"""AccountPool: which Gemini API key a request uses (docs/key-pool.md).
 
 Every decision is one Lua script run inside Redis, so no two callers can both take the
 last slot of a key, however many processes ask at once. Keys are taken least recently

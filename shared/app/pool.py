@@ -14,7 +14,7 @@ from shared.redis_conn import redis_outage
 from shared.tasks.models import ServiceWarning
 
 IMPORT_KEYS = "python scripts/import_accounts.py --file google_accounts.json"
-"""The command that fills the pool (README, "Gemini key pool")."""
+"""The command that fills the pool (docs/key-pool.md)."""
 
 
 def pool_stats(services: Services) -> dict[str, object]:

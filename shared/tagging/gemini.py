@@ -1,5 +1,5 @@
 """GeminiTagger: one `generate_content` call per task for all requested dimensions,
-with the API key chosen per call from the AccountPool (README, "Tagging with Gemini").
+with the API key chosen per call from the AccountPool (docs/tagging.md).
 
 Every outcome goes back to the pool; on a 429, an invalid key, a 403, a 5xx or a timeout
 the tagger fails over to the next key until `GEMINI_DEADLINE_S`. When no key is free the

@@ -102,7 +102,7 @@ class CreateTaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: StrictStr = Field(description="the video: an http(s) URL (the form: README, "
+    url: StrictStr = Field(description="the video: an http(s) URL (the form: docs/api.md, "
                            "\"Video intake\"), `gs://bucket/object` of a bucket in "
                            "INPUT_BUCKETS, or `upload:<upload_id>` (POST /api/v1/uploads)",
                            json_schema_extra=VIDEO_URL_SCHEMA)
