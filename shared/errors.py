@@ -180,3 +180,8 @@ class TooManyAttempts(Rejected):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class OverCap(TooManyAttempts):
+    """A team reached one of its caps (tasks a day, tasks in flight): it waits
+    `retry_after_s` seconds; the message names the cap."""

@@ -239,3 +239,14 @@ def upload(upload_id: str) -> str:
 UPLOADS_EXPIRING = "uploads:expiring"
 """ZSet upload id -> expires_at (epoch s) of the uploads no task has used yet: what the
 clean-up removes."""
+
+
+def api_team_caps(team: str) -> str:
+    """Hash of a team's caps (issue 36): `max_per_day`, `max_in_flight`; absent: none."""
+    return f"api_team_caps:{team}"
+
+
+def api_team_created(team: str, day: str) -> str:
+    """Tasks a team created on a UTC day (YYYY-MM-DD), against its `max_per_day`; expires
+    two days later."""
+    return f"api_team_created:{team}:{day}"

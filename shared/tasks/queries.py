@@ -20,6 +20,8 @@ from shared.tasks.models import Task, TaskStatus, UnreadableTask
 from shared.tasks.schema import video_tasks as t
 from shared.tasks.store import UnreadableRow, to_task
 
+UNFINISHED_STATUSES = (TaskStatus.PENDING, TaskStatus.PROCESSING, TaskStatus.WAITING_BATCH)
+
 log = logging.getLogger("vision_to_tag.tasks")
 
 
@@ -109,6 +111,13 @@ class TaskQueries:
         """Tasks finished since the minute of `since` by status, with their usage."""
         with connect(self.engine) as conn:
             return rollups.finished_totals(conn, since)
+
+    def unfinished_of(self, team: str) -> int:
+        """The team's tasks not finished yet (its tasks in flight)."""
+        query = sa.select(sa.func.count()).select_from(t).where(
+            t.c.team == team, t.c.status.in_(UNFINISHED_STATUSES))
+        with connect(self.engine) as conn:
+            return conn.execute(query).scalar_one()
 
     def team_days(self, team: str, days: int) -> list[dict[str, Any]]:
         """The team's usage for its last `days` UTC days, today last."""

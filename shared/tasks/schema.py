@@ -34,6 +34,7 @@ READ_INDEXES: dict[str, tuple[str, ...]] = {
     "ix_video_tasks_status_lease_until": ("status", "lease_until"),
     "ix_video_tasks_status_processed_end": ("status", "processed_end", *USAGE_COLUMNS),
     "ix_video_tasks_team_id": ("team", "id"),
+    "ix_video_tasks_team_status": ("team", "status"),
     "ix_video_tasks_team_created_at": ("team", "created_at"),
 }
 """Migration 0009 (issue 34): an index for every filter of the list (newest first: by

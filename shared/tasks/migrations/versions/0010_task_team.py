@@ -20,6 +20,7 @@ branch_labels = None
 depends_on = None
 
 TASK_INDEXES = {"ix_video_tasks_team_id": ("team", "id"),
+                "ix_video_tasks_team_status": ("team", "status"),
                 "ix_video_tasks_team_created_at": ("team", "created_at")}
 BATCH_INDEXES = {"ix_batches_team_id": ("team", "id")}
 USAGE = ("usage_requests", "usage_prompt_tokens", "usage_cached_tokens",
