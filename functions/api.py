@@ -179,7 +179,8 @@ def validation_context(services: Services) -> dict[str, Any]:
     """What the request models check against: this deployment's platforms and envs, and
     the mode a request that names none gets (DEFAULT_MODE)."""
     return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS,
-            "default_mode": services.settings.DEFAULT_MODE}
+            "default_mode": services.settings.DEFAULT_MODE,
+            "default_reuse": services.settings.REUSE}
 
 
 def create(request: flask.Request, services: Services) -> flask.Response:

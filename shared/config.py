@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
     GEMINI_RATE_WINDOW_S: float = Field(default=60, gt=0)
     RESULT_CACHE: bool = True
+    REUSE: Literal["exact", "similar", "none"] = "exact"
     # Gemini Batch mode (issue 27)
     DEFAULT_MODE: Literal["interactive", "batch"] = "interactive"
     BATCH_MAX_WAIT_S: float = Field(default=86400, gt=0)

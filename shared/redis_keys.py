@@ -223,3 +223,13 @@ def api_key(key_id: str) -> str:
 def auth_failures(address: str) -> str:
     """Counter of wrong keys from one client address in the current window (TTL)."""
     return f"api_auth_failures:{address}"
+
+
+REUSE_INDEX_PREFIX = "reuse_index:"
+
+
+def reuse_index(band: int, high: int) -> str:
+    """Hash of the near-duplicate index (issue 40): band `band` of a frame hash whose high
+    byte is `high`; field `{low byte}:{duration class}` → the fingerprint ids (8 hex
+    digits each, packed) of the videos with that band value at one of their anchors."""
+    return f"{REUSE_INDEX_PREFIX}{band}:{high}"

@@ -20,6 +20,7 @@ from shared.queue.base import TaskQueue
 from shared.storage import Storage
 from shared.tagging.base import Tagger
 from shared.tasks.batches import BatchStore
+from shared.tasks.fingerprints import FingerprintStore
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
@@ -44,6 +45,12 @@ class Services:
     url_policy: UrlPolicy
     pool: AccountPool
     index: TagIndex | None = None
+
+    @property
+    def fingerprints(self) -> FingerprintStore:
+        """The videos' fingerprints and their index (issue 40), on the task database and
+        Redis (built on each access: no I/O)."""
+        return FingerprintStore(self.store.engine, self.redis)
 
     @property
     def worker(self) -> Worker:
@@ -72,6 +79,8 @@ class Services:
             record_source=self.store.record_source,
             record_windows=self.store.record_windows,
             find_result=self.queries.find_result if settings.RESULT_CACHE else None,
+            fingerprints=self.fingerprints if settings.RESULT_CACHE else None,
+            default_reuse=settings.REUSE,
         )
 
 

@@ -93,6 +93,7 @@ def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
         "idempotency_key": idempotency_key,
         "mode": request.mode,
         "translate_to": request.translate_to,
+        "reuse": request.reuse,
     }
 
 

@@ -123,6 +123,12 @@ class CreateTaskRequest(BaseModel):
         default="interactive",
         description="`batch`: tagged through Gemini's Batch API at half price, answered "
         "within 24 h (usually much sooner); default: the deployment's DEFAULT_MODE")
+    reuse: Literal["exact", "similar", "none"] = Field(
+        default="exact",
+        description="`exact`: a byte-identical video's earlier result is reused; `similar`: "
+        "also a near-duplicate's (re-encoded, resized, cropped, letterboxed, watermarked, "
+        "trimmed by up to 3 s: `result.reused_from` says which); `none`: always tagged "
+        "afresh. Default: the deployment's REUSE")
     translate_to: StrictStr | None = Field(
         default=None, json_schema_extra={"enum": [*TRANSLATIONS, None]},
         description="each transcript segment also gets a `translation` into this language "
@@ -135,6 +141,8 @@ class CreateTaskRequest(BaseModel):
             data = {**data, "env": envs_of(info)[0]}
         if isinstance(data, dict) and "mode" not in data:
             data = {**data, "mode": (info.context or {}).get("default_mode", "interactive")}
+        if isinstance(data, dict) and "reuse" not in data:
+            data = {**data, "reuse": (info.context or {}).get("default_reuse", "exact")}
         return data
 
     @field_validator("env")
@@ -235,6 +243,8 @@ class Task(BaseModel):
     language: str
     vocabulary: dict[str, Any] | None = None
     translate_to: str | None = None
+    reuse: Literal["exact", "similar", "none"] | None = Field(
+        default=None, description="the request's `reuse` (null: a task made before: exact)")
     windows: dict[str, Any] | None = Field(default=None, exclude=True)
     """A long video's parts already answered (kept until the task completes)."""
     mode: Literal["interactive", "batch"] = "interactive"
