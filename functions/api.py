@@ -39,6 +39,7 @@ from shared.app import access, batches, health, pool, tasks
 from shared.app.access import Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
+from shared.app.similar import similar_videos
 from shared.app.stats import gemini_status, service_stats
 from shared.config import get_settings
 from shared.errors import SERVICE_RETRY_S, Rejected, ServiceUnavailable
@@ -62,6 +63,8 @@ from shared.tasks.models import (
     CreateTaskRequest,
     ListTasksQuery,
     RetryQuery,
+    SimilarQuery,
+    SimilarVideos,
     StatsQuery,
     SyncTagRequest,
     Task,
@@ -276,6 +279,12 @@ def subtitles(request: flask.Request, services: Services, task_id: str,
     return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[fmt])
 
 
+def similar(request: flask.Request, services: Services, task_id: str) -> flask.Response:
+    query = SimilarQuery.model_validate(single_valued(request))
+    found = similar_videos(services, task_id, query)
+    return reply(200, task_id=found.task_id, data=found.model_dump(mode="json"))
+
+
 def accounts(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=pool.pool_stats(services))
 
@@ -428,6 +437,13 @@ ENDPOINTS = (
                                                     "pattern": "^[0-9]{1,4}$"}},
              answer="the frame", media={"image/jpeg": {"type": "string", "format": "binary"}},
              errors=(400, 404, 503), scope=Scope.READ),
+    Endpoint("/api/v1/task/<task_id>/similar", "GET", similar, operation_id="similarTasks",
+             summary="The earlier videos closest to this task's (near-duplicates: "
+                     "re-encoded, resized, cropped, letterboxed, watermarked, trimmed), "
+                     "closest first, with their similarity and whether `reuse: similar` "
+                     "would take their result",
+             schemas={"task_id": TASK_ID}, query=SimilarQuery, data=SimilarVideos,
+             answer="the closest earlier videos", errors=(400, 404, 503), scope=Scope.READ),
     _subtitles("vtt", "text/vtt"),
     _subtitles("srt", "application/x-subrip"),
     Endpoint("/api/v1/batches", "POST", create_batch, operation_id="createBatch",

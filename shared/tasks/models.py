@@ -411,3 +411,34 @@ class ErrorEnvelope(Envelope):
 
     field: str | None = None
     """The request field, query parameter, path variable or header the message is about."""
+
+
+class SimilarQuery(BaseModel):
+    """Query string of GET /api/v1/task/{id}/similar."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: QueryInt = Field(default=10, ge=1, le=50, description="videos listed at most")
+
+
+class SimilarVideo(BaseModel):
+    """An earlier video close to this one, and how they relate (issue 40)."""
+
+    task_id: str
+    status: str
+    similarity: float = Field(description="how alike the pictures are, 0 to 1 (1: the same)")
+    offset_s: float = Field(description="this video's time t is the other's t + offset_s")
+    scale: float = Field(description="this video's picture width over the other's")
+    duration_delta_s: float = Field(description="this video's duration minus the other's")
+    match: bool = Field(description="whether `reuse: similar` would take its result "
+                        "(besides answering the same question)")
+    reason: str | None = Field(default=None, description="why it is not a match")
+
+
+class SimilarVideos(BaseModel):
+    """`data` of GET /api/v1/task/{id}/similar: closest first."""
+
+    task_id: str
+    fingerprinted: bool = Field(description="false: the video has no fingerprint yet (not "
+                                "processed) or none at all (black, still): nothing listed")
+    videos: list[SimilarVideo]
