@@ -49,6 +49,12 @@ _DCT = np.sqrt(2 / HASH_SIDE) * np.cos(
     np.pi * (2 * np.arange(HASH_SIDE)[None, :] + 1) * np.arange(HASH_SIDE)[:, None]
     / (2 * HASH_SIDE))
 _DCT[0] /= np.sqrt(2)
+CORNER = 7
+"""Cells (of 32) of each corner left out of the hash: a logo there changes nothing."""
+_CORNERS = np.zeros((HASH_SIDE, HASH_SIDE), dtype=bool)
+for _rows in (slice(0, CORNER), slice(HASH_SIDE - CORNER, HASH_SIDE)):
+    for _cols in (slice(0, CORNER), slice(HASH_SIDE - CORNER, HASH_SIDE)):
+        _CORNERS[_rows, _cols] = True
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,10 @@ def shrink(frames: np.ndarray) -> np.ndarray:
 
 
 def phash(small: np.ndarray) -> np.ndarray:
-    """63 bits per frame: the 8×8 lowest DCT frequencies but the mean, above their median."""
+    """63 bits per frame: the 8×8 lowest DCT frequencies but the mean, above their median.
+    The corners (where logos and watermarks go) are set to the frame's mean first."""
+    small = small - small.mean(axis=(1, 2), keepdims=True)
+    small[:, _CORNERS] = 0
     coefficients = (_DCT @ small @ _DCT.T)[:, :8, :8].reshape(len(small), 64)[:, 1:]
     bits = coefficients > np.median(coefficients, axis=1, keepdims=True)
     weights = np.left_shift(np.uint64(1), np.arange(63, dtype=np.uint64))
