@@ -45,6 +45,10 @@ AUDIO_FLOOR = 1e-3
 AUDIO_DEAD_ZONE = 0.1
 """Differences under 1 dB give bit 0: noise does not flip them from one encode to another."""
 FINGERPRINT_TIMEOUT_S = 300
+CHEAP_DECODE = ("-skip_frame", "bidir", "-skip_loop_filter", "all")
+"""B-frames are not decoded (the sample is the nearest I or P frame, a few frames off at
+most) nor is the deblocking filter run: half the decoding time, the same hashes within a
+bit or two (docs/benchmarks.md)."""
 _DCT = np.sqrt(2 / HASH_SIDE) * np.cos(
     np.pi * (2 * np.arange(HASH_SIDE)[None, :] + 1) * np.arange(HASH_SIDE)[:, None]
     / (2 * HASH_SIDE))
@@ -104,7 +108,7 @@ class Pending:
         self.fps = sample_rate(media.duration_s)
         self.frames_path, self.audio_path = folder / "fp.gray", folder / "fp.pcm"
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                   "-i", str(video), "-map", "0:v:0", "-vf",
+                   *CHEAP_DECODE, "-i", str(video), "-map", "0:v:0", "-vf",
                    f"fps={self.fps:.6f},scale={GRID}:{GRID},format=gray",
                    "-f", "rawvideo", str(self.frames_path)]
         if media.has_audio:
