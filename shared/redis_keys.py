@@ -228,8 +228,8 @@ def auth_failures(address: str) -> str:
 REUSE_INDEX_PREFIX = "reuse_index:"
 
 
-def reuse_index(band: int, high: int) -> str:
+def reuse_index(band: int, duration_class: int, high: int) -> str:
     """Hash of the near-duplicate index (issue 40): band `band` of a frame hash whose high
-    byte is `high`; field `{low byte}:{duration class}` → the fingerprint ids (8 hex
-    digits each, packed) of the videos with that band value at one of their anchors."""
-    return f"{REUSE_INDEX_PREFIX}{band}:{high}"
+    byte is `high`, of videos in one duration class; field: the low byte → the fingerprint
+    ids (8 hex digits each, packed) of the videos with that value at one of their anchors."""
+    return f"{REUSE_INDEX_PREFIX}{band}:{duration_class}:{high}"

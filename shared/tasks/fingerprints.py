@@ -3,11 +3,13 @@ and the Redis band index that finds the candidates for a near-duplicate in sub-l
 
 Index (multi-index hashing): each video has ANCHORS frames at fixed shares of its length;
 each anchor's 63-bit hash is cut into 4 bands of 16 bits; a band's value and the video's
-duration class (durations within 25 %) name one entry that holds the fingerprint ids. A
+duration class (durations within 25 %) name one entry that holds the fingerprint ids (a
+hash per band, class and high byte, a field per low byte: small hashes Redis packs). A
 copy that flipped a few bits of a frame keeps at least one band of most anchors intact.
 A lookup reads the entries of the query's frames around each anchor (a trimmed copy is
-shifted by up to MAX_OFFSET_S) and counts the hits per id; the ids hit most are the
-candidates, which `shared/video/similarity.compare` then judges on the whole fingerprint.
+shifted by up to MAX_OFFSET_S) in one script call and counts the hits per id; the ids hit
+most are the candidates, which `shared/video/similarity.compare` then judges on the
+whole fingerprint.
 
 The database row is the truth; the index only proposes. A stale entry (its task deleted)
 finds no row and is skipped; a Redis that is down proposes nothing (the video is tagged
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ CANDIDATES = 10
 
 log = logging.getLogger("vision_to_tag.reuse")
 _APPEND = read_script(__file__, "reuse_index.lua")
+_LOOKUP = read_script(__file__, "reuse_lookup.lua")
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,8 @@ def band_entries(frame_hash: int, classes: tuple[int, ...]) -> list[tuple[str, s
     entries = []
     for band in range(BANDS):
         value = (frame_hash >> (band * BAND_BITS)) & 0xFFFF
-        key = redis_keys.reuse_index(band, value >> 8)
-        entries += [(key, f"{value & 0xFF}:{cls}") for cls in classes]
+        entries += [(redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF))
+                    for cls in classes]
     return entries
 
 
@@ -135,19 +137,14 @@ class FingerprintStore:
     def candidates(self, fp: Fingerprint, limit: int = CANDIDATES,
                    before_id: int | None = None) -> list[int]:
         """Fingerprint ids sharing the most band entries with `fp`, most first."""
-        by_key: dict[str, list[str]] = defaultdict(list)
-        for key, field in query_entries(fp):
-            by_key[key].append(field)
+        entries = query_entries(fp)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            for key, fields in by_key.items():
-                pipe.hmget(key, fields)
-            answers = pipe.execute()
+            packed = self.redis.eval(_LOOKUP, len(entries), *(key for key, _ in entries),
+                                     *(field for _, field in entries))
         except REDIS_DOWN as error:
             log.warning("reuse index unavailable (%s): no candidates", type(error).__name__)
             return []
-        packed = "".join(value for answer in answers for value in answer if value)
-        ids = np.frombuffer(bytes.fromhex(packed), dtype=">u4")
+        ids = np.frombuffer(bytes.fromhex(packed or ""), dtype=">u4")
         if before_id is not None:
             ids = ids[ids < before_id]
         found, hits = np.unique(ids, return_counts=True)
