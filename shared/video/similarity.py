@@ -20,12 +20,12 @@ MAX_OFFSET_S = 3.0
 """Largest trim recognised (the index looks this far around each anchor)."""
 OFFSET_STEP_S = 0.1
 FRAME_BITS = 63
-FRAME_MATCH_BITS = 14
+FRAME_MATCH_BITS = 16
 """Two frames whose hashes differ in at most this many bits show the same picture."""
 WINDOW_S = 5.0
 WINDOW_MATCH = 0.6
 """Share of the frame pairs in every 5 s window that must match."""
-MIN_SIMILARITY = 0.7
+MIN_SIMILARITY = 0.55
 AUDIO_MAX_BER = 0.3
 """Audio codes differing in more than this share of bits are not the same sound."""
 AMBIGUOUS_MARGIN = 0.04
