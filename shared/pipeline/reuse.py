@@ -22,6 +22,7 @@ from shared.tasks.fingerprints import StoredFingerprint
 from shared.tasks.models import TaskStatus
 from shared.tasks.queries import same_question
 from shared.video import fingerprint as fingerprints
+from shared.video.frames import Tap
 from shared.video.similarity import Comparison, compare
 
 if TYPE_CHECKING:
@@ -31,21 +32,21 @@ log = logging.getLogger("vision_to_tag.reuse")
 
 
 @contextlib.contextmanager
-def fingerprinting(job: Job) -> Iterator[None]:
-    """Run the body (the key frames) while ffmpeg decodes for the fingerprint; then
-    store and index it. Never fails the task: a video without one is just never reused."""
-    store = job.tools.fingerprints
-    if store is None or job.downloaded is None or job.media is None:
-        yield
+def fingerprinting(job: Job) -> Iterator[Tap | None]:
+    """The body (the key frames) gets the `Tap` its full decode, if it makes one, feeds;
+    otherwise the fingerprint gets a decode of its own afterwards. Then it is stored and
+    indexed. Never fails the task: a video without one is just never reused."""
+    store, media = job.tools.fingerprints, job.media
+    if store is None or job.downloaded is None or media is None:
+        yield None
         return
-    pending = fingerprints.start(job.downloaded.path, job.workdir / "fingerprint", job.media)
-    try:
-        yield
-    except BaseException:
-        pending.process.kill()
-        pending.process.wait()
-        raise
-    job.fingerprint = pending.finish()
+    folder = job.workdir / "fingerprint"
+    tap = fingerprints.tap(folder, media)
+    yield tap
+    if job.frames is not None and job.frames.tapped:
+        job.fingerprint = fingerprints.read(tap, media)
+    else:
+        job.fingerprint = fingerprints.start(job.downloaded.path, folder, media).finish()
     if job.fingerprint.fingerprint is not None:
         job.fingerprint_id = store.save(job.task.task_id, job.fingerprint.fingerprint)
 

@@ -158,9 +158,9 @@ def frames_stage(job: Job) -> None:
     assert job.downloaded is not None and job.media is not None
     if not job.media.has_video:
         return
-    with reuse.fingerprinting(job):  # decodes beside the key frames
+    with reuse.fingerprinting(job) as tap:  # from the key frames' decode where it can
         job.frames = extract_frames(job.downloaded.path, job.workdir / "frames",
-                                    job.media.duration_s)
+                                    job.media.duration_s, tap=tap)
     storage, task = job.tools.storage, job.task
     job.frame_refs = [
         FrameRef(t_s=round(frame.t_s, 3),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.video.frames import Tap
 from shared.video.probe import MediaInfo, ffmpeg_exe
 
 SAMPLE_FPS = 2.0
@@ -100,21 +101,39 @@ class Outcome:
     problem: str | None = None
 
 
+def tap(folder: Path, media: MediaInfo) -> Tap:
+    """What a full decode writes for the fingerprint (the key frames' decode, when it
+    decodes every frame anyway: no second decode)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    audio = (("-map", "0:a:0", "-ac", "1", "-ar", str(AUDIO_RATE), "-f", "s16le",
+              str(folder / "fp.pcm")) if media.has_audio else ())
+    return Tap(f"fps={sample_rate(media.duration_s):.6f},scale={GRID}:{GRID},format=gray",
+               folder / "fp.gray", audio)
+
+
+def read(decoded: Tap, media: MediaInfo) -> Outcome:
+    """The fingerprint of what a decode wrote."""
+    if not decoded.frames_path.exists():
+        return Outcome(None, "no fingerprint: the video could not be decoded; never reused")
+    frames = np.fromfile(decoded.frames_path, dtype=np.uint8)
+    frames = frames[: frames.size // (GRID * GRID) * GRID * GRID].reshape(-1, GRID, GRID)
+    audio_path = Path(decoded.audio_output[-1]) if decoded.audio_output else None
+    audio = (np.fromfile(audio_path, dtype="<i2")
+             if audio_path is not None and audio_path.exists() else None)
+    return compute(frames, audio, media.duration_s, sample_rate(media.duration_s),
+                   media.width or GRID)
+
+
 class Pending:
-    """The ffmpeg process decoding for the fingerprint, running beside other work."""
+    """An ffmpeg process of its own decoding for the fingerprint (when the key frames did
+    not decode every frame), running beside other work."""
 
     def __init__(self, video: Path, folder: Path, media: MediaInfo) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.media = media
-        self.fps = sample_rate(media.duration_s)
-        self.frames_path, self.audio_path = folder / "fp.gray", folder / "fp.pcm"
+        self.media, self.tap = media, tap(folder, media)
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                   *CHEAP_DECODE, "-i", str(video), "-map", "0:v:0", "-vf",
-                   f"fps={self.fps:.6f},scale={GRID}:{GRID},format=gray",
-                   "-f", "rawvideo", str(self.frames_path)]
-        if media.has_audio:
-            command += ["-map", "0:a:0", "-ac", "1", "-ar", str(AUDIO_RATE), "-f", "s16le",
-                        str(self.audio_path)]
+                   *CHEAP_DECODE, "-i", str(video), "-map", "0:v:0",
+                   "-vf", self.tap.video_filter, "-f", "rawvideo", str(self.tap.frames_path),
+                   *self.tap.audio_output]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
 
@@ -123,16 +142,15 @@ class Pending:
         try:
             code = self.process.wait(timeout=FINGERPRINT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.stop()
             return Outcome(None, "no fingerprint: decoding took too long; never reused")
-        if code != 0 or not self.frames_path.exists():
+        if code != 0:
             return Outcome(None, "no fingerprint: the video could not be decoded; never reused")
-        frames = np.fromfile(self.frames_path, dtype=np.uint8)
-        frames = frames[: frames.size // (GRID * GRID) * GRID * GRID].reshape(-1, GRID, GRID)
-        audio = (np.fromfile(self.audio_path, dtype="<i2")
-                 if self.media.has_audio and self.audio_path.exists() else None)
-        return compute(frames, audio, self.media.duration_s, self.fps, self.media.width or GRID)
+        return read(self.tap, self.media)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
 
 
 def start(video: Path, folder: Path, media: MediaInfo) -> Pending:
