@@ -46,6 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench" / "reuse"
 SIZE, SECONDS, RATE = (320, 180), 8, 25
 FONT = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+MANDELBROT_SPOTS = [(-0.743643887, 0.131825904), (-0.7453, 0.1127), (-1.25066, 0.02012),
+                    (-0.16, 1.0405), (0.285, 0.01), (-0.8, 0.156), (-1.7687, 0.0017),
+                    (0.3245, 0.0440), (-0.1011, 0.9563), (-1.4002, 0.0)]
+"""Points on the set's edge: a zoom there keeps changing (inside it is black)."""
 TRANSFORMS = ("bitrate_third", "scale_half", "crop_5pct", "letterbox_9x16", "logo",
               "trim_1s")
 
@@ -61,9 +65,10 @@ def video_source(seed: int) -> str:
     w, h = SIZE
     kind = seed % 6
     if kind == 0:
-        return (f"mandelbrot=size={w}x{h}:rate={RATE}:start_x={rng.uniform(-1.6, 0.3):.4f}:"
-                f"start_y={rng.uniform(-0.8, 0.8):.4f}:start_scale={rng.uniform(1, 3):.3f}:"
-                f"end_scale={rng.uniform(0.01, 0.5):.3f}:"
+        x, y = rng.choice(MANDELBROT_SPOTS)
+        return (f"mandelbrot=size={w}x{h}:rate={RATE}:start_x={x + rng.uniform(-1e-3, 1e-3)}:"
+                f"start_y={y + rng.uniform(-1e-3, 1e-3)}:start_scale={rng.uniform(1, 3):.3f}:"
+                f"end_scale={rng.uniform(0.001, 0.05):.4f}:end_pts={rng.randint(20, 60)}:"
                 f"inner={rng.choice(['black', 'convergence', 'mincol', 'period'])},"
                 f"hue=H=t*{rng.uniform(0.2, 2):.2f}")
     if kind == 1:
@@ -79,13 +84,14 @@ def video_source(seed: int) -> str:
                 f"scale={w}:{h}:flags=neighbor,hue=h={rng.randint(0, 359)}:s=3")
     if kind == 3:
         words = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(6))
-        return (f"testsrc2=size={w}x{h}:rate={RATE},hue=h={rng.randint(0, 359)},"
+        return (f"sierpinski=size={w}x{h}:rate={RATE}:seed={seed}:jump={rng.randint(1, 40)}:"
+                f"type={rng.choice(['carpet', 'triangle'])},hue=h={rng.randint(0, 359)}:s=2,"
                 f"drawtext=fontfile={FONT}:text={words}:fontsize={rng.randint(24, 48)}:"
                 f"fontcolor=white:x='mod(t*{rng.randint(20, 90)},w)':"
                 f"y='h/2+sin(t*{rng.uniform(0.5, 3):.2f})*h/3'")
     if kind == 4:
         return (f"gradients=size={w}x{h}:rate={RATE}:seed={seed}:"
-                f"nb_colors={rng.randint(2, 8)}:speed={rng.uniform(0.01, 0.08):.3f}:"
+                f"nb_colors={rng.randint(2, 8)}:speed={rng.uniform(0.04, 0.15):.3f}:"
                 f"type={rng.choice(['linear', 'radial', 'circular', 'spiral'])}")
     boxes = ",".join(
         f"drawtext=fontfile={FONT}:text='{rng.choice('■●▲◆★')}':"

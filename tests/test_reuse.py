@@ -19,6 +19,7 @@ from shared.tasks.fingerprints import FingerprintStore, anchor_indexes, query_en
 from shared.tasks.models import CreateTaskRequest
 from shared.video import fingerprint
 from shared.video.fingerprint import Fingerprint
+from shared.video.frames import extract_frames
 from shared.video.probe import probe
 from shared.video.similarity import compare
 from tests.helpers import MediaServer
@@ -66,6 +67,11 @@ def clips(tmp_path_factory) -> Path:
            str(folder / "still.png"))
     ffmpeg("-loop", "1", "-i", str(folder / "still.png"), "-t", "4", "-c:v", "libx264",
            "-pix_fmt", "yuv420p", str(folder / "still.mp4"))
+    two_seconds = encode(SOURCE, "anoisesrc=seed=5,volume=3", folder / "two.mp4", 2)
+    ffmpeg("-stream_loop", "4", "-i", str(two_seconds), "-c:v", "libx264", "-c:a", "aac",
+           str(folder / "loop.mp4"))
+    ffmpeg("-ss", "1", "-i", str(folder / "loop.mp4"), "-c:v", "libx264", "-c:a", "aac",
+           str(folder / "loop_trimmed.mp4"))
     return folder
 
 
@@ -99,6 +105,25 @@ def test_same_first_seconds_is_not_the_same_video(clips: Path) -> None:
     verdict = compare(fp(clips / "same_start.mp4"), fp(clips / "source.mp4"))
     assert not verdict.match
     assert verdict.reason in ("the pictures differ", "the sound differs")
+
+
+def test_a_loop_trimmed_has_an_ambiguous_offset_and_is_refused(clips: Path) -> None:
+    """A 2 s clip played 5 times, then trimmed by 1 s: 1 s, 3 s … fit alike."""
+    verdict = compare(fp(clips / "loop_trimmed.mp4"), fp(clips / "loop.mp4"))
+    assert not verdict.match and verdict.reason == "the offset is ambiguous"
+
+
+def test_the_key_frames_full_decode_feeds_the_fingerprint(clips: Path, tmp_path: Path) -> None:
+    """Where the key frames decode every frame, the fingerprint comes from that decode
+    (no second one) and agrees with its own decode."""
+    video = clips / "source.mp4"
+    media = probe(video)
+    tap = fingerprint.tap(tmp_path / "fp", media)
+    frames = extract_frames(video, tmp_path / "frames", media.duration_s, tap=tap)
+    assert frames.method == "decode_all" and frames.tapped and len(frames.frames) == 5
+    from_frames = fingerprint.read(tap, media).fingerprint
+    assert from_frames is not None and from_frames.audio is not None
+    assert compare(from_frames, fp(video)).similarity >= 0.9
 
 
 @pytest.mark.parametrize("name", ["black.mp4", "still.mp4"])

@@ -35,7 +35,7 @@ BLACK_LEVEL = 48
 FLAT_STD = 4.0
 """A 32×32 frame with less contrast than this is flat (black, a fade): not hashed."""
 MIN_LIVELY_FRAMES = 3
-"""Fewer hashed frames whose picture changed from the last one: a still (no fingerprint)."""
+"""Fewer changes of picture than this (`changes`): a still (no fingerprint)."""
 AUDIO_RATE = 8000
 AUDIO_HOP = 800
 """Samples per audio step (100 ms)."""
@@ -46,10 +46,10 @@ AUDIO_FLOOR = 1e-3
 AUDIO_DEAD_ZONE = 0.1
 """Differences under 1 dB give bit 0: noise does not flip them from one encode to another."""
 FINGERPRINT_TIMEOUT_S = 300
-CHEAP_DECODE = ("-skip_frame", "bidir", "-skip_loop_filter", "all")
-"""B-frames are not decoded (the sample is the nearest I or P frame, a few frames off at
-most) nor is the deblocking filter run: half the decoding time, the same hashes within a
-bit or two (docs/benchmarks.md)."""
+CHEAP_DECODE = ("-skip_loop_filter", "all")
+"""The deblocking filter is not run: ~15 % less decoding, the same hashes within a bit.
+(Skipping B-frames halves the time but moves the samples by a few frames, which a copy
+encoded with other frame types does not share: fast motion stops matching.)"""
 _DCT = np.sqrt(2 / HASH_SIDE) * np.cos(
     np.pi * (2 * np.arange(HASH_SIDE)[None, :] + 1) * np.arange(HASH_SIDE)[:, None]
     / (2 * HASH_SIDE))
@@ -171,13 +171,21 @@ def compute(frames: np.ndarray, audio: np.ndarray | None, duration_s: float, fps
     small = shrink(frames[:, top:bottom, left:right].astype(np.float32))
     flat = small.std(axis=(1, 2)) < FLAT_STD
     hashes = np.where(flat, np.uint64(0), phash(small))
-    lively = np.count_nonzero(np.bitwise_count(hashes[1:] ^ hashes[:-1]) > 4) if len(
-        hashes) > 1 else 0
-    if np.count_nonzero(~flat) < MIN_LIVELY_FRAMES or lively < MIN_LIVELY_FRAMES:
+    if np.count_nonzero(~flat) < MIN_LIVELY_FRAMES or changes(hashes[~flat]) < MIN_LIVELY_FRAMES:
         return Outcome(None, "no fingerprint: the picture does not change (a still image "
                              "or a black screen); never reused")
     return Outcome(Fingerprint(duration_s, fps, hashes, flat, audio_codes(audio),
                                width_px * (right - left) / GRID))
+
+
+def changes(hashes: np.ndarray) -> int:
+    """Frames whose picture moved more than 6 bits from the last one that did (slow
+    motion adds up; a still image's re-encoding noise does not)."""
+    count, reference = 0, hashes[0] if len(hashes) else 0
+    for value in hashes[1:]:
+        if int(np.bitwise_count(value ^ reference)) > 6:
+            count, reference = count + 1, value
+    return count
 
 
 def content_box(frames: np.ndarray) -> tuple[int, int, int, int] | None:
