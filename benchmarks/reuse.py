@@ -187,12 +187,15 @@ def open_store(folder: Path, redis_url: str) -> FingerprintStore:
 
 def decide(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint]],
            fp: Fingerprint, skip: str | None = None) -> str | None:
-    """The source whose result the pipeline would reuse, as the tag stage decides."""
+    """The source whose result the pipeline would reuse, as the tag stage decides: the
+    most similar of the candidates that match."""
+    best: tuple[float, str] | None = None
     for candidate in store.candidates(fp):
         name, other = known[candidate]
-        if name != skip and compare(fp, other).match:
-            return name
-    return None
+        verdict = compare(fp, other)
+        if name != skip and verdict.match and (best is None or verdict.similarity > best[0]):
+            best = verdict.similarity, name
+    return None if best is None else best[1]
 
 
 def reuse_rates(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint]],

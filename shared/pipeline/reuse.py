@@ -52,8 +52,8 @@ def fingerprinting(job: Job) -> Iterator[Tap | None]:
 
 
 def similar_result(job: Job) -> TagResult | None:
-    """The result of the closest earlier copy that matches, or None (why not: in
-    `job.reuse_notes`)."""
+    """The result of the most similar earlier video that matches (among the index's
+    candidates), or None (why not: in `job.reuse_notes`)."""
     store, outcome = job.tools.fingerprints, job.fingerprint
     if store is None or outcome is None:
         return None
@@ -61,18 +61,19 @@ def similar_result(job: Job) -> TagResult | None:
         job.reuse_notes.append(outcome.problem or "no fingerprint; never reused")
         return None
     wanted = stages.question(job)
+    best: tuple[StoredFingerprint, Comparison] | None = None
     for candidate in store.load(store.candidates(outcome.fingerprint,
                                                  before_id=job.fingerprint_id)):
         if (candidate.task_id == job.task.task_id or candidate.status != TaskStatus.COMPLETED
                 or not same_question(candidate.tags, **wanted)):
             continue
         verdict = compare(outcome.fingerprint, candidate.fingerprint)
-        if verdict.match:
-            return reused(job, candidate, verdict)
+        if verdict.match and (best is None or verdict.similarity > best[1].similarity):
+            best = candidate, verdict
         if verdict.reason == "the offset is ambiguous":
             job.reuse_notes.append(f"a similar video (task {candidate.task_id}) was not "
                                    "reused: its offset from this one is ambiguous")
-    return None
+    return None if best is None else reused(job, *best)
 
 
 def reused(job: Job, source: StoredFingerprint, verdict: Comparison) -> TagResult:
