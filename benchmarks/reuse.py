@@ -68,7 +68,8 @@ def video_source(seed: int) -> str:
         x, y = rng.choice(MANDELBROT_SPOTS)
         return (f"mandelbrot=size={w}x{h}:rate={RATE}:start_x={x + rng.uniform(-1e-3, 1e-3)}:"
                 f"start_y={y + rng.uniform(-1e-3, 1e-3)}:start_scale={rng.uniform(1, 3):.3f}:"
-                f"end_scale={rng.uniform(0.001, 0.05):.4f}:end_pts={rng.randint(20, 60)}:"
+                f"end_scale={rng.uniform(0.005, 0.05):.4f}:end_pts={rng.randint(20, 60)}:"
+                f"maxiter={rng.randint(150, 400)}:"
                 f"inner={rng.choice(['black', 'convergence', 'mincol', 'period'])},"
                 f"hue=H=t*{rng.uniform(0.2, 2):.2f}")
     if kind == 1:
