@@ -28,7 +28,7 @@ WINDOW_MATCH = 0.6
 MIN_SIMILARITY = 0.55
 AUDIO_MAX_BER = 0.3
 """Audio codes differing in more than this share of bits are not the same sound."""
-AMBIGUOUS_MARGIN = 0.04
+AMBIGUOUS_MARGIN = 0.2
 """A second offset (further than 0.5 s) whose error is within this of the best's."""
 DURATION_SLACK_S = 0.25
 
