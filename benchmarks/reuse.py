@@ -84,9 +84,13 @@ def video_source(seed: int) -> str:
                 f"random_fill_ratio={rng.uniform(0.2, 0.8):.2f}:scroll=1,"
                 f"scale={w}:{h}:flags=neighbor,hue=h={rng.randint(0, 359)}:s=3")
     if kind == 3:
+        spin = rng.choice([-1, 1]) * rng.uniform(0.1, 0.6)
         words = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(6))
-        return (f"sierpinski=size={w}x{h}:rate={RATE}:seed={seed}:jump={rng.randint(1, 40)}:"
-                f"type={rng.choice(['carpet', 'triangle'])},hue=h={rng.randint(0, 359)}:s=2,"
+        return (f"sierpinski=size={2 * w}x{2 * h}:rate={RATE}:seed={seed}:"
+                f"jump={rng.randint(1, 40)}:type={rng.choice(['carpet', 'triangle'])},"
+                f"crop={w}:{h}:{rng.randint(0, w)}:{rng.randint(0, h)},"
+                f"rotate=a={rng.uniform(0, 6.28):.2f}+t*{spin:.2f}:"
+                f"c=#{rng.randrange(0, 0xFFFFFF):06x},hue=h={rng.randint(0, 359)}:s=2,"
                 f"drawtext=fontfile={FONT}:text={words}:fontsize={rng.randint(24, 48)}:"
                 f"fontcolor=white:x='mod(t*{rng.randint(20, 90)},w)':"
                 f"y='h/2+sin(t*{rng.uniform(0.5, 3):.2f})*h/3'")
@@ -157,8 +161,16 @@ def generate(args: argparse.Namespace) -> tuple[list[Path], dict[str, list[Path]
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
-        sources = list(pool.map(lambda i: make_clip(i, BENCH_DIR / f"src{i:03d}.mp4"),
-                                range(args.sources)))
+        sources, seed, stills = [], 0, []
+        while len(sources) < args.sources:  # a still source has no copies to find
+            batch = range(seed, seed + args.sources - len(sources))
+            made = list(pool.map(lambda i: make_clip(i, BENCH_DIR / f"src{i:03d}.mp4"), batch))
+            for path, (outcome, _) in zip(made, pool.map(fingerprint_of, made), strict=True):
+                (sources if outcome.fingerprint is not None else stills).append(path)
+            seed = batch.stop
+        if stills:
+            print(f"sources without a fingerprint (still pictures), replaced: "
+                  f"{', '.join(path.stem for path in stills)}")
         negatives = list(pool.map(lambda i: make_clip(i, BENCH_DIR / f"neg{i:04d}.mp4"),
                                   range(1000, 1000 + args.negatives)))
         copies = {name: list(pool.map(
@@ -249,6 +261,11 @@ def false_reuses_all_pairs(distinct: list[tuple[str, Fingerprint]]) -> None:
              or compare(distinct[j][1], distinct[i][1]).match]
     pairs = len(distinct) * (len(distinct) - 1) // 2
     np.fill_diagonal(best, np.inf)
+    upper = np.triu(best, 1) + np.tril(np.full_like(best, np.inf))
+    closest = np.argsort(upper, axis=None)[:5]
+    print("  closest distinct pairs (bits a frame at the best alignment): " + ", ".join(
+        f"{distinct[i][0]}/{distinct[j][0]} {upper[i, j]:.1f}"
+        for i, j in zip(*np.unravel_index(closest, best.shape), strict=True)))
     print(f"false reuses over all {pairs} pairs of distinct clips: {len(wrong)} "
           f"({len(survivors)} pairs close enough to compare in full) {wrong[:5]}; the "
           f"closest pair differs in {best.min():.1f} bits a frame at its best alignment "
