@@ -32,7 +32,7 @@ GRID = 128
 HASH_SIDE = 32
 BLACK_LEVEL = 48
 """A row or column never brighter than this (0-255) over the whole video is a bar."""
-FLAT_STD = 4.0
+FLAT_STD = 6.0
 """A 32×32 frame with less contrast than this is flat (black, a fade): not hashed."""
 MIN_LIVELY_FRAMES = 3
 """Fewer changes of picture than this (`changes`): a still (no fingerprint)."""

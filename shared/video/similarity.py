@@ -20,12 +20,14 @@ MAX_OFFSET_S = 3.0
 """Largest trim recognised (the index looks this far around each anchor)."""
 OFFSET_STEP_S = 0.1
 FRAME_BITS = 63
-FRAME_MATCH_BITS = 16
+FRAME_MATCH_BITS = 18
 """Two frames whose hashes differ in at most this many bits show the same picture."""
 WINDOW_S = 5.0
 WINDOW_MATCH = 0.6
 """Share of the frame pairs in every 5 s window that must match."""
-MIN_SIMILARITY = 0.55
+MIN_WINDOW_PAIRS = 3
+"""A window with fewer frame pairs (both not flat) is not judged on its own."""
+MIN_SIMILARITY = 0.5
 AUDIO_MAX_BER = 0.3
 """Audio codes differing in more than this share of bits are not the same sound."""
 AMBIGUOUS_MARGIN = 0.2
@@ -122,9 +124,10 @@ def frame_agreement(copy: Fingerprint, source: Fingerprint,
     similarity = float(max(0.0, 1 - bits.mean() / (FRAME_BITS / 2)))
     matched = bits <= FRAME_MATCH_BITS
     windows = (times[pairs] // WINDOW_S).astype(int)
-    shares = np.bincount(windows, matched) / np.maximum(np.bincount(windows), 1)
-    seen = np.bincount(windows) > 0
-    windows_ok = bool((shares[seen] >= WINDOW_MATCH).all())
+    counts = np.bincount(windows)
+    shares = np.bincount(windows, matched) / np.maximum(counts, 1)
+    judged = counts >= MIN_WINDOW_PAIRS  # a window of mostly flat frames says little
+    windows_ok = bool(judged.any() and (shares[judged] >= WINDOW_MATCH).all())
     overlap = np.count_nonzero(inside) / copy.fps
     slack = abs(offset_s) + DURATION_SLACK_S + 1 / copy.fps
     covered = (overlap >= copy.duration_s - slack - abs(offset_s)
