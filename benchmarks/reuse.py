@@ -214,19 +214,22 @@ def decide(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint]],
 def reuse_rates(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint]],
                 sources: list[Path], copies: dict[str, list[Path]],
                 prints: dict[Path, fingerprints.Outcome]) -> None:
-    total = right = wrong = 0
+    total = right = wrong = missed = 0
     for name, paths in copies.items():
         good = bad = 0
         for source, copy in zip(sources, paths, strict=True):
-            fp = prints[copy].fingerprint
+            fp, original = prints[copy].fingerprint, prints[source].fingerprint
             found = decide(store, known, fp) if fp is not None else None
             good += found == source.stem
             bad += found is not None and found != source.stem
+            missed += (found is None and fp is not None and original is not None
+                       and compare(fp, original).match)  # the index did not propose it
         total, right, wrong = total + len(paths), right + good, wrong + bad
         print(f"  {name:15} {good}/{len(paths)} reused their source's result"
               f"{f', {bad} reused ANOTHER video' if bad else ''}")
     print(f"transformed copies reusing their source: {right}/{total} = "
-          f"{100 * right / max(total, 1):.1f} % (target >= 95 %); wrong source: {wrong}")
+          f"{100 * right / max(total, 1):.1f} % (target >= 95 %); wrong source: {wrong}; "
+          f"a match the index did not propose: {missed}")
 
 
 def false_reuses_by_index(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint]],
