@@ -35,8 +35,8 @@ from functions.openapi import openapi_document
 from functions.routes import Endpoint, route_map
 from shared.accounts.history import HistoryQuery
 from shared.accounts.pool import KEY_ID_PATTERN, PROJECT_PATTERN
-from shared.app import access, batches, health, pool, tasks
-from shared.app.access import Scope
+from shared.app import access, batches, deletion, health, pool, replies, tasks
+from shared.app.access import Caller, Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
 from shared.app.similar import similar_videos
@@ -51,9 +51,11 @@ from shared.tasks.batch_models import (
     MAX_BATCH_BODY_BYTES,
     Batch,
     BatchCreated,
+    BatchDeleted,
     BatchPage,
     BatchResultsQuery,
     CreateBatchRequest,
+    DeleteBatchQuery,
     ExportQuery,
     ListBatchesQuery,
 )
@@ -101,7 +103,7 @@ def api(request: flask.Request) -> flask.Response:
                      headers={"Allow": allowed})
     except NotFound:
         return _no_route(request.path)
-    if endpoint.handler is get and args.get("task_id") == "create":  # GET on the create route
+    if endpoint.handler in (get, delete) and args.get("task_id") == "create":  # the create route
         return reply(405, f"method {request.method} not allowed here (allowed: POST)",
                      headers={"Allow": "POST"})
     with log_context(**trace_fields(request.headers.get("X-Cloud-Trace-Context"))):
@@ -186,10 +188,21 @@ def validation_context(services: Services) -> dict[str, Any]:
             "default_reuse": services.settings.REUSE}
 
 
+def caller(request: flask.Request) -> Caller:
+    """Who the request comes from (set once the key was checked)."""
+    return request.environ[CALLER]
+
+
+def seen(request: flask.Request) -> str | None:
+    """The team whose records the caller may read; None: all (an admin key)."""
+    return access.visible_team(caller(request))
+
+
 def create(request: flask.Request, services: Services) -> flask.Response:
     body = json_object(request)
     parsed = CreateTaskRequest.model_validate(body, context=validation_context(services))
-    task, created = tasks.create_task(services, parsed, request.headers.get("Idempotency-Key"))
+    task, created = tasks.create_task(services, parsed, request.headers.get("Idempotency-Key"),
+                                      team=caller(request).team)
     data = TaskCreated(status=task.status, url=task.url, task_url=f"/api/v1/task/{task.task_id}",
                        warnings=pool.setup_warnings(services))
     return reply(200, "success" if created else "success (existing task for this Idempotency-Key)",
@@ -199,7 +212,7 @@ def create(request: flask.Request, services: Services) -> flask.Response:
 def tag_now(request: flask.Request, services: Services) -> flask.Response:
     parsed = SyncTagRequest.model_validate(json_object(request), context={
         **validation_context(services), "default_mode": "interactive"})
-    outcome = tasks.tag_now(services, parsed)
+    outcome = tasks.tag_now(services, parsed, caller(request).team)
     task, headers = outcome.task, retry_after(outcome.retry_after_s)
     if not outcome.timed_out and task.status == TaskStatus.COMPLETED and task.result:
         data = {"tags": task.result.tags, "result": task.result.model_dump(mode="json"),
@@ -216,20 +229,31 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
 
 
 def get(request: flask.Request, services: Services, task_id: str) -> flask.Response:
-    task = tasks.get_task(services, task_id)
+    task = tasks.get_task(services, task_id, seen(request))
     return reply(200, task_id=task.task_id, data=task.model_dump(mode="json"))
+
+
+def delete(request: flask.Request, services: Services, task_id: str) -> flask.Response:
+    deleted = deletion.delete_task(services, task_id)
+    return reply(200, "deleted", task_id=deleted, data={"task_id": deleted})
+
+
+def delete_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
+    query = DeleteBatchQuery.model_validate(single_valued(request))
+    done = deletion.delete_batch(services, batch_id, with_tasks=query.tasks)
+    return reply(200, "deleted", data=BatchDeleted(**done).model_dump(mode="json"))
 
 
 def list_(request: flask.Request, services: Services) -> flask.Response:
     query = ListTasksQuery.model_validate(single_valued(request),
                                           context=validation_context(services))
-    page = tasks.list_tasks(services, query)
+    page = tasks.list_tasks(services, query, seen(request))
     return reply(200, data=page.model_dump(mode="json"))
 
 
 def retry(request: flask.Request, services: Services, task_id: str) -> flask.Response:
     query = RetryQuery.model_validate(single_valued(request))
-    task = tasks.retry_task(services, task_id, force=query.force)
+    task = tasks.retry_task(services, task_id, force=query.force, team=seen(request))
     return reply(200, "re-queued", task_id=task.task_id, data=task.model_dump(mode="json"))
 
 
@@ -238,31 +262,32 @@ def create_batch(request: flask.Request, services: Services) -> flask.Response:
     parsed = CreateBatchRequest.model_validate(body)
     created, new = batches.create_batch(services, parsed, body,
                                            request.headers.get("Idempotency-Key"),
-                                           validation_context(services))
+                                           validation_context(services), caller(request).team)
     message = "success" if new else "success (existing batch for this Idempotency-Key)"
     return reply(200, message, data=created.model_dump(mode="json"))
 
 
 def get_batch(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
-    batch = batches.get_batch(services, batch_id)
+    batch = batches.get_batch(services, batch_id, seen(request))
     return reply(200, data=batch.model_dump(mode="json"))
 
 
 def list_batches(request: flask.Request, services: Services) -> flask.Response:
     query = ListBatchesQuery.model_validate(single_valued(request))
-    return reply(200, data=batches.list_batches(services, query).model_dump(mode="json"))
+    return reply(200, data=batches.list_batches(services, query, seen(request)).model_dump(
+        mode="json"))
 
 
 def batch_results(request: flask.Request, services: Services, batch_id: str) -> flask.Response:
     query = BatchResultsQuery.model_validate(single_valued(request))
-    pieces = batches.batch_results(services, batch_id, query)
+    pieces = batches.batch_results(services, batch_id, query, seen(request))
     return _download(pieces, query.format, f"batch-{batch_id[:36]}")
 
 
 def export(request: flask.Request, services: Services) -> flask.Response:
     query = ExportQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
-    return _download(tasks.export_tasks(services, query), query.format, "tasks")
+    return _download(tasks.export_tasks(services, query, seen(request)), query.format, "tasks")
 
 
 def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
@@ -275,13 +300,13 @@ def _download(pieces: Iterator[bytes], kind: str, name: str) -> flask.Response:
 def subtitles(request: flask.Request, services: Services, task_id: str,
               fmt: str) -> flask.Response:
     query = SubtitlesQuery.model_validate(single_valued(request))
-    text = tasks.subtitles(services, task_id, fmt, query)
+    text = tasks.subtitles(services, task_id, fmt, query, seen(request))
     return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[fmt])
 
 
 def similar(request: flask.Request, services: Services, task_id: str) -> flask.Response:
     query = SimilarQuery.model_validate(single_valued(request))
-    found = similar_videos(services, task_id, query)
+    found = similar_videos(services, task_id, query, seen(request))
     return reply(200, task_id=found.task_id, data=found.model_dump(mode="json"))
 
 
@@ -315,7 +340,7 @@ def pool_history(request: flask.Request, services: Services) -> flask.Response:
 def search(request: flask.Request, services: Services) -> flask.Response:
     query = SearchQuery.model_validate(single_valued(request),
                                        context=validation_context(services))
-    return reply(200, data=tasks.search(services, query).model_dump(mode="json"))
+    return reply(200, data=tasks.search(services, query, seen(request)).model_dump(mode="json"))
 
 
 def stats(request: flask.Request, services: Services) -> flask.Response:
@@ -329,7 +354,8 @@ def charts(request: flask.Request, services: Services) -> flask.Response:
 
 def frame(request: flask.Request, services: Services, task_id: str,
           index: str) -> flask.Response:
-    response = flask.Response(frame_bytes(services, task_id, index), mimetype="image/jpeg")
+    response = flask.Response(frame_bytes(services, task_id, index, seen(request)),
+                              mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
@@ -420,6 +446,14 @@ ENDPOINTS = (
              answer="re-queued",
              errors=(400, 404, 409, 503), scope=Scope.SUBMIT),
     GET_TASK,
+    Endpoint("/api/v1/task/<task_id>", "DELETE", delete, operation_id="deleteTask",
+             summary="Delete a task and everything it left: its stored video and frames, its "
+                     "search document, its queue entries and its result-cache entry (another "
+                     "task with the same video keeps its own); 404 once deleted, 409 while it "
+                     "is being processed",
+             schemas={"task_id": TASK_ID}, data=replies.TaskDeleted,
+             answer="deleted; `task_id` is set",
+             errors=(400, 404, 409, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/tasks", "GET", list_, operation_id="listTasks",
              summary="List tasks, newest first, with cursor pagination",
              query=ListTasksQuery, data=TaskPage, answer="a page of tasks", errors=(400, 503),
@@ -463,6 +497,11 @@ ENDPOINTS = (
              summary="A batch: counts by status, progress, ETA, start and finish times",
              schemas={"batch_id": TASK_ID}, data=Batch, answer="the batch",
              errors=(400, 404, 503), scope=Scope.READ),
+    Endpoint("/api/v1/batches/<batch_id>", "DELETE", delete_batch, operation_id="deleteBatch",
+             summary="Delete a batch and its items; with `tasks=true` its tasks too, as "
+                     "DELETE /api/v1/task/{task_id} does (409 while any is being processed)",
+             schemas={"batch_id": TASK_ID}, query=DeleteBatchQuery, data=BatchDeleted,
+             answer="deleted", errors=(400, 404, 409, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/batches/<batch_id>/results", "GET", batch_results,
              operation_id="batchResults",
              summary="The batch's tasks, one row each, streamed as JSON Lines or CSV",
@@ -473,36 +512,38 @@ ENDPOINTS = (
              summary="Tag a video synchronously: the whole pipeline inside the request "
                      "(bounded by SYNC_TIMEOUT_S), recorded as a task; `data.tags` is the flat "
                      "list, `data.result` the full result",
-             body=SyncTagRequest, answer="tags, result and task",
+             body=SyncTagRequest, data=replies.TagNow, answer="tags, result and task",
              errors=(400, 413, 415, 422, 429, 502, 503, 504), scope=Scope.SUBMIT),
     Endpoint("/api/v1/accounts", "GET", accounts,
              summary="Key pool usage: per key (masked) status, project, use today and this "
                      "minute, cooldown, last error; per project its use against its limits "
                      "per model; totals of capacity left",
-             answer="pool stats in `data`", errors=(503,), scope=Scope.ADMIN),
+             data=replies.PoolStats, answer="pool stats", errors=(503,), scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/history", "GET", pool_history, operation_id="getPoolHistory",
              summary="The key pool's totals per quota day and its last hour per minute "
                      "(requests, 429s, capacity)",
-             query=HistoryQuery, answer="`data.days`, `data.last_hour`", errors=(400, 503),
+             query=HistoryQuery, data=replies.PoolHistory, answer="`data.days`, `data.last_hour`",
+             errors=(400, 503),
              scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/projects/<project>/history", "GET", project_history,
              operation_id="getProjectHistory",
              summary="One Google Cloud project's history per quota day, summed over its "
                      "keys (requests, 429s by kind, errors, tokens, cost, probes)",
-             schemas={"project": PROJECT}, query=HistoryQuery,
+             schemas={"project": PROJECT}, query=HistoryQuery, data=replies.ProjectHistory,
              answer="`data.keys`, `data.days` oldest first", errors=(400, 404, 503),
              scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/<key_id>/history", "GET", account_history,
              operation_id="getAccountHistory",
              summary="One key's history per quota day (requests, 429s by kind, errors, "
                      "tokens, cost, probes) and its latest health probes",
-             schemas={"key_id": KEY_ID}, query=HistoryQuery,
+             schemas={"key_id": KEY_ID}, query=HistoryQuery, data=replies.KeyHistory,
              answer="`data.days` oldest first, `data.probes` newest first",
              errors=(400, 404, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/accounts/<key_id>/<any(enable, disable):action>", "POST",
              account_status, operation_id="setAccountStatus",
              summary="Enable or disable one pool key (`key_id` as /api/v1/accounts shows it)",
-             schemas={"key_id": KEY_ID}, answer="the key's line of /api/v1/accounts",
+             schemas={"key_id": KEY_ID}, data=replies.KeyLine,
+             answer="the key's line of /api/v1/accounts",
              errors=(400, 404, 503), scope=Scope.ADMIN),
     Endpoint("/api/v1/search", "GET", search, operation_id="search",
              summary="Find completed tasks by tags (all / any), free text, platform, env, uid "
@@ -515,13 +556,14 @@ ENDPOINTS = (
     Endpoint("/api/v1/stats", "GET", stats,
              summary="Tasks by status, queue depth, last hour's completions, failures and "
                      "per-stage p50/p95, key pool capacity left",
-             query=StatsQuery, answer="stats in `data`", errors=(400, 503), scope=Scope.ADMIN),
+             query=StatsQuery, data=replies.Stats, answer="stats", errors=(400, 503),
+             scope=Scope.ADMIN),
     Endpoint("/api/v1/stats/charts", "GET", charts, operation_id="getStatsCharts",
              summary="The dashboard's charts over the last 24 h: `throughput` (completed and "
                      "failed per minute from `start`, oldest first), `stages` (p50/p95 per "
                      "stage), `top_tags` (the 20 most frequent tags of the newest 2,000 "
                      "results)",
-             answer="chart data in `data`", errors=(503,), scope=Scope.ADMIN),
+             data=replies.Charts, answer="chart data", errors=(503,), scope=Scope.ADMIN),
     # public: the page, its files, the API description and the probe; the page itself asks
     # for a token and fetches every number through the token-checked API
     Endpoint("/", "GET", home, public=True, documented=False,
@@ -543,7 +585,7 @@ ENDPOINTS = (
              answer="OpenAPI 3 document", media={}),
     Endpoint("/healthz", "GET", healthz, public=True,
              summary="Reachability of database, Redis and storage",
-             answer="all reachable", other_replies={503: "something is down"}),
+             data=replies.Health, answer="all reachable", other_replies={503: "something is down"}),
 )
 """Every route of the API, in the router's order; the OpenAPI document is built from the
 same list (functions/routes.py says what each field means)."""

@@ -36,14 +36,15 @@ for sa in "$SA_API" "$SA_WORKER"; do
     --member="serviceAccount:$(sa_email "$sa")" --role=roles/iam.serviceAccountUser --quiet
 done
 
-# --- bucket: videos and frames, deleted after CACHE_DAYS ------------------------------
+# --- bucket: videos and frames, deleted after CACHE_DAYS (the retention archive under
+# archive/ is kept: the rule matches videos/ only) ---------------------------------------
 if ! exists gcloud storage buckets describe "gs://$BUCKET"; then
   run gcloud storage buckets create "gs://$BUCKET" --location="$REGION" \
     --uniform-bucket-level-access
 fi
 lifecycle=$(mktemp)
 trap 'rm -f "$lifecycle"' EXIT
-printf '{"rule": [{"action": {"type": "Delete"}, "condition": {"age": %d}}]}\n' \
+printf '{"rule": [{"action": {"type": "Delete"}, "condition": {"age": %d, "matchesPrefix": ["videos/"]}}]}\n' \
   "$CACHE_DAYS" > "$lifecycle"
 run gcloud storage buckets update "gs://$BUCKET" --lifecycle-file="$lifecycle"
 for sa in "$SA_WORKER" "$SA_API"; do

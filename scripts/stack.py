@@ -300,9 +300,11 @@ class Supervisor:
 
 
 def run_cleanup() -> int:
-    """The daily cache cleanup, as `scripts/clean_videos.py` (same code as the function)."""
-    return subprocess.run([sys.executable, "scripts/clean_videos.py"], cwd=ROOT,
-                          check=False).returncode
+    """The daily cache cleanup, as `scripts/clean_videos.py`, then the retention job
+    (`scripts/retention.py`): the same code as the function's daily run."""
+    codes = [subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=False).returncode
+             for module in ("scripts.clean_videos", "scripts.retention")]
+    return max(codes)
 
 
 def log(message: str) -> None:

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     GEMINI_FILE_TIMEOUT_S: float = Field(default=120, gt=0)
     GEMINI_RATE_WINDOW_S: float = Field(default=60, gt=0)
     RESULT_CACHE: bool = True
+    SHARE_RESULT_CACHE: bool = False
+    """Teams reuse each other's results for the same video (only the result, never the
+    task); off: the result cache never crosses teams (issue 36)."""
     REUSE: Literal["exact", "similar", "none"] = "exact"
     # Gemini Batch mode (issue 27)
     DEFAULT_MODE: Literal["interactive", "batch"] = "interactive"
@@ -122,6 +125,9 @@ class Settings(BaseSettings):
     RECONCILE_GRACE_S: float = Field(default=60, gt=0)
     ROLLUP_RECOUNT_S: float = Field(default=900, ge=0)
     CACHE_DAYS: int = Field(default=7, ge=1)
+    TASK_RETENTION_DAYS: int | None = Field(default=None, ge=1)
+    ARCHIVE_BEFORE_DELETE: bool = True
+    RETENTION_CHUNK: int = Field(default=500, ge=1, le=5000)
     CLEANUP_AT: str = "03:00"
     CLEANUP_TZ: str = "Asia/Shanghai"
     DOWNLOAD_CONNECT_TIMEOUT_S: float = Field(default=10, gt=0)
@@ -181,6 +187,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("TASK_RETENTION_DAYS", mode="before")
+    @classmethod
+    def _retention_off(cls, value: object) -> object:
+        """Unset or empty: tasks are kept for ever (0 is refused: it would delete every
+        finished task at the next run)."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("PRIVATE_URL_ALLOWLIST")
     @classmethod

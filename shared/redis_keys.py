@@ -200,6 +200,9 @@ def gemini_endpoint_probe(endpoint_id: str) -> str:
     return f"gemini:endpoint_probe:{endpoint_id}"
 
 
+RETENTION_LOCK = "task_retention:lock"
+"""Held while one run of the retention job deletes expired tasks (issue 34)."""
+
 BATCH_COLLECTOR_LOCK = "gemini_batches:collector_lock"
 """Held while one sweep of the Gemini batch collector runs (issue 27)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,10 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; missing objects are fine."""
+
+    def append(self, key: str, data: bytes) -> None:
+        """Add `data` at the end of the object (created when missing): the retention
+        archive's gzip members. One writer at a time (the retention job's lock)."""
 
     def ping(self) -> None:
         """Raise when the storage cannot be reached."""
@@ -105,6 +110,14 @@ class LocalStorage:
                 parent.rmdir()
             except OSError:
                 break
+
+    def append(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def ping(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -164,6 +177,20 @@ class GcsStorage:
             self.bucket.blob(key).delete(timeout=self.timeout_s, retry=self.retry)
         except NotFound:
             pass
+
+    def append(self, key: str, data: bytes) -> None:
+        """GCS objects cannot grow: the new part is uploaded beside the object and both
+        are composed into it (no download of what is there)."""
+        blob = self.bucket.blob(key)
+        if not blob.exists(timeout=self.timeout_s, retry=self.retry):
+            blob.upload_from_string(data, timeout=self.timeout_s, retry=self.retry)
+            return
+        part = self.bucket.blob(f"{key}.part-{uuid.uuid4().hex}")
+        part.upload_from_string(data, timeout=self.timeout_s, retry=self.retry)
+        try:
+            blob.compose([blob, part], timeout=self.timeout_s, retry=self.retry)
+        finally:
+            self.delete(part.name)
 
     def ping(self) -> None:
         next(iter(self.client.list_blobs(self.bucket, max_results=1, timeout=self.timeout_s,

@@ -15,14 +15,21 @@ import uuid
 
 from vision_to_tag_client import AuthenticatedClient, Client
 from vision_to_tag_client.api.batches import create_batch, get_batch
+from vision_to_tag_client.api.keys import get_accounts, get_pool_history
+from vision_to_tag_client.api.operations import get_healthz, get_stats, get_stats_charts
 from vision_to_tag_client.api.tasks import create_task, get_task, list_tasks, retry_task
 from vision_to_tag_client.models import (
     Batch,
     BatchCreated,
+    Charts,
     CreateBatchRequest,
     CreateTaskRequest,
     ErrorEnvelope,
+    Health,
     ItemOutcome,
+    PoolHistory,
+    PoolStats,
+    Stats,
     TagResult,
     Task,
     TaskCreated,
@@ -62,7 +69,21 @@ def happy_path(api: AuthenticatedClient, media_url: str) -> str:
     assert isinstance(batch, BatchCreated) and isinstance(batch.items[0], ItemOutcome)
     shown = get_batch.sync(batch.batch.batch_id, client=api).data
     assert isinstance(shown, Batch) and shown.total == 1
+    operations(api)
     return task_id
+
+
+def operations(api: AuthenticatedClient) -> None:
+    """The operators' replies: typed too."""
+    stats = get_stats.sync(client=api).data
+    assert isinstance(stats, Stats) and stats.tasks["completed"] >= 1, stats
+    charts = get_stats_charts.sync(client=api).data
+    assert isinstance(charts, Charts) and sum(charts.throughput.completed) >= 1
+    assert isinstance(get_accounts.sync(client=api).data, PoolStats)
+    history = get_pool_history.sync(client=api, days=2).data
+    assert isinstance(history, PoolHistory) and len(history.days) == 2
+    health = get_healthz.sync(client=Client(base_url=api._base_url, timeout=30)).data
+    assert isinstance(health, Health) and health.database == "ok"
 
 
 def errors(api: AuthenticatedClient, anonymous: Client, task_id: str) -> None:
@@ -74,6 +95,18 @@ def errors(api: AuthenticatedClient, anonymous: Client, task_id: str) -> None:
     huge = CreateTaskRequest(url="https://example.com/v.mp4",
                              platform=CreateTaskRequestPlatform.RPA, uid="u" * 70_000)
     expect_error(create_task.sync_detailed(client=api, body=huge), 413, "body")
+    throttled(api)
+
+
+def throttled(api: AuthenticatedClient) -> None:
+    """Wrong keys from one address (AUTH_FAILURE_LIMIT=3 here): 401s, then 429 with
+    Retry-After, in the error model. Last: the address stays refused for the window."""
+    wrong = AuthenticatedClient(base_url=api._base_url, token="wrong-token", timeout=30)
+    for _ in range(3):
+        expect_error(list_tasks.sync_detailed(client=wrong), 401)
+    response = list_tasks.sync_detailed(client=wrong)
+    expect_error(response, 429)
+    assert int(response.headers["Retry-After"]) >= 1
 
 
 def main(phase: str, base_url: str, token: str, media_url: str) -> int:

@@ -46,6 +46,18 @@ def test_every_operation_has_its_own_id_and_a_group(document) -> None:
     assert {"tasks", "batches", "search", "keys", "operations"} <= by_group
 
 
+def test_every_json_reply_names_its_data_model(document) -> None:
+    """No 200 reply is the bare envelope: a generated client gets a class for each."""
+    schemas = document["components"]["schemas"]
+    for path, method, operation in operations(document):
+        content = operation["responses"]["200"].get("content", {})
+        if "application/json" not in content or path == "/api/v1/openapi.json":
+            continue
+        name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        data = schemas[name]["properties"]["data"]
+        assert "$ref" in data, (method, path, name)
+
+
 def test_every_error_reply_is_the_error_schema(document) -> None:
     schema = document["components"]["schemas"]["ErrorEnvelope"]
     assert {"code", "message", "field"} <= set(schema["properties"])

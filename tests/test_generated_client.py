@@ -36,7 +36,8 @@ def test_a_generated_client_gets_typed_models_for_every_reply(
     stack = LocalStack(env={
         "DATABASE_URL": mysql_db_url, "REDIS_URL": redis.url,
         "STORAGE_DIR": str(tmp_path / "storage"), "ALLOW_PRIVATE_URLS": "true",
-        "API_TOKENS": "client-token", "WORKER_TOKEN": "", "PYTHONPATH": str(ROOT)},
+        "API_TOKENS": "client-token", "WORKER_TOKEN": "", "AUTH_FAILURE_LIMIT": "3",
+        "PYTHONPATH": str(ROOT)},
         log_dir=tmp_path / "logs")
     stack.start()
     try:

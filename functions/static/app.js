@@ -90,11 +90,20 @@ function bar(used, limit) {
   return wrap;
 }
 
+function showRetention(retention) {
+  // the oldest task kept (its day), and how long finished tasks are kept
+  if (!retention) return;
+  const oldest = retention.oldest_task_at ? retention.oldest_task_at.slice(0, 10) : "none";
+  const kept = retention.days ? `kept ${retention.days} d` : "kept for ever";
+  text("t-oldest", `${oldest} (${kept})`);
+}
+
 function showStats(stats) {
   const queue = stats.queue || {};
   text("q-pending", queue.pending); text("q-delayed", queue.delayed);
   text("q-inflight", queue.in_flight); text("q-failed", queue.failed);
   for (const status of ["pending", "processing", "completed", "failed"]) text(`t-${status}`, stats.tasks[status]);
+  showRetention(stats.retention);
   text("h-completed", stats.last_hour.completed); text("h-failed", stats.last_hour.failed);
   text("pool-left-today", stats.pool.capacity_left_today);
   for (const [window, suffix] of [["last_hour", "hour"], ["today", "today"]]) {

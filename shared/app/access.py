@@ -10,7 +10,7 @@ from shared.errors import Forbidden, Unauthenticated
 from shared.teams.attempts import AttemptLimits, FailedAttempts
 from shared.teams.keys import ADMIN, Caller, KeyStore, Scope
 
-__all__ = ["Caller", "Scope", "authenticate", "authorize", "key_store"]
+__all__ = ["Caller", "Scope", "authenticate", "authorize", "key_store", "visible_team"]
 
 
 def key_store(services: Services) -> KeyStore:
@@ -43,6 +43,12 @@ def authenticate(services: Services, presented: str | None, address: str,
         attempts.failed(address)
         raise Unauthenticated(f"{header}: key not accepted")
     return caller
+
+
+def visible_team(caller: Caller) -> str | None:
+    """The team whose tasks, batches and results the caller may see; None: every team's
+    (an admin key)."""
+    return None if caller.allows(Scope.ADMIN) else caller.team
 
 
 def authorize(caller: Caller, scope: Scope) -> None:

@@ -39,6 +39,7 @@ from shared.tasks.db import utcnow
 from shared.tasks.export import EXPORT_COLUMNS, export_stream
 from shared.tasks.models import new_task_id, task_id_forms
 from shared.tasks.store import pending_row
+from shared.teams.keys import DEFAULT_TEAM
 from shared.validation import validation_problem
 
 log = logging.getLogger("vision_to_tag.api")
@@ -53,8 +54,8 @@ MALFORMED_BATCH_ID = "batch_id: malformed (expected a UUID: dashed, or 32 hex di
 
 
 def create_batch(services: Services, request: CreateBatchRequest, body: dict[str, Any],
-                 idempotency_key: str | None, context: dict[str, Any]
-                 ) -> tuple[BatchCreated, bool]:
+                 idempotency_key: str | None, context: dict[str, Any],
+                 team: str = DEFAULT_TEAM) -> tuple[BatchCreated, bool]:
     """Validate every item on its own, write the batch (one transaction per chunk of
     items), queue every accepted task in one go, then open the batch: all of it or, when
     the queue cannot be written, none of it (503). Returns (answer, created); the same
@@ -65,21 +66,22 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
         body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
-        replayed = _replayed_batch(services, idempotency_key, request_sha256)
+        replayed = _replayed_batch(services, idempotency_key, request_sha256, team)
         if replayed:
             return replayed, False
     batch_id = new_task_id()
     try:
         services.batches.begin(batch_id, name=request.name, total=len(request.items),
                                callback_url=request.callback_url,
-                               idempotency_key=idempotency_key, request_sha256=request_sha256)
+                               idempotency_key=idempotency_key, request_sha256=request_sha256,
+                               team=team)
     except DuplicateBatchKey:
-        replayed = _replayed_batch(services, idempotency_key or "", request_sha256)
+        replayed = _replayed_batch(services, idempotency_key or "", request_sha256, team)
         if replayed is None:
             raise
         return replayed, False
     try:
-        outcomes, queued = _write_items(services, batch_id, request.items, context)
+        outcomes, queued = _write_items(services, batch_id, request.items, context, team)
         if queued:
             services.queue.enqueue_many(queued)
     except ServiceUnavailable:
@@ -96,7 +98,8 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
 
 
 def _write_items(services: Services, batch_id: str, raw_items: list[Any],
-                 context: dict[str, Any]) -> tuple[list[ItemOutcome], list[tuple[str, str]]]:
+                 context: dict[str, Any], team: str
+                 ) -> tuple[list[ItemOutcome], list[tuple[str, str]]]:
     """Each item checked and written with its task, BATCH_CHUNK per transaction; returns
     every item's outcome and the (task_id, url) of the accepted ones, still to be queued."""
     outcomes: list[ItemOutcome] = []
@@ -114,7 +117,7 @@ def _write_items(services: Services, batch_id: str, raw_items: list[Any],
                               "error_reason": outcome.error.reason[:512]})
                 continue
             outcome.task_id = new_task_id()
-            rows.append(pending_row(outcome.task_id, task_fields(item), now))
+            rows.append(pending_row(outcome.task_id, task_fields(item, team=team), now))
             items.append({"item_index": index, "task_id": outcome.task_id, "error_field": None,
                           "error_reason": None})
             queued.append((outcome.task_id, item.url))
@@ -145,12 +148,14 @@ def _json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def _replayed_batch(services: Services, key: str, request_sha256: str) -> BatchCreated | None:
-    """The stored answer for a repeated call, None when the key is new."""
+def _replayed_batch(services: Services, key: str, request_sha256: str,
+                    team: str) -> BatchCreated | None:
+    """The stored answer for a repeated call, None when the key is new; another team's
+    batch is never shown."""
     row = services.batches.row_by_idempotency_key(key)
     if row is None:
         return None
-    if row["request_sha256"] != request_sha256:
+    if row["request_sha256"] != request_sha256 or row["team"] != team:
         raise Conflict("Idempotency-Key: already used for a different request")
     if row["state"] == "creating":
         raise Conflict("Idempotency-Key: a request with this key is still being processed; "
@@ -175,10 +180,11 @@ def _batch_id(raw: str) -> str:
     return forms[0]
 
 
-def get_batch(services: Services, batch_id: str) -> Batch:
-    """The batch with its progress and the estimated time left."""
+def get_batch(services: Services, batch_id: str, team: str | None = None) -> Batch:
+    """The batch with its progress and the estimated time left; another team's is not
+    found."""
     batch = services.batches.get(_batch_id(batch_id))
-    if batch is None:
+    if batch is None or team is not None and batch.team != team:
         raise NotFound(f"batch_id: no batch {_batch_id(batch_id)}")
     if batch.progress.finished < batch.progress.total:
         batch.eta_s = _eta_s(services, batch.batch_id)
@@ -213,17 +219,19 @@ def _throughput_per_s(services: Services) -> float | None:
     return sum(totals["tasks"] for totals in done.values()) / window_s or None
 
 
-def list_batches(services: Services, query: ListBatchesQuery) -> BatchPage:
+def list_batches(services: Services, query: ListBatchesQuery,
+                 team: str | None = None) -> BatchPage:
     try:
-        batches, next_cursor = services.batches.list(limit=query.limit, cursor=query.cursor)
+        batches, next_cursor = services.batches.list(limit=query.limit, cursor=query.cursor,
+                                                     team=team)
     except InvalidCursor as error:
         raise InvalidInput(str(error)) from None
     return BatchPage(batches=batches, next_cursor=next_cursor)
 
 
-def batch_results(services: Services, batch_id: str, query: BatchResultsQuery
-                  ) -> Iterator[bytes]:
+def batch_results(services: Services, batch_id: str, query: BatchResultsQuery,
+                  team: str | None = None) -> Iterator[bytes]:
     """The export of a batch's tasks, in item order (checked before the first byte)."""
-    batch = get_batch(services, batch_id)
+    batch = get_batch(services, batch_id, team)
     rows = services.batches.task_rows(batch.batch_id, EXPORT_COLUMNS)
     return export_stream(query.format, first_read(rows), with_index=True)

@@ -79,6 +79,7 @@ class Services:
             record_source=self.store.record_source,
             record_windows=self.store.record_windows,
             find_result=self.queries.find_result if settings.RESULT_CACHE else None,
+            share_results=settings.SHARE_RESULT_CACHE,
             fingerprints=self.fingerprints if settings.RESULT_CACHE else None,
             default_reuse=settings.REUSE,
         )

@@ -14,12 +14,13 @@ from shared.errors import InvalidInput, NotFound, ServiceUnavailable
 INDEX = re.compile(r"^[0-9]{1,4}$")
 
 
-def frame_bytes(services: Services, task_id: str, index: str) -> bytes:
-    """The JPEG of `result.frames[index]` of the task."""
+def frame_bytes(services: Services, task_id: str, index: str,
+                team: str | None = None) -> bytes:
+    """The JPEG of `result.frames[index]` of the task (of `team`, when given)."""
     if not INDEX.match(index):
         raise InvalidInput("index: malformed (the frame's position in result.frames, "
                            "0 to 9999)")
-    task = get_task(services, task_id)
+    task = get_task(services, task_id, team)
     frames = task.result.frames if task.result else []
     position = int(index)
     if position >= len(frames):

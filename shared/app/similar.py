@@ -10,17 +10,19 @@ from shared.tasks.models import SimilarQuery, SimilarVideo, SimilarVideos
 from shared.video.similarity import compare
 
 
-def similar_videos(services: Services, task_id: str, query: SimilarQuery) -> SimilarVideos:
-    """Closest first; a task without a fingerprint lists nothing (and says so)."""
-    task = get_task(services, task_id)
+def similar_videos(services: Services, task_id: str, query: SimilarQuery,
+                   team: str | None = None) -> SimilarVideos:
+    """Closest first, of `team`'s tasks (None: every team's, an admin); a task without a
+    fingerprint lists nothing (and says so). Another team's task is not found."""
+    task = get_task(services, task_id, team)
     store = services.fingerprints
     found = store.get(task.task_id)
     if found is None:
         return SimilarVideos(task_id=task.task_id, fingerprinted=False, videos=[])
     fp_id, fingerprint = found
     videos = []
-    for candidate in store.load(store.candidates(fingerprint, max(query.limit, CANDIDATES),
-                                                 before_id=fp_id)):
+    candidates = store.candidates(fingerprint, max(query.limit, CANDIDATES), before_id=fp_id)
+    for candidate in store.load(candidates, team=team):
         verdict = compare(fingerprint, candidate.fingerprint)
         videos.append(SimilarVideo(
             task_id=candidate.task_id, status=candidate.status or "", match=verdict.match,

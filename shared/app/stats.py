@@ -11,6 +11,7 @@ from shared.redis_conn import redis_outage
 from shared.tasks.db import utcnow
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.models import TaskStatus
+from shared.tasks.removal import TaskRemoval
 from shared.tasks.rollups import latency_summary
 from shared.tasks.schema import USAGE_COLUMNS
 
@@ -44,8 +45,18 @@ def service_stats(services: Services) -> dict[str, Any]:
         "usage": {"last_hour": usage_totals(last_hour),
                   "today": usage_totals(figures["today"])},
         "gemini_batches": batch_jobs(services),
+        "retention": retention_state(services),
         "warnings": [warning.model_dump() for warning in setup_warnings(services)],
     }
+
+
+def retention_state(services: Services) -> dict[str, Any]:
+    """TASK_RETENTION_DAYS and when the oldest task kept was created (issue 34): the
+    dashboard shows how far back the history goes."""
+    oldest = TaskRemoval(services.store.engine).oldest_created_at()
+    return {"days": services.settings.TASK_RETENTION_DAYS,
+            "archive": services.settings.ARCHIVE_BEFORE_DELETE,
+            "oldest_task_at": oldest.isoformat() + "Z" if oldest else None}
 
 
 def _tasks(totals: dict[str, dict[str, int]], status: str) -> int:

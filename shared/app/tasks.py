@@ -39,6 +39,7 @@ from shared.tasks.models import (
 )
 from shared.tasks.store import DuplicateIdempotencyKey
 from shared.tasks.subtitles import SubtitlesQuery, render_subtitles
+from shared.teams.keys import DEFAULT_TEAM
 from shared.video.safety import UrlForbidden
 
 log = logging.getLogger("vision_to_tag.api")
@@ -48,25 +49,25 @@ MAX_IDEMPOTENCY_KEY = 128
 
 def create_task(
     services: Services, request: CreateTaskRequest, idempotency_key: str | None = None,
-    *, enqueue: bool = True,
+    *, enqueue: bool = True, team: str = DEFAULT_TEAM,
 ) -> tuple[Task, bool]:
-    """Insert a pending task and enqueue it: both or neither. Returns (task, created).
-    `enqueue=False` is for the synchronous API, which runs the task itself."""
+    """Insert a pending task of `team` and enqueue it: both or neither. Returns (task,
+    created). `enqueue=False` is for the synchronous API, which runs the task itself."""
     store = services.store
     check_targets(services, request)
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
         existing = store.get_by_idempotency_key(idempotency_key)
         if existing:
-            return _same_request(existing, request), False
+            return _same_request(existing, request, team), False
     task_id = new_task_id()
     try:
-        task = store.insert(task_id, task_fields(request, idempotency_key))
+        task = store.insert(task_id, task_fields(request, idempotency_key, team))
     except DuplicateIdempotencyKey:
         existing = store.get_by_idempotency_key(idempotency_key or "")
         if existing is None:
             raise
-        return _same_request(existing, request), False
+        return _same_request(existing, request, team), False
     if not enqueue:
         return task, True
     try:
@@ -78,10 +79,11 @@ def create_task(
     return task, True
 
 
-def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None
-                ) -> dict[str, Any]:
+def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None,
+                team: str = DEFAULT_TEAM) -> dict[str, Any]:
     """The columns a create request sets (single creates and batch items)."""
     return {
+        "team": team,
         "url": request.url,
         "platform": request.platform,
         "uid": None if request.uid is None else str(request.uid),
@@ -110,7 +112,8 @@ class SyncOutcome:
     retry_after_s: float | None = None
 
 
-def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
+def tag_now(services: Services, request: CreateTaskRequest,
+            team: str = DEFAULT_TEAM) -> SyncOutcome:
     """Run the whole pipeline inside the request, recorded as a task.
 
     Past SYNC_TIMEOUT_S the task is handed to the queue: the thread stops at its next stage
@@ -120,7 +123,7 @@ def tag_now(services: Services, request: CreateTaskRequest) -> SyncOutcome:
     if request.mode == "batch":
         raise InvalidInput("mode: the synchronous route tags interactively; create a task "
                            "(POST /api/v1/task/create) for batch mode")
-    task, _ = create_task(services, request, enqueue=False)
+    task, _ = create_task(services, request, enqueue=False, team=team)
     handed_off = threading.Event()
 
     def run() -> Delivery:
@@ -158,8 +161,10 @@ def check_mode(services: Services, request: CreateTaskRequest) -> None:
                            f"TAGGER={services.settings.TAGGER}, which has no Batch API)")
 
 
-def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
-    if (existing.url, existing.platform) != (request.url, request.platform):
+def _same_request(existing: Task, request: CreateTaskRequest, team: str) -> Task:
+    """The task an Idempotency-Key already made; another team's is never shown."""
+    if (existing.team, existing.url, existing.platform) != (team, request.url,
+                                                            request.platform):
         raise Conflict("Idempotency-Key: already used for a different request")
     return existing
 
@@ -167,21 +172,22 @@ def _same_request(existing: Task, request: CreateTaskRequest) -> Task:
 MALFORMED_TASK_ID = "task_id: malformed (expected a UUID: dashed, or 32 hex digits)"
 
 
-def get_task(services: Services, task_id: str) -> Task:
-    """By id in either form and any case (ids are stored as created)."""
+def get_task(services: Services, task_id: str, team: str | None = None) -> Task:
+    """By id in either form and any case (ids are stored as created). Another team's task
+    is not found (404, as an unknown id: its existence is not told)."""
     forms = task_id_forms(task_id)
     if forms is None:
         raise InvalidInput(MALFORMED_TASK_ID)
     task = services.store.find(forms)
-    if task is None:
+    if task is None or team is not None and task.team != team:
         raise NotFound(f"task_id: no task {forms[0]}")
     return task
 
 
-def list_tasks(services: Services, query: ListTasksQuery) -> TaskPage:
+def list_tasks(services: Services, query: ListTasksQuery, team: str | None = None) -> TaskPage:
     try:
         tasks, next_cursor = services.queries.list(
-            status=query.status, platform=query.platform, uid=query.uid,
+            status=query.status, platform=query.platform, uid=query.uid, team=team,
             limit=query.limit, cursor=query.cursor,
         )
     except InvalidCursor as error:
@@ -207,11 +213,12 @@ bytes, the same limits), each with what would change the outcome; a retry of one
 refused unless forced (docs/decisions.md, issue 33)."""
 
 
-def retry_task(services: Services, task_id: str, *, force: bool = False) -> Task:
+def retry_task(services: Services, task_id: str, *, force: bool = False,
+               team: str | None = None) -> Task:
     """A failed task goes back to pending with fresh attempts, its old error cleared, and
     is re-queued. A failure in FINAL_FAILURES is Conflict unless `force`: re-running it
     would only fail the same way."""
-    task = get_task(services, task_id)
+    task = get_task(services, task_id, team)
     task_id = task.task_id  # the stored form
     if task.status != TaskStatus.FAILED:
         raise Conflict(f"task_id: task is {task.status}; only failed tasks can be retried")
@@ -242,10 +249,10 @@ def check_retry_helps(task: Task, force: bool) -> None:
                    "add ?force=true")
 
 
-def search(services: Services, query: SearchQuery) -> SearchPage:
+def search(services: Services, query: SearchQuery, team: str | None = None) -> SearchPage:
     if services.index is None:
         raise NotConfigured("search: not configured on this service (set ES_URL)")
-    return services.index.search(query)
+    return services.index.search(query, team)
 
 
 def check_url(services: Services, field: str, url: str) -> None:
@@ -260,10 +267,11 @@ def check_idempotency_key(key: str) -> None:
         raise InvalidInput(f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
 
 
-def export_tasks(services: Services, query: ExportQuery) -> Iterator[bytes]:
+def export_tasks(services: Services, query: ExportQuery,
+                 team: str | None = None) -> Iterator[bytes]:
     """The export of every task the filters match, oldest first, in chunks."""
     filters = {"status": query.status, "platform": query.platform, "uid": query.uid,
-               "env": query.env}
+               "env": query.env, "team": team}
     chunks = services.queries.export_rows(EXPORT_COLUMNS, since=query.since, until=query.until,
                                           **filters)
     return export_stream(query.format, first_read(chunks))
@@ -276,10 +284,11 @@ def first_read(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[list[dict[str
     return iter([]) if first is None else itertools.chain([first], chunks)
 
 
-def subtitles(services: Services, task_id: str, fmt: str, query: SubtitlesQuery) -> str:
+def subtitles(services: Services, task_id: str, fmt: str, query: SubtitlesQuery,
+              team: str | None = None) -> str:
     """WebVTT or SRT of a completed task: its transcript, its translation, its on-screen
     text or its key moments (`query.kind`)."""
-    task = get_task(services, task_id)
+    task = get_task(services, task_id, team)
     if task.result is None:
         raise Conflict(f"task_id: task is {task.status} and has no result yet; subtitles "
                        "come from the result")

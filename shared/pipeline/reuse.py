@@ -3,7 +3,8 @@ stage (its ffmpeg runs beside the key frames'), stored and indexed; with `reuse:
 the tag stage completes the task from the result of an earlier copy of the same video
 (re-encoded, resized, cropped, letterboxed, watermarked or trimmed) without a model call.
 
-A candidate must answer the same question (dimensions, language, vocabulary, prompt
+A candidate must be the same team's (unless SHARE_RESULT_CACHE, as the exact cache), answer
+the same question (dimensions, language, vocabulary, prompt
 version, model: `same_question`) and match as a whole (`similarity.compare`); its key
 moments and transcript are shifted by the measured offset and fitted to this video. The
 result is copied into this task, so deleting the source later changes nothing here.
@@ -62,8 +63,8 @@ def similar_result(job: Job) -> TagResult | None:
         return None
     wanted = stages.question(job)
     best: tuple[StoredFingerprint, Comparison] | None = None
-    for candidate in store.load(store.candidates(outcome.fingerprint,
-                                                 before_id=job.fingerprint_id)):
+    candidates = store.candidates(outcome.fingerprint, before_id=job.fingerprint_id)
+    for candidate in store.load(candidates, team=stages.result_team(job)):
         if (candidate.task_id == job.task.task_id or candidate.status != TaskStatus.COMPLETED
                 or not same_question(candidate.tags, **wanted)):
             continue

@@ -37,7 +37,8 @@ class StageTools:
     """The collaborators the stages use, and nothing more; the application context
     (`Services.worker`) builds them. `record_source` remembers a task's stored video
     (`TaskStore.record_source`); `find_result` looks up the result cache
-    (`TaskQueries.find_result`), None when the cache is off."""
+    (`TaskQueries.find_result`), None when the cache is off; within the task's team
+    unless `share_results`."""
 
     tagger: Tagger
     storage: Storage
@@ -47,6 +48,7 @@ class StageTools:
     record_source: Callable[..., bool]
     find_result: Callable[..., dict | None] | None
     record_windows: Callable[..., bool] | None = None
+    share_results: bool = False
     fingerprints: FingerprintStore | None = None
     """Near-duplicate reuse (issue 40): every video's fingerprint is stored and indexed
     here; None = no fingerprints (and no `similar` reuse)."""
@@ -254,8 +256,13 @@ def cached_result(job: Job) -> TagResult | None:
     find_result = job.tools.find_result
     if find_result is None or job.downloaded is None:
         return None
-    stored = find_result(job.downloaded.sha256, **question(job))
+    stored = find_result(job.downloaded.sha256, team=result_team(job), **question(job))
     return None if stored is None else as_reused(stored, job)
+
+
+def result_team(job: Job) -> str | None:
+    """Whose results may serve this task: its team's, or any team's (SHARE_RESULT_CACHE)."""
+    return None if job.tools.share_results else job.task.team
 
 
 def as_reused(stored: dict[str, Any], job: Job) -> TagResult:

@@ -33,6 +33,10 @@ class TaskQueue(Protocol):
     def dead_letter(self, task_id: str) -> None:
         """Record that the task ran out of attempts."""
 
+    def forget(self, task_ids: list[str]) -> None:
+        """Remove every trace of these (deleted) tasks the queue keeps: entries, info,
+        lease locks. A delivery already on its way finds no task and is acknowledged."""
+
     def depth(self) -> QueueDepth | None:
         """Queue sizes, or None when the backend cannot tell."""
 

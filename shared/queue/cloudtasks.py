@@ -99,6 +99,10 @@ class CloudTasksQueue:
         """Nothing to move: the task row says `failed` and the worker answered 2xx."""
         log.warning("task ran out of attempts", extra={"task_id": task_id})
 
+    def forget(self, task_ids: list[str]) -> None:
+        """Nothing kept here: a delivery of a deleted task finds no row and is acknowledged
+        (its name cannot be known without listing the queue)."""
+
     def depth(self) -> None:
         return None
 

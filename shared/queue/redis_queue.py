@@ -72,6 +72,27 @@ class RedisQueue:
         pipe.expire(redis_keys.task_info(task_id), redis_keys.TASK_INFO_TTL_S)
         pipe.execute()
 
+    def forget(self, task_ids: list[str]) -> None:
+        """One task: out of every list. Many (the retention job's finished tasks): out of
+        the lists their `task_info` says they are in (and the dead letters), so a long
+        backlog is not scanned once per task."""
+        if not task_ids:
+            return
+        with redis_outage():
+            states: list[str | None] = [None] * len(task_ids)
+            if len(task_ids) > 1:
+                pipe = self.redis.pipeline(transaction=False)
+                for task_id in task_ids:
+                    pipe.hget(redis_keys.task_info(task_id), "status")
+                states = pipe.execute()
+            pipe = self.redis.pipeline(transaction=True)
+            for task_id, state in zip(task_ids, states, strict=True):
+                for name in _lists_of(state, len(task_ids) > 1):
+                    pipe.lrem(name, 0, task_id)
+                pipe.delete(redis_keys.task_info(task_id), redis_keys.task_lock(task_id))
+            pipe.zrem(redis_keys.TASK_QUEUE_DELAYED, *task_ids)
+            pipe.execute()
+
     def depth(self) -> QueueDepth:
         pipe = self.redis.pipeline(transaction=False)
         pipe.llen(redis_keys.TASK_QUEUE)
@@ -158,3 +179,12 @@ class RedisQueue:
             pipe.execute()
             moved += 1
         return moved
+
+
+def _lists_of(state: str | None, bulk: bool) -> tuple[str, ...]:
+    """The lists a task may sit in, from its `task_info` status (every list when the
+    caller forgets one task, or the status says it is live)."""
+    if not bulk or state in LIVE_STATES:
+        return (redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
+                redis_keys.TASK_QUEUE_FAILED)
+    return (redis_keys.TASK_QUEUE_FAILED,)

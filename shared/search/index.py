@@ -22,6 +22,7 @@ from shared.errors import InvalidInput, ServiceUnavailable
 from shared.search import passages
 from shared.search.query import SearchHit, SearchMoment, SearchPage, SearchQuery
 from shared.tasks.models import DEFAULT_ENVS, Task
+from shared.teams.keys import DEFAULT_TEAM
 
 log = logging.getLogger("vision_to_tag.search")
 
@@ -29,6 +30,7 @@ FACET_SIZE = 20
 BULK_THREADS = 2
 """Bulk requests in flight at once while reindexing."""
 TEXT = {"type": "text", "analyzer": "cjk"}
+TEAM_FIELD = {"type": "keyword"}
 MAPPING = {
     "dynamic": False,
     "properties": {
@@ -42,6 +44,7 @@ MAPPING = {
         "business_tags": {"type": "keyword"},
         "summary": TEXT,
         "platform": {"type": "keyword"},
+        "team": {"type": "keyword"},
         "uid": {"type": "keyword"},
         "env": {"type": "keyword"},
         "language": {"type": "keyword"},
@@ -56,7 +59,7 @@ def document(task: Task) -> dict[str, Any]:
     result = task.result
     assert result is not None
     doc: dict[str, Any] = {
-        "task_id": task.task_id, "url": task.url, "tags": result.tags,
+        "task_id": task.task_id, "team": task.team, "url": task.url, "tags": result.tags,
         "tags_text": " ".join(result.tags), "summary": result.summary,
         "platform": task.platform, "uid": task.uid, "env": task.env,
         "language": result.language, "duration_s": result.technical.duration_s,
@@ -88,7 +91,9 @@ class TagIndex:
         if name in self._ready:
             return name
         with _unavailable_as_503():
-            if not self.client.indices.exists(index=name):
+            if self.client.indices.exists(index=name):  # made before teams (issue 36)
+                self.client.indices.put_mapping(index=name, properties={"team": TEAM_FIELD})
+            else:
                 try:
                     self.client.indices.create(
                         index=name, mappings=passages.PASSAGE_MAPPING if of_passages
@@ -146,16 +151,28 @@ class TagIndex:
             failed |= {doc["task_id"] for doc in docs if doc["passage_id"] not in indexed}
         return failed
 
+    def remove(self, task_ids: list[str]) -> None:
+        """Delete these tasks' documents and passages from every index of this prefix
+        (deleted tasks, issue 34); ids not indexed are fine."""
+        if not task_ids:
+            return
+        with _unavailable_as_503():
+            self.client.delete_by_query(
+                index=f"{self.prefix}-*", query={"terms": {"task_id": task_ids}},
+                conflicts="proceed", refresh=True, ignore_unavailable=True,
+                allow_no_indices=True)
+
     def refresh(self) -> None:
         with _unavailable_as_503():
             self.client.indices.refresh(index=f"{self.prefix}-*")
 
-    def search(self, query: SearchQuery) -> SearchPage:
+    def search(self, query: SearchQuery, team: str | None = None) -> SearchPage:
+        """Tasks (or, `kind=moments`, passages) of `team` (None: every team's)."""
         if query.kind == "moments":
-            return self.moments(query)
+            return self.moments(query, team)
         envs = [query.env] if query.env else list(self.envs)
         indices = ",".join(self.index_name(env) for env in envs)
-        filters = _filters(query)
+        filters = _filters(query, team)
         must = []
         if query.q:  # multi_match parses no query syntax: quotes, *, ( are plain text
             must.append({"multi_match": {"query": query.q, "operator": "and",
@@ -187,12 +204,13 @@ class TagIndex:
         )
 
 
-    def moments(self, query: SearchQuery) -> SearchPage:
+    def moments(self, query: SearchQuery, team: str | None = None) -> SearchPage:
         """The passages that best match `query.q` (BM25), under the task filters."""
         envs = [query.env] if query.env else list(self.envs)
         indices = ",".join(self.passage_index(env) for env in envs)
         body: dict[str, Any] = {
-            "query": {"bool": {"filter": _filters(query), "must": [passages.match(query.q)]}},
+            "query": {"bool": {"filter": _filters(query, team),
+                               "must": [passages.match(query.q)]}},
             "size": query.limit, "track_total_hits": True,
             "_source": ["task_id", "start_s", "end_s", "text", "kind"],
         }
@@ -204,10 +222,17 @@ class TagIndex:
                           moments=found)
 
 
-def _filters(query: SearchQuery) -> list[dict[str, Any]]:
-    """The task filters (tags, platform, uid, duration): a task and its passages carry
-    the same fields, so one set of filters serves both searches."""
+def _filters(query: SearchQuery, team: str | None) -> list[dict[str, Any]]:
+    """The task filters (team, tags, platform, uid, duration): a task and its passages
+    carry the same fields, so one set of filters serves both searches. A document indexed
+    before teams has no `team`: it is the default team's."""
     filters: list[dict[str, Any]] = [{"term": {"tags": tag}} for tag in query.tags]
+    if team == DEFAULT_TEAM:
+        filters.append({"bool": {"should": [
+            {"term": {"team": team}}, {"bool": {"must_not": {"exists": {"field": "team"}}}}],
+            "minimum_should_match": 1}})
+    elif team is not None:
+        filters.append({"term": {"team": team}})
     if query.any_tags:
         filters.append({"terms": {"tags": query.any_tags}})
     for field in ("platform", "uid"):

@@ -29,6 +29,7 @@ PASSAGE_MAPPING = {
         "language": {"type": "keyword"},
         "tags": {"type": "keyword"},
         "platform": {"type": "keyword"},
+        "team": {"type": "keyword"},
         "uid": {"type": "keyword"},
         "duration_s": {"type": "float"},
         "created_at": {"type": "date"},
@@ -45,7 +46,8 @@ def passages(task: Task) -> list[dict[str, Any]]:
     result = task.result
     if result is None:
         return []
-    shared = {"task_id": task.task_id, "tags": result.tags, "platform": task.platform,
+    shared = {"task_id": task.task_id, "team": task.team, "tags": result.tags,
+              "platform": task.platform,
               "uid": task.uid, "language": result.language,
               "duration_s": result.technical.duration_s,
               "created_at": task.created_at.isoformat()}

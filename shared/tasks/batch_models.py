@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.tasks.models import CreateTaskRequest, Status, envs_of
+from shared.tasks.models import CreateTaskRequest, QueryBool, Status, envs_of
 from shared.video.urls import check_http_url
 
 MAX_BATCH_ITEMS = 1000
@@ -107,6 +107,7 @@ class Batch(BaseModel):
     """A batch as the API shows it (`data` of GET /api/v1/batches/{id})."""
 
     batch_id: str
+    team: str = Field(default="default", description="the team whose key created it")
     name: str
     state: BatchState = Field(
         description="creating: its items are being written and queued; open: its tasks "
@@ -164,6 +165,22 @@ class ListBatchesQuery(BaseModel):
 EXPORT_FORMATS = ("jsonl", "csv")
 DATE_REGEX = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9].*)?$"
 DATE_START = re.compile(DATE_REGEX)
+
+
+class DeleteBatchQuery(BaseModel):
+    """Query string of DELETE /api/v1/batches/{id}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: QueryBool = Field(default=False, description="delete the batch's tasks too "
+                             "(refused while any of them is being processed)")
+
+
+class BatchDeleted(BaseModel):
+    """What DELETE /api/v1/batches/{id} did."""
+
+    tasks_deleted: int = Field(description="tasks deleted with the batch")
+    tasks_kept: int = Field(description="tasks that started processing meanwhile and stay")
 
 
 class BatchResultsQuery(BaseModel):

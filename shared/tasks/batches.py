@@ -46,13 +46,15 @@ class BatchStore:
     # --- writes --------------------------------------------------------------
 
     def begin(self, batch_id: str, *, name: str, total: int, callback_url: str | None,
-              idempotency_key: str | None, request_sha256: str) -> None:
+              idempotency_key: str | None, request_sha256: str,
+              team: str = "default") -> None:
         """The batch row, `creating`; DuplicateBatchKey when the key was used already."""
         now = utcnow()
         try:
             with begin(self.engine) as conn:
                 conn.execute(sa.insert(b).values(
-                    batch_id=batch_id, name=name, state="creating", total=total, accepted=0,
+                    batch_id=batch_id, team=team, name=name, state="creating", total=total,
+                    accepted=0,
                     rejected=0, callback_url=callback_url, idempotency_key=idempotency_key,
                     request_sha256=request_sha256, created_at=now, updated_at=now))
         except IntegrityError as error:
@@ -165,10 +167,13 @@ class BatchStore:
                                 reason=row["error_reason"] or ""))
                 for row in rows]
 
-    def list(self, *, limit: int = 20, cursor: str | None = None
+    def list(self, *, limit: int = 20, cursor: str | None = None, team: str | None = None
              ) -> tuple[list[Batch], str | None]:
-        """Newest first (InvalidCursor for a cursor this did not make)."""
+        """Newest first, of `team` (None: every team's); InvalidCursor for a cursor this
+        did not make."""
         query = sa.select(b).order_by(b.c.id.desc()).limit(limit + 1)
+        if team is not None:
+            query = query.where(b.c.team == team)
         if cursor:
             query = query.where(b.c.id < decode_cursor(cursor, int)[0])
         with connect(self.engine) as conn:
@@ -233,7 +238,8 @@ class BatchStore:
             by_status = {status: counts[row["batch_id"]].get(status, 0) for status in TaskStatus}
             finished = sum(by_status[status] for status in FINISHED)
             shown.append(Batch(
-                batch_id=row["batch_id"], name=row["name"], state=shown_state(row),
+                batch_id=row["batch_id"], team=row["team"], name=row["name"],
+                state=shown_state(row),
                 total=row["total"], accepted=row["accepted"], rejected=row["rejected"],
                 counts=by_status, progress=Progress(finished=finished, total=row["accepted"]),
                 created_at=row["created_at"], started_at=started.get(row["batch_id"]),

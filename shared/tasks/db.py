@@ -52,6 +52,18 @@ def begin(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
+@contextlib.contextmanager
+def begin_without_gaps(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that locks only the rows it reads for update (MySQL: READ
+    COMMITTED, no gap locks): deleting old rows by id never makes a concurrent INSERT of
+    a new row wait for the gap beside one of them (issue 34, retention)."""
+    with database_outage(), engine.connect() as conn:
+        if conn.dialect.name == "mysql":
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            yield conn
+
+
 def create_db_engine(settings: Settings, *, read_timeout_s: float | None = None) -> sa.Engine:
     """One pooled engine per process; pool size from DB_POOL_SIZE. Every wait has a limit
     (docs/decisions.md, "Time limits"): a database that stops answering is an outage

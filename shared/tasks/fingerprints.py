@@ -58,6 +58,7 @@ class StoredFingerprint:
     fingerprint: Fingerprint
     status: str | None
     tags: dict[str, Any] | None
+    team: str | None = None
 
 
 def duration_class(duration_s: float) -> int:
@@ -151,17 +152,18 @@ class FingerprintStore:
         order = np.argsort(-hits, kind="stable")[:limit]
         return [int(found[i]) for i in order]
 
-    def load(self, ids: list[int]) -> list[StoredFingerprint]:
-        """The candidates that still exist, in the order asked, with their task."""
+    def load(self, ids: list[int], team: str | None = None) -> list[StoredFingerprint]:
+        """The candidates that still exist, in the order asked, with their task (only
+        `team`'s tasks unless None)."""
         if not ids:
             return []
-        query = (sa.select(f.c.id, f.c.task_id, f.c.data, t.c.status, t.c.tags)
+        query = (sa.select(f.c.id, f.c.task_id, f.c.data, t.c.status, t.c.tags, t.c.team)
                  .select_from(f.outerjoin(t, t.c.task_id == f.c.task_id))
-                 .where(f.c.id.in_(ids)))
+                 .where(f.c.id.in_(ids), *(() if team is None else (t.c.team == team,))))
         with connect(self.engine) as conn:
             rows = {row.id: row for row in conn.execute(query)}
         return [StoredFingerprint(i, rows[i].task_id, Fingerprint.from_bytes(rows[i].data),
-                                  rows[i].status, rows[i].tags)
+                                  rows[i].status, rows[i].tags, rows[i].team)
                 for i in ids if i in rows and rows[i].status is not None]
 
     def get(self, task_id: str) -> tuple[int, Fingerprint] | None:

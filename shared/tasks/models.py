@@ -232,6 +232,7 @@ class Task(BaseModel):
     """A task as the API shows it (`data` of GET /api/v1/task/{id})."""
 
     task_id: str
+    team: str = Field(default="default", description="the team whose key created it")
     status: Status
     stage: str | None = None
     attempts: int

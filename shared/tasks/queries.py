@@ -35,6 +35,7 @@ class TaskQueries:
         status: str | None = None,
         platform: str | None = None,
         uid: str | None = None,
+        team: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[Task | UnreadableTask], str | None]:
@@ -47,6 +48,8 @@ class TaskQueries:
             query = query.where(t.c.platform == platform)
         if uid:
             query = query.where(t.c.uid == uid)
+        if team is not None:
+            query = query.where(t.c.team == team)
         if cursor:
             query = query.where(t.c.id < decode_cursor(cursor, int)[0])
         with connect(self.engine) as conn:
@@ -54,12 +57,15 @@ class TaskQueries:
         next_cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
         return [listed(row) for row in rows[:limit]], next_cursor
 
-    def find_result(self, video_sha256: str, *, dimensions: list[str], language: str,
-                    provider: str, model: str, prompt_version: str) -> dict[str, Any] | None:
-        """A stored result for the same video, question and model (the result cache)."""
+    def find_result(self, video_sha256: str, *, team: str | None, dimensions: list[str],
+                    language: str, provider: str, model: str, prompt_version: str
+                    ) -> dict[str, Any] | None:
+        """A stored result for the same video, question and model (the result cache), of
+        `team`'s tasks (None: any team's)."""
         query = (
             sa.select(t.c.tags)
-            .where(t.c.video_sha256 == video_sha256, t.c.status == TaskStatus.COMPLETED)
+            .where(t.c.video_sha256 == video_sha256, t.c.status == TaskStatus.COMPLETED,
+                   *(() if team is None else (t.c.team == team,)))
             .order_by(t.c.id.desc())
             .limit(50)
         )
@@ -160,7 +166,8 @@ class TaskQueries:
 
     def export_rows(self, columns: list[sa.Column], *, status: str | None = None,
                     platform: str | None = None, uid: str | None = None,
-                    env: str | None = None, since: datetime | None = None,
+                    env: str | None = None, team: str | None = None,
+                    since: datetime | None = None,
                     until: datetime | None = None, chunk: int = EXPORT_CHUNK
                     ) -> Iterator[list[dict[str, Any]]]:
         """Tasks matching the filters, oldest first (created_at, then id), `chunk` at a
@@ -168,7 +175,7 @@ class TaskQueries:
         chunk, nothing held open while the caller writes)."""
         query = sa.select(*columns, t.c.created_at.label("_created_at"), t.c.id.label("_id"))
         for column, value in ((t.c.status, status), (t.c.platform, platform),
-                              (t.c.uid, uid), (t.c.env, env)):
+                              (t.c.uid, uid), (t.c.env, env), (t.c.team, team)):
             if value is not None:
                 query = query.where(column == value)
         if until is not None:

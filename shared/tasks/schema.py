@@ -33,11 +33,14 @@ READ_INDEXES: dict[str, tuple[str, ...]] = {
     "ix_video_tasks_env_created_at": ("env", "created_at"),
     "ix_video_tasks_status_lease_until": ("status", "lease_until"),
     "ix_video_tasks_status_processed_end": ("status", "processed_end", *USAGE_COLUMNS),
+    "ix_video_tasks_team_id": ("team", "id"),
+    "ix_video_tasks_team_created_at": ("team", "created_at"),
 }
 """Migration 0009 (issue 34): an index for every filter of the list (newest first: by
 id) and of the export (oldest first: by created_at, id), for the reconciler's expired
 leases, and for the rollups' recount of finished tasks (covering: their usage is summed
-from the index alone). tests/test_read_plans.py reads the plans."""
+from the index alone); migration 0010 (issue 36): a team's list and export.
+tests/test_read_plans.py reads the plans."""
 
 video_tasks = sa.Table(
     "video_tasks",
@@ -86,6 +89,7 @@ video_tasks = sa.Table(
     sa.Column("batch_since", Timestamp),
     sa.Column("translate_to", sa.String(8)),
     *(sa.Column(name, sa.BigInteger) for name in USAGE_COLUMNS),
+    sa.Column("team", sa.String(32), nullable=False, server_default="default"),
     sa.Column("reuse", sa.String(8)),
     sa.Index("ix_video_tasks_status_created_at", "status", "created_at"),
     sa.Index("ix_video_tasks_uid", "uid"),
@@ -116,7 +120,9 @@ batches = sa.Table(
     sa.Column("finished_at", Timestamp),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("team", sa.String(32), nullable=False, server_default="default"),
     sa.Index("ix_batches_created_at", "created_at"),
+    sa.Index("ix_batches_team_id", "team", "id"),
     mysql_charset="utf8mb4",
     mysql_collate="utf8mb4_unicode_ci",
 )
