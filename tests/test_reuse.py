@@ -12,11 +12,13 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from shared.app.similar import similar_videos
 from shared.app.tasks import create_task
+from shared.errors import NotFound
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services, get_services
 from shared.tasks.fingerprints import FingerprintStore, anchor_indexes, query_entries
-from shared.tasks.models import CreateTaskRequest
+from shared.tasks.models import CreateTaskRequest, SimilarQuery
 from shared.video import fingerprint
 from shared.video.fingerprint import Fingerprint
 from shared.video.frames import extract_frames
@@ -177,10 +179,10 @@ def test_redis_down_proposes_nothing(clips: Path, services: Services) -> None:
     assert store.save(task_id, fp(clips / "source.mp4")) > 0  # stored, not indexed
 
 
-def create(services: Services, url: str, **fields) -> str:
+def create(services: Services, url: str, team: str = "default", **fields) -> str:
     request = CreateTaskRequest.model_validate(
         {"url": url, "platform": "rpa", **fields}, context={"platforms": ["rpa"]})
-    return create_task(services, request)[0].task_id
+    return create_task(services, request, team=team)[0].task_id
 
 
 class CountingTagger:
@@ -204,8 +206,8 @@ def served(clips: Path):
     server.stop()
 
 
-def run(services: Services, served: MediaServer, name: str, **fields):
-    task_id = create(services, served.url(f"files/{name}"), **fields)
+def run(services: Services, served: MediaServer, name: str, team: str = "default", **fields):
+    task_id = create(services, served.url(f"files/{name}"), team, **fields)
     handle_delivery(task_id, services.worker)
     task = services.store.get(task_id)
     assert task is not None and task.status == "completed", task
@@ -239,6 +241,19 @@ def test_similar_copy_completes_from_the_source_without_a_model_call(
     after = run(services, served, "letterboxed.mp4", reuse="similar")
     assert after.result.reused_from is None or after.result.reused_from.task_id in (
         copy.task_id, exact.task_id)
+
+
+@pytest.mark.slow
+def test_similar_reuse_stays_within_a_team_unless_shared(
+        clips: Path, services: Services, served: MediaServer) -> None:
+    tagger = services.tagger = CountingTagger(services.tagger)
+    source = run(services, served, "source.mp4", "news", reuse="similar")
+    elsewhere = run(services, served, "half.mp4", "sport", reuse="similar")
+    assert tagger.calls == 2 and elsewhere.result.reused_from is None
+    services.settings = services.settings.model_copy(update={"SHARE_RESULT_CACHE": True})
+    shared = run(services, served, "logo.mp4", "sport", reuse="similar")
+    assert tagger.calls == 2 and shared.result.reused_from is not None
+    assert shared.result.reused_from.task_id in (source.task_id, elsewhere.task_id)
 
 
 @pytest.mark.slow
@@ -297,3 +312,17 @@ def test_similar_route_lists_the_closest_earlier_videos(clips: Path, client) -> 
     assert client.get(f"/api/v1/task/{missing}/similar").status_code == 404
     with services.store.engine.begin() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM video_fingerprints")).scalar() == 3
+
+
+def test_similar_lists_only_the_teams_own(clips: Path, services: Services) -> None:
+    news = create(services, "https://cdn.example.com/a.mp4", "news")
+    sport = create(services, "https://cdn.example.com/b.mp4", "sport")
+    copy = create(services, "https://cdn.example.com/c.mp4", "news")
+    for task_id, name in ((news, "source"), (sport, "source"), (copy, "trimmed")):
+        services.fingerprints.save(task_id, fp(clips / f"{name}.mp4"))
+    mine = similar_videos(services, copy, SimilarQuery(), "news")
+    assert [video.task_id for video in mine.videos] == [news]
+    everyone = similar_videos(services, copy, SimilarQuery(), None)  # an admin key
+    assert {video.task_id for video in everyone.videos} == {news, sport}
+    with pytest.raises(NotFound):
+        similar_videos(services, copy, SimilarQuery(), "sport")
