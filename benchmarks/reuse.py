@@ -215,6 +215,7 @@ def reuse_rates(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint
                 sources: list[Path], copies: dict[str, list[Path]],
                 prints: dict[Path, fingerprints.Outcome]) -> None:
     total = right = wrong = missed = 0
+    ranks: list[int | None] = []
     for name, paths in copies.items():
         good = bad = 0
         for source, copy in zip(sources, paths, strict=True):
@@ -222,14 +223,23 @@ def reuse_rates(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint
             found = decide(store, known, fp) if fp is not None else None
             good += found == source.stem
             bad += found is not None and found != source.stem
-            missed += (found is None and fp is not None and original is not None
-                       and compare(fp, original).match)  # the index did not propose it
+            if (found is None and fp is not None and original is not None
+                    and compare(fp, original).match):  # the index did not propose it
+                missed += 1
+                ranks.append(rank_of(store, known, fp, source.stem))
         total, right, wrong = total + len(paths), right + good, wrong + bad
         print(f"  {name:15} {good}/{len(paths)} reused their source's result"
               f"{f', {bad} reused ANOTHER video' if bad else ''}")
     print(f"transformed copies reusing their source: {right}/{total} = "
           f"{100 * right / max(total, 1):.1f} % (target >= 95 %); wrong source: {wrong}; "
-          f"a match the index did not propose: {missed}")
+          f"a match the index did not propose: {missed} (its rank by hits: {ranks})")
+
+
+def rank_of(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint]],
+            fp: Fingerprint, name: str) -> int | None:
+    """Where the source stands among every id the index proposes (None: not at all)."""
+    found = [known[i][0] for i in store.candidates(fp, limit=100_000)]
+    return found.index(name) + 1 if name in found else None
 
 
 def false_reuses_by_index(store: FingerprintStore, known: dict[int, tuple[str, Fingerprint]],
