@@ -19,6 +19,7 @@ from shared.pipeline.runner import handle_delivery
 from shared.services import Services, get_services
 from shared.tasks.fingerprints import FingerprintStore, anchor_indexes, query_entries
 from shared.tasks.models import CreateTaskRequest, SimilarQuery
+from shared.tasks.removal import TaskRemoval
 from shared.video import fingerprint
 from shared.video.fingerprint import Fingerprint
 from shared.video.frames import extract_frames
@@ -326,3 +327,16 @@ def test_similar_lists_only_the_teams_own(clips: Path, services: Services) -> No
     assert {video.task_id for video in everyone.videos} == {news, sport}
     with pytest.raises(NotFound):
         similar_videos(services, copy, SimilarQuery(), "sport")
+
+
+def test_deleting_tasks_deletes_their_fingerprints(clips: Path, services: Services) -> None:
+    """The DELETE route and retention (`TaskRemoval`), and `TaskStore.delete`."""
+    removed, dropped, kept = (create(services, f"https://cdn.example.com/{n}.mp4")
+                              for n in ("a", "b", "c"))
+    for task_id in (removed, dropped, kept):
+        services.fingerprints.save(task_id, fp(clips / "source.mp4"))
+    assert TaskRemoval(services.store.engine).delete([removed]) == [removed]
+    services.store.delete(dropped)
+    assert services.fingerprints.get(removed) is None
+    assert services.fingerprints.get(dropped) is None
+    assert services.fingerprints.get(kept) is not None
