@@ -20,7 +20,6 @@ from shared.queue.base import TaskQueue
 from shared.storage import Storage
 from shared.tagging.base import Tagger
 from shared.tasks.batches import BatchStore
-from shared.tasks.fingerprints import FingerprintStore
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
@@ -29,6 +28,7 @@ from shared.video.safety import UrlPolicy
 
 if TYPE_CHECKING:
     from shared.search.index import TagIndex
+    from shared.tasks.fingerprints import FingerprintStore
 
 
 @dataclass
@@ -49,7 +49,9 @@ class Services:
     @property
     def fingerprints(self) -> FingerprintStore:
         """The videos' fingerprints and their index (issue 40), on the task database and
-        Redis (built on each access: no I/O)."""
+        Redis (built on each access: no I/O; numpy imported on first use)."""
+        from shared.tasks.fingerprints import FingerprintStore
+
         return FingerprintStore(self.store.engine, self.redis)
 
     @property

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from shared.app.context import Services
 from shared.app.tasks import get_task
-from shared.tasks.fingerprints import CANDIDATES
 from shared.tasks.models import SimilarQuery, SimilarVideo, SimilarVideos
-from shared.video.similarity import compare
 
 
 def similar_videos(services: Services, task_id: str, query: SimilarQuery,
                    team: str | None = None) -> SimilarVideos:
     """Closest first, of `team`'s tasks (None: every team's, an admin); a task without a
     fingerprint lists nothing (and says so). Another team's task is not found."""
+    from shared.tasks.fingerprints import CANDIDATES  # numpy: only once it is needed
+    from shared.video.similarity import compare
+
     task = get_task(services, task_id, team)
     store = services.fingerprints
     found = store.get(task.task_id)

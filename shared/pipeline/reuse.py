@@ -3,6 +3,8 @@ stage (its ffmpeg runs beside the key frames'), stored and indexed; with `reuse:
 the tag stage completes the task from the result of an earlier copy of the same video
 (re-encoded, resized, cropped, letterboxed, watermarked or trimmed) without a model call.
 
+numpy (and what needs it) is imported on first use: a Gemini worker starts without it.
+
 A candidate must be the same team's (unless SHARE_RESULT_CACHE, as the exact cache), answer
 the same question (dimensions, language, vocabulary, prompt
 version, model: `same_question`) and match as a whole (`similarity.compare`); its key
@@ -19,15 +21,14 @@ from typing import TYPE_CHECKING
 
 from shared.pipeline import stages
 from shared.tagging.result import ReusedFrom, TagResult
-from shared.tasks.fingerprints import StoredFingerprint
 from shared.tasks.models import TaskStatus
 from shared.tasks.queries import same_question
-from shared.video import fingerprint as fingerprints
 from shared.video.frames import Tap
-from shared.video.similarity import Comparison, compare
 
 if TYPE_CHECKING:
     from shared.pipeline.stages import Job
+    from shared.tasks.fingerprints import StoredFingerprint
+    from shared.video.similarity import Comparison
 
 log = logging.getLogger("vision_to_tag.reuse")
 
@@ -41,6 +42,7 @@ def fingerprinting(job: Job) -> Iterator[Tap | None]:
     if store is None or job.downloaded is None or media is None:
         yield None
         return
+    from shared.video import fingerprint as fingerprints  # numpy: only once it is needed
     folder = job.workdir / "fingerprint"
     tap = fingerprints.tap(folder, media)
     yield tap
@@ -61,6 +63,8 @@ def similar_result(job: Job) -> TagResult | None:
     if outcome.fingerprint is None:
         job.reuse_notes.append(outcome.problem or "no fingerprint; never reused")
         return None
+    from shared.video.similarity import compare  # numpy: only once it is needed
+
     wanted = stages.question(job)
     best: tuple[StoredFingerprint, Comparison] | None = None
     candidates = store.candidates(outcome.fingerprint, before_id=job.fingerprint_id)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ErrorCode, PermanentError
 from shared.pipeline import reuse
@@ -20,13 +20,15 @@ from shared.storage import Storage, frame_key, video_key
 from shared.tagging import moments, transcript
 from shared.tagging.base import Tagger, TagRequest, fingerprint
 from shared.tagging.result import FrameRef, TagResult, Usage, technical_of
-from shared.tasks.fingerprints import FingerprintStore
 from shared.tasks.models import Task
 from shared.video.fetch import Downloaded, FetchLimits, download
-from shared.video.fingerprint import Outcome as FingerprintOutcome
 from shared.video.frames import FrameSet, extract_frames
 from shared.video.probe import MediaInfo, probe, sniff_container
 from shared.video.safety import UrlPolicy
+
+if TYPE_CHECKING:  # numpy behind them: imported when a video is fingerprinted
+    from shared.tasks.fingerprints import FingerprintStore
+    from shared.video.fingerprint import Outcome as FingerprintOutcome
 
 HASH_CHUNK = 1024 * 1024
 log = logging.getLogger("vision_to_tag.pipeline")
