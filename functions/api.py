@@ -42,6 +42,7 @@ from shared.app import access, batches, deletion, health, pool, replies, tasks, 
 from shared.app.access import Scope
 from shared.app.charts import chart_data
 from shared.app.frames import frame_bytes
+from shared.app.similar import similar_videos
 from shared.app.stats import gemini_status, service_stats
 from shared.config import get_settings
 from shared.errors import SERVICE_RETRY_S, Rejected, ServiceUnavailable
@@ -67,6 +68,8 @@ from shared.tasks.models import (
     CreateTaskRequest,
     ListTasksQuery,
     RetryQuery,
+    SimilarQuery,
+    SimilarVideos,
     StatsQuery,
     SyncTagRequest,
     Task,
@@ -185,7 +188,8 @@ def validation_context(services: Services) -> dict[str, Any]:
     """What the request models check against: this deployment's platforms and envs, and
     the mode a request that names none gets (DEFAULT_MODE)."""
     return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS,
-            "default_mode": services.settings.DEFAULT_MODE}
+            "default_mode": services.settings.DEFAULT_MODE,
+            "default_reuse": services.settings.REUSE}
 
 
 def seen(request: flask.Request) -> str | None:
@@ -314,6 +318,12 @@ def subtitles(request: flask.Request, services: Services, task_id: str,
     query = SubtitlesQuery.model_validate(single_valued(request))
     text = tasks.subtitles(services, task_id, fmt, query, seen(request))
     return flask.Response(text.encode(), content_type=SUBTITLE_TYPES[fmt])
+
+
+def similar(request: flask.Request, services: Services, task_id: str) -> flask.Response:
+    query = SimilarQuery.model_validate(single_valued(request))
+    found = similar_videos(services, task_id, query, seen(request))
+    return reply(200, task_id=found.task_id, data=found.model_dump(mode="json"))
 
 
 def accounts(request: flask.Request, services: Services) -> flask.Response:
@@ -483,6 +493,13 @@ ENDPOINTS = (
                                                     "pattern": "^[0-9]{1,4}$"}},
              answer="the frame", media={"image/jpeg": {"type": "string", "format": "binary"}},
              errors=(400, 404, 503), scope=Scope.READ),
+    Endpoint("/api/v1/task/<task_id>/similar", "GET", similar, operation_id="similarTasks",
+             summary="The earlier videos closest to this task's (near-duplicates: "
+                     "re-encoded, resized, cropped, letterboxed, watermarked, trimmed), "
+                     "closest first, with their similarity and whether `reuse: similar` "
+                     "would take their result",
+             schemas={"task_id": TASK_ID}, query=SimilarQuery, data=SimilarVideos,
+             answer="the closest earlier videos", errors=(400, 404, 503), scope=Scope.READ),
     _subtitles("vtt", "text/vtt"),
     _subtitles("srt", "application/x-subrip"),
     Endpoint("/api/v1/batches", "POST", create_batch, operation_id="createBatch",

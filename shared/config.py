@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     SHARE_RESULT_CACHE: bool = False
     """Teams reuse each other's results for the same video (only the result, never the
     task); off: the result cache never crosses teams (issue 36)."""
+    REUSE: Literal["exact", "similar", "none"] = "exact"
     # Gemini Batch mode (issue 27)
     DEFAULT_MODE: Literal["interactive", "batch"] = "interactive"
     BATCH_MAX_WAIT_S: float = Field(default=86400, gt=0)

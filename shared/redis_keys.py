@@ -250,3 +250,13 @@ def api_team_created(team: str, day: str) -> str:
     """Tasks a team created on a UTC day (YYYY-MM-DD), against its `max_per_day`; expires
     two days later."""
     return f"api_team_created:{team}:{day}"
+
+
+REUSE_INDEX_PREFIX = "reuse_index:"
+
+
+def reuse_index(band: int, duration_class: int, high: int) -> str:
+    """Hash of the near-duplicate index (issue 40): band `band` of a frame hash whose high
+    byte is `high`, of videos in one duration class; field: the low byte → the fingerprint
+    ids (8 hex digits each, packed) of the videos with that value at one of their anchors."""
+    return f"{REUSE_INDEX_PREFIX}{band}:{duration_class}:{high}"

@@ -61,7 +61,8 @@ def empty_tables(engine: sa.Engine) -> None:
     the store's back would leave them counting tasks that are gone)."""
     with engine.begin() as conn:
         for table in ("video_tasks", "batches", "batch_items", "gemini_jobs", "task_counts",
-                      "task_minutes", "stage_rollups", "tag_hours", "rollup_runs", "team_days"):
+                      "task_minutes", "stage_rollups", "tag_hours", "rollup_runs", "team_days",
+                      "video_fingerprints"):
             if sa.inspect(conn).has_table(table):
                 conn.execute(sa.text(f"DELETE FROM {table}"))
 

@@ -28,6 +28,7 @@ from shared.video.safety import UrlPolicy
 
 if TYPE_CHECKING:
     from shared.search.index import TagIndex
+    from shared.tasks.fingerprints import FingerprintStore
 
 
 @dataclass
@@ -46,6 +47,14 @@ class Services:
     index: TagIndex | None = None
     inputs: InputBuckets = field(default_factory=lambda: InputBuckets(()))
     """The buckets a task's `gs://` URL may name (INPUT_BUCKETS)."""
+
+    @property
+    def fingerprints(self) -> FingerprintStore:
+        """The videos' fingerprints and their index (issue 40), on the task database and
+        Redis (built on each access: no I/O; numpy imported on first use)."""
+        from shared.tasks.fingerprints import FingerprintStore
+
+        return FingerprintStore(self.store.engine, self.redis)
 
     @property
     def worker(self) -> Worker:
@@ -76,6 +85,8 @@ class Services:
             find_result=self.queries.find_result if settings.RESULT_CACHE else None,
             share_results=settings.SHARE_RESULT_CACHE,
             inputs=self.inputs,
+            fingerprints=self.fingerprints if settings.RESULT_CACHE else None,
+            default_reuse=settings.REUSE,
         )
 
 

@@ -128,6 +128,7 @@ def task_fields(request: CreateTaskRequest, idempotency_key: str | None = None,
         "mode": request.mode,
         "translate_to": request.translate_to,
         "storage_uri": None,  # an upload's file (issue 35), set when one is taken
+        "reuse": request.reuse,
     }
 
 

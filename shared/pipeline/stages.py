@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.errors import ErrorCode, PermanentError
+from shared.pipeline import reuse
 from shared.storage import InputBuckets, Storage, frame_key, video_key
 from shared.tagging import moments, transcript
 from shared.tagging.base import Tagger, TagRequest, fingerprint
@@ -26,6 +27,10 @@ from shared.video.probe import MediaInfo, probe, sniff_container
 from shared.video.safety import UrlPolicy
 from shared.video.source import VideoSource
 from shared.video.urls import split_gs, upload_id_of
+
+if TYPE_CHECKING:  # numpy behind them: imported when a video is fingerprinted
+    from shared.tasks.fingerprints import FingerprintStore
+    from shared.video.fingerprint import Outcome as FingerprintOutcome
 
 HASH_CHUNK = 1024 * 1024
 log = logging.getLogger("vision_to_tag.pipeline")
@@ -50,6 +55,11 @@ class StageTools:
     share_results: bool = False
     inputs: InputBuckets | None = None
     """The buckets `gs://` URLs may name (INPUT_BUCKETS)."""
+    fingerprints: FingerprintStore | None = None
+    """Near-duplicate reuse (issue 40): every video's fingerprint is stored and indexed
+    here; None = no fingerprints (and no `similar` reuse)."""
+    default_reuse: str = "exact"
+    """REUSE: what a task made before the `reuse` field gets."""
 
 
 @dataclass
@@ -72,6 +82,10 @@ class Job:
     batch: Any = None
     """Batch mode: the request recorded for a Gemini batch job (`BatchEntry`) instead of
     a result (issue 27)."""
+    fingerprint: FingerprintOutcome | None = None
+    fingerprint_id: int | None = None
+    reuse_notes: list[str] = field(default_factory=list)
+    """Why a near-duplicate was not reused (the fresh result's warnings)."""
 
 
 def quota_stage(job: Job) -> None:
@@ -250,8 +264,9 @@ def frames_stage(job: Job) -> None:
     assert job.source is not None and job.media is not None
     if not job.media.has_video:
         return
-    job.frames = extract_frames(job.source.location, job.workdir / "frames",
-                                job.media.duration_s)
+    with reuse.fingerprinting(job) as tap:  # from the key frames' decode where it can
+        job.frames = extract_frames(job.source.location, job.workdir / "frames",
+                                    job.media.duration_s, tap=tap)
     storage, task = job.tools.storage, job.task
     job.frame_refs = [
         FrameRef(t_s=round(frame.t_s, 3),
@@ -265,7 +280,7 @@ def tag_stage(job: Job) -> None:
     """The cached result when this exact question was answered before, else the tagger
     (batch mode: the request recorded for a batch job instead, issue 27)."""
     assert job.source is not None and job.media is not None
-    result = cached_result(job)
+    result = reused_result(job)
     if result is None:
         cuts = job.frames.cuts if job.frames else ()
         request = TagRequest(
@@ -286,6 +301,7 @@ def tag_stage(job: Job) -> None:
             job.batch = job.tools.tagger.prepare_batch(request)  # type: ignore[attr-defined]
             return
         result = fitted(job.tools.tagger.tag(request), job.media.duration_s, cuts)
+        result.warnings = [*result.warnings, *job.reuse_notes]
     job.result = with_frames(result, job.frame_refs,
                              job.frames.scene_changes if job.frames else None)
 
@@ -314,19 +330,49 @@ def _window_keeper(job: Job) -> Callable[[dict], object] | None:
     return lambda done: record(job.task.task_id, job.task.attempts, done)
 
 
+def reuse_mode(job: Job) -> str:
+    """The task's `reuse` (exact | similar | none); REUSE for a task made before it."""
+    return job.task.reuse or job.tools.default_reuse
+
+
+def reused_result(job: Job) -> TagResult | None:
+    """An earlier result: the exact video's, else (`similar`) a near-duplicate's."""
+    mode = reuse_mode(job)
+    if mode == "none":
+        return None
+    result = cached_result(job)
+    if result is None and mode == "similar":
+        result = reuse.similar_result(job)
+    return result
+
+
+def question(job: Job) -> dict[str, Any]:
+    """What a stored result must have answered to serve this task (`same_question`)."""
+    assert job.media is not None
+    tagger = job.tools.tagger
+    return {"dimensions": job.dimensions, "language": job.task.language,
+            "provider": tagger.provider, "model": tagger.model,
+            "prompt_version": tagger.prompt_version + fingerprint(
+                job.task.vocabulary, job.task.translate_to, job.dimensions,
+                job.media.has_audio)}
+
+
 def cached_result(job: Job) -> TagResult | None:
-    tagger, find_result = job.tools.tagger, job.tools.find_result
+    find_result = job.tools.find_result
     if find_result is None or job.downloaded is None:
         return None
-    stored = find_result(
-        job.downloaded.sha256, team=None if job.tools.share_results else job.task.team,
-        dimensions=job.dimensions, language=job.task.language,
-        provider=tagger.provider, model=tagger.model,
-        prompt_version=tagger.prompt_version + fingerprint(
-            job.task.vocabulary, job.task.translate_to, job.dimensions, job.media.has_audio),
-    )
-    if stored is None:
-        return None
+    stored = find_result(job.downloaded.sha256, team=result_team(job), **question(job))
+    return None if stored is None else as_reused(stored, job)
+
+
+def result_team(job: Job) -> str | None:
+    """Whose results may serve this task: its team's, or any team's (SHARE_RESULT_CACHE)."""
+    return None if job.tools.share_results else job.task.team
+
+
+def as_reused(stored: dict[str, Any], job: Job) -> TagResult:
+    """A stored result for this video: no usage, this file's own technical facts."""
+    assert job.media is not None
     result = TagResult.model_validate(stored)
     result.cached = True
     result.usage = Usage()

@@ -152,6 +152,24 @@ def added(total: Usage, more: Usage) -> Usage:
     return Usage(**{**summed, "cost_usd": round(summed["cost_usd"], 6)})
 
 
+class ReusedFrom(BaseModel):
+    """Where a near-duplicate's result came from (`reuse: similar`, issue 40): no model
+    call was made for this video."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    task_id: str
+    similarity: float = Field(ge=0, le=1)
+    """How alike the pictures are (1: the same frames)."""
+    offset_s: float
+    """This video's time t is the source's t + offset_s (a trimmed start); key moments
+    and transcript were shifted by it."""
+    scale: float
+    """This video's picture width over the source's (0.5: half the size)."""
+    duration_delta_s: float
+    """This video's duration minus the source's."""
+
+
 class TagResult(BaseModel):
     tags: list[str]
     dimensions: dict[str, dict[str, list[Tag]]]
@@ -174,6 +192,8 @@ class TagResult(BaseModel):
     """The main language of the speech (ISO 639-1, e.g. `zh`, `en`); null without speech."""
     translated_to: str | None = None
     """The request's `translate_to` when the segments carry a `translation`."""
+    reused_from: ReusedFrom | None = None
+    """Set when the result is a near-duplicate's (`reuse: similar`), null otherwise."""
 
 
 def flatten_tags(dimensions: dict[str, dict[str, list[Tag]]]) -> list[str]:

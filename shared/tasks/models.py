@@ -133,6 +133,12 @@ class CreateTaskRequest(BaseModel):
         default="interactive",
         description="`batch`: tagged through Gemini's Batch API at half price, answered "
         "within 24 h (usually much sooner); default: the deployment's DEFAULT_MODE")
+    reuse: Literal["exact", "similar", "none"] = Field(
+        default="exact",
+        description="`exact`: a byte-identical video's earlier result is reused; `similar`: "
+        "also a near-duplicate's (re-encoded, resized, cropped, letterboxed, watermarked, "
+        "trimmed by up to 3 s: `result.reused_from` says which); `none`: always tagged "
+        "afresh. Default: the deployment's REUSE")
     translate_to: StrictStr | None = Field(
         default=None, json_schema_extra={"enum": [*TRANSLATIONS, None]},
         description="each transcript segment also gets a `translation` into this language "
@@ -145,6 +151,8 @@ class CreateTaskRequest(BaseModel):
             data = {**data, "env": envs_of(info)[0]}
         if isinstance(data, dict) and "mode" not in data:
             data = {**data, "mode": (info.context or {}).get("default_mode", "interactive")}
+        if isinstance(data, dict) and "reuse" not in data:
+            data = {**data, "reuse": (info.context or {}).get("default_reuse", "exact")}
         return data
 
     @field_validator("env")
@@ -251,6 +259,8 @@ class Task(BaseModel):
     language: str
     vocabulary: dict[str, Any] | None = None
     translate_to: str | None = None
+    reuse: Literal["exact", "similar", "none"] | None = Field(
+        default=None, description="the request's `reuse` (null: a task made before: exact)")
     windows: dict[str, Any] | None = Field(default=None, exclude=True)
     """A long video's parts already answered (kept until the task completes)."""
     mode: Literal["interactive", "batch"] = "interactive"
@@ -417,3 +427,34 @@ class ErrorEnvelope(Envelope):
 
     field: str | None = None
     """The request field, query parameter, path variable or header the message is about."""
+
+
+class SimilarQuery(BaseModel):
+    """Query string of GET /api/v1/task/{id}/similar."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: QueryInt = Field(default=10, ge=1, le=50, description="videos listed at most")
+
+
+class SimilarVideo(BaseModel):
+    """An earlier video close to this one, and how they relate (issue 40)."""
+
+    task_id: str
+    status: str
+    similarity: float = Field(description="how alike the pictures are, 0 to 1 (1: the same)")
+    offset_s: float = Field(description="this video's time t is the other's t + offset_s")
+    scale: float = Field(description="this video's picture width over the other's")
+    duration_delta_s: float = Field(description="this video's duration minus the other's")
+    match: bool = Field(description="whether `reuse: similar` would take its result "
+                        "(besides answering the same question)")
+    reason: str | None = Field(default=None, description="why it is not a match")
+
+
+class SimilarVideos(BaseModel):
+    """`data` of GET /api/v1/task/{id}/similar: closest first."""
+
+    task_id: str
+    fingerprinted: bool = Field(description="false: the video has no fingerprint yet (not "
+                                "processed) or none at all (black, still): nothing listed")
+    videos: list[SimilarVideo]

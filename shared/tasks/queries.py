@@ -73,12 +73,9 @@ class TaskQueries:
         )
         with connect(self.engine) as conn:
             for (tags,) in conn.execute(query):
-                if not isinstance(tags, dict):
-                    continue
-                if (sorted(tags.get("dimensions", {})) == sorted(dimensions)
-                        and tags.get("language") == language
-                        and tags.get("provider") == provider and tags.get("model") == model
-                        and tags.get("prompt_version", "") == prompt_version):
+                if same_question(tags, dimensions=dimensions, language=language,
+                                 provider=provider, model=model,
+                                 prompt_version=prompt_version):
                     return tags
         return None
 
@@ -233,6 +230,17 @@ def readable(rows: Iterable[Any]) -> list[Task]:
         except UnreadableRow as error:
             log.error("%s; skipped", error, extra={"task_id": error.task_id})
     return tasks
+
+
+def same_question(tags: Any, *, dimensions: list[str], language: str, provider: str,
+                  model: str, prompt_version: str) -> bool:
+    """Whether a stored result answers the same question with the same model: what makes
+    it reusable for another video (the exact cache, a near-duplicate)."""
+    return (isinstance(tags, dict)
+            and sorted(tags.get("dimensions", {})) == sorted(dimensions)
+            and tags.get("language") == language
+            and tags.get("provider") == provider and tags.get("model") == model
+            and tags.get("prompt_version", "") == prompt_version)
 
 
 def listed(row: Any) -> Task | UnreadableTask:

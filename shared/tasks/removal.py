@@ -21,6 +21,7 @@ from shared.tasks.db import begin, begin_without_gaps, connect, utcnow
 from shared.tasks.models import TaskStatus
 from shared.tasks.schema import batch_items as bi
 from shared.tasks.schema import batches as b
+from shared.tasks.schema import video_fingerprints
 from shared.tasks.schema import video_tasks as t
 
 BUSY = (TaskStatus.PROCESSING, TaskStatus.WAITING_BATCH)
@@ -68,6 +69,8 @@ class TaskRemoval:
                 return []
             doomed = [row["task_id"] for row in rows]
             conn.execute(sa.delete(t).where(t.c.task_id.in_(doomed)))
+            conn.execute(sa.delete(video_fingerprints)
+                         .where(video_fingerprints.c.task_id.in_(doomed)))
             deltas, now = rollups.Deltas(), utcnow()
             for row in rows:
                 deltas.add(share_with_tags(row), -1, now)

@@ -91,6 +91,7 @@ video_tasks = sa.Table(
     sa.Column("translate_to", sa.String(8)),
     *(sa.Column(name, sa.BigInteger) for name in USAGE_COLUMNS),
     sa.Column("team", sa.String(32), nullable=False, server_default="default"),
+    sa.Column("reuse", sa.String(8)),
     sa.Index("ix_video_tasks_status_created_at", "status", "created_at"),
     sa.Index("ix_video_tasks_uid", "uid"),
     sa.Index("ix_video_tasks_video_sha256", "video_sha256"),
@@ -250,3 +251,20 @@ rollup_runs = sa.Table(
 )
 """When the periodic jobs over the rollups last ran (`recount`); `done_at` null: due now
 (after the migration, or when an operator asks for a rebuild)."""
+
+Blob = sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql")
+
+video_fingerprints = sa.Table(
+    "video_fingerprints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("data", Blob, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    mysql_charset="utf8mb4",
+    mysql_collate="utf8mb4_unicode_ci",
+)
+"""A video's fingerprint (migration 0011, issue 40: `shared/video/fingerprint.py`), one
+per task; `id` is what the Redis band index (`reuse_index:*`) holds. Deleting the task
+deletes it; a stale index entry finds no row and is skipped."""

@@ -30,6 +30,7 @@ from shared.tasks import rollups, team_usage
 from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.models import Task, TaskStatus, out_of_attempts
 from shared.tasks.rollups import SHARE_COLUMNS, Share, completed_share, share_of
+from shared.tasks.schema import video_fingerprints
 from shared.tasks.schema import video_tasks as t
 
 
@@ -125,6 +126,8 @@ class TaskStore:
                                .with_for_update()).mappings().first()
             if row is not None:
                 conn.execute(sa.delete(t).where(t.c.task_id == task_id))
+                conn.execute(sa.delete(video_fingerprints)
+                             .where(video_fingerprints.c.task_id == task_id))
                 rollups.shift(conn, share_of(row), None)
 
     def claim(self, task_id: str, lease_s: float, max_attempts: int) -> Claim:

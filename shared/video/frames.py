@@ -57,6 +57,17 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class Tap:
+    """More outputs of a full decode, when the frames need one anyway: the fingerprint's
+    small frames (`video_filter` into `frames_path`) and sound (`audio_output`: ffmpeg's
+    output options and path; empty for a video without sound). Issue 40."""
+
+    video_filter: str
+    frames_path: Path
+    audio_output: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class FrameSet:
     frames: list[Frame]
     scene_changes: int
@@ -64,6 +75,8 @@ class FrameSet:
     cuts: tuple[float, ...] = ()
     """When the detected scene changes happen (seconds): the shot boundaries key moments
     are snapped to."""
+    tapped: bool = False
+    """The full decode also wrote the `Tap`'s outputs."""
 
 
 def target_count(duration_s: float, cap: int = MAX_FRAMES) -> int:
@@ -71,9 +84,10 @@ def target_count(duration_s: float, cap: int = MAX_FRAMES) -> int:
 
 
 def extract_frames(video: Path | str, out_dir: Path, duration_s: float,
-                   cap: int = MAX_FRAMES) -> FrameSet:
+                   cap: int = MAX_FRAMES, tap: Tap | None = None) -> FrameSet:
     """Pick up to `cap` frames; JPEGs land in `out_dir` as 001.jpg, 002.jpg … in time order.
-    `video`: a path or a URL ffmpeg reads in place (a stored video's signed URL)."""
+    `video`: a path or a URL ffmpeg reads in place (a stored video's signed URL). A full
+    decode also feeds `tap` (`tapped`); the key-frame path leaves it alone."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = target_count(duration_s, cap)
     candidates = _keyframe_candidates(video, out_dir / "kf", duration_s, wanted)
@@ -81,7 +95,8 @@ def extract_frames(video: Path | str, out_dir: Path, duration_s: float,
                         if c.scene_score >= SCENE_THRESHOLD and c.t_s > 0))
     scene_changes = sum(1 for c in candidates if c.scene_score >= SCENE_THRESHOLD)
     if _needs_full_decode(len(candidates), wanted, duration_s):
-        chosen, method = _decode_all(video, out_dir / "all", duration_s, wanted), "decode_all"
+        chosen = _decode_all(video, out_dir / "all", duration_s, wanted, tap)
+        method = "decode_all"
     else:
         chosen, method = choose(candidates, wanted, duration_s), "keyframes"
     frames = []
@@ -94,7 +109,8 @@ def extract_frames(video: Path | str, out_dir: Path, duration_s: float,
     for folder in (out_dir / "kf", out_dir / "all"):
         if folder.exists():
             folder.rmdir()
-    return FrameSet(frames, scene_changes, method, cuts)
+    return FrameSet(frames, scene_changes, method, cuts,
+                    tapped=tap is not None and method == "decode_all")
 
 
 def _needs_full_decode(found: int, wanted: int, duration_s: float) -> bool:
@@ -139,14 +155,21 @@ def _keyframe_candidates(video: Path | str, folder: Path, duration_s: float,
     return [Frame(max(0.0, t), path, score) for (t, score), path in zip(found, files, strict=True)]
 
 
-def _decode_all(video: Path | str, folder: Path, duration_s: float, wanted: int) -> list[Frame]:
+def _decode_all(video: Path | str, folder: Path, duration_s: float, wanted: int,
+                tap: Tap | None = None) -> list[Frame]:
     folder.mkdir(parents=True, exist_ok=True)
     rate = wanted / max(duration_s, 0.001)
-    stderr = _run([
-        "-i", str(video), "-an", "-sn", "-dn",
-        "-vf", f"fps={rate:.6f}:start_time=0,{_SCALE},showinfo",
-        "-frames:v", str(wanted), "-q:v", "4", "-f", "image2", str(folder / "%04d.jpg"),
-    ])
+    frames = f"fps={rate:.6f}:start_time=0,{_SCALE},showinfo"
+    jpegs = ["-frames:v", str(wanted), "-q:v", "4", "-f", "image2", str(folder / "%04d.jpg")]
+    if tap is None:
+        stderr = _run(["-i", str(video), "-an", "-sn", "-dn", "-vf", frames, *jpegs])
+    else:  # one decode, two pictures (and the sound)
+        stderr = _run([
+            "-i", str(video), "-filter_complex",
+            f"[0:v:0]split=2[k][t];[k]{frames}[frames];[t]{tap.video_filter}[tap]",
+            "-map", "[frames]", *jpegs, "-map", "[tap]", "-f", "rawvideo",
+            str(tap.frames_path), *tap.audio_output,
+        ])
     times = [float(t) for t in _SHOWINFO.findall(stderr)]
     files = sorted(folder.glob("*.jpg"))
     return [Frame(max(0.0, t), path) for t, path in zip(times, files, strict=True)]

@@ -1,0 +1,246 @@
+"""A video's fingerprint (issue 40): what lets a re-upload (re-encoded, resized, cropped,
+letterboxed, watermarked, trimmed) be recognised as the same video.
+
+One ffmpeg process decodes the video at a low fixed rate into small grey frames (and the
+audio into 8 kHz mono), started beside the key-frame extraction so it adds little to the
+intake's time. Each frame is cropped to the picture's content box (the area that is ever
+lit: black bars go), shrunk to 32×32 and hashed by the signs of its low DCT frequencies
+against their median (a perceptual hash: scale, bitrate, a small crop or a corner logo
+move few bits). The audio gets 15 bits per 100 ms: the signs of the band-energy
+differences across time and frequency. A black screen or a still image has no
+fingerprint: nothing in it tells two such videos apart.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.video.frames import Tap
+from shared.video.probe import MediaInfo, ffmpeg_exe
+
+SAMPLE_FPS = 2.0
+"""Frames per second hashed (videos up to MAX_SAMPLES / SAMPLE_FPS seconds)."""
+MAX_SAMPLES = 600
+"""Longer videos are sampled evenly, MAX_SAMPLES frames in all."""
+GRID = 128
+"""Side the frames are decoded at (grey): enough to find the content box and hash it."""
+HASH_SIDE = 32
+BLACK_LEVEL = 48
+"""A row or column never brighter than this (0-255) over the whole video is a bar."""
+FLAT_STD = 6.0
+"""A 32×32 frame with less contrast than this is flat (black, a fade): not hashed."""
+MIN_LIVELY_FRAMES = 3
+"""Fewer changes of picture than this (`changes`): a still (no fingerprint)."""
+AUDIO_RATE = 8000
+AUDIO_HOP = 800
+"""Samples per audio step (100 ms)."""
+AUDIO_BANDS = np.geomspace(150, 3800, 17)
+SILENT_RMS = 30.0
+AUDIO_FLOOR = 1e-3
+"""Band energies under this share of a typical step's loudest band count as silence."""
+AUDIO_DEAD_ZONE = 0.1
+"""Differences under 1 dB give bit 0: noise does not flip them from one encode to another."""
+FINGERPRINT_TIMEOUT_S = 300
+CHEAP_DECODE = ("-skip_loop_filter", "all")
+"""The deblocking filter is not run: ~15 % less decoding, the same hashes within a bit.
+(Skipping B-frames halves the time but moves the samples by a few frames, which a copy
+encoded with other frame types does not share: fast motion stops matching.)"""
+_DCT = np.sqrt(2 / HASH_SIDE) * np.cos(
+    np.pi * (2 * np.arange(HASH_SIDE)[None, :] + 1) * np.arange(HASH_SIDE)[:, None]
+    / (2 * HASH_SIDE))
+_DCT[0] /= np.sqrt(2)
+CORNER_W, CORNER_H = 9, 6
+"""Cells (of 32) of each corner left out of the hash, 28 % of the width by 19 % of the
+height: a logo or watermark there changes nothing."""
+_CORNERS = np.zeros((HASH_SIDE, HASH_SIDE), dtype=bool)
+for _rows in (slice(0, CORNER_H), slice(HASH_SIDE - CORNER_H, HASH_SIDE)):
+    for _cols in (slice(0, CORNER_W), slice(HASH_SIDE - CORNER_W, HASH_SIDE)):
+        _CORNERS[_rows, _cols] = True
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Hashes of frames at `times` (0 where the frame was flat, `lively` false), the
+    audio's codes per 100 ms (None: no audio or silence), the duration, and the content
+    box's width in the video's pixels (how big the picture really is: the scale)."""
+
+    duration_s: float
+    fps: float
+    hashes: np.ndarray
+    flat: np.ndarray
+    audio: np.ndarray | None
+    content_width: float
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        arrays = {"hashes": self.hashes, "flat": self.flat,
+                  "meta": np.array([self.duration_s, self.fps, self.content_width])}
+        if self.audio is not None:
+            arrays["audio"] = self.audio
+        np.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Fingerprint:
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            duration, fps, width = (float(value) for value in saved["meta"])
+            audio = saved["audio"] if "audio" in saved.files else None
+            return cls(duration, fps, saved["hashes"], saved["flat"], audio, width)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A fingerprint, or why there is none (said in the result's warnings)."""
+
+    fingerprint: Fingerprint | None
+    problem: str | None = None
+
+
+def tap(folder: Path, media: MediaInfo) -> Tap:
+    """What a full decode writes for the fingerprint (the key frames' decode, when it
+    decodes every frame anyway: no second decode)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    audio = (("-map", "0:a:0", "-ac", "1", "-ar", str(AUDIO_RATE), "-f", "s16le",
+              str(folder / "fp.pcm")) if media.has_audio else ())
+    return Tap(f"fps={sample_rate(media.duration_s):.6f},scale={GRID}:{GRID},format=gray",
+               folder / "fp.gray", audio)
+
+
+def read(decoded: Tap, media: MediaInfo) -> Outcome:
+    """The fingerprint of what a decode wrote."""
+    if not decoded.frames_path.exists():
+        return Outcome(None, "no fingerprint: the video could not be decoded; never reused")
+    frames = np.fromfile(decoded.frames_path, dtype=np.uint8)
+    frames = frames[: frames.size // (GRID * GRID) * GRID * GRID].reshape(-1, GRID, GRID)
+    audio_path = Path(decoded.audio_output[-1]) if decoded.audio_output else None
+    audio = (np.fromfile(audio_path, dtype="<i2")
+             if audio_path is not None and audio_path.exists() else None)
+    return compute(frames, audio, media.duration_s, sample_rate(media.duration_s),
+                   media.width or GRID)
+
+
+class Pending:
+    """An ffmpeg process of its own decoding for the fingerprint (when the key frames did
+    not decode every frame), running beside other work."""
+
+    def __init__(self, video: Path | str, folder: Path, media: MediaInfo) -> None:
+        self.media, self.tap = media, tap(folder, media)
+        command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                   *CHEAP_DECODE, "-i", str(video), "-map", "0:v:0",
+                   "-vf", self.tap.video_filter, "-f", "rawvideo", str(self.tap.frames_path),
+                   *self.tap.audio_output]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+
+    def finish(self) -> Outcome:
+        """The fingerprint once ffmpeg is done (an unreadable video: no fingerprint)."""
+        try:
+            code = self.process.wait(timeout=FINGERPRINT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return Outcome(None, "no fingerprint: decoding took too long; never reused")
+        if code != 0:
+            return Outcome(None, "no fingerprint: the video could not be decoded; never reused")
+        return read(self.tap, self.media)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def start(video: Path | str, folder: Path, media: MediaInfo) -> Pending:
+    return Pending(video, folder, media)
+
+
+def sample_rate(duration_s: float) -> float:
+    return min(SAMPLE_FPS, MAX_SAMPLES / max(duration_s, 0.001))
+
+
+def compute(frames: np.ndarray, audio: np.ndarray | None, duration_s: float, fps: float,
+            width_px: int) -> Outcome:
+    """The fingerprint of decoded grey frames (n × GRID × GRID) and 8 kHz audio."""
+    box = content_box(frames)
+    if box is None:
+        return Outcome(None, "no fingerprint: the picture is black; never reused")
+    top, bottom, left, right = box
+    small = shrink(frames[:, top:bottom, left:right].astype(np.float32))
+    flat = small.std(axis=(1, 2)) < FLAT_STD
+    hashes = np.where(flat, np.uint64(0), phash(small))
+    if np.count_nonzero(~flat) < MIN_LIVELY_FRAMES or changes(hashes[~flat]) < MIN_LIVELY_FRAMES:
+        return Outcome(None, "no fingerprint: the picture does not change (a still image "
+                             "or a black screen); never reused")
+    return Outcome(Fingerprint(duration_s, fps, hashes, flat, audio_codes(audio),
+                               width_px * (right - left) / GRID))
+
+
+def changes(hashes: np.ndarray) -> int:
+    """Frames whose picture moved more than 6 bits from the last one that did (slow
+    motion adds up; a still image's re-encoding noise does not)."""
+    count, reference = 0, hashes[0] if len(hashes) else 0
+    for value in hashes[1:]:
+        if int(np.bitwise_count(value ^ reference)) > 6:
+            count, reference = count + 1, value
+    return count
+
+
+def content_box(frames: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Rows and columns ever brighter than a bar: (top, bottom, left, right)."""
+    if not len(frames):
+        return None
+    brightest = frames.max(axis=0)
+    rows = np.flatnonzero(brightest.max(axis=1) > BLACK_LEVEL)
+    cols = np.flatnonzero(brightest.max(axis=0) > BLACK_LEVEL)
+    if len(rows) < 8 or len(cols) < 8:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _area_matrix(size: int, out: int) -> np.ndarray:
+    """out × size weights averaging each output cell's share of the input."""
+    edges = np.linspace(0, size, out + 1)
+    left, right = edges[:-1, None], edges[1:, None]
+    cells = np.arange(size)[None, :]
+    overlap = np.clip(np.minimum(right, cells + 1) - np.maximum(left, cells), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def shrink(frames: np.ndarray) -> np.ndarray:
+    rows = _area_matrix(frames.shape[1], HASH_SIDE).astype(np.float32)
+    cols = _area_matrix(frames.shape[2], HASH_SIDE).astype(np.float32)
+    return rows @ frames @ cols.T
+
+
+def phash(small: np.ndarray) -> np.ndarray:
+    """63 bits per frame: the 8×8 lowest DCT frequencies but the mean, above their median.
+    The corners (where logos and watermarks go) are set to the frame's mean first."""
+    small = small - small.mean(axis=(1, 2), keepdims=True)
+    small[:, _CORNERS] = 0
+    coefficients = (_DCT @ small @ _DCT.T)[:, :8, :8].reshape(len(small), 64)[:, 1:]
+    bits = coefficients > np.median(coefficients, axis=1, keepdims=True)
+    weights = np.left_shift(np.uint64(1), np.arange(63, dtype=np.uint64))
+    return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+
+
+def audio_codes(samples: np.ndarray | None) -> np.ndarray | None:
+    """15 bits per 100 ms (uint16), None for no audio or silence."""
+    if samples is None or len(samples) < AUDIO_HOP * 4:
+        return None
+    steps = len(samples) // AUDIO_HOP
+    framed = samples[: steps * AUDIO_HOP].astype(np.float32).reshape(steps, AUDIO_HOP)
+    if np.sqrt((framed ** 2).mean(axis=1)).mean() < SILENT_RMS:
+        return None
+    spectrum = np.abs(np.fft.rfft(framed * np.hanning(AUDIO_HOP), axis=1)) ** 2
+    freqs = np.fft.rfftfreq(AUDIO_HOP, 1 / AUDIO_RATE)
+    band = np.searchsorted(AUDIO_BANDS, freqs) - 1
+    energy = np.stack([spectrum[:, band == b].sum(axis=1) for b in range(16)], axis=1)
+    floor = max(float(np.median(energy.max(axis=1))) * AUDIO_FLOOR, 1e-9)
+    level = np.log10(np.maximum(energy, floor))  # bands below the floor are equal: bit 0
+    across = level[:, :-1] - level[:, 1:]
+    bits = (across[1:] - across[:-1]) > AUDIO_DEAD_ZONE
+    weights = np.left_shift(np.uint16(1), np.arange(15, dtype=np.uint16))
+    return (bits.astype(np.uint16) * weights).sum(axis=1, dtype=np.uint16)
