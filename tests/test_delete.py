@@ -21,11 +21,10 @@ from shared.search.index import TagIndex
 from shared.search.query import SearchQuery
 from shared.services import Services, get_services
 from shared.storage import Storage
-from shared.tasks import rollups
-from shared.tasks.db import utcnow
 from shared.tasks.models import CreateTaskRequest, TaskStatus
 from shared.tasks.removal import TaskRemoval
 from shared.teams.keys import KeyStore, parse_scopes
+from tests.test_rollups import drift
 
 PEPPER = "p" * 16 + "epper-for-tests-only-0123456789"
 
@@ -41,15 +40,6 @@ def completed(services: Services, url: str) -> str:
     handle_delivery(task_id, services.worker)
     assert services.store.get(task_id).status == TaskStatus.COMPLETED
     return task_id
-
-
-def drift(engine: sa.Engine) -> rollups.Deltas:
-    """What an exact recount would add to the rollups now (rolled back)."""
-    with engine.connect() as conn:
-        transaction = conn.begin()
-        difference = rollups.recount(conn, utcnow(), full=True)
-        transaction.rollback()
-    return difference
 
 
 def redis_traces(client: redis.Redis, task_id: str) -> list[str]:

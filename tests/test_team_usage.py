@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 import sqlalchemy as sa
 
-from shared.config import load_settings
-from shared.tasks.db import create_db_engine, migrate
 from shared.tasks.gemini_jobs import GeminiJobStore
 from shared.tasks.queries import TaskQueries
 from shared.tasks.schema import team_days
 from shared.tasks.store import TaskStore
-from tests.test_rollups import FIELDS, result
+from tests.test_rollups import FIELDS, result, store  # noqa: F401 - fixture
 
 
-@pytest.fixture
-def store(db_url: str) -> TaskStore:
-    engine = create_db_engine(load_settings(DATABASE_URL=db_url))
-    migrate(engine)
-    yield TaskStore(engine)
-    engine.dispose()
-
-
-def new_task(store: TaskStore, team: str) -> str:
+def new_task(tasks: TaskStore, team: str) -> str:
     task_id = str(uuid.uuid4())
-    store.insert(task_id, {**FIELDS, "team": team})
+    tasks.insert(task_id, {**FIELDS, "team": team})
     return task_id
 
 
-def test_completions_add_to_their_teams_day(store: TaskStore) -> None:
+def test_completions_add_to_their_teams_day(store: TaskStore) -> None:  # noqa: F811
     a, b, c = new_task(store, "news"), new_task(store, "news"), new_task(store, "sport")
     for task_id in (a, c):
         assert store.claim(task_id, 30, 5).outcome == "claimed"

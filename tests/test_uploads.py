@@ -17,6 +17,7 @@ from shared import redis_keys
 from shared.app.uploads import clean_uploads
 from shared.pipeline.runner import handle_delivery
 from shared.services import get_services
+from tests.test_submit import api_url  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -199,24 +200,8 @@ def test_on_gcs_the_file_goes_to_a_resumable_session(app_env, gcs_emulator, medi
             services.storage.delete(obj.key)
 
 
-@pytest.fixture
-def api_url(app_env):
-    import threading
-
-    from werkzeug.serving import make_server
-
-    from scripts.stack import free_port
-
-    app_env(API_TOKENS="submit-token")
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, functions_framework.create_app("api", "main.py"),
-                        threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
-    httpd.shutdown()
-
-
-def test_vtt_submit_uploads_local_files(api_url, media_dir, tmp_path, capsys) -> None:
+def test_vtt_submit_uploads_local_files(api_url, media_dir, tmp_path,  # noqa: F811
+                                        capsys) -> None:
     """A line with a local path (relative to the list's folder) is uploaded with the
     same token, streamed, and created as `upload:<id>`; URL lines go as they are."""
     from scripts.submit import main
@@ -234,7 +219,8 @@ def test_vtt_submit_uploads_local_files(api_url, media_dir, tmp_path, capsys) ->
     assert "clip.mp4" in capsys.readouterr().err  # the progress bar names the file
 
 
-def test_vtt_submit_refuses_a_missing_local_file(api_url, tmp_path, capsys) -> None:
+def test_vtt_submit_refuses_a_missing_local_file(api_url, tmp_path,  # noqa: F811
+                                                 capsys) -> None:
     from scripts.submit import main
 
     source = tmp_path / "videos.txt"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.app.context import Services
+from shared.app.replies import UsageTotals
 from shared.errors import NotFound
 from shared.teams.keys import check_team
 
@@ -21,16 +22,11 @@ class UsageQuery(BaseModel):
                       description=f"UTC days to answer, today included (1-{MAX_DAYS})")
 
 
-class TeamDay(BaseModel):
+class TeamDay(UsageTotals):
+    """One UTC day of a team: its completed tasks and what they used."""
+
     day: str
     tasks: int = Field(description="tasks completed that day")
-    requests: int
-    prompt_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    thinking_tokens: int
-    batch_requests: int
-    cost_usd: float
 
 
 class TeamUsage(BaseModel):
