@@ -148,11 +148,7 @@ class TaskQueries:
         due = sa.or_(t.c.next_attempt_at < cutoff,
                      sa.and_(t.c.next_attempt_at.is_(None), t.c.updated_at < cutoff))
         query = (sa.select(t).where(t.c.status == TaskStatus.PENDING, due)
-                 .order_by(t.c.id).limit(limit)
-                 # at a million rows MariaDB walked every pending row in id order for the
-                 # ORDER BY (577 ms a sweep); the overdue ones are few: read them, then sort
-                 .with_hint(t, "FORCE INDEX (ix_video_tasks_status_next_attempt_at)",
-                            dialect_name="mysql"))
+                 .order_by(t.c.id).limit(limit))
         with connect(self.engine) as conn:
             return readable(conn.execute(query).mappings())
 
