@@ -153,11 +153,11 @@ class Mix:
         elif status == "failed":
             row.update(error_code="download_failed", message="HTTP 404 from the video host")
         elif status == "pending":
-            row.update(attempts=0, next_attempt_at=now + timedelta(minutes=rng.uniform(1, 60)),
+            row.update(attempts=0, next_attempt_at=now + timedelta(minutes=rng.uniform(60, 120)),
                        waiting_since=created)
         elif status == "processing":
             row.update(stage="tagging", processed_start=now,
-                       lease_until=now + timedelta(minutes=rng.uniform(1, 10)))
+                       lease_until=now + timedelta(minutes=rng.uniform(30, 60)))
         else:
             row.update(stage="waiting_batch", attempts=0, batch_token=uuid.uuid4().hex[:16],
                        batch_since=now - timedelta(minutes=rng.uniform(1, 60)))
