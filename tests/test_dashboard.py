@@ -105,6 +105,8 @@ def test_dashboard_shows_the_api_numbers_and_task_tags(api_server, app_env) -> N
             expect(page.locator(f"#t-{status}")).to_have_text(str(stats["tasks"][status]))
         expect(page.locator("#q-pending")).to_have_text(str(stats["queue"]["pending"]))
         expect(page.locator("#h-completed")).to_have_text(str(stats["last_hour"]["completed"]))
+        oldest = stats["retention"]["oldest_task_at"][:10]
+        expect(page.locator("#t-oldest")).to_have_text(f"{oldest} (kept for ever)")
         expect(page.locator("#pool-capacity")).to_be_hidden()  # TAGGER=local: no keys needed
         expect(page.locator("#pool-offline")).to_contain_text(
             "The offline tagger (local-visual-v1) runs and needs no keys")
