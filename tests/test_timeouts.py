@@ -84,6 +84,7 @@ def test_a_bad_time_limit_stops_start_up_naming_the_variable() -> None:
            "than 0" in done.stderr
 
 
+@pytest.mark.slow  # waits out the real time limits (~12 s)
 def test_a_database_that_never_answers_is_503_within_the_bounds(app_env, blackhole) -> None:
     app_env(DATABASE_URL=f"mysql+pymysql://root@127.0.0.1:{blackhole.port}/nothing")
     client = functions_framework.create_app("api", "main.py").test_client()
@@ -98,6 +99,7 @@ def test_a_database_that_never_answers_is_503_within_the_bounds(app_env, blackho
         assert "unavailable" in response.get_json()["message"]
 
 
+@pytest.mark.slow  # waits out the real time limits (~12 s)
 def test_a_redis_that_never_answers_is_503_and_leaves_nothing(app_env, blackhole) -> None:
     app_env(REDIS_URL=f"redis://127.0.0.1:{blackhole.port}/0")
     client = functions_framework.create_app("api", "main.py").test_client()
