@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.app import uploads
-from shared.app.admission import admit
+from shared.app.admission import admitted
 from shared.app.context import Services
 from shared.cursor import InvalidCursor
 from shared.errors import (
@@ -63,15 +63,8 @@ def create_task(
         existing = store.get_by_idempotency_key(idempotency_key)
         if existing:
             return _same_request(existing, request, team), False
-    give_back = admit(services, team, 1)  # the team's caps (429 when over one)
-    try:
-        task, created = _insert_and_queue(services, request, idempotency_key, team, enqueue)
-    except BaseException:
-        give_back()
-        raise
-    if not created:  # an Idempotency-Key raced us: that task, not a new one
-        give_back()
-    return task, created
+    return admitted(services, team, 1, lambda: _insert_and_queue(
+        services, request, idempotency_key, team, enqueue))
 
 
 def _insert_and_queue(services: Services, request: CreateTaskRequest,
