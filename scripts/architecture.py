@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("task records", ("shared.tasks",)),
     ("understanding", ("shared.tagging",)),
     ("resources", ("shared.accounts", "shared.teams", "shared.video", "shared.storage")),
-    ("basics", ("shared",)),
+    ("basics", ("shared", "shared.settings")),
 ]
 """Top to bottom. A module belongs to the longest package prefix named here."""
 

@@ -252,7 +252,7 @@ def _eta_s(services: Services, batch_id: str) -> float | None:
 def _throughput_per_s(services: Services) -> float | None:
     """Tasks per second: with Gemini, what the key pool allows per minute (one request a
     task); otherwise the completions of the last 10 minutes."""
-    if services.settings.TAGGER == "gemini":
+    if services.settings.tagging.TAGGER == "gemini":
         try:
             with redis_outage():
                 stats = services.pool.stats()

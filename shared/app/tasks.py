@@ -162,7 +162,7 @@ def tag_now(services: Services, request: CreateTaskRequest,
 
     future = _sync_pool.submit(run)
     try:
-        delivery = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
+        delivery = future.result(timeout=services.settings.api.SYNC_TIMEOUT_S)
     except FutureTimeout:
         handed_off.set()  # the thread queues the task at its next stage (or the reaper does)
         return SyncOutcome(get_task(services, task.task_id), timed_out=True)
@@ -201,15 +201,15 @@ def check_bucket_object(services: Services, bucket: str, name: str) -> None:
         raise ServiceUnavailable("storage", type(error).__name__) from None
     if size is None:
         raise InvalidInput(f"url: gs://{bucket}/{name[:200]} does not exist")
-    if size > services.settings.max_video_bytes:
+    if size > services.settings.intake.max_video_bytes:
         raise InvalidInput(f"url: the object is {size} bytes, over the limit of "
-                           f"{services.settings.max_video_bytes} (MAX_VIDEO_MB)")
+                           f"{services.settings.intake.max_video_bytes} (MAX_VIDEO_MB)")
 
 
 def check_mode(services: Services, request: CreateTaskRequest) -> None:
-    if request.mode == "batch" and services.settings.TAGGER != "gemini":
+    if request.mode == "batch" and services.settings.tagging.TAGGER != "gemini":
         raise InvalidInput(f"mode: batch needs TAGGER=gemini (this deployment runs "
-                           f"TAGGER={services.settings.TAGGER}, which has no Batch API)")
+                           f"TAGGER={services.settings.tagging.TAGGER}, which has no Batch API)")
 
 
 def _same_request(existing: Task, request: CreateTaskRequest, team: str) -> Task:
