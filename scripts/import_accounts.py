@@ -42,7 +42,7 @@ def redis_client() -> redis.Redis:
     return connect(settings.redis.REDIS_URL, VAR_DIR / "redis", redis_limits(settings.redis))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--file", type=Path, help="the JSON list of keys to import")
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
                              "GEMINI_MODEL) and import the valid ones")
     parser.add_argument("--keep-invalid", action="store_true",
                         help="with --check: import the bad keys too, disabled with the reason")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.enable or args.disable:
         return set_enabled(args.enable or args.disable, bool(args.enable))
