@@ -23,6 +23,25 @@ from tests.media import make_bad_media
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--phase", choices=("all", "parallel", "serial"), default="all",
+                     help="scripts/test.sh runs the suite in two phases: `parallel` (every "
+                          "test not marked serial, in xdist workers), then `serial` (the "
+                          "tests that time themselves against a real limit, alone)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests of the chosen phase; the others are deselected (they run in the other
+    phase), never skipped."""
+    phase = config.getoption("--phase")
+    if phase == "all":
+        return
+    keep = [item for item in items if (item.get_closest_marker("serial") is not None)
+            == (phase == "serial")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 def _per_worker(db_name: str, redis_url: str) -> tuple[str, str]:
     """Under `pytest -n` each worker (gw0, gw1, ...) gets its own database (name + _gwN)
     and the Redis db number N below the given one, so parallel workers never share rows."""
