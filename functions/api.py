@@ -189,7 +189,8 @@ def validation_context(services: Services) -> dict[str, Any]:
     the mode a request that names none gets (DEFAULT_MODE)."""
     return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS,
             "default_mode": services.settings.DEFAULT_MODE,
-            "default_reuse": services.settings.REUSE}
+            "default_reuse": services.settings.REUSE,
+            "semantic": services.settings.SEMANTIC_SEARCH}
 
 
 def seen(request: flask.Request) -> str | None:

@@ -136,6 +136,16 @@ class Settings(BaseSettings):
     ES_URL: str = ""
     ES_INDEX_PREFIX: str = "vision-to-tag"
     ES_COMPAT_HEADERS: bool = True
+    # semantic search (issue 38): passages embedded by Gemini, ranked by kNN as well
+    SEMANTIC_SEARCH: bool = False
+    EMBEDDING_MODEL: str = "gemini-embedding-001"
+    EMBEDDING_TIMEOUT_S: float = Field(default=30, gt=0, le=300)
+    EMBEDDING_BATCH: int = Field(default=100, ge=1, le=100)
+    """Texts per batchEmbedContents call (Google's ceiling is 100)."""
+    EMBEDDING_MAX_PER_RUN: int = Field(default=5000, ge=1, le=1_000_000)
+    """Passages one run of the fill job embeds at most (the next run goes on)."""
+    EMBEDDING_PRICE_PER_M: float = Field(default=0.15, ge=0)
+    """USD per million input tokens of EMBEDDING_MODEL (Google's list price)."""
     CALLBACK_SECRET: str = ""
     CALLBACK_TIMEOUT_S: float = Field(default=10, gt=0, le=60)
     CALLBACK_MAX_ATTEMPTS: int = Field(default=4, ge=1, le=10)
@@ -298,6 +308,9 @@ class Settings(BaseSettings):
         if self.DEFAULT_MODE == "batch" and self.TAGGER != "gemini":
             raise ValueError("DEFAULT_MODE=batch needs TAGGER=gemini (the Batch API is "
                              "Gemini's)")
+        if self.SEMANTIC_SEARCH and not self.ES_URL:
+            raise ValueError("SEMANTIC_SEARCH=true needs ES_URL (the vectors live in the "
+                             "search index)")
         if self.STORAGE == "gcs" and not self.GCS_BUCKET:
             raise ValueError("GCS_BUCKET must be set when STORAGE=gcs")
         if self.QUEUE == "cloudtasks" and not self.CLOUD_TASKS_QUEUE:

@@ -72,7 +72,7 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
                             retry_deadline_s=settings.GCS_RETRY_DEADLINE_S),
         tagger=build_tagger(settings, pool),
         pool=pool,
-        index=build_index(settings),
+        index=build_index(settings, pool),
         url_policy=UrlPolicy(
             allow_private=settings.ALLOW_PRIVATE_URLS,
             allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),
@@ -109,16 +109,22 @@ def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
     return RedisQueue(client)
 
 
-def build_index(settings: Settings) -> TagIndex | None:
-    """The search index, or None when ES_URL is not set (search answers 503)."""
+def build_index(settings: Settings, pool: AccountPool) -> TagIndex | None:
+    """The search index, or None when ES_URL is not set (search answers 503); with
+    SEMANTIC_SEARCH, its embedder takes keys from the same pool."""
     if not settings.ES_URL:
         return None
     from shared.search.client import build_search_client
+    from shared.search.embeddings import EmbeddingConfig, GeminiEmbedder
     from shared.search.index import TagIndex
 
+    embedder = GeminiEmbedder(pool, EmbeddingConfig(
+        model=settings.EMBEDDING_MODEL, endpoint=settings.gemini_endpoints[0],
+        timeout_s=settings.EMBEDDING_TIMEOUT_S, batch=settings.EMBEDDING_BATCH,
+        price_per_million=settings.EMBEDDING_PRICE_PER_M)) if settings.SEMANTIC_SEARCH else None
     return TagIndex(build_search_client(settings.ES_URL, settings.ES_COMPAT_HEADERS,
                                         timeout_s=settings.ES_TIMEOUT_S),
-                    settings.ES_INDEX_PREFIX, tuple(settings.ENVS))
+                    settings.ES_INDEX_PREFIX, tuple(settings.ENVS), embedder)
 
 
 def build_storage(settings: Settings) -> Storage:

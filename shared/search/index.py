@@ -6,6 +6,9 @@ use, and beside it `{ES_INDEX_PREFIX}-passages-{env}`: each task's timed passage
 analyzer (overlapping bigrams): no plugin to install, any two-character word matches,
 but a single character does not and word boundaries are not known (see
 docs/decisions.md). Exact tags are `keyword`s, so filters and facets use them as they are.
+With semantic search on (an `embedder`), passages also hold a vector (`vectors.py`),
+filled in the background (`fill.py`), and moments are ranked by keyword, by kNN or by
+both fused (`mode`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_errors
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
-from shared.errors import InvalidInput, ServiceUnavailable
-from shared.search import passages
+from shared.errors import InvalidInput, NotConfigured, ServiceUnavailable
+from shared.search import passages, vectors
+from shared.search.embeddings import GeminiEmbedder, QuotaExhausted
 from shared.search.query import SearchHit, SearchMoment, SearchPage, SearchQuery
 from shared.tasks.models import DEFAULT_ENVS, Task
 from shared.teams.keys import DEFAULT_TEAM
@@ -73,11 +77,30 @@ def document(task: Task) -> dict[str, Any]:
 
 class TagIndex:
     def __init__(self, client: Elasticsearch, prefix: str,
-                 envs: tuple[str, ...] = DEFAULT_ENVS) -> None:
+                 envs: tuple[str, ...] = DEFAULT_ENVS,
+                 embedder: GeminiEmbedder | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.envs = tuple(envs)
+        self.embedder = embedder
+        """Set when SEMANTIC_SEARCH is on: passages get vectors, queries may use them."""
         self._ready: set[str] = set()
+        self._dialect: vectors.Dialect | None = None
+
+    @property
+    def dialect(self) -> vectors.Dialect:
+        """Elasticsearch or OpenSearch, asked once (their vectors are named differently)."""
+        if self._dialect is None:
+            with _unavailable_as_503():
+                self._dialect = vectors.dialect_of(dict(self.client.info()))
+        return self._dialect
+
+    def _passage_mapping(self) -> dict[str, Any]:
+        if self.embedder is None:
+            return passages.PASSAGE_MAPPING
+        field = vectors.field_mapping(self.dialect, self.embedder.config.dimensions)
+        return {**passages.PASSAGE_MAPPING, "properties": {
+            **passages.PASSAGE_MAPPING["properties"], vectors.FIELD: field}}
 
     def index_name(self, env: str) -> str:
         return f"{self.prefix}-{env}"
@@ -90,14 +113,18 @@ class TagIndex:
         name = self.passage_index(env) if of_passages else self.index_name(env)
         if name in self._ready:
             return name
+        mapping = self._passage_mapping() if of_passages else MAPPING
         with _unavailable_as_503():
-            if self.client.indices.exists(index=name):  # made before teams (issue 36)
-                self.client.indices.put_mapping(index=name, properties={"team": TEAM_FIELD})
+            if self.client.indices.exists(index=name):  # made before teams (issue 36),
+                self.client.indices.put_mapping(  # or before semantic search (issue 38)
+                    index=name, properties={k: v for k, v in mapping["properties"].items()
+                                            if k in ("team", vectors.FIELD)})
             else:
+                settings = vectors.index_settings(self.dialect) \
+                    if of_passages and self.embedder else None
                 try:
-                    self.client.indices.create(
-                        index=name, mappings=passages.PASSAGE_MAPPING if of_passages
-                        else MAPPING)
+                    self.client.indices.create(index=name, mappings=mapping,
+                                               settings=settings)
                 except es_errors.BadRequestError as error:
                     if "already_exists" not in str(error):
                         raise
@@ -205,21 +232,83 @@ class TagIndex:
 
 
     def moments(self, query: SearchQuery, team: str | None = None) -> SearchPage:
-        """The passages that best match `query.q` (BM25), under the task filters."""
+        """The passages that best match `query.q` under the task filters: by BM25
+        (`keyword`), by the nearness of their vectors to the query's (`semantic`), or both
+        fused (`hybrid`; a passage still without a vector is found by its words)."""
         envs = [query.env] if query.env else list(self.envs)
         indices = ",".join(self.passage_index(env) for env in envs)
-        body: dict[str, Any] = {
-            "query": {"bool": {"filter": _filters(query, team),
-                               "must": [passages.match(query.q)]}},
-            "size": query.limit, "track_total_hits": True,
-            "_source": ["task_id", "start_s", "end_s", "text", "kind"],
-        }
+        filters = _filters(query, team)
+        keyword: dict[str, Any] = {
+            "query": {"bool": {"filter": filters, "must": [passages.match(query.q)]}},
+            "size": query.limit, "track_total_hits": False, "_source": MOMENT_FIELDS}
+        mode, warnings = query.mode or "keyword", []
+        if mode == "keyword":
+            hits = self._search(indices, keyword)
+        else:
+            try:
+                hits = self._ranked(indices, query, filters, keyword)
+            except (QuotaExhausted, _NoKnn) as why:
+                if mode == "semantic":
+                    raise _refusal(why) from None
+                warnings.append(f"ranked by keyword only: {why}")
+                mode, hits = "keyword", self._search(indices, keyword)
+        found = [SearchMoment(**passages.moment_of(hit)) for hit in hits]
+        return SearchPage(total=len(found), hits=[], facets={}, moments=found, mode=mode,
+                          warnings=warnings)
+
+    def _ranked(self, indices: str, query: SearchQuery, filters: list[dict[str, Any]],
+                keyword: dict[str, Any]) -> list[dict[str, Any]]:
+        """kNN alone, or fused with BM25 (both asked in one msearch)."""
+        assert self.embedder is not None and query.q
+        vector = self.embedder.embed([query.q], task="RETRIEVAL_QUERY")[0]
+        depth = max(query.limit, FUSION_DEPTH) if query.mode == "hybrid" else query.limit
+        knn = {**vectors.knn_body(self.dialect, vector, depth, filters),
+               "_source": MOMENT_FIELDS}
+        if query.mode == "semantic":
+            return self._search(indices, knn)
+        head = {"index": indices, "ignore_unavailable": True, "allow_no_indices": True}
         with _unavailable_as_503():
-            answer = self.client.search(index=indices, ignore_unavailable=True,
-                                        allow_no_indices=True, **body)
-        found = [SearchMoment(**passages.moment_of(hit)) for hit in answer["hits"]["hits"]]
-        return SearchPage(total=answer["hits"]["total"]["value"], hits=[], facets={},
-                          moments=found)
+            answers = self.client.msearch(searches=[head, {**keyword, "size": depth},
+                                                    head, knn])["responses"]
+        for answer in answers:
+            if "error" in answer:
+                raise _NoKnn(answer["error"])
+        return vectors.fuse([a["hits"]["hits"] for a in answers], query.limit)
+
+    def _search(self, indices: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        with _unavailable_as_503():
+            try:
+                answer = self.client.search(index=indices, ignore_unavailable=True,
+                                            allow_no_indices=True, **body)
+            except es_errors.BadRequestError as error:
+                if "knn" in body or "knn" in body.get("query", {}):
+                    raise _NoKnn(error.body) from None
+                raise
+        return answer["hits"]["hits"]
+
+
+MOMENT_FIELDS = ["task_id", "start_s", "end_s", "text", "kind"]
+FUSION_DEPTH = 50
+"""Hybrid: each ranking's best this many passages are fused."""
+
+
+class _NoKnn(Exception):
+    """The search server refused the kNN search (a server without kNN, such as the
+    osmem-server stand-in, or an index made before semantic search on OpenSearch)."""
+
+    def __init__(self, error: Any) -> None:
+        reason = error.get("reason") if isinstance(error, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("error"), dict):
+            reason = error["error"].get("reason")
+        super().__init__(f"the search server refused the kNN search ({str(reason)[:200]})")
+
+
+def _refusal(why: Exception) -> Exception:
+    """mode=semantic cannot fall back: the caller asked for vectors."""
+    if isinstance(why, QuotaExhausted):
+        return ServiceUnavailable("embeddings", f"{why}; try again in "
+                                                f"{why.retry_after_s:.0f} s or use mode=keyword")
+    return NotConfigured(f"mode: {why}; use mode=keyword")
 
 
 def _filters(query: SearchQuery, team: str | None) -> list[dict[str, Any]]:
