@@ -31,7 +31,7 @@ from shared.accounts.importer import (
     load_accounts,
 )
 from shared.accounts.pool import KEY_ID_PATTERN, AccountPool
-from shared.config import VAR_DIR, get_settings
+from shared.config import VAR_DIR, Settings, get_settings
 from shared.redis_conn import connect
 from shared.services import redis_limits
 
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings: list[str] = []
     settings = get_settings()
     try:
-        entries = load_accounts(args.file, warnings,
-                                [settings.GEMINI_MODEL, *settings.GEMINI_FALLBACK_MODELS])
+        entries = load_accounts(args.file, warnings, known_models(settings))
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 2
@@ -121,6 +120,13 @@ def set_enabled(key_id: str, enabled: bool) -> int:
         return 4
     print(f"{key_id}: {'enabled' if enabled else 'disabled'}")
     return 0
+
+
+def known_models(settings: Settings) -> list[str]:
+    """The models a key file may give limits for: the main one first, the fallbacks, and
+    the embedding model when semantic search is on (issue 38)."""
+    embedding = [settings.EMBEDDING_MODEL] if settings.SEMANTIC_SEARCH else []
+    return [settings.GEMINI_MODEL, *settings.GEMINI_FALLBACK_MODELS, *embedding]
 
 
 if __name__ == "__main__":

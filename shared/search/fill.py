@@ -17,7 +17,7 @@ from elasticsearch import helpers
 
 from shared.search import vectors
 from shared.search.embeddings import QuotaExhausted
-from shared.search.index import TagIndex, _unavailable_as_503
+from shared.search.index import TagIndex, unavailable_as_503
 
 log = logging.getLogger("vision_to_tag.search")
 
@@ -60,7 +60,7 @@ def _fill_env(index: TagIndex, name: str, max_passages: int, report: FillReport)
     assert index.embedder is not None
     size, after, first = index.embedder.config.batch, None, True
     while True:
-        with _unavailable_as_503():
+        with unavailable_as_503():
             answer = index.client.search(index=name, **vectors.missing_body(size, after))
         if first:
             report.missing_before += answer["hits"]["total"]["value"]
@@ -75,7 +75,7 @@ def _fill_env(index: TagIndex, name: str, max_passages: int, report: FillReport)
         actions = [{"_op_type": "update", "_index": name, "_id": hit["_id"],
                     "doc": {vectors.FIELD: vector}}
                    for hit, vector in zip(hits, found, strict=True)]
-        with _unavailable_as_503():
+        with unavailable_as_503():
             written, _ = helpers.bulk(index.client, actions, raise_on_error=False)
         report.embedded += written
         report.cost_usd += index.embedder.cost_usd(texts)

@@ -91,7 +91,7 @@ class TagIndex:
     def dialect(self) -> vectors.Dialect:
         """Elasticsearch or OpenSearch, asked once (their vectors are named differently)."""
         if self._dialect is None:
-            with _unavailable_as_503():
+            with unavailable_as_503():
                 self._dialect = vectors.dialect_of(dict(self.client.info()))
         return self._dialect
 
@@ -114,7 +114,7 @@ class TagIndex:
         if name in self._ready:
             return name
         mapping = self._passage_mapping() if of_passages else MAPPING
-        with _unavailable_as_503():
+        with unavailable_as_503():
             if self.client.indices.exists(index=name):  # made before teams (issue 36),
                 self.client.indices.put_mapping(  # or before semantic search (issue 38)
                     index=name, properties={k: v for k, v in mapping["properties"].items()
@@ -134,7 +134,7 @@ class TagIndex:
     def index_task(self, task: Task) -> None:
         """The task's document, then its passages (the old ones of a rerun removed)."""
         index = self.ensure_index(task.env)
-        with _unavailable_as_503():
+        with unavailable_as_503():
             self.client.index(index=index, id=task.task_id, document=document(task))
         self._replace_passages([task])
 
@@ -151,7 +151,7 @@ class TagIndex:
     def _bulk(self, actions: list[dict[str, Any]], chunk_size: int = 500) -> list[str]:
         """The ids of the documents indexed."""
         done: list[str] = []
-        with _unavailable_as_503():
+        with unavailable_as_503():
             for ok, item in helpers.parallel_bulk(self.client, actions, chunk_size=chunk_size,
                                                   thread_count=BULK_THREADS,
                                                   raise_on_error=False):
@@ -168,7 +168,7 @@ class TagIndex:
         failed: set[str] = set()
         for env, group in by_env.items():
             index = self.ensure_index(env, of_passages=True)
-            with _unavailable_as_503():
+            with unavailable_as_503():
                 self.client.delete_by_query(
                     index=index, refresh=False, conflicts="proceed",
                     query={"terms": {"task_id": [task.task_id for task in group]}})
@@ -183,14 +183,14 @@ class TagIndex:
         (deleted tasks, issue 34); ids not indexed are fine."""
         if not task_ids:
             return
-        with _unavailable_as_503():
+        with unavailable_as_503():
             self.client.delete_by_query(
                 index=f"{self.prefix}-*", query={"terms": {"task_id": task_ids}},
                 conflicts="proceed", refresh=True, ignore_unavailable=True,
                 allow_no_indices=True)
 
     def refresh(self) -> None:
-        with _unavailable_as_503():
+        with unavailable_as_503():
             self.client.indices.refresh(index=f"{self.prefix}-*")
 
     def search(self, query: SearchQuery, team: str | None = None) -> SearchPage:
@@ -216,7 +216,7 @@ class TagIndex:
                 body["search_after"] = decode_cursor(query.cursor, (int, float), str)
             except InvalidCursor as error:
                 raise InvalidInput(str(error)) from None
-        with _unavailable_as_503():
+        with unavailable_as_503():
             answer = self.client.search(index=indices, ignore_unavailable=True,
                                         allow_no_indices=True, **body)
         hits = answer["hits"]["hits"]
@@ -267,7 +267,7 @@ class TagIndex:
         if query.mode == "semantic":
             return self._search(indices, knn)
         head = {"index": indices, "ignore_unavailable": True, "allow_no_indices": True}
-        with _unavailable_as_503():
+        with unavailable_as_503():
             answers = self.client.msearch(searches=[head, {**keyword, "size": depth},
                                                     head, knn])["responses"]
         for answer in answers:
@@ -276,7 +276,7 @@ class TagIndex:
         return vectors.fuse([a["hits"]["hits"] for a in answers], query.limit)
 
     def _search(self, indices: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        with _unavailable_as_503():
+        with unavailable_as_503():
             try:
                 answer = self.client.search(index=indices, ignore_unavailable=True,
                                             allow_no_indices=True, **body)
@@ -335,7 +335,7 @@ def _filters(query: SearchQuery, team: str | None) -> list[dict[str, Any]]:
     return filters
 
 
-class _unavailable_as_503:
+class unavailable_as_503:
     """Connection problems and server errors of the search cluster → ServiceUnavailable."""
 
     def __enter__(self) -> None:
