@@ -270,9 +270,10 @@ class TagIndex:
         with unavailable_as_503():
             answers = self.client.msearch(searches=[head, {**keyword, "size": depth},
                                                     head, knn])["responses"]
-        for answer in answers:
-            if "error" in answer:
-                raise _NoKnn(answer["error"])
+        if "error" in answers[0]:  # the keyword half: the cluster's problem, not kNN's
+            raise ServiceUnavailable("search", f"HTTP {answers[0].get('status', '?')}")
+        if "error" in answers[1]:
+            raise _NoKnn(answers[1]["error"])
         return vectors.fuse([a["hits"]["hits"] for a in answers], query.limit)
 
     def _search(self, indices: str, body: dict[str, Any]) -> list[dict[str, Any]]:
