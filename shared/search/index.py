@@ -243,7 +243,7 @@ class TagIndex:
             "size": query.limit, "track_total_hits": False, "_source": MOMENT_FIELDS}
         mode, warnings = query.mode or "keyword", []
         if mode == "keyword":
-            hits = self._search(indices, keyword)
+            hits = self._by_words(indices, keyword, query.q)
         else:
             try:
                 hits = self._ranked(indices, query, filters, keyword)
@@ -251,7 +251,7 @@ class TagIndex:
                 if mode == "semantic":
                     raise _refusal(why) from None
                 warnings.append(f"ranked by keyword only: {why}")
-                mode, hits = "keyword", self._search(indices, keyword)
+                mode, hits = "keyword", self._by_words(indices, keyword, query.q)
         found = [SearchMoment(**passages.moment_of(hit)) for hit in hits]
         return SearchPage(total=len(found), hits=[], facets={}, moments=found, mode=mode,
                           warnings=warnings)
@@ -275,6 +275,17 @@ class TagIndex:
         if "error" in answers[1]:
             raise _NoKnn(answers[1]["error"])
         return vectors.fuse([a["hits"]["hits"] for a in answers], query.limit)
+
+    def _by_words(self, indices: str, keyword: dict[str, Any],
+                  q: str | None) -> list[dict[str, Any]]:
+        """Passages holding every word first: when there are `size` of them, that is the
+        answer (scoring only those is what keeps a query of frequent words fast); when
+        fewer, the passages holding any word, ranked as before (docs/decisions.md)."""
+        assert q
+        every = {**keyword, "query": {"bool": {**keyword["query"]["bool"],
+                                               "must": [passages.match(q, every_word=True)]}}}
+        hits = self._search(indices, every)
+        return hits if len(hits) >= keyword["size"] else self._search(indices, keyword)
 
     def _search(self, indices: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         with unavailable_as_503():
