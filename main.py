@@ -16,7 +16,7 @@ from shared.services import check_vocabulary
 
 _settings = get_settings()
 check_vocabulary(_settings.tagging)  # a bad vocabulary stops the process here, like before
-setup_logging(_settings.LOG_LEVEL, _settings.LOG_FORMAT)
+setup_logging(_settings.logs.LOG_LEVEL, _settings.logs.LOG_FORMAT)
 
 # the framework's own answers (a path its router refuses, 405, 413, a crash) in the envelope
 functions_framework.errorhandler(HTTPException)(framework_error)

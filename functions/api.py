@@ -187,9 +187,11 @@ def log_setup_warnings(services: Services) -> None:
 def validation_context(services: Services) -> dict[str, Any]:
     """What the request models check against: this deployment's platforms and envs, and
     the mode a request that names none gets (DEFAULT_MODE)."""
-    return {"platforms": services.settings.api.PLATFORMS, "envs": services.settings.api.ENVS,
-            "default_mode": services.settings.tagging.DEFAULT_MODE,
-            "default_reuse": services.settings.reuse.REUSE}
+    settings = services.settings
+    return {"platforms": settings.api.PLATFORMS, "envs": settings.api.ENVS,
+            "default_mode": settings.tagging.DEFAULT_MODE,
+            "default_reuse": settings.reuse.REUSE,
+            "semantic": settings.search.SEMANTIC_SEARCH}
 
 
 def seen(request: flask.Request) -> str | None:

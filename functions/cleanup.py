@@ -4,9 +4,10 @@ CACHE_DAYS, every minute with `?scope=tasks` to reconcile tasks with the queue
 UPLOAD_TTL_S (issue 35), retry failed search indexing and watch
 the key pool (capacity history, alerts), every 15 minutes with `?scope=keys` to probe
 the disabled keys that can heal, and with `?scope=batches` to run the Gemini batch
-collector (issue 27). The daily run also deletes the finished tasks older than
-TASK_RETENTION_DAYS (issue 34; `?scope=retention` runs that alone). It answers a JSON
-summary."""
+collector (issue 27), and every 5 minutes with `?scope=embeddings` to fill the missing
+embeddings of search passages (issue 38, SEMANTIC_SEARCH). The daily run also deletes
+the finished tasks older than TASK_RETENTION_DAYS (issue 34; `?scope=retention` runs
+that alone). It answers a JSON summary."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from functions.http import (
     unavailable_reply,
 )
 from shared.app.cleanup import clean_videos, default_range
+from shared.app.embeddings import embeddings_job
 from shared.app.pool_jobs import keys_job, watch_pool
 from shared.app.retention import run_retention
 from shared.app.uploads import clean_uploads
@@ -45,14 +47,18 @@ def cleanup(request: flask.Request) -> flask.Response:
         check_worker_token(request, settings.queue.WORKER_TOKEN)
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         scope = request.args.get("scope", "all")
-        if scope not in ("all", "tasks", "keys", "batches", "retention"):
-            raise ApiError(400, "scope: must be all, tasks, keys, batches or retention")
+        if scope not in ("all", "tasks", "keys", "batches", "retention", "embeddings"):
+            raise ApiError(400, "scope: must be all, tasks, keys, batches, retention or "
+                                "embeddings")
         data: dict[str, object] = {}
         if scope == "keys":
             with redis_outage():
                 return reply(200, data={"keys": keys_job(services)})
         if scope == "batches":
             return reply(200, data={"batches": collect(services.worker)})
+        if scope == "embeddings":
+            with redis_outage():
+                return reply(200, data={"embeddings": embeddings_job(services)})
         if scope == "retention":
             return reply(200, data={"retention": _retention(services, dry_run)})
         if scope == "all":

@@ -31,7 +31,7 @@ from shared.accounts.importer import (
     load_accounts,
 )
 from shared.accounts.pool import KEY_ID_PATTERN, AccountPool
-from shared.config import VAR_DIR, get_settings
+from shared.config import VAR_DIR, Settings, get_settings
 from shared.redis_conn import connect
 from shared.services import redis_limits
 
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     tagging = settings.tagging
     try:
-        entries = load_accounts(args.file, warnings,
-                                [tagging.GEMINI_MODEL, *tagging.GEMINI_FALLBACK_MODELS])
+        entries = load_accounts(args.file, warnings, known_models(settings))
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 2
@@ -127,6 +126,14 @@ def set_enabled(key_id: str, enabled: bool) -> int:
         return 4
     print(f"{key_id}: {'enabled' if enabled else 'disabled'}")
     return 0
+
+
+def known_models(settings: Settings) -> list[str]:
+    """The models a key file may give limits for: the main one first, the fallbacks, and
+    the embedding model when semantic search is on (issue 38)."""
+    search, tagging = settings.search, settings.tagging
+    embedding = [search.EMBEDDING_MODEL] if search.SEMANTIC_SEARCH else []
+    return [tagging.GEMINI_MODEL, *tagging.GEMINI_FALLBACK_MODELS, *embedding]
 
 
 if __name__ == "__main__":

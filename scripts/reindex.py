@@ -3,8 +3,10 @@
     python scripts/reindex.py [--env ENV] [--since YYYY-MM-DD] [--batch 500]
 
 Indexes every completed task (of that env, created since that day), printing progress;
-safe to re-run (documents are keyed by task id). Exit code 2 on bad arguments or when
-ES_URL is not set.
+safe to re-run (documents are keyed by task id). With SEMANTIC_SEARCH=true it then fills
+the passages' missing embeddings (as the `embeddings` job does) until they are all filled
+or the embedding quota runs out (the job goes on later). Exit code 2 on bad arguments or
+when ES_URL is not set.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime
 from scripts.cli_args import day
 from shared.config import get_settings
 from shared.logs import setup_logging
+from shared.search.fill import fill_embeddings
 from shared.services import build_services
 
 
@@ -46,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     services.index.refresh()
     print(f"done: {done} of {total} completed tasks indexed in "
           f"{time.perf_counter() - started:.1f} s")
+    if services.index.embedder is not None:
+        report = fill_embeddings(services.index, 1_000_000)
+        print(f"embeddings: {report.embedded} of {report.missing_before} passages filled"
+              + (f"; stopped ({report.stopped}), the embeddings job goes on"
+                 if report.stopped else ""))
     return 0 if done == total else 1
 
 

@@ -78,7 +78,8 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
                             retry_deadline_s=settings.GCS_RETRY_DEADLINE_S),
         tagger=build_tagger(settings.tagging, pool),
         pool=pool,
-        index=build_index(settings.search, tuple(settings.ENVS)),
+        index=build_index(settings.search, tuple(settings.ENVS), pool,
+                          settings.tagging.gemini_endpoints[0]),
         url_policy=UrlPolicy(
             allow_private=settings.ALLOW_PRIVATE_URLS,
             allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),
@@ -115,17 +116,24 @@ def build_queue(settings: QueueSettings, client: redis.Redis) -> TaskQueue:
     return RedisQueue(client)
 
 
-def build_index(settings: SearchSettings, envs: tuple[str, ...]) -> TagIndex | None:
+def build_index(settings: SearchSettings, envs: tuple[str, ...], pool: AccountPool,
+                gemini_endpoint: str = "") -> TagIndex | None:
     """The search index (one per env), or None when ES_URL is not set (search answers
-    503)."""
+    503); with SEMANTIC_SEARCH, its embedder takes keys from the same pool and calls
+    Gemini's first endpoint."""
     if not settings.ES_URL:
         return None
     from shared.search.client import build_search_client
+    from shared.search.embeddings import EmbeddingConfig, GeminiEmbedder
     from shared.search.index import TagIndex
 
+    embedder = GeminiEmbedder(pool, EmbeddingConfig(
+        model=settings.EMBEDDING_MODEL, endpoint=gemini_endpoint,
+        timeout_s=settings.EMBEDDING_TIMEOUT_S, batch=settings.EMBEDDING_BATCH,
+        price_per_million=settings.EMBEDDING_PRICE_PER_M)) if settings.SEMANTIC_SEARCH else None
     return TagIndex(build_search_client(settings.ES_URL, settings.ES_COMPAT_HEADERS,
                                         timeout_s=settings.ES_TIMEOUT_S),
-                    settings.ES_INDEX_PREFIX, envs)
+                    settings.ES_INDEX_PREFIX, envs, embedder)
 
 
 def build_storage(settings: StorageSettings) -> Storage:

@@ -2,12 +2,14 @@
 (wire facts in ../shared/reference/gemini-api.md): generateContent, the resumable Files
 API upload, files.get/delete/download, the Batch API (batchGenerateContent, batches
 get/list/delete: job states over polls, inline and file results, failed items, failed or
-expired jobs; docs/decisions.md, issue 27), and Google's error bodies. Behaviour is chosen
-per API key.
+expired jobs; docs/decisions.md, issue 27), embedContent and batchEmbedContents
+(deterministic vectors from the words of the text, issue 38), and Google's error bodies.
+Behaviour is chosen per API key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import math
@@ -226,6 +228,12 @@ class GeminiStandIn:
     extra_output_lines: list[str] = field(default_factory=list)
     """Raw lines added to every output file (an unknown key, a malformed line)."""
     batches: dict[str, dict] = field(default_factory=dict)
+    embed_refusal: str | None = None
+    """`minute` | `day`: embedding calls past `embed_accepted_calls` answer the real 429 of
+    the embedding model's per-minute (RetryInfo `embed_retry_delay_s`) or daily quota."""
+    embed_accepted_calls: int = 0
+    embed_retry_delay_s: float = 1.0
+    embedded_texts: int = 0
 
     def start(self) -> GeminiStandIn:
         standin = self
@@ -303,6 +311,8 @@ class GeminiStandIn:
             return self.file_call(handler, method, path.rsplit("/", 1)[1])
         if path.endswith(":generateContent"):
             return self.generate(handler, key, behaviour, body or {})
+        if path.endswith((":embedContent", ":batchEmbedContents")):
+            return self.embed(handler, key, path, json.loads(raw or b"{}"))
         if method == "GET" and MODEL_GET.match(path):
             return self.model_get(handler, path.rsplit("/", 1)[1], behaviour)
         handler._send(404, error_body(404, "NOT_FOUND", f"no route {path}"))
@@ -453,6 +463,33 @@ class GeminiStandIn:
         """`badjson_once`: only the first generate call of the whole run is broken."""
         return len(self.generate_calls()) > 1
 
+    # --- embeddings (issue 38) ------------------------------------------------------------
+
+    def embed(self, handler, key: str | None, path: str, body: dict) -> None:
+        """embedContent / batchEmbedContents: one vector per text (`vector_of`), in order;
+        past `embed_accepted_calls` the 429 chosen by `embed_refusal`."""
+        model = path.split("/models/")[-1].split(":")[0]
+        calls = [r for r in self.requests if r.path.endswith("EmbedContents")
+                 or r.path.endswith(":embedContent")]
+        if self.embed_refusal and len(calls) > self.embed_accepted_calls:
+            period = "Day" if self.embed_refusal == "day" else "Minute"
+            return handler._send(429, error_body(429, "RESOURCE_EXHAUSTED",
+                                                 "Resource has been exhausted.", [
+                {"@type": QUOTA, "violations": [{"quotaId":
+                 f"EmbedContentRequestsPer{period}PerProjectPerModel-FreeTier",
+                 "quotaDimensions": {"model": model}}]},
+                {"@type": RETRY, "retryDelay": f"{self.embed_retry_delay_s:.3f}s"}]))
+        requests = body.get("requests") if path.endswith("batchEmbedContents") else [body]
+        vectors = []
+        for request in requests or []:
+            text = " ".join(p.get("text", "") for p in request["content"]["parts"])
+            vectors.append({"values": vector_of(text, request.get("outputDimensionality")
+                                                or 3072)})
+        self.embedded_texts += len(vectors)
+        if path.endswith(":embedContent"):
+            return handler._send(200, {"embedding": vectors[0]})
+        handler._send(200, {"embeddings": vectors})
+
     # --- Files API ---------------------------------------------------------------------
 
     def start_upload(self, handler, key: str | None) -> None:
@@ -602,6 +639,28 @@ class GeminiStandIn:
 
     def generate_calls(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(":generateContent")]
+
+
+def words_of(text: str) -> list[str]:
+    """Latin words (lower case) and, for Chinese, overlapping character pairs."""
+    found = re.findall(r"[a-z0-9]+", text.lower())
+    for run in re.findall(r"[\u4e00-\u9fff]+", text):
+        found += [run[i:i + 2] for i in range(max(1, len(run) - 1))]
+    return found
+
+
+def vector_of(text: str, dimensions: int) -> list[float]:
+    """A hashed bag of words projected to `dimensions`, unit length: texts sharing words
+    are close (cosine), word order does not matter, and the same text always gives the
+    same vector."""
+    vector = [0.0] * dimensions
+    for word in words_of(text):
+        digest = hashlib.sha256(word.encode()).digest()
+        for n in range(0, 8, 2):  # each word spread over 4 dimensions
+            slot = int.from_bytes(digest[n * 2:n * 2 + 4], "big") % dimensions
+            vector[slot] += 1.0 if digest[16 + n] % 2 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [round(v / norm, 6) for v in vector]
 
 
 def cut_in_transcript(text: str) -> str:

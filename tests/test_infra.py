@@ -71,6 +71,9 @@ def test_reconciler_runs_every_minute_and_api_outlasts_the_sync_route() -> None:
     batches = next(line for line in output.splitlines()
                    if "scheduler jobs create http vtt-batches" in line)
     assert "vtt-cleanup\\?scope=batches" in batches
+    embeddings = next(line for line in output.splitlines()
+                      if "scheduler jobs create http vtt-embeddings" in line)
+    assert "vtt-cleanup\\?scope=embeddings" in embeddings
     api = next(line for line in output.splitlines() if "--entry-point=api" in line)
     timeout = int(re.search(r"--timeout=(\d+)s", api).group(1))
     assert timeout > Settings().SYNC_TIMEOUT_S

@@ -289,7 +289,7 @@ def test_cleanup_with_scope_keys_probes(app_env, redis_client: redis.Redis,
     assert answer["data"]["keys"]["probes"]["enabled"] == [id_of("susp")]
     assert "stuck_tasks" not in answer["data"]
     assert client.post("/?scope=nope").get_json()["message"] == \
-        "scope: must be all, tasks, keys, batches or retention"
+        "scope: must be all, tasks, keys, batches, retention or embeddings"
     minute = client.post("/?scope=tasks").get_json()["data"]
     assert minute["keys"]["capacity"]["usable_keys"] == 1 and "stuck_tasks" in minute
 

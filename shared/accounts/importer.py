@@ -189,7 +189,8 @@ def _model_problems(entry: AccountEntry, models: Sequence[str] | None) -> list[s
             problems.append(f"limits.{name}: the main model's limits are minute_limit, "
                             "daily_limit and tpm_limit")
         elif name not in models:
-            known = ", ".join(models[1:]) or "none: GEMINI_FALLBACK_MODELS is empty"
+            known = ", ".join(models[1:]) or "none: GEMINI_FALLBACK_MODELS is empty and " \
+                "SEMANTIC_SEARCH is off"
             problems.append(f"limits.{name}: unknown model (the other models: {known})")
     return problems
 

@@ -6,6 +6,9 @@ use, and beside it `{ES_INDEX_PREFIX}-passages-{env}`: each task's timed passage
 analyzer (overlapping bigrams): no plugin to install, any two-character word matches,
 but a single character does not and word boundaries are not known (see
 docs/decisions.md). Exact tags are `keyword`s, so filters and facets use them as they are.
+With semantic search on (an `embedder`), passages also hold a vector (`vectors.py`),
+filled in the background (`fill.py`), and moments are ranked by keyword, by kNN or by
+both fused (`mode`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from elasticsearch import Elasticsearch, helpers
 from elasticsearch import exceptions as es_errors
 
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
-from shared.errors import InvalidInput, ServiceUnavailable
-from shared.search import passages
-from shared.search.query import SearchHit, SearchMoment, SearchPage, SearchQuery
+from shared.errors import InvalidInput
+from shared.search import passages, vectors
+from shared.search.moments import rank as rank_moments
+from shared.search.embeddings import GeminiEmbedder
+from shared.search.filters import task_filters, unavailable_as_503
+from shared.search.query import SearchHit, SearchPage, SearchQuery
 from shared.tasks.models import DEFAULT_ENVS, Task
-from shared.teams.keys import DEFAULT_TEAM
 
 log = logging.getLogger("vision_to_tag.search")
 
@@ -73,11 +78,30 @@ def document(task: Task) -> dict[str, Any]:
 
 class TagIndex:
     def __init__(self, client: Elasticsearch, prefix: str,
-                 envs: tuple[str, ...] = DEFAULT_ENVS) -> None:
+                 envs: tuple[str, ...] = DEFAULT_ENVS,
+                 embedder: GeminiEmbedder | None = None) -> None:
         self.client = client
         self.prefix = prefix
         self.envs = tuple(envs)
+        self.embedder = embedder
+        """Set when SEMANTIC_SEARCH is on: passages get vectors, queries may use them."""
         self._ready: set[str] = set()
+        self._dialect: vectors.Dialect | None = None
+
+    @property
+    def dialect(self) -> vectors.Dialect:
+        """Elasticsearch or OpenSearch, asked once (their vectors are named differently)."""
+        if self._dialect is None:
+            with unavailable_as_503():
+                self._dialect = vectors.dialect_of(dict(self.client.info()))
+        return self._dialect
+
+    def _passage_mapping(self) -> dict[str, Any]:
+        if self.embedder is None:
+            return passages.PASSAGE_MAPPING
+        field = vectors.field_mapping(self.dialect, self.embedder.config.dimensions)
+        return {**passages.PASSAGE_MAPPING, "properties": {
+            **passages.PASSAGE_MAPPING["properties"], vectors.FIELD: field}}
 
     def index_name(self, env: str) -> str:
         return f"{self.prefix}-{env}"
@@ -90,14 +114,18 @@ class TagIndex:
         name = self.passage_index(env) if of_passages else self.index_name(env)
         if name in self._ready:
             return name
-        with _unavailable_as_503():
-            if self.client.indices.exists(index=name):  # made before teams (issue 36)
-                self.client.indices.put_mapping(index=name, properties={"team": TEAM_FIELD})
+        mapping = self._passage_mapping() if of_passages else MAPPING
+        with unavailable_as_503():
+            if self.client.indices.exists(index=name):  # made before teams (issue 36),
+                self.client.indices.put_mapping(  # or before semantic search (issue 38)
+                    index=name, properties={k: v for k, v in mapping["properties"].items()
+                                            if k in ("team", vectors.FIELD)})
             else:
+                settings = vectors.index_settings(self.dialect) \
+                    if of_passages and self.embedder else None
                 try:
-                    self.client.indices.create(
-                        index=name, mappings=passages.PASSAGE_MAPPING if of_passages
-                        else MAPPING)
+                    self.client.indices.create(index=name, mappings=mapping,
+                                               settings=settings)
                 except es_errors.BadRequestError as error:
                     if "already_exists" not in str(error):
                         raise
@@ -107,7 +135,7 @@ class TagIndex:
     def index_task(self, task: Task) -> None:
         """The task's document, then its passages (the old ones of a rerun removed)."""
         index = self.ensure_index(task.env)
-        with _unavailable_as_503():
+        with unavailable_as_503():
             self.client.index(index=index, id=task.task_id, document=document(task))
         self._replace_passages([task])
 
@@ -124,7 +152,7 @@ class TagIndex:
     def _bulk(self, actions: list[dict[str, Any]], chunk_size: int = 500) -> list[str]:
         """The ids of the documents indexed."""
         done: list[str] = []
-        with _unavailable_as_503():
+        with unavailable_as_503():
             for ok, item in helpers.parallel_bulk(self.client, actions, chunk_size=chunk_size,
                                                   thread_count=BULK_THREADS,
                                                   raise_on_error=False):
@@ -141,7 +169,7 @@ class TagIndex:
         failed: set[str] = set()
         for env, group in by_env.items():
             index = self.ensure_index(env, of_passages=True)
-            with _unavailable_as_503():
+            with unavailable_as_503():
                 self.client.delete_by_query(
                     index=index, refresh=False, conflicts="proceed",
                     query={"terms": {"task_id": [task.task_id for task in group]}})
@@ -156,14 +184,14 @@ class TagIndex:
         (deleted tasks, issue 34); ids not indexed are fine."""
         if not task_ids:
             return
-        with _unavailable_as_503():
+        with unavailable_as_503():
             self.client.delete_by_query(
                 index=f"{self.prefix}-*", query={"terms": {"task_id": task_ids}},
                 conflicts="proceed", refresh=True, ignore_unavailable=True,
                 allow_no_indices=True)
 
     def refresh(self) -> None:
-        with _unavailable_as_503():
+        with unavailable_as_503():
             self.client.indices.refresh(index=f"{self.prefix}-*")
 
     def search(self, query: SearchQuery, team: str | None = None) -> SearchPage:
@@ -172,7 +200,7 @@ class TagIndex:
             return self.moments(query, team)
         envs = [query.env] if query.env else list(self.envs)
         indices = ",".join(self.index_name(env) for env in envs)
-        filters = _filters(query, team)
+        filters = task_filters(query, team)
         must = []
         if query.q:  # multi_match parses no query syntax: quotes, *, ( are plain text
             must.append({"multi_match": {"query": query.q, "operator": "and",
@@ -189,7 +217,7 @@ class TagIndex:
                 body["search_after"] = decode_cursor(query.cursor, (int, float), str)
             except InvalidCursor as error:
                 raise InvalidInput(str(error)) from None
-        with _unavailable_as_503():
+        with unavailable_as_503():
             answer = self.client.search(index=indices, ignore_unavailable=True,
                                         allow_no_indices=True, **body)
         hits = answer["hits"]["hits"]
@@ -203,62 +231,9 @@ class TagIndex:
             next_cursor=next_cursor,
         )
 
-
     def moments(self, query: SearchQuery, team: str | None = None) -> SearchPage:
-        """The passages that best match `query.q` (BM25), under the task filters."""
-        envs = [query.env] if query.env else list(self.envs)
-        indices = ",".join(self.passage_index(env) for env in envs)
-        body: dict[str, Any] = {
-            "query": {"bool": {"filter": _filters(query, team),
-                               "must": [passages.match(query.q)]}},
-            "size": query.limit, "track_total_hits": True,
-            "_source": ["task_id", "start_s", "end_s", "text", "kind"],
-        }
-        with _unavailable_as_503():
-            answer = self.client.search(index=indices, ignore_unavailable=True,
-                                        allow_no_indices=True, **body)
-        found = [SearchMoment(**passages.moment_of(hit)) for hit in answer["hits"]["hits"]]
-        return SearchPage(total=answer["hits"]["total"]["value"], hits=[], facets={},
-                          moments=found)
+        """The passages that best match `query.q` (`moments.py`)."""
+        return rank_moments(self, query, team)
 
 
-def _filters(query: SearchQuery, team: str | None) -> list[dict[str, Any]]:
-    """The task filters (team, tags, platform, uid, duration): a task and its passages
-    carry the same fields, so one set of filters serves both searches. A document indexed
-    before teams has no `team`: it is the default team's."""
-    filters: list[dict[str, Any]] = [{"term": {"tags": tag}} for tag in query.tags]
-    if team == DEFAULT_TEAM:
-        filters.append({"bool": {"should": [
-            {"term": {"team": team}}, {"bool": {"must_not": {"exists": {"field": "team"}}}}],
-            "minimum_should_match": 1}})
-    elif team is not None:
-        filters.append({"term": {"team": team}})
-    if query.any_tags:
-        filters.append({"terms": {"tags": query.any_tags}})
-    for field in ("platform", "uid"):
-        value = getattr(query, field)
-        if value:
-            filters.append({"term": {field: value}})
-    if query.min_duration is not None or query.max_duration is not None:
-        bounds = {"gte": query.min_duration, "lte": query.max_duration}
-        filters.append({"range": {"duration_s": {k: v for k, v in bounds.items()
-                                                  if v is not None}}})
-    return filters
-
-
-class _unavailable_as_503:
-    """Connection problems and server errors of the search cluster → ServiceUnavailable."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            return False
-        if isinstance(exc, es_errors.ConnectionError | es_errors.ConnectionTimeout):
-            raise ServiceUnavailable("search", type(exc).__name__) from exc
-        if isinstance(exc, es_errors.ApiError) and getattr(exc, "status_code", 0) >= 500:
-            raise ServiceUnavailable("search", f"HTTP {exc.status_code}") from exc
-        if isinstance(exc, helpers.BulkIndexError):
-            raise ServiceUnavailable("search", "bulk errors") from exc
-        return False
+__all__ = ["TagIndex", "document", "unavailable_as_503"]

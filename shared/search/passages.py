@@ -75,11 +75,15 @@ def _pieces(result: TagResult) -> list[dict[str, Any]]:
     return pieces
 
 
-def match(q: str) -> dict[str, Any]:
-    """BM25 over what was said or shown and its translation; any word may match, more
-    matching words rank higher (`multi_match` parses no query syntax)."""
-    return {"multi_match": {"query": q, "type": "most_fields",
-                            "fields": [f"text^{TEXT_BOOST}", "translation"]}}
+def match(q: str, every_word: bool = False) -> dict[str, Any]:
+    """BM25 over what was said or shown and its translation; any word may match (or, with
+    `every_word`, all must), more matching words rank higher (`multi_match` parses no
+    query syntax)."""
+    found: dict[str, Any] = {"query": q, "type": "most_fields",
+                             "fields": [f"text^{TEXT_BOOST}", "translation"]}
+    if every_word:
+        found["minimum_should_match"] = "100%"
+    return {"multi_match": found}
 
 
 def moment_of(hit: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,11 @@ class SearchQuery(BaseModel):
     q: str | None = Field(default=None, validate_default=True, min_length=1, max_length=MAX_Q,
                           description="free text: with `kind=tasks` over tags and summary, "
                           "with `kind=moments` over every passage (needed there)")
+    mode: Literal["keyword", "semantic", "hybrid"] | None = Field(
+        default=None, validate_default=True,
+        description="`kind=moments`: `keyword` (BM25), `semantic` (kNN over Gemini "
+        "embeddings) or `hybrid` (both, reciprocal rank fusion); semantic and hybrid need "
+        "SEMANTIC_SEARCH=true. Default: hybrid when semantic search is on, else keyword")
     platform: str | None = Field(default=None, description="one of PLATFORMS")
     env: str | None = Field(default=None, description="one of ENVS (default: all)")
     uid: str | None = Field(default=None, max_length=64)
@@ -75,6 +80,22 @@ class SearchQuery(BaseModel):
             raise ValueError("is required with kind=moments (the words to find)")
         if value is not None and not any(char.isalnum() for char in value):
             raise ValueError("has no letters or digits to search for")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _semantic_on(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Vectors exist only with SEMANTIC_SEARCH=true (passed in the context)."""
+        semantic = bool((info.context or {}).get("semantic"))
+        if info.data.get("kind") != "moments":
+            if value not in (None, "keyword"):
+                raise ValueError("only kind=moments is ranked by meaning")
+            return value
+        if value is None:
+            return "hybrid" if semantic else "keyword"
+        if value != "keyword" and not semantic:
+            raise ValueError(f"{value} needs SEMANTIC_SEARCH=true (semantic search is off "
+                             "on this service; use mode=keyword)")
         return value
 
     @field_validator("cursor")
@@ -116,7 +137,9 @@ class SearchMoment(BaseModel):
     kind: Literal["summary", "moment", "text", "transcript"]
     """Which part of the result it comes from."""
     score: float
-    """BM25 relevance (higher is better; comparable within one answer only)."""
+    """Relevance (higher is better; comparable within one answer only): BM25 for
+    `keyword`, the vector similarity for `semantic`, the fused reciprocal ranks for
+    `hybrid`."""
 
 
 class SearchPage(BaseModel):
@@ -125,4 +148,10 @@ class SearchPage(BaseModel):
     facets: dict[str, int]
     next_cursor: str | None = None
     moments: list[SearchMoment] = []
-    """`kind=moments`: the best passages, best first (`hits` and `facets` then empty)."""
+    """`kind=moments`: the best passages, best first (`hits` and `facets` then empty;
+    `total` is then the number of moments answered)."""
+    mode: Literal["keyword", "semantic", "hybrid"] | None = None
+    """`kind=moments`: how they were ranked."""
+    warnings: list[str] = []
+    """E.g. a hybrid search answered by keyword only (no embedding quota left, or a
+    search server without kNN)."""
