@@ -23,9 +23,9 @@ from elasticsearch import exceptions as es_errors
 from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.errors import InvalidInput
 from shared.search import passages, vectors
-from shared.search.moments import rank as rank_moments
 from shared.search.embeddings import GeminiEmbedder
 from shared.search.filters import task_filters, unavailable_as_503
+from shared.search.moments import rank as rank_moments
 from shared.search.query import SearchHit, SearchPage, SearchQuery
 from shared.tasks.models import DEFAULT_ENVS, Task
 
