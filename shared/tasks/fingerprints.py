@@ -70,10 +70,11 @@ def anchor_indexes(fp: Fingerprint) -> list[int]:
     lively = np.flatnonzero(~fp.flat)
     if not len(lively):
         return []
+    times = fp.sample_times[lively]
     found = []
     for k in range(ANCHORS):
-        wanted = (k + 0.5) / ANCHORS * fp.duration_s * fp.fps
-        found.append(int(lively[np.argmin(np.abs(lively - wanted))]))
+        wanted = (k + 0.5) / ANCHORS * fp.duration_s
+        found.append(int(lively[np.argmin(np.abs(times - wanted))]))
     return sorted(set(found))
 
 
@@ -92,7 +93,7 @@ def query_entries(fp: Fingerprint) -> list[tuple[str, str]]:
     anchor time, in the query's duration class and its neighbours."""
     cls = duration_class(fp.duration_s)
     classes = (cls - 1, cls, cls + 1)
-    times = np.arange(len(fp.hashes)) / fp.fps
+    times = fp.sample_times
     wanted: set[int] = set()
     for k in range(ANCHORS):
         anchor = (k + 0.5) / ANCHORS * fp.duration_s
