@@ -7,7 +7,9 @@ duration class (durations within 25 %) name one entry that holds the fingerprint
 hash per band, class and high byte, a field per low byte: small hashes Redis packs). A
 copy that flipped a few bits of a frame keeps at least one band of most anchors intact.
 A lookup reads the entries of the query's frames around each anchor (a trimmed copy is
-shifted by up to MAX_OFFSET_S) in one script call and counts the hits per id; the ids hit
+shifted by up to MAX_OFFSET_S), and those of its anchor frames with one bit flipped
+(multi-probe: a copy 10–15 bits away from its source often keeps no band intact, but one
+within a bit), in one script call and counts the hits per id; the ids hit
 most are the candidates, which `shared/video/similarity.compare` then judges on the
 whole fingerprint.
 
@@ -34,7 +36,7 @@ from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.schema import video_fingerprints as f
 from shared.tasks.schema import video_tasks as t
 from shared.video.fingerprint import Fingerprint
-from shared.video.similarity import MAX_OFFSET_S
+from shared.video.similarity import FRAME_BITS, MAX_OFFSET_S
 
 ANCHORS = 6
 BANDS = 4
@@ -102,7 +104,22 @@ def query_entries(fp: Fingerprint) -> list[tuple[str, str]]:
     entries: set[tuple[str, str]] = set()
     for frame_hash in wanted:
         entries.update(band_entries(frame_hash, classes))
+    for index in anchor_indexes(fp):  # the frames at the anchors, probed
+        entries.update(probe_entries(int(fp.hashes[index]), cls))
     return sorted(entries)
+
+
+def probe_entries(frame_hash: int, cls: int) -> list[tuple[str, str]]:
+    """(key, field) of the band each one-bit change of a frame hash lands in (multi-probe:
+    a copy whose anchor frame kept no band intact often kept one within a bit). Only the
+    query's own anchors in its own class: 63 more fields an anchor, where probing every
+    frame near the anchors in three classes would be 39 times that."""
+    entries = []
+    for bit in range(FRAME_BITS):
+        band = bit // BAND_BITS
+        value = ((frame_hash ^ (1 << bit)) >> (band * BAND_BITS)) & 0xFFFF
+        entries.append((redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF)))
+    return entries
 
 
 class FingerprintStore:

@@ -56,6 +56,10 @@ AUDIO_DEAD_ZONE = 0.1
 MIN_KEYFRAMES = MIN_LIVELY_FRAMES + 1
 """Fewer key frames than this cannot show the picture changing: the fingerprint then
 decodes every frame itself."""
+KEYFRAMES_FOR_STILL = 10
+"""Key frames show a change but few of them do not prove a still (slow motion between
+distant key frames): with fewer than this and no change seen, the fingerprint decodes
+every frame itself before calling the video a still."""
 KEYFRAME_TOLERANCE_S = 0.1
 """How far apart (after the offset) a key frame and another video's frame may be shown
 and still be compared: key frames of two encodes coincide at cuts and shared GOPs."""
@@ -165,8 +169,11 @@ def read(decoded: Tap, media: MediaInfo, keyframes: bool = False) -> Outcome:
     times = np.array([max(0.0, float(t)) for t in re.findall(r"pts_time:(-?[\d.]+)", text)])
     if len(times) != len(frames) or len(times) < MIN_KEYFRAMES:
         return Outcome(None, "too few key frames for the fingerprint", decode=True)
-    return compute(frames, audio, media.duration_s, len(times) / max(media.duration_s, 0.001),
-                   media.width or GRID, times)
+    outcome = compute(frames, audio, media.duration_s,
+                      len(times) / max(media.duration_s, 0.001), media.width or GRID, times)
+    if outcome.fingerprint is None and len(times) < KEYFRAMES_FOR_STILL:
+        return Outcome(None, outcome.problem, decode=True)
+    return outcome
 
 
 class Pending:
