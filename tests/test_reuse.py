@@ -24,7 +24,7 @@ from shared.tasks.removal import TaskRemoval
 from shared.video import fingerprint
 from shared.video.fingerprint import Fingerprint
 from shared.video.frames import extract_frames
-from shared.video.probe import probe
+from shared.video.probe import MediaInfo, probe
 from shared.video.similarity import compare
 from tests.helpers import MediaServer
 from tests.media import ffmpeg
@@ -133,9 +133,10 @@ def test_the_key_frames_full_decode_feeds_the_fingerprint(clips: Path, tmp_path:
     assert compare(from_frames, fp(video)).similarity >= 0.9
 
 
-def key_frame_intake(video: Path, folder: Path) -> tuple[str, fingerprint.Outcome]:
+def key_frame_intake(video: Path, folder: Path,
+                     media: MediaInfo | None = None) -> tuple[str, fingerprint.Outcome]:
     """The frames stage's decode and the fingerprint read from it: (method, outcome)."""
-    media = probe(video)
+    media = media or probe(video)
     tap = fingerprint.tap(folder / "fp", media)
     frames = extract_frames(video, folder / "frames", media.duration_s, tap=tap)
     assert frames.tapped
@@ -154,8 +155,9 @@ def test_key_frame_intake_fingerprints_without_a_decode_of_its_own(
         commands.append(list(args))
         return real(args, *rest, **options)
 
+    media = probe(clips / "gop1.mp4")
     monkeypatch.setattr(subprocess, "Popen", counting)
-    method, outcome = key_frame_intake(clips / "gop1.mp4", tmp_path)
+    method, outcome = key_frame_intake(clips / "gop1.mp4", tmp_path, media)
     monkeypatch.undo()
     assert method == "keyframes" and not outcome.decode
     assert len(commands) == 1 and "nokey" in commands[0]  # the key frames' run, alone
