@@ -488,6 +488,41 @@ def reuse_part(store: FingerprintStore, sources: list[Path], copies: dict[str, l
     false_reuses_by_index(store, known, distinct)
     false_reuses_all_pairs(distinct)
     store.redis.flushdb()
+    keyframe_sources(store, sources, copies, negatives, prints)
+
+
+def keyframe_sources(store: FingerprintStore, sources: list[Path],
+                     copies: dict[str, list[Path]], negatives: list[Path],
+                     prints: dict[Path, fingerprints.Outcome]) -> None:
+    """The same again with each source re-encoded with a key frame a second (its intake
+    takes key frames only: a key-frame fingerprint), plus two copies with that GOP too
+    (0.5× and the first second trimmed: key-frame fingerprints on both sides)."""
+    gop = [gop_copy(source, source.with_name(f"{source.stem}_gop1.mp4"), []) for source in sources]
+    kinds = (("scale_half", ["-vf", "scale=iw/2:-2"]), ("trim_1s", ["-ss", "1"]))
+    more = {f"{name}_gop1": [gop_copy(source, source.with_name(f"{source.stem}_{name}_gop1.mp4"),
+                                      options) for source in sources] for name, options in kinds}
+    fresh = fingerprint_all([*gop, *(p for paths in more.values() for p in paths)])
+    keyframed = sum(o.fingerprint is not None and o.fingerprint.times is not None
+                    for o in fresh.values())
+    print(f"sources re-encoded with a key frame a second: {keyframed} of {len(fresh)} "
+          f"fingerprints from the key frames only")
+    known: dict[int, tuple[str, Fingerprint]] = {}
+    prints = {**prints, **fresh, **{source: fresh[g] for source, g in zip(sources, gop,
+                                                                           strict=True)}}
+    for path in [*sources, *negatives]:
+        if prints[path].fingerprint is not None:
+            known[store.save(path.stem, prints[path].fingerprint)] = (path.stem,
+                                                                      prints[path].fingerprint)
+    reuse_rates(store, known, sources, {**copies, **more}, prints)
+    store.redis.flushdb()
+
+
+def gop_copy(source: Path, path: Path, options: list[str]) -> Path:
+    if not path.exists():
+        trim = options[:2] if options[:1] == ["-ss"] else []
+        ffmpeg(*trim, "-i", str(source), *options[len(trim):], "-c:v", "libx264", "-preset",
+               "veryfast", "-g", "25", "-c:a", "aac", str(path))
+    return path
 
 
 if __name__ == "__main__":

@@ -162,22 +162,30 @@ def _keyframe_candidates(video: Path | str, folder: Path, duration_s: float,
     min_gap = duration_s / (wanted * 4)
     select = (f"select='gte(scene,{SCENE_THRESHOLD})+isnan(prev_selected_t)"
               f"+gte(t-prev_selected_t,{min_gap:.3f})'")
-    chosen = f"{select},metadata=mode=print:key=lavfi.scene_score,{_SCALE}"
+    scores = folder / "scores.txt"  # a file: other streams' warnings cannot cut in
+    chosen = f"{select},metadata=mode=print:key=lavfi.scene_score:file={_quoted(scores)},{_SCALE}"
     jpegs = ["-fps_mode", "passthrough", "-q:v", "4", "-f", "image2", str(folder / "%04d.jpg")]
     if tap is None:
-        stderr = _run(["-skip_frame", "nokey", "-i", str(video), "-an", "-sn", "-dn",
-                       "-vf", chosen, *jpegs])
+        _run(["-skip_frame", "nokey", "-i", str(video), "-an", "-sn", "-dn", "-vf", chosen,
+              *jpegs])
     else:  # the same key frames, small and grey, with their times (and the sound)
-        stderr = _run([
-            "-skip_frame", "nokey", "-i", str(video), "-sn", "-dn", "-filter_complex",
-            f"[0:v:0]split=2[k][t];[k]{chosen}[frames];[t]{tap.keyframe_filter},"
-            f"metadata=mode=add:key=tap:value=1,metadata=mode=print:file='{tap.times_path}'[tap]",
-            "-map", "[frames]", *jpegs, "-map", "[tap]", "-fps_mode", "passthrough",
-            "-f", "rawvideo", str(tap.frames_path), *tap.audio_output,
-        ])
-    found = [(float(t), float(score)) for t, score in _META.findall(stderr)]
+        times = ("metadata=mode=add:key=tap:value=1,"
+                 f"metadata=mode=print:file={_quoted(tap.times_path)}")
+        _run(["-skip_frame", "nokey", "-i", str(video), "-sn", "-dn", "-filter_complex",
+              f"[0:v:0]split=2[k][t];[k]{chosen}[frames];[t]{tap.keyframe_filter},{times}[tap]",
+              "-map", "[frames]", *jpegs, "-map", "[tap]", "-fps_mode", "passthrough",
+              "-f", "rawvideo", str(tap.frames_path), *tap.audio_output])
+    found = [(float(t), float(score)) for t, score in _META.findall(scores.read_text())]
+    scores.unlink()
     files = sorted(folder.glob("*.jpg"))
     return [Frame(max(0.0, t), path, score) for (t, score), path in zip(found, files, strict=True)]
+
+
+def _quoted(path: Path) -> str:
+    """A path as a filter option's value (quoted: a path may hold ':' or ',')."""
+    if "'" in str(path):
+        raise ValueError(f"a work path with a quote: {path}")
+    return f"'{path}'"
 
 
 def _decode_all(video: Path | str, folder: Path, duration_s: float, wanted: int,
