@@ -331,10 +331,10 @@ def intake_overhead(paths: list[Path], repeat: int) -> None:
         for _ in range(repeat):
             for kind in times:
                 with tempfile.TemporaryDirectory() as folder:
-                    started, cpu = time.perf_counter(), cpu_seconds()
+                    started, spent = time.perf_counter(), cpu_seconds()
                     method, outcome = intake(path, Path(folder), kind)
                     runs[kind].append(time.perf_counter() - started)
-                    cpu_runs[kind].append(cpu_seconds() - cpu)
+                    cpu_runs[kind].append(cpu_seconds() - spent)
                     assert kind == "base" or (outcome and outcome.fingerprint), path
                     if kind == "new":
                         assert outcome is not None and outcome.fingerprint is not None
