@@ -90,9 +90,10 @@ def band_entries(frame_hash: int, classes: tuple[int, ...]) -> list[tuple[str, s
     return entries
 
 
-def query_entries(fp: Fingerprint) -> list[tuple[str, str]]:
+def query_entries(fp: Fingerprint, probe: bool = True) -> list[tuple[str, str]]:
     """What a lookup reads: the bands of the query's frames within MAX_OFFSET_S of each
-    anchor time, in the query's duration class and its neighbours."""
+    anchor time, in the query's duration class and its neighbours, and (`probe`) those
+    of its anchor frames with a bit flipped."""
     cls = duration_class(fp.duration_s)
     classes = (cls - 1, cls, cls + 1)
     times = fp.sample_times
@@ -104,7 +105,7 @@ def query_entries(fp: Fingerprint) -> list[tuple[str, str]]:
     entries: set[tuple[str, str]] = set()
     for frame_hash in wanted:
         entries.update(band_entries(frame_hash, classes))
-    for index in anchor_indexes(fp):  # the frames at the anchors, probed
+    for index in anchor_indexes(fp) if probe else ():  # the anchor frames, probed
         entries.update(probe_entries(int(fp.hashes[index]), cls))
     return sorted(entries)
 
@@ -154,9 +155,10 @@ class FingerprintStore:
                         type(error).__name__)
 
     def candidates(self, fp: Fingerprint, limit: int = CANDIDATES,
-                   before_id: int | None = None) -> list[int]:
-        """Fingerprint ids sharing the most band entries with `fp`, most first."""
-        entries = query_entries(fp)
+                   before_id: int | None = None, probe: bool = True) -> list[int]:
+        """Fingerprint ids sharing the most band entries with `fp`, most first (`probe`
+        false: without the one-bit probes, the benchmark's baseline)."""
+        entries = query_entries(fp, probe)
         try:
             packed = self.redis.eval(_LOOKUP, len(entries), *(key for key, _ in entries),
                                      *(field for _, field in entries))
