@@ -284,12 +284,18 @@ def false_reuses_all_pairs(distinct: list[tuple[str, Fingerprint]]) -> None:
     match allows at every alignment (mean bits over the overlap) cannot match and is
     ruled out in bulk; a key-frame fingerprint is compared in full with every other."""
     sparse = [entry for entry in distinct if entry[1].times is not None]
+    wrong_sparse, close = [], 0
+    for name, fp in sparse:
+        others = [entry for entry in distinct if entry[0] != name]
+        near = [entry for entry, bits in zip(others, best_bits(fp, others), strict=True)
+                if bits <= (1 - MIN_SIMILARITY) * FRAME_BITS / 2 + 4]
+        close += len(near)
+        wrong_sparse += [(name, other) for other, ofp in near
+                         if compare(fp, ofp).match or compare(ofp, fp).match]
+    print(f"  key-frame fingerprints checked against every other: {len(sparse)} ({close} "
+          f"pairs close enough to compare in full), false reuses: {len(wrong_sparse)} "
+          f"{wrong_sparse[:5]}")
     distinct = [entry for entry in distinct if entry[1].times is None]
-    wrong_sparse = [(name, other) for at, (name, fp) in enumerate(sparse)
-                    for other, ofp in [*distinct, *sparse[at + 1:]]
-                    if compare(fp, ofp).match or compare(ofp, fp).match]
-    print(f"  key-frame fingerprints compared in full with every other: {len(sparse)}, "
-          f"false reuses among them: {len(wrong_sparse)} {wrong_sparse[:5]}")
     length = min(len(fp.hashes) for _, fp in distinct)
     hashes = np.stack([fp.hashes[:length] for _, fp in distinct])
     best = np.full((len(distinct), len(distinct)), np.inf)
@@ -316,6 +322,22 @@ def false_reuses_all_pairs(distinct: list[tuple[str, Fingerprint]]) -> None:
           f"closest pair differs in {best.min():.1f} bits a frame at its best alignment "
           f"(a match needs <= {(1 - MIN_SIMILARITY) * FRAME_BITS / 2:.1f}, copies here: "
           f"see above)")
+
+
+def best_bits(fp: Fingerprint, others: list[tuple[str, Fingerprint]]) -> list[float]:
+    """Per other fingerprint, the fewest mean differing bits of `fp`'s frames against
+    the frames shown nearest them, over offsets within ±3 s (a bound for `compare`)."""
+    from shared.video.similarity import pairs_at
+    found = []
+    for _, other in others:
+        best = np.inf
+        for offset in np.arange(-3.0, 3.01, 0.5):
+            ours, theirs = pairs_at(fp, other, float(offset))
+            if len(ours) >= 3:
+                best = min(best, float(np.bitwise_count(
+                    fp.hashes[ours] ^ other.hashes[theirs]).mean()))
+        found.append(best)
+    return found
 
 
 def intake_overhead(paths: list[Path], repeat: int) -> None:
