@@ -4,6 +4,7 @@ the stored fingerprints and the Redis band index (MariaDB + real Redis), the pip
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import functions_framework
@@ -23,7 +24,7 @@ from shared.tasks.removal import TaskRemoval
 from shared.video import fingerprint
 from shared.video.fingerprint import Fingerprint
 from shared.video.frames import extract_frames
-from shared.video.probe import probe
+from shared.video.probe import MediaInfo, probe
 from shared.video.similarity import compare
 from tests.helpers import MediaServer
 from tests.media import ffmpeg
@@ -75,6 +76,9 @@ def clips(tmp_path_factory) -> Path:
            str(folder / "loop.mp4"))
     ffmpeg("-ss", "1", "-i", str(folder / "loop.mp4"), "-c:v", "libx264", "-c:a", "aac",
            str(folder / "loop_trimmed.mp4"))
+    for name, original in (("gop1", source), ("two_gop1", two_seconds)):  # a key frame a second
+        ffmpeg("-i", str(original), "-c:v", "libx264", "-preset", "veryfast", "-g", "25",
+               "-c:a", "aac", str(folder / f"{name}.mp4"))
     return folder
 
 
@@ -129,6 +133,56 @@ def test_the_key_frames_full_decode_feeds_the_fingerprint(clips: Path, tmp_path:
     assert compare(from_frames, fp(video)).similarity >= 0.9
 
 
+def key_frame_intake(video: Path, folder: Path,
+                     media: MediaInfo | None = None) -> tuple[str, fingerprint.Outcome]:
+    """The frames stage's decode and the fingerprint read from it: (method, outcome)."""
+    media = media or probe(video)
+    tap = fingerprint.tap(folder / "fp", media)
+    frames = extract_frames(video, folder / "frames", media.duration_s, tap=tap)
+    assert frames.tapped
+    return frames.method, fingerprint.read(tap, media, keyframes=frames.method == "keyframes")
+
+
+def test_key_frame_intake_fingerprints_without_a_decode_of_its_own(
+        clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the key frames are key frames only, the one ffmpeg process that takes them
+    also writes the fingerprint's frames (every key frame, with its time) and sound; the
+    fingerprint matches the copies fingerprinted from every frame."""
+    commands: list[list[str]] = []
+    real = subprocess.Popen
+
+    def counting(args, *rest, **options):
+        commands.append(list(args))
+        return real(args, *rest, **options)
+
+    media = probe(clips / "gop1.mp4")
+    monkeypatch.setattr(subprocess, "Popen", counting)
+    method, outcome = key_frame_intake(clips / "gop1.mp4", tmp_path, media)
+    monkeypatch.undo()
+    assert method == "keyframes" and not outcome.decode
+    assert len(commands) == 1 and "nokey" in commands[0]  # the key frames' run, alone
+    found = outcome.fingerprint
+    assert found is not None and found.times is not None and found.audio is not None
+    assert np.allclose(found.times, np.arange(10), atol=0.05)  # a key frame a second
+    assert np.array_equal(Fingerprint.from_bytes(found.to_bytes()).times, found.times)
+    for name in ("half", "trimmed", "reencoded", "letterboxed"):
+        verdict = compare(fp(clips / f"{name}.mp4"), found)
+        assert verdict.match, (name, verdict)
+        assert verdict.offset_s == (1.0 if name == "trimmed" else 0.0)
+    assert not compare(fp(clips / "same_start.mp4"), found).match
+    assert not compare(fp(clips / "other.mp4"), found).match
+
+
+def test_too_few_key_frames_fall_back_to_a_decode_of_its_own(clips: Path,
+                                                             tmp_path: Path) -> None:
+    """Two key frames cannot show a picture changing: the fingerprint decodes itself."""
+    method, outcome = key_frame_intake(clips / "two_gop1.mp4", tmp_path)
+    assert method == "keyframes" and outcome.decode and outcome.fingerprint is None
+    media = probe(clips / "two_gop1.mp4")
+    decoded = fingerprint.start(clips / "two_gop1.mp4", tmp_path / "own", media).finish()
+    assert decoded.fingerprint is not None and decoded.fingerprint.times is None
+
+
 @pytest.mark.parametrize("name", ["black.mp4", "still.mp4"])
 def test_black_screen_and_still_image_have_no_fingerprint(clips: Path, name: str) -> None:
     outcome = fingerprint_of(clips / name)
@@ -168,7 +222,19 @@ def test_lookup_reads_a_bounded_number_of_entries(clips: Path) -> None:
     the number of videos indexed."""
     found = fp(clips / "source.mp4")
     assert 1 <= len(anchor_indexes(found)) <= 6
-    assert len(query_entries(found)) <= 6 * 13 * 4 * 3
+    assert len(query_entries(found)) <= 6 * 13 * 4 * 3 + 6 * 63  # + one-bit probes
+
+
+def test_a_copy_with_no_band_intact_is_found_by_probing(services: Services) -> None:
+    """Every frame of the copy differs from its source in one bit of every band: no
+    band survives, the one-bit probes of its anchor frames find it."""
+    hashes = np.random.default_rng(4).integers(0, 2 ** 63, 40, dtype=np.uint64)
+    source = Fingerprint(20.0, 2.0, hashes, np.zeros(40, bool), None, 320.0)
+    saved = services.fingerprints.save(create(services, "https://cdn.example.com/p.mp4"),
+                                       source)
+    flips = np.uint64(sum(1 << (16 * band + 3) for band in range(4)))
+    copy = Fingerprint(20.0, 2.0, hashes ^ flips, source.flat, None, 320.0)
+    assert services.fingerprints.candidates(copy) == [saved]
 
 
 def test_redis_down_proposes_nothing(clips: Path, services: Services) -> None:

@@ -1,5 +1,5 @@
 """Near-duplicate reuse (issue 40): the video's fingerprint is taken during the frames
-stage (its ffmpeg runs beside the key frames'), stored and indexed; with `reuse: similar`
+stage (from what the key frames' ffmpeg decodes), stored and indexed; with `reuse: similar`
 the tag stage completes the task from the result of an earlier copy of the same video
 (re-encoded, resized, cropped, letterboxed, watermarked or trimmed) without a model call.
 
@@ -35,9 +35,10 @@ log = logging.getLogger("vision_to_tag.reuse")
 
 @contextlib.contextmanager
 def fingerprinting(job: Job) -> Iterator[Tap | None]:
-    """The body (the key frames) gets the `Tap` its full decode, if it makes one, feeds;
-    otherwise the fingerprint gets a decode of its own afterwards. Then it is stored and
-    indexed. Never fails the task: a video without one is just never reused."""
+    """The body (the key frames) gets the `Tap` its decode feeds: every frame at the
+    fingerprint's rate, or every key frame. Only a video with too few key frames (or
+    none taken) gets a decode of its own afterwards. Then it is stored and indexed.
+    Never fails the task: a video without one is just never reused."""
     store, media = job.tools.fingerprints, job.media
     if store is None or job.source is None or media is None:
         yield None
@@ -46,12 +47,14 @@ def fingerprinting(job: Job) -> Iterator[Tap | None]:
     folder = job.workdir / "fingerprint"
     tap = fingerprints.tap(folder, media)
     yield tap
+    outcome = None
     if job.frames is not None and job.frames.tapped:
-        job.fingerprint = fingerprints.read(tap, media)
-    else:
-        job.fingerprint = fingerprints.start(job.source.location, folder, media).finish()
-    if job.fingerprint.fingerprint is not None:
-        job.fingerprint_id = store.save(job.task.task_id, job.fingerprint.fingerprint)
+        outcome = fingerprints.read(tap, media, keyframes=job.frames.method == "keyframes")
+    if outcome is None or outcome.decode:
+        outcome = fingerprints.start(job.source.location, folder, media).finish()
+    job.fingerprint = outcome
+    if outcome.fingerprint is not None:
+        job.fingerprint_id = store.save(job.task.task_id, outcome.fingerprint)
 
 
 def similar_result(job: Job) -> TagResult | None:

@@ -7,7 +7,9 @@ duration class (durations within 25 %) name one entry that holds the fingerprint
 hash per band, class and high byte, a field per low byte: small hashes Redis packs). A
 copy that flipped a few bits of a frame keeps at least one band of most anchors intact.
 A lookup reads the entries of the query's frames around each anchor (a trimmed copy is
-shifted by up to MAX_OFFSET_S) in one script call and counts the hits per id; the ids hit
+shifted by up to MAX_OFFSET_S), and those of its anchor frames with one bit flipped
+(multi-probe: a copy 10–15 bits away from its source often keeps no band intact, but one
+within a bit), in one script call and counts the hits per id; the ids hit
 most are the candidates, which `shared/video/similarity.compare` then judges on the
 whole fingerprint.
 
@@ -34,7 +36,7 @@ from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.schema import video_fingerprints as f
 from shared.tasks.schema import video_tasks as t
 from shared.video.fingerprint import Fingerprint
-from shared.video.similarity import MAX_OFFSET_S
+from shared.video.similarity import FRAME_BITS, MAX_OFFSET_S
 
 ANCHORS = 6
 BANDS = 4
@@ -70,10 +72,11 @@ def anchor_indexes(fp: Fingerprint) -> list[int]:
     lively = np.flatnonzero(~fp.flat)
     if not len(lively):
         return []
+    times = fp.sample_times[lively]
     found = []
     for k in range(ANCHORS):
-        wanted = (k + 0.5) / ANCHORS * fp.duration_s * fp.fps
-        found.append(int(lively[np.argmin(np.abs(lively - wanted))]))
+        wanted = (k + 0.5) / ANCHORS * fp.duration_s
+        found.append(int(lively[np.argmin(np.abs(times - wanted))]))
     return sorted(set(found))
 
 
@@ -87,12 +90,13 @@ def band_entries(frame_hash: int, classes: tuple[int, ...]) -> list[tuple[str, s
     return entries
 
 
-def query_entries(fp: Fingerprint) -> list[tuple[str, str]]:
+def query_entries(fp: Fingerprint, probe: bool = True) -> list[tuple[str, str]]:
     """What a lookup reads: the bands of the query's frames within MAX_OFFSET_S of each
-    anchor time, in the query's duration class and its neighbours."""
+    anchor time, in the query's duration class and its neighbours, and (`probe`) those
+    of its anchor frames with a bit flipped."""
     cls = duration_class(fp.duration_s)
     classes = (cls - 1, cls, cls + 1)
-    times = np.arange(len(fp.hashes)) / fp.fps
+    times = fp.sample_times
     wanted: set[int] = set()
     for k in range(ANCHORS):
         anchor = (k + 0.5) / ANCHORS * fp.duration_s
@@ -101,7 +105,22 @@ def query_entries(fp: Fingerprint) -> list[tuple[str, str]]:
     entries: set[tuple[str, str]] = set()
     for frame_hash in wanted:
         entries.update(band_entries(frame_hash, classes))
+    for index in anchor_indexes(fp) if probe else ():  # the anchor frames, probed
+        entries.update(probe_entries(int(fp.hashes[index]), cls))
     return sorted(entries)
+
+
+def probe_entries(frame_hash: int, cls: int) -> list[tuple[str, str]]:
+    """(key, field) of the band each one-bit change of a frame hash lands in (multi-probe:
+    a copy whose anchor frame kept no band intact often kept one within a bit). Only the
+    query's own anchors in its own class: 63 more fields an anchor, where probing every
+    frame near the anchors in three classes would be 39 times that."""
+    entries = []
+    for bit in range(FRAME_BITS):
+        band = bit // BAND_BITS
+        value = ((frame_hash ^ (1 << bit)) >> (band * BAND_BITS)) & 0xFFFF
+        entries.append((redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF)))
+    return entries
 
 
 class FingerprintStore:
@@ -136,9 +155,10 @@ class FingerprintStore:
                         type(error).__name__)
 
     def candidates(self, fp: Fingerprint, limit: int = CANDIDATES,
-                   before_id: int | None = None) -> list[int]:
-        """Fingerprint ids sharing the most band entries with `fp`, most first."""
-        entries = query_entries(fp)
+                   before_id: int | None = None, probe: bool = True) -> list[int]:
+        """Fingerprint ids sharing the most band entries with `fp`, most first (`probe`
+        false: without the one-bit probes, the benchmark's baseline)."""
+        entries = query_entries(fp, probe)
         try:
             packed = self.redis.eval(_LOOKUP, len(entries), *(key for key, _ in entries),
                                      *(field for _, field in entries))

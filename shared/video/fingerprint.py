@@ -1,9 +1,12 @@
 """A video's fingerprint (issue 40): what lets a re-upload (re-encoded, resized, cropped,
 letterboxed, watermarked, trimmed) be recognised as the same video.
 
-One ffmpeg process decodes the video at a low fixed rate into small grey frames (and the
-audio into 8 kHz mono), started beside the key-frame extraction so it adds little to the
-intake's time. Each frame is cropped to the picture's content box (the area that is ever
+The frames come from the decode the key frames make anyway (`frames.Tap`): where that
+decodes every frame, small grey frames at a low fixed rate; where it decodes the key
+frames only, every key frame at its own time (times stored with the hashes) — the same
+ffmpeg process also writes the audio as 8 kHz mono, so the fingerprint costs no decode of
+its own (a video with fewer than MIN_KEYFRAMES key frames gets one: `Pending`). Each
+frame is cropped to the picture's content box (the area that is ever
 lit: black bars go), shrunk to 32×32 and hashed by the signs of its low DCT frequencies
 against their median (a perceptual hash: scale, bitrate, a small crop or a corner logo
 move few bits). The audio gets 15 bits per 100 ms: the signs of the band-energy
@@ -14,6 +17,7 @@ fingerprint: nothing in it tells two such videos apart.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,17 +43,27 @@ MIN_LIVELY_FRAMES = 3
 AUDIO_RATE = 8000
 AUDIO_HOP = 800
 """Samples per audio step (100 ms)."""
+AUDIO_SECONDS = 10
+"""Only the first seconds of sound are fingerprinted: decoding all of a long video's sound
+costs half again the key frames' decode, and the pictures judge the whole anyway (the
+sound settles the offset and tells apart two videos that share pictures)."""
 AUDIO_BANDS = np.geomspace(150, 3800, 17)
 SILENT_RMS = 30.0
 AUDIO_FLOOR = 1e-3
 """Band energies under this share of a typical step's loudest band count as silence."""
 AUDIO_DEAD_ZONE = 0.1
 """Differences under 1 dB give bit 0: noise does not flip them from one encode to another."""
+MIN_KEYFRAMES = MIN_LIVELY_FRAMES + 1
+"""Fewer key frames than this cannot show the picture changing: the fingerprint then
+decodes every frame itself."""
+KEYFRAMES_FOR_STILL = 10
+"""Key frames show a change but few of them do not prove a still (slow motion between
+distant key frames): with fewer than this and no change seen, the fingerprint decodes
+every frame itself before calling the video a still."""
+KEYFRAME_TOLERANCE_S = 0.1
+"""How far apart (after the offset) a key frame and another video's frame may be shown
+and still be compared: key frames of two encodes coincide at cuts and shared GOPs."""
 FINGERPRINT_TIMEOUT_S = 300
-CHEAP_DECODE = ("-skip_loop_filter", "all")
-"""The deblocking filter is not run: ~15 % less decoding, the same hashes within a bit.
-(Skipping B-frames halves the time but moves the samples by a few frames, which a copy
-encoded with other frame types does not share: fast motion stops matching.)"""
 _DCT = np.sqrt(2 / HASH_SIDE) * np.cos(
     np.pi * (2 * np.arange(HASH_SIDE)[None, :] + 1) * np.arange(HASH_SIDE)[:, None]
     / (2 * HASH_SIDE))
@@ -65,9 +79,12 @@ for _rows in (slice(0, CORNER_H), slice(HASH_SIDE - CORNER_H, HASH_SIDE)):
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Hashes of frames at `times` (0 where the frame was flat, `lively` false), the
+    """Hashes of frames at `times` (0 where the frame was flat, `flat` true), the
     audio's codes per 100 ms (None: no audio or silence), the duration, and the content
-    box's width in the video's pixels (how big the picture really is: the scale)."""
+    box's width in the video's pixels (how big the picture really is: the scale).
+    `times` None: the frames are every 1/`fps` s from 0 (a full decode, and every
+    fingerprint stored before key frames fed it); else the key frames' own times (`fps`
+    their mean rate)."""
 
     duration_s: float
     fps: float
@@ -75,6 +92,18 @@ class Fingerprint:
     flat: np.ndarray
     audio: np.ndarray | None
     content_width: float
+    times: np.ndarray | None = None
+
+    @property
+    def sample_times(self) -> np.ndarray:
+        if self.times is not None:
+            return self.times
+        return np.arange(len(self.hashes)) / self.fps
+
+    @property
+    def tolerance_s(self) -> float:
+        """How far from a wanted time this fingerprint's nearest frame may be."""
+        return KEYFRAME_TOLERANCE_S if self.times is not None else 0.5 / self.fps
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -82,6 +111,8 @@ class Fingerprint:
                   "meta": np.array([self.duration_s, self.fps, self.content_width])}
         if self.audio is not None:
             arrays["audio"] = self.audio
+        if self.times is not None:
+            arrays["times"] = self.times
         np.savez_compressed(buffer, **arrays)
         return buffer.getvalue()
 
@@ -90,7 +121,8 @@ class Fingerprint:
         with np.load(io.BytesIO(data), allow_pickle=False) as saved:
             duration, fps, width = (float(value) for value in saved["meta"])
             audio = saved["audio"] if "audio" in saved.files else None
-            return cls(duration, fps, saved["hashes"], saved["flat"], audio, width)
+            times = saved["times"] if "times" in saved.files else None
+            return cls(duration, fps, saved["hashes"], saved["flat"], audio, width, times)
 
 
 @dataclass(frozen=True)
@@ -99,20 +131,26 @@ class Outcome:
 
     fingerprint: Fingerprint | None
     problem: str | None = None
+    decode: bool = False
+    """True: too few key frames to take it from: decode the video for it (`start`)."""
 
 
 def tap(folder: Path, media: MediaInfo) -> Tap:
-    """What a full decode writes for the fingerprint (the key frames' decode, when it
-    decodes every frame anyway: no second decode)."""
+    """What the key frames' decode writes for the fingerprint: from a full decode, frames
+    at the fixed rate; from the key frames, every key frame (no closer than the fixed
+    rate's spacing, so an all-intra video does not flood it); and the sound."""
     folder.mkdir(parents=True, exist_ok=True)
-    audio = (("-map", "0:a:0", "-ac", "1", "-ar", str(AUDIO_RATE), "-f", "s16le",
-              str(folder / "fp.pcm")) if media.has_audio else ())
-    return Tap(f"fps={sample_rate(media.duration_s):.6f},scale={GRID}:{GRID},format=gray",
-               folder / "fp.gray", audio)
+    audio = (("-map", "0:a:0", "-t", str(AUDIO_SECONDS), "-ac", "1", "-ar", str(AUDIO_RATE),
+              "-f", "s16le", str(folder / "fp.pcm")) if media.has_audio else ())
+    rate = sample_rate(media.duration_s)
+    small = f"scale={GRID}:{GRID},format=gray"
+    spaced = f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{0.99 / rate:.4f})'"
+    return Tap(f"fps={rate:.6f},{small}", folder / "fp.gray", audio,
+               keyframe_filter=f"{spaced},{small}")
 
 
-def read(decoded: Tap, media: MediaInfo) -> Outcome:
-    """The fingerprint of what a decode wrote."""
+def read(decoded: Tap, media: MediaInfo, keyframes: bool = False) -> Outcome:
+    """The fingerprint of what a decode wrote (`keyframes`: the key-frame run's)."""
     if not decoded.frames_path.exists():
         return Outcome(None, "no fingerprint: the video could not be decoded; never reused")
     frames = np.fromfile(decoded.frames_path, dtype=np.uint8)
@@ -120,18 +158,29 @@ def read(decoded: Tap, media: MediaInfo) -> Outcome:
     audio_path = Path(decoded.audio_output[-1]) if decoded.audio_output else None
     audio = (np.fromfile(audio_path, dtype="<i2")
              if audio_path is not None and audio_path.exists() else None)
-    return compute(frames, audio, media.duration_s, sample_rate(media.duration_s),
-                   media.width or GRID)
+    if not keyframes:
+        return compute(frames, audio, media.duration_s, sample_rate(media.duration_s),
+                       media.width or GRID)
+    text = decoded.times_path.read_text() if decoded.times_path.exists() else ""
+    times = np.array([max(0.0, float(t)) for t in re.findall(r"pts_time:(-?[\d.]+)", text)])
+    if len(times) != len(frames) or len(times) < MIN_KEYFRAMES:
+        return Outcome(None, "too few key frames for the fingerprint", decode=True)
+    outcome = compute(frames, audio, media.duration_s,
+                      len(times) / max(media.duration_s, 0.001), media.width or GRID, times)
+    if outcome.fingerprint is None and len(times) < KEYFRAMES_FOR_STILL:
+        return Outcome(None, outcome.problem, decode=True)
+    return outcome
 
 
 class Pending:
-    """An ffmpeg process of its own decoding for the fingerprint (when the key frames did
-    not decode every frame), running beside other work."""
+    """An ffmpeg process of its own decoding for the fingerprint (too few key frames),
+    running beside other work. It decodes as the key frames' run does (deblocking on):
+    skipping it saved 15 % but moved detailed pictures' hashes away from those of a tap."""
 
     def __init__(self, video: Path | str, folder: Path, media: MediaInfo) -> None:
         self.media, self.tap = media, tap(folder, media)
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                   *CHEAP_DECODE, "-i", str(video), "-map", "0:v:0",
+                   "-i", str(video), "-map", "0:v:0",
                    "-vf", self.tap.video_filter, "-f", "rawvideo", str(self.tap.frames_path),
                    *self.tap.audio_output]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
@@ -162,8 +211,9 @@ def sample_rate(duration_s: float) -> float:
 
 
 def compute(frames: np.ndarray, audio: np.ndarray | None, duration_s: float, fps: float,
-            width_px: int) -> Outcome:
-    """The fingerprint of decoded grey frames (n × GRID × GRID) and 8 kHz audio."""
+            width_px: int, times: np.ndarray | None = None) -> Outcome:
+    """The fingerprint of decoded grey frames (n × GRID × GRID, every 1/`fps` s or at
+    `times`) and 8 kHz audio."""
     box = content_box(frames)
     if box is None:
         return Outcome(None, "no fingerprint: the picture is black; never reused")
@@ -175,7 +225,7 @@ def compute(frames: np.ndarray, audio: np.ndarray | None, duration_s: float, fps
         return Outcome(None, "no fingerprint: the picture does not change (a still image "
                              "or a black screen); never reused")
     return Outcome(Fingerprint(duration_s, fps, hashes, flat, audio_codes(audio),
-                               width_px * (right - left) / GRID))
+                               width_px * (right - left) / GRID, times))
 
 
 def changes(hashes: np.ndarray) -> int:
@@ -189,7 +239,10 @@ def changes(hashes: np.ndarray) -> int:
 
 
 def content_box(frames: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Rows and columns ever brighter than a bar: (top, bottom, left, right)."""
+    """Rows and columns ever brighter than a bar: (top, bottom, left, right). Bars come
+    in pairs (letterbox, pillarbox): each pair is cut to the thinner of its two, so a
+    picture dark along one edge keeps it, whether a few frames (key frames) or many
+    (every frame) were seen."""
     if not len(frames):
         return None
     brightest = frames.max(axis=0)
@@ -197,7 +250,9 @@ def content_box(frames: np.ndarray) -> tuple[int, int, int, int] | None:
     cols = np.flatnonzero(brightest.max(axis=0) > BLACK_LEVEL)
     if len(rows) < 8 or len(cols) < 8:
         return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    bar_rows = min(int(rows[0]), GRID - 1 - int(rows[-1]))
+    bar_cols = min(int(cols[0]), GRID - 1 - int(cols[-1]))
+    return bar_rows, GRID - bar_rows, bar_cols, GRID - bar_cols
 
 
 def _area_matrix(size: int, out: int) -> np.ndarray:
@@ -210,9 +265,19 @@ def _area_matrix(size: int, out: int) -> np.ndarray:
 
 
 def shrink(frames: np.ndarray) -> np.ndarray:
-    rows = _area_matrix(frames.shape[1], HASH_SIDE).astype(np.float32)
-    cols = _area_matrix(frames.shape[2], HASH_SIDE).astype(np.float32)
-    return rows @ frames @ cols.T
+    """Each frame area-averaged to HASH_SIDE × HASH_SIDE."""
+    return _sandwich(_area_matrix(frames.shape[1], HASH_SIDE).astype(np.float32), frames,
+                     _area_matrix(frames.shape[2], HASH_SIDE).astype(np.float32))
+
+
+def _sandwich(left: np.ndarray, stack: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """left @ frame @ right.T for every frame, as two products over the whole stack: a
+    product per frame costs OpenBLAS's threads a wake-up each (10-100× the CPU time on
+    a busy machine)."""
+    count, height, width = stack.shape
+    half = stack.reshape(count * height, width) @ right.T
+    half = half.reshape(count, height, -1).transpose(0, 2, 1).reshape(-1, height)
+    return (half @ left.T).reshape(count, right.shape[0], left.shape[0]).transpose(0, 2, 1)
 
 
 def phash(small: np.ndarray) -> np.ndarray:
@@ -220,16 +285,18 @@ def phash(small: np.ndarray) -> np.ndarray:
     The corners (where logos and watermarks go) are set to the frame's mean first."""
     small = small - small.mean(axis=(1, 2), keepdims=True)
     small[:, _CORNERS] = 0
-    coefficients = (_DCT @ small @ _DCT.T)[:, :8, :8].reshape(len(small), 64)[:, 1:]
+    coefficients = _sandwich(_DCT, small, _DCT)[:, :8, :8].reshape(len(small), 64)[:, 1:]
     bits = coefficients > np.median(coefficients, axis=1, keepdims=True)
     weights = np.left_shift(np.uint64(1), np.arange(63, dtype=np.uint64))
     return (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
 
 
 def audio_codes(samples: np.ndarray | None) -> np.ndarray | None:
-    """15 bits per 100 ms (uint16), None for no audio or silence."""
+    """15 bits per 100 ms of the first AUDIO_SECONDS (uint16), None for no audio or
+    silence."""
     if samples is None or len(samples) < AUDIO_HOP * 4:
         return None
+    samples = samples[: AUDIO_SECONDS * AUDIO_RATE]
     steps = len(samples) // AUDIO_HOP
     framed = samples[: steps * AUDIO_HOP].astype(np.float32).reshape(steps, AUDIO_HOP)
     if np.sqrt((framed ** 2).mean(axis=1)).mean() < SILENT_RMS:

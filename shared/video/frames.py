@@ -10,10 +10,15 @@ candidates nearest to evenly spaced targets.
 When a video has too few key frames for fair coverage (one every 10 s or better; short
 videos need half the target), a second ffmpeg run decodes everything with the `fps`
 filter — the only way to get frames between distant key frames.
+
+Either run can feed a `Tap` (the fingerprint's small grey frames and sound, issue 40) from
+the pictures it decodes anyway: every frame at the fingerprint's rate in a full decode,
+every key frame (with its time) in the key-frame run — no decode of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import subprocess
@@ -58,13 +63,20 @@ class Frame:
 
 @dataclass(frozen=True)
 class Tap:
-    """More outputs of a full decode, when the frames need one anyway: the fingerprint's
-    small frames (`video_filter` into `frames_path`) and sound (`audio_output`: ffmpeg's
-    output options and path; empty for a video without sound). Issue 40."""
+    """More outputs of the decode the frames make anyway: the fingerprint's small frames
+    (`video_filter` into `frames_path` from a full decode; `keyframe_filter` from the key
+    frames, whose times go to `times_path`) and sound (`audio_output`: ffmpeg's output
+    options and path; empty for a video without sound). Issue 40."""
 
     video_filter: str
     frames_path: Path
     audio_output: tuple[str, ...] = ()
+    keyframe_filter: str = ""
+    """Empty: the key-frame run feeds nothing (the fingerprint decodes on its own)."""
+
+    @property
+    def times_path(self) -> Path:
+        return self.frames_path.with_suffix(".times")
 
 
 @dataclass(frozen=True)
@@ -76,7 +88,8 @@ class FrameSet:
     """When the detected scene changes happen (seconds): the shot boundaries key moments
     are snapped to."""
     tapped: bool = False
-    """The full decode also wrote the `Tap`'s outputs."""
+    """The decode also wrote the `Tap`'s outputs (`method` says which: every frame at the
+    fingerprint's rate, or the key frames at the times in `Tap.times_path`)."""
 
 
 def target_count(duration_s: float, cap: int = MAX_FRAMES) -> int:
@@ -86,15 +99,19 @@ def target_count(duration_s: float, cap: int = MAX_FRAMES) -> int:
 def extract_frames(video: Path | str, out_dir: Path, duration_s: float,
                    cap: int = MAX_FRAMES, tap: Tap | None = None) -> FrameSet:
     """Pick up to `cap` frames; JPEGs land in `out_dir` as 001.jpg, 002.jpg … in time order.
-    `video`: a path or a URL ffmpeg reads in place (a stored video's signed URL). A full
-    decode also feeds `tap` (`tapped`); the key-frame path leaves it alone."""
+    `video`: a path or a URL ffmpeg reads in place (a stored video's signed URL). The
+    decode that picks them also feeds `tap` (`tapped`; the key-frame run only where the
+    tap has a `keyframe_filter`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = target_count(duration_s, cap)
-    candidates = _keyframe_candidates(video, out_dir / "kf", duration_s, wanted)
+    keyframe_tap = tap if tap is not None and tap.keyframe_filter else None
+    candidates = _keyframe_candidates(video, out_dir / "kf", duration_s, wanted, keyframe_tap)
     cuts = tuple(sorted(round(c.t_s, 3) for c in candidates
                         if c.scene_score >= SCENE_THRESHOLD and c.t_s > 0))
     scene_changes = sum(1 for c in candidates if c.scene_score >= SCENE_THRESHOLD)
     if _needs_full_decode(len(candidates), wanted, duration_s):
+        if keyframe_tap is not None:  # the sound is written already
+            tap = dataclasses.replace(keyframe_tap, audio_output=())
         chosen = _decode_all(video, out_dir / "all", duration_s, wanted, tap)
         method = "decode_all"
     else:
@@ -109,8 +126,8 @@ def extract_frames(video: Path | str, out_dir: Path, duration_s: float,
     for folder in (out_dir / "kf", out_dir / "all"):
         if folder.exists():
             folder.rmdir()
-    return FrameSet(frames, scene_changes, method, cuts,
-                    tapped=tap is not None and method == "decode_all")
+    tapped = tap is not None and (method == "decode_all" or keyframe_tap is not None)
+    return FrameSet(frames, scene_changes, method, cuts, tapped=tapped)
 
 
 def _needs_full_decode(found: int, wanted: int, duration_s: float) -> bool:
@@ -140,19 +157,35 @@ def choose(candidates: list[Frame], wanted: int, duration_s: float) -> list[Fram
 
 
 def _keyframe_candidates(video: Path | str, folder: Path, duration_s: float,
-                         wanted: int) -> list[Frame]:
+                         wanted: int, tap: Tap | None = None) -> list[Frame]:
     folder.mkdir(parents=True, exist_ok=True)
     min_gap = duration_s / (wanted * 4)
     select = (f"select='gte(scene,{SCENE_THRESHOLD})+isnan(prev_selected_t)"
               f"+gte(t-prev_selected_t,{min_gap:.3f})'")
-    stderr = _run([
-        "-skip_frame", "nokey", "-i", str(video), "-an", "-sn", "-dn",
-        "-vf", f"{select},metadata=mode=print:key=lavfi.scene_score,{_SCALE}",
-        "-fps_mode", "passthrough", "-q:v", "4", "-f", "image2", str(folder / "%04d.jpg"),
-    ])
-    found = [(float(t), float(score)) for t, score in _META.findall(stderr)]
+    scores = folder / "scores.txt"  # a file: other streams' warnings cannot cut in
+    chosen = f"{select},metadata=mode=print:key=lavfi.scene_score:file={_quoted(scores)},{_SCALE}"
+    jpegs = ["-fps_mode", "passthrough", "-q:v", "4", "-f", "image2", str(folder / "%04d.jpg")]
+    if tap is None:
+        _run(["-skip_frame", "nokey", "-i", str(video), "-an", "-sn", "-dn", "-vf", chosen,
+              *jpegs])
+    else:  # the same key frames, small and grey, with their times (and the sound)
+        times = ("metadata=mode=add:key=tap:value=1,"
+                 f"metadata=mode=print:file={_quoted(tap.times_path)}")
+        _run(["-skip_frame", "nokey", "-i", str(video), "-sn", "-dn", "-filter_complex",
+              f"[0:v:0]split=2[k][t];[k]{chosen}[frames];[t]{tap.keyframe_filter},{times}[tap]",
+              "-map", "[frames]", *jpegs, "-map", "[tap]", "-fps_mode", "passthrough",
+              "-f", "rawvideo", str(tap.frames_path), *tap.audio_output])
+    found = [(float(t), float(score)) for t, score in _META.findall(scores.read_text())]
+    scores.unlink()
     files = sorted(folder.glob("*.jpg"))
     return [Frame(max(0.0, t), path, score) for (t, score), path in zip(found, files, strict=True)]
+
+
+def _quoted(path: Path) -> str:
+    """A path as a filter option's value (quoted: a path may hold ':' or ',')."""
+    if "'" in str(path):
+        raise ValueError(f"a work path with a quote: {path}")
+    return f"'{path}'"
 
 
 def _decode_all(video: Path | str, folder: Path, duration_s: float, wanted: int,

@@ -83,7 +83,7 @@ def _offsets() -> np.ndarray:
 def find_offset(copy: Fingerprint, source: Fingerprint) -> tuple[float, bool]:
     """The best offset and whether another one fits about as well."""
     offsets = _offsets()
-    errors = np.array([1 - frame_agreement(copy, source, o)[0] for o in offsets])
+    errors = np.array([1 - similarity_at(copy, source, o) for o in offsets])
     if copy.audio is not None and source.audio is not None:  # the sound's 100 ms steps
         errors += np.array([audio_error(copy.audio, source.audio, o) for o in offsets])
     best = int(np.argmin(errors))
@@ -110,26 +110,53 @@ def audio_error(copy: np.ndarray, source: np.ndarray | None, offset_s: float) ->
     return float(np.bitwise_count(diff).mean() / 15)
 
 
+def pairs_at(copy: Fingerprint, source: Fingerprint,
+             offset_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes (in copy, in source) of the frames shown at the same time at an offset:
+    the source's frame nearest each copy frame's time, if within the coarser sampling's
+    tolerance (half a step of a fixed rate; a key frame's: KEYFRAME_TOLERANCE_S), and
+    neither flat."""
+    wanted = copy.sample_times + offset_s
+    times = source.sample_times
+    right = np.clip(np.searchsorted(times, wanted), 0, len(times) - 1)
+    left = np.maximum(right - 1, 0)
+    nearest = np.where(np.abs(times[left] - wanted) <= np.abs(times[right] - wanted),
+                       left, right)
+    close = np.abs(times[nearest] - wanted) <= max(copy.tolerance_s, source.tolerance_s)
+    keep = close & ~copy.flat & ~source.flat[nearest]
+    return np.flatnonzero(keep), nearest[keep]
+
+
+def similarity_at(copy: Fingerprint, source: Fingerprint, offset_s: float) -> float:
+    """`frame_agreement`'s similarity alone (the offset search tries 61)."""
+    ours, theirs = pairs_at(copy, source, offset_s)
+    if len(ours) < 3:
+        return 0.0
+    bits = np.bitwise_count(copy.hashes[ours] ^ source.hashes[theirs])
+    return round(max(0.0, 1 - float(bits.mean()) / (FRAME_BITS / 2)), 3)
+
+
 def frame_agreement(copy: Fingerprint, source: Fingerprint,
                     offset_s: float) -> tuple[float, bool, bool]:
-    """(similarity, every window matches, the overlap covers both videos) at an offset."""
-    times = np.arange(len(copy.hashes)) / copy.fps
-    index = np.rint((times + offset_s) * source.fps).astype(int)
-    inside = (index >= 0) & (index < len(source.hashes))
-    pairs = inside.copy()
-    pairs[inside] &= ~copy.flat[inside] & ~source.flat[index[inside]]
-    if np.count_nonzero(pairs) < 3:
+    """(similarity, every window matches, the overlap covers both videos) at an offset.
+    Windows are WINDOW_S long, or longer where the frames are sparse (key frames), so
+    that each holds MIN_WINDOW_PAIRS pairs on average; the pairs as a whole must match
+    as well as each window."""
+    ours, theirs = pairs_at(copy, source, offset_s)
+    if len(ours) < 3:
         return 0.0, False, False
-    bits = np.bitwise_count(copy.hashes[pairs] ^ source.hashes[index[pairs]]).astype(float)
+    bits = np.bitwise_count(copy.hashes[ours] ^ source.hashes[theirs]).astype(float)
     similarity = float(max(0.0, 1 - bits.mean() / (FRAME_BITS / 2)))
     matched = bits <= FRAME_MATCH_BITS
-    windows = (times[pairs] // WINDOW_S).astype(int)
+    overlap = (min(copy.duration_s + offset_s, source.duration_s) - max(offset_s, 0.0))
+    window = max(WINDOW_S, MIN_WINDOW_PAIRS * overlap / len(ours))
+    windows = (copy.sample_times[ours] // window).astype(int)
     counts = np.bincount(windows)
     shares = np.bincount(windows, matched) / np.maximum(counts, 1)
     judged = counts >= MIN_WINDOW_PAIRS  # a window of mostly flat frames says little
-    windows_ok = bool(judged.any() and (shares[judged] >= WINDOW_MATCH).all())
-    overlap = np.count_nonzero(inside) / copy.fps
-    slack = abs(offset_s) + DURATION_SLACK_S + 1 / copy.fps
+    windows_ok = bool(judged.any() and (shares[judged] >= WINDOW_MATCH).all()
+                      and matched.mean() >= WINDOW_MATCH)
+    slack = abs(offset_s) + DURATION_SLACK_S
     covered = (overlap >= copy.duration_s - slack - abs(offset_s)
                and overlap >= source.duration_s - slack - abs(offset_s))
     return round(similarity, 3), windows_ok, covered
