@@ -85,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
             counts.update({f"batch_{name}": n for name, n in collect(services.worker).items()})
         return counts
 
+    gated = settings.TAGGER == "gemini" and not args.no_key_gate
     consumer = Consumer(
         services.queue, config,
         reaper=sweep if args.reap_interval > 0 else None,
         on_dead=delivery_failed,
-        gate=(services.pool.promise_slot
-              if settings.TAGGER == "gemini" and not args.no_key_gate else None),
+        gate=services.pool.promise_slot if gated else None,
+        pace=(lambda: services.pool.promise_slot(peek=True)) if gated and settings.FAIR_SHARE
+        else None,
         jobs=[("key pool watch", WATCH_EVERY_S, lambda: watch_pool(services)),
               ("key probes", settings.POOL_PROBE_INTERVAL_S, lambda: keys_job(services))],
     )

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     SHARE_RESULT_CACHE: bool = False
     """Teams reuse each other's results for the same video (only the result, never the
     task); off: the result cache never crosses teams (issue 36)."""
+    FAIR_SHARE: bool = True
+    """Teams share the key pool by weighted fair queuing (issue 36; weights: `vtt-keys
+    caps --weight`); off: deliveries are taken first come, first served."""
     REUSE: Literal["exact", "similar", "none"] = "exact"
     # Gemini Batch mode (issue 27)
     DEFAULT_MODE: Literal["interactive", "batch"] = "interactive"

@@ -15,6 +15,27 @@ TASK_QUEUE_DELAYED = "task_queue_delayed"
 TASK_QUEUE_FAILED = "task_queue_failed"
 """List of ids that ran out of deliveries or attempts (dead letters)."""
 
+TASK_QUEUE_FAIR = "task_queue_fair"
+"""ZSet of teams' fresh ids (FAIR_SHARE); score = the id's virtual finish tag (weighted
+fair queuing: taken smallest first, docs/decisions.md "Fair share across teams")."""
+
+TASK_QUEUE_FAIR_TAGS = "task_queue_fair_tags"
+"""Hash team -> the virtual finish tag of its last queued id."""
+
+TASK_QUEUE_FAIR_CLOCK = "task_queue_fair_clock"
+"""The virtual time: the tag of the last id taken. A team that was idle starts from it."""
+
+FAIR_TAGS = "fair_tags"
+"""Hash team -> virtual finish tag of the last delivery the worker's fair gate let take a
+pool slot (Cloud Tasks)."""
+
+FAIR_CLOCK = "fair_clock"
+"""The worker's fair gate's virtual time."""
+
+FAIR_WAITING = "fair_waiting"
+"""ZSet team -> the epoch ms its last delivery was deferred: a team still waits while its
+entry is recent."""
+
 TASK_INFO_TTL_S = 7 * 24 * 3600
 """How long `task_info:{id}` lives: long enough to inspect a week of deliveries."""
 

@@ -389,7 +389,7 @@ def _plan_retry(job: Job, worker: Worker, code: ErrorCode, message: str, delay_s
         return _lease_lost()
     try:
         worker.queue.enqueue(task_id, url=job.task.url, delay_s=delay_s,
-                             generation=generation, planned=waiting_for_key)
+                             generation=generation, planned=waiting_for_key, team=job.task.team)
     except ServiceUnavailable:
         return _again(message, max(1, math.ceil(delay_s)), TaskStatus.PENDING)
     log.info("next try in %.3f s: %s", delay_s, message,

@@ -9,8 +9,11 @@ with backoff, and a worker that refuses connections (restarting) is not the task
 so its retry budget is untouched. Delayed ids are delivered at their due time (the loop
 sleeps until the next due id or a new id arrives). With a `gate` (the key pool's
 `promise_slot`), a fresh id waits for a request slot of its own before it is delivered,
-so a backlog meets the pool's pace instead of bouncing off it. Run one consumer per
-queue; raise `concurrency` for more parallel deliveries.
+so a backlog meets the pool's pace instead of bouncing off it. With a `pace` too (the
+pool's next unpromised slot, FAIR_SHARE) a fresh id is taken from the fair ZSet only when
+a slot is near: the teams' order is decided slot by slot, not by who queued first (a
+backlog promised all its slots ahead would keep a newcomer behind it). Run one consumer
+per queue; raise `concurrency` for more parallel deliveries.
 """
 
 from __future__ import annotations
@@ -82,12 +85,14 @@ class Consumer:
         on_dead: Callable[[str], object] | None = None,
         gate: Callable[[], float | None] | None = None,
         jobs: Sequence[tuple[str, float, Callable[[], object]]] = (),
+        pace: Callable[[], float | None] | None = None,
     ) -> None:
         self.queue = queue
         self.config = config
         self.reaper = reaper
         self.on_dead = on_dead
         self.gate = gate
+        self.pace = pace
         self.jobs = tuple(jobs)
         """(name, every s, call): periodic work (the key pool's probes and alerts) run in
         a thread of its own, so a slow receiver or probe never holds up deliveries."""
@@ -142,10 +147,11 @@ class Consumer:
         if not self._slots.acquire(timeout=min(self.config.max_idle_s, until_reap_s)):
             return
         try:
+            fresh, slot_in = self._fresh_allowed()
             due_in = self.queue.next_due_in()
-            wait = min(self.config.max_idle_s, until_reap_s,
+            wait = min(self.config.max_idle_s, until_reap_s, slot_in,
                        due_in if due_in is not None else self.config.max_idle_s)
-            task_id = self.queue.take(timeout_s=wait) if wait > 0.01 else None
+            task_id = self.queue.take(timeout_s=wait, fresh=fresh) if wait > 0.01 else None
             if task_id is None and 0 < wait <= 0.01:
                 time.sleep(wait)
         except BaseException:
@@ -157,6 +163,20 @@ class Consumer:
         with self._in_flight_lock:
             self._in_flight.add(task_id)
         pool.submit(self._deliver_and_release, task_id)
+
+    def _fresh_allowed(self) -> tuple[bool, float]:
+        """Whether a fresh id may be taken now (the pool's next slot is near), and how
+        long to wait for one otherwise. Without `pace`, or when the pool cannot say, yes."""
+        if self.pace is None:
+            return True, self.config.max_idle_s
+        try:
+            slot_in = self.pace()
+        except Exception as error:  # noqa: BLE001 - the worker will find out itself
+            log.warning("key pool pace unavailable: %s", type(error).__name__)
+            return True, self.config.max_idle_s
+        if slot_in is None or slot_in <= self.config.gate_lead_s:
+            return True, self.config.max_idle_s
+        return False, max(0.02, slot_in - self.config.gate_lead_s)
 
     def _housekeeping(self) -> None:
         """Ids left in flight by a crash or a failed acknowledgement go back on the queue;

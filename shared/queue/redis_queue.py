@@ -1,7 +1,9 @@
 """RedisQueue: the local stand-in for Cloud Tasks (docs/architecture.md, "Queue").
 
-Producers only call `enqueue`; the local consumer (`shared/queue/local_consumer.py`, run by
-`scripts/consumer.py`) uses the consumer half (`take`, `ack`, `retry_later`, `dead_letter`,
+Producers only call `enqueue`; a fresh id of a team (with FAIR_SHARE) waits on the fair
+ZSet at its weighted-fair-queuing tag instead of the ready list, which keeps the ids that
+already waited (retries come due, planned deliveries, recovered ones). The local consumer
+(`shared/queue/local_consumer.py`, run by `scripts/consumer.py`) uses the consumer half (`take`, `ack`, `retry_later`, `dead_letter`,
 `promote_due`, `recover_in_flight`) to deliver ids to the worker over HTTP.
 """
 
@@ -27,9 +29,12 @@ LIVE_STATES = ("queued", "retrying", "delivering")
 class RedisQueue:
     """`task_queue` / `task_queue_processing` / `task_queue_delayed` / `task_queue_failed`."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, fair: bool = False) -> None:
         self.redis = client
+        self.fair = fair
+        """Fresh ids of a team go on the fair ZSet (FAIR_SHARE); off: one FIFO list."""
         self._enqueue = client.register_script(read_script(__file__, "enqueue.lua"))
+        self._take_fair = client.register_script(read_script(__file__, "take_fair.lua"))
         self._promote = client.register_script(read_script(__file__, "promote_due.lua"))
         self._ack = client.register_script(read_script(__file__, "ack.lua"))
         self.max_block_s = max_block_s(client)
@@ -37,30 +42,36 @@ class RedisQueue:
     # --- producer side ---------------------------------------------------------
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0", planned: bool = False) -> None:
+                generation: str = "0", planned: bool = False, team: str = "") -> None:
         now = time.time()
         due = now + delay_s if delay_s > 0 else 0
         with redis_outage():
             self._enqueue(
-                keys=[redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
-                      redis_keys.TASK_QUEUE_DELAYED],
+                keys=self._enqueue_keys(task_id, team),
                 args=[task_id, url, int(now), redis_keys.TASK_INFO_TTL_S, repr(due), generation,
-                      "1" if planned else "0", WAKE],
+                      "1" if planned else "0", WAKE, team if self.fair else ""],
             )
 
-    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
+    def enqueue_many(self, items: list[tuple[str, str]], team: str = "") -> None:
         """One pipeline (MULTI/EXEC) for all of them: queued together or not at all."""
         now = int(time.time())
         with redis_outage():
             pipe = self.redis.pipeline(transaction=True)
             for task_id, url in items:
                 self._enqueue(
-                    keys=[redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
-                          redis_keys.TASK_QUEUE_DELAYED],
-                    args=[task_id, url, now, redis_keys.TASK_INFO_TTL_S, "0", "0", "0", WAKE],
+                    keys=self._enqueue_keys(task_id, team),
+                    args=[task_id, url, now, redis_keys.TASK_INFO_TTL_S, "0", "0", "0", WAKE,
+                          team if self.fair else ""],
                     client=pipe,
                 )
             pipe.execute()
+
+    @staticmethod
+    def _enqueue_keys(task_id: str, team: str) -> list[str]:
+        return [redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
+                redis_keys.TASK_QUEUE_DELAYED, redis_keys.TASK_QUEUE_FAIR,
+                redis_keys.TASK_QUEUE_FAIR_TAGS, redis_keys.TASK_QUEUE_FAIR_CLOCK,
+                redis_keys.api_team_caps(team or "-")]
 
     def dead_letter(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -91,15 +102,18 @@ class RedisQueue:
                     pipe.lrem(name, 0, task_id)
                 pipe.delete(redis_keys.task_info(task_id), redis_keys.task_lock(task_id))
             pipe.zrem(redis_keys.TASK_QUEUE_DELAYED, *task_ids)
+            pipe.zrem(redis_keys.TASK_QUEUE_FAIR, *task_ids)
             pipe.execute()
 
     def depth(self) -> QueueDepth:
         pipe = self.redis.pipeline(transaction=False)
         pipe.llen(redis_keys.TASK_QUEUE)
+        pipe.zcard(redis_keys.TASK_QUEUE_FAIR)
         pipe.zcard(redis_keys.TASK_QUEUE_DELAYED)
         pipe.llen(redis_keys.TASK_QUEUE_PROCESSING)
         pipe.llen(redis_keys.TASK_QUEUE_FAILED)
-        return QueueDepth(*pipe.execute())
+        ready, fair, *rest = pipe.execute()
+        return QueueDepth(ready + fair, *rest)
 
     def is_live(self, task_id: str, generation: str) -> bool | None:
         """Live while task_info says queued/retrying/delivering: lost after a flush."""
@@ -110,21 +124,44 @@ class RedisQueue:
 
     # --- consumer side ---------------------------------------------------------
 
-    def take(self, timeout_s: float = 1.0) -> str | None:
+    def take(self, timeout_s: float = 1.0, fresh: bool = True) -> str | None:
         """Move the oldest ready id to the in-flight list (BLMOVE) and return it; None on
-        timeout or a wake-up token. The wait is cut to `max_block_s`: a blocked read longer
-        than the client's socket timeout would read as a hanging server."""
+        timeout or a wake-up token. The ready list goes first (ids that already waited);
+        then, with `fresh`, the fair ZSet's smallest tag; only then does it block. The wait
+        is cut to `max_block_s`: a blocked read longer than the client's socket timeout
+        would read as a hanging server."""
+        if self.fair:
+            task_id = self.redis.lmove(redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
+                                       "RIGHT", "LEFT")
+            if task_id is not None:
+                return self._delivering(task_id)
+            if fresh:
+                taken = self._take_fair(
+                    keys=[redis_keys.TASK_QUEUE_FAIR, redis_keys.TASK_QUEUE_FAIR_CLOCK,
+                          redis_keys.TASK_QUEUE_PROCESSING], args=[redis_keys.task_info("")])
+                if taken:
+                    return taken
+        return self._blocking_take(timeout_s)
+
+    def _blocking_take(self, timeout_s: float) -> str | None:
         task_id = self.redis.blmove(
             redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
             max(0.001, min(timeout_s, self.max_block_s)), "RIGHT", "LEFT"
         )
         if task_id is None:
             return None
+        return self._delivering(task_id)
+
+    def _delivering(self, task_id: str) -> str | None:
         if task_id == WAKE:
             self.redis.lrem(redis_keys.TASK_QUEUE_PROCESSING, 0, WAKE)
             return None
         self.redis.hset(redis_keys.task_info(task_id), "status", "delivering")
         return task_id
+
+    def fair_waiting(self) -> int:
+        """Fresh ids of teams waiting on the fair ZSet."""
+        return int(self.redis.zcard(redis_keys.TASK_QUEUE_FAIR))
 
     def info(self, task_id: str) -> dict[str, str]:
         return self.redis.hgetall(redis_keys.task_info(task_id))
