@@ -3,8 +3,9 @@
 Producers only call `enqueue`; a fresh id of a team (with FAIR_SHARE) waits on the fair
 ZSet at its weighted-fair-queuing tag instead of the ready list, which keeps the ids that
 already waited (retries come due, planned deliveries, recovered ones). The local consumer
-(`shared/queue/local_consumer.py`, run by `scripts/consumer.py`) uses the consumer half (`take`, `ack`, `retry_later`, `dead_letter`,
-`promote_due`, `recover_in_flight`) to deliver ids to the worker over HTTP.
+(`shared/queue/local_consumer.py`, run by `scripts/consumer.py`) uses the consumer half
+(`take`, `ack`, `retry_later`, `dead_letter`, `promote_due`, `recover_in_flight`) to
+deliver ids to the worker over HTTP.
 """
 
 from __future__ import annotations
