@@ -33,8 +33,11 @@ FAIR_CLOCK = "fair_clock"
 """The worker's fair gate's virtual time."""
 
 FAIR_WAITING = "fair_waiting"
-"""ZSet team -> the epoch ms its last delivery was deferred: a team still waits while its
-entry is recent."""
+"""ZSet team -> epoch ms until which it counts as waiting (its deferred delivery comes
+back before)."""
+
+FAIR_WAITING_TAGS = "fair_waiting_tags"
+"""Hash team -> the tag it was given when it started waiting (fixed while it waits)."""
 
 TASK_INFO_TTL_S = 7 * 24 * 3600
 """How long `task_info:{id}` lives: long enough to inspect a week of deliveries."""

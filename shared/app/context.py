@@ -23,6 +23,7 @@ from shared.tasks.batches import BatchStore
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
+from shared.teams.fair import FairGate
 from shared.video.fetch import FetchLimits
 from shared.video.safety import UrlPolicy
 
@@ -66,6 +67,8 @@ class Services:
             store=self.store, queries=self.queries, followups=self.followups,
             batches=self.batches, redis=self.redis, queue=self.queue, pool=self.pool,
             index=self.index, tools=self._stage_tools(), config=worker_config(self.settings),
+            fair=(FairGate(self.redis) if self.settings.FAIR_SHARE
+                  and self.settings.QUEUE == "cloudtasks" else None),
         )
 
     def _stage_tools(self) -> StageTools:

@@ -39,10 +39,11 @@ from shared.errors import (
 from shared.logs import log_context
 from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
+from shared.pipeline.fair_dispatch import defer, fair_deferral
 from shared.pipeline.stages import Job, run_stages
 from shared.pipeline.worker import Worker
 from shared.queue.base import Redelivery, new_generation
-from shared.tasks.models import TaskStatus, out_of_attempts
+from shared.tasks.models import Task, TaskStatus, out_of_attempts
 from shared.tasks.store import Claim, ClaimOutcome, TaskStore
 
 log = logging.getLogger("vision_to_tag.worker")
@@ -93,7 +94,8 @@ def _lease_lost() -> Delivery:
 def handle_delivery(task_id: str, worker: Worker,
                     handed_off: threading.Event | None = None) -> Delivery:
     """`handed_off` (the synchronous API after its timeout): stop at the next stage and
-    leave the task to the queue."""
+    leave the task to the queue. With the worker's fair gate (Cloud Tasks), a delivery
+    whose team's turn has not come is deferred before the claim."""
     config = worker.config
     # not thread-local: the heartbeat thread renews the lock this thread took
     lock = worker.redis.lock(
@@ -106,6 +108,9 @@ def handle_delivery(task_id: str, worker: Worker,
     except RedisError:
         return _again("redis is unavailable", SERVICE_RETRY_S)
     try:
+        deferral = fair_deferral(task_id, worker) if handed_off is None else None
+        if deferral is not None:
+            return _deferred(*deferral, worker)
         claim = worker.store.claim(task_id, config.lease_s, config.max_attempts)
         if claim.outcome != ClaimOutcome.CLAIMED:
             return _not_claimed(task_id, claim, worker)
@@ -118,6 +123,16 @@ def handle_delivery(task_id: str, worker: Worker,
             lock.release()
         except (LockError, RedisError):
             pass
+
+
+def _deferred(task: Task, why: str, delay_s: float, worker: Worker) -> Delivery:
+    """Not an error: the task waits its team's turn, carried by the delivery `defer` queued
+    (when the queue is down, this delivery is delivered again instead)."""
+    due = defer(task, why, delay_s, worker)
+    if due is None:
+        return _again(f"deferred ({why}); the queue is unavailable", max(1, math.ceil(delay_s)),
+                      TaskStatus.PENDING)
+    return _done(f"deferred {due:.1f} s: {why}", TaskStatus.PENDING, due)
 
 
 def _busy(left_s: float) -> Delivery:

@@ -1,0 +1,35 @@
+"""The worker's fair gate (issue 36): on Cloud Tasks, whose queue cannot order deliveries
+by team, the worker decides slot by slot which team's delivery takes the key pool's next
+request slot — weighted fair queuing over the teams waiting (`fair_gate.lua`). The local
+queue orders its ids itself (`shared/queue/enqueue.lua`), so it does not use this."""
+
+from __future__ import annotations
+
+import redis
+
+from shared import redis_keys
+from shared.lua import read_script
+from shared.redis_conn import redis_outage
+
+
+class FairGate:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._gate = client.register_script(read_script(__file__, "fair_gate.lua"))
+
+    def admit(self, team: str, slot_near: bool, waiting_ms: int) -> bool:
+        """Whether the team's delivery takes the pool's next slot now. Not: the team counts
+        as waiting for `waiting_ms` (its delivery is deferred and comes back before)."""
+        with redis_outage():
+            return int(self._gate(
+                keys=[redis_keys.FAIR_TAGS, redis_keys.FAIR_CLOCK, redis_keys.FAIR_WAITING,
+                      redis_keys.FAIR_WAITING_TAGS],
+                args=[team, "1" if slot_near else "0", max(1, int(waiting_ms)),
+                      redis_keys.api_team_caps("")])) == 1
+
+    def waiting(self) -> list[str]:
+        """The teams that count as waiting now (for the stats and the tests)."""
+        with redis_outage():
+            seconds, _ = self.client.time()
+            return list(self.client.zrangebyscore(redis_keys.FAIR_WAITING,
+                                                  seconds * 1000, "+inf"))
