@@ -67,9 +67,15 @@ class Services:
             store=self.store, queries=self.queries, followups=self.followups,
             batches=self.batches, redis=self.redis, queue=self.queue, pool=self.pool,
             index=self.index, tools=self._stage_tools(), config=worker_config(self.settings),
-            fair=(FairGate(self.redis) if self.settings.FAIR_SHARE
-                  and self.settings.QUEUE == "cloudtasks" else None),
+            fair=FairGate(self.redis) if self._fair_gate() else None,
         )
+
+    def _fair_gate(self) -> bool:
+        """Teams share the key pool in the worker only on Cloud Tasks (the local queue
+        orders them itself) and only when tagging uses the pool."""
+        settings = self.settings
+        return settings.FAIR_SHARE and settings.QUEUE == "cloudtasks" and (
+            settings.TAGGER == "gemini")
 
     def _stage_tools(self) -> StageTools:
         """What the pipeline's stages may use."""

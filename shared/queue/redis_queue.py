@@ -134,8 +134,10 @@ class RedisQueue:
         if self.fair:
             task_id = self.redis.lmove(redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
                                        "RIGHT", "LEFT")
-            if task_id is not None:
+            if task_id is not None and task_id != WAKE:
                 return self._delivering(task_id)
+            if task_id == WAKE:  # the fair ZSet is looked at now anyway
+                self._delivering(WAKE)
             if fresh:
                 taken = self._take_fair(
                     keys=[redis_keys.TASK_QUEUE_FAIR, redis_keys.TASK_QUEUE_FAIR_CLOCK,
