@@ -106,7 +106,7 @@ def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
             settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.DISPATCH_DEADLINE_S,
             timeout_s=settings.CLOUD_TASKS_TIMEOUT_S,
         )
-    return RedisQueue(client, fair=settings.FAIR_SHARE)
+    return RedisQueue(client, fair=settings.FAIR_SHARE, window_s=settings.GEMINI_RATE_WINDOW_S)
 
 
 def build_index(settings: Settings) -> TagIndex | None:

@@ -67,7 +67,8 @@ class Services:
             store=self.store, queries=self.queries, followups=self.followups,
             batches=self.batches, redis=self.redis, queue=self.queue, pool=self.pool,
             index=self.index, tools=self._stage_tools(), config=worker_config(self.settings),
-            fair=FairGate(self.redis) if self._fair_gate() else None,
+            fair=(FairGate(self.redis, self.settings.GEMINI_RATE_WINDOW_S)
+                  if self._fair_gate() else None),
         )
 
     def _fair_gate(self) -> bool:

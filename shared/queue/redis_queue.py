@@ -1,8 +1,9 @@
 """RedisQueue: the local stand-in for Cloud Tasks (docs/architecture.md, "Queue").
 
-Producers only call `enqueue`; a fresh id of a team (with FAIR_SHARE) waits on the fair
-ZSet at its weighted-fair-queuing tag instead of the ready list, which keeps the ids that
-already waited (retries come due, planned deliveries, recovered ones). The local consumer
+Producers only call `enqueue`; a fresh id of a team (with FAIR_SHARE) waits on its team's
+own list instead of the ready list, which keeps the ids that already waited (retries come
+due, planned deliveries, recovered ones); `take` takes from the team with the fewest pool
+slots in use for its weight (`take_fair.lua`). The local consumer
 (`shared/queue/local_consumer.py`, run by `scripts/consumer.py`) uses the consumer half
 (`take`, `ack`, `retry_later`, `dead_letter`, `promote_due`, `recover_in_flight`) to
 deliver ids to the worker over HTTP.
@@ -30,10 +31,13 @@ LIVE_STATES = ("queued", "retrying", "delivering")
 class RedisQueue:
     """`task_queue` / `task_queue_processing` / `task_queue_delayed` / `task_queue_failed`."""
 
-    def __init__(self, client: redis.Redis, fair: bool = False) -> None:
+    def __init__(self, client: redis.Redis, fair: bool = False,
+                 window_s: float = 60.0) -> None:
         self.redis = client
         self.fair = fair
-        """Fresh ids of a team go on the fair ZSet (FAIR_SHARE); off: one FIFO list."""
+        """Fresh ids of a team go on the team's list (FAIR_SHARE); off: one FIFO list."""
+        self.window_ms = int(window_s * 1000)
+        """How long an id taken counts as its team's pool slot in use (the rate window)."""
         self._enqueue = client.register_script(read_script(__file__, "enqueue.lua"))
         self._take_fair = client.register_script(read_script(__file__, "take_fair.lua"))
         self._promote = client.register_script(read_script(__file__, "promote_due.lua"))
@@ -70,9 +74,8 @@ class RedisQueue:
     @staticmethod
     def _enqueue_keys(task_id: str, team: str) -> list[str]:
         return [redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
-                redis_keys.TASK_QUEUE_DELAYED, redis_keys.TASK_QUEUE_FAIR,
-                redis_keys.TASK_QUEUE_FAIR_TAGS, redis_keys.TASK_QUEUE_FAIR_CLOCK,
-                redis_keys.api_team_caps(team or "-")]
+                redis_keys.TASK_QUEUE_DELAYED, redis_keys.team_queue(team or "-"),
+                redis_keys.TASK_QUEUE_TEAMS]
 
     def dead_letter(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -91,30 +94,28 @@ class RedisQueue:
         if not task_ids:
             return
         with redis_outage():
-            states: list[str | None] = [None] * len(task_ids)
-            if len(task_ids) > 1:
-                pipe = self.redis.pipeline(transaction=False)
-                for task_id in task_ids:
-                    pipe.hget(redis_keys.task_info(task_id), "status")
-                states = pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.hmget(redis_keys.task_info(task_id), "status", "team")
+            infos = pipe.execute()
             pipe = self.redis.pipeline(transaction=True)
-            for task_id, state in zip(task_ids, states, strict=True):
+            for task_id, (state, team) in zip(task_ids, infos, strict=True):
                 for name in _lists_of(state, len(task_ids) > 1):
                     pipe.lrem(name, 0, task_id)
+                if team and (state == "queued" or len(task_ids) == 1):
+                    pipe.lrem(redis_keys.team_queue(team), 0, task_id)
                 pipe.delete(redis_keys.task_info(task_id), redis_keys.task_lock(task_id))
             pipe.zrem(redis_keys.TASK_QUEUE_DELAYED, *task_ids)
-            pipe.zrem(redis_keys.TASK_QUEUE_FAIR, *task_ids)
             pipe.execute()
 
     def depth(self) -> QueueDepth:
         pipe = self.redis.pipeline(transaction=False)
         pipe.llen(redis_keys.TASK_QUEUE)
-        pipe.zcard(redis_keys.TASK_QUEUE_FAIR)
         pipe.zcard(redis_keys.TASK_QUEUE_DELAYED)
         pipe.llen(redis_keys.TASK_QUEUE_PROCESSING)
         pipe.llen(redis_keys.TASK_QUEUE_FAILED)
-        ready, fair, *rest = pipe.execute()
-        return QueueDepth(ready + fair, *rest)
+        ready, *rest = pipe.execute()
+        return QueueDepth(ready + self.fair_waiting(), *rest)
 
     def is_live(self, task_id: str, generation: str) -> bool | None:
         """Live while task_info says queued/retrying/delivering: lost after a flush."""
@@ -140,8 +141,10 @@ class RedisQueue:
                 self._delivering(WAKE)
             if fresh:
                 taken = self._take_fair(
-                    keys=[redis_keys.TASK_QUEUE_FAIR, redis_keys.TASK_QUEUE_FAIR_CLOCK,
-                          redis_keys.TASK_QUEUE_PROCESSING], args=[redis_keys.task_info("")])
+                    keys=[redis_keys.TASK_QUEUE_TEAMS, redis_keys.TASK_QUEUE_PROCESSING],
+                    args=[redis_keys.TEAM_QUEUE_PREFIX, redis_keys.TEAM_USE_PREFIX,
+                          redis_keys.api_team_caps(""), redis_keys.task_info(""),
+                          self.window_ms])
                 if taken:
                     return taken
         return self._blocking_take(timeout_s)
@@ -163,8 +166,14 @@ class RedisQueue:
         return task_id
 
     def fair_waiting(self) -> int:
-        """Fresh ids of teams waiting on the fair ZSet."""
-        return int(self.redis.zcard(redis_keys.TASK_QUEUE_FAIR))
+        """Fresh ids waiting on the teams' lists."""
+        teams = self.redis.smembers(redis_keys.TASK_QUEUE_TEAMS)
+        if not teams:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for team in teams:
+            pipe.llen(redis_keys.team_queue(team))
+        return sum(pipe.execute())
 
     def info(self, task_id: str) -> dict[str, str]:
         return self.redis.hgetall(redis_keys.task_info(task_id))

@@ -1,12 +1,33 @@
--- Take the fresh id with the smallest virtual finish tag (weighted fair queuing across
--- teams) onto the in-flight list; the virtual time moves to its tag.
--- KEYS: fair zset, fair clock, in-flight list; ARGV: the task_info key prefix
-local head = redis.call('ZPOPMIN', KEYS[1])
-if #head == 0 then return false end
-local id, tag = head[1], tonumber(head[2])
-if tag > (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) then
-  redis.call('SET', KEYS[2], head[2])
+-- Take the next fresh id by fair share: from the queued team with the fewest pool slots
+-- in use for its weight — (its ids taken within the rate window + 1) / weight, the
+-- smallest first (then the team name). A request holds its key's slot for one window,
+-- so that count is the team's share of the pool now; a team with nothing queued is not
+-- looked at (it costs nothing), a team alone is taken back to back.
+-- KEYS: the set of teams queued, in-flight list
+-- ARGV: team list prefix, use zset prefix, caps hash prefix, task_info prefix, window (ms)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[5])
+local best, best_share
+for _, team in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('LLEN', ARGV[1] .. team) == 0 then
+    redis.call('SREM', KEYS[1], team)
+  else
+    local weight = tonumber(redis.call('HGET', ARGV[3] .. team, 'weight') or '1') or 1
+    if weight <= 0 then weight = 1 end
+    local used = redis.call('ZCOUNT', ARGV[2] .. team, '(' .. (now - window), '+inf')
+    local share = (used + 1) / weight
+    if not best or share < best_share or (share == best_share and team < best) then
+      best, best_share = team, share
+    end
+  end
 end
-redis.call('LPUSH', KEYS[3], id)
-redis.call('HSET', ARGV[1] .. id, 'status', 'delivering')
+if not best then return false end
+local id = redis.call('RPOP', ARGV[1] .. best)
+local use = ARGV[2] .. best
+redis.call('ZREMRANGEBYSCORE', use, '-inf', now - window)
+redis.call('ZADD', use, now, id)
+redis.call('PEXPIRE', use, 2 * window)
+redis.call('LPUSH', KEYS[2], id)
+redis.call('HSET', ARGV[4] .. id, 'status', 'delivering')
 return id

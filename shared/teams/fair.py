@@ -1,9 +1,12 @@
 """The worker's fair gate (issue 36): on Cloud Tasks, whose queue cannot order deliveries
 by team, the worker decides slot by slot which team's delivery takes the key pool's next
-request slot — weighted fair queuing over the teams waiting (`fair_gate.lua`). The local
-queue orders its ids itself (`shared/queue/enqueue.lua`), so it does not use this."""
+request slot — the waiting team with the fewest slots in use for its weight
+(`fair_gate.lua`). The local queue orders its ids itself (`shared/queue/take_fair.lua`),
+so it does not use this."""
 
 from __future__ import annotations
+
+import uuid
 
 import redis
 
@@ -13,8 +16,10 @@ from shared.redis_conn import redis_outage
 
 
 class FairGate:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, window_s: float = 60.0) -> None:
         self.client = client
+        self.window_ms = int(window_s * 1000)
+        """How long a delivery let through counts as its team's pool slot in use."""
         self._gate = client.register_script(read_script(__file__, "fair_gate.lua"))
 
     def admit(self, team: str, slot_near: bool, waiting_ms: int) -> bool:
@@ -22,10 +27,10 @@ class FairGate:
         as waiting for `waiting_ms` (its delivery is deferred and comes back before)."""
         with redis_outage():
             return int(self._gate(
-                keys=[redis_keys.FAIR_TAGS, redis_keys.FAIR_CLOCK, redis_keys.FAIR_WAITING,
-                      redis_keys.FAIR_WAITING_TAGS],
+                keys=[redis_keys.FAIR_WAITING],
                 args=[team, "1" if slot_near else "0", max(1, int(waiting_ms)),
-                      redis_keys.api_team_caps("")])) == 1
+                      redis_keys.api_team_caps(""), redis_keys.FAIR_USE_PREFIX,
+                      self.window_ms, uuid.uuid4().hex])) == 1
 
     def waiting(self) -> list[str]:
         """The teams that count as waiting now (for the stats and the tests)."""
