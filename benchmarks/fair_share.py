@@ -16,8 +16,11 @@ frames (the box is shared; a video's own work is measured in worker_memory/keyfr
 
 Cases, each with FAIR_SHARE on and off:
 1. newcomer: team A queues `backlog` videos; one window later team B queues 5. B's
-   videos: pool slots started (by anyone) between being queued and starting, and
-   (scaled) minutes until the last is answered.
+   videos: their places in the queue's delivery order after being queued
+   (`b_delivered_at`, and how many of A's went first), the requests that went on the
+   wire (anyone's) before each of them (`b_slots_waited`; the most of them A's:
+   `a_slots_ahead_of_b` — deliveries run 6 at once, so requests of one burst of free
+   slots race), when the last started and when the last was answered (scaled minutes).
 2. weights: A weight 3, B weight 1, both backlogged (A queued first): each team's
    requests over `minutes` windows, A/B against 3.
 3. alone: A alone: requests per window over `minutes` windows / the pool's 18.
@@ -62,6 +65,8 @@ class Record:
     starts: list[tuple[float, str, str]] = field(default_factory=list)
     done: dict[str, float] = field(default_factory=dict)
     refused: int = 0
+    key_waits: Counter[str] = field(default_factory=Counter)
+    """Deliveries that found no key and were re-queued, planned, per team."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -124,6 +129,7 @@ class BenchWorker:
 
     def _wait_for_key(self, task_id: str) -> None:
         """The runner's key wait: a slot of its own, then a planned delivery."""
+        self.record.key_waits[self.record.team_of[task_id]] += 1
         delay = self.pool.promise_slot() or 1.0
         self.queue.enqueue(task_id, delay_s=delay, planned=True,
                            generation=new_generation(Redelivery.KEY_WAIT),
@@ -132,6 +138,20 @@ class BenchWorker:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class RecordedQueue(RedisQueue):
+    """The real queue; each id it hands the consumer is noted, in the queue's order."""
+
+    def __init__(self, *args: object, taken: list[str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.taken = taken
+
+    def take(self, timeout_s: float = 1.0, fresh: bool = True) -> str | None:
+        task_id = super().take(timeout_s, fresh)
+        if task_id is not None:
+            self.taken.append(task_id)
+        return task_id
 
 
 class Bench:
@@ -144,7 +164,8 @@ class Bench:
                                                    minute_limit=LIMIT) for key in KEYS])
         self.window = window
         self.pool = AccountPool(self.client, window_ms=int(window * 1000))
-        self.queue = RedisQueue(self.client, fair=fair, window_s=window)
+        self.taken: list[str] = []
+        self.queue = RecordedQueue(self.client, fair=fair, window_s=window, taken=self.taken)
         self.standin = GeminiStandIn(rate_limit=LIMIT, window_s=window).start()
         self.record = Record()
         self.worker = BenchWorker(self.pool, self.queue, self.standin, self.record, window)
@@ -177,21 +198,31 @@ def newcomer(fair: bool, window: float, backlog: int) -> dict[str, object]:
     with Bench(fair, window) as bench:
         bench.queue_videos("a", backlog)
         time.sleep(window)  # A's backlog is running
+        taken_before = len(bench.taken)
         queued_at, b_ids = bench.queue_videos("b", 5)
         deadline = queued_at + 4 * window  # 4 scaled minutes, then B counts as starved
         while time.monotonic() < deadline and not all(t in bench.record.done for t in b_ids):
             time.sleep(0.05)
         starts = list(bench.record.starts)
+        taken = bench.taken[taken_before:]
     order = [task_id for at, _, task_id in starts if at >= queued_at]
+    b_taken = [taken.index(t) for t in b_ids]
     slots = [order.index(t) if t in order else None for t in b_ids]
+    ahead = [None if slot is None else sum(1 for t in order[:slot] if t not in b_ids)
+             for slot in slots]
     ends = [bench.record.done.get(t) for t in b_ids]
-    return {"b_slots_waited": slots,
-            "b_last_start_slot": None if None in slots else max(slots),
+    return {"b_delivered_at": b_taken,
+            "a_delivered_ahead_of_b": sum(1 for t in taken[:max(b_taken)] if t not in b_ids),
+            "b_slots_waited": slots,
+            "a_slots_ahead_of_b": None if None in ahead else max(ahead),
+            "b_last_start_scaled_min": (None if None in slots else round(
+                (max(at for at, _, t in starts if t in b_ids) - queued_at) / window, 3)),
             "b_done_scaled_min": (None if None in ends
                                   else round((max(ends) - queued_at) / window, 2)),
+            "first_starts": "".join(team for at, team, _ in starts if at >= queued_at)[:16],
             "a_requests_meanwhile": sum(1 for at, team, _ in starts
                                         if at >= queued_at and team == "a"),
-            "refused_429": bench.record.refused}
+            "key_waits": dict(bench.record.key_waits), "refused_429": bench.record.refused}
 
 
 def weights(fair: bool, window: float, minutes: int) -> dict[str, object]:

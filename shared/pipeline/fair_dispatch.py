@@ -46,8 +46,11 @@ def fair_deferral(task_id: str, worker: Worker) -> tuple[Task, str, float] | Non
     if slot_in is None:
         return None  # no usable key at all: the task fails or waits on its own
     near = slot_in <= FAIR_LEAD_S
+    # held behind a team that comes first: back about a slot later; no slot near: back
+    # between the slot and a rate window after it, so a backlog comes back spread out
     delay = (HELD_RETRY_S * random.uniform(0.5, 1.5) if near
-             else slot_in - FAIR_LEAD_S + random.uniform(0, HELD_RETRY_S))
+             else slot_in - FAIR_LEAD_S + random.uniform(0, max(HELD_RETRY_S,
+                                                                worker.fair.window_ms / 1000)))
     if worker.fair.admit(task.team, near, round((delay + WAITING_GRACE_S) * 1000)):
         try:
             worker.pool.promise_slot()  # the slot is this delivery's: the next one looks past it

@@ -160,9 +160,15 @@ class Consumer:
         if task_id is None:
             self._slots.release()
             return
+        gated = self.pace is not None
+        if gated and self._parked_for_slot(task_id, self.queue.info(task_id)):
+            # paced: the slot is promised before the next look at the pool, so two takes
+            # never both see the same slot as theirs
+            self._slots.release()
+            return
         with self._in_flight_lock:
             self._in_flight.add(task_id)
-        pool.submit(self._deliver_and_release, task_id)
+        pool.submit(self._deliver_and_release, task_id, gated)
 
     def _fresh_allowed(self) -> tuple[bool, float]:
         """Whether a fresh id may be taken now (the pool's next slot is near), and how
@@ -195,9 +201,9 @@ class Consumer:
         except Exception as error:  # noqa: BLE001 - next sweep
             log.warning("reaper failed (%s: %s); will try again", type(error).__name__, error)
 
-    def _deliver_and_release(self, task_id: str) -> None:
+    def _deliver_and_release(self, task_id: str, gated: bool = False) -> None:
         try:
-            self.deliver(task_id)
+            self.deliver(task_id, gated=gated)
         except Exception as error:  # noqa: BLE001 - the id stays in flight: recovered later
             log.warning("delivery interrupted (%s: %s); recovered at the next sweep",
                         type(error).__name__, error, extra={"task_id": task_id})
@@ -218,18 +224,21 @@ class Consumer:
         except Exception as error:  # noqa: BLE001 - the worker will find out itself
             log.warning("key pool gate unavailable: %s", type(error).__name__)
             return False
-        if not wait or wait <= self.config.gate_lead_s:
+        # paced, the id was taken because its slot was near: a slot a moment further on
+        # (another take promised the one seen) is not parked — parked, it would come back
+        # ahead of the teams' lists, out of its fair turn
+        if not wait or wait <= self.config.gate_lead_s * (2 if self.pace else 1):
             return False
         self.queue.retry_later(task_id, wait - self.config.gate_lead_s, count=False,
                                planned=True)
         return True
 
-    def deliver(self, task_id: str) -> str:
+    def deliver(self, task_id: str, *, gated: bool = False) -> str:
         """One delivery: returns `ack`, `retry`, `wait` (worker unreachable), `parked` (until
         the key slot promised to it) or `dead`."""
         info = self.queue.info(task_id)
         retries = int(info.get("retry_count") or 0)
-        if self._parked_for_slot(task_id, info):
+        if not gated and self._parked_for_slot(task_id, info):
             return "parked"
         headers = {
             "X-CloudTasks-TaskName": task_id,

@@ -19,6 +19,7 @@ from shared import redis_keys
 from shared.lua import read_script
 from shared.queue.base import QueueDepth
 from shared.redis_conn import REDIS_DOWN, max_block_s, redis_outage
+from shared.teams.fair import USE_WINDOWS
 
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
@@ -36,8 +37,8 @@ class RedisQueue:
         self.redis = client
         self.fair = fair
         """Fresh ids of a team go on the team's list (FAIR_SHARE); off: one FIFO list."""
-        self.window_ms = int(window_s * 1000)
-        """How long an id taken counts as its team's pool slot in use (the rate window)."""
+        self.use_ms = int(USE_WINDOWS * window_s * 1000)
+        """How long an id taken counts in its team's recent use of the pool."""
         self._enqueue = client.register_script(read_script(__file__, "enqueue.lua"))
         self._take_fair = client.register_script(read_script(__file__, "take_fair.lua"))
         self._promote = client.register_script(read_script(__file__, "promote_due.lua"))
@@ -144,7 +145,7 @@ class RedisQueue:
                     keys=[redis_keys.TASK_QUEUE_TEAMS, redis_keys.TASK_QUEUE_PROCESSING],
                     args=[redis_keys.TEAM_QUEUE_PREFIX, redis_keys.TEAM_USE_PREFIX,
                           redis_keys.api_team_caps(""), redis_keys.task_info(""),
-                          self.window_ms])
+                          self.use_ms])
                 if taken:
                     return taken
         return self._blocking_take(timeout_s)

@@ -1,14 +1,15 @@
--- Take the next fresh id by fair share: from the queued team with the fewest pool slots
--- in use for its weight — (its ids taken within the rate window + 1) / weight, the
--- smallest first (then the team name). A request holds its key's slot for one window,
--- so that count is the team's share of the pool now; a team with nothing queued is not
--- looked at (it costs nothing), a team alone is taken back to back.
+-- Take the next fresh id by fair share: from the queued team with the least recent use
+-- of the pool for its weight — its ids taken within the last ARGV[5] ms (two rate
+-- windows) / weight, the smallest first (then the larger weight, then the team name).
+-- A request holds its key's slot for a window, so that count is the team's share of the
+-- pool lately; a team with nothing queued is not looked at (it costs nothing), a team
+-- alone is taken back to back.
 -- KEYS: the set of teams queued, in-flight list
--- ARGV: team list prefix, use zset prefix, caps hash prefix, task_info prefix, window (ms)
+-- ARGV: team list prefix, use zset prefix, caps hash prefix, task_info prefix, use (ms)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[5])
-local best, best_share
+local best, best_share, best_weight
 for _, team in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('LLEN', ARGV[1] .. team) == 0 then
     redis.call('SREM', KEYS[1], team)
@@ -16,9 +17,10 @@ for _, team in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local weight = tonumber(redis.call('HGET', ARGV[3] .. team, 'weight') or '1') or 1
     if weight <= 0 then weight = 1 end
     local used = redis.call('ZCOUNT', ARGV[2] .. team, '(' .. (now - window), '+inf')
-    local share = (used + 1) / weight
-    if not best or share < best_share or (share == best_share and team < best) then
-      best, best_share = team, share
+    local share = used / weight
+    if not best or share < best_share or (share == best_share and (weight > best_weight
+        or (weight == best_weight and team < best))) then
+      best, best_share, best_weight = team, share, weight
     end
   end
 end

@@ -14,12 +14,19 @@ from shared import redis_keys
 from shared.lua import read_script
 from shared.redis_conn import redis_outage
 
+USE_WINDOWS = 2
+"""A team's recent use of the pool is counted over this many rate windows: the one in
+progress and the one before. Over one alone, a backlog's whole window of requests —
+started together, freed together — would count as nothing at the very moment it frees,
+and a newcomer arriving then would only alternate with it."""
+
 
 class FairGate:
     def __init__(self, client: redis.Redis, window_s: float = 60.0) -> None:
         self.client = client
         self.window_ms = int(window_s * 1000)
-        """How long a delivery let through counts as its team's pool slot in use."""
+        self.use_ms = int(USE_WINDOWS * window_s * 1000)
+        """How long a delivery let through counts in its team's recent use of the pool."""
         self._gate = client.register_script(read_script(__file__, "fair_gate.lua"))
 
     def admit(self, team: str, slot_near: bool, waiting_ms: int) -> bool:
@@ -30,7 +37,7 @@ class FairGate:
                 keys=[redis_keys.FAIR_WAITING],
                 args=[team, "1" if slot_near else "0", max(1, int(waiting_ms)),
                       redis_keys.api_team_caps(""), redis_keys.FAIR_USE_PREFIX,
-                      self.window_ms, uuid.uuid4().hex])) == 1
+                      self.use_ms, uuid.uuid4().hex])) == 1
 
     def waiting(self) -> list[str]:
         """The teams that count as waiting now (for the stats and the tests)."""
