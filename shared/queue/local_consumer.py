@@ -10,7 +10,7 @@ so its retry budget is untouched. Delayed ids are delivered at their due time (t
 sleeps until the next due id or a new id arrives). With a `gate` (the key pool's
 `promise_slot`), a fresh id waits for a request slot of its own before it is delivered,
 so a backlog meets the pool's pace instead of bouncing off it. With a `pace` too (the
-pool's next unpromised slot, FAIR_SHARE) a fresh id is taken from the fair ZSet only when
+pool's next unpromised slot, FAIR_SHARE) a fresh id is taken from the teams' lists only when
 a slot is near: the teams' order is decided slot by slot, not by who queued first (a
 backlog promised all its slots ahead would keep a newcomer behind it). Run one consumer
 per queue; raise `concurrency` for more parallel deliveries.

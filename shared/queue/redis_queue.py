@@ -130,24 +130,24 @@ class RedisQueue:
     def take(self, timeout_s: float = 1.0, fresh: bool = True) -> str | None:
         """Move the oldest ready id to the in-flight list (BLMOVE) and return it; None on
         timeout or a wake-up token. The ready list goes first (ids that already waited);
-        then, with `fresh`, the fair ZSet's smallest tag; only then does it block. The wait
+        then, with `fresh`, the teams' lists by fair share; only then does it block. The wait
         is cut to `max_block_s`: a blocked read longer than the client's socket timeout
         would read as a hanging server."""
-        if self.fair:
-            task_id = self.redis.lmove(redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
-                                       "RIGHT", "LEFT")
-            if task_id is not None and task_id != WAKE:
-                return self._delivering(task_id)
-            if task_id == WAKE:  # the fair ZSet is looked at now anyway
-                self._delivering(WAKE)
-            if fresh:
-                taken = self._take_fair(
-                    keys=[redis_keys.TASK_QUEUE_TEAMS, redis_keys.TASK_QUEUE_PROCESSING],
-                    args=[redis_keys.TEAM_QUEUE_PREFIX, redis_keys.TEAM_USE_PREFIX,
-                          redis_keys.api_team_caps(""), redis_keys.task_info(""),
-                          self.use_ms])
-                if taken:
-                    return taken
+        # the teams' lists are read with FAIR_SHARE off too: ids queued while it was on
+        # are still delivered after a switch
+        task_id = self.redis.lmove(redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
+                                   "RIGHT", "LEFT")
+        if task_id is not None and task_id != WAKE:
+            return self._delivering(task_id)
+        if task_id == WAKE:  # the teams' lists are looked at now anyway
+            self._delivering(WAKE)
+        if fresh:
+            taken = self._take_fair(
+                keys=[redis_keys.TASK_QUEUE_TEAMS, redis_keys.TASK_QUEUE_PROCESSING],
+                args=[redis_keys.TEAM_QUEUE_PREFIX, redis_keys.TEAM_USE_PREFIX,
+                      redis_keys.api_team_caps(""), redis_keys.task_info(""), self.use_ms])
+            if taken:
+                return taken
         return self._blocking_take(timeout_s)
 
     def _blocking_take(self, timeout_s: float) -> str | None:
