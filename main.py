@@ -15,7 +15,7 @@ from shared.logs import setup_logging
 from shared.services import check_vocabulary
 
 _settings = get_settings()
-check_vocabulary(_settings)  # a bad vocabulary stops the process here, like before
+check_vocabulary(_settings.tagging)  # a bad vocabulary stops the process here, like before
 setup_logging(_settings.LOG_LEVEL, _settings.LOG_FORMAT)
 
 # the framework's own answers (a path its router refuses, 405, 413, a crash) in the envelope

@@ -162,7 +162,7 @@ def _dispatch(request: flask.Request, endpoint: Endpoint, args: dict) -> flask.R
 
 def _authenticate(request: flask.Request, services: Services, endpoint: Endpoint) -> None:
     """The caller (team, scopes) attached to the request, or the refusal (401, 403, 429)."""
-    address = client_address(request, services.settings.TRUSTED_PROXY_HOPS)
+    address = client_address(request, services.settings.api.TRUSTED_PROXY_HOPS)
     caller = access.authenticate(services, api_token(request), address)
     access.authorize(caller, endpoint.scope or Scope.ADMIN)
     request.environ[CALLER] = caller
@@ -187,9 +187,9 @@ def log_setup_warnings(services: Services) -> None:
 def validation_context(services: Services) -> dict[str, Any]:
     """What the request models check against: this deployment's platforms and envs, and
     the mode a request that names none gets (DEFAULT_MODE)."""
-    return {"platforms": services.settings.PLATFORMS, "envs": services.settings.ENVS,
-            "default_mode": services.settings.DEFAULT_MODE,
-            "default_reuse": services.settings.REUSE}
+    return {"platforms": services.settings.api.PLATFORMS, "envs": services.settings.api.ENVS,
+            "default_mode": services.settings.tagging.DEFAULT_MODE,
+            "default_reuse": services.settings.reuse.REUSE}
 
 
 def seen(request: flask.Request) -> str | None:
@@ -219,7 +219,7 @@ def tag_now(request: flask.Request, services: Services) -> flask.Response:
         return reply(200, task_id=task.task_id, data=data)
     status = 504 if outcome.timed_out else sync_status(task.error_code)
     if outcome.timed_out:
-        message = (f"still processing after {services.settings.SYNC_TIMEOUT_S:g} s; "
+        message = (f"still processing after {services.settings.api.SYNC_TIMEOUT_S:g} s; "
                    f"poll GET /api/v1/task/{task.task_id}")
     else:
         message = f"{task.error_code}: {task.message}" if task.error_code else "failed"
@@ -404,7 +404,7 @@ def healthz(request: flask.Request, services: Services) -> flask.Response:
     checks = health.health(services)
     healthy = all(value == "ok" for value in checks.values())
     data: dict[str, object] = dict(checks)
-    if services.settings.TAGGER == "gemini" and checks["redis"] == "ok":
+    if services.settings.tagging.TAGGER == "gemini" and checks["redis"] == "ok":
         data["gemini"] = gemini_status(services)  # said plainly; tasks wait, nothing fails
     return reply(200 if healthy else 503, "ok" if healthy else "degraded", data=data,
                  headers=None if healthy else retry_after(SERVICE_RETRY_S))
@@ -412,8 +412,8 @@ def healthz(request: flask.Request, services: Services) -> flask.Response:
 
 def openapi(request: flask.Request, services: Services) -> flask.Response:
     settings = services.settings
-    return flask.jsonify(openapi_document(ENDPOINTS, tuple(settings.PLATFORMS),
-                                          tuple(settings.ENVS)))
+    return flask.jsonify(openapi_document(ENDPOINTS, tuple(settings.api.PLATFORMS),
+                                          tuple(settings.api.ENVS)))
 
 
 TASK_ID = {"type": "string", "pattern": TASK_ID_REGEX}

@@ -42,7 +42,7 @@ def cleanup(request: flask.Request) -> flask.Response:
     try:
         services = get_services()
         settings = services.settings
-        check_worker_token(request, settings.WORKER_TOKEN)
+        check_worker_token(request, settings.queue.WORKER_TOKEN)
         dry_run = request.args.get("dry_run", "").lower() in ("1", "true", "yes")
         scope = request.args.get("scope", "all")
         if scope not in ("all", "tasks", "keys", "batches", "retention"):
@@ -56,7 +56,7 @@ def cleanup(request: flask.Request) -> flask.Response:
         if scope == "retention":
             return reply(200, data={"retention": _retention(services, dry_run)})
         if scope == "all":
-            start, end = default_range(date.today(), settings.CACHE_DAYS)
+            start, end = default_range(date.today(), settings.housekeeping.CACHE_DAYS)
             data["videos"] = clean_videos(services.storage, start, end,
                                           dry_run=dry_run).as_dict()
             data["retention"] = _retention(services, dry_run)
@@ -80,7 +80,7 @@ def _retention(services: Services, dry_run: bool) -> dict:
     search cluster or storage down) never costs the daily run its other parts: what it
     did not delete is deleted by the next run."""
     if dry_run:
-        return {"enabled": services.settings.TASK_RETENTION_DAYS is not None,
+        return {"enabled": services.settings.housekeeping.TASK_RETENTION_DAYS is not None,
                 "skipped": "dry_run"}
     try:
         return run_retention(services)

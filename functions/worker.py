@@ -36,10 +36,10 @@ def process_task(request: flask.Request) -> flask.Response:
     """Cloud Functions entry point; a 2xx tells the queue to drop the delivery."""
     try:
         services = get_services()
-        check_worker_token(request, services.settings.WORKER_TOKEN)
+        check_worker_token(request, services.settings.queue.WORKER_TOKEN)
         if request.method != "POST":
             raise ApiError(405, f"method {request.method} not allowed (allowed: POST)")
-        if services.settings.QUEUE == "cloudtasks" and not request.headers.get(
+        if services.settings.queue.QUEUE == "cloudtasks" and not request.headers.get(
                 "X-CloudTasks-TaskName"):
             # Google strips X-CloudTasks-* from outside requests: without it, the caller
             # is not our queue.

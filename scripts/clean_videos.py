@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=day, help="first day to delete (YYYY-MM-DD)")
     parser.add_argument("--end", type=day, help="last day to delete (YYYY-MM-DD)")
-    parser.add_argument("--days", type=int, default=settings.CACHE_DAYS,
+    parser.add_argument("--days", type=int, default=settings.housekeeping.CACHE_DAYS,
                         help="without --start/--end: delete what is older than this many days")
     parser.add_argument("--dry-run", action="store_true", help="list, do not delete")
     args = parser.parse_args(argv)
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.days < 0:
         parser.error("--days must be 0 or more")
     start, end = (args.start, args.end) if args.start else default_range(date.today(), args.days)
-    report = clean_videos(build_storage(settings), start, end, dry_run=args.dry_run)
+    report = clean_videos(build_storage(settings.storage), start, end, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for when, count in sorted(report.days.items()):
         print(f"{when}: {count} objects")

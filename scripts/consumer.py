@@ -34,12 +34,12 @@ WATCH_EVERY_S = 60.0
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker-url", default=settings.worker_url)
+    parser.add_argument("--worker-url", default=settings.queue.worker_url)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-retries", type=int, default=10)
     parser.add_argument("--min-backoff", type=float, default=1.0)
     parser.add_argument("--max-backoff", type=float, default=300.0)
-    parser.add_argument("--request-timeout", type=float, default=settings.DISPATCH_DEADLINE_S,
+    parser.add_argument("--request-timeout", type=float, default=settings.queue.DISPATCH_DEADLINE_S,
                         help="seconds one delivery may take (default DISPATCH_DEADLINE_S)")
     parser.add_argument("--no-key-gate", action="store_true",
                         help="deliver fresh ids at once instead of waiting for a key slot "
@@ -49,13 +49,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
-def key_gates(services: Services, *, gated: bool) -> dict[str, Callable[[], float | None]]:
-    """The key pool's flow control: `gate` promises each fresh id a slot of its own; with
-    FAIR_SHARE, `pace` lets a fresh id be taken only when a slot is near."""
-    if not gated:
+def key_gates(services: Services, *,
+              no_key_gate: bool) -> dict[str, Callable[[], float | None]]:
+    """The key pool's flow control (Gemini only): `gate` promises each fresh id a slot of
+    its own; with FAIR_SHARE, `pace` lets a fresh id be taken only when a slot is near."""
+    if services.settings.tagging.TAGGER != "gemini" or no_key_gate:
         return {}
     pool = services.pool
-    if not services.settings.FAIR_SHARE:
+    if not services.settings.queue.FAIR_SHARE:
         return {"gate": pool.promise_slot}
     return {"gate": pool.promise_slot, "pace": lambda: pool.promise_slot(peek=True)}
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     parser = build_parser(settings)
     args = parser.parse_args(argv)
-    setup_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+    setup_logging(settings.logs.LOG_LEVEL, settings.logs.LOG_FORMAT)
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the consumer only serves QUEUE=redis")
     config = ConsumerConfig(
         worker_url=args.worker_url,
-        worker_token=settings.WORKER_TOKEN,
+        worker_token=settings.queue.WORKER_TOKEN,
         concurrency=args.concurrency,
         max_retries=args.max_retries,
         min_backoff_s=args.min_backoff,
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         end_failed(task_id, services.worker, ErrorCode.DELIVERY_FAILED,
                    f"the queue gave up after {args.max_retries} failed deliveries")
 
-    batches_due = every(settings.BATCH_POLL_S)
+    batches_due = every(settings.tagging.BATCH_POLL_S)
 
     def sweep() -> dict[str, int]:
         """The reconciler, and the Gemini batch collector every BATCH_POLL_S."""
@@ -102,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         services.queue, config,
         reaper=sweep if args.reap_interval > 0 else None,
         on_dead=delivery_failed,
-        **key_gates(services, gated=settings.TAGGER == "gemini" and not args.no_key_gate),
+        **key_gates(services, no_key_gate=args.no_key_gate),
         jobs=[("key pool watch", WATCH_EVERY_S, lambda: watch_pool(services)),
-              ("key probes", settings.POOL_PROBE_INTERVAL_S, lambda: keys_job(services))],
+              ("key probes", settings.pool.POOL_PROBE_INTERVAL_S, lambda: keys_job(services))],
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: consumer.stop())

@@ -39,10 +39,10 @@ from shared.services import redis_limits
 def redis_client() -> redis.Redis:
     """The configured Redis, with the time limits of REDIS_*_TIMEOUT_S."""
     settings = get_settings()
-    return connect(settings.REDIS_URL, VAR_DIR / "redis", redis_limits(settings))
+    return connect(settings.redis.REDIS_URL, VAR_DIR / "redis", redis_limits(settings.redis))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--file", type=Path, help="the JSON list of keys to import")
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
                              "GEMINI_MODEL) and import the valid ones")
     parser.add_argument("--keep-invalid", action="store_true",
                         help="with --check: import the bad keys too, disabled with the reason")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.enable or args.disable:
         return set_enabled(args.enable or args.disable, bool(args.enable))
@@ -64,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--keep-invalid needs --check")
     warnings: list[str] = []
     settings = get_settings()
+    tagging = settings.tagging
     try:
         entries = load_accounts(args.file, warnings,
-                                [settings.GEMINI_MODEL, *settings.GEMINI_FALLBACK_MODELS])
+                                [tagging.GEMINI_MODEL, *tagging.GEMINI_FALLBACK_MODELS])
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 2
@@ -74,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     checks = None
     if args.check:
-        endpoints = settings.gemini_endpoints
-        checker = KeyChecker(settings.GEMINI_MODEL, endpoints[0] if endpoints else "",
-                             settings.POOL_PROBE_TIMEOUT_S)
+        endpoints = tagging.gemini_endpoints
+        checker = KeyChecker(tagging.GEMINI_MODEL, endpoints[0] if endpoints else "",
+                             settings.pool.POOL_PROBE_TIMEOUT_S)
         checks = check_keys(entries, checker)
     client = redis_client()
     # no key passed: write nothing (with --replace the import would empty the pool)
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = import_accounts(client, entries, replace=args.replace and not nothing_passed,
                                dry_run=args.dry_run or nothing_passed, checks=checks,
                                keep_invalid=args.keep_invalid,
-                               main_model=settings.GEMINI_MODEL)
+                               main_model=tagging.GEMINI_MODEL)
     except ImportRefused as error:
         print(f"import refused: {error}", file=sys.stderr)
         return 3

@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch < 1:
         parser.error("--batch must be at least 1")
     settings = get_settings()
-    setup_logging("WARNING", settings.LOG_FORMAT)
-    if not settings.ES_URL:
+    setup_logging("WARNING", settings.logs.LOG_FORMAT)
+    if not settings.search.ES_URL:
         parser.error("ES_URL is not set: there is no search index to rebuild")
     services = build_services(settings)
     assert services.index is not None

@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack: {error}", file=sys.stderr, flush=True)
         return 1
     embedded_dir = VAR_DIR / "redis"
-    started_redis = not settings.REDIS_URL and not embedded_running(embedded_dir)
+    started_redis = not settings.redis.REDIS_URL and not embedded_running(embedded_dir)
     # from here on a stop at any moment stops everything started so far
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -341,15 +341,16 @@ def main(argv: list[str] | None = None) -> int:
         for warning in setup_warnings(services):  # say it before the stack goes quiet
             log(f"warning: {warning.message} Run: {warning.command}")
         stack = LocalStack(api_port=args.api_port, worker_port=args.worker_port,
-                           log_max_mb=settings.LOG_FILE_MAX_MB,
-                           log_backups=settings.LOG_FILE_BACKUPS)
+                           log_max_mb=settings.logs.LOG_FILE_MAX_MB,
+                           log_backups=settings.logs.LOG_FILE_BACKUPS)
         if not stack.start(stopping=stopping):
             return 0
         print(f"api: {stack.api_url}  worker: {stack.worker_url}  logs: {stack.log_dir}",
               flush=True)
-        Supervisor(stack, settings.cleanup_time, ZoneInfo(settings.CLEANUP_TZ),
+        housekeeping = settings.housekeeping
+        Supervisor(stack, housekeeping.cleanup_time, ZoneInfo(housekeeping.CLEANUP_TZ),
                    count_in_flight=lambda: _in_flight(services), stopping=stopping,
-                   keep_redis=None if settings.REDIS_URL
+                   keep_redis=None if settings.redis.REDIS_URL
                    else lambda: restart_if_down(embedded_dir)).run()
     finally:
         if stack is not None:

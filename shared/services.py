@@ -25,6 +25,11 @@ from shared.queue.base import TaskQueue
 from shared.queue.redis_queue import RedisQueue
 from shared.redis_conn import RedisLimits, redis_outage
 from shared.redis_conn import connect as connect_redis
+from shared.settings.queue import QueueSettings
+from shared.settings.redis import RedisSettings
+from shared.settings.search import SearchSettings
+from shared.settings.storage import StorageSettings
+from shared.settings.tagging import TaggingSettings
 from shared.storage import GcsStorage, InputBuckets, LocalStorage, Storage
 from shared.tagging import taxonomy
 from shared.tagging.base import Tagger
@@ -43,19 +48,20 @@ if TYPE_CHECKING:
 
 
 def build_services(settings: Settings, *, run_migrations: bool = True) -> Services:
-    check_vocabulary(settings)
-    engine = create_db_engine(settings)
+    check_vocabulary(settings.tagging)
+    engine = create_db_engine(settings.database)
     if run_migrations:
         # the usual limits find a hanging database first; then the migrations get their
         # own engine: an ALTER on a big table may take longer than DB_READ_TIMEOUT_S
         with db_connect(engine) as conn:
             conn.execute(sa.text("SELECT 1"))
-        migrations = create_db_engine(settings, read_timeout_s=settings.DB_MIGRATION_TIMEOUT_S)
+        migrations = create_db_engine(settings.database,
+                                      read_timeout_s=settings.DB_MIGRATION_TIMEOUT_S)
         try:
             migrate(migrations)
         finally:
             migrations.dispose()
-    client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis", redis_limits(settings))
+    client = connect_redis(settings.REDIS_URL, VAR_DIR / "redis", redis_limits(settings.redis))
     pool = AccountPool(client, settings.QUOTA_TZ,
                        window_ms=int(settings.GEMINI_RATE_WINDOW_S * 1000),
                        model=settings.GEMINI_MODEL)
@@ -66,13 +72,13 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
         followups=Followups(engine),
         batches=BatchStore(engine),
         redis=client,
-        queue=build_queue(settings, client),
-        storage=build_storage(settings),
+        queue=build_queue(settings.queue, client, settings.pool.GEMINI_RATE_WINDOW_S),
+        storage=build_storage(settings.storage),
         inputs=InputBuckets(settings.INPUT_BUCKETS, timeout_s=settings.GCS_TIMEOUT_S,
                             retry_deadline_s=settings.GCS_RETRY_DEADLINE_S),
-        tagger=build_tagger(settings, pool),
+        tagger=build_tagger(settings.tagging, pool),
         pool=pool,
-        index=build_index(settings),
+        index=build_index(settings.search, tuple(settings.ENVS)),
         url_policy=UrlPolicy(
             allow_private=settings.ALLOW_PRIVATE_URLS,
             allowlist=frozenset(settings.PRIVATE_URL_ALLOWLIST),
@@ -80,7 +86,7 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
     )
 
 
-def check_vocabulary(settings: Settings) -> None:
+def check_vocabulary(settings: TaggingSettings) -> None:
     """TAXONOMY_FILE, checked at start-up (here and in main.py): a bad vocabulary stops the
     process naming the entry, like any other bad setting. Parsed once per process: the
     tagger takes the same cached copy."""
@@ -91,13 +97,16 @@ def check_vocabulary(settings: Settings) -> None:
                           f"{settings.TAXONOMY_FILE!r}: Value error, {error}") from None
 
 
-def redis_limits(settings: Settings) -> RedisLimits:
+def redis_limits(settings: RedisSettings) -> RedisLimits:
     return RedisLimits(connect_s=settings.REDIS_CONNECT_TIMEOUT_S,
                        socket_s=settings.REDIS_SOCKET_TIMEOUT_S,
                        health_check_s=settings.REDIS_HEALTH_CHECK_INTERVAL_S)
 
 
-def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
+def build_queue(settings: QueueSettings, client: redis.Redis,
+                window_s: float = 60.0) -> TaskQueue:
+    """`window_s`: the key pool's rate window (GEMINI_RATE_WINDOW_S), over which the local
+    queue counts a team's recent use for the fair share."""
     if settings.QUEUE == "cloudtasks":
         from shared.queue.cloudtasks import CloudTasksQueue, build_tasks_client
 
@@ -106,11 +115,12 @@ def build_queue(settings: Settings, client: redis.Redis) -> TaskQueue:
             settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.DISPATCH_DEADLINE_S,
             timeout_s=settings.CLOUD_TASKS_TIMEOUT_S,
         )
-    return RedisQueue(client, fair=settings.FAIR_SHARE, window_s=settings.GEMINI_RATE_WINDOW_S)
+    return RedisQueue(client, fair=settings.FAIR_SHARE, window_s=window_s)
 
 
-def build_index(settings: Settings) -> TagIndex | None:
-    """The search index, or None when ES_URL is not set (search answers 503)."""
+def build_index(settings: SearchSettings, envs: tuple[str, ...]) -> TagIndex | None:
+    """The search index (one per env), or None when ES_URL is not set (search answers
+    503)."""
     if not settings.ES_URL:
         return None
     from shared.search.client import build_search_client
@@ -118,17 +128,17 @@ def build_index(settings: Settings) -> TagIndex | None:
 
     return TagIndex(build_search_client(settings.ES_URL, settings.ES_COMPAT_HEADERS,
                                         timeout_s=settings.ES_TIMEOUT_S),
-                    settings.ES_INDEX_PREFIX, tuple(settings.ENVS))
+                    settings.ES_INDEX_PREFIX, envs)
 
 
-def build_storage(settings: Settings) -> Storage:
+def build_storage(settings: StorageSettings) -> Storage:
     if settings.STORAGE == "gcs":
         return GcsStorage(settings.GCS_BUCKET, timeout_s=settings.GCS_TIMEOUT_S,
                           retry_deadline_s=settings.GCS_RETRY_DEADLINE_S)
     return LocalStorage(settings.STORAGE_DIR)
 
 
-def build_tagger(settings: Settings, pool: AccountPool) -> Tagger:
+def build_tagger(settings: TaggingSettings, pool: AccountPool) -> Tagger:
     if settings.TAGGER == "gemini":
         from shared.tagging.gemini import GeminiTagger  # imports google-genai only when used
 
@@ -136,7 +146,7 @@ def build_tagger(settings: Settings, pool: AccountPool) -> Tagger:
     return LocalTagger()
 
 
-def gemini_config(settings: Settings) -> GeminiConfig:
+def gemini_config(settings: TaggingSettings) -> GeminiConfig:
     """The settings the Gemini tagger reads, and only those."""
     return GeminiConfig(
         model=settings.GEMINI_MODEL,

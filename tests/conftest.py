@@ -21,8 +21,39 @@ from tests.helpers import MediaServer
 from tests.media import make_bad_media
 
 MYSQL_ADMIN_URL = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
-MYSQL_DB = os.environ.get("TEST_MYSQL_DB", "vision_to_tag_test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--phase", choices=("all", "parallel", "serial"), default="all",
+                     help="scripts/test.sh runs the suite in two phases: `parallel` (every "
+                          "test not marked serial, in xdist workers), then `serial` (the "
+                          "tests that time themselves against a real limit, alone)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests of the chosen phase; the others are deselected (they run in the other
+    phase), never skipped."""
+    phase = config.getoption("--phase")
+    if phase == "all":
+        return
+    keep = [item for item in items if (item.get_closest_marker("serial") is not None)
+            == (phase == "serial")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
+def _per_worker(db_name: str, redis_url: str) -> tuple[str, str]:
+    """Under `pytest -n` each worker (gw0, gw1, ...) gets its own database (name + _gwN)
+    and the Redis db number N below the given one, so parallel workers never share rows."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return db_name, redis_url
+    base, _, number = redis_url.rpartition("/")
+    return f"{db_name}_{worker}", f"{base}/{int(number) - int(worker.removeprefix('gw'))}"
+
+
+MYSQL_DB, REDIS_URL = _per_worker(os.environ.get("TEST_MYSQL_DB", "vision_to_tag_test"),
+                                  os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 
 
 @pytest.fixture(scope="session")

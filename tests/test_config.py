@@ -65,6 +65,45 @@ def test_env_example_lists_every_variable() -> None:
     assert listed == set(Settings.model_fields)
 
 
+GROUPS = ("database", "redis", "storage", "queue", "tagging", "pool", "reuse", "intake",
+          "search", "api", "callbacks", "housekeeping", "logs")
+
+
+def test_every_variable_is_in_exactly_one_group() -> None:
+    """A field declared in two groups would silently take one of them: each is in one."""
+    from shared.config import Settings
+
+    settings = load_settings(_env_file=None)
+    owners: dict[str, list[str]] = {}
+    for group in GROUPS:
+        for name in type(getattr(settings, group)).model_fields:
+            owners.setdefault(name, []).append(group)
+    assert set(owners) == set(Settings.model_fields)
+    assert {name: groups for name, groups in owners.items() if len(groups) > 1} == {}
+
+
+def test_a_group_holds_its_own_variables_and_nothing_else(monkeypatch) -> None:
+    monkeypatch.setenv("DB_POOL_SIZE", "7")
+    monkeypatch.setenv("QUEUE", "redis")
+    database = load_settings(_env_file=None).database
+    assert database.DB_POOL_SIZE == 7 and not hasattr(database, "QUEUE")
+    assert not hasattr(database, "API_TOKENS")
+
+
+def test_env_example_is_ordered_by_the_groups() -> None:
+    """Each variable sits under its group's heading (`# ── Title (shared/settings/G.py) ──`)."""
+    from shared.config import ROOT
+
+    settings = load_settings(_env_file=None)
+    group = ""
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.startswith("# ──"):
+            group = line.split("shared/settings/", 1)[1].split(".py", 1)[0]
+        elif line and not line.startswith("#"):
+            name = line.split("=", 1)[0]
+            assert name in type(getattr(settings, group)).model_fields, (name, group)
+
+
 @pytest.mark.parametrize(("name", "value", "said"), [
     ("ALLOW_PRIVATE_URLS", "maybe", "ALLOW_PRIVATE_URLS='maybe'"),  # no secret: shown
     ("REDIS_URL", "http://cache:6379/0", "REDIS_URL='http://cache:6379/0'"),

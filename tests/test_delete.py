@@ -236,9 +236,9 @@ def test_deleting_a_batch(client, redis_client: redis.Redis) -> None:
 
 @pytest.mark.parametrize(("path", "status", "said"), [
     ("/api/v1/batches/nope", 400, "batch_id: malformed"),
-    (f"/api/v1/batches/{uuid.uuid4()}", 404, "batch_id: no batch"),
-    (f"/api/v1/batches/{uuid.uuid4()}?tasks=maybe", 400, "tasks:"),
-    (f"/api/v1/batches/{uuid.uuid4()}?color=red", 400, "color:"),
+    ("/api/v1/batches/0ee407b1-430c-41bf-9681-f1014bdfeb3d", 404, "batch_id: no batch"),
+    ("/api/v1/batches/0a657fa3-6b4e-4fc0-a703-48114754aade?tasks=maybe", 400, "tasks:"),
+    ("/api/v1/batches/da680116-829e-4ee0-84bd-11714433dca6?color=red", 400, "color:"),
 ])
 def test_bad_batch_deletes(client, path: str, status: int, said: str) -> None:
     answer = client.delete(path)

@@ -338,14 +338,14 @@ def test_concurrent_first_calls_share_one_client(pool, standin, media_dir) -> No
     under the call still using it — "client has been closed", EBADF — a paid failure.)"""
     tagger = make_tagger(pool, standin)
     created = []
-    new_client = tagger._new_client
+    new_client = tagger.clients.new_client
 
     def slow_new_client(api_key: str, endpoint: str):
         time.sleep(0.05)  # widen the window two threads would both enter
         created.append(endpoint)
         return new_client(api_key, endpoint)
 
-    tagger._new_client = slow_new_client
+    tagger.clients.new_client = slow_new_client
     request = request_for(media_dir / "clip.mp4", ["vision"])
     with ThreadPoolExecutor(6) as threads:
         results = list(threads.map(lambda _: tagger.tag(request), range(6)))

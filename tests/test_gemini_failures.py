@@ -18,7 +18,7 @@ from shared.config import load_settings
 from shared.errors import WaitForModel, WaitForRoute
 from shared.pipeline.runner import DeliveryKind
 from shared.services import Services, gemini_config
-from shared.tagging.gemini import GeminiTagger
+from shared.tagging.gemini import GeminiTagger, timeout_ms
 from shared.tagging.health import GeminiHealth
 from shared.tasks.models import TaskStatus
 from tests.gemini_standin import GeminiStandIn
@@ -190,7 +190,7 @@ def test_a_long_video_gets_a_longer_timeout(pool, standins, media_dir) -> None: 
     tagger = tagger_for(pool, [standins[0]], GEMINI_TIMEOUT_S=120)
     short = request_for(media_dir / "clip.mp4", ["vision"])
     long = dataclasses.replace(short, media=dataclasses.replace(short.media, duration_s=600.0))
-    assert tagger.timeout_ms(long) - tagger.timeout_ms(short) == pytest.approx(
+    assert timeout_ms(tagger.config, long) - timeout_ms(tagger.config, short) == pytest.approx(
         60 * (600 - short.media.duration_s) / 60 * 1000, abs=1)
 
 

@@ -14,7 +14,7 @@ __all__ = ["Caller", "Scope", "authenticate", "authorize", "key_store", "visible
 
 
 def key_store(services: Services) -> KeyStore:
-    return KeyStore(services.redis, services.settings.API_KEY_PEPPER)
+    return KeyStore(services.redis, services.settings.api.API_KEY_PEPPER)
 
 
 def authenticate(services: Services, presented: str | None, address: str,
@@ -24,15 +24,15 @@ def authenticate(services: Services, presented: str | None, address: str,
     (the upgrade path). A wrong key counts against the address (`FailedAttempts`)."""
     settings = services.settings
     store = key_store(services)
-    if not settings.API_TOKENS and not store.any():
+    if not settings.api.API_TOKENS and not store.any():
         return ADMIN
     if not presented:
         raise Unauthenticated(f"{header}: a key is required")
     attempts = FailedAttempts(services.redis, AttemptLimits(
-        settings.AUTH_FAILURE_WINDOW_S, settings.AUTH_FAILURE_LIMIT))
+        settings.api.AUTH_FAILURE_WINDOW_S, settings.api.AUTH_FAILURE_LIMIT))
     attempts.check(address)
     if any(hmac.compare_digest(presented.encode(), token.encode())
-           for token in settings.API_TOKENS):
+           for token in settings.api.API_TOKENS):
         return ADMIN
     try:
         caller = store.verify(presented)

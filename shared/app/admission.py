@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from shared.app.context import Services
 from shared.teams.caps import CapStore, check_in_flight
+
+T = TypeVar("T")
 
 
 def admit(services: Services, team: str, count: int) -> Callable[[], None]:
@@ -23,3 +26,19 @@ def admit(services: Services, team: str, count: int) -> Callable[[], None]:
     now = datetime.now(UTC)
     store.take_today(team, count, caps.max_per_day, now)
     return lambda: store.give_back_today(team, count, now)
+
+
+def admitted(services: Services, team: str, count: int,
+             write: Callable[[], tuple[T, bool]]) -> tuple[T, bool]:
+    """Run `write` (which answers (value, created)) counted against the team's caps: the
+    count is given back when it fails, or when it answers an earlier creation (a replayed
+    Idempotency-Key) instead of a new one."""
+    give_back = admit(services, team, count)
+    try:
+        value, created = write()
+    except BaseException:
+        give_back()
+        raise
+    if not created:
+        give_back()
+    return value, created

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.app import uploads
-from shared.app.admission import admit
+from shared.app.admission import admitted
 from shared.app.context import Services
 from shared.app.tasks import (
     check_idempotency_key,
@@ -72,16 +72,8 @@ def create_batch(services: Services, request: CreateBatchRequest, body: dict[str
         replayed = _replayed_batch(services, idempotency_key, request_sha256, team)
         if replayed:
             return replayed, False
-    give_back = admit(services, team, len(request.items))  # each item counts, as a create
-    try:
-        created, new = _write_batch(services, request, idempotency_key, request_sha256,
-                                    context, team)
-    except BaseException:
-        give_back()
-        raise
-    if not new:
-        give_back()
-    return created, new
+    return admitted(services, team, len(request.items), lambda: _write_batch(  # each item counts
+        services, request, idempotency_key, request_sha256, context, team))
 
 
 def _write_batch(services: Services, request: CreateBatchRequest, idempotency_key: str | None,
@@ -260,7 +252,7 @@ def _eta_s(services: Services, batch_id: str) -> float | None:
 def _throughput_per_s(services: Services) -> float | None:
     """Tasks per second: with Gemini, what the key pool allows per minute (one request a
     task); otherwise the completions of the last 10 minutes."""
-    if services.settings.TAGGER == "gemini":
+    if services.settings.tagging.TAGGER == "gemini":
         try:
             with redis_outage():
                 stats = services.pool.stats()

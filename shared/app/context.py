@@ -67,50 +67,52 @@ class Services:
             store=self.store, queries=self.queries, followups=self.followups,
             batches=self.batches, redis=self.redis, queue=self.queue, pool=self.pool,
             index=self.index, tools=self._stage_tools(), config=worker_config(self.settings),
-            fair=(FairGate(self.redis, self.settings.GEMINI_RATE_WINDOW_S)
+            fair=(FairGate(self.redis, self.settings.pool.GEMINI_RATE_WINDOW_S)
                   if self._fair_gate() else None),
         )
 
     def _fair_gate(self) -> bool:
         """Teams share the key pool in the worker only on Cloud Tasks (the local queue
         orders them itself) and only when tagging uses the pool."""
-        settings = self.settings
-        return settings.FAIR_SHARE and settings.QUEUE == "cloudtasks" and (
-            settings.TAGGER == "gemini")
+        queue = self.settings.queue
+        return queue.FAIR_SHARE and queue.QUEUE == "cloudtasks" and (
+            self.settings.tagging.TAGGER == "gemini")
 
     def _stage_tools(self) -> StageTools:
         """What the pipeline's stages may use."""
-        settings = self.settings
+        intake, reuse = self.settings.intake, self.settings.reuse
         return StageTools(
             tagger=self.tagger, storage=self.storage, url_policy=self.url_policy,
             fetch_limits=FetchLimits(
-                max_bytes=settings.max_video_bytes,
-                connect_timeout_s=settings.DOWNLOAD_CONNECT_TIMEOUT_S,
-                read_timeout_s=settings.DOWNLOAD_READ_TIMEOUT_S,
-                total_timeout_s=settings.DOWNLOAD_TOTAL_TIMEOUT_S,
+                max_bytes=intake.max_video_bytes,
+                connect_timeout_s=intake.DOWNLOAD_CONNECT_TIMEOUT_S,
+                read_timeout_s=intake.DOWNLOAD_READ_TIMEOUT_S,
+                total_timeout_s=intake.DOWNLOAD_TOTAL_TIMEOUT_S,
             ),
-            max_video_seconds=settings.MAX_VIDEO_SECONDS,
+            max_video_seconds=intake.MAX_VIDEO_SECONDS,
             record_source=self.store.record_source,
             record_windows=self.store.record_windows,
-            find_result=self.queries.find_result if settings.RESULT_CACHE else None,
-            share_results=settings.SHARE_RESULT_CACHE,
+            find_result=self.queries.find_result if reuse.RESULT_CACHE else None,
+            share_results=reuse.SHARE_RESULT_CACHE,
             inputs=self.inputs,
-            fingerprints=self.fingerprints if settings.RESULT_CACHE else None,
-            default_reuse=settings.REUSE,
+            fingerprints=self.fingerprints if reuse.RESULT_CACHE else None,
+            default_reuse=reuse.REUSE,
         )
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
-    """The settings the pipeline reads, by the pipeline's names."""
+    """The settings the pipeline reads (of the queue, Batch mode, callbacks and the rollups'
+    recount), by the pipeline's names."""
+    queue, tagging, callbacks = settings.queue, settings.tagging, settings.callbacks
     return WorkerConfig(
-        max_attempts=settings.MAX_ATTEMPTS,
-        lease_s=settings.TASK_TIMEOUT_S,
-        max_quota_wait_s=settings.MAX_QUOTA_WAIT_S,
-        reconcile_grace_s=settings.RECONCILE_GRACE_S,
-        batch_max_wait_s=settings.BATCH_MAX_WAIT_S,
-        batch_max_tasks=settings.BATCH_MAX_TASKS,
-        callback_secret=settings.CALLBACK_SECRET,
-        callback_timeout_s=settings.CALLBACK_TIMEOUT_S,
-        callback_max_attempts=settings.CALLBACK_MAX_ATTEMPTS,
-        rollup_recount_s=settings.ROLLUP_RECOUNT_S,
+        max_attempts=queue.MAX_ATTEMPTS,
+        lease_s=queue.TASK_TIMEOUT_S,
+        max_quota_wait_s=queue.MAX_QUOTA_WAIT_S,
+        reconcile_grace_s=queue.RECONCILE_GRACE_S,
+        batch_max_wait_s=tagging.BATCH_MAX_WAIT_S,
+        batch_max_tasks=tagging.BATCH_MAX_TASKS,
+        callback_secret=callbacks.CALLBACK_SECRET,
+        callback_timeout_s=callbacks.CALLBACK_TIMEOUT_S,
+        callback_max_attempts=callbacks.CALLBACK_MAX_ATTEMPTS,
+        rollup_recount_s=settings.housekeeping.ROLLUP_RECOUNT_S,
     )

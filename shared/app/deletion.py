@@ -85,7 +85,7 @@ def remove_objects(services: Services, rows: list[dict[str, Any]]) -> int:
     day (empty, one request) instead of one per task — what keeps the retention job's
     chunks to a few storage requests on GCS."""
     storage, keys = services.storage, []
-    cached_from = date.today() - timedelta(days=services.settings.CACHE_DAYS + 1)
+    cached_from = date.today() - timedelta(days=services.settings.housekeeping.CACHE_DAYS + 1)
     old_days: dict[date, set[str]] = {}
     for row in rows:
         day = row["created_at"].date()

@@ -36,7 +36,7 @@ def health(services: Services) -> dict[str, str]:
         "redis": services.redis.ping,
         "storage": services.storage.ping,
     }
-    limit_s = services.settings.HEALTH_TIMEOUT_S
+    limit_s = services.settings.api.HEALTH_TIMEOUT_S
     futures = {name: HEALTH_CHECKS.submit(check) for name, check in checks.items()}
     deadline = time.monotonic() + limit_s
     report = {}

@@ -75,14 +75,14 @@ def setup_warnings(services: Services) -> list[ServiceWarning]:
     Never raises: a warning must not fail the reply it rides on (Redis down is said by the
     503s and /healthz)."""
     settings = services.settings
-    if settings.TAGGER != "gemini":
+    if settings.tagging.TAGGER != "gemini":
         return []
     try:
         if services.pool.key_count():
             return []
     except (redis.RedisError, OSError):
         return []
-    wait_h = settings.MAX_QUOTA_WAIT_S / 3600
+    wait_h = settings.queue.MAX_QUOTA_WAIT_S / 3600
     return [ServiceWarning(
         code="no_keys",
         message=f"TAGGER=gemini but the key pool holds no key: every task waits "

@@ -62,7 +62,7 @@ def conditions(stats: dict, capacity: dict[str, int], below: float) -> dict[str,
 def run_alerts(services: Services, stats: dict, capacity: dict[str, int]) -> dict[str, object]:
     """Compare the pool with what was last told and send what changed."""
     settings = services.settings
-    if not settings.POOL_ALERT_URL:
+    if not settings.pool.POOL_ALERT_URL:
         return {"configured": False}
     client = services.pool.redis
     lock = client.lock(redis_keys.POOL_ALERT_LOCK, timeout=ALERT_LOCK_S, blocking=False)
@@ -70,7 +70,7 @@ def run_alerts(services: Services, stats: dict, capacity: dict[str, int]) -> dic
         return {"configured": True, "skipped": "another process is sending alerts"}
     try:
         now = time.time()
-        current = conditions(stats, capacity, settings.POOL_ALERT_BELOW)
+        current = conditions(stats, capacity, settings.pool.POOL_ALERT_BELOW)
         told = {name: json.loads(value) for name, value in
                 client.hgetall(redis_keys.POOL_ALERT_STATE).items()}
         sent, failed = [], []
@@ -79,7 +79,7 @@ def run_alerts(services: Services, stats: dict, capacity: dict[str, int]) -> dic
             if state is not None and state.get("cleared"):  # back before its recovery went
                 state["cleared"] = False
             due = (state is None or not state["delivered"]
-                   or now - state["sent_at"] >= settings.POOL_ALERT_REPEAT_S)
+                   or now - state["sent_at"] >= settings.pool.POOL_ALERT_REPEAT_S)
             if not due:
                 client.hset(redis_keys.POOL_ALERT_STATE, name, json.dumps(state))
                 continue
@@ -121,10 +121,11 @@ def _send(services: Services, name: str, state: str, info: dict, capacity: dict[
                  "all_keys_per_minute": capacity["all_minute"],
                  "all_keys_per_day": capacity["all_today"]},
     }, ensure_ascii=False).encode()
-    outcome = post_signed(settings.POOL_ALERT_URL, body, {"X-Pool-Alert": name.split(":")[0]},
-                          secret=settings.POOL_ALERT_SECRET, policy=services.url_policy,
-                          timeout_s=settings.CALLBACK_TIMEOUT_S, max_attempts=ALERT_ATTEMPTS,
-                          wait_max_s=2.0)
+    pool = settings.pool
+    outcome = post_signed(pool.POOL_ALERT_URL, body, {"X-Pool-Alert": name.split(":")[0]},
+                          secret=pool.POOL_ALERT_SECRET, policy=services.url_policy,
+                          timeout_s=settings.callbacks.CALLBACK_TIMEOUT_S,
+                          max_attempts=ALERT_ATTEMPTS, wait_max_s=2.0)
     if outcome.status != "delivered":
         log.warning("pool alert %s (%s) not delivered: %s", name, state, outcome.error)
     return outcome.status == "delivered"

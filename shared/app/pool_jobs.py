@@ -34,11 +34,11 @@ def checker_for(services: Services) -> KeyChecker:
     """Probes go through the first endpoint that is not backing off (a relay refused for
     its region would otherwise make every key look region-refused)."""
     settings = services.settings
-    endpoints = settings.gemini_endpoints
+    endpoints = settings.tagging.gemini_endpoints
     health = GeminiHealth(services.pool.redis)
     chosen = next((url for url in endpoints if health.endpoint_gate(url).open),
                   endpoints[0] if endpoints else "")
-    return KeyChecker(settings.GEMINI_MODEL, chosen, settings.POOL_PROBE_TIMEOUT_S)
+    return KeyChecker(settings.tagging.GEMINI_MODEL, chosen, settings.pool.POOL_PROBE_TIMEOUT_S)
 
 
 def keys_job(services: Services, checker: KeyChecker | None = None) -> dict[str, object]:

@@ -53,9 +53,9 @@ def run_retention(services: Services, *, now: datetime | None = None,
     """Delete (and archive) the expired finished tasks; what it did, and the oldest task
     kept. `{"enabled": false}` when TASK_RETENTION_DAYS is not set."""
     settings = services.settings
-    if settings.TASK_RETENTION_DAYS is None:
+    if settings.housekeeping.TASK_RETENTION_DAYS is None:
         return {"enabled": False}
-    cutoff = (now or utcnow()) - timedelta(days=settings.TASK_RETENTION_DAYS)
+    cutoff = (now or utcnow()) - timedelta(days=settings.housekeeping.TASK_RETENTION_DAYS)
     with redis_outage():
         lock = services.redis.lock(redis_keys.RETENTION_LOCK, timeout=budget_s + 120,
                                    blocking=False)
@@ -80,7 +80,7 @@ def _release(lock: Any) -> None:
 
 def _expire(services: Services, cutoff: datetime, deadline: float) -> dict[str, Any]:
     """Chunk after chunk, each status in turn, until none is left or time is up."""
-    remover, chunk = removal(services), services.settings.RETENTION_CHUNK
+    remover, chunk = removal(services), services.settings.housekeeping.RETENTION_CHUNK
     done = {"deleted": 0, "archived": 0, "chunks": 0, "more": False}
     for status in FINISHED:
         while True:
@@ -90,7 +90,7 @@ def _expire(services: Services, cutoff: datetime, deadline: float) -> dict[str, 
             rows = remover.expired(status, cutoff, chunk)
             if not rows:
                 break
-            if services.settings.ARCHIVE_BEFORE_DELETE:
+            if services.settings.housekeeping.ARCHIVE_BEFORE_DELETE:
                 done["archived"] += archive(services, rows)
             purge_outside(services, [{name: row[name] for name in PURGE_NAMES}
                                      for row in rows])

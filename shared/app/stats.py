@@ -54,8 +54,8 @@ def retention_state(services: Services) -> dict[str, Any]:
     """TASK_RETENTION_DAYS and when the oldest task kept was created (issue 34): the
     dashboard shows how far back the history goes."""
     oldest = TaskRemoval(services.store.engine).oldest_created_at()
-    return {"days": services.settings.TASK_RETENTION_DAYS,
-            "archive": services.settings.ARCHIVE_BEFORE_DELETE,
+    return {"days": services.settings.housekeeping.TASK_RETENTION_DAYS,
+            "archive": services.settings.housekeeping.ARCHIVE_BEFORE_DELETE,
             "oldest_task_at": oldest.isoformat() + "Z" if oldest else None}
 
 
@@ -88,11 +88,11 @@ def start_of_day() -> datetime:
 def tagger_info(services: Services) -> dict[str, Any]:
     """Which tagger answers and with which model: the offline one needs no keys, so the
     pool's capacity means nothing then."""
-    settings = services.settings
-    if settings.TAGGER == "gemini":
-        return {"name": "gemini", "model": settings.GEMINI_MODEL,
-                "fallback_models": list(settings.GEMINI_FALLBACK_MODELS), "needs_keys": True}
-    return {"name": settings.TAGGER, "model": getattr(services.tagger, "model", ""),
+    tagging = services.settings.tagging
+    if tagging.TAGGER == "gemini":
+        return {"name": "gemini", "model": tagging.GEMINI_MODEL,
+                "fallback_models": list(tagging.GEMINI_FALLBACK_MODELS), "needs_keys": True}
+    return {"name": tagging.TAGGER, "model": getattr(services.tagger, "model", ""),
             "fallback_models": [], "needs_keys": False}
 
 
@@ -102,7 +102,7 @@ def gemini_status(services: Services) -> dict[str, Any] | None:
     health = getattr(services.tagger, "health", None)
     if health is None:
         return None
-    settings = services.settings
+    tagging = services.settings.tagging
     with redis_outage():
-        return health.status([settings.GEMINI_MODEL, *settings.GEMINI_FALLBACK_MODELS],
-                             settings.gemini_endpoints)
+        return health.status([tagging.GEMINI_MODEL, *tagging.GEMINI_FALLBACK_MODELS],
+                             tagging.gemini_endpoints)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.app import uploads
-from shared.app.admission import admit
+from shared.app.admission import admitted
 from shared.app.context import Services
 from shared.cursor import InvalidCursor
 from shared.errors import (
@@ -63,15 +63,8 @@ def create_task(
         existing = store.get_by_idempotency_key(idempotency_key)
         if existing:
             return _same_request(existing, request, team), False
-    give_back = admit(services, team, 1)  # the team's caps (429 when over one)
-    try:
-        task, created = _insert_and_queue(services, request, idempotency_key, team, enqueue)
-    except BaseException:
-        give_back()
-        raise
-    if not created:  # an Idempotency-Key raced us: that task, not a new one
-        give_back()
-    return task, created
+    return admitted(services, team, 1, lambda: _insert_and_queue(
+        services, request, idempotency_key, team, enqueue))
 
 
 def _insert_and_queue(services: Services, request: CreateTaskRequest,
@@ -170,7 +163,7 @@ def tag_now(services: Services, request: CreateTaskRequest,
 
     future = _sync_pool.submit(run)
     try:
-        delivery = future.result(timeout=services.settings.SYNC_TIMEOUT_S)
+        delivery = future.result(timeout=services.settings.api.SYNC_TIMEOUT_S)
     except FutureTimeout:
         handed_off.set()  # the thread queues the task at its next stage (or the reaper does)
         return SyncOutcome(get_task(services, task.task_id), timed_out=True)
@@ -209,15 +202,15 @@ def check_bucket_object(services: Services, bucket: str, name: str) -> None:
         raise ServiceUnavailable("storage", type(error).__name__) from None
     if size is None:
         raise InvalidInput(f"url: gs://{bucket}/{name[:200]} does not exist")
-    if size > services.settings.max_video_bytes:
+    if size > services.settings.intake.max_video_bytes:
         raise InvalidInput(f"url: the object is {size} bytes, over the limit of "
-                           f"{services.settings.max_video_bytes} (MAX_VIDEO_MB)")
+                           f"{services.settings.intake.max_video_bytes} (MAX_VIDEO_MB)")
 
 
 def check_mode(services: Services, request: CreateTaskRequest) -> None:
-    if request.mode == "batch" and services.settings.TAGGER != "gemini":
+    if request.mode == "batch" and services.settings.tagging.TAGGER != "gemini":
         raise InvalidInput(f"mode: batch needs TAGGER=gemini (this deployment runs "
-                           f"TAGGER={services.settings.TAGGER}, which has no Batch API)")
+                           f"TAGGER={services.settings.tagging.TAGGER}, which has no Batch API)")
 
 
 def _same_request(existing: Task, request: CreateTaskRequest, team: str) -> Task:

@@ -68,7 +68,7 @@ class UploadCreated(BaseModel):
 def create_upload(services: Services, request: CreateUploadRequest, team: str,
                   api_base: str) -> UploadCreated:
     """A new upload: its record (expiring) and where to PUT the file."""
-    limit = services.settings.max_video_bytes
+    limit = services.settings.intake.max_video_bytes
     if request.size_bytes > limit:
         raise TooLarge(f"size_bytes: {request.size_bytes} is over the limit of {limit} bytes "
                        f"(MAX_VIDEO_MB)")
@@ -76,7 +76,7 @@ def create_upload(services: Services, request: CreateUploadRequest, team: str,
     now = time.time()
     key = upload_key(datetime.fromtimestamp(now, UTC), upload_id)
     session = services.storage.upload_session(key, request.size_bytes, request.content_type)
-    ttl = services.settings.UPLOAD_TTL_S
+    ttl = services.settings.storage.UPLOAD_TTL_S
     with redis_outage():
         pipe = services.redis.pipeline()
         pipe.hset(redis_keys.upload(upload_id), mapping={
@@ -158,7 +158,7 @@ def claim(services: Services, upload_id: str, task_id: str, team: str) -> str:
             if used_by != task_id:
                 raise Conflict(f"url: upload {upload_id} is already used by task {used_by}")
         pipe = services.redis.pipeline()
-        pipe.expire(name, (services.settings.CACHE_DAYS + 1) * 86400)
+        pipe.expire(name, (services.settings.housekeeping.CACHE_DAYS + 1) * 86400)
         pipe.zrem(redis_keys.UPLOADS_EXPIRING, upload_id)
         pipe.execute()
     return services.storage.uri_of(record["key"])
@@ -173,7 +173,7 @@ def release(services: Services, upload_id: str, task_id: str) -> None:
         services.redis.hdel(name, "used_by")
         expires_at = float(services.redis.hget(name, "expires_at") or 0)
         services.redis.zadd(redis_keys.UPLOADS_EXPIRING, {upload_id: expires_at})
-        services.redis.expire(name, services.settings.UPLOAD_TTL_S + 86400)
+        services.redis.expire(name, services.settings.storage.UPLOAD_TTL_S + 86400)
 
 
 def clean_uploads(services: Services, *, dry_run: bool = False,

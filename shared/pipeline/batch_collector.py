@@ -304,22 +304,12 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
         _fall_back(sweep, task_id, token, None, "batch request document missing")
         return
     if response is None:
-        code, message = item_error(error)
-        if jobs.fail_task(task_id, token, error_code=code, message=message):
-            sweep.counts["tasks_failed"] += 1
-            log_failure(task_id, code, message)
-            after_failure(task_id, worker, dead_letter=False)
-        _delete_upload(sweep, recorded)
+        _fail(sweep, task_id, token, recorded, *item_error(error))
         return
     try:
         result = sweep.tagger.finish_batch(recorded.tag_request(task), recorded.model, response)
     except PermanentError as failure:
-        if jobs.fail_task(task_id, token, error_code=failure.error_code,
-                          message=failure.message):
-            sweep.counts["tasks_failed"] += 1
-            log_failure(task_id, failure.error_code, failure.message)
-            after_failure(task_id, worker, dead_letter=False)
-        _delete_upload(sweep, recorded)
+        _fail(sweep, task_id, token, recorded, failure.error_code, failure.message)
         return
     except TransientError as failure:
         _fall_back(sweep, task_id, token, recorded, failure.message,
@@ -341,6 +331,16 @@ def finish_task(sweep: Sweep, task_id: str, token: str,
     index_completed(task_id, worker)
     notify(task_id, worker)
     notify_batches(task_id, worker)
+
+
+def _fail(sweep: Sweep, task_id: str, token: str, recorded: batch_wait.Recorded,
+          code: ErrorCode, message: str) -> None:
+    """The task failed for good (its item's error, a blocked answer); its upload goes."""
+    if sweep.jobs.fail_task(task_id, token, error_code=code, message=message):
+        sweep.counts["tasks_failed"] += 1
+        log_failure(task_id, code, message)
+        after_failure(task_id, sweep.worker, dead_letter=False)
+    _delete_upload(sweep, recorded)
 
 
 def _account_for(sweep: Sweep, key_id: str, usage: Usage) -> None:

@@ -1,8 +1,8 @@
 """What the Gemini tagger is configured with: the few settings it reads, and nothing else.
 
 The composition root (`shared.services.gemini_config`) builds it from the settings; tests and
-benchmarks build it the same way. Kept apart from `gemini.py` so that building one does not
-import google-genai.
+benchmarks build it the same way. Kept apart from the `gemini` package so that building one
+does not import google-genai.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from shared.config import ROOT, Settings
+from shared.config import ROOT
 from shared.errors import unavailable_on
+from shared.settings.database import DatabaseSettings
 
 MIGRATIONS_DIR = ROOT / "shared" / "tasks" / "migrations"
 MYSQL_MIGRATION_LOCK = "vision_to_tag_migrate"
@@ -64,7 +65,8 @@ def begin_without_gaps(engine: sa.Engine) -> Iterator[sa.Connection]:
             yield conn
 
 
-def create_db_engine(settings: Settings, *, read_timeout_s: float | None = None) -> sa.Engine:
+def create_db_engine(settings: DatabaseSettings, *, read_timeout_s: float | None = None
+                     ) -> sa.Engine:
     """One pooled engine per process; pool size from DB_POOL_SIZE. Every wait has a limit
     (docs/decisions.md, "Time limits"): a database that stops answering is an outage
     within DB_POOL_TIMEOUT_S + 2 x DB_READ_TIMEOUT_S (pre-ping, then the reconnect's
