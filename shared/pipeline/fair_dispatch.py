@@ -13,6 +13,7 @@ import math
 import random
 
 from shared.errors import ServiceUnavailable, TransientError
+from shared.pipeline.delivery import Delivery, again, done
 from shared.pipeline.worker import Worker
 from shared.queue.base import Redelivery, new_generation
 from shared.tasks.models import Task, TaskStatus
@@ -59,6 +60,21 @@ def fair_deferral(task_id: str, worker: Worker) -> tuple[Task, str, float] | Non
         return None
     why = "a team ahead by fair share waits" if near else "the key pool has no slot yet"
     return task, why, delay
+
+
+def fair_turn(task_id: str, worker: Worker) -> Delivery | None:
+    """None: the delivery goes on to the claim. Otherwise it was deferred — not an error:
+    the task waits its team's turn, carried by the delivery `defer` queued (when the queue
+    is down, this delivery is delivered again instead)."""
+    deferral = fair_deferral(task_id, worker)
+    if deferral is None:
+        return None
+    task, why, delay_s = deferral
+    due = defer(task, why, delay_s, worker)
+    if due is None:
+        return again(f"deferred ({why}); the queue is unavailable", max(1, math.ceil(delay_s)),
+                     TaskStatus.PENDING)
+    return done(f"deferred {due:.1f} s: {why}", TaskStatus.PENDING, due)
 
 
 def defer(task: Task, why: str, delay_s: float, worker: Worker) -> float | None:

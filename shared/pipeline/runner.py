@@ -16,9 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 from redis.exceptions import LockError, RedisError
@@ -39,11 +37,14 @@ from shared.errors import (
 from shared.logs import log_context
 from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
-from shared.pipeline.fair_dispatch import defer, fair_deferral
+from shared.pipeline.delivery import Delivery, DeliveryKind
+from shared.pipeline.delivery import again as _again
+from shared.pipeline.delivery import done as _done
+from shared.pipeline.fair_dispatch import fair_turn
 from shared.pipeline.stages import Job, run_stages
 from shared.pipeline.worker import Worker
 from shared.queue.base import Redelivery, new_generation
-from shared.tasks.models import Task, TaskStatus, out_of_attempts
+from shared.tasks.models import TaskStatus, out_of_attempts
 from shared.tasks.store import Claim, ClaimOutcome, TaskStore
 
 log = logging.getLogger("vision_to_tag.worker")
@@ -53,38 +54,6 @@ FIRST_RETRY_AFTER_S = 5
 
 MAX_RETRY_AFTER_S = 300
 """...up to this."""
-
-
-class DeliveryKind(StrEnum):
-    """What the queue should do with the delivery it made."""
-
-    DONE = "done"
-    """Finished: the task ended, waits for a batch job, or its next try is already queued."""
-    RETRY_AFTER = "retry_after"
-    """Deliver it again after `retry_after_s` (held by a live worker, or a service down)."""
-    DROP = "drop"
-    """No such task: acknowledged and dropped (no retry could ever fix it)."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The outcome of one delivery; `message` and `task_status` are for the log and the
-    reply's body. `retry_after_s` is when to deliver again (RETRY_AFTER), or when the
-    planned next try is due (DONE after a release)."""
-
-    kind: DeliveryKind
-    message: str
-    task_status: str | None = None
-    retry_after_s: float | None = None
-
-
-def _done(message: str, task_status: str | None = None,
-          retry_after_s: float | None = None) -> Delivery:
-    return Delivery(DeliveryKind.DONE, message, task_status, retry_after_s)
-
-
-def _again(message: str, retry_after_s: float, task_status: str | None = None) -> Delivery:
-    return Delivery(DeliveryKind.RETRY_AFTER, message, task_status, retry_after_s)
 
 
 def _lease_lost() -> Delivery:
@@ -108,9 +77,9 @@ def handle_delivery(task_id: str, worker: Worker,
     except RedisError:
         return _again("redis is unavailable", SERVICE_RETRY_S)
     try:
-        deferral = fair_deferral(task_id, worker) if handed_off is None else None
-        if deferral is not None:
-            return _deferred(*deferral, worker)
+        deferred = fair_turn(task_id, worker) if handed_off is None else None
+        if deferred is not None:
+            return deferred
         claim = worker.store.claim(task_id, config.lease_s, config.max_attempts)
         if claim.outcome != ClaimOutcome.CLAIMED:
             return _not_claimed(task_id, claim, worker)
@@ -123,16 +92,6 @@ def handle_delivery(task_id: str, worker: Worker,
             lock.release()
         except (LockError, RedisError):
             pass
-
-
-def _deferred(task: Task, why: str, delay_s: float, worker: Worker) -> Delivery:
-    """Not an error: the task waits its team's turn, carried by the delivery `defer` queued
-    (when the queue is down, this delivery is delivered again instead)."""
-    due = defer(task, why, delay_s, worker)
-    if due is None:
-        return _again(f"deferred ({why}); the queue is unavailable", max(1, math.ceil(delay_s)),
-                      TaskStatus.PENDING)
-    return _done(f"deferred {due:.1f} s: {why}", TaskStatus.PENDING, due)
 
 
 def _busy(left_s: float) -> Delivery:
