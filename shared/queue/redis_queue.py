@@ -53,7 +53,7 @@ class RedisQueue:
         due = now + delay_s if delay_s > 0 else 0
         with redis_outage():
             self._enqueue(
-                keys=self._enqueue_keys(task_id, team),
+                keys=_enqueue_keys(task_id, team),
                 args=[task_id, url, int(now), redis_keys.TASK_INFO_TTL_S, repr(due), generation,
                       "1" if planned else "0", WAKE, team if self.fair else ""],
             )
@@ -65,18 +65,13 @@ class RedisQueue:
             pipe = self.redis.pipeline(transaction=True)
             for task_id, url in items:
                 self._enqueue(
-                    keys=self._enqueue_keys(task_id, team),
+                    keys=_enqueue_keys(task_id, team),
                     args=[task_id, url, now, redis_keys.TASK_INFO_TTL_S, "0", "0", "0", WAKE,
                           team if self.fair else ""],
                     client=pipe,
                 )
             pipe.execute()
 
-    @staticmethod
-    def _enqueue_keys(task_id: str, team: str) -> list[str]:
-        return [redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
-                redis_keys.TASK_QUEUE_DELAYED, redis_keys.team_queue(team or "-"),
-                redis_keys.TASK_QUEUE_TEAMS]
 
     def dead_letter(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -116,7 +111,7 @@ class RedisQueue:
         pipe.llen(redis_keys.TASK_QUEUE_PROCESSING)
         pipe.llen(redis_keys.TASK_QUEUE_FAILED)
         ready, *rest = pipe.execute()
-        return QueueDepth(ready + self.fair_waiting(), *rest)
+        return QueueDepth(ready + _waiting_on_teams(self.redis), *rest)
 
     def is_live(self, task_id: str, generation: str) -> bool | None:
         """Live while task_info says queued/retrying/delivering: lost after a flush."""
@@ -138,9 +133,9 @@ class RedisQueue:
         task_id = self.redis.lmove(redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
                                    "RIGHT", "LEFT")
         if task_id is not None and task_id != WAKE:
-            return self._delivering(task_id)
+            return _delivering(self.redis, task_id)
         if task_id == WAKE:  # the teams' lists are looked at now anyway
-            self._delivering(WAKE)
+            _delivering(self.redis, WAKE)
         if fresh:
             taken = self._take_fair(
                 keys=[redis_keys.TASK_QUEUE_TEAMS, redis_keys.TASK_QUEUE_PROCESSING],
@@ -148,33 +143,13 @@ class RedisQueue:
                       redis_keys.api_team_caps(""), redis_keys.task_info(""), self.use_ms])
             if taken:
                 return taken
-        return self._blocking_take(timeout_s)
-
-    def _blocking_take(self, timeout_s: float) -> str | None:
         task_id = self.redis.blmove(
             redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
             max(0.001, min(timeout_s, self.max_block_s)), "RIGHT", "LEFT"
         )
         if task_id is None:
             return None
-        return self._delivering(task_id)
-
-    def _delivering(self, task_id: str) -> str | None:
-        if task_id == WAKE:
-            self.redis.lrem(redis_keys.TASK_QUEUE_PROCESSING, 0, WAKE)
-            return None
-        self.redis.hset(redis_keys.task_info(task_id), "status", "delivering")
-        return task_id
-
-    def fair_waiting(self) -> int:
-        """Fresh ids waiting on the teams' lists."""
-        teams = self.redis.smembers(redis_keys.TASK_QUEUE_TEAMS)
-        if not teams:
-            return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for team in teams:
-            pipe.llen(redis_keys.team_queue(team))
-        return sum(pipe.execute())
+        return _delivering(self.redis, task_id)
 
     def info(self, task_id: str) -> dict[str, str]:
         return self.redis.hgetall(redis_keys.task_info(task_id))
@@ -238,3 +213,29 @@ def _lists_of(state: str | None, bulk: bool) -> tuple[str, ...]:
         return (redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
                 redis_keys.TASK_QUEUE_FAILED)
     return (redis_keys.TASK_QUEUE_FAILED,)
+
+
+def _enqueue_keys(task_id: str, team: str) -> list[str]:
+    return [redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
+            redis_keys.TASK_QUEUE_DELAYED, redis_keys.team_queue(team or "-"),
+            redis_keys.TASK_QUEUE_TEAMS]
+
+
+def _delivering(client: redis.Redis, task_id: str) -> str | None:
+    """An id taken is being delivered; a wake-up token taken is dropped (None)."""
+    if task_id == WAKE:
+        client.lrem(redis_keys.TASK_QUEUE_PROCESSING, 0, WAKE)
+        return None
+    client.hset(redis_keys.task_info(task_id), "status", "delivering")
+    return task_id
+
+
+def _waiting_on_teams(client: redis.Redis) -> int:
+    """Fresh ids waiting on the teams' lists (FAIR_SHARE)."""
+    teams = client.smembers(redis_keys.TASK_QUEUE_TEAMS)
+    if not teams:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for team in teams:
+        pipe.llen(redis_keys.team_queue(team))
+    return sum(pipe.execute())
