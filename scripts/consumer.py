@@ -12,7 +12,9 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
+from shared.app.context import Services
 from shared.app.pool_jobs import keys_job, watch_pool
 from shared.config import Settings, get_settings
 from shared.errors import ErrorCode
@@ -45,6 +47,18 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--reap-interval", type=float, default=30.0,
                         help="seconds between stuck-task sweeps (0: never)")
     return parser
+
+
+def key_gates(services: Services, *,
+              no_key_gate: bool) -> dict[str, Callable[[], float | None]]:
+    """The key pool's flow control (Gemini only): `gate` promises each fresh id a slot of
+    its own; with FAIR_SHARE, `pace` lets a fresh id be taken only when a slot is near."""
+    if services.settings.tagging.TAGGER != "gemini" or no_key_gate:
+        return {}
+    pool = services.pool
+    if not services.settings.queue.FAIR_SHARE:
+        return {"gate": pool.promise_slot}
+    return {"gate": pool.promise_slot, "pace": lambda: pool.promise_slot(peek=True)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         services.queue, config,
         reaper=sweep if args.reap_interval > 0 else None,
         on_dead=delivery_failed,
-        gate=(services.pool.promise_slot
-              if settings.tagging.TAGGER == "gemini" and not args.no_key_gate else None),
+        **key_gates(services, no_key_gate=args.no_key_gate),
         jobs=[("key pool watch", WATCH_EVERY_S, lambda: watch_pool(services)),
               ("key probes", settings.pool.POOL_PROBE_INTERVAL_S, lambda: keys_job(services))],
     )

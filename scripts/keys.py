@@ -3,13 +3,15 @@
     vtt-keys create --team T --scopes submit,read [--name LABEL]
     vtt-keys list [--team T]
     vtt-keys revoke KEY_ID
-    vtt-keys caps --team T [--max-per-day N|none] [--max-in-flight N|none]
+    vtt-keys caps --team T [--max-per-day N|none] [--max-in-flight N|none] [--weight W]
 
 `create` prints the key once, alone on stdout (what it is goes to stderr): the store keeps
 only HMAC-SHA256(API_KEY_PEPPER, secret), so a lost key is revoked and replaced, never
 shown again. Scopes: submit, read, admin (admin has them all). A revoked key is refused
 (401) by every function on its next request. `caps` shows a team's caps, or sets the ones
-given (`none`: no cap); over a cap, creates are 429 with Retry-After naming it.
+given (`none`: no cap); over a cap, creates are 429 with Retry-After naming it. `--weight`
+is the team's share of the key pool when teams compete for it (default 1; 3 = three times
+a weight-1 team's share).
 Exit codes: 0 done, 2 bad arguments (team, scopes, name, no API_KEY_PEPPER), 4 no such key.
 """
 
@@ -21,7 +23,7 @@ import sys
 from scripts.import_accounts import redis_client
 from shared.config import get_settings
 from shared.errors import InvalidInput, NotConfigured, NotFound
-from shared.teams.caps import CAP_NAMES, CapStore, TeamCaps
+from shared.teams.caps import CAP_NAMES, CapStore, TeamCaps, check_weight
 from shared.teams.keys import KeyRecord, KeyStore, check_team, key_id_of, parse_scopes
 
 COLUMNS = ("key_id", "team", "scopes", "name", "created_at", "last_used_at", "revoked_at")
@@ -42,16 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--team", help="only this team's keys")
     revoke = commands.add_parser("revoke", help="refuse a key from now on")
     revoke.add_argument("key_id", help="the key's id (as `list` shows it)")
-    caps = commands.add_parser("caps", help="a team's caps: tasks per UTC day, in flight")
+    caps = commands.add_parser("caps", help="a team's caps (tasks per UTC day, in flight) "
+                                            "and weight (its share of the pool)")
     caps.add_argument("--team", required=True)
     caps.add_argument("--max-per-day", type=cap_value, default=UNSET,
                       help="a whole number ≥ 1, or none")
     caps.add_argument("--max-in-flight", type=cap_value, default=UNSET,
                       help="a whole number ≥ 1, or none")
+    caps.add_argument("--weight", type=weight_value, default=UNSET,
+                      help="a number > 0: the team's share of the pool (default 1)")
     args = parser.parse_args(argv)
     try:
         if args.command == "caps":
-            return team_caps(args.team, args.max_per_day, args.max_in_flight)
+            return team_caps(args.team, args.max_per_day, args.max_in_flight, args.weight)
         if args.command == "create":
             return create_key(args.team, args.scopes, args.name)
         if args.command == "list":
@@ -90,17 +95,26 @@ def cap_value(text: str) -> int | None:
     return value
 
 
-def team_caps(team: str, max_per_day: object, max_in_flight: object) -> int:
+def weight_value(text: str) -> float:
+    try:
+        return check_weight(text)
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
+def team_caps(team: str, max_per_day: object, max_in_flight: object,
+              weight: object = UNSET) -> int:
     caps = CapStore(redis_client())
     check_team(team)
     current = caps.get(team)
-    if max_per_day is not UNSET or max_in_flight is not UNSET:
+    if any(value is not UNSET for value in (max_per_day, max_in_flight, weight)):
         current = TeamCaps(
             max_per_day=current.max_per_day if max_per_day is UNSET else max_per_day,
-            max_in_flight=current.max_in_flight if max_in_flight is UNSET else max_in_flight)
+            max_in_flight=current.max_in_flight if max_in_flight is UNSET else max_in_flight,
+            weight=current.weight if weight is UNSET else weight)
         caps.set(team, current)
     shown = ", ".join(f"{name} {getattr(current, name) or 'none'}" for name in CAP_NAMES)
-    print(f"team {team}: {shown}")
+    print(f"team {team}: {shown}, weight {current.weight:g}")
     return 0
 
 

@@ -15,6 +15,36 @@ TASK_QUEUE_DELAYED = "task_queue_delayed"
 TASK_QUEUE_FAILED = "task_queue_failed"
 """List of ids that ran out of deliveries or attempts (dead letters)."""
 
+TASK_QUEUE_TEAMS = "task_queue_teams"
+"""Set of the teams with fresh ids queued (FAIR_SHARE)."""
+
+TEAM_QUEUE_PREFIX = "task_queue_team:"
+TEAM_USE_PREFIX = "task_queue_use:"
+FAIR_USE_PREFIX = "fair_use:"
+
+
+def team_queue(team: str) -> str:
+    """List of a team's fresh ids (FAIR_SHARE): LPUSH in, RPOP out, taken by fair share
+    (docs/decisions.md, "Fair share across teams")."""
+    return f"{TEAM_QUEUE_PREFIX}{team}"
+
+
+def team_use(team: str) -> str:
+    """ZSet id -> epoch ms the local queue gave a team's id to a delivery, kept one rate
+    window: the team's pool slots in use."""
+    return f"{TEAM_USE_PREFIX}{team}"
+
+
+def fair_use(team: str) -> str:
+    """ZSet member -> epoch ms the worker's fair gate let a team's delivery take a pool
+    slot (Cloud Tasks), kept one rate window."""
+    return f"{FAIR_USE_PREFIX}{team}"
+
+
+FAIR_WAITING = "fair_waiting"
+"""ZSet team -> epoch ms until which it counts as waiting (its deferred delivery comes
+back before)."""
+
 TASK_INFO_TTL_S = 7 * 24 * 3600
 """How long `task_info:{id}` lives: long enough to inspect a week of deliveries."""
 

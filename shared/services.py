@@ -72,7 +72,7 @@ def build_services(settings: Settings, *, run_migrations: bool = True) -> Servic
         followups=Followups(engine),
         batches=BatchStore(engine),
         redis=client,
-        queue=build_queue(settings.queue, client),
+        queue=build_queue(settings.queue, client, settings.pool.GEMINI_RATE_WINDOW_S),
         storage=build_storage(settings.storage),
         inputs=InputBuckets(settings.INPUT_BUCKETS, timeout_s=settings.GCS_TIMEOUT_S,
                             retry_deadline_s=settings.GCS_RETRY_DEADLINE_S),
@@ -104,7 +104,10 @@ def redis_limits(settings: RedisSettings) -> RedisLimits:
                        health_check_s=settings.REDIS_HEALTH_CHECK_INTERVAL_S)
 
 
-def build_queue(settings: QueueSettings, client: redis.Redis) -> TaskQueue:
+def build_queue(settings: QueueSettings, client: redis.Redis,
+                window_s: float = 60.0) -> TaskQueue:
+    """`window_s`: the key pool's rate window (GEMINI_RATE_WINDOW_S), over which the local
+    queue counts a team's recent use for the fair share."""
     if settings.QUEUE == "cloudtasks":
         from shared.queue.cloudtasks import CloudTasksQueue, build_tasks_client
 
@@ -113,7 +116,7 @@ def build_queue(settings: QueueSettings, client: redis.Redis) -> TaskQueue:
             settings.WORKER_URL, settings.TASKS_SERVICE_ACCOUNT, settings.DISPATCH_DEADLINE_S,
             timeout_s=settings.CLOUD_TASKS_TIMEOUT_S,
         )
-    return RedisQueue(client)
+    return RedisQueue(client, fair=settings.FAIR_SHARE, window_s=window_s)
 
 
 def build_index(settings: SearchSettings, envs: tuple[str, ...], pool: AccountPool,

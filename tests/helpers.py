@@ -350,3 +350,24 @@ class MariaDBServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+def queued_ids(client) -> list[str]:
+    """Ids waiting for delivery on the local queue: the ready list and, with FAIR_SHARE,
+    the teams' own lists (newest first in each)."""
+    from shared import redis_keys
+    from shared.queue.redis_queue import WAKE
+
+    names = [redis_keys.TASK_QUEUE, *sorted(redis_keys.team_queue(team) for team in
+                                            client.smembers(redis_keys.TASK_QUEUE_TEAMS))]
+    return [task_id for name in names for task_id in client.lrange(name, 0, -1)
+            if task_id != WAKE]
+
+
+def drop_queued(client) -> None:
+    """Lose every waiting id (a flushed or restarted Redis, as the reconciler meets it)."""
+    from shared import redis_keys
+
+    teams = client.smembers(redis_keys.TASK_QUEUE_TEAMS)
+    client.delete(redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_TEAMS,
+                  *(redis_keys.team_queue(team) for team in teams))

@@ -11,8 +11,8 @@ import functions_framework
 import pytest
 import redis
 
-from shared import redis_keys
 from shared.services import get_services
+from tests.helpers import drop_queued, queued_ids
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_create_then_get_both_paths(client, redis_client: redis.Redis) -> None:
     assert body["data"] == {"status": "pending", "url": VALID["url"],
                             "task_url": f"/api/v1/task/{task_id}",  # where to poll it
                             "warnings": []}
-    assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert queued_ids(redis_client) == [task_id]
     for path in (f"/api/v1/task/{task_id}", f"/api/v1/task/get/{task_id}"):
         data = client.get(path).get_json()["data"]
         assert data["status"] == "pending" and data["uid"] == "42"
@@ -93,7 +93,7 @@ def test_bad_create_bodies_are_refused_and_nothing_is_written(
     body = response.get_json()
     assert response.status_code == code == body["code"]
     assert body["message"].startswith(message), body["message"]
-    assert task_count() == 0 and redis_client.llen(redis_keys.TASK_QUEUE) == 0
+    assert task_count() == 0 and len(queued_ids(redis_client)) == 0
 
 
 def test_unknown_and_malformed_task_ids(client) -> None:
@@ -158,7 +158,7 @@ def test_idempotency_key_returns_the_same_task(client, redis_client: redis.Redis
     first = client.post("/api/v1/task/create", json=VALID, headers=headers).get_json()
     second = client.post("/api/v1/task/create", json=VALID, headers=headers).get_json()
     assert first["task_id"] == second["task_id"] and second["code"] == 200
-    assert redis_client.llen(redis_keys.TASK_QUEUE) == 1
+    assert len(queued_ids(redis_client)) == 1
     other = client.post("/api/v1/task/create", json={**VALID, "url": "http://x.org/2.mp4"},
                         headers=headers)
     assert other.status_code == 409 and other.get_json()["message"].startswith("Idempotency-Key")
@@ -193,7 +193,7 @@ def failed_task(client, redis_client: redis.Redis, error_code: str, message: str
     store = get_services().store
     store.claim(task_id, 60, 5)
     store.fail(task_id, 1, error_code=error_code, message=message)
-    redis_client.delete(redis_keys.TASK_QUEUE)
+    drop_queued(redis_client)
     return task_id
 
 
@@ -206,7 +206,7 @@ def test_retry_requeues_only_failed_tasks(client, redis_client: redis.Redis) -> 
     data = response.get_json()["data"]
     assert (data["status"], data["attempts"]) == ("pending", 0)
     assert (data["error_code"], data["message"]) == (None, None)  # the old error is gone
-    assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert queued_ids(redis_client) == [task_id]
     assert client.post(f"/api/v1/task/{uuid.uuid4().hex}/retry").status_code == 404
 
 
@@ -225,12 +225,12 @@ def test_a_retry_that_would_fail_the_same_way_is_409_unless_forced(
     assert error_code in said and message in said and change in said and "force=true" in said
     task = client.get(f"/api/v1/task/{task_id}").get_json()["data"]
     assert (task["status"], task["error_code"]) == ("failed", error_code)  # nothing changed
-    assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
+    assert len(queued_ids(redis_client)) == 0
     forced = client.post(f"/api/v1/task/{task_id}/retry?force=true")
     assert forced.status_code == 200, forced.get_json()
     data = forced.get_json()["data"]
     assert (data["status"], data["error_code"], data["message"]) == ("pending", None, None)
-    assert redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert queued_ids(redis_client) == [task_id]
 
 
 @pytest.mark.parametrize("query", ["force=yes", "force=1", "force=", "colour=red",

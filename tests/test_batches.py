@@ -15,13 +15,13 @@ import functions_framework
 import pytest
 import redis
 
-from shared import redis_keys
 from shared.app.batches import create_batch
 from shared.pipeline.reaper import reconcile
 from shared.pipeline.runner import handle_delivery
 from shared.services import Services, get_services
 from shared.tagging.result import KeyMoment, Tag, TagResult, Technical, Usage
 from shared.tasks.batch_models import CreateBatchRequest
+from tests.helpers import queued_ids
 
 ITEM = {"url": "https://cdn.example.com/v.mp4", "platform": "rpa"}
 CONTEXT = {"platforms": ["rpa", "miaobi"], "envs": ["develop", "production"]}
@@ -78,7 +78,7 @@ def test_items_are_checked_one_by_one_and_queued_together(client,
     assert data["items"][1]["error"]["field"] == "platform"
     assert "unknown platform 'nope'" in data["items"][1]["error"]["reason"]
     created = [data["items"][0]["task_id"], data["items"][2]["task_id"]]
-    assert sorted(redis_client.lrange(redis_keys.TASK_QUEUE, 0, -1)) == sorted(created)
+    assert sorted(queued_ids(redis_client)) == sorted(created)
     third = client.get(f"/api/v1/task/{created[1]}").get_json()["data"]
     assert (third["uid"], third["env"], third["dimensions"]) == ("7", "production", ["audio"])
     batch = client.get(f"/api/v1/batches/{data['batch']['batch_id']}").get_json()["data"]
@@ -134,7 +134,7 @@ def test_batch_size_is_1_to_1000_items(client, items, message: str) -> None:
 
 def test_a_full_batch_of_1000_is_accepted(client, redis_client: redis.Redis) -> None:
     data = post_batch(client, [{**ITEM, "uid": i} for i in range(1000)]).get_json()["data"]
-    assert data["accepted"] == 1000 and redis_client.llen(redis_keys.TASK_QUEUE) == 1000
+    assert data["accepted"] == 1000 and len(queued_ids(redis_client)) == 1000
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -170,7 +170,7 @@ def test_idempotency_key_makes_the_call_safe_to_repeat(client,
     assert again["code"] == 200 and "existing batch" in again["message"]
     assert again["data"]["items"] == first["data"]["items"]
     assert again["data"]["batch"]["batch_id"] == first["data"]["batch"]["batch_id"]
-    assert redis_client.llen(redis_keys.TASK_QUEUE) == 1
+    assert len(queued_ids(redis_client)) == 1
     other = post_batch(client, [ITEM, ITEM], headers=headers)
     assert other.status_code == 409 and other.get_json()["message"].startswith(
         "Idempotency-Key: already used")

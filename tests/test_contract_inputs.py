@@ -11,8 +11,8 @@ import jsonschema_rs
 import pytest
 import redis
 
-from shared import redis_keys
 from shared.services import get_services
+from tests.helpers import queued_ids
 
 VALID = {"url": "https://cdn.example.com/v.mp4", "platform": "rpa"}
 
@@ -105,7 +105,7 @@ def test_the_request_schemathesis_found_is_refused(client, redis_client: redis.R
     del body["Ð"]
     status, message = post(client, path, body)
     assert status == 400 and message.startswith("url: host '1*' is not a valid host name")
-    assert task_count() == 0 and redis_client.llen(redis_keys.TASK_QUEUE) == 0
+    assert task_count() == 0 and len(queued_ids(redis_client)) == 0
 
 
 @pytest.mark.parametrize("path", ROUTES)

@@ -9,12 +9,12 @@ from urllib.parse import quote
 import functions_framework
 import pytest
 
-from shared import redis_keys
 from shared.app.tasks import create_task
 from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services
 from shared.tasks.models import CreateTaskRequest
 from shared.video.safety import UrlPolicy
+from tests.helpers import queued_ids
 
 
 def run(services: Services, url: str, **fields):
@@ -171,7 +171,7 @@ def test_create_refuses_internal_hosts(guarded_client, redis_client, url: str) -
     response = guarded_client.post("/api/v1/task/create", json={"url": url, "platform": "rpa"})
     body = response.get_json()
     assert response.status_code == 400 and body["message"].startswith("url: host"), body
-    assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
+    assert len(queued_ids(redis_client)) == 0
 
 
 def test_create_refuses_private_callback_url(guarded_client) -> None:
@@ -229,7 +229,7 @@ def test_a_host_that_does_not_exist_is_refused_at_create(guarded_client, redis_c
     assert response.status_code == 400, body
     assert body["message"] == ("url: host no-such-host.invalid does not exist "
                                "(DNS: no such name)")
-    assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
+    assert len(queued_ids(redis_client)) == 0
 
 
 def test_a_dns_outage_at_create_is_accepted_and_left_to_the_download() -> None:

@@ -14,7 +14,7 @@ from shared.errors import WaitForKey
 from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services
 from shared.tasks.schema import video_tasks
-from tests.helpers import reap, wait_for
+from tests.helpers import queued_ids, reap, wait_for
 from tests.test_worker import create
 
 
@@ -62,7 +62,7 @@ def test_reconciler_redelivers_pending_rows_the_queue_lost(services: Services,
     services.redis.flushdb()  # Redis restarted empty: the deliveries are gone
     counts = reap(services, 5, grace_s=0)
     assert counts["redelivered"] == 3
-    assert sorted(services.redis.lrange(redis_keys.TASK_QUEUE, 0, -1)) == sorted(ids)
+    assert sorted(queued_ids(services.redis)) == sorted(ids)
     assert reap(services, 5, grace_s=0)["redelivered"] == 0
     for task_id in ids:
         assert services.store.get(task_id).delivery.startswith("c")

@@ -21,7 +21,7 @@ from shared.redact import redact
 from shared.services import get_services
 from tests.conftest import REDIS_URL
 from tests.gemini_standin import GeminiStandIn
-from tests.helpers import wait_for
+from tests.helpers import queued_ids, wait_for
 
 KEY = "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"  # the shape of a real key (39 characters)
 
@@ -185,7 +185,7 @@ def test_only_json_bodies_are_read(client, redis_client, content_type, code) -> 
     assert task_count() == before + (code == 200)
     if code == 415:
         assert body["message"].startswith("Content-Type: must be application/json")
-        assert redis_client.llen(redis_keys.TASK_QUEUE) == 0
+        assert len(queued_ids(redis_client)) == 0
 
 
 def test_the_sync_route_refuses_a_form_too(client) -> None:

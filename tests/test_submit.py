@@ -17,8 +17,8 @@ from werkzeug.serving import make_server
 
 from scripts.stack import free_port
 from scripts.submit import Api, Pace, main, read_lines
-from shared import redis_keys
 from shared.services import get_services
+from tests.helpers import queued_ids
 from tests.test_batches import complete, fail
 
 
@@ -53,7 +53,7 @@ def test_csv_is_created_once_then_waited_for_and_written(api_url, tmp_path: Path
     source = tmp_path / "videos.csv"
     source.write_bytes(CSV_TEXT.encode())
     assert submit(api_url, str(source), "--no-wait", "--batch-size", "2") == 0
-    assert task_count() == 3 and redis_client.llen(redis_keys.TASK_QUEUE) == 3
+    assert task_count() == 3 and len(queued_ids(redis_client)) == 3
     assert submit(api_url, str(source), "--no-wait", "--batch-size", "2") == 0  # again
     assert submit(api_url, str(source), "--resume", "--no-wait", "--batch-size", "2") == 0
     assert task_count() == 3

@@ -18,7 +18,7 @@ from shared.app.tasks import create_task
 from shared.pipeline.runner import DeliveryKind, handle_delivery
 from shared.services import Services, get_services
 from shared.tasks.models import CreateTaskRequest
-from tests.helpers import call_together, reap, wait_for
+from tests.helpers import call_together, drop_queued, queued_ids, reap, wait_for
 
 
 def create(services: Services, url: str, **fields) -> str:
@@ -160,11 +160,11 @@ def test_worker_killed_mid_task_lease_expires_and_task_completes(
         worker.wait()
     task = services.store.get(task_id)
     assert (task.status, task.attempts) == ("processing", 1)
-    services.redis.delete(redis_keys.TASK_QUEUE)
+    drop_queued(services.redis)
     assert reap(services, 5)["requeued"] == 0  # lease alive
     time.sleep(2.2)
     assert reap(services, 5)["requeued"] == 1
-    assert services.redis.lrange(redis_keys.TASK_QUEUE, 0, -1) == [task_id]
+    assert queued_ids(services.redis) == [task_id]
     task = services.store.get(task_id)
     assert (task.status, task.error_code) == ("pending", "worker_lost")
     reply = handle_delivery(task_id, services.worker)

@@ -321,17 +321,19 @@ class AccountPool:
             project = project.decode()
         return redis_keys.quota_base(key_id, project, model or self.model, self.model)
 
-    def promise_slot(self, model: str | None = None) -> float | None:
+    def promise_slot(self, model: str | None = None, *, peek: bool = False) -> float | None:
         """Seconds until the pool's next unpromised request slot, now promised to the
         caller (None: no key can take a request at all). Waiting tasks each get their own
-        slot instead of all being told the same earliest moment."""
+        slot instead of all being told the same earliest moment. `peek`: promise nothing,
+        only say when (the fair share takes the next delivery only when a slot is near,
+        so a newcomer is not queued behind a backlog's promises)."""
         day, next_day_ms = self.quota_day()
         with _pool_outage():
             wait_ms = self._slot(keys=[redis_keys.ACCOUNT_IDS, redis_keys.ACCOUNT_PROMISED],
                                  args=[day, next_day_ms, self.window_ms, uuid.uuid4().hex,
                                        PROMISE_GRACE_MS, redis_keys.ACCOUNT_PREFIX,
                                        redis_keys.PROJECT_PREFIX, model or self.model,
-                                       self.model])
+                                       self.model, "1" if peek else "0"])
         return None if int(wait_ms) < 0 else int(wait_ms) / 1000
 
     def next_free_in(self) -> float | None:

@@ -3,7 +3,8 @@
 -- ARGV[1] quota day, ARGV[2] start of the next quota day (ms), ARGV[3] rate window (ms),
 -- ARGV[4] unique member, ARGV[5] how long a due promise still counts (ms),
 -- ARGV[6] per-account key prefix, ARGV[7] per-project key prefix, ARGV[8] the model,
--- ARGV[9] the main model
+-- ARGV[9] the main model, ARGV[10] '1': only look (the wait until the next unpromised
+-- slot, promising nothing: the fair share's pacing)
 -- Returns the wait in ms until the promised slot, or -1 when no key can take a request.
 --
 -- Every quota owner (a project and the model) with an active key frees one slot per entry
@@ -61,6 +62,7 @@ if #slots == 0 then return -1 end
 table.sort(slots)
 local k = redis.call('ZCARD', KEYS[2])
 local at = slots[(k % #slots) + 1] + math.floor(k / #slots) * window_ms
+if ARGV[10] == '1' then return math.max(0, at - now) end
 redis.call('ZADD', KEYS[2], at, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], math.max(1, at - now) + 2 * window_ms)
 return math.max(0, at - now)

@@ -95,7 +95,7 @@ def _write_batch(services: Services, request: CreateBatchRequest, idempotency_ke
         outcomes, queued = _write_items(services, batch_id, request.items, context, team,
                                         taken)
         if queued:
-            services.queue.enqueue_many(queued)
+            services.queue.enqueue_many(queued, team=team)
     except ServiceUnavailable:
         _discard(services, batch_id)
         _give_back(services, taken)

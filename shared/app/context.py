@@ -23,6 +23,7 @@ from shared.tasks.batches import BatchStore
 from shared.tasks.followups import Followups
 from shared.tasks.queries import TaskQueries
 from shared.tasks.store import TaskStore
+from shared.teams.fair import FairGate
 from shared.video.fetch import FetchLimits
 from shared.video.safety import UrlPolicy
 
@@ -66,7 +67,16 @@ class Services:
             store=self.store, queries=self.queries, followups=self.followups,
             batches=self.batches, redis=self.redis, queue=self.queue, pool=self.pool,
             index=self.index, tools=self._stage_tools(), config=worker_config(self.settings),
+            fair=(FairGate(self.redis, self.settings.pool.GEMINI_RATE_WINDOW_S)
+                  if self._fair_gate() else None),
         )
+
+    def _fair_gate(self) -> bool:
+        """Teams share the key pool in the worker only on Cloud Tasks (the local queue
+        orders them itself) and only when tagging uses the pool."""
+        queue = self.settings.queue
+        return queue.FAIR_SHARE and queue.QUEUE == "cloudtasks" and (
+            self.settings.tagging.TAGGER == "gemini")
 
     def _stage_tools(self) -> StageTools:
         """What the pipeline's stages may use."""

@@ -90,7 +90,7 @@ def _insert_and_queue(services: Services, request: CreateTaskRequest,
     if not enqueue:
         return task, True
     try:
-        services.queue.enqueue(task_id, url=request.url)
+        services.queue.enqueue(task_id, url=request.url, team=team)
     except ServiceUnavailable:
         store.delete(task_id)
         _give_back(services, upload_id, task_id)
@@ -157,7 +157,8 @@ def tag_now(services: Services, request: CreateTaskRequest,
         if delivery.kind is DeliveryKind.RETRY_AFTER:  # nothing queued it (a service was down)
             services.queue.enqueue(task.task_id, url=task.url,
                                    delay_s=delivery.retry_after_s or 0,
-                                   generation=new_generation(Redelivery.SYNC_HANDOFF))
+                                   generation=new_generation(Redelivery.SYNC_HANDOFF),
+                                   team=task.team)
         return delivery
 
     future = _sync_pool.submit(run)
@@ -278,7 +279,7 @@ def retry_task(services: Services, task_id: str, *, force: bool = False,
         raise Conflict("task_id: task changed while retrying; try again")
     generation = new_generation(Redelivery.RETRY_ROUTE)
     try:
-        services.queue.enqueue(task_id, url=task.url, generation=generation)
+        services.queue.enqueue(task_id, url=task.url, generation=generation, team=task.team)
     except ServiceUnavailable:
         services.store.restore_failed(task)
         raise

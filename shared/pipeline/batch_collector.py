@@ -394,7 +394,8 @@ def _fall_back(sweep: Sweep, task_id: str, token: str,
     if recorded is not None:
         _delete_upload(sweep, recorded)
     try:
-        worker.queue.enqueue(task_id, url=task.url if task else "", generation=generation)
+        worker.queue.enqueue(task_id, url=task.url if task else "", generation=generation,
+                             team=task.team if task else "")
     except ServiceUnavailable:
         log.warning("queue down: the reconciler re-queues the task", extra={"task_id": task_id})
 

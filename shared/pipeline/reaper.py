@@ -69,7 +69,7 @@ def reap_stuck_tasks(store: TaskStore, queries: TaskQueries, queue: TaskQueue,
     for task in queries.expired_leases():
         generation = new_generation(Redelivery.LEASE_EXPIRED)
         if not out_of_attempts(task.attempts, max_attempts):
-            queue.enqueue(task.task_id, url=task.url, generation=generation)
+            queue.enqueue(task.task_id, url=task.url, generation=generation, team=task.team)
         message = f"worker lost during stage {task.stage or 'start'} (lease expired)"
         outcome = store.reap(task, max_attempts=max_attempts, generation=generation,
                              message=message)
@@ -87,7 +87,7 @@ def reap_stuck_tasks(store: TaskStore, queries: TaskQueries, queue: TaskQueue,
         if live or (live is None and not _long_overdue(task, now, grace_s)):
             continue
         generation = new_generation(Redelivery.RECONCILED)
-        queue.enqueue(task.task_id, url=task.url, generation=generation)
+        queue.enqueue(task.task_id, url=task.url, generation=generation, team=task.team)
         store.mark_enqueued(task.task_id, generation)
         counts["redelivered"] += 1
         log.info("pending task had no delivery: enqueued again", extra={"task_id": task.task_id})

@@ -16,9 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 from redis.exceptions import LockError, RedisError
@@ -39,6 +37,10 @@ from shared.errors import (
 from shared.logs import log_context
 from shared.pipeline import batch_wait
 from shared.pipeline.callbacks import notify, notify_batches
+from shared.pipeline.delivery import Delivery, DeliveryKind
+from shared.pipeline.delivery import again as _again
+from shared.pipeline.delivery import done as _done
+from shared.pipeline.fair_dispatch import fair_turn
 from shared.pipeline.stages import Job, run_stages
 from shared.pipeline.worker import Worker
 from shared.queue.base import Redelivery, new_generation
@@ -54,38 +56,6 @@ MAX_RETRY_AFTER_S = 300
 """...up to this."""
 
 
-class DeliveryKind(StrEnum):
-    """What the queue should do with the delivery it made."""
-
-    DONE = "done"
-    """Finished: the task ended, waits for a batch job, or its next try is already queued."""
-    RETRY_AFTER = "retry_after"
-    """Deliver it again after `retry_after_s` (held by a live worker, or a service down)."""
-    DROP = "drop"
-    """No such task: acknowledged and dropped (no retry could ever fix it)."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The outcome of one delivery; `message` and `task_status` are for the log and the
-    reply's body. `retry_after_s` is when to deliver again (RETRY_AFTER), or when the
-    planned next try is due (DONE after a release)."""
-
-    kind: DeliveryKind
-    message: str
-    task_status: str | None = None
-    retry_after_s: float | None = None
-
-
-def _done(message: str, task_status: str | None = None,
-          retry_after_s: float | None = None) -> Delivery:
-    return Delivery(DeliveryKind.DONE, message, task_status, retry_after_s)
-
-
-def _again(message: str, retry_after_s: float, task_status: str | None = None) -> Delivery:
-    return Delivery(DeliveryKind.RETRY_AFTER, message, task_status, retry_after_s)
-
-
 def _lease_lost() -> Delivery:
     return _done("lease lost: another attempt owns the task", TaskStatus.PROCESSING)
 
@@ -93,7 +63,8 @@ def _lease_lost() -> Delivery:
 def handle_delivery(task_id: str, worker: Worker,
                     handed_off: threading.Event | None = None) -> Delivery:
     """`handed_off` (the synchronous API after its timeout): stop at the next stage and
-    leave the task to the queue."""
+    leave the task to the queue. With the worker's fair gate (Cloud Tasks), a delivery
+    whose team's turn has not come is deferred before the claim."""
     config = worker.config
     # not thread-local: the heartbeat thread renews the lock this thread took
     lock = worker.redis.lock(
@@ -106,6 +77,9 @@ def handle_delivery(task_id: str, worker: Worker,
     except RedisError:
         return _again("redis is unavailable", SERVICE_RETRY_S)
     try:
+        deferred = fair_turn(task_id, worker) if handed_off is None else None
+        if deferred is not None:
+            return deferred
         claim = worker.store.claim(task_id, config.lease_s, config.max_attempts)
         if claim.outcome != ClaimOutcome.CLAIMED:
             return _not_claimed(task_id, claim, worker)
@@ -389,7 +363,7 @@ def _plan_retry(job: Job, worker: Worker, code: ErrorCode, message: str, delay_s
         return _lease_lost()
     try:
         worker.queue.enqueue(task_id, url=job.task.url, delay_s=delay_s,
-                             generation=generation, planned=waiting_for_key)
+                             generation=generation, planned=waiting_for_key, team=job.task.team)
     except ServiceUnavailable:
         return _again(message, max(1, math.ceil(delay_s)), TaskStatus.PENDING)
     log.info("next try in %.3f s: %s", delay_s, message,

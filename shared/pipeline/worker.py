@@ -22,6 +22,7 @@ from shared.tasks.store import TaskStore
 
 if TYPE_CHECKING:
     from shared.search.index import TagIndex
+    from shared.teams.fair import FairGate
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,6 @@ class Worker:
     tools: StageTools
     config: WorkerConfig
     index: TagIndex | None = None
+    fair: FairGate | None = None
+    """The fair gate between teams (FAIR_SHARE on Cloud Tasks); None: first come, first
+    served (the local queue orders teams itself)."""

@@ -21,12 +21,13 @@ class TaskQueue(Protocol):
     """What the api and the worker need from a queue, whatever the backend."""
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0", planned: bool = False) -> None:
+                generation: str = "0", planned: bool = False, team: str = "") -> None:
         """Deliver `task_id` to the worker (after `delay_s`). Raises ServiceUnavailable.
         `generation` tells deliveries of the same task apart (Cloud Tasks task names);
-        `planned` marks a delivery timed to a key slot the pool promised (not gated again)."""
+        `planned` marks a delivery timed to a key slot the pool promised (not gated again);
+        `team` is whose task it is (the fair share; "" = none)."""
 
-    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
+    def enqueue_many(self, items: list[tuple[str, str]], team: str = "") -> None:
         """Deliver each (task_id, url) now, in one round trip where the backend allows
         (a batch). Raises ServiceUnavailable; then the caller takes back every row."""
 
@@ -62,6 +63,8 @@ class Redelivery(StrEnum):
     """The reconciler found a pending task whose delivery the queue no longer holds."""
     BATCH = "b"
     """Gemini Batch mode gave the task back to interactive tagging."""
+    FAIR_SHARE = "f"
+    """The worker's fair gate deferred it: its team is ahead of a waiting team's share."""
 
 
 def new_generation(kind: Redelivery) -> str:

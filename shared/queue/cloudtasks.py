@@ -60,7 +60,8 @@ class CloudTasksQueue:
         self.dispatch_deadline_s = min(MAX_DISPATCH_S, max(MIN_DISPATCH_S, dispatch_deadline_s))
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0", planned: bool = False) -> None:
+                generation: str = "0", planned: bool = False, team: str = "") -> None:
+        """`team` is not sent: the worker's fair gate reads it from the task's row."""
         request = tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
             url=self.worker_url,
@@ -86,7 +87,7 @@ class CloudTasksQueue:
             except gexc.AlreadyExists:
                 log.info("task already queued", extra={"task_id": task_id})
 
-    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
+    def enqueue_many(self, items: list[tuple[str, str]], team: str = "") -> None:
         """Cloud Tasks creates one task per call: ENQUEUE_THREADS calls at a time; the
         first outage is raised once all have returned (the caller deletes the rows, and a
         delivery whose row is gone is acknowledged and dropped by the worker)."""

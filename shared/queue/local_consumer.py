@@ -9,8 +9,11 @@ with backoff, and a worker that refuses connections (restarting) is not the task
 so its retry budget is untouched. Delayed ids are delivered at their due time (the loop
 sleeps until the next due id or a new id arrives). With a `gate` (the key pool's
 `promise_slot`), a fresh id waits for a request slot of its own before it is delivered,
-so a backlog meets the pool's pace instead of bouncing off it. Run one consumer per
-queue; raise `concurrency` for more parallel deliveries.
+so a backlog meets the pool's pace instead of bouncing off it. With a `pace` too (the
+pool's next unpromised slot, FAIR_SHARE) a fresh id is taken from the teams' lists only when
+a slot is near: the teams' order is decided slot by slot, not by who queued first (a
+backlog promised all its slots ahead would keep a newcomer behind it). Run one consumer
+per queue; raise `concurrency` for more parallel deliveries.
 """
 
 from __future__ import annotations
@@ -82,12 +85,14 @@ class Consumer:
         on_dead: Callable[[str], object] | None = None,
         gate: Callable[[], float | None] | None = None,
         jobs: Sequence[tuple[str, float, Callable[[], object]]] = (),
+        pace: Callable[[], float | None] | None = None,
     ) -> None:
         self.queue = queue
         self.config = config
         self.reaper = reaper
         self.on_dead = on_dead
         self.gate = gate
+        self.pace = pace
         self.jobs = tuple(jobs)
         """(name, every s, call): periodic work (the key pool's probes and alerts) run in
         a thread of its own, so a slow receiver or probe never holds up deliveries."""
@@ -142,10 +147,11 @@ class Consumer:
         if not self._slots.acquire(timeout=min(self.config.max_idle_s, until_reap_s)):
             return
         try:
+            fresh, slot_in = self._fresh_allowed()
             due_in = self.queue.next_due_in()
-            wait = min(self.config.max_idle_s, until_reap_s,
+            wait = min(self.config.max_idle_s, until_reap_s, slot_in,
                        due_in if due_in is not None else self.config.max_idle_s)
-            task_id = self.queue.take(timeout_s=wait) if wait > 0.01 else None
+            task_id = self.queue.take(timeout_s=wait, fresh=fresh) if wait > 0.01 else None
             if task_id is None and 0 < wait <= 0.01:
                 time.sleep(wait)
         except BaseException:
@@ -154,9 +160,29 @@ class Consumer:
         if task_id is None:
             self._slots.release()
             return
+        gated = self.pace is not None
+        if gated and self._parked_for_slot(task_id, self.queue.info(task_id)):
+            # paced: the slot is promised before the next look at the pool, so two takes
+            # never both see the same slot as theirs
+            self._slots.release()
+            return
         with self._in_flight_lock:
             self._in_flight.add(task_id)
-        pool.submit(self._deliver_and_release, task_id)
+        pool.submit(self._deliver_and_release, task_id, gated)
+
+    def _fresh_allowed(self) -> tuple[bool, float]:
+        """Whether a fresh id may be taken now (the pool's next slot is near), and how
+        long to wait for one otherwise. Without `pace`, or when the pool cannot say, yes."""
+        if self.pace is None:
+            return True, self.config.max_idle_s
+        try:
+            slot_in = self.pace()
+        except Exception as error:  # noqa: BLE001 - the worker will find out itself
+            log.warning("key pool pace unavailable: %s", type(error).__name__)
+            return True, self.config.max_idle_s
+        if slot_in is None or slot_in <= self.config.gate_lead_s:
+            return True, self.config.max_idle_s
+        return False, max(0.02, slot_in - self.config.gate_lead_s)
 
     def _housekeeping(self) -> None:
         """Ids left in flight by a crash or a failed acknowledgement go back on the queue;
@@ -175,9 +201,9 @@ class Consumer:
         except Exception as error:  # noqa: BLE001 - next sweep
             log.warning("reaper failed (%s: %s); will try again", type(error).__name__, error)
 
-    def _deliver_and_release(self, task_id: str) -> None:
+    def _deliver_and_release(self, task_id: str, gated: bool = False) -> None:
         try:
-            self.deliver(task_id)
+            self.deliver(task_id, gated=gated)
         except Exception as error:  # noqa: BLE001 - the id stays in flight: recovered later
             log.warning("delivery interrupted (%s: %s); recovered at the next sweep",
                         type(error).__name__, error, extra={"task_id": task_id})
@@ -198,18 +224,21 @@ class Consumer:
         except Exception as error:  # noqa: BLE001 - the worker will find out itself
             log.warning("key pool gate unavailable: %s", type(error).__name__)
             return False
-        if not wait or wait <= self.config.gate_lead_s:
+        # paced, the id was taken because its slot was near: a slot a moment further on
+        # (another take promised the one seen) is not parked — parked, it would come back
+        # ahead of the teams' lists, out of its fair turn
+        if not wait or wait <= self.config.gate_lead_s * (2 if self.pace else 1):
             return False
         self.queue.retry_later(task_id, wait - self.config.gate_lead_s, count=False,
                                planned=True)
         return True
 
-    def deliver(self, task_id: str) -> str:
+    def deliver(self, task_id: str, *, gated: bool = False) -> str:
         """One delivery: returns `ack`, `retry`, `wait` (worker unreachable), `parked` (until
         the key slot promised to it) or `dead`."""
         info = self.queue.info(task_id)
         retries = int(info.get("retry_count") or 0)
-        if self._parked_for_slot(task_id, info):
+        if not gated and self._parked_for_slot(task_id, info):
             return "parked"
         headers = {
             "X-CloudTasks-TaskName": task_id,

@@ -1,8 +1,12 @@
 """RedisQueue: the local stand-in for Cloud Tasks (docs/architecture.md, "Queue").
 
-Producers only call `enqueue`; the local consumer (`shared/queue/local_consumer.py`, run by
-`scripts/consumer.py`) uses the consumer half (`take`, `ack`, `retry_later`, `dead_letter`,
-`promote_due`, `recover_in_flight`) to deliver ids to the worker over HTTP.
+Producers only call `enqueue`; a fresh id of a team (with FAIR_SHARE) waits on its team's
+own list instead of the ready list, which keeps the ids that already waited (retries come
+due, planned deliveries, recovered ones); `take` takes from the team with the fewest pool
+slots in use for its weight (`take_fair.lua`). The local consumer
+(`shared/queue/local_consumer.py`, run by `scripts/consumer.py`) uses the consumer half
+(`take`, `ack`, `retry_later`, `dead_letter`, `promote_due`, `recover_in_flight`) to
+deliver ids to the worker over HTTP.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from shared import redis_keys
 from shared.lua import read_script
 from shared.queue.base import QueueDepth
 from shared.redis_conn import REDIS_DOWN, max_block_s, redis_outage
+from shared.teams.fair import USE_WINDOWS
 
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
@@ -27,9 +32,15 @@ LIVE_STATES = ("queued", "retrying", "delivering")
 class RedisQueue:
     """`task_queue` / `task_queue_processing` / `task_queue_delayed` / `task_queue_failed`."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, fair: bool = False,
+                 window_s: float = 60.0) -> None:
         self.redis = client
+        self.fair = fair
+        """Fresh ids of a team go on the team's list (FAIR_SHARE); off: one FIFO list."""
+        self.use_ms = int(USE_WINDOWS * window_s * 1000)
+        """How long an id taken counts in its team's recent use of the pool."""
         self._enqueue = client.register_script(read_script(__file__, "enqueue.lua"))
+        self._take_fair = client.register_script(read_script(__file__, "take_fair.lua"))
         self._promote = client.register_script(read_script(__file__, "promote_due.lua"))
         self._ack = client.register_script(read_script(__file__, "ack.lua"))
         self.max_block_s = max_block_s(client)
@@ -37,30 +48,30 @@ class RedisQueue:
     # --- producer side ---------------------------------------------------------
 
     def enqueue(self, task_id: str, *, url: str = "", delay_s: float = 0,
-                generation: str = "0", planned: bool = False) -> None:
+                generation: str = "0", planned: bool = False, team: str = "") -> None:
         now = time.time()
         due = now + delay_s if delay_s > 0 else 0
         with redis_outage():
             self._enqueue(
-                keys=[redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
-                      redis_keys.TASK_QUEUE_DELAYED],
+                keys=_enqueue_keys(task_id, team),
                 args=[task_id, url, int(now), redis_keys.TASK_INFO_TTL_S, repr(due), generation,
-                      "1" if planned else "0", WAKE],
+                      "1" if planned else "0", WAKE, team if self.fair else ""],
             )
 
-    def enqueue_many(self, items: list[tuple[str, str]]) -> None:
+    def enqueue_many(self, items: list[tuple[str, str]], team: str = "") -> None:
         """One pipeline (MULTI/EXEC) for all of them: queued together or not at all."""
         now = int(time.time())
         with redis_outage():
             pipe = self.redis.pipeline(transaction=True)
             for task_id, url in items:
                 self._enqueue(
-                    keys=[redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
-                          redis_keys.TASK_QUEUE_DELAYED],
-                    args=[task_id, url, now, redis_keys.TASK_INFO_TTL_S, "0", "0", "0", WAKE],
+                    keys=_enqueue_keys(task_id, team),
+                    args=[task_id, url, now, redis_keys.TASK_INFO_TTL_S, "0", "0", "0", WAKE,
+                          team if self.fair else ""],
                     client=pipe,
                 )
             pipe.execute()
+
 
     def dead_letter(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -79,16 +90,16 @@ class RedisQueue:
         if not task_ids:
             return
         with redis_outage():
-            states: list[str | None] = [None] * len(task_ids)
-            if len(task_ids) > 1:
-                pipe = self.redis.pipeline(transaction=False)
-                for task_id in task_ids:
-                    pipe.hget(redis_keys.task_info(task_id), "status")
-                states = pipe.execute()
+            pipe = self.redis.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.hmget(redis_keys.task_info(task_id), "status", "team")
+            infos = pipe.execute()
             pipe = self.redis.pipeline(transaction=True)
-            for task_id, state in zip(task_ids, states, strict=True):
+            for task_id, (state, team) in zip(task_ids, infos, strict=True):
                 for name in _lists_of(state, len(task_ids) > 1):
                     pipe.lrem(name, 0, task_id)
+                if team and (state == "queued" or len(task_ids) == 1):
+                    pipe.lrem(redis_keys.team_queue(team), 0, task_id)
                 pipe.delete(redis_keys.task_info(task_id), redis_keys.task_lock(task_id))
             pipe.zrem(redis_keys.TASK_QUEUE_DELAYED, *task_ids)
             pipe.execute()
@@ -99,7 +110,8 @@ class RedisQueue:
         pipe.zcard(redis_keys.TASK_QUEUE_DELAYED)
         pipe.llen(redis_keys.TASK_QUEUE_PROCESSING)
         pipe.llen(redis_keys.TASK_QUEUE_FAILED)
-        return QueueDepth(*pipe.execute())
+        ready, *rest = pipe.execute()
+        return QueueDepth(ready + _waiting_on_teams(self.redis), *rest)
 
     def is_live(self, task_id: str, generation: str) -> bool | None:
         """Live while task_info says queued/retrying/delivering: lost after a flush."""
@@ -110,21 +122,34 @@ class RedisQueue:
 
     # --- consumer side ---------------------------------------------------------
 
-    def take(self, timeout_s: float = 1.0) -> str | None:
+    def take(self, timeout_s: float = 1.0, fresh: bool = True) -> str | None:
         """Move the oldest ready id to the in-flight list (BLMOVE) and return it; None on
-        timeout or a wake-up token. The wait is cut to `max_block_s`: a blocked read longer
-        than the client's socket timeout would read as a hanging server."""
+        timeout or a wake-up token. The ready list goes first (ids that already waited);
+        then, with `fresh`, the teams' lists by fair share; only then does it block. The wait
+        is cut to `max_block_s`: a blocked read longer than the client's socket timeout
+        would read as a hanging server."""
+        # the teams' lists are read with FAIR_SHARE off too: ids queued while it was on
+        # are still delivered after a switch
+        task_id = self.redis.lmove(redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
+                                   "RIGHT", "LEFT")
+        if task_id is not None and task_id != WAKE:
+            return _delivering(self.redis, task_id)
+        if task_id == WAKE:  # the teams' lists are looked at now anyway
+            _delivering(self.redis, WAKE)
+        if fresh:
+            taken = self._take_fair(
+                keys=[redis_keys.TASK_QUEUE_TEAMS, redis_keys.TASK_QUEUE_PROCESSING],
+                args=[redis_keys.TEAM_QUEUE_PREFIX, redis_keys.TEAM_USE_PREFIX,
+                      redis_keys.api_team_caps(""), redis_keys.task_info(""), self.use_ms])
+            if taken:
+                return taken
         task_id = self.redis.blmove(
             redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
             max(0.001, min(timeout_s, self.max_block_s)), "RIGHT", "LEFT"
         )
         if task_id is None:
             return None
-        if task_id == WAKE:
-            self.redis.lrem(redis_keys.TASK_QUEUE_PROCESSING, 0, WAKE)
-            return None
-        self.redis.hset(redis_keys.task_info(task_id), "status", "delivering")
-        return task_id
+        return _delivering(self.redis, task_id)
 
     def info(self, task_id: str) -> dict[str, str]:
         return self.redis.hgetall(redis_keys.task_info(task_id))
@@ -188,3 +213,29 @@ def _lists_of(state: str | None, bulk: bool) -> tuple[str, ...]:
         return (redis_keys.TASK_QUEUE, redis_keys.TASK_QUEUE_PROCESSING,
                 redis_keys.TASK_QUEUE_FAILED)
     return (redis_keys.TASK_QUEUE_FAILED,)
+
+
+def _enqueue_keys(task_id: str, team: str) -> list[str]:
+    return [redis_keys.task_info(task_id), redis_keys.TASK_QUEUE,
+            redis_keys.TASK_QUEUE_DELAYED, redis_keys.team_queue(team or "-"),
+            redis_keys.TASK_QUEUE_TEAMS]
+
+
+def _delivering(client: redis.Redis, task_id: str) -> str | None:
+    """An id taken is being delivered; a wake-up token taken is dropped (None)."""
+    if task_id == WAKE:
+        client.lrem(redis_keys.TASK_QUEUE_PROCESSING, 0, WAKE)
+        return None
+    client.hset(redis_keys.task_info(task_id), "status", "delivering")
+    return task_id
+
+
+def _waiting_on_teams(client: redis.Redis) -> int:
+    """Fresh ids waiting on the teams' lists (FAIR_SHARE)."""
+    teams = client.smembers(redis_keys.TASK_QUEUE_TEAMS)
+    if not teams:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for team in teams:
+        pipe.llen(redis_keys.team_queue(team))
+    return sum(pipe.execute())

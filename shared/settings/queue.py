@@ -32,6 +32,9 @@ class QueueSettings(BaseModel):
     MAX_ATTEMPTS: int = Field(default=5, ge=1, le=100)
     MAX_QUOTA_WAIT_S: float = Field(default=86400, gt=0)
     RECONCILE_GRACE_S: float = Field(default=60, gt=0)
+    FAIR_SHARE: bool = True
+    """Teams share the key pool by fair share (issue 36; weights: `vtt-keys caps
+    --weight`); off: deliveries are taken first come, first served."""
 
     @field_validator("WORKER_URL")
     @classmethod
