@@ -295,11 +295,13 @@ def wait(api: Api, sent: list[Sent], total: int, poll_s: float) -> None:
             now = time.monotonic()
             pace = pace or Pace(now, finished)
             eta = pace.eta_s(now, finished, accepted)
-            bar.update(refused + completed + failed - bar.n)
+            # the figures first: an update may redraw the bar, and must not show the old ones
             bar.set_postfix({"created": created, "completed": completed, "failed": failed,
                              "refused": refused,
                              "eta": "-" if eta is None else tqdm.format_interval(eta)},
-                            refresh=True)
+                            refresh=False)
+            bar.update(refused + completed + failed - bar.n)
+            bar.refresh()
             if finished >= accepted:
                 return
             time.sleep(poll_s)
