@@ -61,6 +61,19 @@ def key_gates(services: Services, *,
     return {"gate": pool.promise_slot, "pace": lambda: pool.promise_slot(peek=True)}
 
 
+def consumer_config(args: argparse.Namespace, worker_token: str) -> ConsumerConfig:
+    return ConsumerConfig(
+        worker_url=args.worker_url,
+        worker_token=worker_token,
+        concurrency=args.concurrency,
+        max_retries=args.max_retries,
+        min_backoff_s=args.min_backoff,
+        max_backoff_s=args.max_backoff,
+        request_timeout_s=args.request_timeout,
+        reap_interval_s=args.reap_interval,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     parser = build_parser(settings)
@@ -75,16 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not isinstance(services.queue, RedisQueue):
         parser.error("the consumer only serves QUEUE=redis")
-    config = ConsumerConfig(
-        worker_url=args.worker_url,
-        worker_token=settings.queue.WORKER_TOKEN,
-        concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        min_backoff_s=args.min_backoff,
-        max_backoff_s=args.max_backoff,
-        request_timeout_s=args.request_timeout,
-        reap_interval_s=args.reap_interval,
-    )
+    config = consumer_config(args, settings.queue.WORKER_TOKEN)
 
     def delivery_failed(task_id: str) -> None:
         end_failed(task_id, services.worker, ErrorCode.DELIVERY_FAILED,

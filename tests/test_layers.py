@@ -19,6 +19,7 @@ from scripts.architecture import (
     climbing,
     imports,
     layer_of,
+    long_functions,
     module_name,
     module_sizes,
     over_budget,
@@ -119,3 +120,9 @@ def test_the_gemini_package_is_used_through_its_front() -> None:
                    for target, _ in imports(path, module, known)
                    if target.startswith(GEMINI + ".")]
     assert not reaching_in, reaching_in
+
+
+def test_no_function_is_over_50_lines() -> None:
+    """A function a newcomer reads in one screen (issue 28's rule, kept at 0)."""
+    _, long = long_functions()
+    assert long == []
