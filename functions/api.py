@@ -367,6 +367,13 @@ def search(request: flask.Request, services: Services) -> flask.Response:
     return reply(200, data=tasks.search(services, query, seen(request)).model_dump(mode="json"))
 
 
+def me(request: flask.Request, services: Services) -> flask.Response:
+    StatsQuery.model_validate(single_valued(request))
+    caller = caller_of(request)
+    return reply(200, data=replies.Me(team=caller.team, scopes=sorted(caller.scopes),
+                                      admin=caller.allows(Scope.ADMIN)).model_dump())
+
+
 def stats(request: flask.Request, services: Services) -> flask.Response:
     StatsQuery.model_validate(single_valued(request))
     return reply(200, data=service_stats(services))
@@ -600,6 +607,11 @@ ENDPOINTS = (
              query=SearchQuery, data=SearchPage,
              answer="matching tasks and facets, or moments",
              errors=(400, 501, 503), scope=Scope.READ),
+    Endpoint("/api/v1/me", "GET", me, operation_id="getMe",
+             summary="The calling key's team and scopes (the dashboard shows a team's key "
+                     "its own team, an admin key everything)",
+             query=StatsQuery, data=replies.Me, answer="the key's team and scopes",
+             errors=(400,), scope=Scope.READ),
     Endpoint("/api/v1/stats", "GET", stats,
              summary="Tasks by status, queue depth, last hour's completions, failures and "
                      "per-stage p50/p95, key pool capacity left",

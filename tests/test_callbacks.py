@@ -57,6 +57,7 @@ def test_404_is_not_retried(callback_services, media_server, receiver_factory) -
     assert "404" in task.callback_error and len(receiver.received) == 1
 
 
+@pytest.mark.serial  # times itself against a real limit, or uses the checkout's var/
 def test_hanging_receiver_is_bounded(callback_services, media_server, receiver_factory):
     receiver = receiver_factory(["hang", "hang", "hang"], path="/hook")
     started = time.monotonic()

@@ -888,3 +888,50 @@ def test_gemini_without_a_key_says_so_with_the_command(bare_server, app_env, red
         expect(page.locator("#warnings")).to_be_hidden(timeout=10_000)
         fits(page, width)
         assert problems == []
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_a_teams_key_sees_its_own_tasks_and_usage(api_server, app_env, redis_client,
+                                                  media_server, width: int) -> None:
+    """Issue 36: a team's read key opens the dashboard on its own records (the pool and
+    the stats of all are an admin's); an admin key sees every team's tasks."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from shared.app.tasks import create_task
+    from shared.tasks.models import CreateTaskRequest
+    from shared.teams.keys import KeyStore, Scope
+    from tests.test_batches import complete
+
+    pepper = "p" * 32
+    app_env(API_TOKENS="dash-token", API_KEY_PEPPER=pepper)
+    key = KeyStore(redis_client, pepper).create("news", frozenset({Scope.READ}))
+    services = get_services()
+    request = CreateTaskRequest.model_validate(
+        {"url": media_server.url("files/clip.mp4"), "platform": "rpa"},
+        context={"platforms": ["rpa"]})
+    ours = create_task(services, request, team="news")[0].task_id
+    complete(services, ours)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(f"{api_server}/dashboard")
+        page.fill("#token", key)
+        page.click("#save-token")
+        expect(page.locator("#team-name")).to_have_text("team news")
+        expect(page.locator("#tasks tbody tr")).to_have_count(1)
+        expect(page.locator(f"#tasks tbody tr[data-task-id='{ours}']")).to_have_count(1)
+        expect(page.locator("#team-total-tasks")).to_have_text("1")
+        expect(page.locator("#team-days tbody tr").first.locator("td").nth(1)).to_have_text("1")
+        for admin_only in ("#pool", "#queue", "#charts", "#task-counts"):
+            expect(page.locator(admin_only)).to_be_hidden()
+        expect(page.locator("#banner")).to_be_hidden()
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "test-artifacts" / f"dashboard-team-{width}.png"),
+                        full_page=True)
+        page.fill("#token", "dash-token")  # an admin key: every team's tasks, the pool
+        page.click("#save-token")
+        expect(page.locator("#team-name")).to_have_text("")
+        expect(page.locator("#tasks tbody tr")).to_have_count(4)
+        expect(page.locator("#pool")).to_be_visible()
+        expect(page.locator("#team-usage")).to_be_hidden()
+        browser.close()

@@ -55,6 +55,7 @@ def test_stack_tags_videos_and_retries_transient_failures(
     assert "t0k" not in worker_log and "w0rk" not in worker_log
 
 
+@pytest.mark.serial  # times itself against a real limit, or uses the checkout's var/
 def test_readme_demo_command_tags_the_sample_video() -> None:
     """The README's first command (after install): embedded defaults end to end; with
     --json the whole task on stdout, the headline on stderr."""

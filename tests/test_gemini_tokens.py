@@ -144,6 +144,7 @@ def test_stats_show_tokens_and_cost(app_env, standin, pool, media_server) -> Non
     assert sum(a["tokens_this_minute"] for a in accounts) == 10_000  # the real count
 
 
+@pytest.mark.serial  # times itself against a real limit, or uses the checkout's var/
 @pytest.mark.slow
 def test_a_backlog_of_long_videos_stays_under_every_key_token_limit(
         redis_client, media_dir) -> None:

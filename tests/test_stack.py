@@ -80,6 +80,7 @@ def _pids(output: Path, name: str) -> list[int]:
                                            output.read_text())]
 
 
+@pytest.mark.serial  # times itself against a real limit, or uses the checkout's var/
 @pytest.mark.slow
 def test_python_main_runs_supervises_cleans_and_stops(redis_client, mysql_db_url,
                                                       media_server, tmp_path) -> None:

@@ -39,7 +39,7 @@ def test_a_port_in_use_stops_start_up_naming_its_owner(tmp_path) -> None:
     lines = output.decode().strip().splitlines()
     assert stack.returncode == 1 and time.monotonic() - started < 10
     assert len(lines) == 1 and re.fullmatch(
-        rf"stack: port {port} \(api\) is already in use by pid {os.getpid()} \(.*pytest.*\); "
+        rf"stack: port {port} \(api\) is already in use by pid {os.getpid()} \(.*python.*\); "
         r"stop it or pass --api-port", lines[0]), lines
     assert not (tmp_path / "x.db").exists()  # nothing was started
 

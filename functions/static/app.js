@@ -643,18 +643,54 @@ async function refreshCharts() {
 
 function failed(error) {
   if (error.status === 401 || error.status === 403) {
+    caller = null;
     clearData();
     $("login").hidden = false;
     // 401: no key or a wrong/revoked one; 403: a team's key without the admin scope
-    $("auth-status").textContent = error.status === 403 ? "this key lacks the admin scope"
+    $("auth-status").textContent = error.status === 403 ? "this key lacks the read scope"
       : token() ? "token rejected" : "a token is required";
   } else {
     banner(error.status === 503 ? `A backing service is down: ${error.message}` : error.message);
   }
 }
 
+let caller = null;  // who the key is (GET /api/v1/me), asked once per token
+
+function showTeamUsage(usage) {
+  const body = $("team-days").tBodies[0];
+  body.replaceChildren();
+  for (const day of usage.days.slice(-7).reverse()) {
+    const tr = document.createElement("tr");
+    cell(tr, day.day); cell(tr, day.tasks); cell(tr, day.requests);
+    cell(tr, day.prompt_tokens + day.output_tokens + day.thinking_tokens);
+    cell(tr, day.cost_usd.toFixed(4));
+    body.append(tr);
+  }
+  labelCells($("team-days"));
+  text("team-total-tasks", usage.total.tasks);
+  text("team-total-cost", usage.total.cost_usd.toFixed(4));
+}
+
+async function refreshTeam() {
+  // a team's key: its own tasks, batches and usage; the pool and the stats of all are an
+  // admin's (their sections take no room: style.css)
+  const [page, batches, usage] = await Promise.all([
+    api("api/v1/tasks?limit=15"), api("api/v1/batches?limit=10"),
+    api(`api/v1/teams/${encodeURIComponent(caller.team)}/usage?days=30`)]);
+  showTasks(page); showBatches(batches); showTeamUsage(usage);
+}
+
 async function refresh() {
   try {
+    caller = caller || await api("api/v1/me");
+    document.body.classList.toggle("team-view", !caller.admin);
+    $("team-name").textContent = caller.admin ? "" : `team ${caller.team}`;
+    if (!caller.admin) {
+      await refreshTeam();
+      $("auth-status").textContent = "";
+      $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      return;
+    }
     const [stats, pool, page, batches, history] = await Promise.all([
       api("api/v1/stats"), api("api/v1/accounts"), api("api/v1/tasks?limit=15"),
       api("api/v1/batches?limit=10"), api("api/v1/accounts/history?days=30")]);
@@ -693,6 +729,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    caller = null;  // another key: ask again who it is
     refresh();
   });
   $("search-form").addEventListener("submit", search);

@@ -196,3 +196,11 @@ class TaskDeleted(_Open):
     """DELETE /api/v1/task/{task_id}: the id, in its stored form."""
 
     task_id: str
+
+
+class Me(_Open):
+    """GET /api/v1/me: who the key is, so a page can show what the key may see."""
+
+    team: str
+    scopes: list[str] = Field(description="submit, read, admin")
+    admin: bool = Field(description="sees every team's records and the key pool")

@@ -24,6 +24,8 @@ from shared.teams.fair import USE_WINDOWS
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
 blocked until the previous earliest wakes up and re-times its sleep."""
+WAKE_SCAN = 1000
+"""How far from the taking end `depth` looks for wake-up tokens."""
 
 LIVE_STATES = ("queued", "retrying", "delivering")
 """`task_info` states in which a delivery of the task still exists in Redis."""
@@ -105,13 +107,17 @@ class RedisQueue:
             pipe.execute()
 
     def depth(self) -> QueueDepth:
+        """Ids waiting, due later, being delivered, given up on; a wake-up token on the
+        ready list is no task (it sits near the end a consumer takes from: the last
+        WAKE_SCAN entries are looked at)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.llen(redis_keys.TASK_QUEUE)
+        pipe.lpos(redis_keys.TASK_QUEUE, WAKE, rank=-1, count=0, maxlen=WAKE_SCAN)
         pipe.zcard(redis_keys.TASK_QUEUE_DELAYED)
         pipe.llen(redis_keys.TASK_QUEUE_PROCESSING)
         pipe.llen(redis_keys.TASK_QUEUE_FAILED)
-        ready, *rest = pipe.execute()
-        return QueueDepth(ready + _waiting_on_teams(self.redis), *rest)
+        ready, wakes, *rest = pipe.execute()
+        return QueueDepth(ready - len(wakes or []) + _waiting_on_teams(self.redis), *rest)
 
     def is_live(self, task_id: str, generation: str) -> bool | None:
         """Live while task_info says queued/retrying/delivering: lost after a flush."""
