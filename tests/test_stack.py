@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -124,6 +125,7 @@ def test_python_main_runs_supervises_cleans_and_stops(redis_client, mysql_db_url
     finally:
         if stack.poll() is None:
             stack.kill()
+            _kill_children(output)  # a failed run leaves no stack working on the test's db
     text = output.read_text()
     assert "worker exited with code -9" in text and "stack stopped" in text
     assert "stack: warning:" not in text  # the offline tagger needs no key
@@ -131,6 +133,13 @@ def test_python_main_runs_supervises_cleans_and_stops(redis_client, mysql_db_url
         for pid in _pids(output, child):
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)  # every child is gone
+
+
+def _kill_children(output: Path) -> None:
+    for child in ("api", "worker", "consumer"):
+        for pid in _pids(output, child):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
