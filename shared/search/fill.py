@@ -17,7 +17,8 @@ from elasticsearch import helpers
 
 from shared.search import vectors
 from shared.search.embeddings import QuotaExhausted
-from shared.search.index import TagIndex, unavailable_as_503
+from shared.search.filters import unavailable_as_503
+from shared.search.index import TagIndex
 
 log = logging.getLogger("vision_to_tag.search")
 

@@ -235,5 +235,3 @@ class TagIndex:
         """The passages that best match `query.q` (`moments.py`)."""
         return rank_moments(self, query, team)
 
-
-__all__ = ["TagIndex", "document", "unavailable_as_503"]
