@@ -154,7 +154,7 @@ class LocalStack:
             try:
                 requests.get(url, timeout=2)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # up, or still starting
                 self.stopping.wait(0.2)
         if not self.stopping.is_set():
             raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
