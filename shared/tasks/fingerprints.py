@@ -36,7 +36,7 @@ from shared.tasks.db import begin, connect, utcnow
 from shared.tasks.schema import video_fingerprints as f
 from shared.tasks.schema import video_tasks as t
 from shared.video.fingerprint import Fingerprint
-from shared.video.similarity import FRAME_BITS, MAX_OFFSET_S
+from shared.video.similarity import DURATION_SLACK_S, FRAME_BITS, MAX_OFFSET_S
 
 ANCHORS = 6
 BANDS = 4
@@ -90,23 +90,30 @@ def band_entries(frame_hash: int, classes: tuple[int, ...]) -> list[tuple[str, s
     return entries
 
 
+def copy_classes(duration_s: float) -> tuple[int, ...]:
+    """The duration classes a copy's source can be filed under: those of the durations
+    `compare` accepts (within MAX_OFFSET_S + DURATION_SLACK_S). One or two for a long
+    video; reading all three around its own class returned three times the ids, most of
+    them noise, and that transfer was most of a lookup's time."""
+    reach = MAX_OFFSET_S + DURATION_SLACK_S
+    return tuple(range(duration_class(duration_s - reach), duration_class(duration_s + reach) + 1))
+
+
 def query_entries(fp: Fingerprint, probe: bool = True) -> list[tuple[str, str]]:
     """What a lookup reads: the bands of the query's frames within MAX_OFFSET_S of each
-    anchor time, in the query's duration class and its neighbours, and (`probe`) those
+    anchor time, in the duration classes a source may be filed under, and (`probe`) those
     of its anchor frames with a bit flipped."""
-    cls = duration_class(fp.duration_s)
-    classes = (cls - 1, cls, cls + 1)
     times = fp.sample_times
-    wanted: set[int] = set()
-    for k in range(ANCHORS):
-        anchor = (k + 0.5) / ANCHORS * fp.duration_s
-        near = np.flatnonzero((np.abs(times - anchor) <= MAX_OFFSET_S) & ~fp.flat)
-        wanted.update(int(fp.hashes[i]) for i in near)
+    anchors = (np.arange(ANCHORS) + 0.5) / ANCHORS * fp.duration_s
+    near = (np.abs(times[:, None] - anchors[None, :]) <= MAX_OFFSET_S).any(axis=1) & ~fp.flat
+    wanted = np.unique(fp.hashes[near])
     entries: set[tuple[str, str]] = set()
-    for frame_hash in wanted:
-        entries.update(band_entries(frame_hash, classes))
+    for band in range(BANDS):
+        values = ((wanted >> np.uint64(band * BAND_BITS)) & np.uint64(0xFFFF)).tolist()
+        entries.update((redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF))
+                       for value in set(values) for cls in copy_classes(fp.duration_s))
     for index in anchor_indexes(fp) if probe else ():  # the anchor frames, probed
-        entries.update(probe_entries(int(fp.hashes[index]), cls))
+        entries.update(probe_entries(int(fp.hashes[index]), duration_class(fp.duration_s)))
     return sorted(entries)
 
 
