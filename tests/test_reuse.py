@@ -183,6 +183,40 @@ def test_too_few_key_frames_fall_back_to_a_decode_of_its_own(clips: Path,
     assert decoded.fingerprint is not None and decoded.fingerprint.times is None
 
 
+def test_fixed_rate_frames_are_those_shown_at_their_times(tmp_path: Path) -> None:
+    """Each grey frame of the fixed rate is the frame shown at its sample time (not the
+    last of its step, half a step later: the `fps` filter's default), so that a key
+    frame of another encode meets the frame shown at the same moment."""
+    video = tmp_path / "ramp.mp4"  # frame n has luma 16 + 4n (25 fps, lossless)
+    ffmpeg("-f", "lavfi", "-i", "nullsrc=s=128x128:r=25:d=2,geq=lum='16+4*N':cb=128:cr=128",
+           "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p", str(video))
+    media = probe(video)
+    pending = fingerprint.start(video, tmp_path / "fp", media)
+    assert pending.process.wait(timeout=60) == 0
+    frames = np.fromfile(pending.tap.frames_path, dtype=np.uint8).reshape(
+        -1, fingerprint.GRID, fingerprint.GRID)
+    luma = frames.mean(axis=(1, 2)) * 219 / 255 + 16  # the grey frames are full range
+    shown = np.round((luma - 16) / 4).astype(int)
+    rate = fingerprint.sample_rate(media.duration_s)
+    assert rate == fingerprint.MAX_SAMPLE_FPS  # a short video: 5 a second
+    assert shown.tolist() == [round(k / rate * 25) for k in range(len(shown))]
+
+
+def test_fingerprints_stored_before_round_up_keep_their_late_frames(clips: Path) -> None:
+    """Stored before the frames were taken at their times: each was shown about half a
+    step after its slot, and is compared as such."""
+    import io
+    found = fp(clips / "source.mp4")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, hashes=found.hashes, flat=found.flat, audio=found.audio,
+                        meta=np.array([found.duration_s, found.fps, found.content_width]))
+    old = Fingerprint.from_bytes(buffer.getvalue())
+    assert old.start_s == pytest.approx(0.5 / found.fps)
+    assert old.sample_times[1] - old.sample_times[0] == pytest.approx(1 / found.fps)
+    assert Fingerprint.from_bytes(found.to_bytes()).start_s == 0.0
+    assert compare(found, old).match
+
+
 @pytest.mark.parametrize("name", ["black.mp4", "still.mp4"])
 def test_black_screen_and_still_image_have_no_fingerprint(clips: Path, name: str) -> None:
     outcome = fingerprint_of(clips / name)

@@ -31,6 +31,10 @@ SAMPLE_FPS = 2.0
 """Frames per second hashed (videos up to MAX_SAMPLES / SAMPLE_FPS seconds)."""
 MAX_SAMPLES = 600
 """Longer videos are sampled evenly, MAX_SAMPLES frames in all."""
+MIN_SAMPLES = 40
+"""Short videos are sampled faster (up to MAX_SAMPLE_FPS) so that they get this many
+frames: a key frame of another encode then has a frame of this one within 0.1 s."""
+MAX_SAMPLE_FPS = 5.0
 GRID = 128
 """Side the frames are decoded at (grey): enough to find the content box and hash it."""
 HASH_SIDE = 32
@@ -93,12 +97,17 @@ class Fingerprint:
     audio: np.ndarray | None
     content_width: float
     times: np.ndarray | None = None
+    start_s: float = 0.0
+    """When the first fixed-rate frame is shown. 0 since the `fps` filter rounds up (the
+    frame shown at each time); fingerprints stored before that hold, at each time, the
+    frame shown about half a step later (the filter's default rounding keeps the last
+    frame of each step): `from_bytes` gives them 0.5/fps."""
 
     @property
     def sample_times(self) -> np.ndarray:
         if self.times is not None:
             return self.times
-        return np.arange(len(self.hashes)) / self.fps
+        return self.start_s + np.arange(len(self.hashes)) / self.fps
 
     @property
     def tolerance_s(self) -> float:
@@ -108,7 +117,8 @@ class Fingerprint:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         arrays = {"hashes": self.hashes, "flat": self.flat,
-                  "meta": np.array([self.duration_s, self.fps, self.content_width])}
+                  "meta": np.array([self.duration_s, self.fps, self.content_width,
+                                    self.start_s])}
         if self.audio is not None:
             arrays["audio"] = self.audio
         if self.times is not None:
@@ -119,10 +129,13 @@ class Fingerprint:
     @classmethod
     def from_bytes(cls, data: bytes) -> Fingerprint:
         with np.load(io.BytesIO(data), allow_pickle=False) as saved:
-            duration, fps, width = (float(value) for value in saved["meta"])
+            meta = [float(value) for value in saved["meta"]]
+            duration, fps, width = meta[:3]
+            start = meta[3] if len(meta) > 3 else 0.5 / fps  # stored before `round=up`
             audio = saved["audio"] if "audio" in saved.files else None
             times = saved["times"] if "times" in saved.files else None
-            return cls(duration, fps, saved["hashes"], saved["flat"], audio, width, times)
+            return cls(duration, fps, saved["hashes"], saved["flat"], audio, width, times,
+                       start)
 
 
 @dataclass(frozen=True)
@@ -145,7 +158,7 @@ def tap(folder: Path, media: MediaInfo) -> Tap:
     rate = sample_rate(media.duration_s)
     small = f"scale={GRID}:{GRID},format=gray"
     spaced = f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{0.99 / rate:.4f})'"
-    return Tap(f"fps={rate:.6f},{small}", folder / "fp.gray", audio,
+    return Tap(f"fps={rate:.6f}:round=up,{small}", folder / "fp.gray", audio,
                keyframe_filter=f"{spaced},{small}")
 
 
@@ -207,7 +220,9 @@ def start(video: Path | str, folder: Path, media: MediaInfo) -> Pending:
 
 
 def sample_rate(duration_s: float) -> float:
-    return min(SAMPLE_FPS, MAX_SAMPLES / max(duration_s, 0.001))
+    duration_s = max(duration_s, 0.001)
+    return min(max(SAMPLE_FPS, min(MAX_SAMPLE_FPS, MIN_SAMPLES / duration_s)),
+               MAX_SAMPLES / duration_s)
 
 
 def compute(frames: np.ndarray, audio: np.ndarray | None, duration_s: float, fps: float,

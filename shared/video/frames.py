@@ -191,9 +191,13 @@ def _quoted(path: Path) -> str:
 def _decode_all(video: Path | str, folder: Path, duration_s: float, wanted: int,
                 tap: Tap | None = None) -> list[Frame]:
     folder.mkdir(parents=True, exist_ok=True)
-    rate = wanted / max(duration_s, 0.001)
-    frames = f"fps={rate:.6f}:start_time=0,{_SCALE},showinfo"
-    jpegs = ["-frames:v", str(wanted), "-q:v", "4", "-f", "image2", str(folder / "%04d.jpg")]
+    # The first frame at or after the middle of each of `wanted` equal steps, with its own
+    # time: the `fps` filter's output time is its step's start, while the picture it
+    # keeps is the step's last frame (half a step later).
+    step = max(duration_s, 0.001) / wanted
+    frames = f"select='gte(t,(selected_n+0.5)*{step:.6f})',{_SCALE},showinfo"
+    jpegs = ["-frames:v", str(wanted), "-fps_mode", "passthrough", "-q:v", "4",
+             "-f", "image2", str(folder / "%04d.jpg")]
     if tap is None:
         stderr = _run(["-i", str(video), "-an", "-sn", "-dn", "-vf", frames, *jpegs])
     else:  # one decode, two pictures (and the sound)
