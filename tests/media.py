@@ -58,7 +58,7 @@ def caption_clip(path: Path, captions: list[dict], *, size: str = "640x360",
             f"drawtext=fontfile={CJK_FONT}:textfile={text_file}:expansion=none:"
             f"fontsize={caption.get('size', 40)}:fontcolor={caption.get('colour', 'white')}:"
             f"x={caption.get('x', '(w-tw)/2')}:y={caption.get('y', 'h-th-40')}:"
-            f"enable='between(t,{caption['start']},{caption['end']})'")
+            f"enable='gte(t,{caption['start']})*lt(t,{caption['end']})'")  # [start, end)
     ffmpeg("-f", "lavfi", "-i", f"color=c={background}:size={size}:duration={seconds}:rate=25",
            "-vf", ",".join(filters) if filters else "null", "-c:v", "libx264",
            "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))
