@@ -8,8 +8,9 @@ to ≤ 768 px and writes JPEGs; Python then keeps the cuts first and fills up wi
 candidates nearest to evenly spaced targets.
 
 When a video has too few key frames for fair coverage (one every 10 s or better; short
-videos need half the target), a second ffmpeg run decodes everything with the `fps`
-filter — the only way to get frames between distant key frames.
+videos need half the target), a second ffmpeg run decodes everything and keeps the
+first frame from the middle of each of `wanted` equal steps, at its own time — the only
+way to get frames between distant key frames.
 
 Either run can feed a `Tap` (the fingerprint's small grey frames and sound, issue 40) from
 the pictures it decodes anyway: every frame at the fingerprint's rate in a full decode,
