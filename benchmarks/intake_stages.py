@@ -8,7 +8,8 @@ process and the ffmpeg processes it waited for).
     python -m benchmarks.intake_stages [--repeat 7] [--clips 10]
 
 The clips are `benchmarks.reuse`'s (generated there once): its first `--clips` sources
-(8 s, 320×180) and the 60 s 720p clip with a key frame every 2 s. A download from
+(8 s, 320×180), the 60 s 720p clip with a key frame every 2 s and one of `--long` seconds
+like it (generated on first use). A download from
 127.0.0.1 is faster than any real one, so the shares here are upper bounds of the
 service's.
 """
@@ -68,6 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--clips", type=int, default=10)
+    parser.add_argument("--long", type=int, default=600,
+                        help="seconds of a second, longer 720p video (0: none)")
     parser.add_argument("--redis-url", default=os.environ.get(
         "BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"))
     args = parser.parse_args()
@@ -75,6 +78,8 @@ def main() -> None:
     if len(clips) < args.clips:
         sys.exit("generate the clips first: python -m benchmarks.reuse --parts intake")
     clips.append(long_clip())
+    if args.long:
+        clips.append(long_clip(args.long))
     base_url = serve(BENCH_DIR)
     with tempfile.TemporaryDirectory() as folder:
         services = build_services(load_settings(
@@ -104,7 +109,8 @@ def measure(kinds: dict[str, StageTools], url: str, folder: Path,
 
 
 def report(rows: list[tuple[str, dict[str, tuple[float, float]]]]) -> None:
-    groups = (("8 s clips", rows[:-1]), (rows[-1][0], rows[-1:]))
+    short = [row for row in rows if not row[0].startswith("long_")]
+    groups = [("8 s clips", short), *((row[0], [row]) for row in rows if row not in short)]
     for label, chosen in groups:
         for measure_at, name in ((0, "wall"), (1, "CPU")):
             base, fingerprinted = (sum(row[kind][measure_at] for _, row in chosen) * 1000

@@ -394,11 +394,12 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def long_clip() -> Path:
-    path = BENCH_DIR / "long_720p_60s.mp4"
+def long_clip(seconds: int = 60) -> Path:
+    """720p, 30 fps, a key frame every 2 s, with sound (generated once)."""
+    path = BENCH_DIR / ("long_720p_60s.mp4" if seconds == 60 else f"long_720p_{seconds}s.mp4")
     if not path.exists():
-        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=60", "-f",
-               "lavfi", "-i", "anoisesrc=seed=5:d=60,volume=2", "-c:v", "libx264",
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}", "-f",
+               "lavfi", "-i", f"anoisesrc=seed=5:d={seconds},volume=2", "-c:v", "libx264",
                "-preset", "veryfast", "-g", "60", "-pix_fmt", "yuv420p", "-c:a", "aac",
                "-shortest", str(path))
     return path
