@@ -3,16 +3,15 @@ letterboxed, watermarked, trimmed) be recognised as the same video.
 
 The frames come from the decode the key frames make anyway (`frames.Tap`): where that
 decodes every frame, small grey frames at a low fixed rate (each the frame shown at its
-time); where it decodes the key
-frames only, every key frame at its own time (times stored with the hashes) — the same
-ffmpeg process also writes the audio as 8 kHz mono, so the fingerprint costs no decode of
-its own (a video with fewer than MIN_KEYFRAMES key frames gets one: `Pending`). Each
-frame is cropped to the picture's content box (the area that is ever
-lit: black bars go), shrunk to 32×32 and hashed by the signs of its low DCT frequencies
-against their median (a perceptual hash: scale, bitrate, a small crop or a corner logo
-move few bits). The audio gets 15 bits per 100 ms: the signs of the band-energy
-differences across time and frequency. A black screen or a still image has no
-fingerprint: nothing in it tells two such videos apart.
+time); where it decodes the key frames only, every key frame at its own time (times
+stored with the hashes) — the same ffmpeg process also writes the audio as 8 kHz mono,
+so the fingerprint costs no decode of its own (a video with fewer than MIN_KEYFRAMES key
+frames gets one: `Pending`). Each frame is cropped to the picture's content box (the
+area that is ever lit: black bars go), shrunk to 32×32 and hashed by the signs of its
+low DCT frequencies against their median (a perceptual hash: scale, bitrate, a small
+crop or a corner logo move few bits). The audio gets 15 bits per 100 ms: the signs of
+the band-energy differences across time and frequency. A black screen or a still image
+has no fingerprint: nothing in it tells two such videos apart.
 """
 
 from __future__ import annotations
