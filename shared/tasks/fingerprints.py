@@ -107,11 +107,12 @@ def query_entries(fp: Fingerprint, probe: bool = True) -> list[tuple[str, str]]:
     anchors = (np.arange(ANCHORS) + 0.5) / ANCHORS * fp.duration_s
     near = (np.abs(times[:, None] - anchors[None, :]) <= MAX_OFFSET_S).any(axis=1) & ~fp.flat
     wanted = np.unique(fp.hashes[near])
+    classes = copy_classes(fp.duration_s)
     entries: set[tuple[str, str]] = set()
     for band in range(BANDS):
         values = ((wanted >> np.uint64(band * BAND_BITS)) & np.uint64(0xFFFF)).tolist()
         entries.update((redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF))
-                       for value in set(values) for cls in copy_classes(fp.duration_s))
+                       for value in set(values) for cls in classes)
     for index in anchor_indexes(fp) if probe else ():  # the anchor frames, probed
         entries.update(probe_entries(int(fp.hashes[index]), duration_class(fp.duration_s)))
     return sorted(entries)
