@@ -80,14 +80,16 @@ def anchor_indexes(fp: Fingerprint) -> list[int]:
     return sorted(set(found))
 
 
+def entry(band: int, cls: int, value: int) -> tuple[str, str]:
+    """(key, field) of a band's 16-bit value: the key holds its high byte, the field the
+    low one (hashes of at most 256 short fields, which Redis packs)."""
+    return redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF)
+
+
 def band_entries(frame_hash: int, classes: tuple[int, ...]) -> list[tuple[str, str]]:
     """(key, field) of each band of one frame hash, in each duration class."""
-    entries = []
-    for band in range(BANDS):
-        value = (frame_hash >> (band * BAND_BITS)) & 0xFFFF
-        entries += [(redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF))
-                    for cls in classes]
-    return entries
+    return [entry(band, cls, (frame_hash >> (band * BAND_BITS)) & 0xFFFF)
+            for band in range(BANDS) for cls in classes]
 
 
 def copy_classes(duration_s: float) -> tuple[int, ...]:
@@ -111,8 +113,7 @@ def query_entries(fp: Fingerprint, probe: bool = True) -> list[tuple[str, str]]:
     entries: set[tuple[str, str]] = set()
     for band in range(BANDS):
         values = ((wanted >> np.uint64(band * BAND_BITS)) & np.uint64(0xFFFF)).tolist()
-        entries.update((redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF))
-                       for value in set(values) for cls in classes)
+        entries.update(entry(band, cls, value) for value in set(values) for cls in classes)
     for index in anchor_indexes(fp) if probe else ():  # the anchor frames, probed
         entries.update(probe_entries(int(fp.hashes[index]), duration_class(fp.duration_s)))
     return sorted(entries)
@@ -123,12 +124,9 @@ def probe_entries(frame_hash: int, cls: int) -> list[tuple[str, str]]:
     a copy whose anchor frame kept no band intact often kept one within a bit). Only the
     query's own anchors in its own class: 63 more fields an anchor, where probing every
     frame near the anchors in three classes would be 39 times that."""
-    entries = []
-    for bit in range(FRAME_BITS):
-        band = bit // BAND_BITS
-        value = ((frame_hash ^ (1 << bit)) >> (band * BAND_BITS)) & 0xFFFF
-        entries.append((redis_keys.reuse_index(band, cls, value >> 8), str(value & 0xFF)))
-    return entries
+    return [entry(bit // BAND_BITS, cls,
+                  ((frame_hash ^ (1 << bit)) >> (bit // BAND_BITS * BAND_BITS)) & 0xFFFF)
+            for bit in range(FRAME_BITS)]
 
 
 class FingerprintStore:
