@@ -460,17 +460,14 @@ def three_class_entries(fp: Fingerprint) -> list[tuple[str, str]]:
 def timed_lookup(store: FingerprintStore, query: Fingerprint, how: str) -> tuple[float, list[int]]:
     """(ms, candidates) of one lookup: `before` (three classes), `bands` (no probes),
     `now` (`FingerprintStore.candidates`)."""
+    from shared.tasks.fingerprints import query_entries
     began = time.perf_counter()
     if how == "before":
-        from shared.tasks.fingerprints import _LOOKUP
-        entries = three_class_entries(query)
-        packed = store.redis.eval(_LOOKUP, len(entries), *(k for k, _ in entries),
-                                  *(f for _, f in entries))
-        found, hits = np.unique(np.frombuffer(bytes.fromhex(packed or ""), dtype=">u4"),
-                                return_counts=True)
-        candidates = [int(found[i]) for i in np.argsort(-hits, kind="stable")[:10]]
+        candidates = store.lookup(three_class_entries(query))
+    elif how == "bands":
+        candidates = store.lookup(query_entries(query, probe=False))
     else:
-        candidates = store.candidates(query, probe=how == "now")
+        candidates = store.candidates(query)
     return (time.perf_counter() - began) * 1000, candidates
 
 

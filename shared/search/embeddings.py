@@ -110,7 +110,8 @@ class GeminiEmbedder:
                 raise
             self.pool.report(lease.key_id, outcome, lease.member, lease=lease)
             if vectors is not None:
-                self.pool.record_usage(lease, tokens, 0, self.cost_usd(texts))
+                self.pool.record_usage(lease, tokens, 0,
+                                       tokens * self.config.price_per_million / 1_000_000)
                 return vectors
             last = outcome.reason
             log.info("embedding call failed over: %s", last, extra={"key_id": lease.key_id})

@@ -59,13 +59,12 @@ def fill_embeddings(index: TagIndex, max_passages: int) -> FillReport:
 def _fill_env(index: TagIndex, name: str, max_passages: int, report: FillReport) -> None:
     """Page through the env's passages without a vector, embedding each page."""
     assert index.embedder is not None
-    size, after, first = index.embedder.config.batch, None, True
+    size, after = index.embedder.config.batch, None
     while True:
         with unavailable_as_503():
             answer = index.client.search(index=name, **vectors.missing_body(size, after))
-        if first:
+        if after is None:
             report.missing_before += answer["hits"]["total"]["value"]
-            first = False
         hits = answer["hits"]["hits"][:max(0, max_passages - report.embedded)]
         if not hits:
             if answer["hits"]["hits"]:

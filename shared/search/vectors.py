@@ -57,10 +57,11 @@ def knn_body(dialect: Dialect, vector: list[float], k: int,
 
 def missing_body(size: int, after: str | None) -> dict[str, Any]:
     """Passages without a vector, in id order from `after` (a run pages through them once,
-    so no refresh is needed between pages)."""
+    so no refresh is needed between pages); the first page also counts them."""
     body: dict[str, Any] = {"query": {"bool": {"must_not": {"exists": {"field": FIELD}}}},
                             "size": size, "sort": [{"passage_id": "asc"}],
-                            "_source": ["passage_id", "text"], "track_total_hits": True}
+                            "_source": ["passage_id", "text"],
+                            "track_total_hits": after is None}
     if after is not None:
         body["search_after"] = [after]
     return body

@@ -161,10 +161,14 @@ class FingerprintStore:
                         type(error).__name__)
 
     def candidates(self, fp: Fingerprint, limit: int = CANDIDATES,
-                   before_id: int | None = None, probe: bool = True) -> list[int]:
-        """Fingerprint ids sharing the most band entries with `fp`, most first (`probe`
-        false: without the one-bit probes, the benchmark's baseline)."""
-        entries = query_entries(fp, probe)
+                   before_id: int | None = None) -> list[int]:
+        """Fingerprint ids sharing the most band entries with `fp`, most first."""
+        return self.lookup(query_entries(fp), limit, before_id)
+
+    def lookup(self, entries: list[tuple[str, str]], limit: int = CANDIDATES,
+               before_id: int | None = None) -> list[int]:
+        """The ids found under `entries` (key, field), those hit most first, in one
+        script call (none when Redis is down)."""
         try:
             packed = self.redis.eval(_LOOKUP, len(entries), *(key for key, _ in entries),
                                      *(field for _, field in entries))
