@@ -327,16 +327,12 @@ def false_reuses_all_pairs(distinct: list[tuple[str, Fingerprint]]) -> None:
 def best_bits(fp: Fingerprint, others: list[tuple[str, Fingerprint]]) -> list[float]:
     """Per other fingerprint, the fewest mean differing bits of `fp`'s frames against
     the frames shown nearest them, over offsets within ±3 s (a bound for `compare`)."""
-    from shared.video.similarity import pairs_at
+    from shared.video.similarity import pair_bits
     found = []
     for _, other in others:
-        best = np.inf
-        for offset in np.arange(-3.0, 3.01, 0.5):
-            ours, theirs = pairs_at(fp, other, float(offset))
-            if len(ours) >= 3:
-                best = min(best, float(np.bitwise_count(
-                    fp.hashes[ours] ^ other.hashes[theirs]).mean()))
-        found.append(best)
+        paired = (pair_bits(fp, other, float(offset)) for offset in np.arange(-3.0, 3.01, 0.5))
+        found.append(min((float(p[1].mean()) for p in paired if p is not None),
+                         default=np.inf))
     return found
 
 

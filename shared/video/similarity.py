@@ -127,13 +127,22 @@ def pairs_at(copy: Fingerprint, source: Fingerprint,
     return np.flatnonzero(keep), nearest[keep]
 
 
-def similarity_at(copy: Fingerprint, source: Fingerprint, offset_s: float) -> float:
-    """`frame_agreement`'s similarity alone (the offset search tries 61)."""
+def pair_bits(copy: Fingerprint, source: Fingerprint,
+              offset_s: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(copy's paired frame indexes, differing bits of each pair) at an offset; None
+    under 3 pairs (too few to judge)."""
     ours, theirs = pairs_at(copy, source, offset_s)
     if len(ours) < 3:
+        return None
+    return ours, np.bitwise_count(copy.hashes[ours] ^ source.hashes[theirs])
+
+
+def similarity_at(copy: Fingerprint, source: Fingerprint, offset_s: float) -> float:
+    """`frame_agreement`'s similarity alone (the offset search tries 61)."""
+    paired = pair_bits(copy, source, offset_s)
+    if paired is None:
         return 0.0
-    bits = np.bitwise_count(copy.hashes[ours] ^ source.hashes[theirs])
-    return round(max(0.0, 1 - float(bits.mean()) / (FRAME_BITS / 2)), 3)
+    return round(max(0.0, 1 - float(paired[1].mean()) / (FRAME_BITS / 2)), 3)
 
 
 def frame_agreement(copy: Fingerprint, source: Fingerprint,
@@ -142,10 +151,10 @@ def frame_agreement(copy: Fingerprint, source: Fingerprint,
     Windows are WINDOW_S long, or longer where the frames are sparse (key frames), so
     that each holds MIN_WINDOW_PAIRS pairs on average; the pairs as a whole must match
     as well as each window."""
-    ours, theirs = pairs_at(copy, source, offset_s)
-    if len(ours) < 3:
+    paired = pair_bits(copy, source, offset_s)
+    if paired is None:
         return 0.0, False, False
-    bits = np.bitwise_count(copy.hashes[ours] ^ source.hashes[theirs]).astype(float)
+    ours, bits = paired
     similarity = float(max(0.0, 1 - bits.mean() / (FRAME_BITS / 2)))
     matched = bits <= FRAME_MATCH_BITS
     overlap = (min(copy.duration_s + offset_s, source.duration_s) - max(offset_s, 0.0))
