@@ -17,9 +17,9 @@ import time
 from datetime import datetime
 
 from scripts.cli_args import day
+from shared.app.embeddings import embeddings_job
 from shared.config import get_settings
 from shared.logs import setup_logging
-from shared.search.fill import fill_embeddings
 from shared.services import build_services
 
 
@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     services.index.refresh()
     print(f"done: {done} of {total} completed tasks indexed in "
           f"{time.perf_counter() - started:.1f} s")
-    if services.index.embedder is not None:
-        report = fill_embeddings(services.index, 1_000_000)
-        print(f"embeddings: {report.embedded} of {report.missing_before} passages filled"
-              + (f"; stopped ({report.stopped}), the embeddings job goes on"
-                 if report.stopped else ""))
+    job = embeddings_job(services, max_passages=1_000_000)
+    if job["enabled"]:
+        print(f"embeddings: {job['embedded']} of {job['missing_before']} passages filled"
+              + (f"; stopped ({job['stopped']}), the embeddings job goes on"
+                 if job["stopped"] else ""))
     return 0 if done == total else 1
 
 
