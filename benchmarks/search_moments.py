@@ -36,6 +36,7 @@ from shared.search.client import build_search_client
 from shared.search.embeddings import EmbeddingConfig, GeminiEmbedder, estimate_tokens
 from shared.search.fill import fill_embeddings
 from shared.search.index import TagIndex
+from shared.search.moments import MOMENT_FIELDS
 from shared.search.query import SearchQuery
 from shared.tagging.result import Technical, TranscriptSegment
 from shared.tagging.transcript import TOKENS_PER_MINUTE
@@ -55,7 +56,6 @@ WEIGHTS_ZH = [1 / rank for rank in range(1, len(WORDS_ZH) + 1)]
 WEIGHTS_EN = [1 / rank for rank in range(1, len(WORDS_EN) + 1)]
 VOCABULARY_RNG.shuffle(WORDS_ZH)
 VOCABULARY_RNG.shuffle(WORDS_EN)
-PRICE_PER_M = 0.15
 """USD per million input tokens of gemini-embedding-001 (Google's list price: the Gemini API
 pricing page and the model's launch post, developers.googleblog.com, "Gemini Embedding
 now generally available in the Gemini API", 2025)."""
@@ -136,8 +136,7 @@ def before_latencies(index: TagIndex, texts: list[str]) -> list[float]:
     timings = []
     for q in texts:
         body = {"query": {"bool": {"filter": [], "must": [passages.match(q)]}}, "size": 20,
-                "track_total_hits": True, "_source": ["task_id", "start_s", "end_s", "text",
-                                                      "kind"]}
+                "track_total_hits": True, "_source": MOMENT_FIELDS}
         started = time.perf_counter()
         index.client.search(index=index.passage_index("develop"), **body)
         timings.append((time.perf_counter() - started) * 1000)
@@ -149,13 +148,14 @@ def figures(timings: list[float]) -> tuple[float, float]:
     return cuts[49], cuts[94]
 
 
-def embedding_costs(tasks: list[Task], texts: list[str]) -> tuple[float, float, float]:
-    """USD per video (its passages embedded once), tokens per video, USD per 1,000 queries."""
-    per_video = [sum(estimate_tokens(p["text"]) for p in passages.passages(task))
-                 for task in tasks]
-    tokens = statistics.mean(per_video)
-    query_tokens = statistics.mean(estimate_tokens(q) for q in texts)
-    return (tokens * PRICE_PER_M / 1e6, tokens, query_tokens * 1000 * PRICE_PER_M / 1e6)
+def embedding_costs(embedder: GeminiEmbedder, tasks: list[Task],
+                    texts: list[str]) -> tuple[float, float, float]:
+    """USD per video (its passages embedded once), tokens per video, USD per 1,000 queries
+    (the embedder's own estimate and price)."""
+    per_video = [[p["text"] for p in passages.passages(task)] for task in tasks]
+    tokens = statistics.mean(sum(estimate_tokens(text) for text in video) for video in per_video)
+    cost = statistics.mean(embedder.cost_usd(video) for video in per_video)
+    return cost, tokens, embedder.cost_usd(texts) * 1000 / len(texts)
 
 
 def transcript_tokens() -> tuple[int, int]:
@@ -216,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         p50, p95 = figures(timings)
         print(f"  {mode}: p50 {p50:.1f} ms, p95 {p95:.1f} ms ({p95 / before[1]:.2f}x before's "
               f"p95)" + (f", {refused} refused" if refused else ""))
-    video, tokens, thousand = embedding_costs(generated_tasks(200, random.Random(1)), texts)
-    print(f"embedding cost at ${PRICE_PER_M}/1M tokens: ${video:.6f} per video "
+    video, tokens, thousand = embedding_costs(embedder, generated_tasks(200, random.Random(1)),
+                                              texts)
+    print(f"embedding cost at ${embedder.config.price_per_million}/1M tokens: "
+          f"${video:.6f} per video "
           f"(~{tokens:,.0f} tokens: summary + {SEGMENTS_PER_TASK} segments), "
           f"${thousand:.6f} per 1,000 queries")
     plain, translated = transcript_tokens()
