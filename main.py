@@ -3,12 +3,6 @@
 `python main.py` runs the whole local stack (api, worker, consumer), supervised, like the
 original service's `python main.py` (see scripts/stack.py)."""
 
-import os
-
-# numpy's OpenBLAS otherwise starts a thread per core for the fingerprint's tiny products
-# and spins them: 10-100× the CPU time of one thread (docs/decisions.md, issue 40).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import functions_framework
 from werkzeug.exceptions import HTTPException
 

@@ -30,7 +30,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as main.py sets it for the worker
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as shared/ sets it (numpy first here)
 
 from benchmarks.reuse import BENCH_DIR, cpu_seconds, long_clip
 from shared.config import load_settings

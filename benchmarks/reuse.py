@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as main.py sets it for the worker
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as shared/ sets it (numpy first here)
 import numpy as np
 import redis
 
