@@ -20,25 +20,17 @@ TASK_QUEUE_TEAMS = "task_queue_teams"
 
 TEAM_QUEUE_PREFIX = "task_queue_team:"
 TEAM_USE_PREFIX = "task_queue_use:"
+"""+ team: ZSet id -> epoch ms the local queue gave a team's id to a delivery, kept two
+rate windows: the team's recent use of the pool (the Lua script appends the team)."""
 FAIR_USE_PREFIX = "fair_use:"
+"""+ team: ZSet member -> epoch ms the worker's fair gate let a team's delivery take a pool
+slot (Cloud Tasks), kept two rate windows."""
 
 
 def team_queue(team: str) -> str:
     """List of a team's fresh ids (FAIR_SHARE): LPUSH in, RPOP out, taken by fair share
     (docs/decisions.md, "Fair share across teams")."""
     return f"{TEAM_QUEUE_PREFIX}{team}"
-
-
-def team_use(team: str) -> str:
-    """ZSet id -> epoch ms the local queue gave a team's id to a delivery, kept one rate
-    window: the team's pool slots in use."""
-    return f"{TEAM_USE_PREFIX}{team}"
-
-
-def fair_use(team: str) -> str:
-    """ZSet member -> epoch ms the worker's fair gate let a team's delivery take a pool
-    slot (Cloud Tasks), kept one rate window."""
-    return f"{FAIR_USE_PREFIX}{team}"
 
 
 FAIR_WAITING = "fair_waiting"

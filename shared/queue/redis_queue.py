@@ -19,7 +19,7 @@ from shared import redis_keys
 from shared.lua import read_script
 from shared.queue.base import QueueDepth
 from shared.redis_conn import REDIS_DOWN, max_block_s, redis_outage
-from shared.teams.fair import USE_WINDOWS
+from shared.teams.fair import use_ms
 
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
@@ -39,7 +39,7 @@ class RedisQueue:
         self.redis = client
         self.fair = fair
         """Fresh ids of a team go on the team's list (FAIR_SHARE); off: one FIFO list."""
-        self.use_ms = int(USE_WINDOWS * window_s * 1000)
+        self.use_ms = use_ms(window_s)
         """How long an id taken counts in its team's recent use of the pool."""
         self._enqueue = client.register_script(read_script(__file__, "enqueue.lua"))
         self._take_fair = client.register_script(read_script(__file__, "take_fair.lua"))

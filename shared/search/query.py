@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
 )
 
+from shared.settings.types import split_commas
 from shared.tasks.models import (
     QueryFloat,
     QueryInt,
@@ -108,9 +109,7 @@ class SearchQuery(BaseModel):
     @field_validator("tags", "any_tags", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return split_commas(value)
 
 
 class SearchHit(BaseModel):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from shared.settings.types import CommaList
+from shared.settings.types import CommaList, comma_parts
 
 DEFAULT_GEMINI_PRICES = {
     "gemini-2.5-flash": {"input": 0.30, "cached": 0.075, "output": 2.50, "batch": 0.5},
@@ -50,7 +50,7 @@ class TaggingSettings(BaseModel):
     @field_validator("GEMINI_BASE_URL")
     @classmethod
     def _http_endpoints(cls, value: str) -> str:
-        for url in (part.strip() for part in value.split(",") if part.strip()):
+        for url in comma_parts(value):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url[:60]!r} is not an http(s) URL (a comma list of "
                                  "endpoints, or empty for Google's)")
@@ -66,5 +66,4 @@ class TaggingSettings(BaseModel):
     @property
     def gemini_endpoints(self) -> list[str]:
         """Where Gemini requests go, in order of preference ("" = Google's own endpoint)."""
-        return [part.strip() for part in self.GEMINI_BASE_URL.split(",") if part.strip()] \
-            or [""]
+        return comma_parts(self.GEMINI_BASE_URL) or [""]

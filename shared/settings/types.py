@@ -8,11 +8,14 @@ from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
 
 
-def split_commas(value: object) -> object:
+def comma_parts(value: str) -> list[str]:
     """`a, b,,c` → ["a", "b", "c"]: a comma list in one variable."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def split_commas(value: object) -> object:
+    """A comma list's parts when given as text (as `comma_parts`), else as given."""
+    return comma_parts(value) if isinstance(value, str) else value
 
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]

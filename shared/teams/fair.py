@@ -21,13 +21,20 @@ started together, freed together — would count as nothing at the very moment i
 and a newcomer arriving then would only alternate with it."""
 
 
+def use_ms(window_s: float) -> int:
+    """How long a delivery let through counts in its team's recent use of the pool."""
+    return int(USE_WINDOWS * window_s * 1000)
+
+
+_GATE = read_script(__file__, "fair_gate.lua")
+
+
 class FairGate:
     def __init__(self, client: redis.Redis, window_s: float = 60.0) -> None:
         self.client = client
         self.window_ms = int(window_s * 1000)
-        self.use_ms = int(USE_WINDOWS * window_s * 1000)
-        """How long a delivery let through counts in its team's recent use of the pool."""
-        self._gate = client.register_script(read_script(__file__, "fair_gate.lua"))
+        self.use_ms = use_ms(window_s)
+        self._gate = client.register_script(_GATE)
 
     def admit(self, team: str, slot_near: bool, waiting_ms: int) -> bool:
         """Whether the team's delivery takes the pool's next slot now. Not: the team counts
@@ -40,7 +47,7 @@ class FairGate:
                       self.use_ms, uuid.uuid4().hex])) == 1
 
     def waiting(self) -> list[str]:
-        """The teams that count as waiting now (for the stats and the tests)."""
+        """The teams that count as waiting now."""
         with redis_outage():
             seconds, _ = self.client.time()
             return list(self.client.zrangebyscore(redis_keys.FAIR_WAITING,

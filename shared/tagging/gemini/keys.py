@@ -82,20 +82,24 @@ class KeyChoice:
         if not ready:
             raise WaitForKey(f"no Gemini key usable: {lease.reason}", retry_after_s=60)
         key_id = ready[0].decode() if isinstance(ready[0], bytes) else ready[0]
-        api_key = self.pool.redis.hget(redis_keys.account_info(key_id), "api_key")
-        if not api_key:
+        api_key = self._api_key(key_id)
+        if api_key is None:
             raise WaitForKey("no Gemini key usable: the pool is being rebuilt",
                              retry_after_s=5)
-        return Lease(key_id, api_key.decode() if isinstance(api_key, bytes) else api_key,
-                     "", "")
+        return Lease(key_id, api_key, "", "")
 
     def pooled(self, key_id: str) -> Lease:
         """A lease-shaped handle on one pooled key (no request slot: batch jobs and their
         files); TransientError when the key is no longer in the pool."""
-        api_key = self.pool.redis.hget(redis_keys.account_info(key_id), "api_key")
-        if not api_key:
+        api_key = self._api_key(key_id)
+        if api_key is None:
             raise TransientError(f"Gemini key {key_id} is no longer in the pool",
                                  error_code=ErrorCode.GEMINI_KEY_GONE)
-        if isinstance(api_key, bytes):
-            api_key = api_key.decode()
         return Lease(key_id, api_key, "", "")
+
+    def _api_key(self, key_id: str) -> str | None:
+        """A pooled key's secret (None: no longer in the pool)."""
+        api_key = self.pool.redis.hget(redis_keys.account_info(key_id), "api_key")
+        if not api_key:
+            return None
+        return api_key.decode() if isinstance(api_key, bytes) else api_key
