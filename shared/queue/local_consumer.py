@@ -160,15 +160,17 @@ class Consumer:
         if task_id is None:
             self._slots.release()
             return
-        gated = self.pace is not None
-        if gated and self._parked_for_slot(task_id, self.queue.info(task_id)):
-            # paced: the slot is promised before the next look at the pool, so two takes
-            # never both see the same slot as theirs
-            self._slots.release()
-            return
+        info = None
+        if self.pace is not None:
+            info = self.queue.info(task_id)
+            if self._parked_for_slot(task_id, info):
+                # paced: the slot is promised before the next look at the pool, so two
+                # takes never both see the same slot as theirs
+                self._slots.release()
+                return
         with self._in_flight_lock:
             self._in_flight.add(task_id)
-        pool.submit(self._deliver_and_release, task_id, gated)
+        pool.submit(self._deliver_and_release, task_id, info)
 
     def _fresh_allowed(self) -> tuple[bool, float]:
         """Whether a fresh id may be taken now (the pool's next slot is near), and how
@@ -201,9 +203,9 @@ class Consumer:
         except Exception as error:  # noqa: BLE001 - next sweep
             log.warning("reaper failed (%s: %s); will try again", type(error).__name__, error)
 
-    def _deliver_and_release(self, task_id: str, gated: bool = False) -> None:
+    def _deliver_and_release(self, task_id: str, info: dict[str, str] | None = None) -> None:
         try:
-            self.deliver(task_id, gated=gated)
+            self.deliver(task_id, info=info)
         except Exception as error:  # noqa: BLE001 - the id stays in flight: recovered later
             log.warning("delivery interrupted (%s: %s); recovered at the next sweep",
                         type(error).__name__, error, extra={"task_id": task_id})
@@ -233,13 +235,15 @@ class Consumer:
                                planned=True)
         return True
 
-    def deliver(self, task_id: str, *, gated: bool = False) -> str:
+    def deliver(self, task_id: str, *, info: dict[str, str] | None = None) -> str:
         """One delivery: returns `ack`, `retry`, `wait` (worker unreachable), `parked` (until
-        the key slot promised to it) or `dead`."""
-        info = self.queue.info(task_id)
+        the key slot promised to it) or `dead`. `info`: the id's queue record when the take
+        has read it already (paced: it also checked for parking then)."""
+        if info is None:
+            info = self.queue.info(task_id)
+            if self._parked_for_slot(task_id, info):
+                return "parked"
         retries = int(info.get("retry_count") or 0)
-        if not gated and self._parked_for_slot(task_id, info):
-            return "parked"
         headers = {
             "X-CloudTasks-TaskName": task_id,
             "X-CloudTasks-QueueName": self.config.queue_name,
