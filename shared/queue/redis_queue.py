@@ -19,7 +19,7 @@ from shared import redis_keys
 from shared.lua import read_script
 from shared.queue.base import QueueDepth
 from shared.redis_conn import REDIS_DOWN, max_block_s, redis_outage
-from shared.teams.fair import use_ms
+from shared.teams.fair import use_ms, with_share
 
 WAKE = "__wake__"
 """Pushed on the ready list when a delayed id becomes the earliest one, so a consumer
@@ -42,7 +42,8 @@ class RedisQueue:
         self.use_ms = use_ms(window_s)
         """How long an id taken counts in its team's recent use of the pool."""
         self._enqueue = client.register_script(read_script(__file__, "enqueue.lua"))
-        self._take_fair = client.register_script(read_script(__file__, "take_fair.lua"))
+        self._take_fair = client.register_script(with_share(read_script(__file__,
+                                                                        "take_fair.lua")))
         self._promote = client.register_script(read_script(__file__, "promote_due.lua"))
         self._ack = client.register_script(read_script(__file__, "ack.lua"))
         self.max_block_s = max_block_s(client)

@@ -26,7 +26,16 @@ def use_ms(window_s: float) -> int:
     return int(USE_WINDOWS * window_s * 1000)
 
 
-_GATE = read_script(__file__, "fair_gate.lua")
+_SHARE = read_script(__file__, "share.lua")
+
+
+def with_share(script: str) -> str:
+    """A script with share.lua's functions defined first (`now_ms`, `team_share`,
+    `goes_first`, `record_use`): the one fair-share rule, for the queue and the gate."""
+    return _SHARE + script
+
+
+_GATE = with_share(read_script(__file__, "fair_gate.lua"))
 
 
 class FairGate:

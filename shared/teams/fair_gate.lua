@@ -9,28 +9,19 @@
 -- KEYS: waiting zset (team -> until ms)
 -- ARGV: team, slot near ('1'), how long a deferred team counts as waiting (ms), the caps
 -- key prefix, the use zset prefix, how long a delivery counts in use (ms), a member
--- Returns 1 (take the slot) or 0 (defer).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[6])
+-- Returns 1 (take the slot) or 0 (defer). (share.lua's functions are defined first.)
+local now = now_ms()
+local span = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 
-local function share(team)
-  local weight = tonumber(redis.call('HGET', ARGV[4] .. team, 'weight') or '1') or 1
-  if weight <= 0 then weight = 1 end
-  local used = redis.call('ZCOUNT', ARGV[5] .. team, '(' .. (now - window), '+inf')
-  return used / weight, weight
-end
-
 local team = ARGV[1]
-local mine, my_weight = share(team)
+local mine, my_weight = team_share(ARGV[4], ARGV[5], team, now, span)
 local held = ARGV[2] ~= '1'
 if not held then
   for _, other in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     if other ~= team then
-      local theirs, weight = share(other)
-      if theirs < mine or (theirs == mine and (weight > my_weight
-          or (weight == my_weight and other < team))) then
+      local theirs, weight = team_share(ARGV[4], ARGV[5], other, now, span)
+      if goes_first(other, theirs, weight, team, mine, my_weight) then
         held = true
         break
       end
@@ -41,9 +32,6 @@ if held then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), team)
   return 0
 end
-local use = ARGV[5] .. team
-redis.call('ZREMRANGEBYSCORE', use, '-inf', now - window)
-redis.call('ZADD', use, now, ARGV[7])
-redis.call('PEXPIRE', use, 2 * window)
+record_use(ARGV[5], team, ARGV[7], now, span)
 redis.call('ZREM', KEYS[1], team)
 return 1
