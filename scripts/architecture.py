@@ -14,6 +14,7 @@ modules that build on one another, with no cycle).
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -71,6 +72,13 @@ class Arrow:
         return f"{self.source}:{self.line} imports {self.target}"
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once per run (the reports and the layer tests walk
+    the same files several times)."""
+    return ast.parse(path.read_text(), str(path))
+
+
 def source_files(root: Path = ROOT) -> list[Path]:
     files = [root / "main.py", *sorted((root / "shared").rglob("*.py")),
              *sorted((root / "functions").rglob("*.py")), *sorted((root / "scripts").rglob("*.py"))]
@@ -108,7 +116,7 @@ def imports(path: Path, module: str, known: set[str]) -> list[tuple[str, int]]:
     """The project modules `path` imports, with the line, type-checking imports included."""
     found = []
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parsed(path)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -146,7 +154,7 @@ def climbing(root: Path = ROOT) -> list[Arrow]:
 def long_functions(root: Path = ROOT) -> tuple[int, list[str]]:
     count, long = 0, []
     for path in source_files(root):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 count += 1
                 lines = node.end_lineno - node.lineno + 1
@@ -195,7 +203,7 @@ def class_sizes(root: Path = ROOT) -> list[Size]:
     """Every class with its lines and the methods defined in its body, largest first."""
     sizes = []
     for path in source_files(root):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.ClassDef):
                 methods = sum(isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
                               for item in node.body)
